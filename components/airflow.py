@@ -1,0 +1,276 @@
+"""AirflowRelease: the official Airflow chart with every secret owned by Pulumi."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from typing_extensions import NotRequired
+
+from .airflow_values import (
+    SecretNames,
+    broker_url,
+    deep_merge,
+    chart_values,
+    database_target,
+    metadata_connection,
+    pgbouncer_ini,
+    pgbouncer_stats_connection,
+    pgbouncer_users,
+    service_account_names,
+    task_service_accounts,
+    ui_service,
+)
+from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+
+PACKAGE = "airflow-k8s"
+
+
+class AirflowReleaseArgs(TypedDict):
+    """Inputs of AirflowRelease."""
+
+    settings: AirflowConfig | Mapping[str, Any]
+    """The release's settings: an `AirflowConfig`, or a mapping of the same shape as the
+    `airflow` stack config key (documented in the README), which is validated here."""
+
+    database_url: NotRequired[pulumi.Input[str] | None]
+    """External metadata database URL (postgresql://user:password@host:5432/db?sslmode=...).
+    Required when `settings.database.mode` is `external`. Kept secret end to end."""
+
+    git_token: NotRequired[pulumi.Input[str] | None]
+    """Token (or password) for git-sync over HTTPS, when `dags.gitSync.auth` is `token`. Secret."""
+
+    git_ssh_key: NotRequired[pulumi.Input[str] | None]
+    """Private key for git-sync over SSH, when `dags.gitSync.auth` is `ssh`. Secret."""
+
+    extra_values: NotRequired[Mapping[str, Any] | None]
+    """Chart values from other components (for example LogStorage), merged before
+    `settings.extraValues`, which always wins."""
+
+
+class AirflowRelease(pulumi.ComponentResource):
+    """Apache Airflow from the official chart, with generated secrets that never re-roll.
+
+    Children (named `<name>-<role>`): the namespace (unless it exists), random secrets,
+    the Kubernetes Secrets the chart references by name, the hostPath DAG volume when
+    asked for, and one `helm.v3.Release`.
+    """
+
+    namespace: pulumi.Output[str]
+    """The namespace Airflow runs in."""
+    release_name: pulumi.Output[str]
+    """The Helm release name."""
+    service_accounts: pulumi.Output[dict[str, str]]
+    """ServiceAccount the chart creates, by chart component key (scheduler, workers, ...)."""
+    task_service_accounts: pulumi.Output[list[str]]
+    """ServiceAccounts whose pods run Airflow tasks under the configured executor(s)."""
+    ui_service_name: pulumi.Output[str]
+    """The Service of the web UI (api-server on Airflow 3, webserver on Airflow 2)."""
+    ui_service_port: pulumi.Output[int]
+    """The UI Service's port."""
+    admin_username: pulumi.Output[str]
+    """The admin user's name."""
+    admin_password: pulumi.Output[str]
+    """The admin user's generated password (secret)."""
+
+    def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
+        cfg = self._settings(args)
+        self.config = cfg
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        names = SecretNames(cfg.release_name)
+
+        if cfg.create_namespace:
+            ns_res = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+                opts=keep,
+            )
+            namespace: pulumi.Output[str] = ns_res.metadata.name
+        else:
+            namespace = pulumi.Output.from_input(cfg.namespace)
+
+        secrets: list[pulumi.Resource] = []
+
+        def secret(role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], retain: bool = False) -> None:
+            secrets.append(
+                k8s.core.v1.Secret(
+                    f"{name}-{role}",
+                    metadata={
+                        "name": secret_name,
+                        "namespace": namespace,
+                        "labels": {
+                            "app.kubernetes.io/managed-by": "pulumi",
+                            "app.kubernetes.io/part-of": "airflow",
+                            "release": cfg.release_name,
+                        },
+                    },
+                    type="Opaque",
+                    string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+                    opts=keep if retain else child,
+                )
+            )
+
+        # Generated secrets. They are declared whatever the executor or Airflow major, so
+        # switching either never re-rolls a key (their inputs are constants).
+        fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child)
+        ui_secret = random.RandomPassword(f"{name}-ui-secret-key", length=64, special=False, opts=child)
+        jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
+        redis_pw = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
+        admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=child)
+
+        # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters).
+        fernet_key = fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
+        secret("fernet-key-secret", names.fernet_key, {"fernet-key": fernet_key}, retain=True)
+        if cfg.major >= 3:
+            secret("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
+            secret("jwt-secret-secret", names.jwt_secret, {"jwt-secret": jwt.result})
+        else:
+            secret("webserver-secret-key-secret", names.webserver_secret_key, {"webserver-secret-key": ui_secret.result})
+        if cfg.uses_celery:
+            secret("redis-password-secret", names.redis_password, {"password": redis_pw.result})
+            secret("broker-url-secret", names.broker_url, {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))})
+        if cfg.admin.enabled:
+            secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
+
+        # The metadata database: bundled Postgres with a generated password, or external.
+        if cfg.database.mode == "bundled":
+            pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
+            secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
+            target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
+        else:
+            url = args.get("database_url")
+            target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u), ""))
+        secret("metadata-secret", names.metadata, {"connection": target.apply(lambda t: metadata_connection(cfg, t))}, retain=True)
+        if cfg.database.pgbouncer.enabled:
+            secret(
+                "pgbouncer-config-secret",
+                names.pgbouncer_config,
+                {
+                    "pgbouncer.ini": target.apply(lambda t: pgbouncer_ini(cfg, t)),
+                    "users.txt": target.apply(pgbouncer_users),
+                },
+            )
+            secret("pgbouncer-stats-secret", names.pgbouncer_stats, {"connection": target.apply(pgbouncer_stats_connection)})
+
+        # DAG delivery credentials and volumes.
+        git = cfg.dags.git_sync
+        if git is not None and git.auth == "token":
+            token = args.get("git_token")
+            secret(
+                "git-credentials-secret",
+                names.git_credentials,
+                {
+                    "GITSYNC_USERNAME": git.username,
+                    "GITSYNC_PASSWORD": token or "",
+                    "GIT_SYNC_USERNAME": git.username,
+                    "GIT_SYNC_PASSWORD": token or "",
+                },
+            )
+        if git is not None and git.auth == "ssh":
+            secret("git-ssh-secret", names.git_ssh, {"gitSshKey": args.get("git_ssh_key") or ""})
+        dags_claim = None
+        if cfg.dags.host_path is not None:
+            dags_claim = self._host_path_dags(name, cfg, namespace, keep)
+            secrets.append(dags_claim)
+
+        values = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
+        if args.get("extra_values"):
+            values = deep_merge(deep_merge(values, dict(args.get("extra_values") or {})), cfg.extra_values)
+
+        chart_args: dict[str, Any] = {"chart": cfg.chart.path} if cfg.chart.path else {
+            "chart": "airflow",
+            "version": cfg.chart.version,
+            "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
+        }
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=cfg.release_name,
+            namespace=namespace,
+            values=values,
+            create_namespace=False,
+            timeout=900,
+            max_history=10,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+            **chart_args,
+        )
+
+        ui_name, ui_port = ui_service(cfg)
+        self.namespace = namespace
+        self.release_name = self.release.name.apply(lambda n: n or cfg.release_name)
+        self.service_accounts = pulumi.Output.from_input(service_account_names(cfg))
+        self.task_service_accounts = pulumi.Output.from_input(task_service_accounts(cfg))
+        self.ui_service_name = pulumi.Output.from_input(ui_name)
+        self.ui_service_port = pulumi.Output.from_input(ui_port)
+        self.admin_username = pulumi.Output.from_input(cfg.admin.username)
+        self.admin_password = pulumi.Output.secret(admin_pw.result)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "release_name": self.release_name,
+                "service_accounts": self.service_accounts,
+                "task_service_accounts": self.task_service_accounts,
+                "ui_service_name": self.ui_service_name,
+                "ui_service_port": self.ui_service_port,
+                "admin_username": self.admin_username,
+                "admin_password": self.admin_password,
+            }
+        )
+
+    @staticmethod
+    def _settings(args: AirflowReleaseArgs) -> AirflowConfig:
+        settings = args["settings"]
+        if isinstance(settings, AirflowConfig):
+            return settings
+        # Secrets given as Outputs count as present; their contents are checked when known.
+        secrets = StackSecrets(
+            git_token=args.get("git_token"),
+            git_ssh_key=args.get("git_ssh_key"),
+            database_url=args.get("database_url"),
+        )
+        return parse_airflow(settings, secrets)
+
+    def _host_path_dags(
+        self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str], keep: pulumi.ResourceOptions
+    ) -> k8s.core.v1.PersistentVolumeClaim:
+        """A hostPath PersistentVolume (laptop clusters) and the claim the chart mounts."""
+        hp = cfg.dags.host_path
+        assert hp is not None
+        pv_name = f"{cfg.namespace}-{cfg.release_name}-dags"
+        affinity = None
+        if hp.node:
+            affinity = {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [hp.node]}]}
+                    ]
+                }
+            }
+        pv = k8s.core.v1.PersistentVolume(
+            f"{name}-dags-volume",
+            metadata={"name": pv_name, "labels": {"app.kubernetes.io/part-of": "airflow", "release": cfg.release_name}},
+            spec={
+                "capacity": {"storage": hp.size},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": hp.path, "type": "DirectoryOrCreate"},
+                "nodeAffinity": affinity,
+            },
+            opts=keep,
+        )
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-dags-claim",
+            metadata={"name": f"{cfg.release_name}-dags", "namespace": namespace},
+            spec={
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": pv.metadata.name,
+                "resources": {"requests": {"storage": hp.size}},
+            },
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[pv])),
+        )

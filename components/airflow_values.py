@@ -1,0 +1,437 @@
+"""Which values we hand the Airflow chart: plain functions of typed config.
+
+Nothing here touches Pulumi, so every decision is testable by rendering the real
+chart. Secret *values* never appear in these values: only the names of Secrets
+that AirflowRelease creates.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from .config import AirflowConfig, Component, DatabaseUrl, pg_url
+
+AIRFLOW_UID = 50000
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    """Names of the Kubernetes Secrets AirflowRelease owns.
+
+    They all carry a `-pulumi-` infix so they can never collide with a Secret
+    the chart would generate under its defaults (`<release>-fernet-key`, ...,
+    apache/airflow#58982), and they are per release, so two releases in one
+    namespace never share one.
+    """
+
+    release: str
+
+    def _n(self, role: str) -> str:
+        return f"{self.release}-pulumi-{role}"
+
+    @property
+    def fernet_key(self) -> str:
+        return self._n("fernet-key")
+
+    @property
+    def api_secret_key(self) -> str:
+        return self._n("api-secret-key")
+
+    @property
+    def jwt_secret(self) -> str:
+        return self._n("jwt-secret")
+
+    @property
+    def webserver_secret_key(self) -> str:
+        return self._n("webserver-secret-key")
+
+    @property
+    def redis_password(self) -> str:
+        return self._n("redis-password")
+
+    @property
+    def broker_url(self) -> str:
+        return self._n("broker-url")
+
+    @property
+    def metadata(self) -> str:
+        return self._n("metadata")
+
+    @property
+    def postgres(self) -> str:
+        return self._n("postgres")
+
+    @property
+    def pgbouncer_config(self) -> str:
+        return self._n("pgbouncer-config")
+
+    @property
+    def pgbouncer_stats(self) -> str:
+        return self._n("pgbouncer-stats")
+
+    @property
+    def admin(self) -> str:
+        return self._n("admin")
+
+    @property
+    def git_credentials(self) -> str:
+        return self._n("git-credentials")
+
+    @property
+    def git_ssh(self) -> str:
+        return self._n("git-ssh")
+
+
+# Chart values key -> the name suffix of the ServiceAccount we pin for it.
+SERVICE_ACCOUNT_KEYS: dict[str, str] = {
+    "scheduler": "scheduler",
+    "apiServer": "api-server",
+    "webserver": "webserver",
+    "triggerer": "triggerer",
+    "dagProcessor": "dag-processor",
+    "workers": "worker",
+    "workers.kubernetes": "worker-kubernetes",
+    "flower": "flower",
+    "statsd": "statsd",
+    "redis": "redis",
+    "pgbouncer": "pgbouncer",
+    "createUserJob": "create-user-job",
+    "migrateDatabaseJob": "migrate-database-job",
+    "cleanup": "cleanup",
+}
+
+
+def service_account_names(cfg: AirflowConfig) -> dict[str, str]:
+    """The ServiceAccounts the chart creates for this config, by component."""
+    r = cfg.release_name
+    names = {
+        "scheduler": f"{r}-scheduler",
+        "triggerer": f"{r}-triggerer",
+        "dagProcessor": f"{r}-dag-processor",
+        "migrateDatabaseJob": f"{r}-migrate-database-job",
+    }
+    names[cfg.ui_component] = f"{r}-{SERVICE_ACCOUNT_KEYS[cfg.ui_component]}"
+    if not cfg.triggerer.enabled:
+        del names["triggerer"]
+    if not cfg.dag_processor.enabled:
+        del names["dagProcessor"]
+    if cfg.uses_celery or cfg.uses_kubernetes:
+        # The chart creates the worker ServiceAccount for every pod-launching executor.
+        names["workers"] = f"{r}-worker"
+    if cfg.uses_celery:
+        names["redis"] = f"{r}-redis"
+        if cfg.flower.enabled:
+            names["flower"] = f"{r}-flower"
+    if cfg.uses_kubernetes:
+        names["workers.kubernetes"] = f"{r}-worker-kubernetes"
+    if cfg.statsd.enabled:
+        names["statsd"] = f"{r}-statsd"
+    if cfg.database.pgbouncer.enabled:
+        names["pgbouncer"] = f"{r}-pgbouncer"
+    if cfg.admin.enabled:
+        names["createUserJob"] = f"{r}-create-user-job"
+    return names
+
+
+def task_service_accounts(cfg: AirflowConfig) -> list[str]:
+    """ServiceAccounts whose pods run Airflow tasks under the chosen executor(s)."""
+    names = service_account_names(cfg)
+    out: list[str] = []
+    if cfg.uses_local:
+        out.append(names["scheduler"])
+    if cfg.uses_celery:
+        out.append(names["workers"])
+    if cfg.uses_kubernetes:
+        out.append(names["workers.kubernetes"])
+    return out
+
+
+def ui_service(cfg: AirflowConfig) -> tuple[str, int]:
+    """The UI Service name and port (api-server on Airflow 3, webserver on 2)."""
+    if cfg.major >= 3:
+        return f"{cfg.release_name}-api-server", 8080
+    return f"{cfg.release_name}-webserver", 8080
+
+
+def _component_values(component: Component) -> dict[str, Any]:
+    values: dict[str, Any] = {"replicas": component.replicas}
+    resources = component.resources.as_values()
+    if resources:
+        values["resources"] = resources
+    values["podDisruptionBudget"] = component.disruption.as_values()
+    return values
+
+
+def _set_sa(values: dict[str, Any], key: str, name: str) -> None:
+    target = values
+    for part in key.split("."):
+        target = target.setdefault(part, {})
+    target.setdefault("serviceAccount", {}).update({"create": True, "name": name})
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge `override` into a copy of `base`; mappings merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def admin_job_args(cfg: AirflowConfig) -> list[str]:
+    """`airflow users create` that reads the password from the environment, never from values."""
+    a = cfg.admin
+    return [
+        "bash",
+        "-c",
+        'exec airflow users create "$@" --password "${AIRFLOW_ADMIN_PASSWORD}"',
+        "--",
+        "--role",
+        "Admin",
+        "--username",
+        a.username,
+        "--email",
+        a.email,
+        "--firstname",
+        a.first_name,
+        "--lastname",
+        a.last_name,
+    ]
+
+
+def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str, Any]:
+    """The complete values for the Airflow chart.
+
+    `dags_claim` is the PVC AirflowRelease created for hostPath DAGs (None otherwise).
+    """
+    names = SecretNames(cfg.release_name)
+    r = cfg.release_name
+    v: dict[str, Any] = {
+        "airflowVersion": cfg.version,
+        "defaultAirflowTag": cfg.image.tag,
+        "defaultAirflowRepository": cfg.image.repository,
+        "images": {
+            "airflow": {
+                "repository": cfg.image.repository,
+                "tag": cfg.image.tag,
+                "pullPolicy": cfg.image.pull_policy,
+            }
+        },
+        "executor": cfg.executor,
+        "uid": AIRFLOW_UID,
+        "gid": 0,
+        # Every secret the chart would otherwise generate, by name (see SecretNames).
+        "fernetKeySecretName": names.fernet_key,
+        "data": {"metadataSecretName": names.metadata},
+        "createUserJob": {"useHelmHooks": False},
+        "migrateDatabaseJob": {"useHelmHooks": False},
+        "config": {"celery": {"worker_concurrency": cfg.workers.concurrency}},
+        "scheduler": _component_values(cfg.scheduler),
+        "triggerer": {**_component_values(cfg.triggerer), "enabled": cfg.triggerer.enabled},
+        "dagProcessor": {**_component_values(cfg.dag_processor), "enabled": cfg.dag_processor.enabled},
+        "statsd": {"enabled": cfg.statsd.enabled},
+        "redis": {"enabled": cfg.uses_celery},
+    }
+    ui = _component_values(cfg.api_server)
+    if cfg.major >= 3:
+        v["apiSecretKeySecretName"] = names.api_secret_key
+        v["jwtSecretName"] = names.jwt_secret
+        v["apiServer"] = {**ui, "enabled": True}
+        v["webserver"] = {"enabled": False}
+    else:
+        v["webserverSecretKeySecretName"] = names.webserver_secret_key
+        v["webserver"] = {**ui, "enabled": True}
+        v["apiServer"] = {"enabled": False}
+    if cfg.statsd.resources.as_values():
+        v["statsd"]["resources"] = cfg.statsd.resources.as_values()
+
+    # Celery: broker and Redis password by name; workers and Flower.
+    v["data"]["brokerUrlSecretName"] = names.broker_url
+    if cfg.uses_celery:
+        v["redis"].update(
+            {
+                "passwordSecretName": names.redis_password,
+                "persistence": {"enabled": True, "size": cfg.redis.persistence_size},
+            }
+        )
+        if cfg.redis.storage_class:
+            v["redis"]["persistence"]["storageClassName"] = cfg.redis.storage_class
+        if cfg.redis.resources.as_values():
+            v["redis"]["resources"] = cfg.redis.resources.as_values()
+    workers = _component_values(cfg.workers)
+    v["workers"] = {
+        **workers,
+        "celery": {"replicas": cfg.workers.replicas, "podDisruptionBudget": workers["podDisruptionBudget"]},
+    }
+    del v["workers"]["podDisruptionBudget"]
+    v["flower"] = {"enabled": cfg.flower.enabled and cfg.uses_celery}
+    if cfg.flower.enabled:
+        if cfg.flower.resources.as_values():
+            v["flower"]["resources"] = cfg.flower.resources.as_values()
+
+    # Database: bundled Postgres with a generated password, or external behind PgBouncer.
+    db = cfg.database
+    if db.mode == "bundled":
+        primary: dict[str, Any] = {"persistence": {"enabled": True, "size": db.storage_size}}
+        if db.storage_class:
+            primary["persistence"]["storageClass"] = db.storage_class
+        v["postgresql"] = {
+            "enabled": True,
+            "auth": {"enablePostgresUser": True, "existingSecret": names.postgres, "postgresPassword": ""},
+            "primary": primary,
+        }
+    else:
+        v["postgresql"] = {"enabled": False}
+    if db.pgbouncer.enabled:
+        v["pgbouncer"] = {
+            "enabled": True,
+            "replicas": db.pgbouncer.replicas,
+            "maxClientConn": db.pgbouncer.max_client_conn,
+            "metadataPoolSize": db.pgbouncer.metadata_pool_size,
+            "resultBackendPoolSize": db.pgbouncer.result_backend_pool_size,
+            "configSecretName": names.pgbouncer_config,
+            "metricsExporterSidecar": {"statsSecretName": names.pgbouncer_stats},
+            "podDisruptionBudget": db.pgbouncer.disruption.as_values(),
+        }
+        if db.pgbouncer.resources.as_values():
+            v["pgbouncer"]["resources"] = db.pgbouncer.resources.as_values()
+    else:
+        v["pgbouncer"] = {"enabled": False}
+
+    # The admin user: password from our Secret through the environment, never admin/admin.
+    if cfg.admin.enabled:
+        v["createUserJob"].update(
+            {
+                "enabled": True,
+                "args": admin_job_args(cfg),
+                "env": [
+                    {
+                        "name": "AIRFLOW_ADMIN_PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": names.admin, "key": "password"}},
+                    }
+                ],
+                "defaultUser": {
+                    "username": cfg.admin.username,
+                    "email": cfg.admin.email,
+                    "firstName": cfg.admin.first_name,
+                    "lastName": cfg.admin.last_name,
+                    "password": "",
+                },
+            }
+        )
+    else:
+        v["createUserJob"]["enabled"] = False
+
+    # DAG delivery.
+    dags = cfg.dags
+    dv: dict[str, Any] = {"gitSync": {"enabled": False}, "persistence": {"enabled": False}}
+    if dags.mount_path:
+        dv["mountPath"] = dags.mount_path
+    if dags.git_sync is not None:
+        g = dags.git_sync
+        git: dict[str, Any] = {
+            "enabled": True,
+            "repo": g.repo,
+            "branch": g.branch,
+            "ref": g.branch,
+            "rev": g.rev,
+            "subPath": g.sub_path,
+            "depth": g.depth,
+            "period": g.period,
+        }
+        if g.auth == "token":
+            git["credentialsSecret"] = names.git_credentials
+        elif g.auth == "ssh":
+            git["sshKeySecret"] = names.git_ssh
+            git["knownHosts"] = g.known_hosts
+        dv["gitSync"] = git
+    elif dags.host_path is not None:
+        dv["persistence"] = {"enabled": True, "existingClaim": dags_claim or f"{r}-dags"}
+    elif dags.claim is not None:
+        dv["persistence"] = {"enabled": True, "existingClaim": dags.claim.claim_name}
+        if dags.claim.sub_path:
+            dv["persistence"]["subPath"] = dags.claim.sub_path
+    v["dags"] = dv
+
+    for key, name in service_account_names(cfg).items():
+        _set_sa(v, key, name)
+    return deep_merge(v, cfg.extra_values)
+
+
+# ---------------------------------------------------------------------------
+# Connection strings and PgBouncer files, built from the database target.
+
+
+def database_target(cfg: AirflowConfig, external: DatabaseUrl | None, bundled_password: str) -> DatabaseUrl:
+    """Where the metadata database really is: the external URL or the bundled Postgres."""
+    if external is not None:
+        return external
+    return DatabaseUrl(
+        user="postgres",
+        password=bundled_password,
+        host=f"{cfg.release_name}-postgresql.{cfg.namespace}",
+        port=5432,
+        database="postgres",
+        sslmode="disable",
+    )
+
+
+PGBOUNCER_PORT = 6543
+
+
+def metadata_connection(cfg: AirflowConfig, target: DatabaseUrl) -> str:
+    """The SQLAlchemy URL Airflow uses: through PgBouncer when it is on, as the chart would build it."""
+    if cfg.database.pgbouncer.enabled:
+        host = f"{cfg.release_name}-pgbouncer.{cfg.namespace}:{PGBOUNCER_PORT}"
+        return pg_url(target.user, target.password, host, f"{cfg.release_name}-metadata", "disable")
+    return target.sqlalchemy()
+
+
+def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
+    """pgbouncer.ini with the same pools and settings the chart's own template writes."""
+    p = cfg.database.pgbouncer
+    r = cfg.release_name
+    server_tls = "disable" if target.sslmode == "disable" else target.sslmode
+    return (
+        "[databases]\n"
+        f"{r}-metadata = host={target.host} dbname={target.database} port={target.port} "
+        f"pool_size={p.metadata_pool_size}\n"
+        f"{r}-result-backend = host={target.host} dbname={target.database} port={target.port} "
+        f"pool_size={p.result_backend_pool_size}\n"
+        "\n[pgbouncer]\n"
+        "pool_mode = transaction\n"
+        f"listen_port = {PGBOUNCER_PORT}\n"
+        "listen_addr = *\n"
+        "auth_type = scram-sha-256\n"
+        "auth_file = /etc/pgbouncer/users.txt\n"
+        f"stats_users = {target.user}\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+        f"max_client_conn = {p.max_client_conn}\n"
+        "verbose = 0\n"
+        "log_disconnections = 0\n"
+        "log_connections = 0\n"
+        "\n"
+        f"server_tls_sslmode = {server_tls}\n"
+        "server_tls_ciphers = normal\n"
+    )
+
+
+def pgbouncer_users(target: DatabaseUrl) -> str:
+    def quote(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    return f"{quote(target.user)} {quote(target.password)}\n"
+
+
+def pgbouncer_stats_connection(target: DatabaseUrl) -> str:
+    return pg_url(target.user, target.password, f"127.0.0.1:{PGBOUNCER_PORT}", "pgbouncer", "disable")
+
+
+def broker_url(cfg: AirflowConfig, redis_password: str) -> str:
+    from urllib.parse import quote
+
+    return f"redis://:{quote(redis_password, safe='')}@{cfg.release_name}-redis:6379/0"

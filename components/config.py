@@ -1,0 +1,739 @@
+"""Typed stack configuration, parsed once at the edge.
+
+`parse_airflow` turns the `airflow` config object (the shape documented in the
+README) into an immutable `AirflowConfig`. Everything is checked here, before any
+resource is declared: types, ranges, unknown keys, and combinations that cannot
+work together. Errors are `ConfigError`s naming the key, the bad value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from ._reader import (
+    QUANTITY,
+    ConfigError,
+    Node,
+    dns_label,
+    semver,
+    version_tuple,
+)
+
+DEFAULT_CHART_VERSION = "1.21.0"
+DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
+DEFAULT_AIRFLOW_VERSION = "3.2.0"
+DEFAULT_IMAGE_REPOSITORY = "apache/airflow"
+
+SINGLE_EXECUTORS_3 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
+SINGLE_EXECUTORS_2 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor", "CeleryKubernetesExecutor")
+
+DagsMode = Literal["gitSync", "hostPath", "persistentVolumeClaim", "image"]
+GitAuth = Literal["none", "token", "ssh"]
+
+# Names the project reserves for itself inside a release.
+MAX_RELEASE_NAME = 30
+
+
+# ---------------------------------------------------------------------------
+# Quantities
+
+
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """The numeric value of a Kubernetes quantity ("500m" -> 0.5, "1Gi" -> 1073741824)."""
+    match = QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number = match.group(1)
+    suffix = match.group(3) or ""
+    if suffix.startswith("e"):
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * _SUFFIX[suffix]
+
+
+# ---------------------------------------------------------------------------
+# Shared pieces
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU and memory requests and limits of one container."""
+
+    requests: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
+
+    def as_values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.requests:
+            out["requests"] = dict(self.requests)
+        if self.limits:
+            out["limits"] = dict(self.limits)
+        return out
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """A PodDisruptionBudget: exactly one of max_unavailable / min_available."""
+
+    enabled: bool = False
+    max_unavailable: int | str | None = 1
+    min_available: int | str | None = None
+
+    def as_values(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.min_available is not None:
+            config["minAvailable"] = self.min_available
+        else:
+            config["maxUnavailable"] = self.max_unavailable
+        return {"enabled": self.enabled, "config": config}
+
+
+@dataclass(frozen=True)
+class Component:
+    """Replicas, resources and disruption budget of one Airflow component."""
+
+    enabled: bool = True
+    replicas: int = 1
+    resources: Resources = field(default_factory=Resources)
+    disruption: Disruption = field(default_factory=Disruption)
+
+
+@dataclass(frozen=True)
+class Workers(Component):
+    """Celery workers (and the resources of KubernetesExecutor task pods)."""
+
+    concurrency: int = 16
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """Where the Airflow chart comes from: a repository and version, or a local path."""
+
+    version: str = DEFAULT_CHART_VERSION
+    repository: str = DEFAULT_CHART_REPOSITORY
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    repository: str = DEFAULT_IMAGE_REPOSITORY
+    tag: str = DEFAULT_AIRFLOW_VERSION
+    pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class GitSync:
+    repo: str
+    branch: str = "main"
+    rev: str = "HEAD"
+    sub_path: str = ""
+    depth: int = 1
+    period: str = "60s"
+    auth: GitAuth = "none"
+    username: str = "git"
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class HostPathDags:
+    path: str
+    node: str | None = None
+    size: str = "1Gi"
+
+
+@dataclass(frozen=True)
+class ClaimDags:
+    claim_name: str
+    sub_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Dags:
+    mode: DagsMode = "image"
+    git_sync: GitSync | None = None
+    host_path: HostPathDags | None = None
+    claim: ClaimDags | None = None
+    mount_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PgBouncer:
+    enabled: bool = False
+    replicas: int = 1
+    max_client_conn: int = 100
+    metadata_pool_size: int = 10
+    result_backend_pool_size: int = 5
+    resources: Resources = field(default_factory=Resources)
+    disruption: Disruption = field(default_factory=Disruption)
+
+
+@dataclass(frozen=True)
+class Database:
+    mode: Literal["bundled", "external"] = "bundled"
+    storage_size: str = "8Gi"
+    storage_class: str | None = None
+    pgbouncer: PgBouncer = field(default_factory=PgBouncer)
+
+
+@dataclass(frozen=True)
+class Admin:
+    enabled: bool = True
+    username: str = "admin"
+    email: str = "admin@example.com"
+    first_name: str = "Airflow"
+    last_name: str = "Admin"
+
+
+@dataclass(frozen=True)
+class Redis:
+    persistence_size: str = "1Gi"
+    storage_class: str | None = None
+    resources: Resources = field(default_factory=Resources)
+
+
+@dataclass(frozen=True)
+class AirflowConfig:
+    """Everything AirflowRelease needs, validated."""
+
+    namespace: str = "airflow"
+    create_namespace: bool = True
+    release_name: str = "airflow"
+    chart: ChartSource = field(default_factory=ChartSource)
+    version: str = DEFAULT_AIRFLOW_VERSION
+    image: Image = field(default_factory=Image)
+    executor: str = "KubernetesExecutor"
+    dags: Dags = field(default_factory=Dags)
+    database: Database = field(default_factory=Database)
+    scheduler: Component = field(default_factory=Component)
+    api_server: Component = field(default_factory=Component)
+    triggerer: Component = field(default_factory=Component)
+    dag_processor: Component = field(default_factory=Component)
+    workers: Workers = field(default_factory=Workers)
+    flower: Component = field(default_factory=lambda: Component(enabled=False))
+    statsd: Component = field(default_factory=Component)
+    redis: Redis = field(default_factory=Redis)
+    admin: Admin = field(default_factory=Admin)
+    extra_values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def major(self) -> int:
+        return version_tuple(self.version)[0]
+
+    @property
+    def executors(self) -> tuple[str, ...]:
+        return tuple(self.executor.split(","))
+
+    @property
+    def uses_celery(self) -> bool:
+        return any(e in ("CeleryExecutor", "CeleryKubernetesExecutor") for e in self.executors)
+
+    @property
+    def uses_kubernetes(self) -> bool:
+        return any(e in ("KubernetesExecutor", "CeleryKubernetesExecutor") for e in self.executors)
+
+    @property
+    def uses_local(self) -> bool:
+        return "LocalExecutor" in self.executors
+
+    @property
+    def ui_component(self) -> str:
+        """The chart's values key of the web UI: apiServer on Airflow 3, webserver on 2."""
+        return "apiServer" if self.major >= 3 else "webserver"
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+def _resources(node: Node, name: str) -> Resources:
+    sub = node.mapping(name)
+    parts: dict[str, dict[str, str]] = {}
+    for part in ("requests", "limits"):
+        spec = sub.mapping(part)
+        values = {}
+        for res in ("cpu", "memory"):
+            what = "a CPU quantity" if res == "cpu" else "a memory quantity"
+            value = spec.quantity(res, None, what=what)
+            if value is not None:
+                values[res] = value
+        spec.finish()
+        parts[part] = values
+    sub.finish()
+    for res in ("cpu", "memory"):
+        req, lim = parts["requests"].get(res), parts["limits"].get(res)
+        if req and lim and quantity_value(req) > quantity_value(lim):
+            raise ConfigError(
+                f"{sub.path}.limits.{res}",
+                lim,
+                f"a limit must be at least the request ({sub.path}.requests.{res} is {req!r}).",
+            )
+    return Resources(requests=parts["requests"], limits=parts["limits"])
+
+
+_PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+
+
+def _budget_value(key: str, value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _PERCENT.match(value):
+        return value
+    raise ConfigError(key, value, "expected a whole number of pods (0 or more) or a percentage such as '50%'.")
+
+
+def _disruption(node: Node, name: str, replicas: int) -> Disruption:
+    sub = node.mapping(name)
+    enabled = sub.boolean("enabled", False)
+    max_u = _budget_value(sub.key("maxUnavailable"), sub.raw("maxUnavailable", None))
+    min_a = _budget_value(sub.key("minAvailable"), sub.raw("minAvailable", None))
+    sub.finish()
+    if max_u is not None and min_a is not None:
+        raise ConfigError(
+            sub.key("minAvailable"),
+            min_a,
+            f"set either maxUnavailable or minAvailable, not both ({sub.key('maxUnavailable')} is {max_u!r}).",
+        )
+    if enabled and isinstance(min_a, int) and min_a >= replicas:
+        raise ConfigError(
+            sub.key("minAvailable"),
+            min_a,
+            f"must be below the component's replicas ({replicas}), or no pod could ever be evicted "
+            "and node drains would block.",
+        )
+    if enabled and max_u == 0:
+        raise ConfigError(sub.key("maxUnavailable"), max_u, "must be at least 1, or node drains would block.")
+    if max_u is None and min_a is None:
+        max_u = 1
+    return Disruption(enabled=enabled, max_unavailable=max_u, min_available=min_a)
+
+
+def _component(
+    node: Node,
+    name: str,
+    *,
+    default_replicas: int = 1,
+    min_replicas: int = 1,
+    max_replicas: int = 50,
+    enabled_default: bool | None = None,
+    extra: tuple[str, ...] = (),
+) -> tuple[Component, Node]:
+    """Read the keys every component shares; the caller reads `extra` keys and finishes."""
+    sub = node.mapping(name)
+    enabled = True if enabled_default is None else sub.boolean("enabled", enabled_default)
+    replicas = sub.integer("replicas", default_replicas, low=min_replicas, high=max_replicas)
+    resources = _resources(sub, "resources")
+    disruption = _disruption(sub, "podDisruptionBudget", replicas)
+    if not extra:
+        sub.finish()
+    return Component(enabled=enabled, replicas=replicas, resources=resources, disruption=disruption), sub
+
+
+def _executor(node: Node, major: int) -> str:
+    key = node.key("executor")
+    value = node.string("executor", "KubernetesExecutor")
+    parts = value.split(",")
+    allowed = SINGLE_EXECUTORS_3 if major >= 3 else SINGLE_EXECUTORS_2
+    if major >= 3 and value == "CeleryKubernetesExecutor":
+        raise ConfigError(
+            key,
+            value,
+            "CeleryKubernetesExecutor was removed in Airflow 3; allowed: "
+            f"{', '.join(allowed)}, or a comma-separated list of them.",
+            f"use 'CeleryExecutor,KubernetesExecutor' (multiple executors) on Airflow 3, or set {node.key('version')} "
+            "to a 2.11.x release.",
+        )
+    if len(parts) > 1 and major < 3:
+        raise ConfigError(
+            key,
+            value,
+            f"a comma-separated list of executors needs Airflow 3; allowed on Airflow 2: {', '.join(allowed)}.",
+            "use CeleryKubernetesExecutor on Airflow 2.",
+        )
+    for part in parts:
+        if part not in allowed:
+            suffix = ", or a comma-separated list of them" if major >= 3 else ""
+            raise ConfigError(key, value, f"allowed on Airflow {major}: {', '.join(allowed)}{suffix}.")
+    if len(set(parts)) != len(parts):
+        raise ConfigError(key, value, "each executor may be listed only once.")
+    return value
+
+
+_SSH_URL = re.compile(r"^(ssh://[^/\s]+/\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$")
+_HTTPS_URL = re.compile(r"^https://[^/\s]+/\S+$")
+
+
+def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
+    sub = node.mapping("gitSync")
+    repo = sub.string("repo")
+    is_ssh = bool(_SSH_URL.match(repo))
+    if not is_ssh and not _HTTPS_URL.match(repo):
+        raise ConfigError(
+            sub.key("repo"),
+            repo,
+            "expected an https:// URL (https://github.com/org/repo.git) or an SSH URL "
+            "(git@github.com:org/repo.git or ssh://git@host/org/repo.git).",
+        )
+    default_auth = "ssh" if is_ssh else ("token" if secrets.git_token is not None else "none")
+    auth = sub.string("auth", default_auth, choices=("none", "token", "ssh"))
+    if auth == "ssh" and not is_ssh:
+        raise ConfigError(sub.key("auth"), auth, f"SSH authentication needs an SSH repository URL, got {repo!r}.")
+    if auth in ("none", "token") and is_ssh:
+        raise ConfigError(
+            sub.key("auth"), auth, f"an SSH repository URL ({repo!r}) needs auth 'ssh' with a key."
+        )
+    if auth == "token" and secrets.git_token is None:
+        raise ConfigError(
+            sub.key("auth"),
+            auth,
+            "token authentication needs the secret config key 'gitToken'.",
+            "pulumi config set --secret gitToken <token>",
+        )
+    if auth == "ssh" and secrets.git_ssh_key is None:
+        raise ConfigError(
+            sub.key("auth"),
+            auth,
+            "SSH authentication needs the secret config key 'gitSshKey' (a private key).",
+            "pulumi config set --secret gitSshKey < ~/.ssh/airflow_deploy_key",
+        )
+    known_hosts = sub.string("knownHosts", None)
+    if auth == "ssh" and not known_hosts:
+        raise ConfigError(
+            sub.key("knownHosts"),
+            known_hosts,
+            "SSH git-sync needs the server's host keys (known_hosts lines), or a man in the middle could serve DAGs.",
+            "ssh-keyscan github.com and put the lines in knownHosts.",
+        )
+    if known_hosts and auth != "ssh":
+        raise ConfigError(sub.key("knownHosts"), known_hosts, "knownHosts is only used with auth 'ssh'.")
+    git = GitSync(
+        repo=repo,
+        branch=sub.string("branch", "main"),
+        rev=sub.string("rev", "HEAD"),
+        sub_path=sub.string("subPath", ""),
+        depth=sub.integer("depth", 1, low=0, high=1000),
+        period=sub.string(
+            "period",
+            "60s",
+            pattern=re.compile(r"^\d+(ms|s|m|h)$"),
+            describe="expected a Go duration such as 30s or 5m.",
+        ),
+        auth=auth,
+        username=sub.string("username", "git"),
+        known_hosts=known_hosts,
+    )
+    sub.finish()
+    return git
+
+
+def _dags(node: Node, secrets: StackSecrets, image: Image) -> Dags:
+    sub = node.mapping("dags")
+    mode = sub.string("mode", "image", choices=("gitSync", "hostPath", "persistentVolumeClaim", "image"))
+    mount_path = sub.string("mountPath", None, pattern=re.compile(r"^/\S*$"), describe="expected an absolute path.")
+    for other in ("gitSync", "hostPath", "persistentVolumeClaim"):
+        if other != mode and sub.has(other):
+            raise ConfigError(
+                sub.key(other),
+                sub.data[other],
+                f"only the settings of the selected mode are allowed ({sub.key('mode')} is {mode!r}).",
+                f"remove '{sub.key(other)}' or set {sub.key('mode')} to {other!r}.",
+            )
+    dags = Dags(mode=mode, mount_path=mount_path)
+    if mode == "gitSync":
+        dags = Dags(mode=mode, mount_path=mount_path, git_sync=_git_sync(sub, secrets))
+    elif mode == "hostPath":
+        hp = sub.mapping("hostPath")
+        path = hp.string("path", pattern=re.compile(r"^/\S*$"), describe="expected an absolute path on the node.")
+        node_name = hp.string("node", None)
+        size = hp.quantity("size", "1Gi", what="a storage size")
+        hp.finish()
+        dags = Dags(mode=mode, mount_path=mount_path, host_path=HostPathDags(path=path, node=node_name, size=size))
+    elif mode == "persistentVolumeClaim":
+        pvc = sub.mapping("persistentVolumeClaim")
+        claim = dns_label(pvc.key("claimName"), pvc.string("claimName"), max_len=253)
+        sub_path = pvc.string("subPath", None)
+        pvc.finish()
+        dags = Dags(mode=mode, mount_path=mount_path, claim=ClaimDags(claim_name=claim, sub_path=sub_path))
+    elif image.repository == DEFAULT_IMAGE_REPOSITORY:
+        raise ConfigError(
+            sub.key("mode"),
+            mode,
+            "DAGs baked into the image need your own image; the stock apache/airflow image has no DAGs.",
+            "set airflow.image.repository (and tag) to your image, or choose gitSync, hostPath or "
+            "persistentVolumeClaim.",
+        )
+    if secrets.git_token is not None and not (dags.git_sync and dags.git_sync.auth == "token"):
+        raise ConfigError("gitToken", "[secret]", "gitToken is set but DAGs do not use git-sync with token auth.")
+    if secrets.git_ssh_key is not None and not (dags.git_sync and dags.git_sync.auth == "ssh"):
+        raise ConfigError("gitSshKey", "[secret]", "gitSshKey is set but DAGs do not use git-sync over SSH.")
+    sub.finish()
+    return dags
+
+
+def _database(node: Node, secrets: StackSecrets) -> Database:
+    sub = node.mapping("database")
+    mode = sub.string("mode", "bundled", choices=("bundled", "external"))
+    if mode == "external" and secrets.database_url is None:
+        raise ConfigError(
+            sub.key("mode"),
+            mode,
+            "an external database needs its URL in the secret config key 'databaseUrl'.",
+            "pulumi config set --secret databaseUrl 'postgresql://user:password@host:5432/airflow?sslmode=require'",
+        )
+    if mode == "bundled" and secrets.database_url is not None:
+        raise ConfigError(
+            sub.key("mode"),
+            mode,
+            "'databaseUrl' is set, but the bundled Postgres would be used and the URL ignored.",
+            f"set {sub.key('mode')} to 'external', or remove databaseUrl.",
+        )
+    storage_size = sub.quantity("storageSize", "8Gi", what="a storage size")
+    storage_class = sub.string("storageClass", None)
+    if mode == "external":
+        for key in ("storageSize", "storageClass"):
+            if sub.has(key):
+                raise ConfigError(sub.key(key), sub.data[key], "only applies to the bundled database.")
+    pgb_node = sub.mapping("pgbouncer")
+    pgb_default = mode == "external"
+    enabled = pgb_node.boolean("enabled", pgb_default)
+    replicas = pgb_node.integer("replicas", 1, low=1, high=10)
+    pgbouncer = PgBouncer(
+        enabled=enabled,
+        replicas=replicas,
+        max_client_conn=pgb_node.integer("maxClientConn", 100, low=1, high=100000),
+        metadata_pool_size=pgb_node.integer("metadataPoolSize", 10, low=1, high=1000),
+        result_backend_pool_size=pgb_node.integer("resultBackendPoolSize", 5, low=1, high=1000),
+        resources=_resources(pgb_node, "resources"),
+        disruption=_disruption(pgb_node, "podDisruptionBudget", replicas),
+    )
+    pgb_node.finish()
+    sub.finish()
+    return Database(mode=mode, storage_size=storage_size, storage_class=storage_class, pgbouncer=pgbouncer)
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Sensitive inputs, from `pulumi config set --secret`.
+
+    Plain text while the stack config is parsed (so contents are checked at the edge);
+    a component user may pass Outputs instead, which count as present.
+    """
+
+    git_token: Any = None
+    git_ssh_key: Any = None
+    database_url: Any = None
+
+
+ALLOWED_DB_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """An external Postgres URL split into what PgBouncer and Airflow need."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    database: str
+    sslmode: str
+
+    def sqlalchemy(self) -> str:
+        return pg_url(self.user, self.password, f"{self.host}:{self.port}", self.database, self.sslmode)
+
+
+def pg_url(user: str, password: str, hostport: str, database: str, sslmode: str) -> str:
+    q = urllib.parse.quote
+    return f"postgresql://{q(user, safe='')}:{q(password, safe='')}@{hostport}/{database}?sslmode={sslmode}"
+
+
+def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
+    """Split and check an external database URL. The message never shows the password."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port or 5432
+    except ValueError as exc:
+        raise ConfigError(key, "[secret]", f"not a URL ({exc}).") from None
+    if url.scheme not in ALLOWED_DB_SCHEMES:
+        raise ConfigError(
+            key,
+            f"[secret with scheme {url.scheme!r}]",
+            f"allowed schemes: {', '.join(ALLOWED_DB_SCHEMES)} (Airflow's metadata database here is PostgreSQL).",
+        )
+    missing = [
+        part
+        for part, present in (
+            ("user", url.username),
+            ("password", url.password),
+            ("host", url.hostname),
+            ("database", url.path.strip("/")),
+        )
+        if not present
+    ]
+    if missing:
+        raise ConfigError(
+            key,
+            "[secret]",
+            f"the URL lacks: {', '.join(missing)}; expected postgresql://user:password@host:5432/database.",
+        )
+    query = urllib.parse.parse_qs(url.query)
+    sslmode = query.get("sslmode", ["prefer"])[0]
+    modes = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+    if sslmode not in modes:
+        raise ConfigError(key, f"[secret with sslmode={sslmode!r}]", f"allowed sslmode: {', '.join(modes)}.")
+    return DatabaseUrl(
+        user=urllib.parse.unquote(url.username or ""),
+        password=urllib.parse.unquote(url.password or ""),
+        host=url.hostname or "",
+        port=port,
+        database=url.path.strip("/"),
+        sslmode=sslmode,
+    )
+
+
+def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "airflow") -> AirflowConfig:
+    """Parse and validate the `airflow` config object. Raises ConfigError."""
+    secrets = secrets or StackSecrets()
+    node = Node(raw, key)
+    namespace = dns_label(node.key("namespace"), node.string("namespace", "airflow"))
+    release = dns_label(node.key("releaseName"), node.string("releaseName", "airflow"), max_len=MAX_RELEASE_NAME)
+    create_namespace = node.boolean("createNamespace", True)
+
+    chart_node = node.mapping("chart")
+    chart = ChartSource(
+        version=semver(chart_node.key("version"), chart_node.string("version", DEFAULT_CHART_VERSION)),
+        repository=chart_node.string(
+            "repository",
+            DEFAULT_CHART_REPOSITORY,
+            pattern=re.compile(r"^(https?|oci|file)://\S+$"),
+            describe="expected an http(s)://, oci:// or file:// chart repository URL.",
+        ),
+        path=chart_node.string("path", None),
+    )
+    if chart.path is not None and chart_node.has("repository"):
+        raise ConfigError(chart_node.key("path"), chart.path, "set either chart.path or chart.repository, not both.")
+    chart_node.finish()
+
+    version = semver(node.key("version"), node.string("version", DEFAULT_AIRFLOW_VERSION))
+    major, minor, _ = version_tuple(version)
+    if not (major == 3 or (major == 2 and minor >= 11)):
+        raise ConfigError(node.key("version"), version, "supported Airflow versions: 2.11.x and 3.x.")
+
+    image_node = node.mapping("image")
+    image = Image(
+        repository=image_node.string("repository", DEFAULT_IMAGE_REPOSITORY),
+        tag=image_node.string("tag", version),
+        pull_policy=image_node.string("pullPolicy", "IfNotPresent", choices=("Always", "IfNotPresent", "Never")),
+    )
+    image_node.finish()
+
+    executor = _executor(node, major)
+    dags = _dags(node, secrets, image)
+    database = _database(node, secrets)
+
+    scheduler, _ = _component(node, "scheduler", max_replicas=10)
+    ui_key = "apiServer" if major >= 3 else "webserver"
+    wrong_ui = "webserver" if major >= 3 else "apiServer"
+    if node.has(wrong_ui):
+        raise ConfigError(
+            node.key(wrong_ui),
+            node.data[wrong_ui],
+            f"Airflow {version} has no {wrong_ui}; its UI is the {ui_key}.",
+            f"rename '{node.key(wrong_ui)}' to '{node.key(ui_key)}'.",
+        )
+    api_server, _ = _component(node, ui_key, max_replicas=20)
+    triggerer, _ = _component(node, "triggerer", enabled_default=True, min_replicas=0)
+    dag_processor, _ = _component(node, "dagProcessor", enabled_default=True if major >= 3 else False)
+    if major >= 3 and not dag_processor.enabled:
+        raise ConfigError(
+            node.key("dagProcessor.enabled"), False, "Airflow 3 always runs a standalone DAG processor."
+        )
+    workers_c, workers_node = _component(node, "workers", min_replicas=0, max_replicas=200, extra=("concurrency",))
+    concurrency = workers_node.integer("concurrency", 16, low=1, high=1024)
+    workers_node.finish()
+    workers = Workers(**{**workers_c.__dict__, "concurrency": concurrency})
+    if workers.replicas == 0 and executor.startswith("Celery") and "," not in executor:
+        raise ConfigError(
+            node.key("workers.replicas"), 0, f"the {executor} needs at least one Celery worker to run tasks."
+        )
+    flower, _ = _component(node, "flower", enabled_default=False, max_replicas=1)
+    if flower.enabled and not any(e.startswith("Celery") for e in executor.split(",")):
+        raise ConfigError(
+            node.key("flower.enabled"), True, f"Flower monitors Celery workers; the executor is {executor}."
+        )
+    statsd, _ = _component(node, "statsd", enabled_default=True, max_replicas=1)
+
+    redis_node = node.mapping("redis")
+    redis = Redis(
+        persistence_size=redis_node.quantity("persistenceSize", "1Gi", what="a storage size"),
+        storage_class=redis_node.string("storageClass", None),
+        resources=_resources(redis_node, "resources"),
+    )
+    redis_node.finish()
+
+    admin_node = node.mapping("admin")
+    admin = Admin(
+        enabled=admin_node.boolean("enabled", True),
+        username=admin_node.string(
+            "username", "admin", pattern=re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"), describe="expected 1-64 of A-Z a-z 0-9 _ . @ -."
+        ),
+        email=admin_node.string(
+            "email", "admin@example.com", pattern=re.compile(r"^[^@\s]+@[^@\s]+$"), describe="expected an e-mail address."
+        ),
+        first_name=admin_node.string("firstName", "Airflow"),
+        last_name=admin_node.string("lastName", "Admin"),
+    )
+    admin_node.finish()
+
+    extra_values = node.plain_object("extraValues")
+    node.finish()
+
+    if isinstance(secrets.database_url, str):
+        parse_database_url(secrets.database_url)
+    if isinstance(secrets.git_ssh_key, str) and "PRIVATE KEY" not in secrets.git_ssh_key:
+        raise ConfigError("gitSshKey", "[secret]", "expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----).")
+
+    return AirflowConfig(
+        namespace=namespace,
+        create_namespace=create_namespace,
+        release_name=release,
+        chart=chart,
+        version=version,
+        image=image,
+        executor=executor,
+        dags=dags,
+        database=database,
+        scheduler=scheduler,
+        api_server=api_server,
+        triggerer=triggerer,
+        dag_processor=dag_processor,
+        workers=workers,
+        flower=flower,
+        statsd=statsd,
+        redis=redis,
+        admin=admin,
+        extra_values=extra_values,
+    )
