@@ -245,6 +245,10 @@ def run_program(
         sys.path.insert(0, str(root))
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+    except Exception as exc:
+        # What the program had declared when it failed: bad config must fail before anything.
+        exc.declared_before_error = list(monitor.registered)  # type: ignore[attr-defined]
+        raise
     finally:
         if added:
             sys.path.remove(str(root))

@@ -1,0 +1,163 @@
+"""Find chart archives locally and render them with Helm's own Go SDK (helm-python-sdk)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CLUSTER_SCOPED = frozenset(
+    {
+        "APIService",
+        "CertificateSigningRequest",
+        "ClusterIssuer",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CSINode",
+        "CustomResourceDefinition",
+        "FlowSchema",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _YamlLoader(_Loader):  # type: ignore[misc, valid-type]
+    """Safe loading, plus YAML 1.1's `=` "value" tag (used in Prometheus CRDs) read as a string."""
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_all(text: str) -> list[Any]:
+    return list(yaml.load_all(text, Loader=_YamlLoader))  # noqa: S506 - a SafeLoader subclass
+
+
+class ChartNotFound(FileNotFoundError):
+    pass
+
+
+def chart_dirs(root: Path) -> list[Path]:
+    """Where chart archives are looked for: $AIRFLOW_K8S_CHARTS first, then ../shared/charts."""
+    dirs = []
+    env = os.environ.get("AIRFLOW_K8S_CHARTS")
+    if env:
+        dirs.append(Path(env))
+    dirs.append(root.resolve().parent / "shared" / "charts")
+    return dirs
+
+
+def find_chart(root: Path, chart: str, version: str | None) -> Path:
+    """The local archive of `chart` at `version` (or a local chart path as given)."""
+    candidate = Path(chart)
+    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir():
+        path = candidate if candidate.is_absolute() else root / candidate
+        if path.exists():
+            return path
+        raise ChartNotFound(f"chart path {chart!r} does not exist (looked for {path})")
+    wanted = f"{chart}-{version}.tgz" if version else f"{chart}-*.tgz"
+    dirs = chart_dirs(root)
+    for directory in dirs:
+        matches = sorted(directory.glob(wanted))
+        if matches:
+            return matches[-1]
+    raise ChartNotFound(
+        f"chart archive {wanted} not found; looked in: {', '.join(str(d) for d in dirs)} "
+        "(set AIRFLOW_K8S_CHARTS to a folder holding it)"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _load(path: str) -> Any:
+    import helm_python as helm
+
+    return helm.Chart.load(path)
+
+
+def load_chart(path: Path) -> Any:
+    return _load(str(path.resolve()))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    template: str
+    obj: dict[str, Any]
+
+
+def parse_manifests(manifests: dict[str, str], namespace: str) -> list[Rendered]:
+    """YAML documents of a render, NOTES skipped, namespaced objects given the release namespace."""
+    out: list[Rendered] = []
+    for template in sorted(manifests):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in load_all(manifests[template]):
+            if not doc:
+                continue
+            if doc.get("kind", "").endswith("List") and "items" in doc:
+                docs = doc["items"]
+            else:
+                docs = [doc]
+            for obj in docs:
+                set_namespace(obj, namespace)
+                out.append(Rendered(template, obj))
+    return out
+
+
+def set_namespace(obj: dict[str, Any], namespace: str) -> None:
+    """What Helm and kubectl do: a namespaced object without a namespace gets the target one."""
+    if obj.get("kind") in CLUSTER_SCOPED:
+        return
+    meta = obj.setdefault("metadata", {})
+    if not meta.get("namespace"):
+        meta["namespace"] = namespace
+
+
+def render(path: Path, values: dict[str, Any], name: str, namespace: str) -> list[Rendered]:
+    """Validate values against the chart's values.schema.json, then render it."""
+    chart = load_chart(path)
+    chart.validate_schema(values)
+    manifests = chart.render(values, name=name, namespace=namespace, is_install=True)
+    return parse_manifests(manifests, namespace)
+
+
+def crds_of(path: Path) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included)."""
+    return list(_crds(str(path.resolve())))
+
+
+@functools.lru_cache(maxsize=16)
+def _crds(path: str) -> tuple[dict[str, Any], ...]:
+    chart = _load(path)
+    found: list[dict[str, Any]] = []
+    for crd in chart.crds:
+        found.extend(d for d in load_all(crd["data"]) if d and d.get("kind") == "CustomResourceDefinition")
+    return tuple(found)
+
+
+def all_archives(root: Path) -> Iterator[Path]:
+    seen: set[str] = set()
+    for directory in chart_dirs(root):
+        for path in sorted(directory.glob("*.tgz")):
+            if path.name not in seen:
+                seen.add(path.name)
+                yield path

@@ -1,0 +1,72 @@
+"""Shared test helpers: run the stack program under recording mocks, render its charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from components.offline.program import ProgramRun, Registered, run_program, unwrap
+from components.offline.render import find_chart, render
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "airflow-k8s"
+
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+KNOWN_HOSTS = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+DB_URL = "postgresql://airflow:s3cr%40t-db@db.internal:5432/airflow?sslmode=require"
+
+
+def run_stack(
+    airflow: dict[str, Any] | None = None,
+    *,
+    cluster: dict[str, Any] | None = None,
+    secrets: dict[str, str] | None = None,
+    program: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ProgramRun:
+    """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
+    config: dict[str, str] = {}
+    if airflow is not None:
+        config[f"{PROJECT}:airflow"] = json.dumps(airflow)
+    if cluster is not None:
+        config[f"{PROJECT}:cluster"] = json.dumps(cluster)
+    for key, value in (extra or {}).items():
+        config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    secret_keys = set()
+    for key, value in (secrets or {}).items():
+        config[f"{PROJECT}:{key}"] = value
+        secret_keys.add(f"{PROJECT}:{key}")
+    path = ROOT / "tests" / "programs" / f"{program}.py" if program else None
+    return run_program(ROOT, "test", config=config, secret_keys=secret_keys, project=PROJECT, program=path)
+
+
+def of_type(run: ProgramRun, token_suffix: str) -> list[Registered]:
+    return [r for r in run.resources if r.type.endswith(token_suffix)]
+
+
+def releases(run: ProgramRun) -> list[Registered]:
+    return of_type(run, "helm.sh/v3:Release")
+
+
+def release(run: ProgramRun) -> Registered:
+    (only,) = releases(run)
+    return only
+
+
+def values(run: ProgramRun) -> dict[str, Any]:
+    return dict(unwrap(release(run).inputs)["values"])
+
+
+def secrets_by_name(run: ProgramRun) -> dict[str, Registered]:
+    return {unwrap(r.inputs)["metadata"]["name"]: r for r in of_type(run, "core/v1:Secret")}
+
+
+def render_release(res: Registered) -> list[dict[str, Any]]:
+    inputs = unwrap(res.inputs)
+    archive = find_chart(ROOT, inputs["chart"], inputs.get("version"))
+    return [r.obj for r in render(archive, inputs["values"], inputs["name"], inputs["namespace"])]
+
+
+def inventory(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}

@@ -1,0 +1,23 @@
+"""Two teams' Airflow in one stack: one shared namespace, one namespace of its own."""
+
+import pulumi
+
+from components import AirflowRelease
+
+common = {
+    "executor": "CeleryExecutor",
+    "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}},
+}
+teams = {
+    "team-a": {**common, "namespace": "data", "releaseName": "team-a"},
+    "team-b": {**common, "namespace": "data", "releaseName": "team-b", "createNamespace": False},
+    "team-c": {
+        **common,
+        "namespace": "ml",
+        "releaseName": "team-a",
+        "dags": {"mode": "hostPath", "hostPath": {"path": "/data/dags"}},
+    },
+}
+for name, settings in teams.items():
+    release = AirflowRelease(name, {"settings": settings})
+    pulumi.export(f"{name}-serviceAccounts", release.service_accounts)

@@ -1,0 +1,13 @@
+"""AirflowRelease given an explicit Kubernetes provider through opts."""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import AirflowRelease
+
+provider = k8s.Provider("laptop", context="kind-airflow")
+AirflowRelease(
+    "airflow",
+    {"settings": {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}}},
+    opts=pulumi.ResourceOptions(providers=[provider]),
+)
