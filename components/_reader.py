@@ -61,6 +61,9 @@ def type_name(value: Any) -> str:
 class Node:
     """A mapping in stack config, read key by key; `finish()` rejects leftovers."""
 
+    # Every key path any Node was asked for (the README's reference is tested against it).
+    asked: set[str] = set()  # noqa: RUF012
+
     def __init__(self, data: Any, path: str) -> None:
         if data is None:
             data = {}
@@ -78,6 +81,7 @@ class Node:
 
     def raw(self, name: str, default: Any = _MISSING) -> Any:
         self.seen.add(name)
+        Node.asked.add(self.key(name))
         if name in self.data and self.data[name] is not None:
             return self.data[name]
         if default is _MISSING:
@@ -149,6 +153,7 @@ class Node:
 
     def mapping(self, name: str) -> Node:
         self.seen.add(name)
+        Node.asked.add(self.key(name))
         return Node(self.data.get(name), self.key(name))
 
     def plain_object(self, name: str) -> dict[str, Any]:

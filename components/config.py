@@ -339,14 +339,19 @@ def _component(
     min_replicas: int = 1,
     max_replicas: int = 50,
     enabled_default: bool | None = None,
+    scalable: bool = True,
     extra: tuple[str, ...] = (),
 ) -> tuple[Component, Node]:
-    """Read the keys every component shares; the caller reads `extra` keys and finishes."""
+    """Read the keys every component shares; the caller reads `extra` keys and finishes.
+
+    A component the chart runs as a single pod (`scalable=False`: Flower, StatsD) takes
+    neither `replicas` nor `podDisruptionBudget`, so such a key is an error, not ignored.
+    """
     sub = node.mapping(name)
     enabled = True if enabled_default is None else sub.boolean("enabled", enabled_default)
-    replicas = sub.integer("replicas", default_replicas, low=min_replicas, high=max_replicas)
+    replicas = sub.integer("replicas", default_replicas, low=min_replicas, high=max_replicas) if scalable else 1
     resources = _resources(sub, "resources")
-    disruption = _disruption(sub, "podDisruptionBudget", replicas)
+    disruption = _disruption(sub, "podDisruptionBudget", replicas) if scalable else Disruption()
     if not extra:
         sub.finish()
     return Component(enabled=enabled, replicas=replicas, resources=resources, disruption=disruption), sub
@@ -679,12 +684,12 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         raise ConfigError(
             node.key("workers.replicas"), 0, f"the {executor} needs at least one Celery worker to run tasks."
         )
-    flower, _ = _component(node, "flower", enabled_default=False, max_replicas=1)
+    flower, _ = _component(node, "flower", enabled_default=False, scalable=False)
     if flower.enabled and not any(e.startswith("Celery") for e in executor.split(",")):
         raise ConfigError(
             node.key("flower.enabled"), True, f"Flower monitors Celery workers; the executor is {executor}."
         )
-    statsd, _ = _component(node, "statsd", enabled_default=True, max_replicas=1)
+    statsd, _ = _component(node, "statsd", enabled_default=True, scalable=False)
 
     redis_node = node.mapping("redis")
     redis = Redis(

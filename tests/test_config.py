@@ -57,6 +57,7 @@ BAD_AIRFLOW: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
     ("webserver-on-3", airflow(webserver={"replicas": 2}), {}, ["airflow.webserver", "no webserver", "rename 'airflow.webserver' to 'airflow.apiServer'"]),
     ("api-server-on-2", airflow(version="2.11.0", apiServer={"replicas": 2}), {}, ["airflow.apiServer", "no apiServer"]),
     ("dag-processor-off-on-3", airflow(dagProcessor={"enabled": False}), {}, ["airflow.dagProcessor.enabled", "always runs"]),
+    ("flower-replicas", airflow(executor="CeleryExecutor", flower={"enabled": True, "replicas": 2}), {}, ["airflow.flower.replicas", "unknown key"]),
     ("flower-without-celery", airflow(flower={"enabled": True}), {}, ["airflow.flower.enabled", "Celery"]),
     ("dags-mode-unknown", {"dags": {"mode": "s3"}}, {}, ["airflow.dags.mode", "'s3'", "gitSync, hostPath, persistentVolumeClaim, image"]),
     ("git-sync-without-repo", {"dags": {"mode": "gitSync", "gitSync": {}}}, {}, ["airflow.dags.gitSync.repo", "required"]),

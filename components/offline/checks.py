@@ -25,6 +25,7 @@ Problem rules (``Problem.rule``): see :data:`RULES`.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import pathlib
@@ -182,7 +183,7 @@ class ClusterFacts:
     namespaces: frozenset[str] = frozenset()  # pre-existing namespaces (default, kube-system, ... always count)
     # Labels of pre-existing pods a Service in the stack may select, one pod per entry:
     # "namespace/key=value,key=value" (e.g. "kube-system/k8s-app=kube-dns").
-    pod_labels: frozenset[str] = field(default_factory=frozenset)
+    pod_labels: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -648,14 +649,28 @@ def crd_problems(items: list[Item], crds: list[dict[str, Any]]) -> list[Problem]
                     "crd",
                     item.source,
                     ident,
-                    f"{ident}: CRD {crd_name} does not serve version {version} (served: {', '.join(served_names) or 'none'})",
+                    f"{ident}: CRD {crd_name} does not serve version {version} "
+                    f"(served: {', '.join(served_names) or 'none'})",
                 )
             )
             continue
         if schema is None:
             continue
         validator = _crd_validator(crd_name, version, schema)
-        for error in _sorted_errors(validator.iter_errors(obj)):
+        try:
+            errors = _sorted_errors(validator.iter_errors(obj))
+        except re.error as exc:  # a Go (RE2) pattern Python's re cannot compile
+            problems.append(
+                Problem(
+                    "crd",
+                    item.source,
+                    ident,
+                    f"{ident} could not be validated: CRD {crd_name} {version} has a pattern Python cannot "
+                    f"evaluate ({exc})",
+                )
+            )
+            continue
+        for error in errors:
             for text in _describe(error):
                 problems.append(
                     Problem(
@@ -907,8 +922,6 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
         template = _pod_template(obj)
         if template is not None:
             labels, spec = template
-            if (group, kind) == ("", "Pod"):
-                labels = _str_map(_meta(obj).get("labels"))
             names, numbers = _container_ports(spec)
             own_claims: frozenset[str] = frozenset()
             if (group, kind) == ("apps", "StatefulSet"):
@@ -1078,7 +1091,8 @@ class _Checker:
                 rule,
                 item,
                 ident,
-                f"{ident} {where} references key '{key}' that {kind} {ns}/{name} does not have (it has: {_has_keys(keys)})",
+                f"{ident} {where} references key '{key}' that {kind} {ns}/{name} does not have "
+                f"(it has: {_has_keys(keys)})",
             )
 
     def check_pod_templates(self) -> None:
@@ -1323,7 +1337,8 @@ class _Checker:
                         "rbac-roleref",
                         item,
                         ident,
-                        f"{ident} roleRef references Role {ref_name}, but a ClusterRoleBinding can only reference a ClusterRole",
+                        f"{ident} roleRef references Role {ref_name}, "
+                        "but a ClusterRoleBinding can only reference a ClusterRole",
                     )
                 elif (binding_ns or "", ref_name) not in self.index.roles:
                     self.add(
@@ -1436,10 +1451,7 @@ class _Checker:
                     and port
                     and not any(any(p.get("name") == port for p in s.ports) for s in matched)
                 ):
-                    have = "; ".join(
-                        f"{s.ident} has: {', '.join(str(p.get('name')) for p in s.ports if p.get('name')) or 'no named ports'}"
-                        for s in matched
-                    )
+                    have = "; ".join(f"{s.ident} has: {_port_names(s)}" for s in matched)
                     self.add(
                         "servicemonitor",
                         item,
@@ -1470,6 +1482,10 @@ class _Checker:
                 ):
                     return True
         return False
+
+
+def _port_names(service: _Service) -> str:
+    return ", ".join(str(p["name"]) for p in service.ports if p.get("name")) or "no named ports"
 
 
 def _fmt_labels(labels: Mapping[str, str]) -> str:
@@ -1526,13 +1542,13 @@ def reference_problems(items: list[Item], facts: ClusterFacts) -> list[Problem]:
 
 
 def _checkov_command() -> list[str]:
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("checkov") is not None:
-            return [sys.executable, "-m", "checkov.main"]
-    except (ImportError, ValueError):
-        pass
+    """How to start checkov: $AIRFLOW_K8S_CHECKOV (an executable, e.g. in a virtualenv of its own),
+    else this interpreter's checkov module, else the script next to it, else ``checkov`` on PATH."""
+    configured = os.environ.get("AIRFLOW_K8S_CHECKOV")
+    if configured:
+        return [configured]
+    if importlib.util.find_spec("checkov") is not None:
+        return [sys.executable, "-m", "checkov.main"]
     script = pathlib.Path(sys.executable).with_name("checkov")
     if script.exists():
         return [str(script)]
