@@ -33,7 +33,11 @@ pulumi.export("adminPassword", airflow.admin_password)
 pulumi.export(
     "uiPortForward",
     pulumi.Output.concat(
-        "kubectl port-forward -n ", airflow.namespace, " svc/", airflow.ui_service_name, " 8080:",
+        "kubectl port-forward -n ",
+        airflow.namespace,
+        " svc/",
+        airflow.ui_service_name,
+        " 8080:",
         airflow.ui_service_port.apply(str),
     ),
 )

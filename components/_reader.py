@@ -62,7 +62,7 @@ class Node:
     """A mapping in stack config, read key by key; `finish()` rejects leftovers."""
 
     # Every key path any Node was asked for (the README's reference is tested against it).
-    asked: set[str] = set()  # noqa: RUF012
+    asked: set[str] = set()
 
     def __init__(self, data: Any, path: str) -> None:
         if data is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -12,9 +12,9 @@ import pulumi_random as random
 from .airflow_values import (
     SecretNames,
     broker_url,
-    deep_merge,
     chart_values,
     database_target,
+    deep_merge,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
@@ -129,10 +129,16 @@ class AirflowRelease(pulumi.ComponentResource):
             secret("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
             secret("jwt-secret-secret", names.jwt_secret, {"jwt-secret": jwt.result})
         else:
-            secret("webserver-secret-key-secret", names.webserver_secret_key, {"webserver-secret-key": ui_secret.result})
+            secret(
+                "webserver-secret-key-secret", names.webserver_secret_key, {"webserver-secret-key": ui_secret.result}
+            )
         if cfg.uses_celery:
             secret("redis-password-secret", names.redis_password, {"password": redis_pw.result})
-            secret("broker-url-secret", names.broker_url, {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))})
+            secret(
+                "broker-url-secret",
+                names.broker_url,
+                {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))},
+            )
         if cfg.admin.enabled:
             secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
 
@@ -143,8 +149,13 @@ class AirflowRelease(pulumi.ComponentResource):
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")
-            target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u), ""))
-        secret("metadata-secret", names.metadata, {"connection": target.apply(lambda t: metadata_connection(cfg, t))}, retain=True)
+            target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u or ""), ""))
+        secret(
+            "metadata-secret",
+            names.metadata,
+            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            retain=True,
+        )
         if cfg.database.pgbouncer.enabled:
             secret(
                 "pgbouncer-config-secret",
@@ -154,7 +165,11 @@ class AirflowRelease(pulumi.ComponentResource):
                     "users.txt": target.apply(pgbouncer_users),
                 },
             )
-            secret("pgbouncer-stats-secret", names.pgbouncer_stats, {"connection": target.apply(pgbouncer_stats_connection)})
+            secret(
+                "pgbouncer-stats-secret",
+                names.pgbouncer_stats,
+                {"connection": target.apply(pgbouncer_stats_connection)},
+            )
 
         # DAG delivery credentials and volumes.
         git = cfg.dags.git_sync
@@ -181,11 +196,15 @@ class AirflowRelease(pulumi.ComponentResource):
         if args.get("extra_values"):
             values = deep_merge(deep_merge(values, dict(args.get("extra_values") or {})), cfg.extra_values)
 
-        chart_args: dict[str, Any] = {"chart": cfg.chart.path} if cfg.chart.path else {
-            "chart": "airflow",
-            "version": cfg.chart.version,
-            "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
-        }
+        chart_args: dict[str, Any] = (
+            {"chart": cfg.chart.path}
+            if cfg.chart.path
+            else {
+                "chart": "airflow",
+                "version": cfg.chart.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
+            }
+        )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             name=cfg.release_name,
@@ -249,27 +268,29 @@ class AirflowRelease(pulumi.ComponentResource):
                     ]
                 }
             }
+        pv_spec: dict[str, Any] = {
+            "capacity": {"storage": hp.size},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": hp.path, "type": "DirectoryOrCreate"},
+            "nodeAffinity": affinity,
+        }
         pv = k8s.core.v1.PersistentVolume(
             f"{name}-dags-volume",
             metadata={"name": pv_name, "labels": {"app.kubernetes.io/part-of": "airflow", "release": cfg.release_name}},
-            spec={
-                "capacity": {"storage": hp.size},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": hp.path, "type": "DirectoryOrCreate"},
-                "nodeAffinity": affinity,
-            },
+            spec=cast(Any, pv_spec),
             opts=keep,
         )
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": pv.metadata.name,
+            "resources": {"requests": {"storage": hp.size}},
+        }
         return k8s.core.v1.PersistentVolumeClaim(
             f"{name}-dags-claim",
             metadata={"name": f"{cfg.release_name}-dags", "namespace": namespace},
-            spec={
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": pv.metadata.name,
-                "resources": {"requests": {"storage": hp.size}},
-            },
+            spec=cast(Any, claim_spec),
             opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[pv])),
         )

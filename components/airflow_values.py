@@ -269,9 +269,8 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
     }
     del v["workers"]["podDisruptionBudget"]
     v["flower"] = {"enabled": cfg.flower.enabled and cfg.uses_celery}
-    if cfg.flower.enabled:
-        if cfg.flower.resources.as_values():
-            v["flower"]["resources"] = cfg.flower.resources.as_values()
+    if cfg.flower.enabled and cfg.flower.resources.as_values():
+        v["flower"]["resources"] = cfg.flower.resources.as_values()
 
     # Database: bundled Postgres with a generated password, or external behind PgBouncer.
     db = cfg.database

@@ -384,7 +384,7 @@ def _executor(node: Node, major: int) -> str:
             raise ConfigError(key, value, f"allowed on Airflow {major}: {', '.join(allowed)}{suffix}.")
     if len(set(parts)) != len(parts):
         raise ConfigError(key, value, "each executor may be listed only once.")
-    return value
+    return str(value)
 
 
 _SSH_URL = re.compile(r"^(ssh://[^/\s]+/\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$")
@@ -407,9 +407,7 @@ def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
     if auth == "ssh" and not is_ssh:
         raise ConfigError(sub.key("auth"), auth, f"SSH authentication needs an SSH repository URL, got {repo!r}.")
     if auth in ("none", "token") and is_ssh:
-        raise ConfigError(
-            sub.key("auth"), auth, f"an SSH repository URL ({repo!r}) needs auth 'ssh' with a key."
-        )
+        raise ConfigError(sub.key("auth"), auth, f"an SSH repository URL ({repo!r}) needs auth 'ssh' with a key.")
     if auth == "token" and secrets.git_token is None:
         raise ConfigError(
             sub.key("auth"),
@@ -671,11 +669,9 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         )
     api_server, _ = _component(node, ui_key, max_replicas=20)
     triggerer, _ = _component(node, "triggerer", enabled_default=True, min_replicas=0)
-    dag_processor, _ = _component(node, "dagProcessor", enabled_default=True if major >= 3 else False)
+    dag_processor, _ = _component(node, "dagProcessor", enabled_default=major >= 3)
     if major >= 3 and not dag_processor.enabled:
-        raise ConfigError(
-            node.key("dagProcessor.enabled"), False, "Airflow 3 always runs a standalone DAG processor."
-        )
+        raise ConfigError(node.key("dagProcessor.enabled"), False, "Airflow 3 always runs a standalone DAG processor.")
     workers_c, workers_node = _component(node, "workers", min_replicas=0, max_replicas=200, extra=("concurrency",))
     concurrency = workers_node.integer("concurrency", 16, low=1, high=1024)
     workers_node.finish()
@@ -703,10 +699,16 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     admin = Admin(
         enabled=admin_node.boolean("enabled", True),
         username=admin_node.string(
-            "username", "admin", pattern=re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"), describe="expected 1-64 of A-Z a-z 0-9 _ . @ -."
+            "username",
+            "admin",
+            pattern=re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"),
+            describe="expected 1-64 of A-Z a-z 0-9 _ . @ -.",
         ),
         email=admin_node.string(
-            "email", "admin@example.com", pattern=re.compile(r"^[^@\s]+@[^@\s]+$"), describe="expected an e-mail address."
+            "email",
+            "admin@example.com",
+            pattern=re.compile(r"^[^@\s]+@[^@\s]+$"),
+            describe="expected an e-mail address.",
         ),
         first_name=admin_node.string("firstName", "Airflow"),
         last_name=admin_node.string("lastName", "Admin"),
@@ -719,7 +721,9 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     if isinstance(secrets.database_url, str):
         parse_database_url(secrets.database_url)
     if isinstance(secrets.git_ssh_key, str) and "PRIVATE KEY" not in secrets.git_ssh_key:
-        raise ConfigError("gitSshKey", "[secret]", "expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----).")
+        raise ConfigError(
+            "gitSshKey", "[secret]", "expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)."
+        )
 
     return AirflowConfig(
         namespace=namespace,

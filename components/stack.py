@@ -99,8 +99,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
             raise ConfigError(
                 f"{PROJECT}:{key}",
                 "[secret]",
-                "this object must not be a secret; credentials go in the top-level keys "
-                f"{', '.join(SECRET_KEYS)}.",
+                f"this object must not be a secret; credentials go in the top-level keys {', '.join(SECRET_KEYS)}.",
             )
     secrets = StackSecrets(
         git_token=values.get("gitToken"),

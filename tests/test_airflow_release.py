@@ -97,7 +97,9 @@ class TestExecutors:
     def test_kubernetes_executor_pods_use_the_worker_kubernetes_account(self):
         run = run_stack({"executor": "KubernetesExecutor", "dags": GIT_HTTPS})
         configmaps = [o for o in render_release(release(run)) if o["kind"] == "ConfigMap"]
-        template = next(c["data"]["pod_template_file.yaml"] for c in configmaps if "pod_template_file.yaml" in c.get("data", {}))
+        template = next(
+            c["data"]["pod_template_file.yaml"] for c in configmaps if "pod_template_file.yaml" in c.get("data", {})
+        )
         pod = next(d for d in yaml.safe_load_all(template) if d)
         assert pod["spec"]["serviceAccountName"] == "airflow-worker-kubernetes"
 
@@ -110,16 +112,30 @@ class TestSecrets:
                 "version": version,
                 "executor": "CeleryExecutor",
                 "database": {"mode": "external"},
-                "dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:org/dags.git", "knownHosts": KNOWN_HOSTS}},
+                "dags": {
+                    "mode": "gitSync",
+                    "gitSync": {"repo": "git@github.com:org/dags.git", "knownHosts": KNOWN_HOSTS},
+                },
             },
             secrets={"databaseUrl": DB_URL, "gitSshKey": SSH_KEY},
         )
         vals = values(run)
         declared = secrets_by_name(run)
         referenced = {k: dig(vals, k) for k in SECRET_NAME_KEYS if dig(vals, k)}
-        expected = {"fernetKeySecretName", "data.metadataSecretName", "data.brokerUrlSecretName", "redis.passwordSecretName"}
-        expected |= {"apiSecretKeySecretName", "jwtSecretName"} if version.startswith("3") else {"webserverSecretKeySecretName"}
-        expected |= {"pgbouncer.configSecretName", "pgbouncer.metricsExporterSidecar.statsSecretName", "dags.gitSync.sshKeySecret"}
+        expected = {
+            "fernetKeySecretName",
+            "data.metadataSecretName",
+            "data.brokerUrlSecretName",
+            "redis.passwordSecretName",
+        }
+        expected |= (
+            {"apiSecretKeySecretName", "jwtSecretName"} if version.startswith("3") else {"webserverSecretKeySecretName"}
+        )
+        expected |= {
+            "pgbouncer.configSecretName",
+            "pgbouncer.metricsExporterSidecar.statsSecretName",
+            "dags.gitSync.sshKeySecret",
+        }
         assert expected <= set(referenced)
         for key, name in referenced.items():
             assert name in declared, f"{key} names {name}, which is not declared"
@@ -140,7 +156,10 @@ class TestSecrets:
         airflow: dict[str, Any] = {"executor": "CeleryExecutor", "dags": GIT_HTTPS}
         if secrets:
             airflow["database"] = {"mode": "external"}
-            airflow["dags"] = {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}
+            airflow["dags"] = {
+                "mode": "gitSync",
+                "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS},
+            }
         run = run_stack(airflow, secrets=secrets)
         rel = release(run)
         assert secret_paths(rel.inputs) == []
@@ -189,11 +208,18 @@ class TestSecrets:
         assert "adminPassword" in run.secret_outputs
         assert run.outputs["adminPassword"] not in ("admin", "")
         assert len(run.outputs["adminPassword"]) == 24
-        job = next(o for o in render_release(release(run)) if o["kind"] == "Job" and o["metadata"]["name"] == "airflow-create-user")
+        job = next(
+            o
+            for o in render_release(release(run))
+            if o["kind"] == "Job" and o["metadata"]["name"] == "airflow-create-user"
+        )
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert "admin" not in container["args"][container["args"].index("--username") + 2 :]
         env = {e["name"]: e for e in container["env"]}
-        assert env["AIRFLOW_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "airflow-pulumi-admin", "key": "password"}
+        assert env["AIRFLOW_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "airflow-pulumi-admin",
+            "key": "password",
+        }
         assert "-p" not in container["args"]
 
     def test_the_bundled_postgres_uses_a_generated_password_from_our_secret(self):
@@ -203,8 +229,14 @@ class TestSecrets:
         password = unwrap(secrets_by_name(run)["airflow-pulumi-postgres"].inputs)["stringData"]["postgres-password"]
         assert password != "postgres" and len(password) == 32
         connection = unwrap(secrets_by_name(run)["airflow-pulumi-metadata"].inputs)["stringData"]["connection"]
-        assert connection == f"postgresql://postgres:{password}@airflow-postgresql.airflow:5432/postgres?sslmode=disable"
-        statefulset = next(o for o in render_release(release(run)) if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "airflow-postgresql")
+        assert (
+            connection == f"postgresql://postgres:{password}@airflow-postgresql.airflow:5432/postgres?sslmode=disable"
+        )
+        statefulset = next(
+            o
+            for o in render_release(release(run))
+            if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "airflow-postgresql"
+        )
         env = {e["name"]: e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "airflow-pulumi-postgres"
 
@@ -250,14 +282,21 @@ class TestDagDelivery:
         assert data["GITSYNC_PASSWORD"] == data["GIT_SYNC_PASSWORD"] == "ghp_exampletoken123"
         assert data["GITSYNC_USERNAME"] == "git"
         objects = render_release(release(run))
-        scheduler = next(o for o in objects if o["metadata"]["name"] == "airflow-dag-processor" and o["kind"] == "Deployment")
+        scheduler = next(
+            o for o in objects if o["metadata"]["name"] == "airflow-dag-processor" and o["kind"] == "Deployment"
+        )
         sync = next(c for c in scheduler["spec"]["template"]["spec"]["containers"] if c["name"] == "git-sync")
         refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in sync["env"] if "valueFrom" in e}
         assert refs == {"airflow-pulumi-git-credentials"}
 
     def test_ssh_git_sync_mounts_the_key_and_pins_known_hosts(self):
         run = run_stack(
-            {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:org/dags.git", "knownHosts": KNOWN_HOSTS}}},
+            {
+                "dags": {
+                    "mode": "gitSync",
+                    "gitSync": {"repo": "git@github.com:org/dags.git", "knownHosts": KNOWN_HOSTS},
+                }
+            },
             secrets={"gitSshKey": SSH_KEY},
         )
         git = values(run)["dags"]["gitSync"]
@@ -282,25 +321,52 @@ class TestDagDelivery:
         assert claim["spec"]["volumeName"] == unwrap(pv.inputs)["metadata"]["name"] == "airflow-airflow-dags"
         assert values(run)["dags"]["persistence"] == {"enabled": True, "existingClaim": "airflow-dags"}
         objects = render_release(release(run))
-        processor = next(o for o in objects if o["metadata"]["name"] == "airflow-dag-processor" and o["kind"] == "Deployment")
+        processor = next(
+            o for o in objects if o["metadata"]["name"] == "airflow-dag-processor" and o["kind"] == "Deployment"
+        )
         volumes = processor["spec"]["template"]["spec"]["volumes"]
         assert {"name": "dags", "persistentVolumeClaim": {"claimName": "airflow-dags"}} in volumes
-        template = next(o["data"]["pod_template_file.yaml"] for o in objects if "pod_template_file.yaml" in o.get("data", {}))
+        template = next(
+            o["data"]["pod_template_file.yaml"] for o in objects if "pod_template_file.yaml" in o.get("data", {})
+        )
         pod = next(d for d in yaml.safe_load_all(template) if d)
         assert {"name": "dags", "persistentVolumeClaim": {"claimName": "airflow-dags"}} in pod["spec"]["volumes"]
 
     def test_an_existing_claim_is_mounted_as_is(self):
-        run = run_stack({"dags": {"mode": "persistentVolumeClaim", "persistentVolumeClaim": {"claimName": "team-dags", "subPath": "dags"}}})
+        run = run_stack(
+            {
+                "dags": {
+                    "mode": "persistentVolumeClaim",
+                    "persistentVolumeClaim": {"claimName": "team-dags", "subPath": "dags"},
+                }
+            }
+        )
         assert values(run)["dags"]["persistence"] == {"enabled": True, "existingClaim": "team-dags", "subPath": "dags"}
         assert not of_type(run, "PersistentVolumeClaim")
 
     def test_dags_baked_into_a_custom_image_use_that_image(self):
-        run = run_stack({"image": {"repository": "registry.example.com/airflow-dags", "tag": "2026.11.1"}, "dags": {"mode": "image"}})
+        run = run_stack(
+            {
+                "image": {"repository": "registry.example.com/airflow-dags", "tag": "2026.11.1"},
+                "dags": {"mode": "image"},
+            }
+        )
         vals = values(run)
-        assert vals["images"]["airflow"] == {"repository": "registry.example.com/airflow-dags", "tag": "2026.11.1", "pullPolicy": "IfNotPresent"}
+        assert vals["images"]["airflow"] == {
+            "repository": "registry.example.com/airflow-dags",
+            "tag": "2026.11.1",
+            "pullPolicy": "IfNotPresent",
+        }
         assert vals["dags"]["gitSync"] == {"enabled": False} and vals["dags"]["persistence"] == {"enabled": False}
-        deployment = next(o for o in render_release(release(run)) if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-api-server")
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/airflow-dags:2026.11.1"
+        deployment = next(
+            o
+            for o in render_release(release(run))
+            if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-api-server"
+        )
+        assert (
+            deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "registry.example.com/airflow-dags:2026.11.1"
+        )
 
 
 class TestChartValues:
@@ -326,7 +392,11 @@ class TestChartValues:
             {
                 "executor": "CeleryExecutor",
                 "dags": GIT_HTTPS,
-                "scheduler": {"replicas": 2, "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}, "podDisruptionBudget": {"enabled": True}},
+                "scheduler": {
+                    "replicas": 2,
+                    "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                    "podDisruptionBudget": {"enabled": True},
+                },
                 "workers": {"replicas": 4, "concurrency": 8},
             }
         )
@@ -348,7 +418,10 @@ class TestChartValues:
                 {
                     "dags": GIT_HTTPS,
                     "scheduler": {"replicas": 2},
-                    "extraValues": {"scheduler": {"replicas": 3, "labels": {"team": "data"}}, "defaultAirflowTag": "3.2.0"},
+                    "extraValues": {
+                        "scheduler": {"replicas": 3, "labels": {"team": "data"}},
+                        "defaultAirflowTag": "3.2.0",
+                    },
                 }
             )
         )
@@ -371,14 +444,22 @@ class TestTwoInstances:
         keys = [(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects]
         duplicates = {k for k in keys if keys.count(k) > 1}
         assert duplicates == set()
-        cluster_scoped = [k for k in keys if k[0] in ("PersistentVolume", "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass")]
+        cluster_scoped = [
+            k
+            for k in keys
+            if k[0] in ("PersistentVolume", "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass")
+        ]
         assert len(cluster_scoped) == len(set(cluster_scoped))
         assert run.outputs["team-a-serviceAccounts"]["scheduler"] == "team-a-scheduler"
         assert run.outputs["team-b-serviceAccounts"]["scheduler"] == "team-b-scheduler"
 
     def test_a_component_given_a_provider_hands_it_to_every_child(self):
         run = run_stack(program="with_provider")
-        children = [r for r in run.resources if r.custom and r.type.startswith("kubernetes:") and r.type != "pulumi:providers:kubernetes"]
+        children = [
+            r
+            for r in run.resources
+            if r.custom and r.type.startswith("kubernetes:") and r.type != "pulumi:providers:kubernetes"
+        ]
         assert children
         for child in children:
             assert "pulumi:providers:kubernetes::laptop::" in child.provider, child.name
@@ -395,5 +476,10 @@ class TestTwoInstances:
         run = run_stack(program="outputs_as_secrets", secrets={"databaseUrl": DB_URL, "gitToken": "tok-123456789"})
         declared = secrets_by_name(run)
         assert secret_paths(release(run).inputs) == []
-        assert unwrap(declared["airflow-pulumi-git-credentials"].inputs)["stringData"]["GITSYNC_PASSWORD"] == "tok-123456789"
-        assert "db.internal" in unwrap(declared["airflow-pulumi-pgbouncer-config"].inputs)["stringData"]["pgbouncer.ini"]
+        assert (
+            unwrap(declared["airflow-pulumi-git-credentials"].inputs)["stringData"]["GITSYNC_PASSWORD"]
+            == "tok-123456789"
+        )
+        assert (
+            "db.internal" in unwrap(declared["airflow-pulumi-pgbouncer-config"].inputs)["stringData"]["pgbouncer.ini"]
+        )

@@ -29,68 +29,302 @@ BAD_AIRFLOW: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
     ("release-name-underscore", airflow(releaseName="my_airflow"), {}, ["airflow.releaseName", "'my_airflow'"]),
     ("release-name-too-long", airflow(releaseName="a" * 31), {}, ["airflow.releaseName", "at most 30"]),
     ("create-namespace-not-bool", airflow(createNamespace="yes"), {}, ["airflow.createNamespace", "true or false"]),
-    ("unknown-top-key", airflow(executer="CeleryExecutor"), {}, ["airflow.executer", "unknown key", "Did you mean 'executor'?"]),
-    ("unknown-nested-key", airflow(scheduler={"replica": 2}), {}, ["airflow.scheduler.replica", "Did you mean 'replicas'?"]),
-    ("executor-unknown", airflow(executor="DaskExecutor"), {}, ["airflow.executor", "'DaskExecutor'", "LocalExecutor, CeleryExecutor, KubernetesExecutor"]),
-    ("executor-ck-on-3", airflow(executor="CeleryKubernetesExecutor"), {}, ["airflow.executor", "removed in Airflow 3", "CeleryExecutor,KubernetesExecutor"]),
-    ("executor-list-on-2", airflow(version="2.11.0", executor="CeleryExecutor,KubernetesExecutor"), {}, ["needs Airflow 3", "CeleryKubernetesExecutor"]),
+    (
+        "unknown-top-key",
+        airflow(executer="CeleryExecutor"),
+        {},
+        ["airflow.executer", "unknown key", "Did you mean 'executor'?"],
+    ),
+    (
+        "unknown-nested-key",
+        airflow(scheduler={"replica": 2}),
+        {},
+        ["airflow.scheduler.replica", "Did you mean 'replicas'?"],
+    ),
+    (
+        "executor-unknown",
+        airflow(executor="DaskExecutor"),
+        {},
+        ["airflow.executor", "'DaskExecutor'", "LocalExecutor, CeleryExecutor, KubernetesExecutor"],
+    ),
+    (
+        "executor-ck-on-3",
+        airflow(executor="CeleryKubernetesExecutor"),
+        {},
+        ["airflow.executor", "removed in Airflow 3", "CeleryExecutor,KubernetesExecutor"],
+    ),
+    (
+        "executor-list-on-2",
+        airflow(version="2.11.0", executor="CeleryExecutor,KubernetesExecutor"),
+        {},
+        ["needs Airflow 3", "CeleryKubernetesExecutor"],
+    ),
     ("executor-duplicated", airflow(executor="CeleryExecutor,CeleryExecutor"), {}, ["only once"]),
     ("executor-not-string", airflow(executor=["CeleryExecutor"]), {}, ["airflow.executor", "expected a string"]),
     ("version-old", airflow(version="2.9.3"), {}, ["airflow.version", "'2.9.3'", "2.11.x and 3.x"]),
     ("version-not-semver", airflow(version="3.2"), {}, ["airflow.version", "semantic version"]),
-    ("chart-version-not-semver", airflow(chart={"version": "latest"}), {}, ["airflow.chart.version", "'latest'", "semantic version"]),
-    ("chart-repo-not-url", airflow(chart={"repository": "airflow.apache.org"}), {}, ["airflow.chart.repository", "http(s)://"]),
-    ("chart-path-and-repo", airflow(chart={"path": "x.tgz", "repository": "https://a.b"}), {}, ["airflow.chart.path", "not both"]),
-    ("scheduler-replicas-zero", airflow(scheduler={"replicas": 0}), {}, ["airflow.scheduler.replicas", "0", "from 1 to 10"]),
+    (
+        "chart-version-not-semver",
+        airflow(chart={"version": "latest"}),
+        {},
+        ["airflow.chart.version", "'latest'", "semantic version"],
+    ),
+    (
+        "chart-repo-not-url",
+        airflow(chart={"repository": "airflow.apache.org"}),
+        {},
+        ["airflow.chart.repository", "http(s)://"],
+    ),
+    (
+        "chart-path-and-repo",
+        airflow(chart={"path": "x.tgz", "repository": "https://a.b"}),
+        {},
+        ["airflow.chart.path", "not both"],
+    ),
+    (
+        "scheduler-replicas-zero",
+        airflow(scheduler={"replicas": 0}),
+        {},
+        ["airflow.scheduler.replicas", "0", "from 1 to 10"],
+    ),
     ("scheduler-replicas-negative", airflow(scheduler={"replicas": -1}), {}, ["airflow.scheduler.replicas", "-1"]),
-    ("scheduler-replicas-string", airflow(scheduler={"replicas": "two"}), {}, ["airflow.scheduler.replicas", "'two'", "whole number"]),
-    ("scheduler-replicas-bool", airflow(scheduler={"replicas": True}), {}, ["airflow.scheduler.replicas", "whole number"]),
-    ("workers-replicas-too-many", airflow(workers={"replicas": 500}), {}, ["airflow.workers.replicas", "from 0 to 200"]),
-    ("celery-without-workers", airflow(executor="CeleryExecutor", workers={"replicas": 0}), {}, ["airflow.workers.replicas", "at least one Celery worker"]),
-    ("cpu-not-quantity", airflow(scheduler={"resources": {"requests": {"cpu": "one"}}}), {}, ["airflow.scheduler.resources.requests.cpu", "'one'", "CPU quantity"]),
-    ("memory-not-quantity", airflow(apiServer={"resources": {"limits": {"memory": "2 GB"}}}), {}, ["airflow.apiServer.resources.limits.memory", "'2 GB'"]),
-    ("resources-unknown-kind", airflow(scheduler={"resources": {"requests": {"gpu": "1"}}}), {}, ["airflow.scheduler.resources.requests.gpu", "unknown key"]),
-    ("limit-below-request", airflow(scheduler={"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}), {}, ["airflow.scheduler.resources.limits.memory", "at least the request"]),
-    ("pdb-both", airflow(scheduler={"replicas": 2, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1, "minAvailable": 1}}), {}, ["minAvailable", "not both"]),
-    ("pdb-blocks-drain", airflow(scheduler={"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}), {}, ["airflow.scheduler.podDisruptionBudget.minAvailable", "drains would block"]),
-    ("pdb-bad-percent", airflow(scheduler={"podDisruptionBudget": {"maxUnavailable": "150%"}}), {}, ["maxUnavailable", "'150%'", "percentage"]),
-    ("webserver-on-3", airflow(webserver={"replicas": 2}), {}, ["airflow.webserver", "no webserver", "rename 'airflow.webserver' to 'airflow.apiServer'"]),
-    ("api-server-on-2", airflow(version="2.11.0", apiServer={"replicas": 2}), {}, ["airflow.apiServer", "no apiServer"]),
-    ("dag-processor-off-on-3", airflow(dagProcessor={"enabled": False}), {}, ["airflow.dagProcessor.enabled", "always runs"]),
-    ("flower-replicas", airflow(executor="CeleryExecutor", flower={"enabled": True, "replicas": 2}), {}, ["airflow.flower.replicas", "unknown key"]),
+    (
+        "scheduler-replicas-string",
+        airflow(scheduler={"replicas": "two"}),
+        {},
+        ["airflow.scheduler.replicas", "'two'", "whole number"],
+    ),
+    (
+        "scheduler-replicas-bool",
+        airflow(scheduler={"replicas": True}),
+        {},
+        ["airflow.scheduler.replicas", "whole number"],
+    ),
+    (
+        "workers-replicas-too-many",
+        airflow(workers={"replicas": 500}),
+        {},
+        ["airflow.workers.replicas", "from 0 to 200"],
+    ),
+    (
+        "celery-without-workers",
+        airflow(executor="CeleryExecutor", workers={"replicas": 0}),
+        {},
+        ["airflow.workers.replicas", "at least one Celery worker"],
+    ),
+    (
+        "cpu-not-quantity",
+        airflow(scheduler={"resources": {"requests": {"cpu": "one"}}}),
+        {},
+        ["airflow.scheduler.resources.requests.cpu", "'one'", "CPU quantity"],
+    ),
+    (
+        "memory-not-quantity",
+        airflow(apiServer={"resources": {"limits": {"memory": "2 GB"}}}),
+        {},
+        ["airflow.apiServer.resources.limits.memory", "'2 GB'"],
+    ),
+    (
+        "resources-unknown-kind",
+        airflow(scheduler={"resources": {"requests": {"gpu": "1"}}}),
+        {},
+        ["airflow.scheduler.resources.requests.gpu", "unknown key"],
+    ),
+    (
+        "limit-below-request",
+        airflow(scheduler={"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}),
+        {},
+        ["airflow.scheduler.resources.limits.memory", "at least the request"],
+    ),
+    (
+        "pdb-both",
+        airflow(
+            scheduler={"replicas": 2, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1, "minAvailable": 1}}
+        ),
+        {},
+        ["minAvailable", "not both"],
+    ),
+    (
+        "pdb-blocks-drain",
+        airflow(scheduler={"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}),
+        {},
+        ["airflow.scheduler.podDisruptionBudget.minAvailable", "drains would block"],
+    ),
+    (
+        "pdb-bad-percent",
+        airflow(scheduler={"podDisruptionBudget": {"maxUnavailable": "150%"}}),
+        {},
+        ["maxUnavailable", "'150%'", "percentage"],
+    ),
+    (
+        "webserver-on-3",
+        airflow(webserver={"replicas": 2}),
+        {},
+        ["airflow.webserver", "no webserver", "rename 'airflow.webserver' to 'airflow.apiServer'"],
+    ),
+    (
+        "api-server-on-2",
+        airflow(version="2.11.0", apiServer={"replicas": 2}),
+        {},
+        ["airflow.apiServer", "no apiServer"],
+    ),
+    (
+        "dag-processor-off-on-3",
+        airflow(dagProcessor={"enabled": False}),
+        {},
+        ["airflow.dagProcessor.enabled", "always runs"],
+    ),
+    (
+        "flower-replicas",
+        airflow(executor="CeleryExecutor", flower={"enabled": True, "replicas": 2}),
+        {},
+        ["airflow.flower.replicas", "unknown key"],
+    ),
     ("flower-without-celery", airflow(flower={"enabled": True}), {}, ["airflow.flower.enabled", "Celery"]),
-    ("dags-mode-unknown", {"dags": {"mode": "s3"}}, {}, ["airflow.dags.mode", "'s3'", "gitSync, hostPath, persistentVolumeClaim, image"]),
-    ("git-sync-without-repo", {"dags": {"mode": "gitSync", "gitSync": {}}}, {}, ["airflow.dags.gitSync.repo", "required"]),
-    ("git-sync-bad-url", {"dags": {"mode": "gitSync", "gitSync": {"repo": "github.com/org/dags"}}}, {}, ["airflow.dags.gitSync.repo", "https:// URL"]),
-    ("git-ssh-without-key", {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}}, {}, ["airflow.dags.gitSync.auth", "gitSshKey", "pulumi config set --secret gitSshKey"]),
-    ("git-ssh-without-known-hosts", {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git"}}}, {"gitSshKey": SSH_KEY}, ["airflow.dags.gitSync.knownHosts", "host keys"]),
-    ("git-token-auth-without-token", {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "auth": "token"}}}, {}, ["airflow.dags.gitSync.auth", "gitToken"]),
-    ("git-ssh-auth-on-https", {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "auth": "ssh"}}}, {"gitSshKey": SSH_KEY}, ["needs an SSH repository URL"]),
-    ("git-period-bad", {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "period": "often"}}}, {}, ["airflow.dags.gitSync.period", "Go duration"]),
-    ("token-set-but-unused", {"dags": {"mode": "hostPath", "hostPath": {"path": "/dags"}}}, {"gitToken": "abc"}, ["gitToken", "not use git-sync"]),
-    ("settings-of-other-mode", {"dags": {"mode": "hostPath", "hostPath": {"path": "/d"}, "gitSync": {"repo": "x"}}}, {}, ["airflow.dags.gitSync", "only the settings of the selected mode"]),
-    ("host-path-without-path", {"dags": {"mode": "hostPath", "hostPath": {}}}, {}, ["airflow.dags.hostPath.path", "required"]),
-    ("host-path-relative", {"dags": {"mode": "hostPath", "hostPath": {"path": "dags"}}}, {}, ["airflow.dags.hostPath.path", "absolute path"]),
-    ("host-path-bad-size", {"dags": {"mode": "hostPath", "hostPath": {"path": "/d", "size": "big"}}}, {}, ["airflow.dags.hostPath.size", "'big'"]),
-    ("claim-without-name", {"dags": {"mode": "persistentVolumeClaim", "persistentVolumeClaim": {}}}, {}, ["airflow.dags.persistentVolumeClaim.claimName", "required"]),
+    (
+        "dags-mode-unknown",
+        {"dags": {"mode": "s3"}},
+        {},
+        ["airflow.dags.mode", "'s3'", "gitSync, hostPath, persistentVolumeClaim, image"],
+    ),
+    (
+        "git-sync-without-repo",
+        {"dags": {"mode": "gitSync", "gitSync": {}}},
+        {},
+        ["airflow.dags.gitSync.repo", "required"],
+    ),
+    (
+        "git-sync-bad-url",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "github.com/org/dags"}}},
+        {},
+        ["airflow.dags.gitSync.repo", "https:// URL"],
+    ),
+    (
+        "git-ssh-without-key",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}},
+        {},
+        ["airflow.dags.gitSync.auth", "gitSshKey", "pulumi config set --secret gitSshKey"],
+    ),
+    (
+        "git-ssh-without-known-hosts",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git"}}},
+        {"gitSshKey": SSH_KEY},
+        ["airflow.dags.gitSync.knownHosts", "host keys"],
+    ),
+    (
+        "git-token-auth-without-token",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "auth": "token"}}},
+        {},
+        ["airflow.dags.gitSync.auth", "gitToken"],
+    ),
+    (
+        "git-ssh-auth-on-https",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "auth": "ssh"}}},
+        {"gitSshKey": SSH_KEY},
+        ["needs an SSH repository URL"],
+    ),
+    (
+        "git-period-bad",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git", "period": "often"}}},
+        {},
+        ["airflow.dags.gitSync.period", "Go duration"],
+    ),
+    (
+        "token-set-but-unused",
+        {"dags": {"mode": "hostPath", "hostPath": {"path": "/dags"}}},
+        {"gitToken": "abc"},
+        ["gitToken", "not use git-sync"],
+    ),
+    (
+        "settings-of-other-mode",
+        {"dags": {"mode": "hostPath", "hostPath": {"path": "/d"}, "gitSync": {"repo": "x"}}},
+        {},
+        ["airflow.dags.gitSync", "only the settings of the selected mode"],
+    ),
+    (
+        "host-path-without-path",
+        {"dags": {"mode": "hostPath", "hostPath": {}}},
+        {},
+        ["airflow.dags.hostPath.path", "required"],
+    ),
+    (
+        "host-path-relative",
+        {"dags": {"mode": "hostPath", "hostPath": {"path": "dags"}}},
+        {},
+        ["airflow.dags.hostPath.path", "absolute path"],
+    ),
+    (
+        "host-path-bad-size",
+        {"dags": {"mode": "hostPath", "hostPath": {"path": "/d", "size": "big"}}},
+        {},
+        ["airflow.dags.hostPath.size", "'big'"],
+    ),
+    (
+        "claim-without-name",
+        {"dags": {"mode": "persistentVolumeClaim", "persistentVolumeClaim": {}}},
+        {},
+        ["airflow.dags.persistentVolumeClaim.claimName", "required"],
+    ),
     ("image-mode-stock-image", {"dags": {"mode": "image"}}, {}, ["airflow.dags.mode", "your own image"]),
-    ("external-db-without-url", airflow(database={"mode": "external"}), {}, ["airflow.database.mode", "databaseUrl", "pulumi config set --secret databaseUrl"]),
+    (
+        "external-db-without-url",
+        airflow(database={"mode": "external"}),
+        {},
+        ["airflow.database.mode", "databaseUrl", "pulumi config set --secret databaseUrl"],
+    ),
     ("db-url-but-bundled", airflow(), {"databaseUrl": DB_URL}, ["airflow.database.mode", "ignored"]),
-    ("db-url-mysql", airflow(database={"mode": "external"}), {"databaseUrl": "mysql://u:p@h/db"}, ["databaseUrl", "'mysql'", "postgresql"]),
-    ("db-url-no-password", airflow(database={"mode": "external"}), {"databaseUrl": "postgresql://u@h/db"}, ["databaseUrl", "lacks: password"]),
-    ("db-url-bad-sslmode", airflow(database={"mode": "external"}), {"databaseUrl": "postgresql://u:p@h/db?sslmode=always"}, ["sslmode", "verify-full"]),
-    ("db-storage-on-external", airflow(database={"mode": "external", "storageSize": "10Gi"}), {"databaseUrl": DB_URL}, ["airflow.database.storageSize", "bundled"]),
-    ("pgbouncer-replicas-zero", airflow(database={"pgbouncer": {"enabled": True, "replicas": 0}}), {}, ["airflow.database.pgbouncer.replicas"]),
-    ("ssh-key-not-a-key", {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}}, {"gitSshKey": "hunter2"}, ["gitSshKey", "private key"]),
+    (
+        "db-url-mysql",
+        airflow(database={"mode": "external"}),
+        {"databaseUrl": "mysql://u:p@h/db"},
+        ["databaseUrl", "'mysql'", "postgresql"],
+    ),
+    (
+        "db-url-no-password",
+        airflow(database={"mode": "external"}),
+        {"databaseUrl": "postgresql://u@h/db"},
+        ["databaseUrl", "lacks: password"],
+    ),
+    (
+        "db-url-bad-sslmode",
+        airflow(database={"mode": "external"}),
+        {"databaseUrl": "postgresql://u:p@h/db?sslmode=always"},
+        ["sslmode", "verify-full"],
+    ),
+    (
+        "db-storage-on-external",
+        airflow(database={"mode": "external", "storageSize": "10Gi"}),
+        {"databaseUrl": DB_URL},
+        ["airflow.database.storageSize", "bundled"],
+    ),
+    (
+        "pgbouncer-replicas-zero",
+        airflow(database={"pgbouncer": {"enabled": True, "replicas": 0}}),
+        {},
+        ["airflow.database.pgbouncer.replicas"],
+    ),
+    (
+        "ssh-key-not-a-key",
+        {"dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}},
+        {"gitSshKey": "hunter2"},
+        ["gitSshKey", "private key"],
+    ),
     ("admin-bad-email", airflow(admin={"email": "nobody"}), {}, ["airflow.admin.email", "e-mail"]),
-    ("image-pull-policy", airflow(image={"pullPolicy": "Sometimes"}), {}, ["airflow.image.pullPolicy", "Always, IfNotPresent, Never"]),
+    (
+        "image-pull-policy",
+        airflow(image={"pullPolicy": "Sometimes"}),
+        {},
+        ["airflow.image.pullPolicy", "Always, IfNotPresent, Never"],
+    ),
     ("extra-values-not-object", airflow(extraValues=["a"]), {}, ["airflow.extraValues", "expected an object"]),
     ("airflow-not-object", "CeleryExecutor", {}, ["airflow", "expected an object"]),  # type: ignore[list-item]
 ]
 
 
 class TestBadAirflowConfig:
-    @pytest.mark.parametrize(("raw", "secrets", "fragments"), [c[1:] for c in BAD_AIRFLOW], ids=[c[0] for c in BAD_AIRFLOW])
+    @pytest.mark.parametrize(
+        ("raw", "secrets", "fragments"), [c[1:] for c in BAD_AIRFLOW], ids=[c[0] for c in BAD_AIRFLOW]
+    )
     def test_is_rejected_with_a_message_naming_the_key_value_and_what_is_allowed(self, raw, secrets, fragments):
         values: dict[str, Any] = {"airflow": json.dumps(raw), **secrets}
         with pytest.raises(ConfigError) as err:
@@ -103,7 +337,9 @@ class TestBadAirflowConfig:
             parse_database_url("mysql://user:topsecret@host/db")
         assert "topsecret" not in str(err.value)
 
-    @pytest.mark.parametrize(("raw", "secrets", "fragments"), [c[1:] for c in BAD_AIRFLOW[:6]], ids=[c[0] for c in BAD_AIRFLOW[:6]])
+    @pytest.mark.parametrize(
+        ("raw", "secrets", "fragments"), [c[1:] for c in BAD_AIRFLOW[:6]], ids=[c[0] for c in BAD_AIRFLOW[:6]]
+    )
     def test_the_program_fails_before_declaring_any_resource(self, raw, secrets, fragments):
         with pytest.raises(ConfigError) as err:
             run_stack(raw, secrets=secrets)
@@ -116,7 +352,9 @@ class TestStackKeys:
             parse_stack({"airfow": "{}"})
 
     def test_credentials_must_be_set_as_secrets(self):
-        with pytest.raises(ConfigError, match=r"airflow-k8s:databaseUrl.*must be stored encrypted.*--secret databaseUrl"):
+        with pytest.raises(
+            ConfigError, match=r"airflow-k8s:databaseUrl.*must be stored encrypted.*--secret databaseUrl"
+        ):
             parse_stack({"airflow": json.dumps(airflow(database={"mode": "external"})), "databaseUrl": DB_URL}, set())
 
     def test_a_secret_object_is_rejected(self):
@@ -146,7 +384,12 @@ class TestStackKeys:
 class TestGoodConfig:
     def test_defaults_are_a_working_airflow_3_with_kubernetes_executor(self):
         cfg = parse_airflow(airflow())
-        assert (cfg.version, cfg.executor, cfg.namespace, cfg.release_name) == ("3.2.0", "KubernetesExecutor", "airflow", "airflow")
+        assert (cfg.version, cfg.executor, cfg.namespace, cfg.release_name) == (
+            "3.2.0",
+            "KubernetesExecutor",
+            "airflow",
+            "airflow",
+        )
         assert cfg.database.mode == "bundled" and not cfg.database.pgbouncer.enabled
         assert cfg.chart.version == "1.21.0" and cfg.chart.repository == "https://airflow.apache.org"
 
@@ -157,10 +400,17 @@ class TestGoodConfig:
     def test_the_database_url_is_split_and_unquoted(self):
         url = parse_database_url(DB_URL)
         assert (url.user, url.password, url.host, url.port, url.database, url.sslmode) == (
-            "airflow", "s3cr@t-db", "db.internal", 5432, "airflow", "require",
+            "airflow",
+            "s3cr@t-db",
+            "db.internal",
+            5432,
+            "airflow",
+            "require",
         )
 
-    @pytest.mark.parametrize(("text", "value"), [("500m", "0.5"), ("2", "2"), ("1Gi", "1073741824"), ("1.5G", "1500000000"), ("1e3", "1000")])
+    @pytest.mark.parametrize(
+        ("text", "value"), [("500m", "0.5"), ("2", "2"), ("1Gi", "1073741824"), ("1.5G", "1500000000"), ("1e3", "1000")]
+    )
     def test_quantities_compare_by_value(self, text, value):
         assert str(quantity_value(text).normalize()) == str(type(quantity_value(text))(value).normalize())
 

@@ -11,15 +11,40 @@ from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY
 
 README = (ROOT / "README.md").read_text()
 
-COMPONENTS = ("scheduler", "apiServer", "webserver", "triggerer", "dagProcessor", "workers", "flower", "statsd", "database.pgbouncer", "redis")
+COMPONENTS = (
+    "scheduler",
+    "apiServer",
+    "webserver",
+    "triggerer",
+    "dagProcessor",
+    "workers",
+    "flower",
+    "statsd",
+    "database.pgbouncer",
+    "redis",
+)
 
 
 def configs():
-    base = {"scheduler": {"resources": {"requests": {"cpu": "1"}}}, "flower": {"enabled": True}, "executor": "CeleryExecutor"}
-    yield {**base, "dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}}, "database": {"mode": "external"}}, {"gitSshKey": SSH_KEY, "databaseUrl": DB_URL}
+    base = {
+        "scheduler": {"resources": {"requests": {"cpu": "1"}}},
+        "flower": {"enabled": True},
+        "executor": "CeleryExecutor",
+    }
+    yield (
+        {
+            **base,
+            "dags": {"mode": "gitSync", "gitSync": {"repo": "git@github.com:o/d.git", "knownHosts": KNOWN_HOSTS}},
+            "database": {"mode": "external"},
+        },
+        {"gitSshKey": SSH_KEY, "databaseUrl": DB_URL},
+    )
     yield {**base, "dags": {"mode": "hostPath", "hostPath": {"path": "/d"}}}, {}
     yield {**base, "dags": {"mode": "persistentVolumeClaim", "persistentVolumeClaim": {"claimName": "d"}}}, {}
-    yield {"version": "2.11.0", "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git"}}}, {"gitToken": "t"}
+    yield (
+        {"version": "2.11.0", "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git"}}},
+        {"gitToken": "t"},
+    )
 
 
 def documented(key: str) -> bool:
@@ -27,7 +52,7 @@ def documented(key: str) -> bool:
         return True
     for component in COMPONENTS:
         prefix = f"airflow.{component}."
-        if key.startswith(prefix) and f"`<component>.{key[len(prefix):]}`" in README:
+        if key.startswith(prefix) and f"`<component>.{key[len(prefix) :]}`" in README:
             return True
     return False
 

@@ -17,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
     parser.add_argument("--out", default="build/preview", help="output folder (default: build/preview)")
     parser.add_argument("--root", default=".", help="the Pulumi project folder (default: .)")
-    parser.add_argument("--kube-version", default=None, help="Kubernetes version to validate against (default: cluster.kubernetesVersion or 1.31)")
+    parser.add_argument(
+        "--kube-version",
+        default=None,
+        help="Kubernetes version to validate against (default: cluster.kubernetesVersion or 1.31)",
+    )
     parser.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
     args = parser.parse_args(argv)
 

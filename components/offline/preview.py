@@ -23,7 +23,7 @@ import yaml
 from . import checks
 from .checks import ClusterFacts, Item, Problem
 from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
-from .render import CLUSTER_SCOPED, ChartNotFound, all_archives, crds_of, find_chart, render, set_namespace
+from .render import CLUSTER_SCOPED, ChartNotFoundError, all_archives, crds_of, find_chart, render, set_namespace
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 REDACTED = "[secret]"
@@ -106,7 +106,14 @@ def manifest_of(res: Registered) -> dict[str, Any] | None:
     obj = _drop_nulls(redact(res.inputs))
     obj["apiVersion"], obj["kind"] = av
     set_namespace(obj, "default")  # the provider's default namespace, as pulumi-kubernetes does
-    return dict(sorted(obj.items(), key=lambda kv: ("apiVersion", "kind", "metadata").index(kv[0]) if kv[0] in ("apiVersion", "kind", "metadata") else 3))
+    return dict(
+        sorted(
+            obj.items(),
+            key=lambda kv: (
+                ("apiVersion", "kind", "metadata").index(kv[0]) if kv[0] in ("apiVersion", "kind", "metadata") else 3
+            ),
+        )
+    )
 
 
 class Progress:
@@ -157,7 +164,7 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
     )
     try:
         archive = find_chart(root, chart, version)
-    except ChartNotFound as exc:
+    except ChartNotFoundError as exc:
         return source, [Problem("chart", res.name, f"Release/{name}", str(exc))], []
     source.detail["archive"] = archive.name
     try:
@@ -167,7 +174,9 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
         return source, [Problem(kind, res.name, f"Release/{name}", f"{type(exc).__name__}: {exc}".strip())], []
     source.objects = [r.obj for r in rendered]
     source.detail["templates"] = sorted({r.template for r in rendered})
-    source.detail["hooks"] = sum(1 for r in rendered if "helm.sh/hook" in (r.obj.get("metadata", {}).get("annotations") or {}))
+    source.detail["hooks"] = sum(
+        1 for r in rendered if "helm.sh/hook" in (r.obj.get("metadata", {}).get("annotations") or {})
+    )
     return source, [], crds_of(archive)
 
 
@@ -251,10 +260,19 @@ def preview(
 
     items = [Item(s.name, o) for s in sources for o in s.objects]
     version = kube_version_of(run, kube_version)
-    problems.extend(progress.step(f"validating {len(items)} objects against Kubernetes {version} (strict)", lambda: checks.schema_problems(items, version)))
+    problems.extend(
+        progress.step(
+            f"validating {len(items)} objects against Kubernetes {version} (strict)",
+            lambda: checks.schema_problems(items, version),
+        )
+    )
     crd_list = all_crds()
-    problems.extend(progress.step("validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list)))
-    problems.extend(progress.step("checking references across objects", lambda: checks.reference_problems(items, facts_of(run))))
+    problems.extend(
+        progress.step("validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list))
+    )
+    problems.extend(
+        progress.step("checking references across objects", lambda: checks.reference_problems(items, facts_of(run)))
+    )
 
     target = out / stack
     if target.exists():
@@ -265,6 +283,7 @@ def preview(
 
     checkov_summary: dict[str, Any] = {"ran": False}
     if run_checkov:
+
         def scan() -> tuple[int, int, list[dict[str, Any]]]:
             return checks.run_checkov(target, target / "checkov.json")
 
@@ -306,7 +325,11 @@ def table(result: PreviewResult) -> str:
     rows = [("SOURCE", "TYPE", "OBJECTS BY KIND", "PROBLEMS")]
     for s in result.sources:
         kinds = ", ".join(f"{k} {n}" for k, n in s.by_kind().items()) or "-"
-        label = s.detail.get("chart", "") + (f" {s.detail['version']}" if s.detail.get("version") else "") if s.kind == "release" else s.pulumi_type.split(":")[-1]
+        label = (
+            s.detail.get("chart", "") + (f" {s.detail['version']}" if s.detail.get("version") else "")
+            if s.kind == "release"
+            else s.pulumi_type.split(":")[-1]
+        )
         rows.append((s.name, label, kinds, str(len(result.problems_of(s.name)))))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
@@ -316,7 +339,8 @@ def table(result: PreviewResult) -> str:
     lines.append("")
     lines.append(f"{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems.")
     if result.checkov.get("ran"):
-        lines.append(f"checkov: {result.checkov['passed']} passed, {result.checkov['failed']} failed checks (report: {result.out_dir / 'checkov.json'})")
+        report = result.out_dir / "checkov.json"
+        lines.append(f"checkov: {result.checkov['passed']} passed, {result.checkov['failed']} failed checks ({report})")
     for p in result.problems:
         lines.append(f"PROBLEM [{p.rule}] {p.source}: {p.object}: {p.message}")
     lines.append(f"Written to {result.out_dir}")

@@ -122,7 +122,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             aliases = [a.urn if a.urn else a.spec.name for a in request.aliases] if request.aliases else []
             self.registered.append(
@@ -153,7 +153,9 @@ class ProgramRun:
     placeholders: dict[str, str]
 
 
-def load_stack_config(root: Path, stack: str, env: Mapping[str, str] | None = None) -> tuple[str, dict[str, Any], set[str], dict[str, str]]:
+def load_stack_config(
+    root: Path, stack: str, env: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any], set[str], dict[str, str]]:
     """Read Pulumi.yaml and Pulumi.<stack>.yaml the way the CLI hands config to a program.
 
     Secure values cannot be decrypted here. Each is taken from the environment variable
@@ -211,11 +213,7 @@ def placeholder_for(key: str) -> str:
     if key == "databaseUrl":
         return f"postgresql://airflow:{SECRET_PLACEHOLDER_PREFIX}@db.placeholder.invalid:5432/airflow?sslmode=require"
     if key == "gitSshKey":
-        return (
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n"
-            f"{SECRET_PLACEHOLDER_PREFIX}\n"
-            "-----END OPENSSH PRIVATE KEY-----\n"
-        )
+        return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PLACEHOLDER_PREFIX}\n-----END OPENSSH PRIVATE KEY-----\n"
     return f"{SECRET_PLACEHOLDER_PREFIX}-{key}"
 
 
@@ -244,7 +242,11 @@ def run_program(
     if added:
         sys.path.insert(0, str(root))
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+
+        def program_main() -> None:
+            runpy.run_path(str(main), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program_main))
     except Exception as exc:
         # What the program had declared when it failed: bad config must fail before anything.
         exc.declared_before_error = list(monitor.registered)  # type: ignore[attr-defined]

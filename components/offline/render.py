@@ -42,7 +42,7 @@ CLUSTER_SCOPED = frozenset(
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _YamlLoader(_Loader):  # type: ignore[misc, valid-type]
+class _YamlLoader(_Loader):  # type: ignore[misc]
     """Safe loading, plus YAML 1.1's `=` "value" tag (used in Prometheus CRDs) read as a string."""
 
 
@@ -50,10 +50,10 @@ _YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: load
 
 
 def load_all(text: str) -> list[Any]:
-    return list(yaml.load_all(text, Loader=_YamlLoader))  # noqa: S506 - a SafeLoader subclass
+    return list(yaml.load_all(text, Loader=_YamlLoader))
 
 
-class ChartNotFound(FileNotFoundError):
+class ChartNotFoundError(FileNotFoundError):
     pass
 
 
@@ -74,14 +74,14 @@ def find_chart(root: Path, chart: str, version: str | None) -> Path:
         path = candidate if candidate.is_absolute() else root / candidate
         if path.exists():
             return path
-        raise ChartNotFound(f"chart path {chart!r} does not exist (looked for {path})")
+        raise ChartNotFoundError(f"chart path {chart!r} does not exist (looked for {path})")
     wanted = f"{chart}-{version}.tgz" if version else f"{chart}-*.tgz"
     dirs = chart_dirs(root)
     for directory in dirs:
         matches = sorted(directory.glob(wanted))
         if matches:
             return matches[-1]
-    raise ChartNotFound(
+    raise ChartNotFoundError(
         f"chart archive {wanted} not found; looked in: {', '.join(str(d) for d in dirs)} "
         "(set AIRFLOW_K8S_CHARTS to a folder holding it)"
     )
@@ -113,10 +113,7 @@ def parse_manifests(manifests: dict[str, str], namespace: str) -> list[Rendered]
         for doc in load_all(manifests[template]):
             if not doc:
                 continue
-            if doc.get("kind", "").endswith("List") and "items" in doc:
-                docs = doc["items"]
-            else:
-                docs = [doc]
+            docs = doc["items"] if doc.get("kind", "").endswith("List") and "items" in doc else [doc]
             for obj in docs:
                 set_namespace(obj, namespace)
                 out.append(Rendered(template, obj))
