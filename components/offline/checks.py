@@ -184,6 +184,8 @@ class ClusterFacts:
     # Labels of pre-existing pods a Service in the stack may select, one pod per entry:
     # "namespace/key=value,key=value" (e.g. "kube-system/k8s-app=kube-dns").
     pod_labels: frozenset[str] = frozenset()
+    persistent_volume_claims: frozenset[str] = frozenset()  # pre-existing "namespace/name" claims
+    ingress_classes: frozenset[str] = frozenset()  # cluster-provided IngressClasses (e.g. "nginx")
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -825,6 +827,9 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
     for entry in facts.service_accounts:
         ns, _, name = entry.partition("/")
         index.service_accounts.add((ns, name))
+    for entry in facts.persistent_volume_claims:
+        ns, _, name = entry.partition("/")
+        index.pvcs.add((ns, name))
     for entry in sorted(facts.pod_labels):
         ns, _, text = entry.partition("/")
         labels = dict(pair.split("=", 1) for pair in text.split(",") if "=" in pair)
@@ -1244,7 +1249,7 @@ class _Checker:
             item,
             ident,
             f"{ident} {where} references PersistentVolumeClaim {ns}/{claim}, which is not declared in the stack "
-            "(nor produced by a StatefulSet volumeClaimTemplate)",
+            "(nor produced by a StatefulSet volumeClaimTemplate, nor listed in cluster.persistentVolumeClaims)",
         )
 
     # ----- storage

@@ -23,7 +23,16 @@ import yaml
 from . import checks
 from .checks import ClusterFacts, Item, Problem
 from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
-from .render import CLUSTER_SCOPED, ChartNotFoundError, all_archives, crds_of, find_chart, render, set_namespace
+from .render import (
+    CLUSTER_SCOPED,
+    ChartNotFoundError,
+    UnknownValuesError,
+    all_archives,
+    crds_of,
+    find_chart,
+    render,
+    set_namespace,
+)
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 REDACTED = "[secret]"
@@ -171,6 +180,8 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
         rendered = render(archive, inputs.get("values") or {}, name, namespace)
     except Exception as exc:  # helm_python raises HelmValuesError / HelmRenderError
         kind = "values-schema" if "Values" in type(exc).__name__ else "render"
+        if isinstance(exc, UnknownValuesError):
+            return source, [Problem(kind, res.name, f"Release/{name}", str(exc))], []
         return source, [Problem(kind, res.name, f"Release/{name}", f"{type(exc).__name__}: {exc}".strip())], []
     source.objects = [r.obj for r in rendered]
     source.detail["templates"] = sorted({r.template for r in rendered})
@@ -182,28 +193,38 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
 
 def write_yaml(path: Path, objects: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False))
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    path.write_text(yaml.dump_all(objects, Dumper=dumper, sort_keys=False, default_flow_style=False))
 
 
 def facts_of(run: ProgramRun) -> ClusterFacts:
-    cluster = json.loads(_config_value(run, "cluster") or "{}")
+    cluster = run.config_object("cluster")
     return ClusterFacts(
         storage_classes=frozenset(cluster.get("storageClasses", [])),
+        persistent_volume_claims=frozenset(cluster.get("persistentVolumeClaims", [])),
+        ingress_classes=frozenset(cluster.get("ingressClasses", [])),
     )
 
 
-def _config_value(run: ProgramRun, key: str) -> str | None:
-    from pulumi.runtime import config as runtime_config
-
-    value = runtime_config.get_config(f"{run.project}:{key}")
-    return value if isinstance(value, str) else None
-
-
 def kube_version_of(run: ProgramRun, override: str | None) -> str:
-    if override:
-        return override
-    cluster = json.loads(_config_value(run, "cluster") or "{}")
-    return str(cluster.get("kubernetesVersion", "1.31"))
+    return override or str(run.config_object("cluster").get("kubernetesVersion", "1.31"))
+
+
+def crds_for(root: Path, items: list[Item], rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CRDs for the custom resources present: those the stack renders or its charts ship, and,
+    for kinds whose operator is not part of this stack, those of every local chart archive."""
+    found = list(rendered)
+    known = {(c["spec"]["group"], c["spec"]["names"]["kind"]) for c in found}
+    builtin = checks.BUILTIN_GROUPS
+    missing = {
+        (str(i.obj.get("apiVersion", "")).rpartition("/")[0], str(i.obj.get("kind")))
+        for i in items
+        if "/" in str(i.obj.get("apiVersion", "")) and str(i.obj["apiVersion"]).rpartition("/")[0] not in builtin
+    } - known
+    if missing:
+        for archive in all_archives(root):
+            found.extend(crds_of(archive))
+    return found
 
 
 def preview(
@@ -214,9 +235,13 @@ def preview(
     kube_version: str | None = None,
     run_checkov: bool = True,
     echo: Callable[[str], None] | None = None,
+    program_run: ProgramRun | None = None,
 ) -> PreviewResult:
+    """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files."""
     progress = Progress(echo)
-    run: ProgramRun = progress.step(f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack))
+    run: ProgramRun = program_run or progress.step(
+        f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
+    )
     if echo:
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
@@ -249,15 +274,6 @@ def preview(
     progress.step("rendering chart releases with the Helm SDK", render_all)
     sources.sort(key=lambda s: (s.kind == "release", s.pulumi_type, s.name))
 
-    def all_crds() -> list[dict[str, Any]]:
-        # CRDs of every local chart archive: custom resources are checked even when the
-        # operator that owns them is not part of this stack.
-        found = list(crds)
-        for archive in all_archives(root):
-            found.extend(crds_of(archive))
-        found.extend(o for s in sources for o in s.objects if o.get("kind") == "CustomResourceDefinition")
-        return found
-
     items = [Item(s.name, o) for s in sources for o in s.objects]
     version = kube_version_of(run, kube_version)
     problems.extend(
@@ -266,7 +282,9 @@ def preview(
             lambda: checks.schema_problems(items, version),
         )
     )
-    crd_list = all_crds()
+    crd_list = crds_for(
+        root, items, crds + [o for o in (i.obj for i in items) if o.get("kind") == "CustomResourceDefinition"]
+    )
     problems.extend(
         progress.step("validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list))
     )

@@ -151,6 +151,12 @@ class ProgramRun:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     placeholders: dict[str, str]
+    config: dict[str, str] = field(default_factory=dict)
+
+    def config_object(self, key: str) -> dict[str, Any]:
+        """A structured config key of the project (e.g. `cluster`), or {}."""
+        value = self.config.get(f"{self.project}:{key}")
+        return json.loads(value) if value else {}
 
 
 def load_stack_config(
@@ -263,6 +269,7 @@ def run_program(
         outputs=outputs,
         secret_outputs=secret_outputs,
         placeholders=origin,
+        config=dict(config),
     )
 
 

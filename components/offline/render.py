@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 from collections.abc import Iterator
@@ -89,13 +90,10 @@ def find_chart(root: Path, chart: str, version: str | None) -> Path:
 
 @functools.lru_cache(maxsize=16)
 def _load(path: str) -> Any:
+    """A loaded chart for reading only (CRDs); never render with it (see `render`)."""
     import helm_python as helm
 
     return helm.Chart.load(path)
-
-
-def load_chart(path: Path) -> Any:
-    return _load(str(path.resolve()))
 
 
 @dataclass(frozen=True)
@@ -129,11 +127,45 @@ def set_namespace(obj: dict[str, Any], namespace: str) -> None:
         meta["namespace"] = namespace
 
 
-def render(path: Path, values: dict[str, Any], name: str, namespace: str) -> list[Rendered]:
-    """Validate values against the chart's values.schema.json, then render it."""
-    chart = load_chart(path)
+class UnknownValuesError(ValueError):
+    """A top-level values key the chart's schema does not know (Helm itself would ignore it)."""
+
+
+def unknown_top_level_keys(schema: dict[str, Any] | None, values: dict[str, Any]) -> list[str]:
+    if not schema or "properties" not in schema:
+        return []
+    return sorted(k for k in values if k not in schema["properties"])
+
+
+def check_values(chart: Any, values: dict[str, Any]) -> None:
+    """The chart's values.schema.json, plus strictness at the top level, where the Airflow
+    chart's schema allows unknown keys and Helm would silently ignore a misspelt section."""
     chart.validate_schema(values)
-    manifests = chart.render(values, name=name, namespace=namespace, is_install=True)
+    schema = chart.schema
+    unknown = unknown_top_level_keys(schema, values)
+    if unknown:
+        known = list(schema["properties"])
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise UnknownValuesError(
+            f"unknown chart value key {', '.join(hints)}: not in {chart.name} {chart.version}'s values.schema.json"
+        )
+
+
+def render(path: Path, values: dict[str, Any], name: str, namespace: str) -> list[Rendered]:
+    """Validate values against the chart's values.schema.json, then render it.
+
+    The chart is loaded afresh for every render (about 20 ms): Helm's dependency
+    processing drops disabled subcharts from the loaded chart in place, so a chart
+    rendered once with `postgresql.enabled: false` would lose Postgres for good.
+    """
+    import helm_python as helm
+
+    with helm.Chart.load(str(path)) as chart:
+        check_values(chart, values)
+        manifests = chart.render(values, name=name, namespace=namespace, is_install=True)
     return parse_manifests(manifests, namespace)
 
 

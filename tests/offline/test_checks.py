@@ -35,15 +35,15 @@ PROMETHEUS_CHART = CHARTS / "kube-prometheus-stack-88.5.3.tgz"
 # --------------------------------------------------------------------------- helpers
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader that reads a bare ``=`` as a string (PyYAML otherwise rejects the 'value' tag)."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 def _yaml_docs(text: str) -> Iterator[dict[str, Any]]:
-    for doc in yaml.load_all(text, Loader=_Loader):  # noqa: S506 - a SafeLoader subclass
+    for doc in yaml.load_all(text, Loader=_Loader):
         if doc:
             yield doc
 
@@ -139,12 +139,20 @@ def _render(chart_path: pathlib.Path, name: str, namespace: str, values: dict[st
     return items
 
 
-def _chart_crds(chart_path: pathlib.Path) -> list[dict[str, Any]]:
+def _chart_crds(chart_path: pathlib.Path, filename_contains: str = "") -> list[dict[str, Any]]:
+    """The CRDs a chart ships under crds/ (``chart.crds``: name, filename, data as YAML text)."""
     helm = pytest.importorskip("helm_python")
     if not chart_path.exists():
         pytest.skip(f"chart archive not found: {chart_path} (set AIRFLOW_K8S_CHARTS)")
     with helm.Chart.load(str(chart_path)) as chart:
-        return [doc for crd in chart.crds for doc in _yaml_docs(crd["data"])]
+        return [doc for crd in chart.crds if filename_contains in crd["filename"] for doc in _yaml_docs(crd["data"])]
+
+
+@pytest.fixture(scope="module")
+def service_monitor_crd() -> list[dict[str, Any]]:
+    crds = _chart_crds(PROMETHEUS_CHART, "servicemonitors")
+    assert [crd["metadata"]["name"] for crd in crds] == ["servicemonitors.monitoring.coreos.com"]
+    return crds
 
 
 # --------------------------------------------------------------------------- schema
@@ -425,14 +433,18 @@ class TestRealServiceMonitorCrd:
             },
         }
 
-    def test_a_good_service_monitor_validates_against_kube_prometheus_stacks_crd(self) -> None:
-        crds = _chart_crds(PROMETHEUS_CHART)
+    def test_a_good_service_monitor_validates_against_kube_prometheus_stacks_crd(
+        self, service_monitor_crd: list[dict[str, Any]]
+    ) -> None:
+        crds = service_monitor_crd
         obj = self._service_monitor({"port": "statsd-scrape", "interval": "30s", "targetPort": 9102})
 
         assert crd_problems([_item(obj)], crds) == []
 
-    def test_a_bad_service_monitor_is_rejected_by_kube_prometheus_stacks_crd(self) -> None:
-        crds = _chart_crds(PROMETHEUS_CHART)
+    def test_a_bad_service_monitor_is_rejected_by_kube_prometheus_stacks_crd(
+        self, service_monitor_crd: list[dict[str, Any]]
+    ) -> None:
+        crds = service_monitor_crd
         obj = self._service_monitor({"port": "statsd-scrape", "intervall": "30s", "scheme": "ftp"})
 
         messages = [p.message for p in crd_problems([_item(obj)], crds)]
@@ -712,6 +724,12 @@ class TestPersistentVolumeClaimReferences:
 
         assert _refs([_namespace(), _pvc("airflow-dags"), _item(obj)]) == []
 
+    def test_a_claim_declared_in_the_cluster_facts_resolves(self) -> None:
+        obj = _deployment(pod={"volumes": [{"name": "dags", "persistentVolumeClaim": {"claimName": "team-dags"}}]})
+        facts = ClusterFacts(persistent_volume_claims=frozenset({"airflow/team-dags"}))
+
+        assert reference_problems([_namespace(), _item(obj)], facts) == []
+
     def test_a_volume_on_a_missing_claim_is_reported(self) -> None:
         obj = _deployment(pod={"volumes": [{"name": "dags", "persistentVolumeClaim": {"claimName": "airflow-dags"}}]})
 
@@ -720,7 +738,8 @@ class TestPersistentVolumeClaimReferences:
         assert problem.rule == "pvc-ref"
         assert problem.message == (
             "Deployment/airflow/airflow-scheduler volume 'dags' references PersistentVolumeClaim airflow/airflow-dags, "
-            "which is not declared in the stack (nor produced by a StatefulSet volumeClaimTemplate)"
+            "which is not declared in the stack (nor produced by a StatefulSet volumeClaimTemplate, "
+            "nor listed in cluster.persistentVolumeClaims)"
         )
 
     def test_a_claim_produced_by_a_statefulset_claim_template_resolves(self) -> None:
@@ -1274,7 +1293,7 @@ class TestCheckov:
             assert kwargs["env"]["BC_SKIP_MAPPING"] == "TRUE"
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(payload), stderr="")
 
-        monkeypatch.setattr(checks.subprocess, "run", fake_run)
+        monkeypatch.setattr(subprocess, "run", fake_run)
         monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
 
         passed, failed, summaries = run_checkov(tmp_path, tmp_path / "report.json")
@@ -1296,7 +1315,7 @@ class TestCheckov:
         def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(summary_only), stderr="")
 
-        monkeypatch.setattr(checks.subprocess, "run", fake_run)
+        monkeypatch.setattr(subprocess, "run", fake_run)
         monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
 
         assert run_checkov(tmp_path, tmp_path / "report.json") == (0, 0, [])
@@ -1307,7 +1326,7 @@ class TestCheckov:
         def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
             return subprocess.CompletedProcess(command, 2, stdout="", stderr="boom")
 
-        monkeypatch.setattr(checks.subprocess, "run", fake_run)
+        monkeypatch.setattr(subprocess, "run", fake_run)
         monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
 
         with pytest.raises(RuntimeError, match="checkov exited 2 without a JSON report: boom"):

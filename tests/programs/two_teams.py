@@ -1,14 +1,16 @@
 """Two teams' Airflow in one stack: one shared namespace, one namespace of its own."""
 
+from typing import Any
+
 import pulumi
 
 from components import AirflowRelease
 
-common = {
+common: dict[str, Any] = {
     "executor": "CeleryExecutor",
     "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}},
 }
-teams = {
+teams: dict[str, dict[str, Any]] = {
     "team-a": {**common, "namespace": "data", "releaseName": "team-a"},
     "team-b": {**common, "namespace": "data", "releaseName": "team-b", "createNamespace": False},
     "team-c": {

@@ -1,0 +1,239 @@
+"""The offline preview: dev and prod are clean, and every validation rule catches its broken case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.offline.__main__ import main
+from components.offline.preview import PreviewResult, preview
+from tests.helpers import ROOT, run_stack
+
+GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PreviewResult]:
+    out = tmp_path_factory.mktemp("preview")
+    return {stack: preview(ROOT, stack, out, run_checkov=stack == "prod") for stack in ("dev", "prod")}
+
+
+def broken(tmp_path: Path, airflow: dict[str, Any], **kwargs: Any) -> PreviewResult:
+    run = run_stack(airflow, **kwargs)
+    return preview(ROOT, "test", tmp_path, run_checkov=False, program_run=run)
+
+
+def messages(result: PreviewResult, rule: str) -> list[str]:
+    return [p.message for p in result.problems if p.rule == rule]
+
+
+class TestStacks:
+    @pytest.mark.parametrize("stack", ["dev", "prod"])
+    def test_the_stack_previews_with_zero_problems(self, stacks, stack):
+        assert [p.message for p in stacks[stack].problems] == []
+
+    def test_the_dev_inventory_is_what_a_laptop_needs(self, stacks):
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in stacks["dev"].objects}
+        for expected in [
+            ("Namespace", "airflow"),
+            ("Deployment", "airflow-api-server"),
+            ("Deployment", "airflow-scheduler"),
+            ("Deployment", "airflow-dag-processor"),
+            ("StatefulSet", "airflow-triggerer"),
+            ("StatefulSet", "airflow-postgresql"),
+            ("Job", "airflow-run-airflow-migrations"),
+            ("Job", "airflow-create-user"),
+            ("Secret", "airflow-pulumi-fernet-key"),
+            ("Secret", "airflow-pulumi-metadata"),
+            ("ServiceAccount", "airflow-worker-kubernetes"),
+        ]:
+            assert expected in kinds
+        assert not any(k[0] == "StatefulSet" and k[1] == "airflow-redis" for k in kinds)
+
+    def test_the_prod_inventory_is_highly_available(self, stacks):
+        objects = {(o["kind"], o["metadata"]["name"]): o for o in stacks["prod"].objects}
+        assert objects[("Deployment", "airflow-scheduler")]["spec"]["replicas"] == 2
+        assert objects[("Deployment", "airflow-api-server")]["spec"]["replicas"] == 2
+        assert objects[("Deployment", "airflow-pgbouncer")]["spec"]["replicas"] == 2
+        assert {k[1] for k in objects if k[0] == "PodDisruptionBudget"} >= {
+            "airflow-scheduler-pdb",
+            "airflow-api-server-pdb",
+            "airflow-pgbouncer-pdb",
+        }
+        assert ("Deployment", "airflow-flower") in objects
+        assert ("StatefulSet", "airflow-redis") in objects
+        assert not any(k[1] == "airflow-postgresql" for k in objects)
+
+    @pytest.mark.parametrize("stack", ["dev", "prod"])
+    def test_every_namespaced_object_carries_its_namespace(self, stacks, stack):
+        for obj in stacks[stack].objects:
+            if obj["kind"] not in (
+                "Namespace",
+                "PersistentVolume",
+                "StorageClass",
+                "ClusterRole",
+                "ClusterRoleBinding",
+            ):
+                assert obj["metadata"]["namespace"] == "airflow", obj["metadata"]["name"]
+
+    @pytest.mark.parametrize("stack", ["dev", "prod"])
+    def test_files_and_summary_are_written(self, stacks, stack):
+        result = stacks[stack]
+        summary = json.loads((result.out_dir / "summary.json").read_text())
+        assert summary["objects"] == len(result.objects)
+        assert summary["problems"] == []
+        assert sum(summary["objectsByKind"].values()) == len(result.objects)
+        release = next(s for s in summary["sources"] if s["name"] == "airflow-release")
+        assert release["chart"] == "airflow" and release["version"] == "1.21.0"
+        assert release["archive"] == "airflow-1.21.0.tgz"
+        assert set(summary["timings"]) >= {"rendering chart releases with the Helm SDK"}
+        files = sorted(p.relative_to(result.out_dir).as_posix() for p in result.out_dir.rglob("*.yaml"))
+        assert "releases/airflow-release.yaml" in files
+        assert "resources/airflow-fernet-key-secret.yaml" in files
+        assert summary["outputs"]["adminPassword"] == "[secret]"
+
+    def test_secret_values_are_never_written(self, stacks):
+        result = stacks["prod"]
+        secret = yaml.safe_load((result.out_dir / "resources" / "airflow-metadata-secret.yaml").read_text())
+        assert secret["stringData"] == {"connection": "[secret]"}
+        text = "".join(p.read_text() for p in result.out_dir.rglob("*.yaml"))
+        assert "PREVIEW-PLACEHOLDER" not in text
+        assert result.run.outputs["adminPassword"] not in text
+
+    def test_secure_values_are_placeholders_and_reported_as_such(self, stacks):
+        assert stacks["prod"].run.placeholders == {
+            "airflow-k8s:databaseUrl": "placeholder",
+            "airflow-k8s:gitSshKey": "placeholder",
+        }
+
+    def test_checkov_findings_are_counted_in_the_summary(self, stacks):
+        checkov = json.loads((stacks["prod"].out_dir / "summary.json").read_text())["checkov"]
+        assert checkov["ran"] is True
+        assert checkov["passed"] > 0 and checkov["failed"] > 0
+        assert (stacks["prod"].out_dir / "checkov.json").exists()
+
+
+class TestBrokenCases:
+    def test_an_unknown_chart_value_key_is_caught_by_the_charts_schema(self, tmp_path):
+        result = broken(tmp_path, {"dags": GIT, "extraValues": {"schedulr": {"replicas": 2}}})
+        (message,) = messages(result, "values-schema")
+        assert "unknown chart value key 'schedulr' (did you mean 'scheduler'?)" in message
+
+    def test_an_unknown_nested_chart_value_key_is_caught_by_the_charts_schema(self, tmp_path):
+        result = broken(tmp_path, {"dags": GIT, "extraValues": {"scheduler": {"replica": 2}}})
+        (message,) = messages(result, "values-schema")
+        assert "additional properties 'replica' not allowed" in message
+
+    def test_a_secret_reference_to_a_missing_key_is_caught(self, tmp_path):
+        env = [{"name": "BROKEN", "valueFrom": {"secretKeyRef": {"name": "airflow-pulumi-fernet-key", "key": "nope"}}}]
+        result = broken(tmp_path, {"dags": GIT, "extraValues": {"scheduler": {"env": env}}})
+        found = messages(result, "secret-ref")
+        assert found
+        assert all("references key 'nope'" in m and "airflow-pulumi-fernet-key" in m for m in found)
+
+    def test_a_binding_to_a_missing_service_account_is_caught(self, tmp_path):
+        result = broken(
+            tmp_path,
+            {"dags": GIT, "extraValues": {"scheduler": {"serviceAccount": {"create": False, "name": "ghost"}}}},
+        )
+        found = messages(result, "rbac-subject")
+        assert found and all("ServiceAccount airflow/ghost" in m for m in found)
+
+    def test_a_service_selecting_nothing_is_caught(self, tmp_path):
+        service = {
+            "kind": "Service",
+            "metadata": {"name": "orphan", "namespace": "airflow"},
+            "spec": {"selector": {"component": "nothing"}, "ports": [{"name": "http", "port": 80}]},
+        }
+        result = broken(tmp_path, {"dags": GIT}, program="extra_objects", extra={"objects": json.dumps([service])})
+        (message,) = messages(result, "service-selector")
+        assert "Service/airflow/orphan" in message and "component=nothing" in message
+
+    def test_a_service_monitor_on_a_missing_port_is_caught(self, tmp_path):
+        monitor = {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": "statsd", "namespace": "airflow"},
+            "spec": {
+                "selector": {"matchLabels": {"component": "statsd", "release": "airflow"}},
+                "endpoints": [{"port": "metrics"}],
+            },
+        }
+        result = broken(tmp_path, {"dags": GIT}, program="extra_objects", extra={"objects": json.dumps([monitor])})
+        (message,) = messages(result, "servicemonitor")
+        assert "port 'metrics'" in message
+        assert messages(result, "crd") == []
+
+    def test_a_custom_resource_with_an_unknown_field_is_caught_by_its_crd(self, tmp_path):
+        monitor = {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": "statsd", "namespace": "airflow"},
+            "spec": {
+                "selector": {"matchLabels": {"component": "statsd"}},
+                "endpoints": [{"port": "statsd-scrape", "intervall": "30s"}],
+            },
+        }
+        result = broken(tmp_path, {"dags": GIT}, program="extra_objects", extra={"objects": json.dumps([monitor])})
+        (message,) = messages(result, "crd")
+        assert "intervall" in message
+
+    def test_a_claim_on_an_undeclared_storage_class_is_caught(self, tmp_path):
+        result = broken(
+            tmp_path, {"dags": GIT, "database": {"storageClass": "fast-ssd"}}, cluster={"storageClasses": ["standard"]}
+        )
+        found = messages(result, "storage-class")
+        assert found and "fast-ssd" in found[0]
+
+    def test_an_existing_claim_must_be_declared_in_cluster_config(self, tmp_path):
+        dags = {"mode": "persistentVolumeClaim", "persistentVolumeClaim": {"claimName": "team-dags"}}
+        assert any("team-dags" in m for m in messages(broken(tmp_path, {"dags": dags}), "pvc-ref"))
+        declared = broken(tmp_path, {"dags": dags}, cluster={"persistentVolumeClaims": ["airflow/team-dags"]})
+        assert messages(declared, "pvc-ref") == []
+
+    def test_a_missing_chart_archive_is_an_error_naming_what_and_where(self, tmp_path):
+        result = broken(tmp_path, {"dags": GIT, "chart": {"version": "9.9.9"}})
+        (message,) = messages(result, "chart")
+        assert "airflow-9.9.9.tgz not found" in message
+        assert "shared/charts" in message and "AIRFLOW_K8S_CHARTS" in message
+
+
+class TestCommand:
+    def test_the_command_exits_zero_and_prints_its_table(self, tmp_path, capsys):
+        assert main(["--stack", "dev", "--out", str(tmp_path), "--root", str(ROOT), "--no-checkov"]) == 0
+        out = capsys.readouterr().out
+        assert "airflow-release" in out and "0 problems" in out
+        assert "SOURCE" in out and "OBJECTS BY KIND" in out
+
+    def test_a_missing_stack_file_is_a_clear_error(self, tmp_path, capsys):
+        assert main(["--stack", "staging", "--out", str(tmp_path), "--root", str(ROOT)]) == 2
+        assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in capsys.readouterr().err
+
+    def test_a_broken_stack_exits_non_zero(self, tmp_path, capsys):
+        root = tmp_path / "project"
+        root.mkdir()
+        for name in ("Pulumi.yaml", "__main__.py"):
+            (root / name).write_text((ROOT / name).read_text())
+        (root / "components").symlink_to(ROOT / "components")
+        dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+        dev["config"]["airflow-k8s:airflow"]["extraValues"] = {"schedulr": {}}
+        (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
+        (root.parent / "shared").symlink_to(ROOT.parent / "shared")
+        assert main(["--stack", "dev", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 1
+        assert "PROBLEM [values-schema]" in capsys.readouterr().out
+
+
+class TestRendering:
+    def test_rendering_one_release_never_changes_the_next_one(self, tmp_path):
+        external = broken(
+            tmp_path, {"dags": GIT, "database": {"mode": "external"}}, secrets={"databaseUrl": "postgresql://a:b@h/db"}
+        )
+        assert not any(o["metadata"]["name"] == "airflow-postgresql" for o in external.objects)
+        bundled = broken(tmp_path, {"dags": GIT})
+        assert any(
+            o["kind"] == "StatefulSet" and o["metadata"]["name"] == "airflow-postgresql" for o in bundled.objects
+        )
