@@ -68,6 +68,7 @@ RULES: frozenset[str] = frozenset(
         "rbac-roleref",  # Role / ClusterRole referenced by a binding does not exist
         "service-selector",  # Service selects no pod, or a named targetPort no pod declares
         "servicemonitor",  # ServiceMonitor selects no Service, or scrapes a port it lacks
+        "ingress",  # Ingress on an undeclared IngressClass, or a backend Service / port that does not exist
         "namespace",  # namespaced object without namespace, or in an undeclared namespace
         "duplicate",  # same object declared twice
         "checkov",  # checkov policy failure (reported by the caller from run_checkov)
@@ -1418,6 +1419,60 @@ class _Checker:
 
     # ----- ServiceMonitors
 
+    def check_ingresses(self) -> None:
+        classes = set(self.facts.ingress_classes) | {
+            _name(i.obj) for i in self.items if _gk(i.obj) == ("networking.k8s.io", "IngressClass")
+        }
+        services = {(_namespace(i.obj), _name(i.obj)): i.obj for i in self.items if _gk(i.obj) == ("", "Service")}
+        for item in self.items:
+            obj = item.obj
+            if _gk(obj) != ("networking.k8s.io", "Ingress"):
+                continue
+            ident = _ident(obj, True)
+            ns = _namespace(obj) or ""
+            spec = _as_dict(obj.get("spec"))
+            wanted = spec.get("ingressClassName")
+            if isinstance(wanted, str) and wanted not in classes:
+                known = ", ".join(sorted(classes)) or "none"
+                self.add(
+                    "ingress",
+                    item,
+                    ident,
+                    f"{ident} uses ingressClassName '{wanted}', which is not an IngressClass declared in the stack "
+                    f"or in cluster.ingressClasses (known: {known})",
+                )
+            backends = [_as_dict(spec.get("defaultBackend"))]
+            for rule in _as_list(spec.get("rules")):
+                for path in _as_list(_as_dict(_as_dict(rule).get("http")).get("paths")):
+                    backends.append(_as_dict(_as_dict(path).get("backend")))
+            for backend in backends:
+                svc = _as_dict(backend.get("service"))
+                if not svc:
+                    continue
+                target = services.get((ns, str(svc.get("name"))))
+                if target is None:
+                    self.add(
+                        "ingress",
+                        item,
+                        ident,
+                        f"{ident} routes to Service {ns}/{svc.get('name')}, which does not exist",
+                    )
+                    continue
+                port = _as_dict(svc.get("port"))
+                ports = _as_list(_as_dict(target.get("spec")).get("ports"))
+                names = {_as_dict(p).get("name") for p in ports}
+                numbers = {_as_dict(p).get("port") for p in ports}
+                if ("name" in port and port["name"] not in names) or (
+                    "number" in port and port["number"] not in numbers
+                ):
+                    self.add(
+                        "ingress",
+                        item,
+                        ident,
+                        f"{ident} routes to port {port.get('name', port.get('number'))} of Service {ns}/{svc.get('name')}, "
+                        "which has no such port",
+                    )
+
     def check_service_monitors(self) -> None:
         for item in self.items:
             obj = item.obj
@@ -1540,6 +1595,7 @@ def reference_problems(items: list[Item], facts: ClusterFacts) -> list[Problem]:
     checker.check_rbac()
     checker.check_services()
     checker.check_service_monitors()
+    checker.check_ingresses()
     return checker.problems
 
 

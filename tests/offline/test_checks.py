@@ -1331,3 +1331,60 @@ class TestCheckov:
 
         with pytest.raises(RuntimeError, match="checkov exited 2 without a JSON report: boom"):
             run_checkov(tmp_path, tmp_path / "report.json")
+
+
+class TestIngressReferences:
+    @staticmethod
+    def _ingress(class_name: str = "nginx", service: str = "airflow-api-server", port: Any = None) -> Item:
+        backend = {"service": {"name": service, "port": port or {"name": "api-server"}}}
+        return _item(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {"name": "ui", "namespace": "airflow"},
+                "spec": {
+                    "ingressClassName": class_name,
+                    "rules": [
+                        {
+                            "host": "a.example.com",
+                            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]},
+                        }
+                    ],
+                },
+            }
+        )
+
+    @staticmethod
+    def _service() -> Item:
+        return _item(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "airflow-api-server", "namespace": "airflow"},
+                "spec": {"ports": [{"name": "api-server", "port": 8080}]},
+            }
+        )
+
+    def test_an_ingress_on_a_declared_class_and_service_port_resolves(self) -> None:
+        facts = ClusterFacts(ingress_classes=frozenset({"nginx"}))
+        problems = reference_problems([_namespace(), self._service(), self._ingress()], facts)
+        assert [p for p in problems if p.rule == "ingress"] == []
+
+    def test_an_ingress_on_an_undeclared_class_is_reported(self) -> None:
+        problems = [
+            p
+            for p in reference_problems([_namespace(), self._service(), self._ingress()], ClusterFacts())
+            if p.rule == "ingress"
+        ]
+        assert [p.message for p in problems] == [
+            "Ingress/airflow/ui uses ingressClassName 'nginx', which is not an IngressClass declared in the stack "
+            "or in cluster.ingressClasses (known: none)"
+        ]
+
+    def test_an_ingress_to_a_missing_port_is_reported(self) -> None:
+        facts = ClusterFacts(ingress_classes=frozenset({"nginx"}))
+        items = [_namespace(), self._service(), self._ingress(port={"number": 80})]
+        problems = [p for p in reference_problems(items, facts) if p.rule == "ingress"]
+        assert [p.message for p in problems] == [
+            "Ingress/airflow/ui routes to port 80 of Service airflow/airflow-api-server, which has no such port"
+        ]
