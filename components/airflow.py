@@ -11,10 +11,12 @@ import pulumi_random as random
 
 from .airflow_values import (
     SecretNames,
+    airflow_environment,
     broker_url,
     chart_values,
     database_target,
     deep_merge,
+    env_from_values,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
@@ -49,6 +51,15 @@ class AirflowReleaseArgs(TypedDict):
     """Chart values from other components (for example LogStorage), merged before
     `settings.extraValues`, which always wins."""
 
+    connections: NotRequired[Mapping[str, pulumi.Input[str]] | None]
+    """Airflow connections as code: connection id -> URI or JSON (Airflow's
+    `AIRFLOW_CONN_<ID>` formats). Delivered through one Secret to every Airflow
+    component and task pod; values stay secret."""
+
+    variables: NotRequired[Mapping[str, pulumi.Input[str]] | None]
+    """Airflow variables as code: key -> value, delivered like `connections` as
+    `AIRFLOW_VAR_<KEY>`."""
+
 
 class AirflowRelease(pulumi.ComponentResource):
     """Apache Airflow from the official chart, with generated secrets that never re-roll.
@@ -78,6 +89,7 @@ class AirflowRelease(pulumi.ComponentResource):
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
+        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
@@ -192,9 +204,16 @@ class AirflowRelease(pulumi.ComponentResource):
             dags_claim = self._host_path_dags(name, cfg, namespace, keep)
             secrets.append(dags_claim)
 
+        # Connections and variables as code: one Secret, loaded into every Airflow container.
+        env_values: dict[str, Any] = {}
+        if environment:
+            secret("environment-secret", names.environment, environment)
+            env_values = env_from_values(names.environment)
+
         values = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
-        if args.get("extra_values"):
-            values = deep_merge(deep_merge(values, dict(args.get("extra_values") or {})), cfg.extra_values)
+        if args.get("extra_values") or env_values:
+            merged = deep_merge(dict(args.get("extra_values") or {}), env_values)
+            values = deep_merge(deep_merge(values, merged), cfg.extra_values)
 
         chart_args: dict[str, Any] = (
             {"chart": cfg.chart.path}

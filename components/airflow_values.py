@@ -8,6 +8,8 @@ that AirflowRelease creates.
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,10 @@ class SecretNames:
     @property
     def git_ssh(self) -> str:
         return self._n("git-ssh")
+
+    @property
+    def environment(self) -> str:
+        return self._n("environment")
 
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
@@ -434,3 +440,35 @@ def broker_url(cfg: AirflowConfig, redis_password: str) -> str:
     from urllib.parse import quote
 
     return f"redis://:{quote(redis_password, safe='')}@{cfg.release_name}-redis:6379/0"
+
+
+# ---------------------------------------------------------------------------
+# Connections and variables as code.
+
+_ENV_ID = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def airflow_environment(connections: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+    """`AIRFLOW_CONN_<ID>` / `AIRFLOW_VAR_<KEY>` entries for the environment Secret.
+
+    Ids are upper-cased as Airflow does when it looks them up; an id Airflow could not
+    map back (anything but letters, digits and underscores) is an error.
+    """
+    env: dict[str, Any] = {}
+    for prefix, entries in (("AIRFLOW_CONN_", connections), ("AIRFLOW_VAR_", variables)):
+        for key, value in entries.items():
+            if not _ENV_ID.match(key):
+                raise ValueError(
+                    f"{prefix.lower().rstrip('_')} id {key!r}: use letters, digits and underscores only "
+                    "(Airflow reads it from the environment variable " + prefix + key.upper() + ")"
+                )
+            name = prefix + key.upper()
+            if name in env:
+                raise ValueError(f"{key!r} is declared twice (as {name})")
+            env[name] = value
+    return env
+
+
+def env_from_values(secret_name: str) -> dict[str, Any]:
+    """Chart values that load a Secret into every Airflow container and the task pod template."""
+    return {"extraEnvFrom": f"- secretRef:\n    name: '{secret_name}'\n"}

@@ -200,7 +200,7 @@ class TestSecrets:
         }
         names = SecretNames("airflow")
         ours = {getattr(names, p) for p in dir(SecretNames) if isinstance(getattr(SecretNames, p), property)}
-        assert len(ours) == 13
+        assert len(ours) == 14
         assert not ours & chart_defaults
 
     def test_the_admin_password_is_generated_secret_and_never_admin(self):
@@ -483,3 +483,33 @@ class TestTwoInstances:
         assert (
             "db.internal" in unwrap(declared["airflow-pulumi-pgbouncer-config"].inputs)["stringData"]["pgbouncer.ini"]
         )
+
+
+class TestConnectionsAndVariables:
+    def test_connections_and_variables_reach_every_airflow_container_through_one_secret(self):
+        run = run_stack(program="connections")
+        data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
+        assert set(data) == {"AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_WAREHOUSE", "AIRFLOW_VAR_ENVIRONMENT"}
+        assert secret_paths(release(run).inputs) == []
+        assert "hunter2" not in json.dumps(unwrap(release(run).inputs))
+        objects = render_release(release(run))
+        for obj in objects:
+            if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"]["name"] != "airflow-postgresql":
+                if obj["metadata"]["name"] == "airflow-statsd":
+                    continue
+                containers = obj["spec"]["template"]["spec"]["containers"]
+                airflow_container = containers[0]
+                assert {"secretRef": {"name": "airflow-pulumi-environment"}} in airflow_container.get("envFrom", []), (
+                    obj["metadata"]["name"]
+                )
+        template = next(
+            o["data"]["pod_template_file.yaml"] for o in objects if "pod_template_file.yaml" in o.get("data", {})
+        )
+        pod = next(d for d in yaml.safe_load_all(template) if d)
+        assert {"secretRef": {"name": "airflow-pulumi-environment"}} in pod["spec"]["containers"][0]["envFrom"]
+
+    def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
+        from components.airflow_values import airflow_environment
+
+        with pytest.raises(ValueError, match="letters, digits and underscores"):
+            airflow_environment({"my-conn": "x"}, {})
