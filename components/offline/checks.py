@@ -1469,8 +1469,8 @@ class _Checker:
                         "ingress",
                         item,
                         ident,
-                        f"{ident} routes to port {port.get('name', port.get('number'))} of Service {ns}/{svc.get('name')}, "
-                        "which has no such port",
+                        f"{ident} routes to port {port.get('name', port.get('number'))} of Service "
+                        f"{ns}/{svc.get('name')}, which has no such port",
                     )
 
     def check_service_monitors(self) -> None:
