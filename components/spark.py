@@ -1,0 +1,217 @@
+"""SparkOperator: the Kubeflow Spark Operator, with least-privilege RBAC for Spark and Airflow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ._reader import ConfigError
+from .spark_config import SparkConfig, parse_spark
+from .spark_values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
+
+PACKAGE = "airflow-k8s"
+
+
+class SparkOperatorArgs(TypedDict):
+    """Inputs of SparkOperator."""
+
+    settings: SparkConfig | Mapping[str, Any]
+    """The operator's settings: a `SparkConfig`, or a mapping of the same shape as the
+    `spark` stack config key (documented in the README), which is validated here."""
+
+    airflow_namespace: pulumi.Input[str]
+    """The namespace of the Airflow release that submits Spark jobs (`AirflowRelease.namespace`)."""
+
+    airflow_service_accounts: pulumi.Input[Sequence[str]]
+    """The ServiceAccounts whose pods run Airflow tasks (`AirflowRelease.task_service_accounts`):
+    exactly these are allowed to submit SparkApplications in the job namespaces."""
+
+
+class SparkOperator(pulumi.ComponentResource):
+    """The Kubeflow Spark Operator chart in its own namespace, watching only the job namespaces.
+
+    Children (named `<name>-<role>`): the operator's namespace (unless it exists), each job
+    namespace (when asked to create it; retained on destroy), in each job namespace the
+    driver and executor ServiceAccounts, the driver's Role and RoleBinding and Airflow's
+    submitter Role and RoleBinding, and one `helm.v3.Release`.
+    """
+
+    namespace: pulumi.Output[str]
+    """The operator's namespace."""
+    release_name: pulumi.Output[str]
+    """The Helm release name."""
+    job_namespaces: pulumi.Output[list[str]]
+    """The namespaces SparkApplications run in (the first is the default)."""
+    driver_service_account: pulumi.Output[str]
+    """The ServiceAccount Spark drivers run as in every job namespace (`spec.driver.serviceAccount`)."""
+    executor_service_account: pulumi.Output[str]
+    """The ServiceAccount Spark executors run as (`spec.executor.serviceAccount`); it has no API rights."""
+    submitters: pulumi.Output[list[str]]
+    """The `namespace/name` of every ServiceAccount allowed to submit SparkApplications."""
+
+    def __init__(self, name: str, args: SparkOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
+        cfg = self._settings(args)
+        self.config = cfg
+        child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        labels = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "spark-operator"}
+
+        airflow_namespace = pulumi.Output.from_input(args["airflow_namespace"]).apply(self._not_a_job_namespace)
+        bound = pulumi.Output.all(airflow_namespace, args["airflow_service_accounts"]).apply(
+            lambda pair: subjects(str(pair[0]), list(pair[1]))
+        )
+
+        namespaces: list[pulumi.Resource] = []
+        if cfg.create_namespace:
+            operator_ns = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={
+                    "name": cfg.namespace,
+                    # The operator's pods are restricted-compliant (non-root, no capabilities, seccomp).
+                    "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+                },
+                opts=child,
+            )
+            namespaces.append(operator_ns)
+            namespace: pulumi.Output[str] = operator_ns.metadata.name
+        else:
+            namespace = pulumi.Output.from_input(cfg.namespace)
+
+        for job in cfg.job_namespaces:
+            prefix = f"{name}-{job.name}"
+            job_ns: pulumi.Input[str] = job.name
+            depends: list[pulumi.Resource] = []
+            if job.create:
+                created = k8s.core.v1.Namespace(
+                    f"{prefix}-namespace",
+                    metadata={
+                        "name": job.name,
+                        "labels": {
+                            **labels,
+                            # Spark's pods meet "baseline"; "restricted" is reported, not enforced, so a
+                            # job that does not set a restricted securityContext still runs.
+                            "pod-security.kubernetes.io/enforce": "baseline",
+                            "pod-security.kubernetes.io/warn": "restricted",
+                            "pod-security.kubernetes.io/audit": "restricted",
+                        },
+                    },
+                    opts=keep,
+                )
+                namespaces.append(created)
+                depends.append(created)
+                job_ns = created.metadata.name
+            in_ns = pulumi.ResourceOptions(parent=self, depends_on=depends)
+            self._spark_accounts(prefix, cfg, job_ns, labels, in_ns)
+            role = k8s.rbac.v1.Role(
+                f"{prefix}-submitter-role",
+                metadata={"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
+                rules=AIRFLOW_SUBMITTER_RULES,
+                opts=in_ns,
+            )
+            k8s.rbac.v1.RoleBinding(
+                f"{prefix}-submitter-binding",
+                metadata={"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
+                subjects=bound,
+                opts=in_ns,
+            )
+
+        chart_args: dict[str, Any] = (
+            {"chart": cfg.chart.path}
+            if cfg.chart.path
+            else {
+                "chart": "spark-operator",
+                "version": cfg.chart.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
+            }
+        )
+        # The chart puts its controller's and webhook's Roles into every job namespace, so they
+        # must exist first. CRDs come from the chart's crds/ folder on first install.
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=cfg.release_name,
+            namespace=namespace,
+            values=chart_values(cfg),
+            create_namespace=False,
+            timeout=600,
+            max_history=10,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=namespaces),
+            **chart_args,
+        )
+
+        self.namespace = namespace
+        self.release_name = self.release.name.apply(lambda n: n or cfg.release_name)
+        self.job_namespaces = pulumi.Output.from_input(list(cfg.job_namespace_names))
+        self.driver_service_account = pulumi.Output.from_input(cfg.service_accounts.driver)
+        self.executor_service_account = pulumi.Output.from_input(cfg.service_accounts.executor)
+        self.submitters = bound.apply(lambda items: [f"{s['namespace']}/{s['name']}" for s in items])
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "release_name": self.release_name,
+                "job_namespaces": self.job_namespaces,
+                "driver_service_account": self.driver_service_account,
+                "executor_service_account": self.executor_service_account,
+                "submitters": self.submitters,
+            }
+        )
+
+    def _spark_accounts(
+        self,
+        prefix: str,
+        cfg: SparkConfig,
+        namespace: pulumi.Input[str],
+        labels: dict[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The driver's account with its Role, and the executors' account, which needs no API access."""
+        accounts = cfg.service_accounts
+        driver = k8s.core.v1.ServiceAccount(
+            f"{prefix}-driver-account",
+            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
+            automount_service_account_token=True,
+            opts=opts,
+        )
+        k8s.core.v1.ServiceAccount(
+            f"{prefix}-executor-account",
+            metadata={"name": accounts.executor, "namespace": namespace, "labels": labels},
+            automount_service_account_token=False,
+            opts=opts,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{prefix}-driver-role",
+            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
+            rules=DRIVER_RULES,
+            opts=opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{prefix}-driver-binding",
+            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
+            subjects=[{"kind": "ServiceAccount", "name": driver.metadata.name, "namespace": namespace}],
+            opts=opts,
+        )
+
+    def _not_a_job_namespace(self, airflow_namespace: str) -> str:
+        if airflow_namespace in self.config.job_namespace_names or airflow_namespace == self.config.namespace:
+            raise ValueError(
+                f"Airflow's namespace {airflow_namespace!r} is also a Spark job namespace or the operator's "
+                "namespace; Spark pods could then run as Airflow's ServiceAccounts. Use dedicated namespaces."
+            )
+        return airflow_namespace
+
+    @staticmethod
+    def _settings(args: SparkOperatorArgs) -> SparkConfig:
+        settings = args["settings"]
+        # Airflow's namespace as plain text is checked now; as an Output, when it resolves.
+        known = args["airflow_namespace"] if isinstance(args["airflow_namespace"], str) else None
+        cfg = settings if isinstance(settings, SparkConfig) else parse_spark(settings, airflow_namespace=known)
+        if not cfg.enabled:
+            raise ConfigError(
+                "spark.enabled", False, "SparkOperator was given a disabled config; do not declare it then."
+            )
+        return cfg
