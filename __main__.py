@@ -2,8 +2,11 @@
 
 import pulumi
 
-from components import AirflowRelease
+from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
 from components import stack as stack_config
+from components.airflow_values import airflow_api_port
+from components.monitoring_values import airflow_values as monitoring_airflow_values
+from components.spark_values import airflow_connections, airflow_variables
 
 cfg = stack_config.load()
 
@@ -19,8 +22,70 @@ airflow = AirflowRelease(
         "database_url": _secret(cfg.secrets.database_url),
         "git_token": _secret(cfg.secrets.git_token),
         "git_ssh_key": _secret(cfg.secrets.git_ssh_key),
+        "logs": cfg.logs,
+        "logs_connection": _secret(cfg.logs_connection),
+        # Spark on: the in-cluster `kubernetes_default` connection and where DAGs submit jobs.
+        "connections": airflow_connections(cfg.spark),
+        "variables": airflow_variables(cfg.spark),
+        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
+        "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
     },
 )
+
+if cfg.monitoring.enabled:
+    monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
+    pulumi.export("monitoringNamespace", monitoring.namespace)
+    pulumi.export("grafanaServiceName", monitoring.grafana_service)
+    pulumi.export("prometheusServiceName", monitoring.prometheus_service)
+    pulumi.export("alertmanagerServiceName", monitoring.alertmanager_service)
+    pulumi.export("grafanaDashboard", monitoring.dashboard_name)
+    pulumi.export("grafanaAdminUsername", monitoring.grafana_admin_user)
+    pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
+    if cfg.monitoring.install is not None:
+        pulumi.export(
+            "grafanaPortForward",
+            pulumi.Output.concat(
+                "kubectl port-forward -n ",
+                monitoring.namespace.apply(str),
+                " svc/",
+                monitoring.grafana_service.apply(str),
+                " 3000:80",
+            ),
+        )
+
+# Team task namespaces for KubernetesPodOperator: isolated, with their own Secrets.
+for team in cfg.teams:
+    task_namespace = TaskNamespace(
+        f"team-{team.name}",
+        {
+            "team": team,
+            "airflow_namespace": airflow.namespace,
+            "airflow_namespace_name": cfg.airflow.namespace,
+            "release_name": cfg.airflow.release_name,
+            "task_service_accounts": airflow.task_service_accounts,
+            "api_port": airflow_api_port(cfg.airflow),
+            "secrets": {
+                k: {kk: pulumi.Output.secret(vv) for kk, vv in v.items()}
+                for k, v in cfg.team_secrets.get(team.name, {}).items()
+            },
+        },
+    )
+    pulumi.export(f"team-{team.name}-namespace", task_namespace.namespace)
+    pulumi.export(f"team-{team.name}-serviceAccount", task_namespace.service_account)
+
+if cfg.spark.enabled:
+    spark = SparkOperator(
+        "spark",
+        {
+            "settings": cfg.spark,
+            "airflow_namespace": airflow.namespace,
+            "airflow_service_accounts": airflow.task_service_accounts,
+        },
+    )
+    pulumi.export("sparkNamespace", spark.namespace)
+    pulumi.export("sparkJobNamespaces", spark.job_namespaces)
+    pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
+    pulumi.export("sparkSubmitters", spark.submitters)
 
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)

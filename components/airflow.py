@@ -17,15 +17,25 @@ from .airflow_values import (
     database_target,
     deep_merge,
     env_from_values,
+    log_serving_policy,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
     pgbouncer_users,
     service_account_names,
+    task_pod_launcher_binding,
     task_service_accounts,
     ui_service,
 )
 from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from .logs import LogStorage
+from .logs_config import LogsConfig, parse_logs
+
+
+def _conn_env(conn_id: str) -> str:
+    """Connection ids as AirflowRelease's `connections` arg takes them."""
+    return "AIRFLOW_CONN_" + conn_id.upper()
+
 
 PACKAGE = "airflow-k8s"
 
@@ -55,6 +65,14 @@ class AirflowReleaseArgs(TypedDict):
     """Airflow connections as code: connection id -> URI or JSON (Airflow's
     `AIRFLOW_CONN_<ID>` formats). Delivered through one Secret to every Airflow
     component and task pod; values stay secret."""
+
+    logs: NotRequired[LogsConfig | Mapping[str, Any] | None]
+    """Where task logs live: a `LogsConfig` or a mapping shaped like the `logs` stack key.
+    AirflowRelease then declares a LogStorage child (`<name>-logs`) and mounts its claim in
+    every Airflow pod and the KubernetesExecutor pod template. Unset: the chart's emptyDir."""
+
+    logs_connection: NotRequired[pulumi.Input[str] | None]
+    """Credentials for remote logging (secret); see LogStorageArgs.connection."""
 
     variables: NotRequired[Mapping[str, pulumi.Input[str]] | None]
     """Airflow variables as code: key -> value, delivered like `connections` as
@@ -90,6 +108,14 @@ class AirflowRelease(pulumi.ComponentResource):
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
         environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+        logs_cfg = self._logs_settings(args)
+        if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
+            clash = _conn_env(logs_cfg.remote.connection_id)
+            if clash in environment:
+                raise ValueError(
+                    f"connection {logs_cfg.remote.connection_id!r} is declared in `connections` and is also the "
+                    "remote-logging connection (logs.remote.connectionId); use another id for one of them"
+                )
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
@@ -204,16 +230,46 @@ class AirflowRelease(pulumi.ComponentResource):
             dags_claim = self._host_path_dags(name, cfg, namespace, keep)
             secrets.append(dags_claim)
 
+        # Task logs: a LogStorage child when asked; its claim and values flow into the chart.
+        log_values: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input({})
+        if logs_cfg is not None:
+            self.logs = LogStorage(
+                f"{name}-logs",
+                {
+                    "settings": logs_cfg,
+                    "namespace": namespace,
+                    "namespace_name": cfg.namespace,
+                    "release_name": cfg.release_name,
+                    "connection": args.get("logs_connection"),
+                },
+                opts=child,
+            )
+            secrets.append(self.logs)
+            log_values = self.logs.values
+            environment = {**environment, **{_conn_env(k): v for k, v in self.logs.connections.items()}}
+
         # Connections and variables as code: one Secret, loaded into every Airflow container.
         env_values: dict[str, Any] = {}
         if environment:
             secret("environment-secret", names.environment, environment)
             env_values = env_from_values(names.environment)
 
-        values = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
-        if args.get("extra_values") or env_values:
-            merged = deep_merge(dict(args.get("extra_values") or {}), env_values)
-            values = deep_merge(deep_merge(values, merged), cfg.extra_values)
+        base = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
+        extra = deep_merge(dict(args.get("extra_values") or {}), env_values)
+        values = log_values.apply(lambda lv: deep_merge(deep_merge(deep_merge(base, lv), extra), cfg.extra_values))
+
+        policy = log_serving_policy(cfg)
+        if policy is not None:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-log-serving-policy",
+                metadata={
+                    "name": f"{cfg.release_name}-log-serving-policy",
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
+                },
+                spec=cast(Any, policy),
+                opts=child,
+            )
 
         chart_args: dict[str, Any] = (
             {"chart": cfg.chart.path}
@@ -236,6 +292,18 @@ class AirflowRelease(pulumi.ComponentResource):
             **chart_args,
         )
 
+        # KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher
+        # Role, bound to the task pods' account too (see task_pod_launcher_binding).
+        launcher = task_pod_launcher_binding(cfg)
+        if launcher is not None:
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-task-pod-launcher",
+                metadata={**launcher["metadata"], "namespace": namespace},
+                role_ref=launcher["roleRef"],
+                subjects=launcher["subjects"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace
         self.release_name = self.release.name.apply(lambda n: n or cfg.release_name)
@@ -257,6 +325,13 @@ class AirflowRelease(pulumi.ComponentResource):
                 "admin_password": self.admin_password,
             }
         )
+
+    @staticmethod
+    def _logs_settings(args: AirflowReleaseArgs) -> LogsConfig | None:
+        logs = args.get("logs")
+        if logs is None or isinstance(logs, LogsConfig):
+            return logs
+        return parse_logs(logs, logs_connection=args.get("logs_connection"))
 
     @staticmethod
     def _settings(args: AirflowReleaseArgs) -> AirflowConfig:

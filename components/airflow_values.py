@@ -154,6 +154,38 @@ def task_service_accounts(cfg: AirflowConfig) -> list[str]:
     return out
 
 
+def task_pod_launcher_binding(cfg: AirflowConfig) -> dict[str, Any] | None:
+    """A RoleBinding (metadata, roleRef, subjects) that lets KubernetesExecutor task pods
+    launch pods in Airflow's namespace, or None when there is nothing to add.
+
+    The chart binds its `<release>-pod-launcher-role` to the scheduler, Celery worker and
+    triggerer accounts only (chart 1.21.0), not to `<release>-worker-kubernetes`, the
+    account KubernetesExecutor task pods run as; a KubernetesPodOperator task there would
+    get 403 on `pods create`. Skipped when the chart makes no such Role (`rbac.create` or
+    `allowPodLaunching` false) or makes a ClusterRole (`multiNamespaceMode`).
+    """
+    extra = cfg.extra_values
+    rbac = extra.get("rbac")
+    if (
+        not cfg.uses_kubernetes
+        or (isinstance(rbac, dict) and rbac.get("create") is False)
+        or extra.get("allowPodLaunching") is False
+        or extra.get("multiNamespaceMode") is True
+    ):
+        return None
+    r = cfg.release_name
+    task_pods = service_account_names(cfg)["workers.kubernetes"]
+    return {
+        "metadata": {
+            "name": f"{r}-task-pod-launcher",
+            "namespace": cfg.namespace,
+            "labels": {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "airflow", "release": r},
+        },
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{r}-pod-launcher-role"},
+        "subjects": [{"kind": "ServiceAccount", "name": task_pods, "namespace": cfg.namespace}],
+    }
+
+
 def ui_service(cfg: AirflowConfig) -> tuple[str, int]:
     """The UI Service name and port (api-server on Airflow 3, webserver on 2)."""
     if cfg.major >= 3:
@@ -362,6 +394,16 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
             dv["persistence"]["subPath"] = dags.claim.sub_path
     v["dags"] = dv
 
+    task_pods = cfg.task_pods.as_values()
+    if "securityContexts" in task_pods:
+        task_pods["securityContexts"]["pod"] = {**POD_SECURITY, **task_pods["securityContexts"]["pod"]}
+    if task_pods:
+        v["workers"]["kubernetes"] = task_pods
+
+    v = deep_merge(v, security_values(cfg))
+    v = deep_merge(v, ingress_values(cfg))
+    v = deep_merge(v, network_values(cfg))
+
     for key, name in service_account_names(cfg).items():
         _set_sa(v, key, name)
     return deep_merge(v, cfg.extra_values)
@@ -472,3 +514,194 @@ def airflow_environment(connections: Mapping[str, Any], variables: Mapping[str, 
 def env_from_values(secret_name: str) -> dict[str, Any]:
     """Chart values that load a Secret into every Airflow container and the task pod template."""
     return {"extraEnvFrom": f"- secretRef:\n    name: '{secret_name}'\n"}
+
+
+# ---------------------------------------------------------------------------
+# Pod security: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp.
+
+POD_SECURITY: dict[str, Any] = {
+    "runAsUser": AIRFLOW_UID,
+    "runAsGroup": 0,
+    "fsGroup": 0,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# Images whose root filesystem can be read-only (they write only to mounted volumes).
+READ_ONLY_ROOT = {"readOnlyRootFilesystem": True}
+
+
+def _pod(uid: int, gid: int) -> dict[str, Any]:
+    return {
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "fsGroup": gid,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def security_values(cfg: AirflowConfig) -> dict[str, Any]:
+    """Every pod the chart renders runs hardened.
+
+    Airflow containers keep a writable root filesystem (Airflow writes caches, pid files
+    and temporary files under its home and /tmp); the StatsD exporter and Redis, which write
+    only to their volumes, run read-only.
+    """
+    values: dict[str, Any] = {
+        "securityContexts": {"pod": dict(POD_SECURITY), "containers": dict(CONTAINER_SECURITY)},
+        "statsd": {
+            "securityContexts": {
+                "pod": _pod(65534, 65534),
+                "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT},
+            }
+        },
+        "redis": {
+            "uid": 999,
+            "securityContexts": {"pod": _pod(999, 999), "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
+        },
+        "pgbouncer": {
+            "uid": 65534,
+            "securityContexts": {"pod": _pod(65534, 65534), "container": dict(CONTAINER_SECURITY)},
+            "metricsExporterSidecar": {"securityContexts": {"container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}}},
+        },
+    }
+    if cfg.dags.git_sync is not None:
+        values["dags"] = {"gitSync": {"securityContexts": {"container": {**CONTAINER_SECURITY, "runAsUser": 65533}}}}
+    return values
+
+
+# ---------------------------------------------------------------------------
+# Ingress
+
+
+def ingress_annotations(cfg: AirflowConfig) -> dict[str, str]:
+    ing = cfg.ingress
+    notes: dict[str, str] = {}
+    if ing.tls_issuer:
+        key = "cert-manager.io/cluster-issuer" if ing.tls_issuer_kind == "ClusterIssuer" else "cert-manager.io/issuer"
+        notes[key] = ing.tls_issuer
+    if ing.auth is not None:
+        notes["nginx.ingress.kubernetes.io/auth-url"] = ing.auth.url
+        if ing.auth.signin:
+            notes["nginx.ingress.kubernetes.io/auth-signin"] = ing.auth.signin
+        if ing.auth.response_headers:
+            notes["nginx.ingress.kubernetes.io/auth-response-headers"] = ",".join(ing.auth.response_headers)
+    if ing.tls:
+        notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] = "true"
+    return {**notes, **ing.annotations}
+
+
+def tls_secret_name(cfg: AirflowConfig) -> str | None:
+    ing = cfg.ingress
+    if ing.tls_secret:
+        return ing.tls_secret
+    if ing.tls_issuer:
+        return f"{cfg.release_name}-ui-tls"
+    return None
+
+
+def ingress_values(cfg: AirflowConfig) -> dict[str, Any]:
+    ing = cfg.ingress
+    if not ing.enabled:
+        return {}
+    tls = {"enabled": ing.tls, "secretName": tls_secret_name(cfg) or ""}
+    common = {"annotations": ingress_annotations(cfg), "pathType": "Prefix", "tls": tls}
+    if ing.class_name:
+        common["ingressClassName"] = ing.class_name
+    key = "apiServer" if cfg.major >= 3 else "web"
+    values: dict[str, Any] = {"ingress": {key: {"enabled": True, "host": ing.host or "", "path": ing.path, **common}}}
+    if cfg.flower.enabled:
+        values["ingress"]["flower"] = {
+            "enabled": True,
+            "host": ing.flower_host or ing.host or "",
+            "path": ing.flower_path,
+            **common,
+        }
+    return values
+
+
+# ---------------------------------------------------------------------------
+# NetworkPolicies
+#
+# The chart's policies admit too little: with `networkPolicies.enabled` and nothing else,
+# its api-server policy admits no one (task pods on Airflow 3 cannot reach the execution
+# API; the ingress controller cannot reach the UI), Prometheus cannot scrape StatsD, and the
+# UI cannot fetch task logs from workers and the triggerer. These values and the
+# `log_serving_policy` below add exactly those flows.
+
+TASK_NAMESPACE_LABEL = "airflow-k8s/tasks-for"
+
+
+def _ns(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+
+
+def network_values(cfg: AirflowConfig) -> dict[str, Any]:
+    net = cfg.network_policies
+    if not net.enabled:
+        return {"networkPolicies": {"enabled": False}}
+    r = cfg.release_name
+    ui_from: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {"release": r}}},
+        {"namespaceSelector": {"matchLabels": {TASK_NAMESPACE_LABEL: r}}},
+    ]
+    if cfg.ingress.enabled:
+        ui_from.append(_ns(cfg.ingress.controller_namespace))
+    ui_from += [_ns(n) for n in net.ui_namespaces]
+    metrics_from = [_ns(n) for n in net.metrics_namespaces]
+    ui_key = "apiServer" if cfg.major >= 3 else "webserver"
+    values: dict[str, Any] = {
+        "networkPolicies": {"enabled": True},
+        ui_key: {"networkPolicy": {"ingress": {"from": ui_from}}},
+    }
+    if metrics_from:
+        values["statsd"] = {"extraNetworkPolicies": metrics_from}
+        values["pgbouncer"] = {"extraNetworkPolicies": metrics_from}
+    if cfg.flower.enabled:
+        flower_from = [_ns(cfg.ingress.controller_namespace)] if cfg.ingress.enabled else []
+        flower_from += [_ns(n) for n in net.ui_namespaces]
+        if flower_from:
+            values["flower"] = {"networkPolicy": {"ingress": {"from": flower_from}}}
+    return values
+
+
+WORKER_LOGS_PORT = 8793
+TRIGGERER_LOGS_PORT = 8794
+
+
+def log_serving_policy(cfg: AirflowConfig) -> dict[str, Any] | None:
+    """Let the UI fetch live task logs from the pods that serve them (the chart admits only
+    a `webserver` component, which Airflow 3 does not have)."""
+    if not cfg.network_policies.enabled:
+        return None
+    r = cfg.release_name
+    ui = "api-server" if cfg.major >= 3 else "webserver"
+    return {
+        "podSelector": {
+            "matchExpressions": [
+                {"key": "release", "operator": "In", "values": [r]},
+                {"key": "component", "operator": "In", "values": ["worker", "triggerer", "scheduler"]},
+            ]
+        },
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"podSelector": {"matchLabels": {"component": ui, "release": r}}}],
+                "ports": [
+                    {"protocol": "TCP", "port": WORKER_LOGS_PORT},
+                    {"protocol": "TCP", "port": TRIGGERER_LOGS_PORT},
+                ],
+            }
+        ],
+    }
+
+
+def airflow_api_port(cfg: AirflowConfig) -> int | None:
+    """The port task pods use to reach Airflow (Airflow 3's execution API), or None on Airflow 2."""
+    return 8080 if cfg.major >= 3 else None

@@ -214,6 +214,85 @@ class Redis:
 
 
 @dataclass(frozen=True)
+class IngressAuth:
+    """External authentication (NGINX auth-url / auth-signin, e.g. oauth2-proxy)."""
+
+    url: str
+    signin: str | None = None
+    response_headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """Ingress for the UI (api-server on Airflow 3, webserver on 2) and Flower."""
+
+    enabled: bool = False
+    host: str | None = None
+    path: str = "/"
+    class_name: str | None = None
+    controller_namespace: str = "ingress-nginx"
+    tls_issuer: str | None = None
+    tls_issuer_kind: str = "ClusterIssuer"
+    tls_secret: str | None = None
+    auth: IngressAuth | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    flower_host: str | None = None
+    flower_path: str = "/flower"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_issuer or self.tls_secret)
+
+
+@dataclass(frozen=True)
+class NetworkPolicies:
+    """The chart's NetworkPolicies, with the allows Airflow needs that the chart leaves out."""
+
+    enabled: bool = True
+    metrics_namespaces: tuple[str, ...] = ()
+    ui_namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskPods:
+    """KubernetesExecutor task pods, rendered by the chart's own pod template from these."""
+
+    resources: Resources = field(default_factory=Resources)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    extra_volumes: tuple[dict[str, Any], ...] = ()
+    extra_volume_mounts: tuple[dict[str, Any], ...] = ()
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    fs_group: int | None = None
+
+    def as_values(self) -> dict[str, Any]:
+        """`workers.kubernetes.*` chart values (only what is set)."""
+        out: dict[str, Any] = {}
+        if self.resources.as_values():
+            out["resources"] = self.resources.as_values()
+        if self.node_selector:
+            out["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            out["tolerations"] = [dict(t) for t in self.tolerations]
+        if self.env:
+            out["env"] = [{"name": k, "value": v} for k, v in self.env.items()]
+        if self.extra_volumes:
+            out["extraVolumes"] = [dict(v) for v in self.extra_volumes]
+        if self.extra_volume_mounts:
+            out["extraVolumeMounts"] = [dict(m) for m in self.extra_volume_mounts]
+        pod = {
+            k: v
+            for k, v in (("runAsUser", self.run_as_user), ("runAsGroup", self.run_as_group), ("fsGroup", self.fs_group))
+            if v is not None
+        }
+        if pod:
+            out["securityContexts"] = {"pod": pod}
+        return out
+
+
+@dataclass(frozen=True)
 class AirflowConfig:
     """Everything AirflowRelease needs, validated."""
 
@@ -235,6 +314,9 @@ class AirflowConfig:
     statsd: Component = field(default_factory=Component)
     redis: Redis = field(default_factory=Redis)
     admin: Admin = field(default_factory=Admin)
+    task_pods: TaskPods = field(default_factory=TaskPods)
+    ingress: Ingress = field(default_factory=Ingress)
+    network_policies: NetworkPolicies = field(default_factory=NetworkPolicies)
     extra_values: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -537,6 +619,213 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
     return Database(mode=mode, storage_size=storage_size, storage_class=storage_class, pgbouncer=pgbouncer)
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_VOLUME_SOURCES = (
+    "configMap",
+    "secret",
+    "persistentVolumeClaim",
+    "emptyDir",
+    "hostPath",
+    "nfs",
+    "csi",
+    "projected",
+    "ephemeral",
+)
+# Volumes the chart's pod template already has, which extraVolumeMounts may also use.
+_CHART_POD_VOLUMES = ("logs", "config", "dags")
+
+
+def _string_map(node: Node, name: str, key_pattern: re.Pattern[str], what: str) -> dict[str, str]:
+    raw = node.plain_object(name)
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if not key_pattern.match(key):
+            raise ConfigError(f"{node.key(name)}.{key}", key, f"not a valid {what}.")
+        if not isinstance(value, str | int | float | bool):
+            raise ConfigError(f"{node.key(name)}.{key}", value, "expected a string value.")
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
+    raw = node.raw("tolerations", [])
+    if not isinstance(raw, list):
+        raise ConfigError(node.key("tolerations"), raw, "expected a list of tolerations.")
+    out = []
+    for i, item in enumerate(raw):
+        t = Node(item, f"{node.key('tolerations')}[{i}]")
+        operator = t.string("operator", "Equal", choices=("Equal", "Exists"))
+        tol: dict[str, Any] = {"operator": operator}
+        key = t.string("key", None)
+        if key is not None:
+            tol["key"] = key
+        value = t.string("value", None)
+        if value is not None:
+            if operator == "Exists":
+                raise ConfigError(t.key("value"), value, "a toleration with operator Exists takes no value.")
+            tol["value"] = value
+        effect = t.string("effect", None, choices=("NoSchedule", "PreferNoSchedule", "NoExecute"))
+        if effect is not None:
+            tol["effect"] = effect
+        seconds = t.integer("tolerationSeconds", None, low=0)
+        if seconds is not None:
+            if effect != "NoExecute":
+                raise ConfigError(t.key("tolerationSeconds"), seconds, "only applies with effect NoExecute.")
+            tol["tolerationSeconds"] = seconds
+        t.finish()
+        out.append(tol)
+    return tuple(out)
+
+
+def _task_pods(node: Node) -> TaskPods:
+    sub = node.mapping("taskPods")
+    resources = _resources(sub, "resources")
+    node_selector = _string_map(sub, "nodeSelector", _LABEL_KEY, "label key")
+    tolerations = _tolerations(sub)
+    env = _string_map(sub, "env", _ENV_NAME, "environment variable name")
+    volumes_raw = sub.raw("extraVolumes", [])
+    if not isinstance(volumes_raw, list):
+        raise ConfigError(sub.key("extraVolumes"), volumes_raw, "expected a list of Kubernetes volumes.")
+    volumes = []
+    for i, vol in enumerate(volumes_raw):
+        key = f"{sub.key('extraVolumes')}[{i}]"
+        if not isinstance(vol, dict) or not isinstance(vol.get("name"), str):
+            raise ConfigError(key, vol, "expected a Kubernetes volume: {name: ..., <source>: {...}}.")
+        dns_label(f"{key}.name", vol["name"])
+        sources = [k for k in vol if k != "name"]
+        if len(sources) != 1 or sources[0] not in _VOLUME_SOURCES:
+            raise ConfigError(key, vol, f"expected exactly one volume source of: {', '.join(_VOLUME_SOURCES)}.")
+        if vol["name"] in _CHART_POD_VOLUMES:
+            raise ConfigError(f"{key}.name", vol["name"], "this name is the chart's own volume; choose another.")
+        volumes.append(dict(vol))
+    mounts_raw = sub.raw("extraVolumeMounts", [])
+    if not isinstance(mounts_raw, list):
+        raise ConfigError(sub.key("extraVolumeMounts"), mounts_raw, "expected a list of volume mounts.")
+    known = {v["name"] for v in volumes} | set(_CHART_POD_VOLUMES)
+    mounts = []
+    for i, item in enumerate(mounts_raw):
+        m = Node(item, f"{sub.key('extraVolumeMounts')}[{i}]")
+        mount: dict[str, Any] = {
+            "name": m.string("name"),
+            "mountPath": m.string("mountPath", pattern=re.compile(r"^/\S*$"), describe="expected an absolute path."),
+        }
+        if mount["name"] not in known:
+            raise ConfigError(m.key("name"), mount["name"], f"no such volume; declared: {', '.join(sorted(known))}.")
+        read_only = m.boolean("readOnly", None)
+        if read_only is not None:
+            mount["readOnly"] = read_only
+        sub_path = m.string("subPath", None)
+        if sub_path is not None:
+            mount["subPath"] = sub_path
+        m.finish()
+        mounts.append(mount)
+    sec = sub.mapping("securityContext")
+    task_pods = TaskPods(
+        resources=resources,
+        node_selector=node_selector,
+        tolerations=tolerations,
+        env=env,
+        extra_volumes=tuple(volumes),
+        extra_volume_mounts=tuple(mounts),
+        run_as_user=sec.integer("runAsUser", None, low=1, high=2147483647),
+        run_as_group=sec.integer("runAsGroup", None, low=0, high=2147483647),
+        fs_group=sec.integer("fsGroup", None, low=0, high=2147483647),
+    )
+    sec.finish()
+    sub.finish()
+    return task_pods
+
+
+_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,63}$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HTTPS_AUTH = re.compile(r"^https://[^\s/]+(/\S*)?$")
+_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def _ingress(node: Node, *, flower_enabled: bool) -> Ingress:
+    sub = node.mapping("ingress")
+    enabled = sub.boolean("enabled", False)
+    host = sub.string("host", None, pattern=_HOSTNAME, describe="expected a DNS host name such as airflow.example.com.")
+    path = sub.string("path", "/", pattern=re.compile(r"^/\S*$"), describe="expected a path starting with /.")
+    class_name = sub.string("className", None)
+    if class_name is not None:
+        dns_label(sub.key("className"), class_name, max_len=253)
+    controller_ns = dns_label(sub.key("controllerNamespace"), sub.string("controllerNamespace", "ingress-nginx"))
+    tls = sub.mapping("tls")
+    issuer = tls.string("issuer", None)
+    issuer_kind = tls.string("issuerKind", "ClusterIssuer", choices=("ClusterIssuer", "Issuer"))
+    secret = tls.string("secretName", None)
+    tls.finish()
+    if issuer and secret:
+        raise ConfigError(
+            sub.key("tls.secretName"), secret, "set either tls.issuer (cert-manager) or tls.secretName, not both."
+        )
+    if (issuer or secret) and not host:
+        raise ConfigError(
+            sub.key("host"),
+            None,
+            "TLS needs a host: a certificate is issued for, or must cover, a host name.",
+            f"set {sub.key('host')} to the UI's DNS name.",
+        )
+    auth_node = sub.mapping("auth")
+    auth = None
+    if auth_node.has("url") or auth_node.has("signin"):
+        url = auth_node.string(
+            "url", pattern=_HTTPS_AUTH, describe="the authentication endpoint must be an https:// URL."
+        )
+        signin = auth_node.string(
+            "signin", None, pattern=_HTTPS_AUTH, describe="the sign-in page must be an https:// URL."
+        )
+        headers = auth_node.string_list("responseHeaders", [])
+        for i, header in enumerate(headers):
+            if not _HEADER.match(header):
+                raise ConfigError(f"{auth_node.key('responseHeaders')}[{i}]", header, "expected an HTTP header name.")
+        auth = IngressAuth(url=url, signin=signin, response_headers=tuple(headers))
+    else:
+        auth_node.string_list("responseHeaders", [])
+    auth_node.finish()
+    annotations = {}
+    for key, value in sub.plain_object("annotations").items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{sub.key('annotations')}.{key}", value, "expected a string (quote numbers).")
+        annotations[key] = value
+    flower = sub.mapping("flower")
+    flower_host = flower.string("host", None, pattern=_HOSTNAME, describe="expected a DNS host name.")
+    flower_path = flower.string("path", "/flower", pattern=re.compile(r"^/\S*$"), describe="expected a path.")
+    flower.finish()
+    if enabled and not host and (issuer or secret or auth):
+        raise ConfigError(sub.key("host"), None, "TLS and authentication need a host name.")
+    if (flower.has("host") or flower.has("path")) and not flower_enabled:
+        raise ConfigError(sub.key("flower"), flower.data, "Flower is not enabled (airflow.flower.enabled).")
+    sub.finish()
+    return Ingress(
+        enabled=enabled,
+        host=host,
+        path=path,
+        class_name=class_name,
+        controller_namespace=controller_ns,
+        tls_issuer=issuer,
+        tls_issuer_kind=issuer_kind,
+        tls_secret=secret,
+        auth=auth,
+        annotations=annotations,
+        flower_host=flower_host,
+        flower_path=flower_path,
+    )
+
+
+def _network_policies(node: Node) -> NetworkPolicies:
+    sub = node.mapping("networkPolicies")
+    label = lambda key, value: dns_label(key, value)  # noqa: E731
+    network = NetworkPolicies(
+        enabled=sub.boolean("enabled", True),
+        metrics_namespaces=tuple(sub.string_list("metricsNamespaces", [], item=label)),
+        ui_namespaces=tuple(sub.string_list("uiNamespaces", [], item=label)),
+    )
+    sub.finish()
+    return network
+
+
 @dataclass(frozen=True)
 class StackSecrets:
     """Sensitive inputs, from `pulumi config set --secret`.
@@ -715,6 +1004,9 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     )
     admin_node.finish()
 
+    task_pods = _task_pods(node)
+    ingress = _ingress(node, flower_enabled=flower.enabled)
+    network = _network_policies(node)
     extra_values = node.plain_object("extraValues")
     node.finish()
 
@@ -744,5 +1036,8 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         statsd=statsd,
         redis=redis,
         admin=admin,
+        task_pods=task_pods,
+        ingress=ingress,
+        network_policies=network,
         extra_values=extra_values,
     )

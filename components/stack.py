@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._reader import ConfigError, Node, dns_label
+from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
+from .logs_config import LogsConfig, parse_logs
+from .monitoring_config import MonitoringConfig, parse_monitoring
+from .spark_config import SparkConfig, parse_spark
+from .teams_config import Team, parse_team_secrets, parse_teams
 
 PROJECT = "airflow-k8s"
 
-SECRET_KEYS = ("gitToken", "gitSshKey", "databaseUrl")
-OBJECT_KEYS = ("airflow", "cluster")
+SECRET_KEYS = ("gitToken", "gitSshKey", "databaseUrl", "logsConnection", "teamSecrets")
+OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams")
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS
 
 
@@ -29,7 +34,14 @@ class ClusterConfig:
     storage_classes: tuple[str, ...] = ()
     ingress_classes: tuple[str, ...] = ()
     persistent_volume_claims: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()  # "namespace/key=value,key=value" of pods the cluster runs
     kubernetes_version: str = "1.31"
+    environment: str = "production"
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,12 @@ class StackConfig:
     airflow: AirflowConfig
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     secrets: StackSecrets = field(default_factory=StackSecrets)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    logs_connection: str | None = None
+    spark: SparkConfig = field(default_factory=SparkConfig)  # off unless the `spark` key is set
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)  # off unless set
+    teams: tuple[Team, ...] = ()
+    team_secrets: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -48,6 +66,20 @@ def _claim_ref(key: str, value: str) -> str:
     return value
 
 
+_LABEL_KEY = r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_LABEL_PAIR = re.compile(f"^{_LABEL_KEY}={_LABEL_VALUE}$")
+
+
+def _pod_labels(key: str, value: str) -> str:
+    """A pre-existing pod, by its labels: 'kube-system/k8s-app=kube-dns' (pairs joined by ',')."""
+    ns, _, labels = value.partition("/")
+    pairs = labels.split(",") if labels else []
+    if not DNS1123_LABEL.match(ns) or not pairs or not all(_LABEL_PAIR.match(p) for p in pairs):
+        raise ConfigError(key, value, "expected 'namespace/key=value' or 'namespace/key=value,key=value'.")
+    return value
+
+
 def parse_cluster(raw: Any) -> ClusterConfig:
     node = Node(raw, "cluster")
     label = lambda key, value: dns_label(key, value, max_len=253)  # noqa: E731
@@ -55,11 +87,14 @@ def parse_cluster(raw: Any) -> ClusterConfig:
         storage_classes=tuple(node.string_list("storageClasses", [], item=label)),
         ingress_classes=tuple(node.string_list("ingressClasses", [], item=label)),
         persistent_volume_claims=tuple(node.string_list("persistentVolumeClaims", [], item=_claim_ref)),
+        namespaces=tuple(node.string_list("namespaces", [], item=dns_label)),
+        pods=tuple(node.string_list("pods", [], item=_pod_labels)),
         kubernetes_version=node.string(
             "kubernetesVersion",
             "1.31",
             choices=[f"1.{m}" for m in range(27, 36)],
         ),
+        environment=node.string("environment", "production", choices=("laptop", "production")),
     )
     node.finish()
     return cluster
@@ -106,9 +141,62 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         git_ssh_key=values.get("gitSshKey"),
         database_url=values.get("databaseUrl"),
     )
-    airflow = parse_airflow(_decode("airflow", values.get("airflow", {})), secrets)
     cluster = parse_cluster(_decode("cluster", values.get("cluster", {})))
-    return StackConfig(airflow=airflow, cluster=cluster, secrets=secrets)
+    airflow = parse_airflow(_decode("airflow", values.get("airflow", {})), secrets)
+    if cluster.production and airflow.dags.mode == "hostPath":
+        raise ConfigError(
+            "airflow.dags.mode",
+            "hostPath",
+            "a hostPath folder lives on one node; allowed when cluster.environment is 'production': gitSync, "
+            "persistentVolumeClaim, image.",
+            "use gitSync, or set cluster.environment to 'laptop' on a minikube/kind cluster.",
+        )
+    logs_connection = values.get("logsConnection")
+    logs = parse_logs(
+        _decode("logs", values.get("logs", {})), logs_connection=logs_connection, production=cluster.production
+    )
+    spark = (
+        parse_spark(_decode("spark", values["spark"]), airflow_namespace=airflow.namespace)
+        if "spark" in values
+        else SparkConfig()
+    )
+    monitoring = parse_monitoring(
+        _decode("monitoring", values.get("monitoring", {})), production=cluster.production, airflow=airflow
+    )
+    if monitoring.install is not None and cfg_network_needs(airflow, monitoring.install.namespace):
+        # Prometheus scrapes StatsD (and PgBouncer) across the Airflow NetworkPolicies.
+        net = airflow.network_policies
+        airflow = replace(
+            airflow,
+            network_policies=replace(net, metrics_namespaces=(*net.metrics_namespaces, monitoring.install.namespace)),
+        )
+    platform = ((spark.namespace, *spark.job_namespace_names) if spark.enabled else ()) + (
+        (monitoring.install.namespace,) if monitoring.install is not None else ()
+    )
+    teams = parse_teams(
+        _decode("teams", values["teams"]) if "teams" in values else None,
+        airflow_namespace=airflow.namespace,
+        other_namespaces=platform,
+    )
+    team_secrets = parse_team_secrets(
+        _decode("teamSecrets", values["teamSecrets"]) if "teamSecrets" in values else None, teams
+    )
+    return StackConfig(
+        airflow=airflow,
+        cluster=cluster,
+        secrets=secrets,
+        logs=logs,
+        logs_connection=logs_connection,
+        spark=spark,
+        monitoring=monitoring,
+        teams=teams,
+        team_secrets=team_secrets,
+    )
+
+
+def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
+    net = airflow.network_policies
+    return net.enabled and namespace not in net.metrics_namespaces
 
 
 def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:

@@ -308,7 +308,10 @@ class TestDagDelivery:
         assert KNOWN_HOSTS in config["data"]["known_hosts"]
 
     def test_host_path_dags_get_a_retained_volume_and_claim(self):
-        run = run_stack({"dags": {"mode": "hostPath", "hostPath": {"path": "/data/dags", "node": "minikube"}}})
+        run = run_stack(
+            {"dags": {"mode": "hostPath", "hostPath": {"path": "/data/dags", "node": "minikube"}}},
+            cluster={"environment": "laptop"},
+        )
         (pv,) = of_type(run, "core/v1:PersistentVolume")
         (pvc,) = of_type(run, "core/v1:PersistentVolumeClaim")
         assert pv.retain_on_delete and pvc.retain_on_delete

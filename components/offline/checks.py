@@ -17,7 +17,12 @@ as plain dict manifests, and hands them to the functions in this module:
   YAML files.
 
 Nothing outside the stack is assumed to exist unless it is a Kubernetes
-built-in or is declared in :class:`ClusterFacts`.
+built-in or is declared in :class:`ClusterFacts`. One kind of object is known to
+exist although no manifest declares it: the Secret a kube-webhook-certgen Job
+creates (``create --secret-name=<name> [--namespace=<ns>]``, keys ``ca``,
+``cert``, ``key``), as webhook charts such as kube-prometheus-stack use for their
+TLS certificate. It counts for pod templates of the same source (the same chart
+release) only, since it exists once that release's install hooks ran.
 
 Problem rules (``Problem.rule``): see :data:`RULES`.
 """
@@ -33,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import ChainMap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -63,6 +69,7 @@ RULES: frozenset[str] = frozenset(
         "configmap-ref",  # ConfigMap / ConfigMap key referenced by a pod template does not exist
         "pvc-ref",  # PersistentVolumeClaim (or a PVC's PersistentVolume) does not exist
         "storage-class",  # StorageClass used by a PVC / PV / claim template does not exist
+        "pv-binding",  # a claim and the volume it names disagree (class, access modes, capacity)
         "service-account",  # serviceAccountName of a pod template does not exist
         "rbac-subject",  # ServiceAccount subject of a (Cluster)RoleBinding does not exist
         "rbac-roleref",  # Role / ClusterRole referenced by a binding does not exist
@@ -777,6 +784,8 @@ class _Index:
     templates: list[_PodTemplate] = field(default_factory=list)
     services: list[_Service] = field(default_factory=list)
     claim_templates: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # ns -> (sts, template)
+    # Secrets that a kube-webhook-certgen Job creates at install: (ns, name) -> (source, keys)
+    generated_secrets: dict[tuple[str, str], tuple[str, set[str]]] = field(default_factory=dict)
 
 
 def _container_ports(spec: Mapping[str, Any]) -> tuple[dict[str, set[int]], set[int]]:
@@ -925,6 +934,10 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
                         )
                     )
 
+        if (group, kind) == ("batch", "Job"):
+            for secret_key in _certgen_secrets(obj, ns):
+                index.generated_secrets[secret_key] = (item.source, set(_CERTGEN_KEYS))
+
         template = _pod_template(obj)
         if template is not None:
             labels, spec = template
@@ -966,6 +979,24 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
                 )
             )
     return index
+
+
+_CERTGEN_KEYS = ("ca", "cert", "key")
+
+
+def _certgen_secrets(job: Mapping[str, Any], namespace: str) -> list[tuple[str, str]]:
+    """(namespace, name) of the Secrets a kube-webhook-certgen `create` Job writes."""
+    found = []
+    spec = _as_dict(_as_dict(_as_dict(job.get("spec")).get("template")).get("spec"))
+    for container in _as_list(spec.get("containers")):
+        container = _as_dict(container)
+        args = [str(a) for a in _as_list(container.get("args"))]
+        if "kube-webhook-certgen" not in str(container.get("image", "")) or "create" not in args:
+            continue
+        options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        if options.get("secret-name"):
+            found.append((options.get("namespace") or namespace, options["secret-name"]))
+    return found
 
 
 def _deployment_args(obj: Mapping[str, Any]) -> list[Any]:
@@ -1038,10 +1069,14 @@ class _Checker:
     # ----- pod templates
 
     def _secret(self, item: Item, ident: str, ns: str, name: Any, where: str, key: Any | None) -> None:
+        table: Mapping[tuple[str, str], set[str] | None] = self.index.secrets
+        generated = self.index.generated_secrets.get((ns, name)) if isinstance(name, str) else None
+        if generated is not None and generated[0] == item.source and (ns, name) not in table:
+            table = ChainMap({(ns, name): generated[1]}, self.index.secrets)
         self._lookup(
             "secret-ref",
             "Secret",
-            self.index.secrets,
+            table,
             item,
             ident,
             ns,
@@ -1284,6 +1319,8 @@ class _Checker:
                         ident,
                         f"{ident} volumeName references PersistentVolume {volume}, which is not declared in the stack",
                     )
+                elif isinstance(volume, str) and volume:
+                    self._binding(item, ident, spec, volume)
             elif gk == ("", "PersistentVolume"):
                 self._storage_class(item, ident, spec.get("storageClassName"), ident)
             elif gk == ("apps", "StatefulSet"):
@@ -1295,6 +1332,60 @@ class _Checker:
                         _as_dict(claim.get("spec")).get("storageClassName"),
                         f"{ident} volumeClaimTemplate '{_name(claim)}'",
                     )
+
+    def _binding(self, item: Item, ident: str, claim: Mapping[str, Any], volume: str) -> None:
+        """A claim bound by name to a volume must fit it, or it stays Pending forever."""
+        from components.config import quantity_value
+
+        pv = next(
+            (i.obj for i in self.items if _gk(i.obj) == ("", "PersistentVolume") and _name(i.obj) == volume), None
+        )
+        if pv is None:
+            return
+        pv_spec = _as_dict(pv.get("spec"))
+        pv_class, claim_class = pv_spec.get("storageClassName") or "", claim.get("storageClassName") or ""
+        if pv_class != claim_class:
+            self.add(
+                "pv-binding",
+                item,
+                ident,
+                f"{ident} has storageClassName '{claim_class}' but its PersistentVolume {volume} has '{pv_class}'",
+            )
+        missing = [m for m in _as_list(claim.get("accessModes")) if m not in _as_list(pv_spec.get("accessModes"))]
+        if missing:
+            self.add(
+                "pv-binding",
+                item,
+                ident,
+                f"{ident} asks for access modes {', '.join(map(str, missing))} that PersistentVolume {volume} "
+                f"does not offer (it has: {', '.join(map(str, _as_list(pv_spec.get('accessModes'))))})",
+            )
+        wanted = _as_dict(_as_dict(claim.get("resources")).get("requests")).get("storage")
+        offered = _as_dict(pv_spec.get("capacity")).get("storage")
+        try:
+            too_small = wanted is not None and (
+                offered is None or quantity_value(str(offered)) < quantity_value(str(wanted))
+            )
+        except ValueError:
+            too_small = False
+        if too_small:
+            self.add(
+                "pv-binding",
+                item,
+                ident,
+                f"{ident} requests {wanted} but PersistentVolume {volume} has a capacity of {offered}",
+            )
+        claim_ref = _as_dict(pv_spec.get("claimRef"))
+        if claim_ref and (
+            claim_ref.get("name") != _name(item.obj) or claim_ref.get("namespace") != _namespace(item.obj)
+        ):
+            self.add(
+                "pv-binding",
+                item,
+                ident,
+                f"{ident} names PersistentVolume {volume}, which is reserved for claim "
+                f"{claim_ref.get('namespace')}/{claim_ref.get('name')}",
+            )
 
     # ----- RBAC
 

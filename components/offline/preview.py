@@ -30,6 +30,7 @@ from .render import (
     all_archives,
     crds_of,
     find_chart,
+    load_all,
     render,
     set_namespace,
 )
@@ -188,7 +189,37 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
     source.detail["hooks"] = sum(
         1 for r in rendered if "helm.sh/hook" in (r.obj.get("metadata", {}).get("annotations") or {})
     )
-    return source, [], crds_of(archive)
+    chart_crds = crds_of(archive)
+    if not inputs.get("skipCrds"):  # what Helm installs from the chart's crds/ folder
+        source.detail["crds"] = sorted(str(c["metadata"]["name"]) for c in chart_crds)
+    return source, [], chart_crds
+
+
+POD_TEMPLATE_KEY = "pod_template_file.yaml"
+
+
+def embedded_pod_templates(release: Source) -> list[Source]:
+    """Pod templates a chart ships inside ConfigMaps (the Airflow chart's KubernetesExecutor
+    template): every task pod is created from them, so they are validated like any Pod."""
+    found = []
+    for obj in release.objects:
+        data = obj.get("data") or {}
+        if obj.get("kind") != "ConfigMap" or POD_TEMPLATE_KEY not in data:
+            continue
+        namespace = obj["metadata"].get("namespace", "default")
+        pods = [d for d in load_all(data[POD_TEMPLATE_KEY]) if d]
+        for pod in pods:
+            set_namespace(pod, namespace)
+        found.append(
+            Source(
+                name=f"{release.name}.pod-template",
+                kind="embedded",
+                pulumi_type=release.pulumi_type,
+                objects=pods,
+                detail={"configMap": obj["metadata"]["name"], "key": POD_TEMPLATE_KEY},
+            )
+        )
+    return found
 
 
 def write_yaml(path: Path, objects: list[dict[str, Any]]) -> None:
@@ -203,6 +234,8 @@ def facts_of(run: ProgramRun) -> ClusterFacts:
         storage_classes=frozenset(cluster.get("storageClasses", [])),
         persistent_volume_claims=frozenset(cluster.get("persistentVolumeClaims", [])),
         ingress_classes=frozenset(cluster.get("ingressClasses", [])),
+        namespaces=frozenset(cluster.get("namespaces", [])),
+        pod_labels=frozenset(cluster.get("pods", [])),
     )
 
 
@@ -258,6 +291,7 @@ def preview(
                 problems.extend(probs)
                 crds.extend(chart_crds)
                 sources.append(source)
+                sources.extend(embedded_pod_templates(source))
             else:
                 obj = manifest_of(res)
                 if obj is not None:
@@ -272,7 +306,7 @@ def preview(
                     )
 
     progress.step("rendering chart releases with the Helm SDK", render_all)
-    sources.sort(key=lambda s: (s.kind == "release", s.pulumi_type, s.name))
+    sources.sort(key=lambda s: (s.kind != "resource", s.pulumi_type, s.name))
 
     items = [Item(s.name, o) for s in sources for o in s.objects]
     version = kube_version_of(run, kube_version)
@@ -296,7 +330,7 @@ def preview(
     if target.exists():
         shutil.rmtree(target)
     for s in sources:
-        folder = "releases" if s.kind == "release" else "resources"
+        folder = "resources" if s.kind == "resource" else "releases"
         write_yaml(target / folder / f"{s.name}.yaml", s.objects)
 
     checkov_summary: dict[str, Any] = {"ran": False}
@@ -343,11 +377,12 @@ def table(result: PreviewResult) -> str:
     rows = [("SOURCE", "TYPE", "OBJECTS BY KIND", "PROBLEMS")]
     for s in result.sources:
         kinds = ", ".join(f"{k} {n}" for k, n in s.by_kind().items()) or "-"
-        label = (
-            s.detail.get("chart", "") + (f" {s.detail['version']}" if s.detail.get("version") else "")
-            if s.kind == "release"
-            else s.pulumi_type.split(":")[-1]
-        )
+        if s.kind == "release":
+            label = s.detail.get("chart", "") + (f" {s.detail['version']}" if s.detail.get("version") else "")
+        elif s.kind == "embedded":
+            label = f"in ConfigMap {s.detail['configMap']}"
+        else:
+            label = s.pulumi_type.split(":")[-1]
         rows.append((s.name, label, kinds, str(len(result.problems_of(s.name)))))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []

@@ -1388,3 +1388,55 @@ class TestIngressReferences:
         assert [p.message for p in problems] == [
             "Ingress/airflow/ui routes to port 80 of Service airflow/airflow-api-server, which has no such port"
         ]
+
+
+class TestVolumeBinding:
+    @staticmethod
+    def _pv(**spec: Any) -> Item:
+        base = {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "local",
+            "hostPath": {"path": "/d"},
+        }
+        return _item(
+            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "logs-pv"}, "spec": {**base, **spec}}
+        )
+
+    @staticmethod
+    def _claim(**spec: Any) -> Item:
+        base = {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "local",
+            "volumeName": "logs-pv",
+            "resources": {"requests": {"storage": "10Gi"}},
+        }
+        return _item(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "logs", "namespace": "airflow"},
+                "spec": {**base, **spec},
+            }
+        )
+
+    def _binding(self, pv: Item, claim: Item) -> list[str]:
+        facts = ClusterFacts(storage_classes=frozenset({"local", "other"}))
+        return [p.message for p in reference_problems([_namespace(), pv, claim], facts) if p.rule == "pv-binding"]
+
+    def test_a_claim_that_fits_its_volume_binds(self) -> None:
+        assert self._binding(self._pv(), self._claim()) == []
+
+    def test_a_claim_larger_than_its_volume_is_reported(self) -> None:
+        assert self._binding(self._pv(capacity={"storage": "1Gi"}), self._claim()) == [
+            "PersistentVolumeClaim/airflow/logs requests 10Gi but PersistentVolume logs-pv has a capacity of 1Gi"
+        ]
+
+    def test_a_claim_on_another_class_or_access_mode_is_reported(self) -> None:
+        messages = self._binding(self._pv(accessModes=["ReadWriteOnce"]), self._claim(storageClassName="other"))
+        assert messages == [
+            "PersistentVolumeClaim/airflow/logs has storageClassName 'other' "
+            "but its PersistentVolume logs-pv has 'local'",
+            "PersistentVolumeClaim/airflow/logs asks for access modes ReadWriteMany that PersistentVolume logs-pv "
+            "does not offer (it has: ReadWriteOnce)",
+        ]
