@@ -1,0 +1,372 @@
+"""A local control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (fake nodes and pod lifecycle), with run-time certificates.
+
+Nothing listens on any other address. Pod and Service IPs are only numbers that the API
+server allocates: no container runs, no network is set up, no packet is sent to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .kube import Kube, wait_for
+
+LOCALHOST = "127.0.0.1"
+NODE_COUNT = 2
+NODE_ANNOTATION = "kwok.x-k8s.io/node"
+STORAGE_CLASS = "standard"  # what Pulumi.dev.yaml declares (minikube's and kind's default)
+VOLUME_COUNT = 8
+VOLUME_SIZE = "20Gi"
+
+# kwok's own default stages (what `kwokctl create cluster` loads), read from the kwok
+# module in the Go module cache: nodes become Ready and keep heartbeating, pods on them
+# become Ready, pods owned by a Job complete, deleted pods go away.
+KWOK_STAGES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`openssl {' '.join(args)}` failed: {proc.stderr.strip()}")
+
+
+def make_certificates(pki: Path) -> None:
+    """A throwaway CA, the API server's serving certificate (127.0.0.1), an admin client
+    certificate (system:masters) and the service-account signing key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=airflow-k8s-e2e-ca", cwd=pki,
+    )  # fmt: skip
+    leaves = {
+        "apiserver": (
+            "/CN=kube-apiserver",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment",
+        ),
+        "admin": (
+            "/O=system:masters/CN=airflow-k8s-e2e-admin",
+            "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment",
+        ),
+    }
+    for name, (subject, ext) in leaves.items():
+        (pki / f"{name}.ext").write_text(ext + "\n")
+        _openssl(
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", subject, cwd=pki,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=pki,
+        )  # fmt: skip
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    for key in pki.glob("*.key"):
+        key.chmod(0o600)
+
+
+def kubeconfig(server: str, pki: Path) -> str:
+    return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: {server}
+    certificate-authority: {pki / "ca.crt"}
+users:
+- name: admin
+  user:
+    client-certificate: {pki / "admin.crt"}
+    client-key: {pki / "admin.key"}
+contexts:
+- name: e2e
+  context: {{cluster: e2e, user: admin}}
+current-context: e2e
+"""
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    handle: IO[bytes]
+
+
+@dataclass
+class ControlPlane:
+    """Starts the processes in order and stops them in reverse, whatever happened."""
+
+    work: Path
+    binaries: dict[str, Path]
+    kwok_stages: list[Path]
+    echo: Callable[[str], None] = print
+    processes: list[Process] = field(default_factory=list)
+    server: str = ""
+    kube: Kube | None = None
+
+    @property
+    def pki(self) -> Path:
+        return self.work / "pki"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.work / "kubeconfig"
+
+    @property
+    def logs(self) -> Path:
+        return self.work / "logs"
+
+    def log_of(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.log_of(name)
+        handle = log.open("ab")
+        handle.write(f"$ {' '.join(args)}\n".encode())
+        handle.flush()
+        popen = subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped as a group, by id
+        )
+        proc = Process(name, popen, log, handle)
+        self.processes.append(proc)
+        return proc
+
+    def _check_alive(self) -> str | None:
+        for p in self.processes:
+            if p.popen.poll() is not None:
+                return f"{p.name} exited with {p.popen.returncode} (log: {p.log})"
+        return None
+
+    def start(self) -> Kube:
+        make_certificates(self.pki)
+        etcd_client, etcd_peer = free_port(), free_port()
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(self.binaries["etcd"]),
+                "--name=e2e",
+                f"--data-dir={self.work / 'etcd'}",
+                f"--listen-client-urls=http://{LOCALHOST}:{etcd_client}",
+                f"--advertise-client-urls=http://{LOCALHOST}:{etcd_client}",
+                f"--listen-peer-urls=http://{LOCALHOST}:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://{LOCALHOST}:{etcd_peer}",
+                f"--initial-cluster=e2e=http://{LOCALHOST}:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=2147483648",
+            ],
+        )
+        self._wait_port("etcd", etcd, etcd_client)
+
+        port = free_port()
+        self.server = f"https://{LOCALHOST}:{port}"
+        pki = self.pki
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries["kube-apiserver"]),
+                f"--etcd-servers=http://{LOCALHOST}:{etcd_client}",
+                f"--bind-address={LOCALHOST}",
+                f"--advertise-address={LOCALHOST}",
+                f"--secure-port={port}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--authorization-mode=Node,RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # The built-in `kubernetes` Service may not point at a loopback address.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                f"--cert-dir={pki}",
+            ],
+        )
+        self.kubeconfig_path.write_text(kubeconfig(self.server, pki))
+        kube = Kube(self.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
+        self.kube = kube
+
+        def ready() -> str | None:
+            dead = self._check_alive()
+            if dead:
+                raise RuntimeError(dead)
+            try:
+                kube.request("GET", "/readyz", timeout=5)
+            except Exception as exc:
+                return str(exc)
+            return None
+
+        wait_for("kube-apiserver /readyz", ready, timeout=180)
+        del apiserver
+
+        kubeconfig_arg = f"--kubeconfig={self.kubeconfig_path}"
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries["kube-controller-manager"]),
+                kubeconfig_arg,
+                f"--authentication-kubeconfig={self.kubeconfig_path}",
+                f"--authorization-kubeconfig={self.kubeconfig_path}",
+                f"--bind-address={LOCALHOST}",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.binaries["kube-scheduler"]),
+                kubeconfig_arg,
+                f"--authentication-kubeconfig={self.kubeconfig_path}",
+                f"--authorization-kubeconfig={self.kubeconfig_path}",
+                f"--bind-address={LOCALHOST}",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+            ],
+        )
+        stages = self.work / "kwok-stages.yaml"
+        stages.write_text("\n---\n".join(p.read_text() for p in self.kwok_stages))
+        self._spawn(
+            "kwok",
+            [
+                str(self.binaries["kwok"]),
+                kubeconfig_arg,
+                f"--config={stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                f"--node-ip={LOCALHOST}",
+                "--cidr=10.244.0.1/16",
+            ],
+        )
+        self._seed(kube)
+        return kube
+
+    def _wait_port(self, name: str, proc: Process, port: int) -> None:
+        def up() -> str | None:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.popen.returncode} (log: {proc.log})")
+            try:
+                with socket.create_connection((LOCALHOST, port), timeout=1):
+                    return None
+            except OSError as exc:
+                return str(exc)
+
+        wait_for(f"{name} on {LOCALHOST}:{port}", up, timeout=60, interval=0.2)
+
+    def _seed(self, kube: Kube) -> None:
+        """Fake nodes (kwok), a default StorageClass and pre-made hostPath volumes (kwok has
+        no provisioner: claims bind to these through the real PV controller)."""
+        for i in range(NODE_COUNT):
+            kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": f"kwok-node-{i}",
+                        "annotations": {NODE_ANNOTATION: "fake"},
+                        "labels": {
+                            "type": "kwok",
+                            "kubernetes.io/hostname": f"kwok-node-{i}",
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                        },
+                    },
+                }
+            )
+        kube.create(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": STORAGE_CLASS,
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                },
+                "provisioner": "kubernetes.io/no-provisioner",
+                "reclaimPolicy": "Retain",
+                "volumeBindingMode": "Immediate",
+            }
+        )
+        for i in range(VOLUME_COUNT):
+            kube.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": f"e2e-volume-{i}", "labels": {"airflow-k8s-e2e": "volume"}},
+                    "spec": {
+                        "capacity": {"storage": VOLUME_SIZE},
+                        "accessModes": ["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"],
+                        "storageClassName": STORAGE_CLASS,
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": str(self.work / "volumes" / str(i)), "type": "DirectoryOrCreate"},
+                    },
+                }
+            )
+
+        def nodes_ready() -> str | None:
+            for node in kube.list("v1", "Node"):
+                conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+                if conds.get("Ready") != "True":
+                    return f"node {node['metadata']['name']} not Ready yet"
+            return None
+
+        wait_for("kwok nodes Ready", nodes_ready, timeout=120)
+
+    def stop(self) -> list[str]:
+        """Stop every process this control plane started (reverse order), by process group id."""
+        problems = []
+        for p in reversed(self.processes):
+            if p.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.popen.pid, signal.SIGTERM)
+                try:
+                    p.popen.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.popen.pid, signal.SIGKILL)
+                    p.popen.wait(timeout=10)
+                    problems.append(f"{p.name} needed SIGKILL")
+            p.handle.close()
+        self.processes.clear()
+        return problems
+
+    def dead(self) -> str | None:
+        return self._check_alive()
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
