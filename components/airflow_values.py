@@ -313,7 +313,17 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
     # Database: bundled Postgres with a generated password, or external behind PgBouncer.
     db = cfg.database
     if db.mode == "bundled":
-        primary: dict[str, Any] = {"persistence": {"enabled": True, "size": db.storage_size}}
+        primary: dict[str, Any] = {
+            "persistence": {"enabled": True, "size": db.storage_size},
+            # Bitnami's image runs as 1001; say so at pod level too, with RuntimeDefault seccomp.
+            "podSecurityContext": {
+                "enabled": True,
+                "fsGroup": 1001,
+                "runAsUser": 1001,
+                "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        }
         if db.storage_class:
             primary["persistence"]["storageClass"] = db.storage_class
         v["postgresql"] = {
@@ -534,6 +544,19 @@ CONTAINER_SECURITY: dict[str, Any] = {
 }
 # Images whose root filesystem can be read-only (they write only to mounted volumes).
 READ_ONLY_ROOT = {"readOnlyRootFilesystem": True}
+# The official Redis image runs under any uid that owns its data volume (fsGroup); a high
+# uid keeps it clear of host users.
+REDIS_UID = 10001
+# Every image the chart uses: `airflow.image.pullPolicy` applies to all of them.
+CHART_IMAGES = ("airflow", "pod_template", "flower", "statsd", "redis", "pgbouncer", "pgbouncerExporter", "gitSync")
+# Requests and limits of the containers the typed config does not size (sidecars, jobs).
+SIDECAR_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    "logGroomer": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}},
+    "gitSync": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}},
+    "exporter": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "statsd": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+    "job": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+}
 
 
 def _pod(uid: int, gid: int) -> dict[str, Any]:
@@ -553,26 +576,64 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
     and temporary files under its home and /tmp); the StatsD exporter and Redis, which write
     only to their volumes, run read-only.
     """
+    groomer = {"logGroomerSidecar": {"resources": dict(SIDECAR_RESOURCES["logGroomer"])}}
     values: dict[str, Any] = {
+        "images": {image: {"pullPolicy": cfg.image.pull_policy} for image in CHART_IMAGES},
+        "scheduler": {
+            **groomer,
+            # The scheduler launches task pods: it gets an explicitly mounted, projected token
+            # instead of the automatic one.
+            "serviceAccount": {
+                "automountServiceAccountToken": False,
+                "serviceAccountTokenVolume": {"enabled": True},
+            },
+        },
+        "triggerer": dict(groomer),
+        "dagProcessor": {**groomer, "serviceAccount": {"automountServiceAccountToken": False}},
+        "workers": {"celery": dict(groomer)},
+        "flower": {"serviceAccount": {"automountServiceAccountToken": False}},
+        "createUserJob": {
+            "resources": dict(SIDECAR_RESOURCES["job"]),
+            "serviceAccount": {"automountServiceAccountToken": False},
+        },
+        "migrateDatabaseJob": {
+            "resources": dict(SIDECAR_RESOURCES["job"]),
+            "serviceAccount": {"automountServiceAccountToken": False},
+        },
         "securityContexts": {"pod": dict(POD_SECURITY), "containers": dict(CONTAINER_SECURITY)},
         "statsd": {
+            "resources": cfg.statsd.resources.as_values() or dict(SIDECAR_RESOURCES["statsd"]),
+            "serviceAccount": {"automountServiceAccountToken": False},
             "securityContexts": {
                 "pod": _pod(65534, 65534),
                 "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT},
             }
         },
         "redis": {
-            "uid": 999,
-            "securityContexts": {"pod": _pod(999, 999), "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
+            "uid": REDIS_UID,
+            "serviceAccount": {"automountServiceAccountToken": False},
+            "securityContexts": {
+                "pod": _pod(REDIS_UID, REDIS_UID),
+                "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT},
+            },
         },
         "pgbouncer": {
             "uid": 65534,
             "securityContexts": {"pod": _pod(65534, 65534), "container": dict(CONTAINER_SECURITY)},
-            "metricsExporterSidecar": {"securityContexts": {"container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}}},
+            "serviceAccount": {"automountServiceAccountToken": False},
+            "metricsExporterSidecar": {
+                "resources": dict(SIDECAR_RESOURCES["exporter"]),
+                "securityContexts": {"container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
+            },
         },
     }
     if cfg.dags.git_sync is not None:
-        values["dags"] = {"gitSync": {"securityContexts": {"container": {**CONTAINER_SECURITY, "runAsUser": 65533}}}}
+        values["dags"] = {
+            "gitSync": {
+                "resources": dict(SIDECAR_RESOURCES["gitSync"]),
+                "securityContexts": {"container": {**CONTAINER_SECURITY, "runAsUser": 65533}},
+            }
+        }
     return values
 
 

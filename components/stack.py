@@ -36,6 +36,7 @@ class ClusterConfig:
     persistent_volume_claims: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
     pods: tuple[str, ...] = ()  # "namespace/key=value,key=value" of pods the cluster runs
+    secrets: tuple[str, ...] = ()  # "namespace/name" Secrets that exist before the stack
     kubernetes_version: str = "1.31"
     environment: str = "production"
 
@@ -60,7 +61,7 @@ class StackConfig:
 def _claim_ref(key: str, value: str) -> str:
     parts = value.split("/")
     if len(parts) != 2:
-        raise ConfigError(key, value, "expected 'namespace/claim-name'.")
+        raise ConfigError(key, value, "expected 'namespace/name'.")
     dns_label(key, parts[0])
     dns_label(key, parts[1], max_len=253)
     return value
@@ -89,6 +90,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
         persistent_volume_claims=tuple(node.string_list("persistentVolumeClaims", [], item=_claim_ref)),
         namespaces=tuple(node.string_list("namespaces", [], item=dns_label)),
         pods=tuple(node.string_list("pods", [], item=_pod_labels)),
+        secrets=tuple(node.string_list("secrets", [], item=_claim_ref)),
         kubernetes_version=node.string(
             "kubernetesVersion",
             "1.31",

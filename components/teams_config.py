@@ -170,7 +170,7 @@ def parse_team_secrets(raw: Any, teams: tuple[Team, ...]) -> dict[str, dict[str,
     """The secret `teamSecrets` object: {team: {secret name: {key: value}}}; each secret must be declared
     in that team's `secrets` list, so a Secret can only ever land in its own team's namespace."""
     if raw is None:
-        return {}
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("teamSecrets", "[secret]", "expected an object {team: {secret: {key: value}}}.")
     by_name = {t.name: t for t in teams}

@@ -370,7 +370,7 @@ class TestStackKeys:
         [
             ({"storageClasses": "standard"}, "cluster.storageClasses"),
             ({"storageClasses": ["Standard"]}, "cluster.storageClasses[0]"),
-            ({"persistentVolumeClaims": ["dags"]}, "namespace/claim-name"),
+            ({"persistentVolumeClaims": ["dags"]}, "namespace/name"),
             ({"kubernetesVersion": "1.20"}, "cluster.kubernetesVersion"),
             ({"storageclasses": []}, "Did you mean 'storageClasses'?"),
         ],

@@ -978,6 +978,10 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
                     frozenset(),
                 )
             )
+    # Kubernetes publishes the cluster's root CA as ConfigMap kube-root-ca.crt (key ca.crt)
+    # in every namespace; projected ServiceAccount token volumes reference it.
+    for ns in index.namespaces:
+        index.config_maps.setdefault((ns, "kube-root-ca.crt"), {"ca.crt"})
     return index
 
 
@@ -1532,6 +1536,18 @@ class _Checker:
                     f"{ident} uses ingressClassName '{wanted}', which is not an IngressClass declared in the stack "
                     f"or in cluster.ingressClasses (known: {known})",
                 )
+            notes = _as_dict(_meta(obj).get("annotations"))
+            issued = any(k in notes for k in ("cert-manager.io/cluster-issuer", "cert-manager.io/issuer"))
+            for tls in _as_list(spec.get("tls")):
+                secret = _as_dict(tls).get("secretName")
+                if isinstance(secret, str) and secret and (ns, secret) not in self.index.secrets and not issued:
+                    self.add(
+                        "ingress",
+                        item,
+                        ident,
+                        f"{ident} uses TLS Secret {ns}/{secret}, which is not declared in the stack or in "
+                        "cluster.secrets (and no cert-manager issuer annotation would create it)",
+                    )
             backends = [_as_dict(spec.get("defaultBackend"))]
             for rule in _as_list(spec.get("rules")):
                 for path in _as_list(_as_dict(_as_dict(rule).get("http")).get("paths")):

@@ -236,6 +236,7 @@ def facts_of(run: ProgramRun) -> ClusterFacts:
         ingress_classes=frozenset(cluster.get("ingressClasses", [])),
         namespaces=frozenset(cluster.get("namespaces", [])),
         pod_labels=frozenset(cluster.get("pods", [])),
+        secrets=frozenset(cluster.get("secrets", [])),
     )
 
 

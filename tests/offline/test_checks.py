@@ -1440,3 +1440,20 @@ class TestVolumeBinding:
             "PersistentVolumeClaim/airflow/logs asks for access modes ReadWriteMany that PersistentVolume logs-pv "
             "does not offer (it has: ReadWriteOnce)",
         ]
+
+
+class TestBuiltInObjects:
+    def test_the_root_ca_config_map_kubernetes_publishes_in_every_namespace_resolves(self) -> None:
+        volume = {
+            "name": "kube-api-access",
+            "projected": {
+                "sources": [{"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+            },
+        }
+        obj = _deployment(pod={"volumes": [volume]})
+        assert [p for p in _refs([_namespace(), _item(obj)]) if p.rule == "configmap-ref"] == []
+
+    def test_a_missing_key_of_the_root_ca_config_map_is_still_reported(self) -> None:
+        volume = {"name": "ca", "configMap": {"name": "kube-root-ca.crt", "items": [{"key": "nope", "path": "x"}]}}
+        obj = _deployment(pod={"volumes": [volume]})
+        assert [p.rule for p in _refs([_namespace(), _item(obj)])] == ["configmap-ref"]
