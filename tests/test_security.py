@@ -433,3 +433,45 @@ class TestCheckovGate:
         print(f"checkov failed checks: chart defaults {failed_default}, our prod Airflow release {len(ours)}")
         assert failed_default >= 90
         assert len(ours) <= failed_default // 2
+
+
+def test_every_teams_and_ingress_key_is_documented_in_the_readme():
+    import re
+
+    from components._reader import Node
+    from tests.test_readme import documented
+
+    Node.asked.clear()
+    teams = [
+        {
+            "name": "a",
+            "quota": {"cpu": "1", "memory": "1Gi", "limitsCpu": "2", "limitsMemory": "2Gi", "pods": 5},
+            "limits": {"default": {"cpu": "1"}, "defaultRequest": {"memory": "1Gi"}, "max": {"cpu": "2"}},
+            "allowExec": True,
+            "egress": [{"cidr": "10.0.0.0/8", "ports": [443], "except": ["10.1.0.0/16"]}],
+            "secrets": ["db"],
+        }
+    ]
+    airflow = {"dags": GIT, "flower": {"enabled": True}, "executor": "CeleryExecutor", "ingress": INGRESS}
+    airflow["ingress"] = {
+        **INGRESS,
+        "annotations": {"a": "b"},
+        "path": "/",
+        "controllerNamespace": "nginx",
+        "flower": {"host": "f.example.com", "path": "/f"},
+    }
+    parse_stack(
+        {
+            "airflow": json.dumps(airflow),
+            "teams": json.dumps(teams),
+            "teamSecrets": json.dumps({"a": {"db": {"k": "v"}}}),
+        },
+        {"teamSecrets"},
+    )
+    keys = {
+        re.sub(r"\[\d+\]", "", k)
+        for k in Node.asked
+        if k.startswith(("teams", "airflow.ingress", "airflow.networkPolicies"))
+    }
+    assert len(keys) > 30
+    assert sorted(k for k in keys if not documented(k)) == []
