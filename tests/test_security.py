@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import yaml
 from components import ConfigError
 from components.offline import checks
 from components.offline.preview import PreviewResult, preview
-from components.offline.program import secret_paths, unwrap
+from components.offline.program import secret_paths
 from components.offline.reachability import Network, Peer, pods, selector_matches
 from components.offline.render import find_chart, render
 from components.stack import parse_stack
