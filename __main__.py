@@ -5,6 +5,7 @@ import pulumi
 from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
 from components import stack as stack_config
 from components.airflow_values import airflow_api_port
+from components.environment_config import merged
 from components.monitoring_values import airflow_values as monitoring_airflow_values
 from components.spark_values import airflow_connections, airflow_variables
 
@@ -13,6 +14,10 @@ cfg = stack_config.load()
 
 def _secret(value: str | None) -> pulumi.Output[str] | None:
     return None if value is None else pulumi.Output.secret(value)
+
+
+def _secrets(entries: dict[str, str]) -> dict[str, pulumi.Input[str]]:
+    return {key: pulumi.Output.secret(value) for key, value in entries.items()}
 
 
 airflow = AirflowRelease(
@@ -24,9 +29,12 @@ airflow = AirflowRelease(
         "git_ssh_key": _secret(cfg.secrets.git_ssh_key),
         "logs": cfg.logs,
         "logs_connection": _secret(cfg.logs_connection),
-        # Spark on: the in-cluster `kubernetes_default` connection and where DAGs submit jobs.
-        "connections": airflow_connections(cfg.spark),
-        "variables": airflow_variables(cfg.spark),
+        # Spark on: the in-cluster `kubernetes_default` connection and where DAGs submit jobs;
+        # plus the stack's own `connections` and `variables` (secret values; a clash is a ConfigError).
+        "connections": merged(_secrets(cfg.connections), airflow_connections(cfg.spark), "connections"),
+        "variables": merged(_secrets(cfg.variables), airflow_variables(cfg.spark), "variables"),
+        # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
+        "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
         # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
         "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
     },

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from .airflow_jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
 from .airflow_values import (
     SecretNames,
     airflow_environment,
@@ -28,8 +30,11 @@ from .airflow_values import (
     ui_service,
 )
 from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from .fernet import key_list as fernet_key_list
+from .fernet import resource_name as fernet_resource_name
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
+from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 
 
 def _conn_env(conn_id: str) -> str:
@@ -38,6 +43,7 @@ def _conn_env(conn_id: str) -> str:
 
 
 PACKAGE = "airflow-k8s"
+ROLLOUT_SECRETS = AIRFLOW_SECRETS + PGBOUNCER_SECRETS
 
 
 class AirflowReleaseArgs(TypedDict):
@@ -78,6 +84,12 @@ class AirflowReleaseArgs(TypedDict):
     """Airflow variables as code: key -> value, delivered like `connections` as
     `AIRFLOW_VAR_<KEY>`."""
 
+    previous_fernet_keys: NotRequired[Sequence[pulumi.Input[str]] | None]
+    """Fernet keys made elsewhere (the installation this release replaces, or the retained
+    Secret of a destroyed stack): kept behind the generated key(s) in `AIRFLOW__CORE__FERNET_KEY`,
+    so what they encrypted stays readable until `airflow rotate-fernet-key` re-encrypts it
+    (`settings.fernetKey.rotate`). Secret."""
+
 
 class AirflowRelease(pulumi.ComponentResource):
     """Apache Airflow from the official chart, with generated secrets that never re-roll.
@@ -107,6 +119,8 @@ class AirflowRelease(pulumi.ComponentResource):
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
+        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
         environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
         logs_cfg = self._logs_settings(args)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
@@ -132,25 +146,25 @@ class AirflowRelease(pulumi.ComponentResource):
             namespace = pulumi.Output.from_input(cfg.namespace)
 
         secrets: list[pulumi.Resource] = []
+        by_role: dict[str, k8s.core.v1.Secret] = {}
 
         def secret(role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], retain: bool = False) -> None:
-            secrets.append(
-                k8s.core.v1.Secret(
-                    f"{name}-{role}",
-                    metadata={
-                        "name": secret_name,
-                        "namespace": namespace,
-                        "labels": {
-                            "app.kubernetes.io/managed-by": "pulumi",
-                            "app.kubernetes.io/part-of": "airflow",
-                            "release": cfg.release_name,
-                        },
+            by_role[role.removesuffix("-secret")] = k8s.core.v1.Secret(
+                f"{name}-{role}",
+                metadata={
+                    "name": secret_name,
+                    "namespace": namespace,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "pulumi",
+                        "app.kubernetes.io/part-of": "airflow",
+                        "release": cfg.release_name,
                     },
-                    type="Opaque",
-                    string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
-                    opts=keep if retain else child,
-                )
+                },
+                type="Opaque",
+                string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+                opts=keep if retain else child,
             )
+            secrets.append(by_role[role.removesuffix("-secret")])
 
         # Generated secrets. They are declared whatever the executor or Airflow major, so
         # switching either never re-rolls a key (their inputs are constants).
@@ -160,8 +174,19 @@ class AirflowRelease(pulumi.ComponentResource):
         redis_pw = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
         admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=child)
 
-        # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters).
-        fernet_key = fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
+        # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters). Rotation
+        # (airflow.fernetKey.generation N) adds one RandomBytes per generation, `<name>-fernet-key-<N>`;
+        # generation 1 above never changes. The Secret holds "newest,previous" (see fernet.py).
+        generations = {1: fernet} | {
+            g: random.RandomBytes(fernet_resource_name(name, g), length=32, opts=child)
+            for g in cfg.fernet.generations[1:]
+        }
+        active = cfg.fernet.active
+        fernet_key = pulumi.Output.all(*(generations[g].base64 for g in active), *previous_keys).apply(
+            lambda keys: fernet_key_list(
+                dict(zip(active, keys[: len(active)], strict=True)), cfg.fernet, tuple(keys[len(active) :])
+            )
+        )
         secret("fernet-key-secret", names.fernet_key, {"fernet-key": fernet_key}, retain=True)
         if cfg.major >= 3:
             secret("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
@@ -256,7 +281,15 @@ class AirflowRelease(pulumi.ComponentResource):
 
         base = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
         extra = deep_merge(dict(args.get("extra_values") or {}), env_values)
-        values = log_values.apply(lambda lv: deep_merge(deep_merge(deep_merge(base, lv), extra), cfg.extra_values))
+        # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
+        revisions = pulumi.Output.all(
+            **{role: by_role[role].metadata.resource_version for role in ROLLOUT_SECRETS if role in by_role}
+        )
+        values = pulumi.Output.all(log_values, revisions).apply(
+            lambda lr: deep_merge(
+                deep_merge(deep_merge(deep_merge(base, revision_values(cfg, lr[1])), lr[0]), extra), cfg.extra_values
+            )
+        )
 
         policy = log_serving_policy(cfg)
         if policy is not None:
@@ -270,16 +303,6 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
-
-        chart_args: dict[str, Any] = (
-            {"chart": cfg.chart.path}
-            if cfg.chart.path
-            else {
-                "chart": "airflow",
-                "version": cfg.chart.version,
-                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
-            }
-        )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             name=cfg.release_name,
@@ -289,7 +312,7 @@ class AirflowRelease(pulumi.ComponentResource):
             timeout=900,
             max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
-            **chart_args,
+            **cfg.chart.release_args(),
         )
 
         # KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher
@@ -303,6 +326,7 @@ class AirflowRelease(pulumi.ComponentResource):
                 subjects=launcher["subjects"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
+        self._cli_jobs(name, cfg, namespace)
 
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace
@@ -345,6 +369,34 @@ class AirflowRelease(pulumi.ComponentResource):
             database_url=args.get("database_url"),
         )
         return parse_airflow(settings, secrets)
+
+    def _cli_jobs(self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str]) -> None:
+        """One-off `airflow` commands after the release has rolled out: Fernet key rotation
+        (`fernetKey.rotate`) and the pool import (`pools`). See airflow_jobs.py."""
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+        if cfg.fernet.rotate:
+            job = rotate_fernet_key_job(cfg)
+            k8s.batch.v1.Job(
+                f"{name}-rotate-fernet-key",
+                metadata={**job["metadata"], "namespace": namespace},
+                spec=job["spec"],
+                opts=after_release,
+            )
+        if cfg.pools:
+            cm = pools_configmap(cfg, cfg.pools)
+            pools_cm = k8s.core.v1.ConfigMap(
+                f"{name}-pools",
+                metadata={**cm["metadata"], "namespace": namespace},
+                data=cm["data"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            job = import_pools_job(cfg, cfg.pools)
+            k8s.batch.v1.Job(
+                f"{name}-import-pools",
+                metadata={**job["metadata"], "namespace": namespace},
+                spec=job["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, pools_cm]),
+            )
 
     def _host_path_dags(
         self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str], keep: pulumi.ResourceOptions

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import AirflowConfig, Component, DatabaseUrl, pg_url
+from .fernet import fernet_values
+from .spread import spread_values
 
 AIRFLOW_UID = 50000
 
@@ -413,6 +415,7 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
     v = deep_merge(v, security_values(cfg))
     v = deep_merge(v, ingress_values(cfg))
     v = deep_merge(v, network_values(cfg))
+    v = deep_merge(deep_merge(v, spread_values(cfg)), fernet_values(cfg))
 
     for key, name in service_account_names(cfg).items():
         _set_sa(v, key, name)
@@ -607,7 +610,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
             "securityContexts": {
                 "pod": _pod(65534, 65534),
                 "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT},
-            }
+            },
         },
         "redis": {
             "uid": REDIS_UID,

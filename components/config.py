@@ -23,11 +23,16 @@ from ._reader import (
     semver,
     version_tuple,
 )
+from .charts import ChartSource, parse_chart_source
+from .fernet import FernetConfig, parse_fernet
+from .pools import Pool, parse_pools
+from .spread import Spread, parse_spread
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
 DEFAULT_AIRFLOW_VERSION = "3.2.0"
 DEFAULT_IMAGE_REPOSITORY = "apache/airflow"
+AIRFLOW_CHART = ChartSource("airflow", DEFAULT_CHART_VERSION, DEFAULT_CHART_REPOSITORY)
 
 SINGLE_EXECUTORS_3 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
 SINGLE_EXECUTORS_2 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor", "CeleryKubernetesExecutor")
@@ -125,15 +130,6 @@ class Workers(Component):
     """Celery workers (and the resources of KubernetesExecutor task pods)."""
 
     concurrency: int = 16
-
-
-@dataclass(frozen=True)
-class ChartSource:
-    """Where the Airflow chart comes from: a repository and version, or a local path."""
-
-    version: str = DEFAULT_CHART_VERSION
-    repository: str = DEFAULT_CHART_REPOSITORY
-    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -299,7 +295,7 @@ class AirflowConfig:
     namespace: str = "airflow"
     create_namespace: bool = True
     release_name: str = "airflow"
-    chart: ChartSource = field(default_factory=ChartSource)
+    chart: ChartSource = field(default_factory=lambda: AIRFLOW_CHART)
     version: str = DEFAULT_AIRFLOW_VERSION
     image: Image = field(default_factory=Image)
     executor: str = "KubernetesExecutor"
@@ -318,6 +314,9 @@ class AirflowConfig:
     ingress: Ingress = field(default_factory=Ingress)
     network_policies: NetworkPolicies = field(default_factory=NetworkPolicies)
     extra_values: dict[str, Any] = field(default_factory=dict)
+    fernet: FernetConfig = field(default_factory=FernetConfig)
+    pools: tuple[Pool, ...] = ()
+    spread: Spread = field(default_factory=Spread)
 
     @property
     def major(self) -> int:
@@ -597,6 +596,8 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
         )
     storage_size = sub.quantity("storageSize", "8Gi", what="a storage size")
     storage_class = sub.string("storageClass", None)
+    if storage_class is not None:
+        dns_label(sub.key("storageClass"), storage_class, max_len=253)
     if mode == "external":
         for key in ("storageSize", "storageClass"):
             if sub.has(key):
@@ -906,6 +907,52 @@ def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
     )
 
 
+# Chart values the typed keys own. Overriding one through extraValues would let the chart
+# generate (and re-roll on upgrade) a secret, put a secret into the Helm values, or point the
+# pods at Secrets that no longer match the executor and version they were made for.
+OWNED_VALUES = (
+    "executor",
+    "airflowVersion",
+    "fernetKey",
+    "fernetKeySecretName",
+    "webserverSecretKey",
+    "webserverSecretKeySecretName",
+    "apiSecretKey",
+    "apiSecretKeySecretName",
+    "jwtSecret",
+    "jwtSecretName",
+    "data.metadataSecretName",
+    "data.metadataConnection",
+    "data.brokerUrlSecretName",
+    "data.brokerUrl",
+    "redis.password",
+    "redis.passwordSecretName",
+    "pgbouncer.configSecretName",
+    "pgbouncer.metricsExporterSidecar.statsSecretName",
+    "postgresql.auth",
+    "createUserJob.defaultUser",
+)
+
+
+def _owned_values(key: str, extra: dict[str, Any]) -> None:
+    for path in OWNED_VALUES:
+        node: Any = extra
+        for part in path.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT:
+            raise ConfigError(
+                f"{key}.{path}",
+                "[not shown]",
+                "this chart value is owned by the typed keys (generated secrets, executor, version); "
+                "an override could re-roll a secret or put one in the Helm values.",
+                f"remove '{key}.{path}'; use the typed key (airflow.executor, airflow.version, airflow.fernetKey, "
+                "airflow.database, ...) instead.",
+            )
+
+
+_ABSENT = object()
+
+
 def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "airflow") -> AirflowConfig:
     """Parse and validate the `airflow` config object. Raises ConfigError."""
     secrets = secrets or StackSecrets()
@@ -914,20 +961,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     release = dns_label(node.key("releaseName"), node.string("releaseName", "airflow"), max_len=MAX_RELEASE_NAME)
     create_namespace = node.boolean("createNamespace", True)
 
-    chart_node = node.mapping("chart")
-    chart = ChartSource(
-        version=semver(chart_node.key("version"), chart_node.string("version", DEFAULT_CHART_VERSION)),
-        repository=chart_node.string(
-            "repository",
-            DEFAULT_CHART_REPOSITORY,
-            pattern=re.compile(r"^(https?|oci|file)://\S+$"),
-            describe="expected an http(s)://, oci:// or file:// chart repository URL.",
-        ),
-        path=chart_node.string("path", None),
-    )
-    if chart.path is not None and chart_node.has("repository"):
-        raise ConfigError(chart_node.key("path"), chart.path, "set either chart.path or chart.repository, not both.")
-    chart_node.finish()
+    chart = parse_chart_source(node, AIRFLOW_CHART)
 
     version = semver(node.key("version"), node.string("version", DEFAULT_AIRFLOW_VERSION))
     major, minor, _ = version_tuple(version)
@@ -982,6 +1016,8 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         storage_class=redis_node.string("storageClass", None),
         resources=_resources(redis_node, "resources"),
     )
+    if redis.storage_class is not None:
+        dns_label(redis_node.key("storageClass"), redis.storage_class, max_len=253)
     redis_node.finish()
 
     admin_node = node.mapping("admin")
@@ -1008,6 +1044,8 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     ingress = _ingress(node, flower_enabled=flower.enabled)
     network = _network_policies(node)
     extra_values = node.plain_object("extraValues")
+    _owned_values(node.key("extraValues"), extra_values)
+    fernet, pools, spread = parse_fernet(node), parse_pools(node), parse_spread(node)
     node.finish()
 
     if isinstance(secrets.database_url, str):
@@ -1040,4 +1078,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         ingress=ingress,
         network_policies=network,
         extra_values=extra_values,
+        fernet=fernet,
+        pools=pools,
+        spread=spread,
     )

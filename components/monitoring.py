@@ -143,15 +143,6 @@ class Monitoring(pulumi.ComponentResource):
                         opts=keep,
                     )
                 )
-            chart_args: dict[str, Any] = (
-                {"chart": install.chart.path}
-                if install.chart.path
-                else {
-                    "chart": "kube-prometheus-stack",
-                    "version": install.chart.version,
-                    "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=install.chart.repository),
-                }
-            )
             self.release = k8s.helm.v3.Release(
                 f"{name}-release",
                 name=install.release_name,
@@ -161,7 +152,7 @@ class Monitoring(pulumi.ComponentResource):
                 timeout=900,
                 max_history=10,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=needs),
-                **chart_args,
+                **install.chart.release_args(),
             )
             after.append(self.release)  # the CRDs come with the chart
             stack_namespace = install.namespace

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from ._reader import ConfigError, Node, dns_label, semver
+from ._reader import ConfigError, Node, dns_label
+from .charts import ChartSource, parse_chart_source
 from .config import AirflowConfig, Resources, _resources, quantity_value
 
 MonitoringMode = Literal["off", "install", "existing", "annotations"]
@@ -22,6 +23,7 @@ MODES: tuple[MonitoringMode, ...] = ("off", "install", "existing", "annotations"
 
 DEFAULT_STACK_VERSION = "88.5.3"
 DEFAULT_STACK_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+STACK_CHART = ChartSource("kube-prometheus-stack", DEFAULT_STACK_VERSION, DEFAULT_STACK_REPOSITORY)
 
 # kube-prometheus-stack's switches for scraping parts of the control plane and kube-system.
 CONTROL_PLANE = ("coreDns", "kubeProxy", "kubeScheduler", "kubeControllerManager", "kubeEtcd")
@@ -37,15 +39,6 @@ K8S_LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 K8S_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-
-
-@dataclass(frozen=True)
-class StackChart:
-    """Where kube-prometheus-stack comes from: a repository and version, or a local path."""
-
-    version: str = DEFAULT_STACK_VERSION
-    repository: str = DEFAULT_STACK_REPOSITORY
-    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ class InstallSettings:
     namespace: str = "monitoring"
     create_namespace: bool = True
     release_name: str = "monitoring"
-    chart: StackChart = field(default_factory=StackChart)
+    chart: ChartSource = field(default_factory=lambda: STACK_CHART)
     persistence: bool = False
     storage_class: str | None = None
     control_plane: tuple[str, ...] = ()
@@ -245,20 +238,7 @@ def _install(node: Node, production: bool) -> InstallSettings:
     sub = node.mapping("install")
     namespace = dns_label(sub.key("namespace"), sub.string("namespace", "monitoring"))
     release = dns_label(sub.key("releaseName"), sub.string("releaseName", "monitoring"), max_len=MAX_STACK_RELEASE)
-    chart_node = sub.mapping("chart")
-    chart = StackChart(
-        version=semver(chart_node.key("version"), chart_node.string("version", DEFAULT_STACK_VERSION)),
-        repository=chart_node.string(
-            "repository",
-            DEFAULT_STACK_REPOSITORY,
-            pattern=re.compile(r"^(https?|oci|file)://\S+$"),
-            describe="expected an http(s)://, oci:// or file:// chart repository URL.",
-        ),
-        path=chart_node.string("path", None),
-    )
-    if chart.path is not None and chart_node.has("repository"):
-        raise ConfigError(chart_node.key("path"), chart.path, "set either chart.path or chart.repository, not both.")
-    chart_node.finish()
+    chart = parse_chart_source(sub, STACK_CHART)
 
     default_plane = [] if production else ["coreDns"]
     plane = sub.string_list("controlPlane", default_plane)

@@ -119,16 +119,6 @@ class SparkOperator(pulumi.ComponentResource):
                 subjects=bound,
                 opts=in_ns,
             )
-
-        chart_args: dict[str, Any] = (
-            {"chart": cfg.chart.path}
-            if cfg.chart.path
-            else {
-                "chart": "spark-operator",
-                "version": cfg.chart.version,
-                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=cfg.chart.repository),
-            }
-        )
         # The chart puts its controller's and webhook's Roles into every job namespace, so they
         # must exist first. CRDs come from the chart's crds/ folder on first install.
         self.release = k8s.helm.v3.Release(
@@ -140,7 +130,7 @@ class SparkOperator(pulumi.ComponentResource):
             timeout=600,
             max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=namespaces),
-            **chart_args,
+            **cfg.chart.release_args(),
         )
 
         self.namespace = namespace

@@ -9,15 +9,16 @@ operator's or Airflow's own namespace), replicas and resources. Errors are
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._reader import ConfigError, Node, dns_label, semver
+from ._reader import ConfigError, Node, dns_label
+from .charts import ChartSource, parse_chart_source
 from .config import Resources, _resources
 
 DEFAULT_CHART_VERSION = "2.5.2"
 DEFAULT_CHART_REPOSITORY = "https://kubeflow.github.io/spark-operator"
+SPARK_CHART = ChartSource("spark-operator", DEFAULT_CHART_VERSION, DEFAULT_CHART_REPOSITORY)
 DEFAULT_NAMESPACE = "spark-operator"
 DEFAULT_RELEASE_NAME = "spark-operator"
 DEFAULT_JOB_NAMESPACE = "spark-jobs"
@@ -31,15 +32,6 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # The release name prefixes every object of the chart; the longest is `<release>-spark-operator-webhook-svc`,
 # a Service name (a DNS label of at most 63 characters).
 MAX_RELEASE_NAME = 30
-
-
-@dataclass(frozen=True)
-class SparkChartSource:
-    """Where the spark-operator chart comes from: a repository and version, or a local path."""
-
-    version: str = DEFAULT_CHART_VERSION
-    repository: str = DEFAULT_CHART_REPOSITORY
-    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,7 @@ class SparkConfig:
     namespace: str = DEFAULT_NAMESPACE
     create_namespace: bool = True
     release_name: str = DEFAULT_RELEASE_NAME
-    chart: SparkChartSource = field(default_factory=SparkChartSource)
+    chart: ChartSource = field(default_factory=lambda: SPARK_CHART)
     job_namespaces: tuple[JobNamespace, ...] = (JobNamespace(DEFAULT_JOB_NAMESPACE),)
     service_accounts: SparkServiceAccounts = field(default_factory=SparkServiceAccounts)
     controller: OperatorPods = field(default_factory=OperatorPods)
@@ -186,20 +178,7 @@ def parse_spark(raw: Any, *, airflow_namespace: str | None = None, key: str = "s
         node.key("releaseName"), node.string("releaseName", DEFAULT_RELEASE_NAME), max_len=MAX_RELEASE_NAME
     )
 
-    chart_node = node.mapping("chart")
-    chart = SparkChartSource(
-        version=semver(chart_node.key("version"), chart_node.string("version", DEFAULT_CHART_VERSION)),
-        repository=chart_node.string(
-            "repository",
-            DEFAULT_CHART_REPOSITORY,
-            pattern=re.compile(r"^(https?|oci|file)://\S+$"),
-            describe="expected an http(s)://, oci:// or file:// chart repository URL.",
-        ),
-        path=chart_node.string("path", None),
-    )
-    if chart.path is not None and chart_node.has("repository"):
-        raise ConfigError(chart_node.key("path"), chart.path, "set either chart.path or chart.repository, not both.")
-    chart_node.finish()
+    chart = parse_chart_source(node, SPARK_CHART)
 
     jobs = _job_namespaces(node, namespace, airflow_namespace)
 

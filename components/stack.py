@@ -15,6 +15,8 @@ from typing import Any
 
 from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
+from .environment_config import parse_environment
+from .fernet import parse_previous_keys
 from .logs_config import LogsConfig, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .spark_config import SparkConfig, parse_spark
@@ -22,9 +24,18 @@ from .teams_config import Team, parse_team_secrets, parse_teams
 
 PROJECT = "airflow-k8s"
 
-SECRET_KEYS = ("gitToken", "gitSshKey", "databaseUrl", "logsConnection", "teamSecrets")
+SECRET_KEYS = (
+    "gitToken",
+    "gitSshKey",
+    "databaseUrl",
+    "logsConnection",
+    "teamSecrets",
+    "connections",
+    "previousFernetKeys",
+)
 OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams")
-KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS
+EITHER_KEYS = ("variables",)  # plain or secret: the user decides
+KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,9 @@ class StackConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)  # off unless set
     teams: tuple[Team, ...] = ()
     team_secrets: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    connections: dict[str, str] = field(default_factory=dict)  # `connections` (secret): id -> URI/JSON
+    variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
+    previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -102,12 +116,13 @@ def parse_cluster(raw: Any) -> ClusterConfig:
     return cluster
 
 
-def _decode(key: str, value: Any) -> Any:
+def _decode(key: str, value: Any, secret: bool = False) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
-            raise ConfigError(key, value, "expected an object (set it in the stack file, or with --path).") from None
+            shown = "[secret]" if secret else value  # never echo a secret
+            raise ConfigError(key, shown, "expected an object (set it in the stack file, or with --path).") from None
     return value
 
 
@@ -181,8 +196,10 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         other_namespaces=platform,
     )
     team_secrets = parse_team_secrets(
-        _decode("teamSecrets", values["teamSecrets"]) if "teamSecrets" in values else None, teams
+        _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
     )
+    connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
+    previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     return StackConfig(
         airflow=airflow,
         cluster=cluster,
@@ -193,6 +210,9 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         monitoring=monitoring,
         teams=teams,
         team_secrets=team_secrets,
+        connections=connections,
+        variables=variables,
+        previous_fernet_keys=previous_keys,
     )
 
 

@@ -136,7 +136,12 @@ class TestModes:
     def test_retention_configures_the_log_groomer_everywhere_it_runs(self):
         vals = values(run_logs({**HOST_PATH, "retention": {"days": 3, "frequencyMinutes": 30}}))
         for component in ("scheduler", "triggerer", "dagProcessor"):
-            assert vals[component]["logGroomerSidecar"] == {"enabled": True, "retentionDays": 3, "frequencyMinutes": 30}
+            groomer = vals[component]["logGroomerSidecar"]
+            assert {k: groomer[k] for k in ("enabled", "retentionDays", "frequencyMinutes")} == {
+                "enabled": True,
+                "retentionDays": 3,
+                "frequencyMinutes": 30,
+            }
         assert vals["workers"]["celery"]["logGroomerSidecar"]["retentionDays"] == 3
 
 

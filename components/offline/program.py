@@ -72,6 +72,8 @@ class Registered:
     dependencies: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     provider: str = ""
+    # Each alias as sent: {"urn": ...} or the spec {"name", "type", "stack", "project", "parentUrn", "noParent"}.
+    alias_specs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _stable_text(seed: str, length: int, alphabet: str) -> str:
@@ -82,6 +84,20 @@ def _stable_text(seed: str, length: int, alphabet: str) -> str:
         out += "".join(alphabet[b % len(alphabet)] for b in digest)
         counter += 1
     return out[:length]
+
+
+def _alias_spec(alias: Any) -> dict[str, Any]:
+    if alias.urn:
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "stack": spec.stack,
+        "project": spec.project,
+        "parentUrn": spec.parentUrn,
+        "noParent": bool(spec.noParent),
+    }
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -108,6 +124,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "status": "deployed",
                 "revision": 1,
             }
+        elif args.typ.startswith("kubernetes:") and isinstance(state.get("metadata"), dict):
+            # Like the API server's: the same for the same object, another one when it changes.
+            digest = hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()
+            state["metadata"] = {**state["metadata"], "resourceVersion": str(int(digest[:12], 16))}
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -138,6 +158,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     aliases=[str(a) for a in aliases],
                     provider=request.provider,
+                    alias_specs=[_alias_spec(a) for a in request.aliases],
                 )
             )
         return response

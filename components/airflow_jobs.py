@@ -1,0 +1,111 @@
+"""One-off Airflow CLI Jobs AirflowRelease declares: Fernet key rotation and pool import.
+
+Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
+Each Job runs the release's own Airflow image with the database connection and the Fernet
+keys from the Secrets AirflowRelease owns, waits for the schema first (`airflow db
+check-migrations`, like the chart's own pods), and runs hardened: non-root, no privilege
+escalation, no capabilities, no service account token. Labelled `tier: airflow` and
+`release: <release>`, so the chart's NetworkPolicies let it reach PgBouncer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .airflow_values import CONTAINER_SECURITY, POD_SECURITY, SecretNames
+from .config import AirflowConfig
+from .fernet import rotate_job_name
+from .pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
+
+JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating
+
+
+def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
+    return {
+        "tier": "airflow",
+        "component": component,
+        "release": cfg.release_name,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def _env(cfg: AirflowConfig) -> list[dict[str, Any]]:
+    names = SecretNames(cfg.release_name)
+    return [
+        {
+            "name": "AIRFLOW__CORE__FERNET_KEY",
+            "valueFrom": {"secretKeyRef": {"name": names.fernet_key, "key": "fernet-key"}},
+        },
+        {
+            "name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            "valueFrom": {"secretKeyRef": {"name": names.metadata, "key": "connection"}},
+        },
+    ]
+
+
+def cli_job(
+    cfg: AirflowConfig,
+    name: str,
+    component: str,
+    command: str,
+    volumes: list[dict[str, Any]] | None = None,
+    mounts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Job running `command` (an `airflow ...` command line) once, after the schema is current."""
+    image = f"{cfg.image.repository}:{cfg.image.tag}"
+    container = {
+        "image": image,
+        "imagePullPolicy": cfg.image.pull_policy,
+        "env": _env(cfg),
+        "securityContext": dict(CONTAINER_SECURITY),
+        "resources": {k: dict(v) for k, v in JOB_RESOURCES.items()},
+    }
+    labels = _labels(cfg, component)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "OnFailure",
+        "automountServiceAccountToken": False,
+        "securityContext": dict(POD_SECURITY),
+        "initContainers": [
+            {
+                **container,
+                "name": "wait-for-airflow-migrations",
+                "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+            }
+        ],
+        "containers": [{**container, "name": component, "args": ["bash", "-c", f"exec {command}"]}],
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+        pod_spec["containers"][0]["volumeMounts"] = mounts or []
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+    }
+
+
+def rotate_fernet_key_job(cfg: AirflowConfig) -> dict[str, Any]:
+    """`airflow rotate-fernet-key`: re-encrypt connections, variables and triggers with the first key."""
+    return cli_job(cfg, rotate_job_name(cfg.release_name, cfg.fernet), "rotate-fernet-key", "airflow rotate-fernet-key")
+
+
+POOLS_MOUNT = "/opt/airflow/pools"
+
+
+def pools_configmap(cfg: AirflowConfig, pools: tuple[Pool, ...]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": pools_configmap_name(cfg.release_name), "labels": _labels(cfg, "pools")},
+        "data": {POOLS_FILE: pools_file(pools)},
+    }
+
+
+def import_pools_job(cfg: AirflowConfig, pools: tuple[Pool, ...]) -> dict[str, Any]:
+    """`airflow pools import`: create or update every declared pool."""
+    return cli_job(
+        cfg,
+        pools_job_name(cfg.release_name, pools),
+        "import-pools",
+        f"airflow pools import {POOLS_MOUNT}/{POOLS_FILE}",
+        volumes=[{"name": "pools", "configMap": {"name": pools_configmap_name(cfg.release_name)}}],
+        mounts=[{"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True}],
+    )
