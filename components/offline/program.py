@@ -31,6 +31,10 @@ from pulumi.runtime.sync_await import _sync_await
 SECRET_PLACEHOLDER_PREFIX = "PREVIEW-PLACEHOLDER"
 
 
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def is_secret(value: Any) -> bool:
     return bool(rpc.is_rpc_secret(value))
 
@@ -195,8 +199,8 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
-    project = yaml.safe_load(project_file.read_text())["name"]
-    raw = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+    project = _load_yaml(project_file.read_text())["name"]
+    raw = (_load_yaml(stack_file.read_text()) or {}).get("config") or {}
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     origin: dict[str, str] = {}
@@ -257,7 +261,7 @@ def run_program(
     origin: dict[str, str] = {}
     if config is None:
         project, config, secret_keys, origin = load_stack_config(root, stack)
-    project = project or yaml.safe_load((root / "Pulumi.yaml").read_text())["name"]
+    project = project or _load_yaml((root / "Pulumi.yaml").read_text())["name"]
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     reset_options(project=project, stack=stack)
