@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +167,16 @@ class TestTaskNamespaces:
         assert "s3cret-warehouse" not in "".join(p.read_text() for p in secured.out_dir.rglob("*.yaml"))
 
 
-def network_of(result: PreviewResult) -> tuple[Network, dict[str, Peer]]:
+def network_of(result: PreviewResult) -> tuple[Network, Callable[[str], Peer]]:
+    """The stack's network, and a lookup of peers by pod name, EXTERNAL name or "team:<namespace>"
+    (a task pod a team's KubernetesPodOperator would launch there)."""
     net = Network.of(result.objects, {"kube-system": {}, "ingress-nginx": {}, "elsewhere": {}, "monitoring": {}})
-    peers = {p.name.split("/")[-1]: p for p in pods(result.objects)}
-    return net, peers
+    known = {**{p.name.split("/")[-1]: p for p in pods(result.objects)}, **EXTERNAL}
+
+    def peer(name: str) -> Peer:
+        return Peer(name, name.split(":")[1], {"app": "etl"}) if name.startswith("team:") else known[name]
+
+    return net, peer
 
 
 EXTERNAL = {
@@ -210,10 +217,8 @@ class TestNetworkPolicies:
         ],
     )
     def test_the_flows_airflow_needs_are_allowed(self, secured, src, dst, port, protocol):
-        net, peers = network_of(secured)
-        lookup = {**peers, **EXTERNAL}
-        source = Peer(src, src.split(":")[1], {"app": "etl"}) if src.startswith("team:") else lookup[src]
-        assert net.explain(source, lookup[dst], port, protocol) is None
+        net, peer = network_of(secured)
+        assert net.explain(peer(src), peer(dst), port, protocol) is None
 
     @pytest.mark.parametrize(
         ("src", "dst", "port", "protocol"),
@@ -228,18 +233,13 @@ class TestNetworkPolicies:
         ],
     )
     def test_everything_else_is_denied(self, secured, src, dst, port, protocol):
-        net, peers = network_of(secured)
-        lookup = {**peers, **EXTERNAL}
-
-        def peer(name: str) -> Peer:
-            return Peer(name, name.split(":")[1], {"app": "etl"}) if name.startswith("team:") else lookup[name]
-
+        net, peer = network_of(secured)
         assert net.explain(peer(src), peer(dst), port, protocol) is not None
 
     def test_prometheus_may_scrape_statsd_when_monitoring_is_installed(self, prod):
-        net, peers = network_of(prod)
-        assert net.explain(EXTERNAL["prometheus"], peers["airflow-statsd"], 9102) is None
-        assert net.explain(EXTERNAL["stranger"], peers["airflow-statsd"], 9102) is not None
+        net, peer = network_of(prod)
+        assert net.explain(peer("prometheus"), peer("airflow-statsd"), 9102) is None
+        assert net.explain(peer("stranger"), peer("airflow-statsd"), 9102) is not None
 
     def test_the_charts_policies_alone_would_cut_airflow_3_off_from_its_api(self):
         """Why network_values and the log-serving policy exist: the chart's defaults deny these flows."""
