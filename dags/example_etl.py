@@ -8,9 +8,8 @@ the namespace with `k8s_task_namespace` (see k8s_conventions.py).
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from k8s_conventions import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, PYTHON_IMAGE, image, pod_defaults
+from k8s_conventions import PYTHON_IMAGE, example_dag_args, image, pod_defaults
 
 try:  # Airflow 3
     from airflow.sdk import DAG
@@ -21,12 +20,7 @@ with DAG(
     dag_id="example_etl",
     description="The extract step of an ETL as a KubernetesPodOperator task",
     doc_md=__doc__,
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    is_paused_upon_creation=False,
-    default_args={"owner": "platform", "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
-    tags=["example", "kubernetes"],
+    **example_dag_args("kubernetes"),
 ):
     KubernetesPodOperator(
         task_id="extract",

@@ -9,9 +9,8 @@ at once; the DAG run ends failed. This is what a broken task looks like on the p
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from k8s_conventions import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, NO_PYTHON_IMAGE, PYTHON_IMAGE, image, pod_defaults
+from k8s_conventions import NO_PYTHON_IMAGE, PYTHON_IMAGE, example_dag_args, image, pod_defaults
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.empty import EmptyOperator
@@ -24,12 +23,7 @@ with DAG(
     dag_id="example_pod_pass_fail",
     description="A first task, then a KubernetesPodOperator that passes and one that fails",
     doc_md=__doc__,
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    is_paused_upon_creation=False,
-    default_args={"owner": "platform", "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
-    tags=["example", "kubernetes"],
+    **example_dag_args("kubernetes"),
 ):
     first = EmptyOperator(task_id="run_this_first")
     passing = KubernetesPodOperator(

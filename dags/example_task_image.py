@@ -8,9 +8,8 @@ the image's non-root user 1001 with the image's own entrypoint.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from k8s_conventions import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, TASK_IMAGE, TASK_UID, image, pod_defaults
+from k8s_conventions import TASK_IMAGE, TASK_UID, example_dag_args, image, pod_defaults
 
 try:  # Airflow 3
     from airflow.sdk import DAG
@@ -21,12 +20,7 @@ with DAG(
     dag_id="example_task_image",
     description="The platform's task image, run by KubernetesPodOperator",
     doc_md=__doc__,
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    is_paused_upon_creation=False,
-    default_args={"owner": "platform", "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
-    tags=["example", "kubernetes"],
+    **example_dag_args("kubernetes"),
 ):
     KubernetesPodOperator(
         task_id="hello",

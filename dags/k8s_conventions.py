@@ -42,6 +42,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pendulum
 from kubernetes.client import models as k8s
 
 # Images are pinned by tag (never `latest`): the same DAG run always gets the same image.
@@ -63,6 +64,18 @@ SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceacc
 # Examples are started by hand; each task retries once after a short pause.
 DEFAULT_RETRIES = 1
 DEFAULT_RETRY_DELAY = timedelta(seconds=5)
+
+
+def example_dag_args(*tags: str) -> dict[str, Any]:
+    """What every example DAG shares: run by hand, unpaused, one retry after 5 seconds."""
+    return {
+        "schedule": None,
+        "start_date": pendulum.datetime(2025, 1, 1, tz="UTC"),
+        "catchup": False,
+        "is_paused_upon_creation": False,
+        "default_args": {"owner": "platform", "retries": DEFAULT_RETRIES, "retry_delay": DEFAULT_RETRY_DELAY},
+        "tags": ["example", *tags],
+    }
 
 
 def _env(name: str) -> str | None:

@@ -28,10 +28,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pendulum
 import yaml
 from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import SparkKubernetesOperator
-from k8s_conventions import DEFAULT_RETRY_DELAY, KUBERNETES_CONN_ID, variable
+from k8s_conventions import KUBERNETES_CONN_ID, example_dag_args, variable
 
 try:  # Airflow 3
     from airflow.sdk import DAG
@@ -63,12 +62,7 @@ with DAG(
     dag_id="spark_pi",
     description="SparkPi as a SparkApplication on the Spark Operator, from SparkKubernetesOperator",
     doc_md=__doc__,
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    is_paused_upon_creation=False,
-    default_args={"owner": "platform", "retries": 1, "retry_delay": DEFAULT_RETRY_DELAY},
-    tags=["example", "spark"],
+    **example_dag_args("spark"),
 ):
     SparkKubernetesOperator(
         task_id="spark_pi",
