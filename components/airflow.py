@@ -303,16 +303,13 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
-        self.release = k8s.helm.v3.Release(
+        self.release = cfg.chart.release(
             f"{name}-release",
-            name=cfg.release_name,
+            release_name=cfg.release_name,
             namespace=namespace,
             values=values,
-            create_namespace=False,
-            timeout=900,
-            max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
-            **cfg.chart.release_args(),
+            timeout=900,
         )
 
         # KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher

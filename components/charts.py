@@ -24,17 +24,40 @@ class ChartSource:
     repository: str
     path: str | None = None
 
-    def release_args(self) -> dict[str, Any]:
-        """The chart arguments of a `helm.v3.Release`."""
+    def release(
+        self,
+        resource_name: str,
+        *,
+        release_name: str,
+        namespace: Any,
+        values: Any,
+        opts: Any,
+        timeout: int = 900,
+    ) -> Any:
+        """The `helm.v3.Release` of this chart, as every component installs one: into a namespace
+        the component manages (never Helm's create_namespace), with bounded history."""
         import pulumi_kubernetes as k8s
 
-        if self.path:
-            return {"chart": self.path}
-        return {
-            "chart": self.name,
-            "version": self.version,
-            "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=self.repository),
-        }
+        chart: dict[str, Any] = (
+            {"chart": self.path}
+            if self.path
+            else {
+                "chart": self.name,
+                "version": self.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=self.repository),
+            }
+        )
+        return k8s.helm.v3.Release(
+            resource_name,
+            name=release_name,
+            namespace=namespace,
+            values=values,
+            create_namespace=False,
+            timeout=timeout,
+            max_history=10,
+            opts=opts,
+            **chart,
+        )
 
 
 def parse_chart_source(node: Node, default: ChartSource) -> ChartSource:

@@ -143,16 +143,13 @@ class Monitoring(pulumi.ComponentResource):
                         opts=keep,
                     )
                 )
-            self.release = k8s.helm.v3.Release(
+            self.release = install.chart.release(
                 f"{name}-release",
-                name=install.release_name,
+                release_name=install.release_name,
                 namespace=stack_ns,
                 values=stack_values(install),
-                create_namespace=False,
-                timeout=900,
-                max_history=10,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=needs),
-                **install.chart.release_args(),
+                timeout=900,
             )
             after.append(self.release)  # the CRDs come with the chart
             stack_namespace = install.namespace

@@ -121,16 +121,13 @@ class SparkOperator(pulumi.ComponentResource):
             )
         # The chart puts its controller's and webhook's Roles into every job namespace, so they
         # must exist first. CRDs come from the chart's crds/ folder on first install.
-        self.release = k8s.helm.v3.Release(
+        self.release = cfg.chart.release(
             f"{name}-release",
-            name=cfg.release_name,
+            release_name=cfg.release_name,
             namespace=namespace,
             values=chart_values(cfg),
-            create_namespace=False,
-            timeout=600,
-            max_history=10,
             opts=pulumi.ResourceOptions(parent=self, depends_on=namespaces),
-            **cfg.chart.release_args(),
+            timeout=600,
         )
 
         self.namespace = namespace
