@@ -78,6 +78,7 @@ RULES: frozenset[str] = frozenset(
         "ingress",  # Ingress on an undeclared IngressClass, or a backend Service / port that does not exist
         "namespace",  # namespaced object without namespace, or in an undeclared namespace
         "duplicate",  # same object declared twice
+        "file-command",  # an `AIRFLOW__..._CMD=cat <file>` reads a file no volume mount of the container provides
         "checkov",  # checkov policy failure (reported by the caller from run_checkov)
     }
 )
@@ -707,6 +708,37 @@ _WORKLOAD_TEMPLATE_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
     ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
 }
 
+
+def _mounted_files(container: Mapping[str, Any], spec: Mapping[str, Any]) -> set[str]:
+    """Paths a container can read from its volumes: exact files for Secret / ConfigMap items
+    (also in projected volumes), "<dir>/" for volumes whose files are not listed."""
+    volumes = {_as_dict(v).get("name"): _as_dict(v) for v in _as_list(spec.get("volumes"))}
+    files: set[str] = set()
+    for mount in _as_list(container.get("volumeMounts")):
+        mount = _as_dict(mount)
+        volume = volumes.get(mount.get("name"))
+        if volume is None:
+            continue
+        root = str(mount.get("mountPath", "")).rstrip("/")
+        sources = [_as_dict(volume.get("secret")), _as_dict(volume.get("configMap"))]
+        sources += [
+            _as_dict(_as_dict(s).get(kind))
+            for s in _as_list(_as_dict(volume.get("projected")).get("sources"))
+            for kind in ("secret", "configMap")
+        ]
+        listed = [str(_as_dict(i).get("path")) for source in sources if source for i in _as_list(source.get("items"))]
+        whole = any(source and not source.get("items") for source in sources) or not any(sources)
+        sub_path = mount.get("subPath")
+        if sub_path:
+            if sub_path in listed or whole:
+                files.add(root)
+            continue
+        files.update(f"{root}/{p}" for p in listed)
+        if whole:
+            files.add(root + "/")
+    return files
+
+
 _CONTAINER_LISTS = (
     ("initContainers", "init container"),
     ("containers", "container"),
@@ -1163,6 +1195,7 @@ class _Checker:
                     ref = _as_dict(value_from.get("configMapKeyRef"))
                     if ref and ref.get("optional") is not True:
                         self._config_map(item, ident, ns, ref.get("name"), env_where, ref.get("key"))
+                self._file_commands(item, ident, container, spec, where)
                 for env_from in _as_list(container.get("envFrom")):
                     env_from = _as_dict(env_from)
                     ref = _as_dict(env_from.get("secretRef"))
@@ -1241,6 +1274,31 @@ class _Checker:
                 f"{ident} serviceAccountName references ServiceAccount {ns}/{account}, "
                 "which is not declared in the stack or in the cluster facts",
             )
+
+    def _file_commands(
+        self, item: Item, ident: str, container: Mapping[str, Any], spec: Mapping[str, Any], where: str
+    ) -> None:
+        """Airflow's `<OPTION>_CMD=cat <file>`: the file must come from a volume the container mounts."""
+        commands = [
+            (_as_dict(e).get("name"), str(_as_dict(e).get("value") or ""))
+            for e in _as_list(container.get("env"))
+            if str(_as_dict(e).get("name", "")).endswith("_CMD")
+        ]
+        if not commands:
+            return
+        files = _mounted_files(container, spec)
+        for name, command in commands:
+            parts = command.split()
+            if len(parts) != 2 or parts[0] != "cat" or not parts[1].startswith("/"):
+                continue
+            path = parts[1]
+            if not any(path == f or (f.endswith("/") and path.startswith(f)) for f in files):
+                self.add(
+                    "file-command",
+                    item,
+                    ident,
+                    f"{ident} {where} env {name} reads {path}, which no volume mount of the container provides",
+                )
 
     def _secret_or_cm_volume(
         self,

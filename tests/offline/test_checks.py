@@ -459,6 +459,40 @@ class TestRealServiceMonitorCrd:
 # --------------------------------------------------------------------------- references: Secrets
 
 
+class TestFileCommands:
+    VOLUME = {
+        "name": "secrets",
+        "projected": {"sources": [{"secret": {"name": "airflow-fernet", "items": [{"key": "k", "path": "fernet"}]}}]},
+    }
+
+    def _scheduler(self, path: str, mount_path: str = "/opt/airflow/secrets") -> Item:
+        container = {
+            "env": [{"name": "AIRFLOW__CORE__FERNET_KEY_CMD", "value": f"cat {path}"}],
+            "volumeMounts": [{"name": "secrets", "mountPath": mount_path, "readOnly": True}],
+        }
+        return _item(_deployment(container=container, pod={"volumes": [self.VOLUME]}), source="airflow-release")
+
+    def test_a_command_reading_a_mounted_secret_file_resolves(self) -> None:
+        items = [_namespace(), _secret("airflow-fernet", {"k": "eA=="}), self._scheduler("/opt/airflow/secrets/fernet")]
+
+        assert _refs(items) == []
+
+    @pytest.mark.parametrize(
+        ("path", "mount_path"),
+        [("/opt/airflow/secrets/fernet-key", "/opt/airflow/secrets"), ("/opt/airflow/secrets/fernet", "/elsewhere")],
+    )
+    def test_a_command_reading_a_file_no_mount_provides_is_reported(self, path: str, mount_path: str) -> None:
+        items = [_namespace(), _secret("airflow-fernet", {"k": "eA=="}), self._scheduler(path, mount_path)]
+
+        problems = _refs(items)
+
+        assert [p.rule for p in problems] == ["file-command"]
+        assert problems[0].message == (
+            f"Deployment/airflow/airflow-scheduler container 'scheduler' env AIRFLOW__CORE__FERNET_KEY_CMD reads "
+            f"{path}, which no volume mount of the container provides"
+        )
+
+
 class TestSecretReferences:
     def _scheduler_with_env(self, secret: str, key: str, **extra: Any) -> Item:
         env = [
