@@ -18,13 +18,14 @@ from .airflow_values import (
     chart_values,
     database_target,
     deep_merge,
-    env_from_values,
     log_serving_policy,
+    merge_extra_values,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
     pgbouncer_users,
     service_account_names,
+    split_environment,
     task_pod_launcher_binding,
     task_service_accounts,
     ui_service,
@@ -35,11 +36,33 @@ from .fernet import resource_name as fernet_resource_name
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
+from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, variables_file
 
 
 def _conn_env(conn_id: str) -> str:
     """Connection ids as AirflowRelease's `connections` arg takes them."""
     return "AIRFLOW_CONN_" + conn_id.upper()
+
+
+def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str, Any]) -> None:
+    """Connections/variables reach Airflow through LocalFilesystemBackend: no other `[secrets] backend`."""
+    for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
+        config = overrides.get("config")
+        secrets = config.get("secrets") if isinstance(config, Mapping) else None
+        backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
+        if backend:
+            raise ValueError(
+                f"{source}.config.secrets.backend is {backend!r}, but connections or variables are declared: "
+                "AirflowRelease delivers those as files through Airflow's LocalFilesystemBackend. Keep them in "
+                "your own secrets backend instead, or drop the override."
+            )
+
+
+def _resolved(entries: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
+    """A mapping of Inputs as one Output of the plain mapping (an empty one for none)."""
+    if not entries:
+        return pulumi.Output.from_input({})
+    return pulumi.Output.all(**entries).apply(dict)
 
 
 PACKAGE = "airflow-k8s"
@@ -130,6 +153,9 @@ class AirflowRelease(pulumi.ComponentResource):
                     f"connection {logs_cfg.remote.connection_id!r} is declared in `connections` and is also the "
                     "remote-logging connection (logs.remote.connectionId); use another id for one of them"
                 )
+        remote_conn = logs_cfg is not None and logs_cfg.remote is not None and bool(logs_cfg.remote.connection_id)
+        if environment or remote_conn:
+            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
@@ -271,23 +297,37 @@ class AirflowRelease(pulumi.ComponentResource):
             )
             secrets.append(self.logs)
             log_values = self.logs.values
-            environment = {**environment, **{_conn_env(k): v for k, v in self.logs.connections.items()}}
+            environment = {**environment, **{_conn_env(k): (k, v) for k, v in self.logs.connections.items()}}
 
-        # Connections and variables as code: one Secret, loaded into every Airflow container.
-        env_values: dict[str, Any] = {}
+        # Connections and variables as code: one Secret with connections.json and variables.json,
+        # mounted into every Airflow container and read by Airflow's LocalFilesystemBackend.
+        connections_secret = None
         if environment:
-            secret("environment-secret", names.environment, environment)
-            env_values = env_from_values(names.environment)
+            conns, variables = split_environment(environment)
+            connections_secret = names.environment
+            secret(
+                "environment-secret",
+                names.environment,
+                {
+                    CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
+                    VARIABLES_FILE: _resolved(variables).apply(variables_file),
+                },
+            )
 
-        base = chart_values(cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None)
-        extra = deep_merge(dict(args.get("extra_values") or {}), env_values)
+        base = chart_values(
+            cfg,
+            dags_claim=f"{cfg.release_name}-dags" if dags_claim else None,
+            connections_secret=connections_secret,
+        )
+        extra = dict(args.get("extra_values") or {})
         # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
         revisions = pulumi.Output.all(
             **{role: by_role[role].metadata.resource_version for role in ROLLOUT_SECRETS if role in by_role}
         )
         values = pulumi.Output.all(log_values, revisions).apply(
-            lambda lr: deep_merge(
-                deep_merge(deep_merge(deep_merge(base, revision_values(cfg, lr[1])), lr[0]), extra), cfg.extra_values
+            lambda lr: merge_extra_values(
+                merge_extra_values(deep_merge(deep_merge(base, revision_values(cfg, lr[1])), lr[0]), extra),
+                cfg.extra_values,
             )
         )
 

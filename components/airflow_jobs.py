@@ -2,9 +2,9 @@
 
 Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
 Each Job runs the release's own Airflow image with the database connection and the Fernet
-keys from the Secrets AirflowRelease owns, waits for the schema first (`airflow db
-check-migrations`, like the chart's own pods), and runs hardened: non-root, no privilege
-escalation, no capabilities, no service account token. Labelled `tier: airflow` and
+keys from the Secrets AirflowRelease owns (as files: secret_files.py), waits for the schema
+first (`airflow db check-migrations`, like the chart's own pods), and runs hardened: non-root,
+no privilege escalation, no capabilities, read-only root, no service account token. Labelled `tier: airflow` and
 `release: <release>`, so the chart's NetworkPolicies let it reach PgBouncer.
 """
 
@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .airflow_values import CONTAINER_SECURITY, POD_SECURITY, SecretNames
+from .airflow_values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 from .config import AirflowConfig
 from .fernet import rotate_job_name
 from .pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
+from .secret_files import (
+    SECRETS_DIR,
+    SECRETS_VOLUME,
+    TMP_VOLUME,
+    SecretFile,
+    projected_secrets,
+    secret_files,
+    tmp_volume,
+)
 
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating
@@ -30,18 +39,10 @@ def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
     }
 
 
-def _env(cfg: AirflowConfig) -> list[dict[str, Any]]:
+def _files(cfg: AirflowConfig) -> list[SecretFile]:
+    """The database connection and the Fernet keys, as files (see secret_files.py)."""
     names = SecretNames(cfg.release_name)
-    return [
-        {
-            "name": "AIRFLOW__CORE__FERNET_KEY",
-            "valueFrom": {"secretKeyRef": {"name": names.fernet_key, "key": "fernet-key"}},
-        },
-        {
-            "name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-            "valueFrom": {"secretKeyRef": {"name": names.metadata, "key": "connection"}},
-        },
-    ]
+    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata)]
 
 
 def cli_job(
@@ -54,12 +55,18 @@ def cli_job(
 ) -> dict[str, Any]:
     """A Job running `command` (an `airflow ...` command line) once, after the schema is current."""
     image = f"{cfg.image.repository}:{cfg.image.tag}"
-    container = {
+    files = _files(cfg)
+    file_mounts: list[dict[str, Any]] = [
+        {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+    container: dict[str, Any] = {
         "image": image,
         "imagePullPolicy": cfg.image.pull_policy,
-        "env": _env(cfg),
-        "securityContext": dict(CONTAINER_SECURITY),
+        "env": [f.cmd_env() for f in files],
+        "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
         "resources": {k: dict(v) for k, v in JOB_RESOURCES.items()},
+        "volumeMounts": file_mounts,
     }
     labels = _labels(cfg, component)
     pod_spec: dict[str, Any] = {
@@ -73,11 +80,20 @@ def cli_job(
                 "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
             }
         ],
-        "containers": [{**container, "name": component, "args": ["bash", "-c", f"exec {command}"]}],
+        "containers": [
+            {
+                **container,
+                "name": component,
+                "args": ["bash", "-c", f"exec {command}"],
+                "volumeMounts": file_mounts + (mounts or []),
+            }
+        ],
+        "volumes": [
+            projected_secrets(files),
+            tmp_volume(),
+            *(volumes or []),
+        ],
     }
-    if volumes:
-        pod_spec["volumes"] = volumes
-        pod_spec["containers"][0]["volumeMounts"] = mounts or []
     return {
         "metadata": {"name": name, "labels": labels},
         "spec": {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},

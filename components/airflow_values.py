@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import AirflowConfig, Component, DatabaseUrl, pg_url
 from .fernet import fernet_values
+from .secret_files import ADMIN_PASSWORD_FILE, SECRETS_DIR, file_values
 from .spread import spread_values
 
 AIRFLOW_UID = 50000
@@ -223,12 +224,12 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def admin_job_args(cfg: AirflowConfig) -> list[str]:
-    """`airflow users create` that reads the password from the environment, never from values."""
+    """`airflow users create` that reads the password from its mounted Secret file, never from values."""
     a = cfg.admin
     return [
         "bash",
         "-c",
-        'exec airflow users create "$@" --password "${AIRFLOW_ADMIN_PASSWORD}"',
+        f'exec airflow users create "$@" --password "$(cat {SECRETS_DIR}/{ADMIN_PASSWORD_FILE})"',
         "--",
         "--role",
         "Admin",
@@ -243,10 +244,14 @@ def admin_job_args(cfg: AirflowConfig) -> list[str]:
     ]
 
 
-def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str, Any]:
+def chart_values(
+    cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
+) -> dict[str, Any]:
     """The complete values for the Airflow chart.
 
-    `dags_claim` is the PVC AirflowRelease created for hostPath DAGs (None otherwise).
+    `dags_claim` is the PVC AirflowRelease created for hostPath DAGs (None otherwise);
+    `connections_secret` the Secret holding connections.json/variables.json (None when the
+    stack declares no connections or variables).
     """
     names = SecretNames(cfg.release_name)
     r = cfg.release_name
@@ -351,18 +356,12 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
     else:
         v["pgbouncer"] = {"enabled": False}
 
-    # The admin user: password from our Secret through the environment, never admin/admin.
+    # The admin user: password from our Secret as a file (see secret_files.py), never admin/admin.
     if cfg.admin.enabled:
         v["createUserJob"].update(
             {
                 "enabled": True,
                 "args": admin_job_args(cfg),
-                "env": [
-                    {
-                        "name": "AIRFLOW_ADMIN_PASSWORD",
-                        "valueFrom": {"secretKeyRef": {"name": names.admin, "key": "password"}},
-                    }
-                ],
                 "defaultUser": {
                     "username": cfg.admin.username,
                     "email": cfg.admin.email,
@@ -412,6 +411,7 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
     if task_pods:
         v["workers"]["kubernetes"] = task_pods
 
+    v = deep_merge(v, file_values(cfg, connections_secret, task_pods))
     v = deep_merge(v, security_values(cfg))
     v = deep_merge(v, ingress_values(cfg))
     v = deep_merge(v, network_values(cfg))
@@ -419,7 +419,17 @@ def chart_values(cfg: AirflowConfig, dags_claim: str | None = None) -> dict[str,
 
     for key, name in service_account_names(cfg).items():
         _set_sa(v, key, name)
-    return deep_merge(v, cfg.extra_values)
+    return merge_extra_values(v, cfg.extra_values)
+
+
+def merge_extra_values(values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extraValues` merged last; a list of extra `env` entries is added to ours, never replaces them
+    (ours point Airflow at its secret files)."""
+    merged = deep_merge(values, extra)
+    if isinstance(extra.get("env"), list) and "env" in values:
+        ours = {e["name"] for e in values["env"]}
+        merged["env"] = values["env"] + [e for e in extra["env"] if not (isinstance(e, dict) and e.get("name") in ours)]
+    return merged
 
 
 # ---------------------------------------------------------------------------
@@ -504,29 +514,32 @@ _ENV_ID = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def airflow_environment(connections: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
-    """`AIRFLOW_CONN_<ID>` / `AIRFLOW_VAR_<KEY>` entries for the environment Secret.
-
-    Ids are upper-cased as Airflow does when it looks them up; an id Airflow could not
-    map back (anything but letters, digits and underscores) is an error.
+    """Connections and variables keyed `AIRFLOW_CONN_<ID>` / `AIRFLOW_VAR_<KEY>`: the names under
+    which ids must be unique (Airflow's own lookups are case-insensitive through the environment,
+    so two ids differing only in case would be ambiguous). `split_environment` turns them back
+    into the connections.json / variables.json the pods read.
     """
     env: dict[str, Any] = {}
-    for prefix, entries in (("AIRFLOW_CONN_", connections), ("AIRFLOW_VAR_", variables)):
+    for prefix, entries in ((CONN_PREFIX, connections), (VAR_PREFIX, variables)):
         for key, value in entries.items():
             if not _ENV_ID.match(key):
-                raise ValueError(
-                    f"{prefix.lower().rstrip('_')} id {key!r}: use letters, digits and underscores only "
-                    "(Airflow reads it from the environment variable " + prefix + key.upper() + ")"
-                )
+                raise ValueError(f"{prefix.lower().rstrip('_')} id {key!r}: use letters, digits and underscores only")
             name = prefix + key.upper()
             if name in env:
                 raise ValueError(f"{key!r} is declared twice (as {name})")
-            env[name] = value
+            env[name] = (key, value)
     return env
 
 
-def env_from_values(secret_name: str) -> dict[str, Any]:
-    """Chart values that load a Secret into every Airflow container and the task pod template."""
-    return {"extraEnvFrom": f"- secretRef:\n    name: '{secret_name}'\n"}
+CONN_PREFIX = "AIRFLOW_CONN_"
+VAR_PREFIX = "AIRFLOW_VAR_"
+
+
+def split_environment(environment: Mapping[str, tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(connections, variables) by their ids as declared, from `airflow_environment`."""
+    conns = {k: v for name, (k, v) in environment.items() if name.startswith(CONN_PREFIX)}
+    variables = {k: v for name, (k, v) in environment.items() if name.startswith(VAR_PREFIX)}
+    return conns, variables
 
 
 # ---------------------------------------------------------------------------
@@ -575,10 +588,12 @@ def _pod(uid: int, gid: int) -> dict[str, Any]:
 def security_values(cfg: AirflowConfig) -> dict[str, Any]:
     """Every pod the chart renders runs hardened.
 
-    Airflow containers keep a writable root filesystem (Airflow writes caches, pid files
-    and temporary files under its home and /tmp); the StatsD exporter and Redis, which write
-    only to their volumes, run read-only.
+    Every container runs with a read-only root filesystem: StatsD, Redis and the PgBouncer
+    exporter always (they write only to their volumes); the Airflow image's containers, git-sync
+    and PgBouncer unless `airflow.readOnlyRootFilesystem` is false, with the emptyDirs
+    secret_files.py mounts where they do write (/tmp; Airflow's logs, DAGs and config are volumes).
     """
+    ro = READ_ONLY_ROOT if cfg.read_only_root else {}
     groomer = {"logGroomerSidecar": {"resources": dict(SIDECAR_RESOURCES["logGroomer"])}}
     values: dict[str, Any] = {
         "images": {image: {"pullPolicy": cfg.image.pull_policy} for image in CHART_IMAGES},
@@ -603,7 +618,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
             "resources": dict(SIDECAR_RESOURCES["job"]),
             "serviceAccount": {"automountServiceAccountToken": False},
         },
-        "securityContexts": {"pod": dict(POD_SECURITY), "containers": dict(CONTAINER_SECURITY)},
+        "securityContexts": {"pod": dict(POD_SECURITY), "containers": {**CONTAINER_SECURITY, **ro}},
         "statsd": {
             "resources": cfg.statsd.resources.as_values() or dict(SIDECAR_RESOURCES["statsd"]),
             "serviceAccount": {"automountServiceAccountToken": False},
@@ -622,7 +637,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
         },
         "pgbouncer": {
             "uid": 65534,
-            "securityContexts": {"pod": _pod(65534, 65534), "container": dict(CONTAINER_SECURITY)},
+            "securityContexts": {"pod": _pod(65534, 65534), "container": {**CONTAINER_SECURITY, **ro}},
             "serviceAccount": {"automountServiceAccountToken": False},
             "metricsExporterSidecar": {
                 "resources": dict(SIDECAR_RESOURCES["exporter"]),
@@ -634,7 +649,11 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
         values["dags"] = {
             "gitSync": {
                 "resources": dict(SIDECAR_RESOURCES["gitSync"]),
-                "securityContexts": {"container": {**CONTAINER_SECURITY, "runAsUser": 65533}},
+                "securityContexts": {"container": {**CONTAINER_SECURITY, **ro, "runAsUser": 65533}},
+                # The chart's recommended probe: git-sync's own HTTP endpoint, 200 once the
+                # first sync has completed (the chart's startup probe already uses it).
+                "recommendedProbeSetting": True,
+                "livenessProbe": {"enabled": True},
             }
         }
     return values

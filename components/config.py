@@ -26,6 +26,7 @@ from ._reader import (
 from .charts import ChartSource, parse_chart_source
 from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
+from .secret_files import VOLUME_NAMES
 from .spread import Spread, parse_spread
 
 DEFAULT_CHART_VERSION = "1.21.0"
@@ -317,6 +318,8 @@ class AirflowConfig:
     fernet: FernetConfig = field(default_factory=FernetConfig)
     pools: tuple[Pool, ...] = ()
     spread: Spread = field(default_factory=Spread)
+    read_only_root: bool = True
+    """Airflow-image containers (and git-sync, PgBouncer) run with a read-only root filesystem."""
 
     @property
     def major(self) -> int:
@@ -634,7 +637,7 @@ _VOLUME_SOURCES = (
     "ephemeral",
 )
 # Volumes the chart's pod template already has, which extraVolumeMounts may also use.
-_CHART_POD_VOLUMES = ("logs", "config", "dags")
+_CHART_POD_VOLUMES = ("logs", "config", "dags", *VOLUME_NAMES)
 
 
 def _string_map(node: Node, name: str, key_pattern: re.Pattern[str], what: str) -> dict[str, str]:
@@ -931,6 +934,7 @@ OWNED_VALUES = (
     "pgbouncer.metricsExporterSidecar.statsSecretName",
     "postgresql.auth",
     "createUserJob.defaultUser",
+    "enableBuiltInSecretEnvVars",
 )
 
 
@@ -1046,6 +1050,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     extra_values = node.plain_object("extraValues")
     _owned_values(node.key("extraValues"), extra_values)
     fernet, pools, spread = parse_fernet(node), parse_pools(node), parse_spread(node)
+    read_only_root = node.boolean("readOnlyRootFilesystem", True)
     node.finish()
 
     if isinstance(secrets.database_url, str):
@@ -1081,4 +1086,5 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         fernet=fernet,
         pools=pools,
         spread=spread,
+        read_only_root=read_only_root,
     )

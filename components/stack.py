@@ -126,6 +126,21 @@ def _decode(key: str, value: Any, secret: bool = False) -> Any:
     return value
 
 
+def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> None:
+    config = extra_values.get("config")
+    secrets = config.get("secrets") if isinstance(config, Mapping) else None
+    backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
+    if backend and declared:
+        raise ConfigError(
+            "airflow.extraValues.config.secrets.backend",
+            backend,
+            "no other [secrets] backend while `connections` or `variables` are set: AirflowRelease delivers "
+            "them as files read by Airflow's LocalFilesystemBackend.",
+            "keep connections and variables in your own secrets backend and drop the `connections` / "
+            "`variables` keys, or remove the override.",
+        )
+
+
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
     for key in values:
@@ -199,6 +214,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
     )
     connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
+    _one_secrets_backend(airflow.extra_values, bool(connections or variables))
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     return StackConfig(
         airflow=airflow,

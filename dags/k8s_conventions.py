@@ -17,11 +17,12 @@ touching DAG code:
 | task pod account       | `k8s_task_service_account` (parse time)    | `default`                                |
 
 Namespaces and images are templated operator fields, so the Variable is looked up when
-the task runs (Airflow's secrets backends first, so `AIRFLOW_VAR_<NAME>` environment
-variables, for example those AirflowRelease's `variables` deliver, then the metadata
-database) and the UI shows the value used under "Rendered Template". The service account
-is not a templated field: it is read from `AIRFLOW_VAR_K8S_TASK_SERVICE_ACCOUNT` when the
-DAG file is parsed. Nothing here reads the metadata database while parsing.
+the task runs (Airflow's secrets backends first, for example the variables file
+AirflowRelease's `variables` deliver, then `AIRFLOW_VAR_<NAME>` environment variables, then
+the metadata database) and the UI shows the value used under "Rendered Template". The
+service account is not a templated field: it is read from the environment variable
+`AIRFLOW_VAR_K8S_TASK_SERVICE_ACCOUNT` when the DAG file is parsed (set it with
+`airflow.extraValues.env`). Nothing here reads the metadata database while parsing.
 
 Airflow's own namespace is, in order: `AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE` (Airflow's
 setting for where KubernetesExecutor starts pods), the namespace of the pod parsing the

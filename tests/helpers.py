@@ -70,3 +70,35 @@ def render_release(res: Registered) -> list[dict[str, Any]]:
 
 def inventory(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+def secret_file_sources(pod_spec: dict[str, Any], container: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Files a container reads from AirflowRelease's secrets volume: path -> (Secret, key)."""
+    from components.secret_files import SECRETS_DIR, SECRETS_VOLUME
+
+    mounted = any(
+        m["name"] == SECRETS_VOLUME and m["mountPath"] == SECRETS_DIR for m in container.get("volumeMounts", [])
+    )
+    volume = next((v for v in pod_spec.get("volumes", []) if v["name"] == SECRETS_VOLUME), None)
+    if not mounted or volume is None:
+        return {}
+    return {
+        f"{SECRETS_DIR}/{item['path']}": (source["secret"]["name"], item["key"])
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def file_commands(container: dict[str, Any]) -> dict[str, str]:
+    """`AIRFLOW__X_CMD=cat <file>` entries of a container: option -> file."""
+    return {
+        e["name"].removesuffix("_CMD"): e["value"].removeprefix("cat ")
+        for e in container.get("env", [])
+        if e["name"].endswith("_CMD")
+    }
+
+
+def connections_files(run: ProgramRun) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(connections.json, variables.json) of the release's connections Secret, parsed."""
+    data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
+    return json.loads(data["connections.json"]), json.loads(data["variables.json"])

@@ -15,12 +15,14 @@ from tests.helpers import (
     DB_URL,
     KNOWN_HOSTS,
     SSH_KEY,
+    connections_files,
     inventory,
     of_type,
     release,
     releases,
     render_release,
     run_stack,
+    secret_file_sources,
     secrets_by_name,
     values,
 )
@@ -215,12 +217,11 @@ class TestSecrets:
         )
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert "admin" not in container["args"][container["args"].index("--username") + 2 :]
-        env = {e["name"]: e for e in container["env"]}
-        assert env["AIRFLOW_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-            "name": "airflow-pulumi-admin",
-            "key": "password",
-        }
+        files = secret_file_sources(job["spec"]["template"]["spec"], container)
+        assert files["/opt/airflow/secrets/admin-password"] == ("airflow-pulumi-admin", "password")
+        assert '--password "$(cat /opt/airflow/secrets/admin-password)"' in container["args"][2]
         assert "-p" not in container["args"]
+        assert not any("valueFrom" in e for e in container.get("env", []))
 
     def test_the_bundled_postgres_uses_a_generated_password_from_our_secret(self):
         run = run_stack({"dags": GIT_HTTPS})
@@ -489,27 +490,40 @@ class TestTwoInstances:
 
 
 class TestConnectionsAndVariables:
-    def test_connections_and_variables_reach_every_airflow_container_through_one_secret(self):
+    def test_connections_and_variables_reach_every_airflow_container_as_files_from_one_secret(self):
         run = run_stack(program="connections")
-        data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
-        assert set(data) == {"AIRFLOW_CONN_KUBERNETES_DEFAULT", "AIRFLOW_CONN_WAREHOUSE", "AIRFLOW_VAR_ENVIRONMENT"}
+        connections, variables = connections_files(run)
+        assert set(connections) == {"kubernetes_default", "warehouse"}
+        assert set(variables) == {"environment"}
         assert secret_paths(release(run).inputs) == []
         assert "hunter2" not in json.dumps(unwrap(release(run).inputs))
         objects = render_release(release(run))
+        config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "airflow-config")
+        assert "backend = airflow.secrets.local_filesystem.LocalFilesystemBackend" in config["data"]["airflow.cfg"]
+        connections_file = ("airflow-pulumi-environment", "connections.json")
         for obj in objects:
             if obj["kind"] in ("Deployment", "StatefulSet") and obj["metadata"]["name"] != "airflow-postgresql":
                 if obj["metadata"]["name"] == "airflow-statsd":
                     continue
-                containers = obj["spec"]["template"]["spec"]["containers"]
-                airflow_container = containers[0]
-                assert {"secretRef": {"name": "airflow-pulumi-environment"}} in airflow_container.get("envFrom", []), (
-                    obj["metadata"]["name"]
-                )
+                spec = obj["spec"]["template"]["spec"]
+                files = secret_file_sources(spec, spec["containers"][0])
+                assert files["/opt/airflow/secrets/connections.json"] == connections_file, obj["metadata"]["name"]
+                assert not spec["containers"][0].get("envFrom"), obj["metadata"]["name"]
         template = next(
             o["data"]["pod_template_file.yaml"] for o in objects if "pod_template_file.yaml" in o.get("data", {})
         )
         pod = next(d for d in yaml.safe_load_all(template) if d)
-        assert {"secretRef": {"name": "airflow-pulumi-environment"}} in pod["spec"]["containers"][0]["envFrom"]
+        assert (
+            secret_file_sources(pod["spec"], pod["spec"]["containers"][0])["/opt/airflow/secrets/connections.json"]
+            == connections_file
+        )
+
+    def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
+        from components.airflow import _no_other_secrets_backend
+
+        with pytest.raises(ValueError, match=r"extra_values.config.secrets.backend is 'my.Backend'.*LocalFilesystem"):
+            _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
+        _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
 
     def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
         from components.airflow_values import airflow_environment

@@ -14,7 +14,16 @@ from components.offline.preview import preview
 from components.offline.program import ProgramRun, is_secret, unwrap
 from components.pools import pools_file
 from components.stack import parse_stack
-from tests.helpers import DB_URL, ROOT, of_type, release, run_stack, secrets_by_name, values
+from tests.helpers import (
+    DB_URL,
+    ROOT,
+    connections_files,
+    of_type,
+    release,
+    run_stack,
+    secret_file_sources,
+    values,
+)
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 WAREHOUSE = "postgresql://etl:Sentinel-Pw-4711@warehouse:5432/dw"
@@ -39,8 +48,9 @@ def stack(
     return run_stack(airflow or {"dags": GIT}, secrets=secrets, extra=extra)
 
 
-def environment(run: ProgramRun) -> dict[str, str]:
-    return dict(unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"])
+def environment(run: ProgramRun) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(connections.json, variables.json) as the pods read them."""
+    return connections_files(run)
 
 
 def plaintext(value: Any) -> list[str]:
@@ -55,31 +65,35 @@ def plaintext(value: Any) -> list[str]:
 
 
 class TestConnectionsAndVariables:
-    def test_declared_connections_and_variables_reach_the_environment_secret_next_to_sparks(self):
+    def test_declared_connections_and_variables_reach_the_connections_secret_next_to_sparks(self):
         run = stack(variables={"environment": "prod", "retries": 3, "buckets": ["a", "b"]}, spark={})
-        env = environment(run)
-        assert env["AIRFLOW_CONN_WAREHOUSE"] == WAREHOUSE
-        assert json.loads(env["AIRFLOW_CONN_S3_DATA"]) == S3
-        assert env["AIRFLOW_VAR_ENVIRONMENT"] == "prod"
-        assert env["AIRFLOW_VAR_RETRIES"] == "3"
-        assert json.loads(env["AIRFLOW_VAR_BUCKETS"]) == ["a", "b"]
-        assert "AIRFLOW_CONN_KUBERNETES_DEFAULT" in env and "AIRFLOW_VAR_SPARK_JOB_NAMESPACE" in env
+        connections, variables = environment(run)
+        assert connections["warehouse"] == WAREHOUSE
+        assert connections["s3_data"] == S3
+        assert variables["environment"] == "prod"
+        assert variables["retries"] == "3"
+        assert json.loads(variables["buckets"]) == ["a", "b"]
+        assert "kubernetes_default" in connections and "spark_job_namespace" in variables
 
-    def test_every_airflow_container_and_the_task_pod_template_load_that_secret(self, tmp_path):
+    def test_every_airflow_container_and_the_task_pod_template_read_those_files(self, tmp_path):
         run = stack(
             variables={"environment": "prod"}, airflow={"dags": GIT, "executor": "CeleryExecutor,KubernetesExecutor"}
         )
         result = preview(ROOT, "test", tmp_path, run_checkov=False, program_run=run)
         assert [p.message for p in result.problems] == []
-        ref = {"secretRef": {"name": "airflow-pulumi-environment"}}
+        wanted = {
+            "/opt/airflow/secrets/connections.json": ("airflow-pulumi-environment", "connections.json"),
+            "/opt/airflow/secrets/variables.json": ("airflow-pulumi-environment", "variables.json"),
+        }
 
-        def loads(pod_spec: dict[str, Any]) -> bool:
+        def reads(pod_spec: dict[str, Any]) -> bool:
             # The Airflow container itself (sidecars such as the log groomer need no connections).
             airflow = next(c for c in pod_spec["containers"] if not c["name"].endswith("log-groomer"))
-            return ref in (airflow.get("envFrom") or [])
+            files = secret_file_sources(pod_spec, airflow)
+            return all(files.get(path) == source for path, source in wanted.items())
 
         workloads = {
-            o["metadata"]["name"]: loads(o["spec"]["template"]["spec"])
+            o["metadata"]["name"]: reads(o["spec"]["template"]["spec"])
             for o in result.objects
             if o["kind"] in ("Deployment", "StatefulSet")
             and o["spec"]["template"]["metadata"]["labels"].get("tier") == "airflow"
@@ -93,7 +107,19 @@ class TestConnectionsAndVariables:
         ):
             assert workloads[name], name
         (task_pod,) = [o for o in result.objects if o["kind"] == "Pod"]
-        assert ref in task_pod["spec"]["containers"][0]["envFrom"]
+        assert reads(task_pod["spec"])
+        config = next(
+            o for o in result.objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "airflow-config"
+        )
+        backend_kwargs = next(
+            json.loads(line.split("=", 1)[1])
+            for line in config["data"]["airflow.cfg"].splitlines()
+            if line.startswith("backend_kwargs")
+        )
+        assert backend_kwargs == {
+            "connections_file_path": "/opt/airflow/secrets/connections.json",
+            "variables_file_path": "/opt/airflow/secrets/variables.json",
+        }
 
     @pytest.mark.parametrize("secret_variables", [True, False])
     def test_values_are_never_plaintext_in_a_resource_input_an_output_or_the_helm_values(self, secret_variables):
@@ -133,8 +159,8 @@ class TestConnectionsAndVariables:
             parse_stack(values_, {"connections"} if key == "connections" else set())
 
     def test_without_spark_the_same_id_is_the_users(self):
-        env = environment(stack({"kubernetes_default": "kubernetes://?in_cluster=true"}))
-        assert env["AIRFLOW_CONN_KUBERNETES_DEFAULT"] == "kubernetes://?in_cluster=true"
+        connections, _ = environment(stack({"kubernetes_default": "kubernetes://?in_cluster=true"}))
+        assert connections["kubernetes_default"] == "kubernetes://?in_cluster=true"
 
 
 class TestPools:
@@ -153,7 +179,7 @@ class TestPools:
         assert release(run).urn in job.dependencies and cm.urn in job.dependencies
         pod = unwrap(job.inputs)["spec"]["template"]["spec"]
         assert pod["containers"][0]["args"][-1] == "exec airflow pools import /opt/airflow/pools/pools.json"
-        assert pod["volumes"] == [{"name": "pools", "configMap": {"name": "airflow-pulumi-pools"}}]
+        assert {"name": "pools", "configMap": {"name": "airflow-pulumi-pools"}} in pod["volumes"]
         result = preview(ROOT, "test", tmp_path, run_checkov=False, program_run=run)
         assert [p.message for p in result.problems] == []
 

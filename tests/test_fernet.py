@@ -15,7 +15,17 @@ from components.fernet import ANNOTATION, FernetConfig, key_list, parse_previous
 from components.offline.preview import preview
 from components.offline.program import ProgramRun, secret_paths, unwrap
 from components.stack import parse_stack
-from tests.helpers import DB_URL, ROOT, of_type, release, run_stack, secrets_by_name, values
+from tests.helpers import (
+    DB_URL,
+    ROOT,
+    file_commands,
+    of_type,
+    release,
+    run_stack,
+    secret_file_sources,
+    secrets_by_name,
+    values,
+)
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 OLD_KEY = base64.urlsafe_b64encode(b"an old key from elsewhere, 32 b.").decode()
@@ -138,9 +148,13 @@ class TestRotationJob:
         (container,) = pod["containers"]
         assert container["args"] == ["bash", "-c", "exec airflow rotate-fernet-key"]
         assert container["image"] == "apache/airflow:3.2.0"
-        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
-        assert env["AIRFLOW__CORE__FERNET_KEY"] == {"name": "airflow-pulumi-fernet-key", "key": "fernet-key"}
-        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == {"name": "airflow-pulumi-metadata", "key": "connection"}
+        files = secret_file_sources(pod, container)
+        reads = {option: files[path] for option, path in file_commands(container).items()}
+        assert reads == {
+            "AIRFLOW__CORE__FERNET_KEY": ("airflow-pulumi-fernet-key", "fernet-key"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": ("airflow-pulumi-metadata", "connection"),
+        }
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["initContainers"][0]["args"][:3] == ["airflow", "db", "check-migrations"]
         assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False

@@ -14,7 +14,7 @@ from components._reader import Node
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import secret_paths, unwrap
 from components.stack import parse_stack
-from tests.helpers import ROOT, of_type, release, run_stack, secrets_by_name, values
+from tests.helpers import ROOT, connections_files, of_type, release, run_stack, secrets_by_name, values
 from tests.test_readme import documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -108,8 +108,8 @@ class TestModes:
         assert vals["config"]["logging"]["remote_base_log_folder"] == "s3://team-logs/airflow"
         assert vals["config"]["logging"]["remote_log_conn_id"] == "aws_logs"
         assert vals["logs"]["persistence"] == {"enabled": False}
-        env = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
-        assert env["AIRFLOW_CONN_AWS_LOGS"] == AWS_CONN
+        connections, _ = connections_files(run)
+        assert connections["aws_logs"] == AWS_CONN
         assert secret_paths(release(run).inputs) == []
         assert AWS_CONN not in json.dumps(unwrap(release(run).inputs))
         assert not of_type(run, "PersistentVolumeClaim")

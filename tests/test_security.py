@@ -413,16 +413,14 @@ class TestCheckovGate:
     def test_no_allow_list_entry_outlives_its_finding(self, prod):
         failures = failed_checks(prod.out_dir / "checkov.json")
         stale = [
-            e["check"] + " " + ",".join(e["resources"])
+            f"{e['check']} {pattern}"
             for e in ALLOWLIST
-            if not any(
-                e["check"] == f["check_id"] and any(fnmatch.fnmatch(finding_key(f), p) for p in e["resources"])
-                for f in failures
-            )
+            for pattern in e["resources"]
+            if not any(e["check"] == f["check_id"] and fnmatch.fnmatch(finding_key(f), pattern) for f in failures)
         ]
         assert stale == []
 
-    def test_the_airflow_release_fails_far_fewer_checks_than_the_charts_defaults(self, prod):
+    def test_the_airflow_release_fails_fewer_than_a_third_of_the_checks_the_charts_defaults_fail(self, prod):
         ours = [f for f in failed_checks(prod.out_dir / "checkov.json") if "airflow-release" in f["file_path"]]
         with tempfile.TemporaryDirectory() as tmp:
             archive = find_chart(ROOT, "airflow", "1.21.0")
@@ -431,7 +429,14 @@ class TestCheckovGate:
             _, failed_default, _ = checks.run_checkov(Path(tmp), Path(tmp) / "report.json")
         print(f"checkov failed checks: chart defaults {failed_default}, our prod Airflow release {len(ours)}")
         assert failed_default >= 90
-        assert len(ours) <= failed_default // 2
+        assert 3 * len(ours) < failed_default
+        # Secrets reach Airflow as files and its root filesystem is read-only: no Airflow
+        # container is left with either finding (Redis and the PgBouncer exporter keep theirs).
+        assert {f["resource"] for f in ours if f["check_id"] == "CKV_K8S_35"} == {
+            "StatefulSet.airflow.airflow-redis",
+            "Deployment.airflow.airflow-pgbouncer",
+        }
+        assert [f["resource"] for f in ours if f["check_id"] == "CKV_K8S_22"] == []
 
 
 def test_every_teams_and_ingress_key_is_documented_in_the_readme():

@@ -41,7 +41,16 @@ from components.spark_values import (
     chart_values,
 )
 from components.stack import parse_stack
-from tests.helpers import ROOT, of_type, releases, render_release, run_stack, secrets_by_name
+from tests.helpers import (
+    ROOT,
+    connections_files,
+    of_type,
+    releases,
+    render_release,
+    run_stack,
+    secret_file_sources,
+    secrets_by_name,
+)
 from tests.test_readme import README, documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -585,15 +594,12 @@ class TestConnection:
         run = spark_stack({"jobNamespaces": ["etl", "ml"], "serviceAccounts": {"driver": "drv", "executor": "exe"}})
         secret = secrets_by_name(run)["airflow-pulumi-environment"]
         assert is_secret(secret.inputs["stringData"])  # the whole environment stays secret
-        data = unwrap(secret.inputs["stringData"])
-        assert json.loads(data["AIRFLOW_CONN_KUBERNETES_DEFAULT"]) == {
-            "conn_type": "kubernetes",
-            "extra": {"in_cluster": True},
-        }
-        assert {k: v for k, v in data.items() if k.startswith("AIRFLOW_VAR_SPARK")} == {
-            f"AIRFLOW_VAR_{VARIABLE_JOB_NAMESPACE.upper()}": "etl",
-            f"AIRFLOW_VAR_{VARIABLE_DRIVER_SERVICE_ACCOUNT.upper()}": "drv",
-            f"AIRFLOW_VAR_{VARIABLE_EXECUTOR_SERVICE_ACCOUNT.upper()}": "exe",
+        connections, variables = connections_files(run)
+        assert connections["kubernetes_default"] == {"conn_type": "kubernetes", "extra": {"in_cluster": True}}
+        assert {k: v for k, v in variables.items() if k.startswith("spark")} == {
+            VARIABLE_JOB_NAMESPACE: "etl",
+            VARIABLE_DRIVER_SERVICE_ACCOUNT: "drv",
+            VARIABLE_EXECUTOR_SERVICE_ACCOUNT: "exe",
         }
         assert unwrap(secret.inputs)["metadata"]["namespace"] == "airflow"
 
@@ -601,7 +607,8 @@ class TestConnection:
     def test_the_connection_reaches_every_airflow_pod_and_the_task_pod_template(self, executor):
         run = spark_stack(executor=executor)
         objects = render_release(airflow_release(run))
-        reference = {"secretRef": {"name": "airflow-pulumi-environment"}}
+        reference = ("airflow-pulumi-environment", "connections.json")
+        path = "/opt/airflow/secrets/connections.json"
         airflow_pods = [
             o
             for o in objects
@@ -610,13 +617,14 @@ class TestConnection:
         ]
         assert {o["metadata"]["name"] for o in airflow_pods} >= {"airflow-scheduler", "airflow-api-server"}
         for obj in airflow_pods:
-            assert reference in obj["spec"]["template"]["spec"]["containers"][0].get("envFrom", []), obj["metadata"]
+            spec = obj["spec"]["template"]["spec"]
+            assert secret_file_sources(spec, spec["containers"][0]).get(path) == reference, obj["metadata"]
         if "Kubernetes" in executor:
             template = next(
                 o["data"]["pod_template_file.yaml"] for o in objects if "pod_template_file.yaml" in o.get("data", {})
             )
             pod = next(d for d in yaml.safe_load_all(template) if d)
-            assert reference in pod["spec"]["containers"][0]["envFrom"]
+            assert secret_file_sources(pod["spec"], pod["spec"]["containers"][0]).get(path) == reference
 
 
 # --------------------------------------------------------------------------- the example

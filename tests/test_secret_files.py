@@ -1,0 +1,100 @@
+"""Airflow's secrets as files: what each component mounts, and the contract with Airflow itself.
+
+`tests_dags/fixtures/secret_files.json` is what AirflowRelease hands an Airflow 3 scheduler
+(its `*_CMD` variables and `[secrets]` options, sample contents for each file). The test
+below keeps it equal to what the code renders; tests_dags/test_secret_files.py runs Airflow's
+own configuration parser and secrets backend over it. Update it after an intended change:
+`python -m tests.test_secret_files`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.airflow_values import chart_values
+from components.config import parse_airflow
+from components.offline.checks import _mounted_files
+from components.secret_files import (
+    SECRETS_DIR,
+    connections_file,
+    secret_files,
+    secrets_backend_config,
+    variables_file,
+)
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests_dags" / "fixtures" / "secret_files.json"
+GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
+SAMPLES = {
+    "fernet-key": "qv0hFxG8n0ZbOq3v6m2n7eYcSg6xGdXoO4FJk2WcZ9s=",
+    # A driver the DAG virtualenv has: Airflow builds its engine from this at import time.
+    "sql-alchemy-conn": "sqlite:////tmp/airflow-k8s-never-opened.db",
+    "api-secret-key": "api-secret-sample",
+    "jwt-secret": "jwt-secret-sample",
+    "celery-broker-url": "redis://:pw@airflow-redis:6379/0",
+}
+CONNECTIONS = {
+    "warehouse": "postgresql://etl:pw@warehouse:5432/dw",
+    "kubernetes_default": '{"conn_type": "kubernetes", "extra": {"in_cluster": true}}',
+}
+VARIABLES = {"environment": "prod", "buckets": '["a", "b"]'}
+
+
+def contract() -> dict[str, Any]:
+    cfg = parse_airflow({"dags": GIT, "executor": "CeleryExecutor"})
+    values = chart_values(cfg, connections_secret="airflow-pulumi-environment")
+    env = values["env"] + values["scheduler"].get("env", [])
+    files = {f.path: SAMPLES[f.file] for f in secret_files(cfg, "scheduler")}
+    return {
+        "env": env,
+        "config": values["config"]["secrets"],
+        "files": files,
+        "connections.json": connections_file(CONNECTIONS),
+        "variables.json": variables_file(VARIABLES),
+        "secrets_dir": SECRETS_DIR,
+    }
+
+
+def test_the_airflow_contract_fixture_is_what_the_release_renders():
+    assert json.loads(FIXTURE.read_text()) == contract(), "run `python -m tests.test_secret_files` after a change"
+
+
+def test_the_contract_reads_every_secret_the_chart_would_put_in_the_environment():
+    options = {e["name"].removesuffix("_CMD") for e in contract()["env"]}
+    assert options == {
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CELERY__BROKER_URL",
+    }
+    assert contract()["config"] == secrets_backend_config()["secrets"]
+
+
+@pytest.mark.parametrize(
+    ("mount", "volume", "expected"),
+    [
+        (
+            {"name": "s", "mountPath": "/run/s"},
+            {"name": "s", "projected": {"sources": [{"secret": {"name": "a", "items": [{"key": "k", "path": "f"}]}}]}},
+            {"/run/s/f"},
+        ),
+        ({"name": "s", "mountPath": "/run/s"}, {"name": "s", "secret": {"secretName": "a"}}, {"/run/s/"}),
+        (
+            {"name": "s", "mountPath": "/etc/f.ini", "subPath": "f.ini"},
+            {"name": "s", "secret": {"secretName": "a", "items": [{"key": "k", "path": "f.ini"}]}},
+            {"/etc/f.ini"},
+        ),
+        ({"name": "t", "mountPath": "/tmp"}, {"name": "t", "emptyDir": {}}, {"/tmp/"}),
+    ],
+)
+def test_the_preview_knows_which_files_a_mount_provides(mount, volume, expected):
+    assert _mounted_files({"volumeMounts": [mount]}, {"volumes": [volume]}) == expected
+
+
+if __name__ == "__main__":
+    FIXTURE.write_text(json.dumps(contract(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE}")
