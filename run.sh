@@ -32,7 +32,7 @@ setup() {
   if [ "${1:-}" = dags ]; then
     stamp=$(sha256sum requirements-dags.txt | cut -c1-16)
     if [ ! -f .venv-dags/.stamp ] || [ "$(cat .venv-dags/.stamp)" != "$stamp" ]; then
-      echo "setting up .venv-dags (Airflow and the cncf.kubernetes provider, for the DAG tests)"
+      echo "setting up .venv-dags (Airflow with the cncf.kubernetes and Celery providers, for the DAG tests)"
       "$PYTHON" -m venv .venv-dags
       .venv-dags/bin/pip install --quiet --disable-pip-version-check -r requirements-dags.txt
       echo "$stamp" > .venv-dags/.stamp

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components.airflow_values import chart_values
 from components.config import parse_airflow
@@ -25,6 +26,9 @@ from components.secret_files import (
     secrets_backend_config,
     variables_file,
 )
+from tests.helpers import DB_URL, file_commands, release, render_release, run_stack
+from tests.helpers import values as release_values
+from tests.test_airflow_release import executor_cases
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests_dags" / "fixtures" / "secret_files.json"
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -93,6 +97,65 @@ def test_the_contract_reads_every_secret_the_chart_would_put_in_the_environment(
 )
 def test_the_preview_knows_which_files_a_mount_provides(mount, volume, expected):
     assert _mounted_files({"volumeMounts": [mount]}, {"volumes": [volume]}) == expected
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every workload the chart renders, and the KubernetesExecutor pod template."""
+    specs = [
+        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet", "Job")
+    ]
+    for o in objects:
+        if "pod_template_file.yaml" in o.get("data", {}):
+            pod = next(d for d in yaml.safe_load_all(o["data"]["pod_template_file.yaml"]) if d)
+            specs.append(("pod-template", pod["spec"]))
+    return specs
+
+
+# The chart gives these containers their secrets only through the environment.
+CHART_ONLY_ENV_SECRETS = {("airflow-redis", "redis"), ("airflow-pgbouncer", "metrics-exporter")}
+
+
+class TestEveryExecutor:
+    @pytest.mark.parametrize(("version", "executor"), executor_cases())
+    def test_no_airflow_container_gets_a_secret_through_its_environment(self, version, executor):
+        run = run_stack(
+            {"version": version, "executor": executor, "dags": GIT, "database": {"mode": "external"}},
+            secrets={"databaseUrl": DB_URL},
+        )
+        for name, spec in pod_specs(render_release(release(run))):
+            for container in spec["containers"] + spec.get("initContainers", []):
+                if (name, container["name"]) in CHART_ONLY_ENV_SECRETS:
+                    continue
+                assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], (
+                    name,
+                    container["name"],
+                )
+                assert not [e for e in container.get("envFrom", []) if "secretRef" in e], (name, container["name"])
+
+    @pytest.mark.parametrize(("version", "executor"), executor_cases())
+    def test_every_file_airflow_reads_is_mounted_and_every_root_filesystem_is_read_only(self, version, executor):
+        run = run_stack({"version": version, "executor": executor, "dags": GIT})
+        seen = 0
+        for name, spec in pod_specs(render_release(release(run))):
+            if name == "airflow-postgresql":
+                continue  # the bundled (laptop) Postgres: Bitnami's image rewrites its own conf directory
+            for container in spec["containers"] + spec.get("initContainers", []):
+                assert container["securityContext"].get("readOnlyRootFilesystem") is True, (name, container["name"])
+                files = _mounted_files(container, spec)
+                for option, path in file_commands(container).items():
+                    assert path in files, (name, container["name"], option)
+                    seen += 1
+        assert seen > 10
+
+    def test_the_root_filesystem_stays_writable_when_asked(self):
+        run = run_stack({"dags": GIT, "readOnlyRootFilesystem": False})
+        values_ = release_values(run)
+        assert "readOnlyRootFilesystem" not in values_["securityContexts"]["containers"]
+        assert "readOnlyRootFilesystem" not in values_["dags"]["gitSync"]["securityContexts"]["container"]
+        # What only ever writes to its volumes stays read-only.
+        assert values_["statsd"]["securityContexts"]["container"]["readOnlyRootFilesystem"] is True
 
 
 if __name__ == "__main__":
