@@ -36,7 +36,7 @@ from .fernet import resource_name as fernet_resource_name
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
-from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, variables_file
+from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
 
 
 def _conn_env(conn_id: str) -> str:
@@ -47,9 +47,7 @@ def _conn_env(conn_id: str) -> str:
 def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str, Any]) -> None:
     """Connections/variables reach Airflow through LocalFilesystemBackend: no other `[secrets] backend`."""
     for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
-        config = overrides.get("config")
-        secrets = config.get("secrets") if isinstance(config, Mapping) else None
-        backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
+        backend = other_secrets_backend(overrides)
         if backend:
             raise ValueError(
                 f"{source}.config.secrets.backend is {backend!r}, but connections or variables are declared: "

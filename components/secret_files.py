@@ -154,6 +154,14 @@ def secrets_backend_config() -> dict[str, Any]:
     return {"secrets": {"backend": LOCAL_FILESYSTEM_BACKEND, "backend_kwargs": json.dumps(kwargs, sort_keys=True)}}
 
 
+def other_secrets_backend(extra_values: Mapping[str, Any]) -> Any:
+    """The `[secrets] backend` chart values override (`config.secrets.backend`), if any: it would
+    replace the LocalFilesystemBackend that reads the declared connections and variables."""
+    config = extra_values.get("config")
+    secrets = config.get("secrets") if isinstance(config, Mapping) else None
+    return secrets.get("backend") if isinstance(secrets, Mapping) else None
+
+
 def connections_file(connections: Mapping[str, str]) -> str:
     """`connections.json` for LocalFilesystemBackend: id -> URI, or the JSON form as an object."""
     out: dict[str, Any] = {}

@@ -19,6 +19,7 @@ from .environment_config import parse_environment
 from .fernet import parse_previous_keys
 from .logs_config import LogsConfig, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
+from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
 from .teams_config import Team, parse_team_secrets, parse_teams
 
@@ -127,17 +128,15 @@ def _decode(key: str, value: Any, secret: bool = False) -> Any:
 
 
 def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> None:
-    config = extra_values.get("config")
-    secrets = config.get("secrets") if isinstance(config, Mapping) else None
-    backend = secrets.get("backend") if isinstance(secrets, Mapping) else None
+    backend = other_secrets_backend(extra_values)
     if backend and declared:
         raise ConfigError(
             "airflow.extraValues.config.secrets.backend",
             backend,
-            "no other [secrets] backend while `connections` or `variables` are set: AirflowRelease delivers "
-            "them as files read by Airflow's LocalFilesystemBackend.",
-            "keep connections and variables in your own secrets backend and drop the `connections` / "
-            "`variables` keys, or remove the override.",
+            "no other [secrets] backend while connections or variables are set (`connections`, "
+            "`variables`, the `spark` key's kubernetes_default, a remote-logging connection): "
+            "AirflowRelease delivers them as files read by Airflow's LocalFilesystemBackend.",
+            "keep connections and variables in your own secrets backend and drop those keys, or remove the override.",
         )
 
 
@@ -214,7 +213,8 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
     )
     connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
-    _one_secrets_backend(airflow.extra_values, bool(connections or variables))
+    remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
+    _one_secrets_backend(airflow.extra_values, bool(connections or variables) or spark.enabled or remote_conn)
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     return StackConfig(
         airflow=airflow,

@@ -158,6 +158,16 @@ class TestEveryExecutor:
         assert values_["statsd"]["securityContexts"]["container"]["readOnlyRootFilesystem"] is True
 
 
+def test_a_stack_without_connections_may_bring_its_own_secrets_backend():
+    from components.stack import parse_stack
+
+    vault = {"config": {"secrets": {"backend": "airflow.providers.hashicorp.secrets.vault.VaultBackend"}}}
+    cfg = parse_stack({"airflow": json.dumps({"dags": GIT, "extraValues": vault})})
+    assert cfg.airflow.extra_values == vault
+    # Theirs, alone: no LocalFilesystemBackend (nor its kwargs) when nothing is declared.
+    assert chart_values(cfg.airflow)["config"]["secrets"] == vault["config"]["secrets"]
+
+
 if __name__ == "__main__":
     FIXTURE.write_text(json.dumps(contract(), indent=2, sort_keys=True) + "\n")
     print(f"wrote {FIXTURE}")
