@@ -54,7 +54,7 @@ def cli_job(
     mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Job running `command` (an `airflow ...` command line) once, after the schema is current."""
-    image = f"{cfg.image.repository}:{cfg.image.tag}"
+    image = cfg.image.reference
     files = _files(cfg)
     file_mounts: list[dict[str, Any]] = [
         {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},

@@ -259,12 +259,16 @@ def chart_values(
         "airflowVersion": cfg.version,
         "defaultAirflowTag": cfg.image.tag,
         "defaultAirflowRepository": cfg.image.repository,
+        **({"defaultAirflowDigest": cfg.image.digest} if cfg.image.digest else {}),
         "images": {
             "airflow": {
                 "repository": cfg.image.repository,
                 "tag": cfg.image.tag,
                 "pullPolicy": cfg.image.pull_policy,
-            }
+                **({"digest": cfg.image.digest} if cfg.image.digest else {}),
+            },
+            # The chart names the task pod template's image by tag only; `<tag>@<digest>` pins it.
+            **({"pod_template": {"tag": f"{cfg.image.tag}@{cfg.image.digest}"}} if cfg.image.digest else {}),
         },
         "executor": cfg.executor,
         "uid": AIRFLOW_UID,

@@ -138,6 +138,15 @@ class Image:
     repository: str = DEFAULT_IMAGE_REPOSITORY
     tag: str = DEFAULT_AIRFLOW_VERSION
     pull_policy: str = "IfNotPresent"
+    digest: str | None = None
+    """`sha256:<hex>`: pods run exactly this image (the tag stays for humans and Airflow's version checks)."""
+
+    @property
+    def reference(self) -> str:
+        """How a pod names the image: by digest when one is pinned, else by tag."""
+        if self.digest:
+            return f"{self.repository}@{self.digest}"
+        return f"{self.repository}:{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -977,6 +986,13 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
         repository=image_node.string("repository", DEFAULT_IMAGE_REPOSITORY),
         tag=image_node.string("tag", version),
         pull_policy=image_node.string("pullPolicy", "IfNotPresent", choices=("Always", "IfNotPresent", "Never")),
+        digest=image_node.string(
+            "digest",
+            None,
+            pattern=re.compile(r"^sha256:[0-9a-f]{64}$"),
+            describe="expected an image digest: sha256: and 64 lower-case hex digits (`docker buildx imagetools "
+            "inspect <image>:<tag>` shows it).",
+        ),
     )
     image_node.finish()
 

@@ -158,6 +158,31 @@ class TestEveryExecutor:
         assert values_["statsd"]["securityContexts"]["container"]["readOnlyRootFilesystem"] is True
 
 
+def test_a_pinned_digest_names_the_airflow_image_in_every_pod_and_job():
+    digest = "sha256:" + "ab" * 32
+    run = run_stack(
+        {
+            "dags": GIT,
+            "executor": "CeleryExecutor,KubernetesExecutor",
+            "image": {"digest": digest},
+            "fernetKey": {"generation": 2, "rotate": True},
+        }
+    )
+    images = {
+        c["image"]
+        for _, spec in pod_specs(render_release(release(run)))
+        for c in spec["containers"] + spec.get("initContainers", [])
+        if c["image"].startswith("apache/airflow")
+    }
+    # The chart names the pod template's image by tag: it gets `<tag>@<digest>`, which runs the digest.
+    assert images == {f"apache/airflow@{digest}", f"apache/airflow:3.2.0@{digest}"}
+    from components.offline.program import unwrap
+    from tests.helpers import of_type
+
+    (job,) = of_type(run, "batch/v1:Job")
+    assert unwrap(job.inputs)["spec"]["template"]["spec"]["containers"][0]["image"] == f"apache/airflow@{digest}"
+
+
 def test_a_stack_without_connections_may_bring_its_own_secrets_backend():
     from components.stack import parse_stack
 
