@@ -1,8 +1,9 @@
 """Airflow connections and variables as code: the `connections` and `variables` stack keys.
 
-Both end up in one Kubernetes Secret (`<release>-pulumi-environment`) that every Airflow
-container and the KubernetesExecutor pod template load with `envFrom`, as
-`AIRFLOW_CONN_<ID>` and `AIRFLOW_VAR_<KEY>` (Airflow reads those before its database).
+Both end up in one Kubernetes Secret (`<release>-pulumi-environment`), as
+`connections.json` and `variables.json`, that every Airflow container and the
+KubernetesExecutor pod template mount and Airflow reads through its LocalFilesystemBackend,
+before its database (secret_files.py).
 
 - `connections` is always a secret (`pulumi config set --secret connections '<json>'`):
   an object of connection id -> Airflow connection URI (`postgresql://user:pw@host/db`) or
@@ -41,8 +42,8 @@ def _check_id(key: str, ident: str, prefix: str) -> None:
         raise ConfigError(
             key,
             ident,
-            f"use 1-250 letters, digits and underscores: Airflow finds it as the environment variable "
-            f"{prefix}<ID in upper case>, which cannot hold other characters.",
+            f"use 1-250 letters, digits and underscores: ids that also work as {prefix}<ID> environment "
+            "variables, so moving one there (or from there) never renames it.",
         )
 
 
@@ -78,7 +79,7 @@ def _upper_unique(key: str, entries: Mapping[str, Any]) -> None:
 
 
 def parse_connections(raw: Any, key: str = "connections") -> dict[str, str]:
-    """Connection id -> the value of `AIRFLOW_CONN_<ID>` (URI, or Airflow's JSON form)."""
+    """Connection id -> its value (URI, or Airflow's JSON form)."""
     entries = _decode_object(key, raw, secret=True)
     out: dict[str, str] = {}
     for conn_id, value in entries.items():
@@ -117,7 +118,7 @@ def parse_connections(raw: Any, key: str = "connections") -> dict[str, str]:
 
 
 def parse_variables(raw: Any, *, secret: bool, key: str = "variables") -> dict[str, str]:
-    """Variable key -> the value of `AIRFLOW_VAR_<KEY>` (text; JSON for anything else)."""
+    """Variable key -> its value (text; JSON for anything else)."""
     entries = _decode_object(key, raw, secret=secret)
     out: dict[str, str] = {}
     for var, value in entries.items():

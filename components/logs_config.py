@@ -153,7 +153,7 @@ def _remote(node: Node, logs_connection: Any) -> Remote:
         "connectionId",
         _DEFAULT_CONN[target],
         pattern=re.compile(r"^[A-Za-z0-9_]*$"),
-        describe="expected letters, digits and underscores (Airflow reads AIRFLOW_CONN_<ID>).",
+        describe="expected letters, digits and underscores (an id that also works as AIRFLOW_CONN_<ID>).",
     )
     if not identity and logs_connection is None:
         raise ConfigError(

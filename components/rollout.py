@@ -1,10 +1,12 @@
 """Restart long-running Airflow pods when what they read from our Secrets changes.
 
-A pod reads a Secret through `env`/`envFrom` once, when it starts: a changed Secret does not
-restart it. The chart's own `checksum/*` pod annotations only cover Secrets the chart renders
-itself, and AirflowRelease renders them all (`<release>-pulumi-*`), so without help a new
-connection password, database URL or Fernet key would reach task pods (which start fresh)
-but not the scheduler, triggerer, DAG processor, api-server, Celery workers or Flower.
+Airflow reads its Secrets' files (secret_files.py) when a process starts and keeps what it
+built from them (database engine, Fernet, broker connection): a changed Secret, whose files
+kubelet refreshes in place, does not restart it. The chart's own `checksum/*` pod
+annotations only cover Secrets the chart renders itself, and AirflowRelease renders them
+all (`<release>-pulumi-*`), so without help a new connection password, database URL or
+Fernet key would reach task pods (which start fresh) but not the scheduler, triggerer,
+DAG processor, api-server, Celery workers or Flower.
 
 `pod_annotations` puts annotations on exactly those components' pods; a changed annotation
 value is a changed pod template, which Kubernetes rolls out (PodDisruptionBudgets and the
