@@ -196,6 +196,7 @@ def elasticsearch_secret_name(release: str) -> str:
 
 
 GROOMED_COMPONENTS = ("scheduler", "triggerer", "dagProcessor")
+SHARED_CLAIM_UNGROOMED = ("triggerer", "dagProcessor")
 
 
 def logs_values(cfg: LogsConfig, release: str, claim: str | None) -> dict[str, Any]:
@@ -209,8 +210,12 @@ def logs_values(cfg: LogsConfig, release: str, claim: str | None) -> dict[str, A
     values["workers"] = {"celery": {"logGroomerSidecar": dict(groomer)}}
     if cfg.uses_claim:
         values["logs"] = {"persistence": {"enabled": True, "existingClaim": claim or claim_name(release)}}
-        # One shared claim: the Celery workers' per-pod log volumes are not needed.
+        # One shared claim: the Celery workers' per-pod log volumes are not needed, and the
+        # scheduler's groomer sweeps every component's logs on it; groomers in the triggerer
+        # and DAG processor would sweep the same files again (on NFS/EFS, at a cost).
         values["workers"]["celery"]["persistence"] = {"enabled": False}
+        for component in SHARED_CLAIM_UNGROOMED:
+            values[component]["logGroomerSidecar"]["enabled"] = False
     else:
         values["logs"] = {"persistence": {"enabled": False}}
     if cfg.remote is not None:

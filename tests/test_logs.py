@@ -14,7 +14,7 @@ from components._reader import Node
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import secret_paths, unwrap
 from components.stack import parse_stack
-from tests.helpers import ROOT, connections_files, of_type, release, run_stack, secrets_by_name, values
+from tests.helpers import ROOT, connections_files, of_type, release, render_release, run_stack, secrets_by_name, values
 from tests.test_readme import documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -133,16 +133,31 @@ class TestModes:
         vals = values(run_logs(logs, cluster={}))
         assert vals["config"]["logging"]["remote_log_conn_id"] == ""
 
-    def test_retention_configures_the_log_groomer_everywhere_it_runs(self):
+    def test_on_a_shared_claim_one_groomer_the_schedulers_sweeps_every_components_logs(self):
         vals = values(run_logs({**HOST_PATH, "retention": {"days": 3, "frequencyMinutes": 30}}))
+        groomer = vals["scheduler"]["logGroomerSidecar"]
+        assert {k: groomer[k] for k in ("enabled", "retentionDays", "frequencyMinutes")} == {
+            "enabled": True,
+            "retentionDays": 3,
+            "frequencyMinutes": 30,
+        }
+        assert vals["triggerer"]["logGroomerSidecar"]["enabled"] is False
+        assert vals["dagProcessor"]["logGroomerSidecar"]["enabled"] is False
+        objects = render_release(release(run_logs(HOST_PATH)))
+        groomers = sorted(
+            c["name"]
+            for o in objects
+            if o["kind"] in ("Deployment", "StatefulSet")
+            for c in o["spec"]["template"]["spec"]["containers"]
+            if c["name"].endswith("log-groomer")
+        )
+        assert groomers == ["scheduler-log-groomer"]
+
+    def test_without_a_shared_claim_every_component_grooms_its_own_logs(self):
+        vals = values(run_logs(S3, cluster={}, secrets={"logsConnection": AWS_CONN}))
         for component in ("scheduler", "triggerer", "dagProcessor"):
-            groomer = vals[component]["logGroomerSidecar"]
-            assert {k: groomer[k] for k in ("enabled", "retentionDays", "frequencyMinutes")} == {
-                "enabled": True,
-                "retentionDays": 3,
-                "frequencyMinutes": 30,
-            }
-        assert vals["workers"]["celery"]["logGroomerSidecar"]["retentionDays"] == 3
+            assert vals[component]["logGroomerSidecar"]["enabled"] is True, component
+        assert vals["workers"]["celery"]["logGroomerSidecar"]["enabled"] is True
 
 
 class TestEveryPodMountsTheClaim:
