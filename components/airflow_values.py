@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import AirflowConfig, Component, DatabaseUrl, pg_url
 from .fernet import fernet_values
-from .secret_files import ADMIN_PASSWORD_FILE, SECRETS_DIR, file_values
+from .secret_files import ADMIN_PASSWORD_FILE, ENV_PATHS, SECRETS_DIR, file_values
 from .spread import spread_values
 
 AIRFLOW_UID = 50000
@@ -427,12 +427,22 @@ def chart_values(
 
 
 def merge_extra_values(values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extraValues` merged last; a list of extra `env` entries is added to ours, never replaces them
-    (ours point Airflow at its secret files)."""
+    """`extraValues` merged last; extra `env` entries (global, or of a component) are added to
+    ours, never put in their place: ours point Airflow at its secret files."""
     merged = deep_merge(values, extra)
-    if isinstance(extra.get("env"), list) and "env" in values:
-        ours = {e["name"] for e in values["env"]}
-        merged["env"] = values["env"] + [e for e in extra["env"] if not (isinstance(e, dict) and e.get("name") in ours)]
+    for path in ENV_PATHS:
+        ours, theirs, target = values, extra, merged
+        *parents, leaf = path.split(".")
+        for part in parents:
+            ours, theirs, target = ours.get(part, {}), theirs.get(part, {}), target.get(part, {})
+            if not isinstance(theirs, dict):
+                break
+        else:
+            if isinstance(theirs.get(leaf), list) and leaf in ours:
+                names = {e["name"] for e in ours[leaf]}
+                target[leaf] = ours[leaf] + [
+                    e for e in theirs[leaf] if not (isinstance(e, dict) and e.get("name") in names)
+                ]
     return merged
 
 

@@ -26,7 +26,7 @@ from ._reader import (
 from .charts import ChartSource, parse_chart_source
 from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
-from .secret_files import VOLUME_NAMES
+from .secret_files import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
 from .spread import Spread, parse_spread
 
 DEFAULT_CHART_VERSION = "1.21.0"
@@ -947,6 +947,25 @@ OWNED_VALUES = (
 )
 
 
+def _owned_env(key: str, extra: dict[str, Any]) -> None:
+    """`env` entries of extraValues may not redefine the variables that point Airflow at its secret files."""
+    owned = {f"{option}_CMD" for option in REPLACED_BUILT_IN_ENV} | set(REPLACED_BUILT_IN_ENV)
+    for path in ENV_PATHS:
+        node: Any = extra
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        for i, entry in enumerate(node if isinstance(node, list) else []):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if name in owned:
+                raise ConfigError(
+                    f"{key}.{path}[{i}].name",
+                    name,
+                    "AirflowRelease hands Airflow this secret as a file (AIRFLOW__..._CMD); an env entry would "
+                    "replace it or put the secret in the Helm values.",
+                    f"remove '{key}.{path}[{i}]'.",
+                )
+
+
 def _owned_values(key: str, extra: dict[str, Any]) -> None:
     for path in OWNED_VALUES:
         node: Any = extra
@@ -1065,6 +1084,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     network = _network_policies(node)
     extra_values = node.plain_object("extraValues")
     _owned_values(node.key("extraValues"), extra_values)
+    _owned_env(node.key("extraValues"), extra_values)
     fernet, pools, spread = parse_fernet(node), parse_pools(node), parse_spread(node)
     read_only_root = node.boolean("readOnlyRootFilesystem", True)
     node.finish()

@@ -70,6 +70,8 @@ AIRFLOW_COMPONENTS = (
 )
 # Where the chart hands the JWT secret (api-server and scheduler only): so do we.
 JWT_COMPONENTS = ("apiServer", "scheduler")
+# Chart values `env` lists that carry our `*_CMD` variables (extraValues add to them).
+ENV_PATHS = ("env", *(f"{c}.env" for c in JWT_COMPONENTS))
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,15 @@ def test_a_pinned_digest_names_the_airflow_image_in_every_pod_and_job():
     assert unwrap(job.inputs)["spec"]["template"]["spec"]["containers"][0]["image"] == f"apache/airflow@{digest}"
 
 
+def test_extra_env_from_extra_values_joins_ours_instead_of_replacing_it():
+    extra = {"env": [{"name": "TZ", "value": "UTC"}], "scheduler": {"env": [{"name": "EXTRA", "value": "1"}]}}
+    cfg = parse_airflow({"dags": GIT, "extraValues": extra})
+    values = chart_values(cfg)
+    assert [e["name"] for e in values["env"]][-1] == "TZ"
+    assert [e["name"] for e in values["env"]].count("AIRFLOW__CORE__FERNET_KEY_CMD") == 1
+    assert [e["name"] for e in values["scheduler"]["env"]] == ["AIRFLOW__API_AUTH__JWT_SECRET_CMD", "EXTRA"]
+
+
 def test_a_stack_without_connections_may_bring_its_own_secrets_backend():
     from components.stack import parse_stack
 
