@@ -34,8 +34,8 @@ FIXTURE = Path(__file__).resolve().parent.parent / "tests_dags" / "fixtures" / "
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 SAMPLES = {
     "fernet-key": "qv0hFxG8n0ZbOq3v6m2n7eYcSg6xGdXoO4FJk2WcZ9s=",
-    # A driver the DAG virtualenv has: Airflow builds its engine from this at import time.
-    "sql-alchemy-conn": "sqlite:////tmp/airflow-k8s-never-opened.db",
+    # A driver the DAG virtualenv has (in memory): Airflow builds its engine from this at import time.
+    "sql-alchemy-conn": "sqlite://",
     "api-secret-key": "api-secret-sample",
     "jwt-secret": "jwt-secret-sample",
     "celery-broker-url": "redis://:pw@airflow-redis:6379/0",
