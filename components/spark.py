@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ._reader import ConfigError
+from .rbac import bound_role
 from .spark_config import SparkConfig, parse_spark
 from .spark_values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
 
@@ -106,18 +107,12 @@ class SparkOperator(pulumi.ComponentResource):
                 job_ns = created.metadata.name
             in_ns = pulumi.ResourceOptions(parent=self, depends_on=depends)
             self._spark_accounts(prefix, cfg, job_ns, labels, in_ns)
-            role = k8s.rbac.v1.Role(
-                f"{prefix}-submitter-role",
-                metadata={"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
-                rules=AIRFLOW_SUBMITTER_RULES,
-                opts=in_ns,
-            )
-            k8s.rbac.v1.RoleBinding(
-                f"{prefix}-submitter-binding",
-                metadata={"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
-                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
-                subjects=bound,
-                opts=in_ns,
+            bound_role(
+                f"{prefix}-submitter",
+                {"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
+                AIRFLOW_SUBMITTER_RULES,
+                bound,
+                in_ns,
             )
         # The chart puts its controller's and webhook's Roles into every job namespace, so they
         # must exist first. CRDs come from the chart's crds/ folder on first install.
@@ -169,18 +164,12 @@ class SparkOperator(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=opts,
         )
-        role = k8s.rbac.v1.Role(
-            f"{prefix}-driver-role",
-            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
-            rules=DRIVER_RULES,
-            opts=opts,
-        )
-        k8s.rbac.v1.RoleBinding(
-            f"{prefix}-driver-binding",
-            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
-            subjects=[{"kind": "ServiceAccount", "name": driver.metadata.name, "namespace": namespace}],
-            opts=opts,
+        bound_role(
+            f"{prefix}-driver",
+            {"name": accounts.driver, "namespace": namespace, "labels": labels},
+            DRIVER_RULES,
+            [{"kind": "ServiceAccount", "name": driver.metadata.name, "namespace": namespace}],
+            opts,
         )
 
     def _not_a_job_namespace(self, airflow_namespace: str) -> str:

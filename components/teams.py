@@ -8,6 +8,7 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .rbac import bound_role
 from .teams_config import Team, launcher_rules, namespace_labels, network_policies
 
 PACKAGE = "airflow-k8s"
@@ -83,19 +84,10 @@ class TaskNamespace(pulumi.ComponentResource):
             limit["max"] = dict(team.max_limits)
         k8s.core.v1.LimitRange(f"{name}-limits", metadata=meta("tasks"), spec={"limits": [limit]}, opts=child)
 
-        role = k8s.rbac.v1.Role(
-            f"{name}-launcher-role", metadata=meta(LAUNCHER_ROLE), rules=launcher_rules(team), opts=child
-        )
         subjects = pulumi.Output.all(args["task_service_accounts"], args["airflow_namespace"]).apply(
             lambda a: [{"kind": "ServiceAccount", "name": n, "namespace": a[1]} for n in a[0]]
         )
-        k8s.rbac.v1.RoleBinding(
-            f"{name}-launcher-binding",
-            metadata=meta(LAUNCHER_ROLE),
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
-            subjects=subjects,
-            opts=child,
-        )
+        bound_role(f"{name}-launcher", meta(LAUNCHER_ROLE), launcher_rules(team), subjects, child)
         for policy in network_policies(team, args["airflow_namespace_name"], args["api_port"]):
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-{policy['name']}", metadata=meta(policy["name"]), spec=cast(Any, policy["spec"]), opts=child
