@@ -124,25 +124,24 @@ def resolve_tools(opts: Options, steps: Steps) -> tuple[dict[str, Path], dict[st
     return found, report
 
 
+def check_replica_change(kube: Kube, namespace: str, before: dict[str, str]) -> None:
+    """After scheduler replicas 1 -> 2: the release is healthy, two schedulers are available and
+    no Secret changed (`before`: the Secrets' fingerprints ahead of the change)."""
+    check_cluster(kube, namespace)
+    scheduler = [d for d in kube.list("apps/v1", "Deployment", namespace) if "scheduler" in d["metadata"]["name"]]
+    if not scheduler or scheduler[0]["status"].get("availableReplicas") != 2:
+        raise StepError("the scheduler Deployment does not have 2 available replicas")
+    changed = checks.changed_secrets(before, checks.secret_fingerprints(checks.live_secrets(kube, namespace)))
+    if changed:
+        raise StepError("Secrets changed by a replica change:\n" + "\n".join(changed))
+
+
 def kwok_stage_files(cache: Path) -> list[Path]:
     """kwok's default stages, from the pinned kwok module (downloaded by the Go client)."""
-    go = shutil.which("go")
-    if go is None:
-        raise StepError("`go` is needed to fetch kwok's default stages (module sigs.k8s.io/kwok)")
-    work = cache / "src" / "kwok-stages"
-    work.mkdir(parents=True, exist_ok=True)
-    if not (work / "go.mod").exists():
-        (work / "go.mod").write_text("module airflowk8se2estages\n\ngo 1.24\n")
-    proc = subprocess.run(
-        [go, "mod", "download", "-json", f"sigs.k8s.io/kwok@{tools.KWOK_VERSION}"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise StepError(f"`go mod download sigs.k8s.io/kwok@{tools.KWOK_VERSION}` failed:\n{proc.stdout}{proc.stderr}")
-    folder = Path(json.loads(proc.stdout)["Dir"])
+    try:
+        folder = tools.module_dir("sigs.k8s.io/kwok", tools.KWOK_VERSION, cache, "kwok's default stages")
+    except tools.ToolError as exc:
+        raise StepError(str(exc)) from None
     return [folder / rel for rel in KWOK_STAGES]
 
 
@@ -322,13 +321,7 @@ def pulumi_scenario(
         if problems:
             raise StepError("the replica change would do more than update the Release:\n" + "\n".join(problems))
         pulumi.run("up", "--yes", "--skip-preview")
-        check_cluster(kube, namespace)
-        scheduler = [d for d in kube.list("apps/v1", "Deployment", namespace) if "scheduler" in d["metadata"]["name"]]
-        if not scheduler or scheduler[0]["status"].get("availableReplicas") != 2:
-            raise StepError("the scheduler Deployment does not have 2 available replicas")
-        changed = checks.changed_secrets(before, checks.secret_fingerprints(checks.live_secrets(kube, namespace)))
-        if changed:
-            raise StepError("Secrets changed by a replica change:\n" + "\n".join(changed))
+        check_replica_change(kube, namespace, before)
 
     with steps.step("pulumi destroy --yes: retained objects stay, protected ones reported"):
         state = checks.state_resources(pulumi.json("stack", "export"))
@@ -410,9 +403,9 @@ class Rendered:
 
 def render_stack(project: Path) -> Rendered:
     """Run the program under the offline preview's mocks and render its releases."""
-    from components.offline.preview import RELEASE_TYPE, api_version_kind
+    from components.offline.preview import RELEASE_TYPE, manifest_of
     from components.offline.program import run_program, unwrap
-    from components.offline.render import find_chart, render, set_namespace
+    from components.offline.render import find_chart, render
 
     run = run_program(project, STACK)
     objects: list[dict[str, Any]] = []
@@ -429,12 +422,9 @@ def render_stack(project: Path) -> Rendered:
             rendered = render(archive, inputs.get("values") or {}, inputs["name"], inputs["namespace"])
             objects += [r.obj for r in rendered]
             continue
-        av = api_version_kind(res.type, res.inputs)
-        if av is None:
+        obj = manifest_of(res, reveal=True)
+        if obj is None:
             continue
-        obj = _drop_nulls(unwrap(res.inputs))
-        obj["apiVersion"], obj["kind"] = av
-        set_namespace(obj, "default")
         objects.append(obj)
         if res.retain_on_delete:
             retained.add(identity(obj))
@@ -457,14 +447,6 @@ def fetch_chart(repository: str, chart: str, version: str | None, dest: Path) ->
     archive: Path = dest / str(url).rsplit("/", 1)[-1]
     archive.write_bytes(data)
     return archive
-
-
-def _drop_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_nulls(v) for v in value]
-    return value
 
 
 def identity(obj: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -521,13 +503,7 @@ def manifests_scenario(steps: Steps, kube: Kube, work: Path, chart: dict[str, st
         write_stack_config(project, config)
         changed_stack = render_stack(project)
         apply_all(kube, changed_stack.objects)
-        check_cluster(kube, namespace)
-        scheduler = [d for d in kube.list("apps/v1", "Deployment", namespace) if "scheduler" in d["metadata"]["name"]]
-        if not scheduler or scheduler[0]["status"].get("availableReplicas") != 2:
-            raise StepError("the scheduler Deployment does not have 2 available replicas")
-        changed = checks.changed_secrets(before, checks.secret_fingerprints(checks.live_secrets(kube, namespace)))
-        if changed:
-            raise StepError("Secrets changed by a replica change:\n" + "\n".join(changed))
+        check_replica_change(kube, namespace, before)
 
     with steps.step("delete what the stack does not retain: retained objects stay"):
         objects = changed_stack.objects

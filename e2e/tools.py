@@ -249,6 +249,18 @@ def _module_dir(go: str, module: str, version: str, src: Path, env: dict[str, st
     return Path(_download(go, module, version, src, env)["Dir"])
 
 
+def module_dir(module: str, version: str, cache: Path, purpose: str) -> Path:
+    """The source folder of `module@version`, downloaded into Go's module cache by the Go client."""
+    go = shutil.which("go")
+    if go is None:
+        raise ToolError(f"`go` is needed to fetch {purpose} (module {module})")
+    work = cache / "src" / "modules"
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "go.mod").exists():
+        (work / "go.mod").write_text("module airflowk8se2emodules\n\ngo 1.24\n")
+    return _module_dir(go, module, version, work, _go_env(cache))
+
+
 @dataclass
 class Resolved:
     name: str

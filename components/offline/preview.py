@@ -109,11 +109,13 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
-def manifest_of(res: Registered) -> dict[str, Any] | None:
+def manifest_of(res: Registered, *, reveal: bool = False) -> dict[str, Any] | None:
+    """The Kubernetes object a Pulumi resource declares (None for other resources); secret
+    values masked unless `reveal` (the end-to-end run applies the real ones)."""
     av = api_version_kind(res.type, res.inputs)
     if av is None:
         return None
-    obj = _drop_nulls(redact(res.inputs))
+    obj = _drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs))
     obj["apiVersion"], obj["kind"] = av
     set_namespace(obj, "default")  # the provider's default namespace, as pulumi-kubernetes does
     return dict(
