@@ -151,6 +151,13 @@ class Node:
             return [item(f"{self.key(name)}[{i}]", v) for i, v in enumerate(value)]
         return list(value)
 
+    def nodes(self, name: str, describe: str) -> list[Node]:
+        """A list of objects, one Node per item (`<key>[<i>]`); anything but a list is an error."""
+        raw = self.raw(name, [])
+        if not isinstance(raw, list):
+            raise ConfigError(self.key(name), raw, f"expected a list of {describe}.")
+        return [Node(item, f"{self.key(name)}[{i}]") for i, item in enumerate(raw)]
+
     def mapping(self, name: str) -> Node:
         self.seen.add(name)
         Node.asked.add(self.key(name))

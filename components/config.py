@@ -662,12 +662,8 @@ def _string_map(node: Node, name: str, key_pattern: re.Pattern[str], what: str) 
 
 
 def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
-    raw = node.raw("tolerations", [])
-    if not isinstance(raw, list):
-        raise ConfigError(node.key("tolerations"), raw, "expected a list of tolerations.")
     out = []
-    for i, item in enumerate(raw):
-        t = Node(item, f"{node.key('tolerations')}[{i}]")
+    for t in node.nodes("tolerations", "tolerations"):
         operator = t.string("operator", "Equal", choices=("Equal", "Exists"))
         tol: dict[str, Any] = {"operator": operator}
         key = t.string("key", None)
@@ -712,13 +708,9 @@ def _task_pods(node: Node) -> TaskPods:
         if vol["name"] in _CHART_POD_VOLUMES:
             raise ConfigError(f"{key}.name", vol["name"], "this name is the chart's own volume; choose another.")
         volumes.append(dict(vol))
-    mounts_raw = sub.raw("extraVolumeMounts", [])
-    if not isinstance(mounts_raw, list):
-        raise ConfigError(sub.key("extraVolumeMounts"), mounts_raw, "expected a list of volume mounts.")
     known = {v["name"] for v in volumes} | set(_CHART_POD_VOLUMES)
     mounts = []
-    for i, item in enumerate(mounts_raw):
-        m = Node(item, f"{sub.key('extraVolumeMounts')}[{i}]")
+    for m in sub.nodes("extraVolumeMounts", "volume mounts"):
         mount: dict[str, Any] = {
             "name": m.string("name"),
             "mountPath": m.string("mountPath", pattern=re.compile(r"^/\S*$"), describe="expected an absolute path."),

@@ -188,9 +188,10 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
     from .airflow_values import SecretNames
 
     names = SecretNames(cfg.release_name)
+    common = _common_files(cfg)
     values: dict[str, Any] = {
         "enableBuiltInSecretEnvVars": dict.fromkeys(REPLACED_BUILT_IN_ENV, False),
-        "env": [f.cmd_env() for f in _common_files(cfg)],
+        "env": [f.cmd_env() for f in common],
     }
     if connections_secret:
         values["config"] = secrets_backend_config()
@@ -205,7 +206,7 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
         if git_sync:
             volumes.append(tmp_volume(GIT_SYNC_TMP_VOLUME))
         values[component] = {"extraVolumes": volumes, "extraVolumeMounts": mounts}
-        extra_env = [f.cmd_env() for f in secret_files(cfg, component) if f not in _common_files(cfg)]
+        extra_env = [f.cmd_env() for f in secret_files(cfg, component) if f not in common]
         if extra_env:
             values[component]["env"] = extra_env
     kubernetes = {

@@ -66,12 +66,8 @@ def _quantities(node: Node, name: str, keys: tuple[str, ...]) -> dict[str, str]:
 
 
 def _egress(node: Node) -> tuple[Egress, ...]:
-    raw = node.raw("egress", [])
-    if not isinstance(raw, list):
-        raise ConfigError(node.key("egress"), raw, "expected a list of {cidr, ports, except}.")
     out = []
-    for i, item in enumerate(raw):
-        e = Node(item, f"{node.key('egress')}[{i}]")
+    for e in node.nodes("egress", "{cidr, ports, except}"):
         cidr = e.string("cidr")
         try:
             network = ipaddress.ip_network(cidr, strict=True)
