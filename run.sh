@@ -12,31 +12,26 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 
+# venv DIR WHAT REQUIREMENTS [STAMPED...]: (re)create DIR from REQUIREMENTS when the files
+# in STAMPED (default: REQUIREMENTS) changed since it was last set up.
+venv() {
+  local dir=$1 what=$2 requirements=$3 stamp
+  shift 3
+  stamp=$(cat "${@:-$requirements}" | sha256sum | cut -c1-16)
+  if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
+    echo "setting up $dir ($what)"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$stamp" > "$dir/.stamp"
+  fi
+}
+
 setup() {
-  local stamp
-  stamp=$(cat requirements.txt requirements-test.txt | sha256sum | cut -c1-16)
-  if [ ! -f .venv/.stamp ] || [ "$(cat .venv/.stamp)" != "$stamp" ]; then
-    echo "setting up .venv (project and test dependencies)"
-    "$PYTHON" -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
-    echo "$stamp" > .venv/.stamp
-  fi
-  stamp=$(sha256sum requirements-checkov.txt | cut -c1-16)
-  if [ ! -f .venv-checkov/.stamp ] || [ "$(cat .venv-checkov/.stamp)" != "$stamp" ]; then
-    echo "setting up .venv-checkov (checkov scanner)"
-    "$PYTHON" -m venv .venv-checkov
-    .venv-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
-    echo "$stamp" > .venv-checkov/.stamp
-  fi
+  venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+  venv .venv-checkov "checkov scanner" requirements-checkov.txt
   export AIRFLOW_K8S_CHECKOV="$PWD/.venv-checkov/bin/checkov"
   if [ "${1:-}" = dags ]; then
-    stamp=$(sha256sum requirements-dags.txt | cut -c1-16)
-    if [ ! -f .venv-dags/.stamp ] || [ "$(cat .venv-dags/.stamp)" != "$stamp" ]; then
-      echo "setting up .venv-dags (Airflow with the cncf.kubernetes and Celery providers, for the DAG tests)"
-      "$PYTHON" -m venv .venv-dags
-      .venv-dags/bin/pip install --quiet --disable-pip-version-check -r requirements-dags.txt
-      echo "$stamp" > .venv-dags/.stamp
-    fi
+    venv .venv-dags "Airflow with the cncf.kubernetes and Celery providers, for the DAG tests" requirements-dags.txt
   fi
 }
 
