@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Pins. The Pulumi pieces match the Python SDKs pinned in requirements.txt.
-PULUMI_VERSION = "v3.272.0"  # pulumi==3.272.0
-PULUMI_KUBERNETES_VERSION = "v4.34.2"  # pulumi-kubernetes==4.34.2
-PULUMI_RANDOM_VERSION = "v4.21.4"  # pulumi-random==4.21.4
+PULUMI_VERSION = "v3.259.0"  # pulumi==3.259.0
+PULUMI_KUBERNETES_VERSION = "v4.32.0"  # pulumi-kubernetes==4.32.0
+PULUMI_RANDOM_VERSION = "v4.21.1"  # pulumi-random==4.21.1
 KUBERNETES_VERSION = "v1.34.4"  # kube-apiserver, kube-controller-manager, kube-scheduler
 ETCD_VERSION = "v3.6.5"
 KWOK_VERSION = "v0.8.0"
