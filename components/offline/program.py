@@ -50,6 +50,19 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def whole_numbers(value: Any) -> Any:
+    """Numbers as the program gave them: Pulumi's wire format (a protobuf Struct) carries every
+    number as a double, so `8793` arrives as `8793.0`; the provider turns it back into an
+    integer, and so does the preview."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
 def secret_paths(value: Any, path: str = "") -> list[str]:
     """Paths of every value marked secret in an input tree."""
     if is_secret(value):
@@ -156,7 +169,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     name=request.name,
                     parent=request.parent,
                     custom=request.custom,
-                    inputs=rpc.deserialize_properties(request.object),
+                    inputs=whole_numbers(rpc.deserialize_properties(request.object)),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
                     dependencies=list(request.dependencies),
@@ -204,6 +217,11 @@ def load_stack_config(
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     origin: dict[str, str] = {}
+    plain = {
+        (k.split(":", 1)[1] if k.startswith(f"{project}:") else k): v
+        for k, v in raw.items()
+        if not (isinstance(v, dict) and set(v) == {"secure"})
+    }
     for key, value in raw.items():
         full = key if ":" in key else f"{project}:{key}"
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -213,7 +231,7 @@ def load_stack_config(
                 config[full] = env[env_name]
                 origin[full] = f"environment ({env_name})"
             else:
-                config[full] = placeholder_for(short)
+                config[full] = placeholder_for(short, plain)
                 origin[full] = "placeholder"
             secret_keys.add(full)
         elif isinstance(value, dict | list):
@@ -239,12 +257,31 @@ def _reject_nested_secure(key: str, value: Any, path: str = "") -> None:
             _reject_nested_secure(key, v, f"{path}[{i}]")
 
 
-def placeholder_for(key: str) -> str:
-    """A value of the right shape for a secret key, plainly marked as a placeholder."""
+def placeholder_for(key: str, raw_config: Mapping[str, Any] | None = None) -> str:
+    """A value of the right shape for a secret key, plainly marked as a placeholder.
+
+    Object-valued keys get an object: `connections` and `variables` an empty one (no ids are
+    known), `teamSecrets` one key per Secret each team declares in `teams` (`raw_config`:
+    the stack file's config, for the teams). `previousFernetKeys` gets a well-formed key."""
     if key == "databaseUrl":
         return f"postgresql://airflow:{SECRET_PLACEHOLDER_PREFIX}@db.placeholder.invalid:5432/airflow?sslmode=require"
     if key == "gitSshKey":
         return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PLACEHOLDER_PREFIX}\n-----END OPENSSH PRIVATE KEY-----\n"
+    if key in ("connections", "variables"):
+        return "{}"
+    if key == "teamSecrets":
+        teams = (raw_config or {}).get("teams") or []
+        shaped = {
+            str(team["name"]): {
+                str(name): {"value": f"{SECRET_PLACEHOLDER_PREFIX}-{team['name']}-{name}"}
+                for name in team.get("secrets") or []
+            }
+            for team in teams
+            if isinstance(team, dict) and team.get("name")
+        }
+        return json.dumps(shaped)
+    if key == "previousFernetKeys":
+        return base64.urlsafe_b64encode(hashlib.sha256(SECRET_PLACEHOLDER_PREFIX.encode()).digest()).decode()
     return f"{SECRET_PLACEHOLDER_PREFIX}-{key}"
 
 
