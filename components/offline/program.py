@@ -120,7 +120,20 @@ def _alias_spec(alias: Any) -> dict[str, Any]:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that echo inputs and give random resources realistic, deterministic values."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The engine marks these outputs secret (a resource's additionalSecretOutputs, such as
+        # RandomPassword.result); the recording monitor sets them before each new_resource.
+        self.secret_outputs: list[str] = []
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        id_, state = self._new_resource(args)
+        for key in self.secret_outputs:
+            if key in state and not is_secret(state[key]):
+                state[key] = rpc.wrap_rpc_secret(state[key])
+        return id_, state
+
+    def _new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         seed = f"{args.typ}:{args.name}"
         if args.typ == "random:index/randomBytes:RandomBytes":
@@ -159,6 +172,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if isinstance(self.mocks, RecordingMocks):
+            self.mocks.secret_outputs = list(request.additionalSecretOutputs)
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             aliases = [a.urn if a.urn else a.spec.name for a in request.aliases] if request.aliases else []
@@ -306,12 +321,19 @@ def run_program(
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys or set()))
 
     main = program or root / "__main__.py"
+    declared: dict[tuple[str, str], int] = {}
     added = str(root) not in sys.path
     if added:
         sys.path.insert(0, str(root))
     try:
 
         def program_main() -> None:
+            # The order the program declares resources (registration order depends on when
+            # each one's inputs resolve): a transformation runs in every constructor.
+            def record(args: pulumi.ResourceTransformationArgs) -> None:
+                declared.setdefault((args.type_, args.name), len(declared))
+
+            pulumi.runtime.register_stack_transformation(record)
             runpy.run_path(str(main), run_name="__main__")
 
         _sync_await(run_pulumi_func(program_main))
@@ -324,10 +346,11 @@ def run_program(
             sys.path.remove(str(root))
 
     outputs, secret_outputs = _stack_outputs()
+    order = {id(r): declared.get((r.type, r.name), len(declared) + i) for i, r in enumerate(monitor.registered)}
     return ProgramRun(
         project=project,
         stack=stack,
-        resources=list(monitor.registered),
+        resources=sorted(monitor.registered, key=lambda r: order[id(r)]),
         outputs=outputs,
         secret_outputs=secret_outputs,
         placeholders=origin,
