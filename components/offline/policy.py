@@ -151,9 +151,10 @@ def checkov_python(root: Path) -> str:
             return str(candidate)
     if importlib.util.find_spec("checkov") is not None:
         return sys.executable
-    local = root / ".venv-checkov" / "bin" / "python"
-    if local.exists():
-        return str(local)
+    for project in (root, Path(__file__).resolve().parents[2]):
+        local = project / ".venv-checkov" / "bin" / "python"
+        if local.exists():
+            return str(local)
     raise RuntimeError(
         "checkov is not installed: ./run.sh creates .venv-checkov with it; or set AIRFLOW_K8S_CHECKOV to a checkov "
         "executable inside its virtualenv (or pass --no-checkov)"

@@ -136,13 +136,22 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
+def _sorted_keys(value: Any) -> Any:
+    """Keys in a stable order: the wire format hands an object's keys over in no fixed order."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
 def manifest_of(res: Registered, *, reveal: bool = False) -> dict[str, Any] | None:
     """The Kubernetes object a Pulumi resource declares (None for other resources); secret
     values masked unless `reveal` (the end-to-end run applies the real ones)."""
     av = api_version_kind(res.type, res.inputs)
     if av is None:
         return None
-    obj = _drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs))
+    obj = _sorted_keys(_drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs)))
     obj["apiVersion"], obj["kind"] = av
     set_namespace(obj, "default")  # the provider's default namespace, as pulumi-kubernetes does
     return dict(
@@ -160,14 +169,15 @@ class Progress:
         self.echo = echo
         self.timings: dict[str, float] = {}
 
-    def step(self, name: str, fn: Callable[[], Any]) -> Any:
+    def step(self, key: str, message: str, fn: Callable[[], Any]) -> Any:
+        """Run one step, print `message`, time it under `key`."""
         if self.echo:
-            self.echo(f"... {name}")
+            self.echo(f"... {message}")
         start = time.perf_counter()
         try:
             return fn()
         finally:
-            self.timings[name] = round(time.perf_counter() - start, 3)
+            self.timings[key] = round(time.perf_counter() - start, 3)
 
 
 def release_problems(res: Registered) -> list[Problem]:
@@ -397,7 +407,7 @@ def _preview(
     api_versions: set[str] | None,
 ) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
-        f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
+        "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
     )
     if echo:
         for key, origin in sorted(run.placeholders.items()):
@@ -449,6 +459,7 @@ def _preview(
                     )
 
     progress.step(
+        "render",
         f"rendering {len(releases)} chart release(s) with helm {HELM_VERSION} as Kubernetes "
         f"{capabilities.kube_version}",
         render_all,
@@ -456,7 +467,7 @@ def _preview(
     items = [Item(s.name, o) for s in sources for o in s.objects]
 
     # The files first: checkov scans them while the other checks run.
-    digest = progress.step("writing the preview files", lambda: write_files(target, run, sources))
+    digest = progress.step("write", "writing the preview files", lambda: write_files(target, run, sources))
     scan_box: dict[str, Any] = {}
     scan_thread: threading.Thread | None = None
     if scanner is not None:
@@ -479,6 +490,7 @@ def _preview(
     version = capabilities.kube_version
     problems.extend(
         progress.step(
+            "schema",
             f"validating {len(items)} objects against Kubernetes {version} (strict)",
             lambda: checks.schema_problems(items, version),
         )
@@ -487,17 +499,21 @@ def _preview(
         root, items, crds + [o for o in (i.obj for i in items) if o.get("kind") == "CustomResourceDefinition"]
     )
     problems.extend(
-        progress.step("validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list))
+        progress.step(
+            "crd", "validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list)
+        )
     )
     problems.extend(
-        progress.step("checking references across objects", lambda: checks.reference_problems(items, facts_of(run)))
+        progress.step(
+            "references", "checking references across objects", lambda: checks.reference_problems(items, facts_of(run))
+        )
     )
 
     checkov_summary: dict[str, Any] = {"ran": False}
     policy_result: policy.PolicyResult | None = None
     if scan_thread is not None:
-        progress.step("waiting for the checkov scan", scan_thread.join)
-        progress.timings["checkov scan"] = scan_box.get("seconds", 0.0)
+        progress.step("checkov wait", "waiting for the checkov scan", scan_thread.join)
+        progress.timings["checkov"] = scan_box.get("seconds", 0.0)
         if "error" in scan_box:
             raise scan_box["error"]
         policy_result = scan_box["result"]
@@ -534,7 +550,7 @@ def state_nodes(run: ProgramRun, sources: list[Source]) -> list[Node]:
     by_urn = {s.urn: s for s in sources if s.kind == "release"}
     nodes = []
     for res in run.resources:
-        node = Node(res.urn, res.type, res.name, res.parent, _drop_nulls(redact(res.inputs)))
+        node = Node(res.urn, res.type, res.name, res.parent, _sorted_keys(_drop_nulls(redact(res.inputs))))
         release = by_urn.get(res.urn)
         if release is not None:
             for obj in release.objects:
@@ -551,14 +567,18 @@ def write_files(target: Path, run: ProgramRun, sources: list[Source]) -> str:
     for folder in ("resources", "releases", "values"):
         if (target / folder).exists():
             shutil.rmtree(target / folder)
-    digest = hashlib.sha256()
+    texts = {}
     for s in sources:
         folder = "resources" if s.kind == "resource" else "releases"
-        text = write_yaml(target / folder / f"{s.name}.yaml", [mask_secret_object(o) for o in s.objects])
-        digest.update(f"{folder}/{s.name}\0{text}\0".encode())
+        texts[f"{folder}/{s.name}"] = write_yaml(
+            target / folder / f"{s.name}.yaml", [mask_secret_object(o) for o in s.objects]
+        )
+    digest = hashlib.sha256()
+    for name in sorted(texts):  # the program registers resources in no fixed order
+        digest.update(f"{name}\0{texts[name]}\0".encode())
     for res in run.resources:
         if res.type == RELEASE_TYPE:  # what `pulumi preview` shows of a Release: the values handed to Helm
-            values = _drop_nulls(redact(res.inputs.get("values") or {}))
+            values = _sorted_keys(_drop_nulls(redact(res.inputs.get("values") or {})))
             path = target / "values" / f"{res.name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(values, sort_keys=False, default_flow_style=False))

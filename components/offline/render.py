@@ -77,7 +77,7 @@ def chart_dirs(root: Path) -> list[Path]:
 def find_chart(root: Path, chart: str, version: str | None) -> Path:
     """The local archive of `chart` at `version` (or a local chart path as given)."""
     candidate = Path(chart)
-    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir():
+    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir() or (root / candidate).is_dir():
         path = candidate if candidate.is_absolute() else root / candidate
         if path.exists():
             return path
@@ -164,6 +164,11 @@ def _archive(path: str, mtime: float) -> tuple[str, str, dict[str, Any] | None, 
             docs = load_all(files[name].decode())
             crds.extend(d for d in docs if d and d.get("kind") == "CustomResourceDefinition")
     return str(meta["name"]), str(meta["version"]), schema, tuple(crds)
+
+
+def chart_files(path: Path) -> dict[str, bytes]:
+    """Every file of a chart archive (or folder) by its path inside it, e.g. "airflow/files/x.yml"."""
+    return _chart_files(str(path))
 
 
 def chart_info(path: Path) -> tuple[str, str, dict[str, Any] | None, tuple[dict[str, Any], ...]]:

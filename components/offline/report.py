@@ -10,7 +10,7 @@ object each Release rendered. The next preview compares with it:
 - an object a Release renders is created, deleted or updated with the Release; a change to
   a field Kubernetes keeps immutable is marked replace, with what Helm will do about it.
 
-Rows are in the engine's order: the order the program registered resources, each child
+Rows are in the engine's order: the order the program declares resources, each child
 under its parent, and the objects of a Release in Helm's install order.
 """
 
