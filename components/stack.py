@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
+from .cluster_target import kubernetes_config, require_target
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import parse_environment
 from .fernet import parse_previous_keys
@@ -51,6 +52,9 @@ class ClusterConfig:
     secrets: tuple[str, ...] = ()  # "namespace/name" Secrets that exist before the stack
     kubernetes_version: str = "1.31"
     environment: str = "production"
+    # API versions the cluster serves beyond Kubernetes' own ("cert-manager.io/v1", with or without
+    # "/Kind"): CRDs others installed. Charts branch on them (`.Capabilities.APIVersions.Has`).
+    api_versions: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -96,6 +100,16 @@ def _pod_labels(key: str, value: str) -> str:
     return value
 
 
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
+
+
+def _api_version(key: str, value: str) -> str:
+    """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
+    if not _API_VERSION.match(value):
+        raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
+    return value
+
+
 def parse_cluster(raw: Any) -> ClusterConfig:
     node = Node(raw, "cluster")
     label = lambda key, value: dns_label(key, value, max_len=253)  # noqa: E731
@@ -112,6 +126,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
             choices=[f"1.{m}" for m in range(27, 36)],
         ),
         environment=node.string("environment", "production", choices=("laptop", "production")),
+        api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
     )
     node.finish()
     return cluster
@@ -254,4 +269,6 @@ def load() -> StackConfig:
     import pulumi
 
     values, secret_keys = read_pulumi_config(pulumi.get_project())
-    return parse_stack(values, secret_keys)
+    cfg = parse_stack(values, secret_keys)
+    require_target(cfg.cluster.production, kubernetes_config())
+    return cfg

@@ -26,7 +26,8 @@ def run_stack(
     extra: dict[str, Any] | None = None,
 ) -> ProgramRun:
     """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
-    config: dict[str, str] = {}
+    # The cluster a stack deploys to (a production stack must name it: components/cluster_target.py).
+    config: dict[str, str] = {"kubernetes:context": "test-cluster"}
     if airflow is not None:
         config[f"{PROJECT}:airflow"] = json.dumps(airflow)
     if cluster is not None:

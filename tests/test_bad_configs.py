@@ -134,6 +134,7 @@ class TestWalker:
         path = tmp_path / "good.yaml"
         path.write_text(yaml.safe_dump(bad))
         _, config, secret_keys = load(path)
+        config = {**config, "kubernetes:context": "test-cluster"}  # a production stack names its cluster
         run = run_program(ROOT, "test", config=config, secret_keys=secret_keys, project=PROJECT)
         assert any(r.type.endswith("helm.sh/v3:Release") for r in run.resources)
 
