@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 HELM_VERSION = "v3.20.2"
 HELM_MODULE = "helm.sh/helm/v3"
@@ -172,7 +173,7 @@ def builtin_api_versions(kube_version: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def crd_api_versions(crds: list[dict[str, object]]) -> set[str]:
+def crd_api_versions(crds: list[dict[str, Any]]) -> set[str]:
     """What installing these CustomResourceDefinitions adds to discovery: every served version
     as `group/version` and `group/version/Kind`."""
     found: set[str] = set()

@@ -164,49 +164,92 @@ def checkov_python(root: Path) -> str:
 DRIVER = Path(__file__).with_name("checkov_driver.py")
 
 
-class Scanner:
-    """checkov in a process of its own, started early so that its (slow) import overlaps the preview."""
+def inputs_fingerprint(root: Path, stack: str, options: str) -> str:
+    """What the rendered files of a stack are made from: the project's program, stack and
+    component files, the chart archives, the allow-list, the checkov pin, the secure-value
+    environment and the preview's options. Unchanged, the last scan will most likely be reused."""
+    digest = hashlib.sha256(options.encode())
+    paths = [root / "Pulumi.yaml", root / f"Pulumi.{stack}.yaml", root / "__main__.py", root / ALLOWLIST]
+    paths += [root / "requirements-checkov.txt", *sorted((root / "components").rglob("*.py"))]
+    from .render import chart_dirs
 
-    def __init__(self, root: Path) -> None:
+    for directory in chart_dirs(root):
+        paths += sorted(directory.glob("*.tgz"))
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    for key in sorted(os.environ):
+        if key.startswith("AIRFLOW_K8S_SECRET_"):
+            digest.update(f"{key}={os.environ[key]}\0".encode())
+    return digest.hexdigest()
+
+
+INPUTS_FILE = "checkov.inputs.json"
+
+
+class Scanner:
+    """checkov in a process of its own. Started at the beginning of a preview, its (slow) import
+    overlaps the preview's own work; not started when the stack's inputs did not change since
+    its last scan, whose report will most likely be reused (started late if not)."""
+
+    def __init__(self, root: Path, stack: str, target: Path, cache_dir: Path, options: str | None) -> None:
+        """`options`: the preview's options, None when the program's inputs are not the stack's files."""
         self.root = root
-        self.process = subprocess.Popen(
-            [checkov_python(root), str(DRIVER)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=checks._checkov_env(),
+        self.stack = stack
+        self.target = target
+        self.cache_dir = cache_dir
+        self.fingerprint = inputs_fingerprint(root, stack, options) if options is not None else ""
+        self.process: subprocess.Popen[str] | None = None
+        if not self.likely_reused():
+            self.start()
+
+    def likely_reused(self) -> bool:
+        try:
+            last = json.loads((self.target / INPUTS_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return bool(
+            self.fingerprint
+            and last.get("inputs") == self.fingerprint
+            and (self.cache_dir / f"{last.get('key')}.json").is_file()
         )
 
+    def start(self) -> None:
+        if self.process is None:
+            self.process = subprocess.Popen(
+                [checkov_python(self.root), str(DRIVER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=checks._checkov_env(),
+            )
+
     def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.communicate("\n", timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop checkov if it is still waiting (its scan was not needed)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
 
     def run(self, files: list[Path], baseline: Path, output: Path) -> Any:
+        self.start()
+        assert self.process is not None
         request = json.dumps({"files": [str(f) for f in files], "baseline": str(baseline), "output": str(output)})
         out, err = self.process.communicate(request + "\n")
         if self.process.returncode != 0 or not output.is_file():
             raise RuntimeError(f"checkov exited {self.process.returncode} without a report: {(err or out)[-2000:]}")
         return json.loads(output.read_text())
 
-    def scan(
-        self,
-        stack: str,
-        target: Path,
-        files: dict[str, list[str]],
-        content_digest: str,
-        cache_dir: Path,
-    ) -> PolicyResult:
-        """Scan `target`'s resources/ and releases/ files (or reuse the scan of the same content)."""
+    def scan(self, files: dict[str, list[str]], content_digest: str) -> PolicyResult:
+        """Scan the target's resources/ and releases/ files (or reuse the scan of the same content)."""
+        stack, target, cache_dir = self.stack, self.target, self.cache_dir
         entries = allow_list(self.root, stack)
         baseline = baseline_for(entries, files)
         baseline_text = json.dumps(baseline, indent=1, sort_keys=True)
         key = hashlib.sha256("\0".join([content_digest, baseline_text, checkov_pin(self.root)]).encode()).hexdigest()
         cached_file = cache_dir / f"{key[:32]}.json"
+        (target / INPUTS_FILE).write_text(json.dumps({"inputs": self.fingerprint, "key": key[:32]}) + "\n")
         report_path = target / "checkov.json"
         cached = cached_file.is_file()
         if cached:
@@ -225,12 +268,12 @@ class Scanner:
         results = compact["results"]
         new = _findings(results["failed_checks"])
         accepted = _findings([c for c in results["skipped_checks"] if c.get("suppress_comment") == BASELINE_COMMENT])
-        scanned = [f"{source}:{rid}" for source, rids in files.items() for rid in rids]
+        object_keys = [f"{source}:{rid}" for source, rids in files.items() for rid in rids]
         stale = [  # patterns on objects of this stack that no longer fail their check
             f"{e['check']} {pattern}"
             for e in entries
             for pattern in e.get("resources") or []
-            if any(fnmatch.fnmatchcase(key, pattern) for key in scanned)
+            if any(fnmatch.fnmatchcase(key, pattern) for key in object_keys)
             and not any(e["check"] == f.check_id and fnmatch.fnmatchcase(f.key, pattern) for f in accepted)
         ]
         return PolicyResult(int(compact["summary"]["passed"]), new, accepted, stale, cached, report_path.name)

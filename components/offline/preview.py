@@ -384,7 +384,12 @@ def preview(
     `releases_exist`: render every Release as an upgrade (True) or a first install (False);
     default: the Releases of the previous preview of the stack are upgrades."""
     progress = Progress(echo)
-    scanner = policy.Scanner(root) if run_checkov else None  # checkov imports while the preview runs
+    options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
+    scanner = (
+        policy.Scanner(root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None)
+        if run_checkov
+        else None
+    )
     try:
         return _preview(
             root, stack, out, progress, scanner, kube_version, echo, program_run, releases_exist, api_versions
@@ -477,7 +482,7 @@ def _preview(
         def scan_in_background() -> None:
             start = time.perf_counter()
             try:
-                scan_box["result"] = active.scan(stack, target, files, digest, out / policy.CACHE_DIR)
+                scan_box["result"] = active.scan(files, digest)
             except Exception as exc:  # reported in the main thread
                 scan_box["error"] = exc
             scan_box["seconds"] = round(time.perf_counter() - start, 3)
