@@ -58,7 +58,8 @@ def _from_install_script(root: Path) -> str | None:
     script = root.resolve().parent / "shared" / "tools" / "install.sh"
     if not script.is_file():
         return None
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    # Its progress ("unpacking ...") goes to the user's stderr; stdout is the bin folder.
+    out = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     if out.returncode != 0:
         return None
     lines = out.stdout.strip().splitlines()
