@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -97,9 +98,18 @@ def _go_install(tried: list[str]) -> str:
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-@functools.cache
+_LOOKUP = threading.Lock()
+
+
 def helm_binary(root: Path = PROJECT_ROOT) -> str:
-    """The path of a helm v3.20 binary (see the module docstring for where it is looked for)."""
+    """The path of a helm v3.20 binary (see the module docstring for where it is looked for);
+    looked for once per process, by one thread (charts render side by side)."""
+    with _LOOKUP:
+        return _helm_binary(root)
+
+
+@functools.cache
+def _helm_binary(root: Path) -> str:
     tried: list[str] = []
     configured = os.environ.get("AIRFLOW_K8S_HELM")
     if configured:

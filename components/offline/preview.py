@@ -26,7 +26,7 @@ import yaml
 
 from . import checks, policy
 from .checks import ClusterFacts, Item, Problem
-from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions
+from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from .policy import resource_id
 from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
 from .render import (
@@ -363,6 +363,7 @@ def render_releases(
 
     if len(releases) <= 1:
         return [one(r) for r in releases]
+    helm_binary()  # found (or fetched) once, before the side-by-side renders
     with ThreadPoolExecutor(max_workers=min(len(releases), max(2, os.cpu_count() or 2))) as pool:
         return list(pool.map(one, releases))
 
