@@ -10,7 +10,9 @@ Where the binary comes from, first found wins:
 
 1. `$AIRFLOW_K8S_HELM` (a path to a helm v3.20 binary);
 2. `helm` on PATH, if it is v3.20;
-3. the project's toolchain archive: `../shared/tools/install.sh` prints its bin folder;
+3. the project's toolchain: `../shared/tools/helm-tools.tar.xz` unpacked alone into the cache
+   (checked and stamped as `install.sh` does), else `../shared/tools/install.sh`, which
+   unpacks every archive and prints its bin folder;
 4. the tools cache (`$AIRFLOW_K8S_TOOLS_CACHE`, default `~/.cache/airflow-k8s-tools`) `bin/helm`;
 5. `go install helm.sh/helm/v3/cmd/helm@v3.20.2` into that cache (about 2 minutes, once).
 """
@@ -18,12 +20,14 @@ Where the binary comes from, first found wins:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -53,6 +57,36 @@ def _version_of(binary: str) -> str | None:
 
 def tools_cache() -> Path:
     return Path(os.environ.get("AIRFLOW_K8S_TOOLS_CACHE") or Path.home() / ".cache" / "airflow-k8s-tools")
+
+
+def _from_helm_archive(root: Path) -> str | None:
+    """Unpack only `helm-tools.tar.xz` of ../shared/tools into the tools cache, the way its
+    install.sh does (sum checked against SHA256SUMS, the same stamp file, so install.sh
+    reuses it): the preview needs helm alone, not the 140 MB of Pulumi and cluster tools."""
+    tools = root.resolve().parent / "shared" / "tools"
+    archive, sums = tools / "helm-tools.tar.xz", tools / "SHA256SUMS"
+    if not archive.is_file() or not sums.is_file():
+        return None
+    expected = next(
+        (line.split()[0] for line in sums.read_text().splitlines() if line.endswith(" " + archive.name)), ""
+    )
+    cache = tools_cache()
+    stamp = cache / f".{archive.name}.sha256"
+    helm = cache / "bin" / "helm"
+    if stamp.is_file() and stamp.read_text().strip() == expected and helm.is_file():
+        return str(helm)
+    digest = hashlib.sha256()
+    with archive.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if not expected or digest.hexdigest() != expected:
+        return None  # install.sh reports the mismatch
+    print(f"unpacking {archive.name} (helm {HELM_VERSION}) into {cache / 'bin'}", file=sys.stderr, flush=True)
+    (cache / "bin").mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(cache, filter="data")
+    stamp.write_text(expected + "\n")
+    return str(helm) if helm.is_file() else None
 
 
 def _from_install_script(root: Path) -> str | None:
@@ -125,10 +159,12 @@ def _helm_binary(root: Path) -> str:
         tried.append(f"PATH: {on_path} is {version or 'not runnable'}, not {HELM_SERIES}x")
     else:
         tried.append("PATH: no helm")
-    for where, candidate in (
-        ("../shared/tools/install.sh", _from_install_script(root)),
-        ("cache", str(tools_cache() / "bin" / "helm")),
+    for where, find in (
+        ("../shared/tools/helm-tools.tar.xz", _from_helm_archive),
+        ("../shared/tools/install.sh", _from_install_script),
+        ("cache", lambda _root: str(tools_cache() / "bin" / "helm")),
     ):
+        candidate = find(root)
         if candidate and Path(candidate).is_file():
             version = _version_of(candidate)
             if version and version.startswith(HELM_SERIES):
