@@ -15,7 +15,7 @@ A value that can only be known when the task runs is a note, not a guess.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -316,7 +316,7 @@ class Checker:
             self.image(task, resolve(app["image"], self.variables), "SparkApplication image")
 
 
-def check(stack: StackConfig, stack_name: str, tasks: list[Mapping[str, Any]]) -> list[Finding]:
+def check(stack: StackConfig, stack_name: str, tasks: Sequence[Mapping[str, Any]]) -> list[Finding]:
     checker = Checker(stack, stack_name)
     for task in tasks:
         if task.get("kind") == "spark":
