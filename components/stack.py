@@ -17,7 +17,7 @@ from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import check_no_clash, parse_environment
 from .fernet import parse_previous_keys
-from .logs_config import LogsConfig, parse_logs
+from .logs_config import LogsConfig, adopt_host_path_class, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
@@ -189,6 +189,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     logs = parse_logs(
         _decode("logs", values.get("logs", {})), logs_connection=logs_connection, production=cluster.production
     )
+    logs = adopt_host_path_class(logs, cluster.storage_classes)
     spark = (
         parse_spark(_decode("spark", values["spark"]), airflow_namespace=airflow.namespace)
         if "spark" in values
@@ -217,10 +218,24 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     )
     connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
     task_images = parse_task_images(_decode("taskImages", values.get("taskImages", {})))
+    bundle = airflow.dags.git_bundle
+    if bundle is not None:
+        check_no_clash(
+            "connections",
+            connections,
+            {
+                bundle.connection_id: (
+                    "airflow.dags.gitBundle.connectionId",
+                    "the git DAG bundle's connection is made "
+                    "from gitToken / gitSshKey; or set another airflow.dags.gitBundle.connectionId.",
+                )
+            },
+        )
     check_no_clash("variables", variables, task_image_owners(task_images))
     remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
     _one_secrets_backend(
-        airflow.extra_values, bool(connections or variables or task_images) or spark.enabled or remote_conn
+        airflow.extra_values,
+        bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
     )
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     return StackConfig(
