@@ -7,6 +7,7 @@ Each is validated with an error naming the key, rendered, and documented in the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,29 @@ def test_every_new_key_is_documented_in_the_readme():
     assert len(wanted) >= 14
     assert [k for k in wanted if not documented(k)] == []
     assert "`taskImages.<role>`" in (ROOT / "README.md").read_text()
+
+
+class TestMigrationGuide:
+    GUIDE = ROOT / "docs" / "migration.md"
+    README = (ROOT / "README.md").read_text()
+
+    def test_the_readme_links_the_guide(self):
+        assert "(docs/migration.md)" in self.README
+
+    def test_every_stack_key_the_guide_names_is_in_the_config_reference(self):
+        text = self.GUIDE.read_text()
+        table = text[text.index("## 2.") : text.index("## 3.")]
+        # The right-hand column: the stack keys that replace each chart value.
+        right = " ".join(line.rsplit("|", 2)[1] for line in table.splitlines() if line.startswith("| "))
+        named = set(re.findall(r"`((?:airflow|logs|teams|spark|cluster|taskImages)\.[A-Za-z0-9_.<>]+)`", right))
+        assert len(named) > 20
+        reference = set(re.findall(r"^\| `([^`]+)`", self.README, flags=re.MULTILINE))
+        unknown = sorted(k for k in named if not any(r == k or r.startswith(k + ".") for r in reference))
+        unknown = [k for k in unknown if not (k.startswith("airflow.") and documented(k))]
+        assert unknown == []
+
+    def test_it_starts_with_dags_check_and_covers_the_keys_to_adopt(self):
+        text = self.GUIDE.read_text()
+        assert text.index("./run.sh dags-check") < text.index("## 2.")
+        for needle in ("previousFernetKeys", "databaseUrl", "logs.hostPath.storageClass", "kubectl apply"):
+            assert needle in text
