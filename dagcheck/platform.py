@@ -134,6 +134,8 @@ class Checker:
 
     def pod(self, task: Mapping[str, Any]) -> None:
         ns = resolve(task.get("namespace"), self.variables)
+        if ns.source == "unset":  # the provider falls back to the namespace of the pod running the task
+            ns = Resolved(self.ns.airflow, "unset: the namespace of the task's own pod")
         image = resolve(task.get("image"), self.variables)
         self.image(task, image, "image")
         if ns.value is None:

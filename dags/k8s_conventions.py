@@ -16,6 +16,9 @@ touching DAG code:
 | the task image         | `k8s_image_task`                           | `TASK_IMAGE` (built from images/task/)   |
 | task pod account       | `k8s_task_service_account` (parse time)    | `default`                                |
 
+The stack key `taskImages` sets the image Variables (`taskImages.python` is
+`k8s_image_python`, ...), so a registry copy or a new tag is a stack change.
+
 Namespaces and images are templated operator fields, so the Variable is looked up when
 the task runs (Airflow's secrets backends first, for example the variables file
 AirflowRelease's `variables` deliver, then `AIRFLOW_VAR_<NAME>` environment variables, then

@@ -205,6 +205,11 @@ class TestPlatformRules:
         assert finding.level == "INFO"
         assert "known only when the task runs" in finding.message
 
+    def test_a_pod_without_a_namespace_runs_in_airflows(self):
+        assert platform.check(self.stack(), "s", [self.task()]) == []
+        [finding] = platform.check(self.stack(), "s", [self.task(secrets=[{"name": "x", "via": "secrets"}])])
+        assert "in Airflow's namespace 'airflow'" in finding.message
+
     def test_spark_tasks_on_a_stack_without_spark_are_errors(self):
         [finding] = platform.check(self.stack(), "s", [self.task(kind="spark", namespace="spark-jobs", spark={})])
         assert finding.level == "ERROR"
