@@ -227,6 +227,17 @@ class TestGitBundle:
         assert "git-known-hosts" in paths and "connections.json" in paths
 
     @pytest.mark.parametrize(
+        ("dags", "secrets"),
+        [(HTTPS_BUNDLE, {"gitToken": "t"}), (SSH_BUNDLE, {"gitSshKey": SSH_KEY})],
+        ids=["token", "ssh"],
+    )
+    def test_the_offline_preview_of_a_bundle_stack_finds_no_problem(self, tmp_path, dags, secrets):
+        run = run_stack(
+            {"dags": dags, "executor": "CeleryExecutor,KubernetesExecutor"}, cluster=LAPTOP, secrets=secrets
+        )
+        assert preview(ROOT, "test", tmp_path, run_checkov=False, program_run=run).problems == []
+
+    @pytest.mark.parametrize(
         ("airflow", "secrets", "fragments"),
         [
             ({"version": "2.11.0", "dags": HTTPS_BUNDLE}, {}, ["airflow.dags.mode", "Airflow 3 feature", "gitSync"]),
