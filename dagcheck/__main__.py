@@ -93,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dags-check: the stack config of {args.stack!r} is not valid: {exc}", file=sys.stderr)
         return 2
 
-    findings: list[Finding] = ruff_step.run(folder)
-    loaded = dagbag_step.run(folder, args.airflow_python, dagbag_env(stack))
+    try:
+        findings: list[Finding] = ruff_step.run(folder)
+        loaded = dagbag_step.run(folder, args.airflow_python, dagbag_env(stack))
+    except RuntimeError as exc:  # ruff or the Airflow virtualenv itself failed: nothing was checked
+        print(f"dags-check: {exc}", file=sys.stderr)
+        return 2
     findings += loaded.findings
     findings += platform.check(stack, args.stack, loaded.tasks)
 

@@ -166,6 +166,14 @@ class TestCommandLine:
         assert main([str(ROOT / "dags"), "--stack", "bad", "--stack-file", str(bad)]) == 2
         assert "taskImages.python" in capsys.readouterr().err
 
+    def test_a_broken_airflow_virtualenv_exits_2_with_its_error(self, capsys, tmp_path):
+        python = tmp_path / "python"
+        python.write_text("#!/bin/sh\necho 'No module named airflow' >&2\nexit 1\n")
+        python.chmod(0o755)
+        assert main([str(ROOT / "dags"), "--airflow-python", str(python)]) == 2
+        err = capsys.readouterr().err
+        assert "the DagBag load failed (1)" in err and "No module named airflow" in err
+
     def test_strict_fails_on_warnings(self):
         warning = Finding("f.py", 1, "WARNING", "ruff AIR311", "m", "f")
         assert exit_code([warning]) == 0
