@@ -103,3 +103,18 @@ def connections_files(run: ProgramRun) -> tuple[dict[str, Any], dict[str, Any]]:
     """(connections.json, variables.json) of the release's connections Secret, parsed."""
     data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
     return json.loads(data["connections.json"]), json.loads(data["variables.json"])
+
+
+def project_copy(parent: Path, stacks: dict[str, dict[str, Any]], files: tuple[str, ...] = ()) -> Path:
+    """A copy of the project in `parent/project` (its program, the components linked, `../shared`
+    beside it) with these stack files ({stack: the file's content}) and `files` copied as they are."""
+    root = parent / "project"
+    root.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py", *files):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text((ROOT / name).read_text())
+    (root / "components").symlink_to(ROOT / "components")
+    (parent / "shared").symlink_to(ROOT.parent / "shared")
+    for stack, doc in stacks.items():
+        (root / f"Pulumi.{stack}.yaml").write_text(json.dumps(doc))
+    return root

@@ -14,7 +14,7 @@ from components.offline.__main__ import main
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import load_stack_config, run_program
 from components.offline.render import CLUSTER_SCOPED
-from tests.helpers import ROOT, run_stack
+from tests.helpers import ROOT, project_copy, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 
@@ -260,15 +260,9 @@ class TestCommand:
         assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in capsys.readouterr().err
 
     def test_a_broken_stack_exits_non_zero(self, tmp_path, capsys):
-        root = tmp_path / "project"
-        root.mkdir()
-        for name in ("Pulumi.yaml", "__main__.py"):
-            (root / name).write_text((ROOT / name).read_text())
-        (root / "components").symlink_to(ROOT / "components")
         dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
         dev["config"]["airflow-k8s:airflow"]["extraValues"] = {"schedulr": {}}
-        (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
-        (root.parent / "shared").symlink_to(ROOT.parent / "shared")
+        root = project_copy(tmp_path, {"dev": dev})
         assert main(["--stack", "dev", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 1
         assert "PROBLEM [values-schema]" in capsys.readouterr().out
 
@@ -328,15 +322,9 @@ class TestProductionTarget:
         assert any(r.type == "kubernetes:helm.sh/v3:Release" for r in run.resources)
 
     def test_the_preview_of_prod_without_a_context_is_an_error_not_a_table(self, tmp_path, capsys):
-        root = tmp_path / "project"
-        root.mkdir()
-        for name in ("Pulumi.yaml", "__main__.py"):
-            (root / name).write_text((ROOT / name).read_text())
-        (root / "components").symlink_to(ROOT / "components")
         prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
         del prod["config"]["kubernetes:context"]
-        (root / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
-        (root.parent / "shared").symlink_to(ROOT.parent / "shared")
+        root = project_copy(tmp_path, {"prod": prod})
         assert main(["prod", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 2
         assert "config key 'kubernetes:context'" in capsys.readouterr().err
 

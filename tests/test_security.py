@@ -20,7 +20,7 @@ from components.offline.program import secret_paths
 from components.offline.reachability import Network, Peer, pods, selector_matches
 from components.offline.render import find_chart, render
 from components.stack import parse_stack
-from tests.helpers import ROOT, of_type, run_stack
+from tests.helpers import ROOT, of_type, project_copy, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 CLUSTER = {"ingressClasses": ["nginx"], "storageClasses": ["standard"]}
@@ -409,12 +409,9 @@ class TestCheckovGate:
 
     def test_a_new_finding_fails_the_preview_and_names_the_check(self, tmp_path):
         entries = [e for e in ALLOWLIST if e["check"] != "CKV_K8S_43"]  # drop one acceptance
-        project = tmp_path / "project"
-        (project / "security").mkdir(parents=True)
-        for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py", "requirements-checkov.txt"):
-            (project / name).write_text((ROOT / name).read_text())
-        (project / "components").symlink_to(ROOT / "components")
-        (project.parent / "shared").symlink_to(ROOT.parent / "shared")
+        prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+        project = project_copy(tmp_path, {"prod": prod}, ("requirements-checkov.txt",))
+        (project / "security").mkdir()
         (project / "security" / "checkov-allowlist.yaml").write_text(yaml.safe_dump({"entries": entries}))
         result = preview(project, "prod", tmp_path / "out", run_checkov=True)
         new = [p for p in result.problems if p.rule == "checkov"]

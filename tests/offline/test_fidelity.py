@@ -24,7 +24,7 @@ from components.offline.helm import (
 from components.offline.preview import preview, stack_capabilities
 from components.offline.program import load_stack_config, run_program, whole_numbers
 from components.offline.render import HelmRenderError, HelmValuesError, render, render_chart
-from tests.helpers import ROOT, run_stack
+from tests.helpers import ROOT, project_copy, run_stack
 
 PROBE = """\
 apiVersion: v1
@@ -217,16 +217,12 @@ class TestSecureObjectPlaceholders:
         assert json.loads(config["airflow-k8s:variables"]) == {}
 
     def test_a_stack_with_secure_team_secrets_and_connections_previews(self, tmp_path):
-        project = tmp_path / "project"
-        project.mkdir()
-        for name in ("Pulumi.yaml", "__main__.py"):
-            (project / name).write_text((ROOT / name).read_text())
-        (project / "components").symlink_to(ROOT / "components")
-        (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
-        (project / "Pulumi.test.yaml").write_text(
-            json.dumps(
-                {
+        project = project_copy(
+            tmp_path,
+            {
+                "test": {
                     "config": {
+                        "kubernetes:context": "test-cluster",
                         "airflow-k8s:airflow": {
                             "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
                         },
@@ -236,7 +232,7 @@ class TestSecureObjectPlaceholders:
                         "airflow-k8s:previousFernetKeys": {"secure": "v1:abc"},
                     }
                 }
-            )
+            },
         )
         result = preview(project, "test", tmp_path / "out", run_checkov=False)
         assert [p.message for p in result.problems] == []
