@@ -33,10 +33,12 @@ from .airflow_values import (
 from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
 from .fernet import key_list as fernet_key_list
 from .fernet import resource_name as fernet_resource_name
+from .invariants import check_airflow
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
+from .stack_guards import check_airflow_config
 
 
 def _conn_env(conn_id: str) -> str:
@@ -138,12 +140,27 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
         previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
         cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
         environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
         logs_cfg = self._logs_settings(args)
+        # The guarantees on the final chart values (components/invariants.py), before anything is declared.
+        has_remote_conn = bool(
+            logs_cfg is not None
+            and logs_cfg.remote is not None
+            and logs_cfg.remote.connection_id
+            and args.get("logs_connection") is not None
+        )
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
             clash = _conn_env(logs_cfg.remote.connection_id)
             if clash in environment:

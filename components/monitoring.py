@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from .airflow import AirflowRelease
 from .config import AirflowConfig, parse_airflow
+from .invariants import check_other_release
 from .monitoring_config import MonitoringConfig, check_with_airflow, parse_monitoring
 from .monitoring_values import (
     GRAFANA_ADMIN_PASSWORD_KEY,
@@ -89,6 +90,14 @@ class Monitoring(pulumi.ComponentResource):
         settings = args["settings"]
         cfg = settings if isinstance(settings, MonitoringConfig) else parse_monitoring(settings, airflow=airflow_cfg)
         check_with_airflow(cfg, airflow_cfg)
+        if cfg.install is not None:
+            # The guarantees every Release keeps (components/invariants.py), before anything is declared.
+            check_other_release(
+                stack_values(cfg.install),
+                extra_key="monitoring.install.extraValues",
+                extra=cfg.install.extra_values,
+                typed="monitoring.install",
+            )
         super().__init__(f"{PACKAGE}:index:Monitoring", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
+from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import parse_environment
 from .fernet import parse_previous_keys
@@ -21,6 +21,7 @@ from .logs_config import LogsConfig, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
+from .stack_guards import check_stack, foreign_keys
 from .teams_config import Team, parse_team_secrets, parse_teams
 
 PROJECT = "airflow-k8s"
@@ -142,6 +143,7 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
 
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    register_secrets([values[k] for k in secret_keys if k in values])
     for key in values:
         if key not in KNOWN_KEYS:
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
@@ -216,7 +218,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
     _one_secrets_backend(airflow.extra_values, bool(connections or variables) or spark.enabled or remote_conn)
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
-    return StackConfig(
+    stack = StackConfig(
         airflow=airflow,
         cluster=cluster,
         secrets=secrets,
@@ -230,6 +232,10 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         variables=variables,
         previous_fernet_keys=previous_keys,
     )
+    # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
+    # invariants on the final values of every Release (components/invariants.py).
+    check_stack(stack)
+    return stack
 
 
 def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
@@ -244,6 +250,8 @@ def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:
     prefix = f"{project}:"
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
+    register_secrets([v for k, v in merged.items() if k in secret_full])
+    foreign_keys(merged, project, KNOWN_KEYS)
     values = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
     secrets = {k[len(prefix) :] for k in secret_full if k.startswith(prefix)}
     return values, secrets

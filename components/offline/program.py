@@ -199,13 +199,15 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
+    from components.stack_file import read as read_stack_file
+
     project = _load_yaml(project_file.read_text())["name"]
-    raw = (_load_yaml(stack_file.read_text()) or {}).get("config") or {}
+    # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/stack_file.py.
+    raw, _ = read_stack_file(stack_file.read_text(), project)
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     origin: dict[str, str] = {}
-    for key, value in raw.items():
-        full = key if ":" in key else f"{project}:{key}"
+    for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             short = full.split(":", 1)[1]
             env_name = "AIRFLOW_K8S_SECRET_" + "".join(c if c.isalnum() else "_" for c in short).upper()
@@ -216,12 +218,10 @@ def load_stack_config(
                 config[full] = placeholder_for(short)
                 origin[full] = "placeholder"
             secret_keys.add(full)
-        elif isinstance(value, dict | list):
-            if "secure" in json.dumps(value):
-                _reject_nested_secure(full, value)
-            config[full] = json.dumps(value)
         else:
-            config[full] = value if isinstance(value, str) else json.dumps(value)
+            if value.startswith(("{", "[")) and "secure" in value:
+                _reject_nested_secure(full, json.loads(value))
+            config[full] = value
     return project, config, secret_keys, origin
 
 
