@@ -62,7 +62,9 @@ def _plain(text: str) -> Any:
     plain = text.replace("_", "")
     try:
         if _INT.match(text):
-            return int(plain)
+            number = int(plain)
+            # Beyond int64/uint64, yaml.v3 reads a float.
+            return number if -(2**63) <= number < 2**64 else float(number)
         if _OCTAL.match(text):
             return int(plain.replace("0o", ""), 8)
         if _OCTAL_OLD.match(text):
