@@ -246,10 +246,13 @@ class AirflowRelease(pulumi.ComponentResource):
         if cfg.admin.enabled:
             secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
 
-        # The metadata database: bundled Postgres with a generated password, or external.
+        # The metadata database: bundled Postgres with a generated password, or external. The
+        # password and its (retained) Secret are declared in both modes: the bundled volume keeps
+        # the password it was initialised with, so switching to external and back must find the
+        # same one (and not a retained Secret that "already exists").
+        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
+        secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
         if cfg.database.mode == "bundled":
-            pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
-            secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")

@@ -686,9 +686,7 @@ def _owned(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins)
         # Where exactly they differ, for the message: a secret-shaped leaf first, else the first leaf.
         where = path
         leaves = [
-            sub
-            for sub, item in walk(theirs)
-            if sub and not isinstance(item, Mapping | list) and get(mine, sub) != item
+            sub for sub, item in walk(theirs) if sub and not isinstance(item, Mapping | list) and get(mine, sub) != item
         ]
         if leaves:
             pick = next((sub for sub in leaves if isinstance(sub[-1], str) and secret_shaped(sub[-1])), leaves[0])
@@ -943,3 +941,82 @@ def check_other_release(values: Mapping[str, Any], *, extra_key: str, extra: Map
     images_valid(values, origins)
     resources_valid(values, origins)
     budgets_drain(values, origins)
+
+
+# ---------------------------------------------------------------------------
+# Rendered objects (the offline preview)
+
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod", "CronJob")
+# Objects that need the node by design, each with the reason. Matched by kind and name suffix.
+RENDERED_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("DaemonSet", "-prometheus-node-exporter"): "node-exporter reads the node's /proc, /sys and root filesystem "
+    "(read-only) and its network and process namespaces: that is what it measures",
+    ("Job", "-logs-permissions"): "AirflowRelease's one-off chown of a root-owned hostPath logs folder: uid 0 with "
+    "only CHOWN and FOWNER, no escalation, read-only root",
+}
+
+
+def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    kind = obj.get("kind")
+    raw = obj.get("spec")
+    spec: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    if kind == "Pod":
+        return spec
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    return template.get("spec") if isinstance(template, Mapping) else None
+
+
+def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
+    """(source, object, message) for every pod that breaks a guarantee once rendered: root, privileged,
+    escalating or host-namespace containers, system hostPath volumes, and Airflow's secret variables
+    set to anything but the file AirflowRelease mounts."""
+    from .secret_files import REPLACED_BUILT_IN_ENV, SECRETS_DIR
+
+    owned = set(REPLACED_BUILT_IN_ENV)
+    out: list[tuple[str, str, str]] = []
+    for source, obj in objects:
+        if obj.get("kind") not in _WORKLOADS:
+            continue
+        spec = _pod_spec(obj)
+        if not isinstance(spec, Mapping):
+            continue
+        name = str(obj.get("metadata", {}).get("name", "?"))
+        ident = f"{obj.get('kind')}/{name}"
+        if any(obj.get("kind") == k and name.endswith(suffix) for k, suffix in RENDERED_EXCEPTIONS):
+            continue
+        pod_sc = spec.get("securityContext") or {}
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(flag) is True:
+                out.append((source, ident, f"{flag}: true shares the node's namespaces with the pod"))
+        for volume in spec.get("volumes") or []:
+            folder = (volume.get("hostPath") or {}).get("path") if isinstance(volume, Mapping) else None
+            if isinstance(folder, str) and system_folder(folder):
+                out.append((source, ident, f"volume {volume.get('name')!r} mounts the node's {folder}"))
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        for container in containers:
+            if not isinstance(container, Mapping):
+                continue
+            cname = container.get("name")
+            sc = container.get("securityContext") or {}
+            uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            if uid == 0:
+                out.append((source, ident, f"container {cname!r} runs as uid 0 (root)"))
+            if sc.get("privileged") is True:
+                out.append((source, ident, f"container {cname!r} is privileged"))
+            if sc.get("allowPrivilegeEscalation") is True:
+                out.append((source, ident, f"container {cname!r} allows privilege escalation"))
+            for entry in container.get("env") or []:
+                env_name = entry.get("name") if isinstance(entry, Mapping) else None
+                if not isinstance(env_name, str):
+                    continue
+                if env_name in owned and "value" in entry:
+                    out.append((source, ident, f"container {cname!r} sets {env_name} to a literal value"))
+                if env_name.removesuffix("_CMD") in owned and env_name.endswith("_CMD"):
+                    value = str(entry.get("value", ""))
+                    if not value.startswith(f"cat {SECRETS_DIR}/"):
+                        out.append(
+                            (source, ident, f"container {cname!r}: {env_name} does not read a file of {SECRETS_DIR}")
+                        )
+    return out

@@ -37,7 +37,9 @@ SECRET_KEYS = (
 )
 OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
-KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
+# Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>'; components/deployed.py).
+CONFIRM_KEYS = ("identityChange",)
+KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS + CONFIRM_KEYS
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class StackConfig:
     connections: dict[str, str] = field(default_factory=dict)  # `connections` (secret): id -> URI/JSON
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
+    identity_change: str | None = None  # `identityChange`: '<old namespace>/<old release>' (deployed.py)
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -231,11 +234,25 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         connections=connections,
         variables=variables,
         previous_fernet_keys=previous_keys,
+        identity_change=_identity_change(values.get("identityChange")),
     )
     # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
     # invariants on the final values of every Release (components/invariants.py).
     check_stack(stack)
     return stack
+
+
+def _identity_change(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+", value):
+        raise ConfigError(
+            f"{PROJECT}:identityChange",
+            value,
+            "expected '<old namespace>/<old release name>', the identity the stack last deployed, which the "
+            "error about the change names.",
+        )
+    return value
 
 
 def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:

@@ -43,6 +43,12 @@ _TIMESTAMP = re.compile(
 class _Loader(yaml.SafeLoader):
     """Plain scalars resolved as yaml.v3 resolves them into Go's interface{}; duplicate keys refused."""
 
+    parents: dict[int, list[str]]
+
+    def path_of(self, node: yaml.Node) -> list[str]:
+        """The keys leading to a mapping node (for the message of a duplicate)."""
+        return list(self.parents.get(id(node), []))
+
 
 PLAIN = "tag:airflow-k8s,2026:plain"
 
@@ -62,9 +68,9 @@ def _plain(text: str) -> Any:
     plain = text.replace("_", "")
     try:
         if _INT.match(text):
-            number = int(plain)
+            whole = int(plain)
             # Beyond int64/uint64, yaml.v3 reads a float.
-            return number if -(2**63) <= number < 2**64 else float(number)
+            return whole if -(2**63) <= whole < 2**64 else float(whole)
         if _OCTAL.match(text):
             return int(plain.replace("0o", ""), 8)
         if _OCTAL_OLD.match(text):
@@ -119,11 +125,6 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
     return out
 
 
-def _path_of(self: _Loader, node: yaml.Node) -> list[str]:
-    return list(self.parents.get(id(node), []))
-
-
-_Loader.path_of = _path_of  # type: ignore[attr-defined]
 _Loader.add_constructor("tag:yaml.org,2002:map", _mapping)
 for _tag in ("str", "int", "float", "bool", "null", "timestamp"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _scalar)
@@ -136,7 +137,7 @@ _Loader.add_constructor(PLAIN, _scalar)
 def load(text: str) -> Any:
     """A YAML document as the Pulumi CLI reads it (Go values: ints, floats, bools, strings, times)."""
     loader = _Loader(text)
-    loader.parents = {}  # type: ignore[attr-defined]
+    loader.parents = {}
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:

@@ -309,7 +309,7 @@ def _host(key: str, host: str | None) -> None:
         )
 
 
-def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow") -> None:
+def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
     """Rules on the typed Airflow keys that the cluster would enforce too late (or never)."""
     from .logs_config import LOGS_PATH
     from .secret_files import SECRETS_DIR
@@ -376,7 +376,8 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow") -> None:
     _host(f"{key}.ingress.host", cfg.ingress.host)
     _host(f"{key}.ingress.flower.host", cfg.ingress.flower_host)
     fernet = cfg.fernet
-    if fernet.rotate and not fernet.keep_previous:
+    imported = fernet.imported if previous_keys is None else previous_keys
+    if fernet.rotate and not fernet.keep_previous and fernet.generation > 1 and not imported:
         raise ConfigError(
             f"{key}.fernetKey.keepPrevious",
             False,
@@ -385,7 +386,7 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow") -> None:
             "rotate with keepPrevious: true (the default); once the rotation Job has completed, set rotate: false "
             "and then keepPrevious: false.",
         )
-    if not fernet.keep_previous and fernet.generation == 1 and not fernet.imported:
+    if not fernet.keep_previous and fernet.generation == 1 and not imported:
         raise ConfigError(
             f"{key}.fernetKey.keepPrevious",
             False,
@@ -410,8 +411,6 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-
-
 def _typed_strings(cfg: AirflowConfig, key: str) -> None:
     """No typed Airflow string carries `{{`: the chart renders its values through `tpl`."""
     from dataclasses import asdict
@@ -422,7 +421,7 @@ def _typed_strings(cfg: AirflowConfig, key: str) -> None:
     data["taskPods"] = data.pop("task_pods")
     for path, value in invariants.walk(data):
         if isinstance(value, str) and "{{" in value:
-            parts = [p if isinstance(p, int) else p for p in path]
+            parts = list(path)
             name = ".".join(_camel(p) if isinstance(p, str) and "_" in p and p.islower() else str(p) for p in parts)
             raise ConfigError(
                 f"{key}.{name}",
@@ -560,7 +559,7 @@ def check_stack(stack: StackConfig) -> None:
     check_namespaces(stack)
     check_urls(stack)
     check_connections(stack)
-    check_airflow_config(stack.airflow)
+    check_airflow_config(stack.airflow, previous_keys=len(stack.previous_fernet_keys))
     check_team_secrets(stack)
     check_logs(stack)
     check_releases(stack)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..invariants import rendered_problems
 from . import checks
 from .checks import ClusterFacts, Item, Problem
 from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
@@ -327,6 +328,13 @@ def preview(
     )
     problems.extend(
         progress.step("checking references across objects", lambda: checks.reference_problems(items, facts_of(run)))
+    )
+    problems.extend(
+        Problem("guarantee", source, ident, message)
+        for source, ident, message in progress.step(
+            "checking the guarantees on rendered pods (components/invariants.py)",
+            lambda: rendered_problems([(i.source, i.obj) for i in items]),
+        )
     )
 
     target = out / stack

@@ -105,11 +105,20 @@ def _alias_spec(alias: Any) -> dict[str, Any]:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that echo inputs and give random resources realistic, deterministic values."""
+    """Mocks that echo inputs and give random resources realistic, deterministic values.
+
+    `previous_outputs` are the outputs of the stack's last deployment, as a StackReference to
+    the stack itself reads them (none: a stack that was never deployed)."""
+
+    def __init__(self, previous_outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         seed = f"{args.typ}:{args.name}"
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.name, {"name": args.name, "outputs": dict(self.previous_outputs), "secretOutputNames": []}
         if args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(seed.encode()).digest() * (int(args.inputs.get("length", 32)) // 32 + 1)
             raw = raw[: int(args.inputs.get("length", 32))]
@@ -256,13 +265,15 @@ def run_program(
     secret_keys: set[str] | None = None,
     project: str | None = None,
     program: Path | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> ProgramRun:
-    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks."""
+    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks; `previous_outputs`
+    are what the stack's last deployment exported (none: never deployed)."""
     origin: dict[str, str] = {}
     if config is None:
         project, config, secret_keys, origin = load_stack_config(root, stack)
     project = project or _load_yaml((root / "Pulumi.yaml").read_text())["name"]
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(previous_outputs)
     monitor = RecordingMonitor(mocks)
     reset_options(project=project, stack=stack)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
