@@ -30,6 +30,7 @@ _SECRET_TEXTS: list[str] = []
 _SPLIT = re.compile(r"[\s/:@#?&=,;%\"'{}\[\]]+")
 _PASSWORD = re.compile(r"://[^:/@\s]*:(.+)@[^@]*$", re.DOTALL)
 _PLACEHOLDER = re.compile(r"(:<[^>]*>|:password|:\[[a-z]+\])$")
+_HTTP_USER = re.compile(r"(?i)\b(https?://)([^/\s@?#:]+)@")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*:[^/\s@]*)@")
 
 
@@ -81,6 +82,8 @@ def scrub(message: str) -> str:
     message = _USERINFO.sub(
         lambda m: m.group(0) if _PLACEHOLDER.search(m.group(2)) else f"{m.group(1)}[credentials]@", message
     )
+    # Over HTTP(S) a user name alone is where tokens go (https://<token>@github.com/...).
+    message = _HTTP_USER.sub(lambda m: f"{m.group(1)}[credentials]@", message)
     for text in _SECRET_TEXTS:
         if text in message:
             message = message.replace(text, "[secret]")

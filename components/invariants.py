@@ -47,7 +47,7 @@ HIDDEN = "[not shown]"
 # `credentialsSecret`, `secretKeyRef`, ...) are references, never values.
 _SECRET_KEY = re.compile(
     r"(?i)(^pass$|passw|pwd$|secret|token|fernet|sql_?alchemy_?conn|private_?key|api_?key|access_?key|credential"
-    r"|^auth$|connection_?string|^conn$|broker_?url|result_?backend|^dsn$|jwt)"
+    r"|^auth$|connection_?string|^conn$|broker_?url|result_?backend|^dsn$|jwt_?secret|jwt_?private)"
 )
 _REFERENCE_KEY = re.compile(
     r"(?i)(name|names|ref|refs|from|file|path|mode|enabled|items|type|kind|mount|userkey|passwordkey|secretkey"
@@ -88,6 +88,11 @@ _ALWAYS_SECRET_KEYS = frozenset(
 # Subtrees whose keys are names, not settings (annotations, labels, selectors).
 _METADATA = frozenset(
     {"annotations", "podAnnotations", "airflowPodAnnotations", "labels", "podLabels", "nodeSelector", "matchLabels"}
+)
+# A credential assigned inside a text value (a config file, JSON kwargs, a script): `password = 'x'`.
+_ASSIGNED_SECRET = re.compile(
+    r"(?i)[\"']?\b(password|passwd|client_secret|secret_key|api_key|apikey|access_token|auth_token|token)\b[\"']?"
+    r"\s*[:=]\s*[\"']([^\"'\s$]{3,})[\"']"
 )
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*)@")
 _URL_SECRET_QUERY = re.compile(
@@ -369,6 +374,16 @@ def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozen
                     "remove the credential from the URL; connections go in the secret key 'connections', the "
                     "database in 'databaseUrl', git credentials in 'gitToken'/'gitSshKey'.",
                 )
+            assigned = _ASSIGNED_SECRET.search(value)
+            if assigned:
+                raise ConfigError(
+                    origins.key(path),
+                    HIDDEN,
+                    f"this text assigns a credential ('{assigned.group(1)}' = ...) in the Helm values (configuration "
+                    "files, backend_kwargs and scripts in values are stored in clear with the release).",
+                    "read it from a file or Secret instead (Airflow's *_CMD or *_SECRET options, a secrets backend "
+                    "authenticating by its workload identity).",
+                )
             if fernet_shaped(value):
                 raise ConfigError(
                     origins.key(path),
@@ -377,6 +392,18 @@ def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozen
                     "AirflowRelease generates the Fernet key; rotate it with airflow.fernetKey.generation, import "
                     "old keys with the secret key 'previousFernetKeys'.",
                 )
+        if key in ("extraSecrets", "extraConfigMaps") and isinstance(value, Mapping):
+            for name, spec in value.items():
+                data = spec.get("data") or spec.get("stringData") if isinstance(spec, Mapping) else None
+                if key == "extraSecrets" and data:
+                    raise ConfigError(
+                        origins.key((*path, str(name))),
+                        HIDDEN,
+                        "a Secret's data written into the Helm values (the chart's extraSecrets): Helm stores it in "
+                        "clear in the release.",
+                        "put the values in the secret config key 'teamSecrets' or 'connections', or create the Secret "
+                        "outside the chart and reference it by name.",
+                    )
         for entry_path, entry in _env_entries(path, value):
             _env_entry(entry_path, entry, origins, owned_env)
         parsed = _extra_env_text(path, value)
@@ -609,6 +636,20 @@ def budget_drains(key: str, field: str, value: Any, replicas: int) -> None:
             f"with {replicas} replica(s) this budget lets no pod be evicted ({field} {value} = {pods} pod(s); "
             "Kubernetes rounds percentages up), so every node drain and cluster upgrade would block.",
             "use maxUnavailable: 1, or raise the replicas.",
+        )
+
+
+def host_valid(key: str, host: str) -> None:
+    """A DNS name the API server accepts in an Ingress: labels of at most 63, at most 253 in all."""
+    if not host:
+        return
+    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        raise ConfigError(
+            key,
+            host,
+            "a DNS name is at most 253 characters with labels (the parts between dots) of at most 63; the API "
+            "server refuses the Ingress otherwise.",
+            "use a shorter host name.",
         )
 
 
@@ -846,6 +887,22 @@ def check_airflow_values(
             )
     _owned(values, ours, origins)
     no_templates(values, origins)
+    template = values.get("podTemplate")
+    if isinstance(template, str) and template.strip():
+        try:
+            parsed = yaml.safe_load(template)
+        except yaml.YAMLError:
+            parsed = None
+        if not isinstance(parsed, Mapping):
+            raise ConfigError(origins.key(("podTemplate",)), HIDDEN, "expected a pod as YAML text.")
+        inner = Origins(parsed, [], lambda p: f"{origins.key(('podTemplate',))} (at {dotted(p)})")
+        secrets_in(parsed, inner)
+        containers_safe(parsed, inner)
+        _env_overrides(parsed, {}, inner, owned_env)
+    for path, value in walk(values):
+        in_ingress = len(path) >= 2 and path[0] == "ingress" and isinstance(value, str)
+        if in_ingress and (path[-1] == "host" or (path[-1] == "name" and "hosts" in path)):
+            host_valid(origins.key(path), value)
     _env_overrides(values, ours, origins, owned_env)
     secrets_in(values, origins, owned_env=frozenset())
     containers_safe(values, origins)
@@ -860,6 +917,17 @@ def check_airflow_values(
 def _env_overrides(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins, owned: frozenset[str]) -> None:
     """Our secret variables and their *_CMD never redefined in any env list or extraEnv text."""
     for path, value in walk(values):
+        if path and path[-1] == "secret" and isinstance(value, list):
+            for i, item in enumerate(value):
+                env_name = item.get("envName") if isinstance(item, Mapping) else None
+                if isinstance(env_name, str) and (env_name in owned or owned_env_name(env_name)):
+                    raise ConfigError(
+                        origins.key((*path, i, "envName")),
+                        env_name,
+                        "the chart's `secret` list would set this variable in every Airflow container from another "
+                        "Secret, in place of the file AirflowRelease hands Airflow.",
+                        "remove the entry.",
+                    )
         entries: list[tuple[Path, Mapping[str, Any], bool]] = [(p, e, False) for p, e in _env_entries(path, value)]
         entries += [((*path, i), e, True) for i, e in enumerate(_extra_env_text(path, value) or [])]
         mine = get(ours, path)

@@ -295,18 +295,8 @@ def _size(key: str, text: str | None) -> None:
 
 
 def _host(key: str, host: str | None) -> None:
-    if not host:
-        return
-    labels = host.split(".")
-    long = [label for label in labels if len(label) > 63]
-    if long or len(host) > 253:
-        raise ConfigError(
-            key,
-            host,
-            "a DNS name is at most 253 characters with labels (the parts between dots) of at most 63; the API "
-            "server refuses the Ingress otherwise.",
-            "use a shorter host name.",
-        )
+    if host:
+        invariants.host_valid(key, host)
 
 
 def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
@@ -496,6 +486,48 @@ def check_team_secrets(stack: StackConfig) -> None:
                     )
 
 
+def check_monitoring(stack: StackConfig) -> None:
+    install = stack.monitoring.install
+    if install is not None:
+        for part, settings in (
+            ("prometheus", install.prometheus),
+            ("grafana", install.grafana),
+            ("alertmanager", install.alertmanager),
+        ):
+            _resources(f"monitoring.install.{part}.resources", settings.resources)
+            if install.persistence:
+                _size(f"monitoring.install.{part}.storageSize", getattr(settings, "storage_size", None))
+    existing = stack.monitoring.existing
+    ns = existing.dashboard_namespace if existing is not None else None
+    if ns and (ns in SYSTEM_NAMESPACES or ns.startswith(SYSTEM_PREFIXES)):
+        raise ConfigError(
+            "monitoring.existing.dashboardNamespace",
+            ns,
+            "the dashboard ConfigMap needs a namespace of its own (your Grafana's), not a system namespace.",
+            "set it to the namespace your Grafana's dashboard sidecar watches.",
+        )
+
+
+def check_teams(stack: StackConfig) -> None:
+    for i, team in enumerate(stack.teams):
+        quota_keys = {"requests.memory": "memory", "limits.memory": "limitsMemory"}
+        for part, amounts in (
+            ("quota", team.quota),
+            ("limits.default", team.default_limits),
+            ("limits.defaultRequest", team.default_requests),
+            ("limits.max", team.max_limits),
+        ):
+            for name, text in amounts.items():
+                amount = invariants.quantity(text)
+                if amount is not None and "memory" in name.lower() and amount < invariants.MIN_MEMORY:
+                    raise ConfigError(
+                        f"teams[{i}].{part}.{quota_keys.get(name, name)}",
+                        text,
+                        "memory below 6Mi: a bare number is bytes, and no container starts in that.",
+                        "use a unit: 512Mi, 2Gi.",
+                    )
+
+
 def check_logs(stack: StackConfig) -> None:
     logs = stack.logs
     if logs.uses_claim:
@@ -561,7 +593,9 @@ def check_stack(stack: StackConfig) -> None:
     check_connections(stack)
     check_airflow_config(stack.airflow, previous_keys=len(stack.previous_fernet_keys))
     check_team_secrets(stack)
+    check_teams(stack)
     check_logs(stack)
+    check_monitoring(stack)
     check_releases(stack)
 
 
