@@ -64,6 +64,7 @@ _REFERENCE_KEYS = frozenset(
         "knownHosts",
         "secretKeyRef",
         "secretRef",
+        "automountServiceAccountToken",
     }
 )
 # Keys whose value is a credential whatever it looks like.
