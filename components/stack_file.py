@@ -110,7 +110,11 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
             key = _text(key)
         if key in out:
             parents = loader.path_of(node)
-            path = ".".join([*(parents[1:] if parents[:1] == ["config"] else parents), key])
+            parts = [*(parents[1:] if parents[:1] == ["config"] else parents), key]
+            if len(parts) > 1 and ":" in parts[0]:
+                # Inside a config object, keys are named as every other message names them (airflow.dags.mode).
+                parts[0] = parts[0].split(":", 1)[1]
+            path = ".".join(parts)
             raise ConfigError(
                 path,
                 "[value not shown]",

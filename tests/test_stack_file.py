@@ -80,7 +80,7 @@ class TestReadLikeTheCli:
     def test_a_duplicated_key_is_refused_with_both_lines(self):
         with pytest.raises(ConfigError) as err:
             values(DUPLICATE_NESTED)
-        assert err.value.key == "airflow-k8s:airflow.dags.mode"
+        assert err.value.key == "airflow.dags.mode"
         assert "line 4 and line 5" in str(err.value)
 
     def test_a_duplicated_top_level_key_is_refused(self):
