@@ -581,21 +581,24 @@ def resources_valid(values: Mapping[str, Any], origins: Origins) -> None:
     for path, value in walk(values):
         if len(path) < 3 or path[-2] not in ("requests", "limits") or path[-1] not in ("cpu", "memory"):
             continue
-        amount = quantity(value)
-        if amount is None:
-            continue
-        if path[-1] == "memory" and amount < MIN_MEMORY:
-            raise ConfigError(
-                origins.key(path),
-                value,
-                "memory below 6Mi: a bare number is bytes, and container runtimes refuse limits under 6 MiB "
-                "(no Airflow process starts in that either).",
-                "use a unit: 512Mi, 2Gi.",
-            )
-        if path[-1] == "cpu" and amount < Decimal("0.001"):
-            raise ConfigError(
-                origins.key(path), value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1."
-            )
+        amount_valid(origins.key(path), str(path[-1]), value)
+
+
+def amount_valid(key: str, resource: str, value: Any) -> None:
+    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more."""
+    amount = quantity(value)
+    if amount is None:
+        return
+    if resource == "memory" and amount < MIN_MEMORY:
+        raise ConfigError(
+            key,
+            value,
+            "memory below 6Mi: a bare number is bytes, and container runtimes refuse limits under 6 MiB "
+            "(no Airflow process starts in that either).",
+            "use a unit: 512Mi, 2Gi.",
+        )
+    if resource == "cpu" and amount < Decimal("0.001"):
+        raise ConfigError(key, value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1.")
 
 
 def budgets_drain(values: Mapping[str, Any], origins: Origins) -> None:
@@ -716,6 +719,11 @@ OWNED_PATHS: tuple[Path, ...] = (
     ("config", "api_auth", "jwt_secret"),
 )
 _HOOK_KEYS = ("useHelmHooks",)
+OWNED_ENV = (
+    "AirflowRelease hands Airflow this secret as a file (AIRFLOW__..._CMD pointing into /opt/airflow/secrets); "
+    "an env entry of the same name in any container or task pod would replace it or put the secret in the Helm "
+    "values."
+)
 _AUTH_ANNOTATIONS = ("auth-url", "auth-signin", "auth-response-headers")
 _SNIPPET = re.compile(r"(-snippet|enable-global-auth|auth-type|satisfy)$")
 
@@ -942,9 +950,7 @@ def _env_overrides(values: Mapping[str, Any], ours: Mapping[str, Any], origins: 
             raise ConfigError(
                 key + (f" (entry {name!r})" if text else ".name"),
                 name,
-                "AirflowRelease hands Airflow this secret as a file (AIRFLOW__..._CMD pointing into "
-                "/opt/airflow/secrets); an env entry of the same name in any container or task pod would replace "
-                "it or put the secret in the Helm values.",
+                OWNED_ENV,
                 "remove the entry; to change the secret, change the secret config key it comes from.",
             )
 

@@ -257,21 +257,7 @@ def check_connections(stack: StackConfig) -> None:
 def _resources(key: str, resources: Resources) -> None:
     for part, amounts in (("requests", resources.requests), ("limits", resources.limits)):
         for res, text in amounts.items():
-            amount = invariants.quantity(text)
-            if amount is None:
-                continue
-            if res == "memory" and amount < invariants.MIN_MEMORY:
-                raise ConfigError(
-                    f"{key}.{part}.{res}",
-                    text,
-                    "memory below 6Mi: a bare number is bytes, and container runtimes refuse limits under 6 MiB "
-                    "(no Airflow process starts in that either).",
-                    "use a unit: 512Mi, 2Gi.",
-                )
-            if res == "cpu" and amount < Decimal("0.001"):
-                raise ConfigError(
-                    f"{key}.{part}.{res}", text, "CPU of at least 1m (0.001 of a core).", "use 100m, 500m or 1."
-                )
+            invariants.amount_valid(f"{key}.{part}.{res}", res, text)
 
 
 def _budget(key: str, disruption: Disruption, replicas: int) -> None:
@@ -430,12 +416,7 @@ def _task_pods(cfg: AirflowConfig, key: str) -> None:
     for name, value in pods.env.items():
         if name in owned or invariants.owned_env_name(name):
             raise ConfigError(
-                f"{key}.taskPods.env.{name}",
-                name,
-                "AirflowRelease hands Airflow this secret as a file (AIRFLOW__..._CMD pointing into "
-                "/opt/airflow/secrets); an env entry of the same name in a task pod would replace it or put the "
-                "secret in the Helm values.",
-                f"remove '{key}.taskPods.env.{name}'.",
+                f"{key}.taskPods.env.{name}", name, invariants.OWNED_ENV, f"remove '{key}.taskPods.env.{name}'."
             )
         if value.strip() and invariants.secret_shaped(name.lower().replace("__", "_")):
             raise ConfigError(
@@ -518,14 +499,8 @@ def check_teams(stack: StackConfig) -> None:
             ("limits.max", team.max_limits),
         ):
             for name, text in amounts.items():
-                amount = invariants.quantity(text)
-                if amount is not None and "memory" in name.lower() and amount < invariants.MIN_MEMORY:
-                    raise ConfigError(
-                        f"teams[{i}].{part}.{quota_keys.get(name, name)}",
-                        text,
-                        "memory below 6Mi: a bare number is bytes, and no container starts in that.",
-                        "use a unit: 512Mi, 2Gi.",
-                    )
+                resource = "memory" if "memory" in name.lower() else "cpu" if "cpu" in name.lower() else ""
+                invariants.amount_valid(f"teams[{i}].{part}.{quota_keys.get(name, name)}", resource, text)
 
 
 def check_logs(stack: StackConfig) -> None:
