@@ -142,6 +142,14 @@ def check_urls(stack: StackConfig) -> None:
             "airflow.dags.gitSync.auth: token, or use SSH with 'gitSshKey'; keep the URL plain "
             "(https://github.com/org/repo.git).",
         )
+    bundle = a.dags.git_bundle
+    if bundle is not None:
+        _no_url_credentials(
+            "airflow.dags.gitBundle.repo",
+            bundle.repo,
+            "put the token in the secret key 'gitToken' (with airflow.dags.gitBundle.auth: token) or use SSH with "
+            "'gitSshKey'; keep the URL plain (https://github.com/org/repo.git).",
+        )
     for key, chart in (
         ("airflow.chart.repository", a.chart),
         ("spark.chart.repository", stack.spark.chart if stack.spark.enabled else None),
