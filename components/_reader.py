@@ -59,9 +59,10 @@ def register_secrets(values: Iterable[Any]) -> None:
             password = _PASSWORD.search(value)
             if password:
                 raw = password.group(1)
-                for text in (raw, urllib_unquote(raw), *_SPLIT.split(raw)):
-                    if len(text) >= 3:
-                        texts.add(text)
+                # The whole password from 3 characters; its parts (around '/', '#', '@', ...) from 4,
+                # so a short common word inside a password does not blank out every message.
+                texts.update(t for t in (raw, urllib_unquote(raw)) if len(t) >= 3)
+                texts.update(t for t in _SPLIT.split(raw) if len(t) >= 4)
             for line in value.splitlines():
                 if len(line.strip()) >= 8 and "-----" not in line:
                     texts.add(line.strip())
