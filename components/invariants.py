@@ -812,6 +812,28 @@ def _network_policies(
             "in the cluster reaches the database, Redis and the execution API.",
             "remove the override; to allow more, use airflow.networkPolicies.uiNamespaces / metricsNamespaces.",
         )
+    if production:
+        for sub, value in walk(values):
+            if not sub or sub[-1] not in ("from", "extraNetworkPolicies") or not isinstance(value, list):
+                continue
+            for i, peer in enumerate(value):
+                if not isinstance(peer, Mapping):
+                    continue
+                cidr = (peer.get("ipBlock") or {}).get("cidr") if isinstance(peer.get("ipBlock"), Mapping) else None
+                everyone = (
+                    not peer
+                    or (peer.get("namespaceSelector") == {} and not peer.get("podSelector"))
+                    or cidr in ("0.0.0.0/0", "::/0")
+                )
+                if everyone:
+                    raise ConfigError(
+                        origins.key((*sub, i)),
+                        dict(peer),
+                        "this peer admits every pod of the cluster (or every address), which switches the "
+                        "NetworkPolicy off in effect; NetworkPolicies stay on in production.",
+                        "name the namespaces that need access (airflow.networkPolicies.uiNamespaces / "
+                        "metricsNamespaces).",
+                    )
     if get(ours, path) is True and final is not True:
         raise ConfigError(
             origins.key(path),
