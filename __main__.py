@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
+from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace, deployed
 from components import stack as stack_config
 from components.airflow_values import airflow_api_port
 from components.environment_config import merged
@@ -11,6 +11,9 @@ from components.spark_values import airflow_connections, airflow_variables
 from components.task_images import task_image_variables
 
 cfg = stack_config.load()
+# A change that would lose data because of what it changes from (release name, namespace, Fernet
+# generation) is refused before anything is declared: components/deployed.py.
+deployed.check_change(deployed.previous_identity(), cfg, cfg.identity_change)
 
 
 def _secret(value: str | None) -> pulumi.Output[str] | None:
@@ -46,8 +49,9 @@ airflow = AirflowRelease(
     },
 )
 
+# Declared in every mode (with `off`, only Grafana's key material): see components/monitoring.py.
+monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
 if cfg.monitoring.enabled:
-    monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
     pulumi.export("monitoringNamespace", monitoring.namespace)
     pulumi.export("grafanaServiceName", monitoring.grafana_service)
     pulumi.export("prometheusServiceName", monitoring.prometheus_service)
@@ -101,6 +105,7 @@ if cfg.spark.enabled:
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
     pulumi.export("sparkSubmitters", spark.submitters)
 
+pulumi.export(deployed.OUTPUT, deployed.identity(cfg))
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)
 pulumi.export("serviceAccounts", airflow.service_accounts)

@@ -24,6 +24,7 @@ def run_stack(
     secrets: dict[str, str] | None = None,
     program: str | None = None,
     extra: dict[str, Any] | None = None,
+    previous_outputs: dict[str, Any] | None = None,
 ) -> ProgramRun:
     """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
     # The cluster a stack deploys to (a production stack must name it: components/cluster_target.py).
@@ -39,7 +40,15 @@ def run_stack(
         config[f"{PROJECT}:{key}"] = value
         secret_keys.add(f"{PROJECT}:{key}")
     path = ROOT / "tests" / "programs" / f"{program}.py" if program else None
-    return run_program(ROOT, "test", config=config, secret_keys=secret_keys, project=PROJECT, program=path)
+    return run_program(
+        ROOT,
+        "test",
+        config=config,
+        secret_keys=secret_keys,
+        project=PROJECT,
+        program=path,
+        previous_outputs=previous_outputs,
+    )
 
 
 def of_type(run: ProgramRun, token_suffix: str) -> list[Registered]:

@@ -687,7 +687,11 @@ class TestAnnotations:
 
 
 class TestOff:
-    def test_off_declares_no_monitoring_and_exports_nothing_of_it(self):
+    def test_off_declares_only_grafanas_key_material_and_exports_nothing_of_it(self):
         run_ = run({"mode": "off"})
-        assert not [r for r in run_.resources if r.name.startswith("monitoring")]
+        # The Grafana admin password stays declared, so switching monitoring off and on never re-rolls it.
+        assert [r.name for r in run_.resources if r.name.startswith("monitoring")] == [
+            "monitoring",
+            "monitoring-grafana-admin-password",
+        ]
         assert not [k for k in run_.outputs if k.startswith("grafana")]

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from ..invariants import rendered_problems
 from . import checks, policy
 from .checks import ClusterFacts, Item, Problem
 from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
@@ -512,6 +513,14 @@ def _preview(
     problems.extend(
         progress.step(
             "references", "checking references across objects", lambda: checks.reference_problems(items, facts_of(run))
+        )
+    )
+    problems.extend(
+        Problem("guarantee", source, ident, message)
+        for source, ident, message in progress.step(
+            "guarantees",
+            "checking the guarantees on rendered pods (components/invariants.py)",
+            lambda: rendered_problems([(i.source, i.obj) for i in items]),
         )
     )
 

@@ -118,10 +118,14 @@ def _alias_spec(alias: Any) -> dict[str, Any]:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that echo inputs and give random resources realistic, deterministic values."""
+    """Mocks that echo inputs and give random resources realistic, deterministic values.
 
-    def __init__(self) -> None:
+    `previous_outputs` are the outputs of the stack's last deployment, as a StackReference to
+    the stack itself reads them (none: a stack that was never deployed)."""
+
+    def __init__(self, previous_outputs: Mapping[str, Any] | None = None) -> None:
         super().__init__()
+        self.previous_outputs = dict(previous_outputs or {})
         # The engine marks these outputs secret (a resource's additionalSecretOutputs, such as
         # RandomPassword.result); the recording monitor sets them before each new_resource.
         self.secret_outputs: list[str] = []
@@ -136,6 +140,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def _new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         seed = f"{args.typ}:{args.name}"
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.name, {"name": args.name, "outputs": dict(self.previous_outputs), "secretOutputNames": []}
         if args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(seed.encode()).digest() * (int(args.inputs.get("length", 32)) // 32 + 1)
             raw = raw[: int(args.inputs.get("length", 32))]
@@ -228,18 +234,21 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
+    from components.stack_file import read as read_stack_file
+
     project = _load_yaml(project_file.read_text())["name"]
-    raw = (_load_yaml(stack_file.read_text()) or {}).get("config") or {}
+    # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/stack_file.py.
+    raw, _ = read_stack_file(stack_file.read_text(), project)
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     origin: dict[str, str] = {}
+    # The stack's plain values, decoded, for placeholders shaped after them (teamSecrets).
     plain = {
-        (k.split(":", 1)[1] if k.startswith(f"{project}:") else k): v
-        for k, v in raw.items()
-        if not (isinstance(v, dict) and set(v) == {"secure"})
+        full.split(":", 1)[1]: (json.loads(v) if v.startswith(("{", "[")) else v)
+        for full, v in raw.items()
+        if full.startswith(f"{project}:") and isinstance(v, str)
     }
-    for key, value in raw.items():
-        full = key if ":" in key else f"{project}:{key}"
+    for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             short = full.split(":", 1)[1]
             env_name = "AIRFLOW_K8S_SECRET_" + "".join(c if c.isalnum() else "_" for c in short).upper()
@@ -250,12 +259,10 @@ def load_stack_config(
                 config[full] = placeholder_for(short, plain)
                 origin[full] = "placeholder"
             secret_keys.add(full)
-        elif isinstance(value, dict | list):
-            if "secure" in json.dumps(value):
-                _reject_nested_secure(full, value)
-            config[full] = json.dumps(value)
         else:
-            config[full] = value if isinstance(value, str) else json.dumps(value)
+            if value.startswith(("{", "[")) and "secure" in value:
+                _reject_nested_secure(full, json.loads(value))
+            config[full] = value
     return project, config, secret_keys, origin
 
 
@@ -309,13 +316,15 @@ def run_program(
     secret_keys: set[str] | None = None,
     project: str | None = None,
     program: Path | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> ProgramRun:
-    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks."""
+    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks; `previous_outputs`
+    are what the stack's last deployment exported (none: never deployed)."""
     origin: dict[str, str] = {}
     if config is None:
         project, config, secret_keys, origin = load_stack_config(root, stack)
     project = project or _load_yaml((root / "Pulumi.yaml").read_text())["name"]
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(previous_outputs)
     monitor = RecordingMonitor(mocks)
     reset_options(project=project, stack=stack)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
