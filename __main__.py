@@ -2,10 +2,11 @@
 
 import pulumi
 
-from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
+from components import AirflowRelease, KedaOperator, Monitoring, SparkOperator, TaskNamespace
 from components import stack as stack_config
-from components.airflow_values import airflow_api_port
+from components.airflow_values import airflow_api_port, deep_merge
 from components.environment_config import merged
+from components.keda_values import airflow_values as keda_airflow_values
 from components.monitoring_values import airflow_values as monitoring_airflow_values
 from components.spark_values import airflow_connections, airflow_variables
 
@@ -19,6 +20,9 @@ def _secret(value: str | None) -> pulumi.Output[str] | None:
 def _secrets(entries: dict[str, str]) -> dict[str, pulumi.Input[str]]:
     return {key: pulumi.Output.secret(value) for key, value in entries.items()}
 
+
+# KEDA first when the stack installs it: the workers' ScaledObject needs its CRDs.
+keda = KedaOperator("keda", {"settings": cfg.keda, "airflow_settings": cfg.airflow}) if cfg.keda.install else None
 
 airflow = AirflowRelease(
     "airflow",
@@ -35,8 +39,12 @@ airflow = AirflowRelease(
         "variables": merged(_secrets(cfg.variables), airflow_variables(cfg.spark), "variables"),
         # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
         "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
-        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
-        "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
+        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer;
+        # KEDA: the chart's ScaledObject for the Celery workers.
+        "extra_values": deep_merge(
+            monitoring_airflow_values(cfg.monitoring, cfg.airflow), keda_airflow_values(cfg.keda, cfg.airflow)
+        ),
+        "after": [keda] if keda is not None else [],
     },
 )
 
@@ -94,6 +102,9 @@ if cfg.spark.enabled:
     pulumi.export("sparkJobNamespaces", spark.job_namespaces)
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
     pulumi.export("sparkSubmitters", spark.submitters)
+
+if keda is not None:
+    pulumi.export("kedaNamespace", keda.namespace)
 
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)

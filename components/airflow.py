@@ -105,6 +105,10 @@ class AirflowReleaseArgs(TypedDict):
     """Airflow variables as code: key -> value, delivered like `connections` as
     `AIRFLOW_VAR_<KEY>`."""
 
+    after: NotRequired[Sequence[pulumi.Resource] | None]
+    """Resources the chart release waits for: e.g. KedaOperator, whose CRDs the workers'
+    ScaledObject needs (`keda` settings)."""
+
     previous_fernet_keys: NotRequired[Sequence[pulumi.Input[str]] | None]
     """Fernet keys made elsewhere (the installation this release replaces, or the retained
     Secret of a destroyed stack): kept behind the generated key(s) in `AIRFLOW__CORE__FERNET_KEY`,
@@ -346,7 +350,7 @@ class AirflowRelease(pulumi.ComponentResource):
             release_name=cfg.release_name,
             namespace=namespace,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *(args.get("after") or ())]),
             timeout=900,
         )
 

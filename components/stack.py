@@ -17,6 +17,7 @@ from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import parse_environment
 from .fernet import parse_previous_keys
+from .keda_config import KedaConfig, parse_keda
 from .logs_config import LogsConfig, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
@@ -34,7 +35,7 @@ SECRET_KEYS = (
     "connections",
     "previousFernetKeys",
 )
-OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams")
+OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "keda")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
 
@@ -71,6 +72,7 @@ class StackConfig:
     connections: dict[str, str] = field(default_factory=dict)  # `connections` (secret): id -> URI/JSON
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
+    keda: KedaConfig = field(default_factory=KedaConfig)  # Celery workers scaled by KEDA; off unless set
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -216,6 +218,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
     _one_secrets_backend(airflow.extra_values, bool(connections or variables) or spark.enabled or remote_conn)
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
+    keda = parse_keda(_decode("keda", values.get("keda", {})), airflow)
     return StackConfig(
         airflow=airflow,
         cluster=cluster,
@@ -229,6 +232,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         connections=connections,
         variables=variables,
         previous_fernet_keys=previous_keys,
+        keda=keda,
     )
 
 

@@ -180,7 +180,31 @@ def _crds(path: str) -> tuple[dict[str, Any], ...]:
     found: list[dict[str, Any]] = []
     for crd in chart.crds:
         found.extend(d for d in load_all(crd["data"]) if d and d.get("kind") == "CustomResourceDefinition")
+    found.extend(_template_crds(path, chart))
     return tuple(found)
+
+
+def _template_crds(path: str, chart: Any) -> list[dict[str, Any]]:
+    """CRDs a chart ships as templates under templates/crds/ (KEDA does), rendered with the chart's
+    defaults: what a cluster that installed that chart has, for custom resources of a stack that
+    uses it without installing it."""
+    templates = [t for t in _template_names(chart) if "/crds/" in f"/{t}"]
+    if not templates:
+        return []
+    import helm_python as helm
+
+    with helm.Chart.load(path) as fresh:
+        manifests = fresh.render({}, name=fresh.name, namespace=fresh.name, is_install=True)
+    docs = [d for name, text in manifests.items() if "/crds/" in name for d in load_all(text)]
+    return [d for d in docs if d and d.get("kind") == "CustomResourceDefinition"]
+
+
+def _template_names(chart: Any) -> list[str]:
+    names = []
+    for template in chart.templates:
+        name = template.get("name") if isinstance(template, dict) else getattr(template, "name", template)
+        names.append(str(name))
+    return names
 
 
 def all_archives(root: Path) -> Iterator[Path]:
