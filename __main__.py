@@ -7,6 +7,7 @@ from components import stack as stack_config
 from components.airflow_values import airflow_api_port, deep_merge
 from components.environment_config import merged
 from components.keda_values import airflow_values as keda_airflow_values
+from components.maintenance_values import airflow_values as maintenance_airflow_values
 from components.monitoring_values import airflow_values as monitoring_airflow_values
 from components.spark_values import airflow_connections, airflow_variables
 
@@ -40,10 +41,15 @@ airflow = AirflowRelease(
         # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
         "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
         # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer;
-        # KEDA: the chart's ScaledObject for the Celery workers.
+        # KEDA: the chart's ScaledObject for the Celery workers; the chart's finished-pod cleanup.
         "extra_values": deep_merge(
-            monitoring_airflow_values(cfg.monitoring, cfg.airflow), keda_airflow_values(cfg.keda, cfg.airflow)
+            deep_merge(
+                monitoring_airflow_values(cfg.monitoring, cfg.airflow), keda_airflow_values(cfg.keda, cfg.airflow)
+            ),
+            maintenance_airflow_values(cfg.airflow, cfg.maintenance),
         ),
+        # Metadata database backups (pg_dump CronJob, retained claim) and `airflow db clean`.
+        "maintenance": cfg.maintenance,
         "after": [keda] if keda is not None else [],
     },
 )

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from . import maintenance
 from .airflow_jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
 from .airflow_values import (
     SecretNames,
@@ -35,6 +36,7 @@ from .fernet import key_list as fernet_key_list
 from .fernet import resource_name as fernet_resource_name
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
+from .maintenance_config import MaintenanceConfig
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
 
@@ -104,6 +106,10 @@ class AirflowReleaseArgs(TypedDict):
     variables: NotRequired[Mapping[str, pulumi.Input[str]] | None]
     """Airflow variables as code: key -> value, delivered like `connections` as
     `AIRFLOW_VAR_<KEY>`."""
+
+    maintenance: NotRequired[MaintenanceConfig | Mapping[str, Any] | None]
+    """Backups and cleanup of the metadata database: a `MaintenanceConfig`, or a mapping shaped
+    like the `maintenance` stack key (see maintenance.py). Unset: neither."""
 
     after: NotRequired[Sequence[pulumi.Resource] | None]
     """Resources the chart release waits for: e.g. KedaOperator, whose CRDs the workers'
@@ -366,6 +372,9 @@ class AirflowRelease(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
         self._cli_jobs(name, cfg, namespace)
+        maintenance.declare(
+            self, name, cfg, maintenance.settings(args.get("maintenance")), namespace, target, self.release
+        )
 
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace

@@ -19,6 +19,7 @@ from .environment_config import parse_environment
 from .fernet import parse_previous_keys
 from .keda_config import KedaConfig, parse_keda
 from .logs_config import LogsConfig, parse_logs
+from .maintenance_config import MaintenanceConfig, parse_maintenance
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
@@ -35,7 +36,7 @@ SECRET_KEYS = (
     "connections",
     "previousFernetKeys",
 )
-OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "keda")
+OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "keda", "maintenance")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
 
@@ -73,6 +74,7 @@ class StackConfig:
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
     keda: KedaConfig = field(default_factory=KedaConfig)  # Celery workers scaled by KEDA; off unless set
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)  # metadata backups and cleanup
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -219,6 +221,9 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     _one_secrets_backend(airflow.extra_values, bool(connections or variables) or spark.enabled or remote_conn)
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     keda = parse_keda(_decode("keda", values.get("keda", {})), airflow)
+    maintenance = parse_maintenance(
+        _decode("maintenance", values.get("maintenance", {})), production=cluster.production
+    )
     return StackConfig(
         airflow=airflow,
         cluster=cluster,
@@ -233,6 +238,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         variables=variables,
         previous_fernet_keys=previous_keys,
         keda=keda,
+        maintenance=maintenance,
     )
 
 

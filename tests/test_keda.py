@@ -17,13 +17,16 @@ from components.offline.preview import preview
 from components.offline.program import unwrap
 from components.offline.render import crds_of, find_chart
 from components.stack import parse_stack
-from tests.helpers import DB_URL, ROOT, of_type, release, releases, render_release, run_stack, secrets_by_name
+from tests.helpers import DB_URL, ROOT, of_type, releases, render_release, run_stack, secrets_by_name
 from tests.test_readme import documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 CELERY = {"executor": "CeleryExecutor", "dags": GIT}
 EXTERNAL = {**CELERY, "database": {"mode": "external"}}
-INSTALL = {"mode": "install", "workers": {"minReplicas": 0, "maxReplicas": 7, "pollingInterval": 15, "cooldownPeriod": 120}}
+INSTALL = {
+    "mode": "install",
+    "workers": {"minReplicas": 0, "maxReplicas": 7, "pollingInterval": 15, "cooldownPeriod": 120},
+}
 KEDA_CRDS = crds_of(find_chart(ROOT, "keda", "2.20.2"))
 
 
@@ -201,20 +204,40 @@ class TestKedaConfig:
         [
             ({"mode": "install"}, {"dags": GIT}, "keda.mode", "the executor is KubernetesExecutor"),
             ({"mode": "autoscale"}, None, "keda.mode", "allowed: off, install, existing"),
-            ({"mode": "install", "workers": {"minReplicas": 5, "maxReplicas": 2}}, None, "keda.workers.minReplicas",
-             "must not exceed keda.workers.maxReplicas (2)"),
+            (
+                {"mode": "install", "workers": {"minReplicas": 5, "maxReplicas": 2}},
+                None,
+                "keda.workers.minReplicas",
+                "must not exceed keda.workers.maxReplicas (2)",
+            ),
             ({"mode": "install", "workers": {"maxReplicas": 0}}, None, "keda.workers.maxReplicas", "1"),
             ({"mode": "install", "workers": {"pollingInterval": 0}}, None, "keda.workers.pollingInterval", "1"),
             ({"mode": "install", "workers": {"cooldownPeriod": -1}}, None, "keda.workers.cooldownPeriod", "0"),
-            ({"mode": "install", "install": {"namespace": "airflow"}}, None, "keda.install.namespace",
-             "namespace of its own"),
-            ({"mode": "install", "install": {"namespace": "kube-system"}}, None, "keda.install.namespace",
-             "not a system or shared one"),
+            (
+                {"mode": "install", "install": {"namespace": "airflow"}},
+                None,
+                "keda.install.namespace",
+                "namespace of its own",
+            ),
+            (
+                {"mode": "install", "install": {"namespace": "kube-system"}},
+                None,
+                "keda.install.namespace",
+                "not a system or shared one",
+            ),
             ({"mode": "existing", "install": {}}, None, "keda.install", "only the settings of the selected mode"),
-            ({"mode": "install", "install": {"extraValues": {"crds": {"install": False}}}}, None,
-             "keda.install.extraValues.crds", "CRDs come with the chart"),
-            ({"mode": "install", "install": {"extraValues": {"webhooks": {"enabled": False}}}}, None,
-             "keda.install.extraValues.webhooks", "keda.install.webhooks"),
+            (
+                {"mode": "install", "install": {"extraValues": {"crds": {"install": False}}}},
+                None,
+                "keda.install.extraValues.crds",
+                "CRDs come with the chart",
+            ),
+            (
+                {"mode": "install", "install": {"extraValues": {"webhooks": {"enabled": False}}}},
+                None,
+                "keda.install.extraValues.webhooks",
+                "keda.install.webhooks",
+            ),
             ({"mode": "install", "install": {"webhook": False}}, None, "keda.install.webhook", "unknown"),
         ],
     )
@@ -232,8 +255,12 @@ class TestKedaConfig:
 
     def test_every_keda_key_is_documented_in_the_readme(self):
         Node.asked.clear()
-        parse({**INSTALL, "install": {"resources": {"operator": {"requests": {"cpu": "1"}}, "metricsServer": {},
-                                                     "webhooks": {}}}})
+        parse(
+            {
+                **INSTALL,
+                "install": {"resources": {"operator": {"requests": {"cpu": "1"}}, "metricsServer": {}, "webhooks": {}}},
+            }
+        )
         parse({"mode": "existing", "existing": {"namespace": "keda"}})
         # `resources` objects have the documented shape of every component's (requests/limits, cpu/memory)
         keys = sorted({k for k in Node.asked if k.startswith("keda") and not re.search(r"resources\.\w+\.", k)})

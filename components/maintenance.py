@@ -1,0 +1,77 @@
+"""The metadata database's backup and cleanup, declared as children of AirflowRelease.
+
+Thin Pulumi wiring of maintenance_values.py: the backup Secret (a libpq service file for the
+database itself), the retained backup claim, and the two CronJobs, which start after the release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .config import AirflowConfig, DatabaseUrl
+from .maintenance_config import MaintenanceConfig, parse_maintenance
+from .maintenance_values import (
+    PG_SERVICE_FILE,
+    backup_claim,
+    backup_cronjob,
+    backup_secret_name,
+    cleanup_cronjob,
+    pg_service_file,
+)
+
+
+def settings(value: MaintenanceConfig | Mapping[str, Any] | None) -> MaintenanceConfig:
+    if value is None:
+        return MaintenanceConfig()
+    return value if isinstance(value, MaintenanceConfig) else parse_maintenance(value)
+
+
+def declare(
+    owner: pulumi.Resource,
+    name: str,
+    cfg: AirflowConfig,
+    maint: MaintenanceConfig,
+    namespace: pulumi.Input[str],
+    target: pulumi.Output[DatabaseUrl],
+    release: pulumi.Resource,
+) -> None:
+    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained on destroy),
+    `<name>-metadata-backup` and `<name>-db-clean` (CronJobs, after `release`)."""
+    if maint.backup.enabled:
+        secret = k8s.core.v1.Secret(
+            f"{name}-backup-secret",
+            metadata={
+                "name": backup_secret_name(cfg.release_name),
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
+            },
+            type="Opaque",
+            string_data={PG_SERVICE_FILE: pulumi.Output.secret(target.apply(pg_service_file))},
+            opts=pulumi.ResourceOptions(parent=owner),
+        )
+        claim_obj = backup_claim(cfg, maint)
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-backup-claim",
+            metadata={**claim_obj["metadata"], "namespace": namespace},
+            spec=claim_obj["spec"],
+            opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
+        )
+        cron = backup_cronjob(cfg, maint)
+        k8s.batch.v1.CronJob(
+            f"{name}-metadata-backup",
+            metadata={**cron["metadata"], "namespace": namespace},
+            spec=cron["spec"],
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=[release, secret, claim]),
+        )
+    if maint.cleanup.enabled:
+        cron = cleanup_cronjob(cfg, maint)
+        k8s.batch.v1.CronJob(
+            f"{name}-db-clean",
+            metadata={**cron["metadata"], "namespace": namespace},
+            spec=cron["spec"],
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=[release]),
+        )
