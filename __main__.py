@@ -6,6 +6,8 @@ from components import AirflowRelease, KedaOperator, Monitoring, SparkOperator, 
 from components import stack as stack_config
 from components.airflow_values import airflow_api_port, deep_merge
 from components.environment_config import merged
+from components.identity_values import airflow_values as identity_airflow_values
+from components.identity_values import spark_accounts
 from components.keda_values import airflow_values as keda_airflow_values
 from components.maintenance_values import airflow_values as maintenance_airflow_values
 from components.monitoring_values import airflow_values as monitoring_airflow_values
@@ -46,7 +48,10 @@ airflow = AirflowRelease(
             deep_merge(
                 monitoring_airflow_values(cfg.monitoring, cfg.airflow), keda_airflow_values(cfg.keda, cfg.airflow)
             ),
-            maintenance_airflow_values(cfg.airflow, cfg.maintenance),
+            deep_merge(
+                maintenance_airflow_values(cfg.airflow, cfg.maintenance),
+                identity_airflow_values(cfg.identity, cfg.airflow),
+            ),
         ),
         # Metadata database backups (pg_dump CronJob, retained claim) and `airflow db clean`.
         "maintenance": cfg.maintenance,
@@ -102,6 +107,8 @@ if cfg.spark.enabled:
             "settings": cfg.spark,
             "airflow_namespace": airflow.namespace,
             "airflow_service_accounts": airflow.task_service_accounts,
+            # Cloud identity of the driver and executors (IRSA, GKE or Azure workload identity).
+            "service_account_metadata": spark_accounts(cfg.identity),
         },
     )
     pulumi.export("sparkNamespace", spark.namespace)

@@ -17,6 +17,8 @@ from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import parse_environment
 from .fernet import parse_previous_keys
+from .identity_config import IdentityConfig, parse_identity
+from .identity_values import check_identity
 from .keda_config import KedaConfig, parse_keda
 from .logs_config import LogsConfig, parse_logs
 from .maintenance_config import MaintenanceConfig, parse_maintenance
@@ -36,7 +38,7 @@ SECRET_KEYS = (
     "connections",
     "previousFernetKeys",
 )
-OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "keda", "maintenance")
+OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "keda", "maintenance", "identity")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
 
@@ -75,6 +77,7 @@ class StackConfig:
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
     keda: KedaConfig = field(default_factory=KedaConfig)  # Celery workers scaled by KEDA; off unless set
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)  # metadata backups and cleanup
+    identity: IdentityConfig = field(default_factory=IdentityConfig)  # cloud identity of the pods; off unless set
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -224,6 +227,16 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     maintenance = parse_maintenance(
         _decode("maintenance", values.get("maintenance", {})), production=cluster.production
     )
+    identity = parse_identity(_decode("identity", values.get("identity", {})))
+    check_identity(identity, airflow, logs, logs_connection)
+    for component in ("sparkDriver", "sparkExecutor"):
+        if component in identity.components and not spark.enabled:
+            raise ConfigError(
+                f"identity.components.{component}",
+                identity.components[component],
+                "there are no Spark pods: the `spark` key is not set (or not enabled).",
+                f"remove identity.components.{component}, or set the spark key.",
+            )
     return StackConfig(
         airflow=airflow,
         cluster=cluster,
@@ -239,6 +252,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         previous_fernet_keys=previous_keys,
         keda=keda,
         maintenance=maintenance,
+        identity=identity,
     )
 
 
