@@ -28,6 +28,7 @@ from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
 from .secret_files import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
 from .spread import Spread, parse_spread
+from .upgrades import check_chart_supports
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
@@ -991,6 +992,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     major, minor, _ = version_tuple(version)
     if not (major == 3 or (major == 2 and minor >= 11)):
         raise ConfigError(node.key("version"), version, "supported Airflow versions: 2.11.x and 3.x.")
+    check_chart_supports(node.key("version"), version, chart)
 
     image_node = node.mapping("image")
     image = Image(
