@@ -42,6 +42,7 @@ def declare(
     """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained on destroy),
     `<name>-metadata-backup` and `<name>-db-clean` (CronJobs, after `release`)."""
     if maint.backup.enabled:
+        service_file: pulumi.Input[str] = target.apply(pg_service_file)
         secret = k8s.core.v1.Secret(
             f"{name}-backup-secret",
             metadata={
@@ -50,7 +51,7 @@ def declare(
                 "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
             },
             type="Opaque",
-            string_data={PG_SERVICE_FILE: pulumi.Output.secret(target.apply(pg_service_file))},
+            string_data={PG_SERVICE_FILE: pulumi.Output.secret(service_file)},
             opts=pulumi.ResourceOptions(parent=owner),
         )
         claim_obj = backup_claim(cfg, maint)

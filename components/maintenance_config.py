@@ -48,7 +48,7 @@ class MaintenanceConfig:
 
 
 def _schedule(node: Node, default: str) -> str:
-    value = node.string("schedule", default)
+    value = str(node.string("schedule", default))
     if not CRON.match(value):
         raise ConfigError(
             node.key("schedule"),

@@ -52,7 +52,7 @@ def worker(objects) -> dict[str, Any]:
     (found,) = [
         o for o in objects if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] == "airflow-worker"
     ]
-    return found
+    return dict(found)
 
 
 def pod_specs(objects):
