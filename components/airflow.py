@@ -373,7 +373,7 @@ class AirflowRelease(pulumi.ComponentResource):
             )
         self._cli_jobs(name, cfg, namespace)
         maintenance.declare(
-            self, name, cfg, maintenance.settings(args.get("maintenance")), namespace, target, self.release
+            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
         )
 
         ui_name, ui_port = ui_service(cfg)

@@ -53,7 +53,7 @@ _VALUE: dict[str, tuple[re.Pattern[str], str]] = {
 # Components an identity can be given to: Airflow's (chart values keys), and the Spark pods.
 AIRFLOW_COMPONENTS = ("scheduler", "apiServer", "webserver", "triggerer", "dagProcessor", "workers", "taskPods")
 SPARK_COMPONENTS = ("sparkDriver", "sparkExecutor")
-COMPONENTS = AIRFLOW_COMPONENTS + SPARK_COMPONENTS
+COMPONENTS = (*AIRFLOW_COMPONENTS, *SPARK_COMPONENTS, "metadataBackup")
 
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")

@@ -8,6 +8,7 @@ from ._reader import ConfigError
 from .config import AirflowConfig
 from .identity_config import ANNOTATION, STORAGE, IdentityConfig
 from .logs_config import LogsConfig
+from .maintenance_config import MaintenanceConfig
 
 # identity component -> the Airflow chart values key of its ServiceAccount and pods.
 CHART_KEYS = {
@@ -105,3 +106,23 @@ def check_identity(identity: IdentityConfig, airflow: AirflowConfig, logs: LogsC
                 f"without an identity these could not: {', '.join(missing)}.",
                 "set identity.default (all components), or an identity for each of them.",
             )
+
+
+def backup_identity(maint: MaintenanceConfig, identity: IdentityConfig) -> MaintenanceConfig:
+    """A bucket backup without a connection runs as the cloud identity `metadataBackup` (or the default)."""
+    from dataclasses import replace
+
+    b = maint.backup
+    if not (b.enabled and b.target == "bucket" and not b.connection_id):
+        return maint
+    if not identity.enabled:
+        return maint  # credentials the pods get otherwise (a node role, ...), as remote logging does
+    annotations, labels = identity.service_account("metadataBackup")
+    if not annotations:
+        raise ConfigError(
+            "maintenance.backup.target",
+            "bucket",
+            f"remote logging reaches {b.bucket_url} through the pods' cloud identity, and the backup has none.",
+            "set identity.default or identity.components.metadataBackup, or use target 'claim'.",
+        )
+    return replace(maint, backup=replace(b, identity_annotations=annotations, identity_labels=labels))

@@ -13,21 +13,27 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import AirflowConfig, DatabaseUrl
-from .maintenance_config import MaintenanceConfig, parse_maintenance
+from .logs_config import LogsConfig
+from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
 from .maintenance_values import (
     PG_SERVICE_FILE,
     backup_claim,
     backup_cronjob,
     backup_secret_name,
+    backup_service_account,
     cleanup_cronjob,
     pg_service_file,
 )
 
 
-def settings(value: MaintenanceConfig | Mapping[str, Any] | None) -> MaintenanceConfig:
+def settings(value: MaintenanceConfig | Mapping[str, Any] | None, logs: LogsConfig | None) -> MaintenanceConfig:
+    """The maintenance settings, a bucket target resolved against the release's log storage."""
     if value is None:
         return MaintenanceConfig()
-    return value if isinstance(value, MaintenanceConfig) else parse_maintenance(value)
+    maint = value if isinstance(value, MaintenanceConfig) else parse_maintenance(value)
+    if maint.backup.enabled and maint.backup.target == "bucket" and maint.backup.bucket_url is None:
+        maint = resolve_backup_bucket(maint, logs or LogsConfig())
+    return maint
 
 
 def declare(
@@ -54,19 +60,37 @@ def declare(
             string_data={PG_SERVICE_FILE: pulumi.Output.secret(service_file)},
             opts=pulumi.ResourceOptions(parent=owner),
         )
-        claim_obj = backup_claim(cfg, maint)
-        claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-backup-claim",
-            metadata={**claim_obj["metadata"], "namespace": namespace},
-            spec=claim_obj["spec"],
-            opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
-        )
+        needs: list[pulumi.Resource] = [release, secret]
+        if maint.backup.target == "claim":
+            claim_obj = backup_claim(cfg, maint)
+            needs.append(
+                k8s.core.v1.PersistentVolumeClaim(
+                    f"{name}-backup-claim",
+                    metadata={**claim_obj["metadata"], "namespace": namespace},
+                    spec=claim_obj["spec"],
+                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
+                )
+            )
+        if maint.backup.identity_annotations:
+            needs.append(
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-backup-account",
+                    metadata={
+                        "name": backup_service_account(cfg.release_name),
+                        "namespace": namespace,
+                        "labels": {"release": cfg.release_name, **maint.backup.identity_labels},
+                        "annotations": dict(maint.backup.identity_annotations),
+                    },
+                    automount_service_account_token=False,
+                    opts=pulumi.ResourceOptions(parent=owner),
+                )
+            )
         cron = backup_cronjob(cfg, maint)
         k8s.batch.v1.CronJob(
             f"{name}-metadata-backup",
             metadata={**cron["metadata"], "namespace": namespace},
             spec=cron["spec"],
-            opts=pulumi.ResourceOptions(parent=owner, depends_on=[release, secret, claim]),
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=needs),
         )
     if maint.cleanup.enabled:
         cron = cleanup_cronjob(cfg, maint)

@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from .airflow_jobs import cli_job
-from .airflow_values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT
+from .airflow_values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 from .config import AirflowConfig, DatabaseUrl
 from .maintenance_config import MaintenanceConfig
-from .secret_files import TMP_VOLUME, tmp_volume
+from .secret_files import CONNECTIONS_FILE, LOCAL_FILESYSTEM_BACKEND, TMP_VOLUME, tmp_volume
 
 BACKUP_DIR = "/backups"
 BACKUP_SECRETS_DIR = "/opt/airflow/backup-secrets"
@@ -30,6 +30,9 @@ DUMP_PREFIX = "airflow-metadata-"
 
 # The whole backup, as the CronJob runs it (bash -c). Inputs: PGSERVICEFILE and PGSERVICE (libpq
 # reads every connection parameter from the service file), BACKUP_DIR and BACKUP_KEEP.
+# With BACKUP_URL (a bucket target), the checked dump is copied there by Airflow's object storage
+# (the image's providers; BACKUP_CONN_ID or, unset, the cloud SDK's default credentials), read
+# back for its size, and the bucket keeps the newest BACKUP_KEEP.
 BACKUP_SCRIPT = r"""set -euo pipefail
 umask 007
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -38,6 +41,31 @@ rm -f "$BACKUP_DIR"/airflow-metadata-*.dump.partial
 pg_dump --format=custom --file="$dump.partial"
 pg_restore --list "$dump.partial" > /dev/null
 mv "$dump.partial" "$dump"
+if [ -n "${BACKUP_URL:-}" ]; then
+  python - "$dump" <<'PY'
+import os, shutil, sys
+try:
+    from airflow.sdk import ObjectStoragePath
+except ImportError:  # Airflow 2.11
+    from airflow.io.path import ObjectStoragePath
+dump = sys.argv[1]
+folder = ObjectStoragePath(os.environ["BACKUP_URL"].rstrip("/") + "/", conn_id=os.environ.get("BACKUP_CONN_ID") or None)
+target = folder / os.path.basename(dump)
+with open(dump, "rb") as src, target.open("wb") as out:
+    shutil.copyfileobj(src, out, 8 << 20)
+size = os.path.getsize(dump)
+if target.stat().st_size != size:
+    sys.exit(f"{target}: {target.stat().st_size} bytes after upload, {size} expected")
+dumps = sorted((p for p in folder.iterdir() if p.name.startswith("airflow-metadata-") and p.name.endswith(".dump")),
+               key=lambda p: p.name, reverse=True)
+keep = int(os.environ["BACKUP_KEEP"])
+for old in dumps[keep:]:
+    old.unlink()
+print(f"uploaded {target} ({size} bytes); {min(len(dumps), keep)} dumps kept")
+PY
+  rm -f "$dump"
+  exit 0
+fi
 ls -1 "$BACKUP_DIR"/airflow-metadata-*.dump | sort -r | tail -n +"$((BACKUP_KEEP + 1))" | xargs -r rm -f --
 echo "wrote $dump ($(stat -c %s "$dump") bytes); $(ls -1 "$BACKUP_DIR"/airflow-metadata-*.dump | wc -l) dumps kept"
 """
@@ -107,21 +135,45 @@ def _cron(cfg: AirflowConfig, name: str, component: str, schedule: str, job_spec
     }
 
 
+def backup_service_account(release: str) -> str:
+    return f"{release}-metadata-backup"
+
+
 def backup_cronjob(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, Any]:
-    """The `pg_dump` CronJob (metadata without namespace)."""
+    """The `pg_dump` CronJob (metadata without namespace): to the claim, or through an emptyDir
+    (at most `backup.size`) to the bucket."""
     r = cfg.release_name
-    labels = _labels(cfg, "metadata-backup")
+    b = maint.backup
+    labels = {**_labels(cfg, "metadata-backup"), **b.identity_labels}
+    env = [
+        {"name": "PGSERVICEFILE", "value": f"{BACKUP_SECRETS_DIR}/{PG_SERVICE_FILE}"},
+        {"name": "PGSERVICE", "value": PG_SERVICE},
+        {"name": "BACKUP_DIR", "value": BACKUP_DIR},
+        {"name": "BACKUP_KEEP", "value": str(b.keep)},
+    ]
+    secret_items = [
+        {"secret": {"name": backup_secret_name(r), "items": [{"key": PG_SERVICE_FILE, "path": PG_SERVICE_FILE}]}}
+    ]
+    backups: dict[str, Any] = {"name": "backups", "persistentVolumeClaim": {"claimName": backup_claim_name(r)}}
+    if b.target == "bucket":
+        backups = {"name": "backups", "emptyDir": {"sizeLimit": b.size}}
+        env += [{"name": "BACKUP_URL", "value": b.bucket_url or ""}, {"name": "AIRFLOW_HOME", "value": "/tmp/airflow"}]
+        if b.connection_id:
+            # The remote-logging connection, read by Airflow's LocalFilesystemBackend from the file.
+            env += [
+                {"name": "BACKUP_CONN_ID", "value": b.connection_id},
+                *({"name": f"AIRFLOW__SECRETS__{k.upper()}", "value": v} for k, v in _secrets_backend().items()),
+            ]
+            names = SecretNames(r)
+            secret_items.append(
+                {"secret": {"name": names.environment, "items": [{"key": CONNECTIONS_FILE, "path": CONNECTIONS_FILE}]}}
+            )
     container = {
         "name": "pg-dump",
         "image": cfg.image.reference,
         "imagePullPolicy": cfg.image.pull_policy,
         "command": ["bash", "-c", BACKUP_SCRIPT],
-        "env": [
-            {"name": "PGSERVICEFILE", "value": f"{BACKUP_SECRETS_DIR}/{PG_SERVICE_FILE}"},
-            {"name": "PGSERVICE", "value": PG_SERVICE},
-            {"name": "BACKUP_DIR", "value": BACKUP_DIR},
-            {"name": "BACKUP_KEEP", "value": str(maint.backup.keep)},
-        ],
+        "env": env,
         "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "volumeMounts": [
@@ -130,30 +182,35 @@ def backup_cronjob(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, An
             {"name": TMP_VOLUME, "mountPath": "/tmp"},
         ],
     }
-    pod = {
+    pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A cloud identity reaches the pod through its ServiceAccount (IRSA's and Azure's webhooks
+        # project their own token; GKE's metadata server needs none): no API token either way.
         "automountServiceAccountToken": False,
         "securityContext": dict(POD_SECURITY),
         "containers": [container],
         "volumes": [
-            {
-                "name": "backup-secrets",
-                "secret": {
-                    "secretName": backup_secret_name(r),
-                    "defaultMode": 0o440,
-                    "items": [{"key": PG_SERVICE_FILE, "path": PG_SERVICE_FILE}],
-                },
-            },
-            {"name": "backups", "persistentVolumeClaim": {"claimName": backup_claim_name(r)}},
+            {"name": "backup-secrets", "projected": {"defaultMode": 0o440, "sources": secret_items}},
+            backups,
             tmp_volume(),
         ],
     }
+    if b.identity_annotations:
+        pod["serviceAccountName"] = backup_service_account(r)
     job = {
         "backoffLimit": 2,
         "activeDeadlineSeconds": 3 * 3600,
         "template": {"metadata": {"labels": labels}, "spec": pod},
     }
-    return _cron(cfg, f"{r}-metadata-backup", "metadata-backup", maint.backup.schedule, job)
+    return _cron(cfg, f"{r}-metadata-backup", "metadata-backup", b.schedule, job)
+
+
+def _secrets_backend() -> dict[str, str]:
+    """`[secrets]` settings that make Airflow read the connections file the backup pod mounts."""
+    import json
+
+    kwargs = {"connections_file_path": f"{BACKUP_SECRETS_DIR}/{CONNECTIONS_FILE}"}
+    return {"backend": LOCAL_FILESYSTEM_BACKEND, "backend_kwargs": json.dumps(kwargs)}
 
 
 def cleanup_command(days: int, dry_run: bool) -> str:

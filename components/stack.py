@@ -18,10 +18,10 @@ from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import parse_environment
 from .fernet import parse_previous_keys
 from .identity_config import IdentityConfig, parse_identity
-from .identity_values import check_identity
+from .identity_values import backup_identity, check_identity
 from .keda_config import KedaConfig, parse_keda
 from .logs_config import LogsConfig, parse_logs
-from .maintenance_config import MaintenanceConfig, parse_maintenance
+from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
@@ -229,6 +229,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     )
     identity = parse_identity(_decode("identity", values.get("identity", {})))
     check_identity(identity, airflow, logs, logs_connection)
+    maintenance = backup_identity(resolve_backup_bucket(maintenance, logs), identity)
     for component in ("sparkDriver", "sparkExecutor"):
         if component in identity.components and not spark.enabled:
             raise ConfigError(

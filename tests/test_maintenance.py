@@ -52,7 +52,12 @@ class TestBackupCronJob:
         assert "s3cr" not in str(cron)
         assert not any("valueFrom" in e for e in container["env"])
         (volume,) = [v for v in spec["volumes"] if v["name"] == "backup-secrets"]
-        assert volume["secret"]["secretName"] == "airflow-pulumi-backup"
+        (source,) = volume["projected"]["sources"]
+        assert source["secret"] == {
+            "name": "airflow-pulumi-backup",
+            "items": [{"key": "pg_service.conf", "path": "pg_service.conf"}],
+        }
+        assert volume["projected"]["defaultMode"] == 0o440
         secret = secrets_by_name(external_run)["airflow-pulumi-backup"]
         data = secret.inputs["stringData"]
         assert is_secret(data)
@@ -92,6 +97,104 @@ class TestBackupCronJob:
         assert result.problems == []
         kinds = {(o["kind"], o["metadata"]["name"]) for o in result.objects}
         assert {("CronJob", "airflow-metadata-backup"), ("CronJob", "airflow-db-clean")} <= kinds
+
+
+S3_LOGS: dict[str, Any] = {"mode": "remote", "remote": {"target": "s3", "baseLogFolder": "s3://logs/airflow"}}
+ROLE = "arn:aws:iam::123456789012:role/airflow"
+
+
+class TestBucketTarget:
+    def test_with_static_keys_the_backup_reads_remote_loggings_connection_from_its_file(self):
+        run = run_stack(
+            {"dags": GIT},
+            secrets={"logsConnection": "aws://AKIA:key@"},
+            extra={"logs": S3_LOGS, "maintenance": {"backup": {"target": "bucket", "size": "5Gi"}}},
+        )
+        spec = pod(cronjob(run, "airflow-metadata-backup"))
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+        assert env["BACKUP_URL"] == "s3://logs/airflow-metadata-backups"
+        assert env["BACKUP_CONN_ID"] == "aws_logs"
+        assert "LocalFilesystemBackend" in env["AIRFLOW__SECRETS__BACKEND"]
+        sources = next(v for v in spec["volumes"] if v["name"] == "backup-secrets")["projected"]["sources"]
+        assert {s["secret"]["name"] for s in sources} == {"airflow-pulumi-backup", "airflow-pulumi-environment"}
+        assert {"name": "backups", "emptyDir": {"sizeLimit": "5Gi"}} in spec["volumes"]
+        assert not [r for r in of_type(run, "PersistentVolumeClaim") if r.name == "airflow-backup-claim"]
+        assert "AKIA" not in str(cronjob(run, "airflow-metadata-backup"))
+
+    def test_with_a_cloud_identity_the_backup_runs_as_its_own_annotated_account(self):
+        logs = {"mode": "remote", "remote": {**S3_LOGS["remote"], "workloadIdentity": True}}
+        run = run_stack(
+            {"dags": GIT},
+            extra={
+                "logs": logs,
+                "identity": {"provider": "aws", "default": ROLE},
+                "maintenance": {"backup": {"target": "bucket", "bucketFolder": "s3://backups/airflow"}},
+            },
+        )
+        spec = pod(cronjob(run, "airflow-metadata-backup"))
+        assert spec["serviceAccountName"] == "airflow-metadata-backup"
+        env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+        assert env["BACKUP_URL"] == "s3://backups/airflow" and "BACKUP_CONN_ID" not in env
+        (account,) = [r for r in of_type(run, "core/v1:ServiceAccount") if r.name == "airflow-backup-account"]
+        assert unwrap(account.inputs)["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE}
+
+    @pytest.mark.parametrize(
+        ("extra", "key", "fragment"),
+        [
+            ({}, "maintenance.backup.target", "needs logs.mode 'remote' with target s3 or gcs"),
+            (
+                {
+                    "logs": {
+                        "mode": "remote",
+                        "remote": {"target": "gcs", "baseLogFolder": "gs://l/a", "workloadIdentity": True},
+                    },
+                    "identity": {
+                        "provider": "gcp",
+                        "components": {"scheduler": "a-b-c-d@proj-x.iam.gserviceaccount.com"},
+                    },
+                },
+                "identity.components.apiServer",
+                "without an identity",
+            ),
+        ],
+    )
+    def test_a_bucket_target_needs_a_bucket_and_a_way_in(self, extra, key, fragment):
+        with pytest.raises(ConfigError) as err:
+            parse_stack({"airflow": {"dags": GIT}, "maintenance": {"backup": {"target": "bucket"}}, **extra}, set())
+        assert err.value.key == key
+        assert fragment in str(err.value)
+
+    def test_a_backup_identity_is_required_when_the_others_have_one(self):
+        logs = {"mode": "remote", "remote": {**S3_LOGS["remote"], "workloadIdentity": True}}
+        identity = {
+            "provider": "aws",
+            "components": {c: ROLE for c in ("scheduler", "apiServer", "triggerer", "dagProcessor", "taskPods")},
+        }
+        with pytest.raises(ConfigError) as err:
+            parse_stack(
+                {
+                    "airflow": {"dags": GIT},
+                    "logs": logs,
+                    "identity": identity,
+                    "maintenance": {"backup": {"target": "bucket"}},
+                },
+                set(),
+            )
+        assert err.value.key == "maintenance.backup.target"
+        assert "identity.components.metadataBackup" in str(err.value)
+
+    def test_a_bucket_folder_of_another_cloud_is_refused(self):
+        with pytest.raises(ConfigError) as err:
+            parse_stack(
+                {
+                    "airflow": {"dags": GIT},
+                    "logs": S3_LOGS,
+                    "logsConnection": "aws://k:s@",
+                    "maintenance": {"backup": {"target": "bucket", "bucketFolder": "gs://other/x"}},
+                },
+                {"logsConnection"},
+            )
+        assert err.value.key == "maintenance.backup.bucketFolder"
 
 
 class TestCleanup:
@@ -148,6 +251,15 @@ class TestMaintenanceConfig:
     def test_every_maintenance_key_is_documented_in_the_readme(self):
         Node.asked.clear()
         parse_stack({"airflow": {"dags": GIT}, "maintenance": MAINTENANCE}, set())
+        parse_stack(
+            {
+                "airflow": {"dags": GIT},
+                "logs": S3_LOGS,
+                "logsConnection": "aws://k:s@",
+                "maintenance": {"backup": {"target": "bucket", "bucketFolder": "s3://b/x"}},
+            },
+            {"logsConnection"},
+        )
         keys = sorted({k for k in Node.asked if k.startswith("maintenance")})
         assert len(keys) >= 10
         assert [k for k in keys if not documented(k)] == []

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import DatabaseUrl
-from components.maintenance_config import parse_maintenance
+from components.config import DatabaseUrl, parse_airflow
+from components.logs_config import parse_logs
+from components.maintenance_config import parse_maintenance, resolve_backup_bucket
 from components.maintenance_values import (
     BACKUP_SCRIPT,
     PG_SERVICE,
@@ -198,26 +199,38 @@ def table_counts(srv: Server, service: Path, database: str) -> dict[str, int]:
     return {t: int(srv.sql(service, database, f'SELECT count(*) FROM "{t}"')) for t in tables}
 
 
-def run_backup(srv: Server, service: Path, backups: Path, keep: int) -> str:
+def run_backup(srv: Server, service: Path, backups: Path, keep: int, bucket: str | None = None) -> str:
     """The CronJob's container, as it runs: its command and its environment, with the service
-    file and backup folder at the test's paths."""
+    file and backup folder at the test's paths (and, for a bucket target, a file:// folder in
+    place of the bucket, written through the same Airflow object storage)."""
+    maintenance = parse_maintenance({"backup": {"keep": keep, **({"target": "bucket"} if bucket else {})}})
+    if bucket:
+        logs = parse_logs(
+            {"mode": "remote", "remote": {"target": "s3", "baseLogFolder": "s3://logs/airflow"}},
+            logs_connection="aws://k:s@",
+        )
+        maintenance = resolve_backup_bucket(maintenance, logs)
     cron = backup_cronjob(
-        __import__("components.config", fromlist=["parse_airflow"]).parse_airflow(
-            {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git"}}}
-        ),
-        parse_maintenance({"backup": {"keep": keep}}),
+        parse_airflow({"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/o/d.git"}}}), maintenance
     )
     container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["bash", "-c", BACKUP_SCRIPT]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["PGSERVICE"] == PG_SERVICE and "PGPASSWORD" not in env
     env.update({"PGSERVICEFILE": str(service), "BACKUP_DIR": str(backups)})
+    path = srv.env["PATH"]
+    if bucket:
+        assert env["BACKUP_URL"] == "s3://logs/airflow-metadata-backups" and env["BACKUP_CONN_ID"] == "aws_logs"
+        env.update({"BACKUP_URL": bucket, "AIRFLOW_HOME": str(backups / "home")})
+        for key in ("BACKUP_CONN_ID", "AIRFLOW__SECRETS__BACKEND", "AIRFLOW__SECRETS__BACKEND_KWARGS"):
+            env.pop(key)  # a local folder needs no connection
+        path = f"{AIRFLOW.parent}:{path}"  # `python` is Airflow's, as in the image
     out = subprocess.run(
         container["command"],
         check=True,
         capture_output=True,
         text=True,
-        env={**srv.env, **env},
+        env={**srv.env, **env, "PATH": path},
         timeout=300,
     )
     return out.stdout
@@ -263,6 +276,23 @@ class TestBackupAndRestore:
         assert len(dumps) == 2
         assert old.name not in dumps
         assert not list(backups.glob("*.partial"))
+
+    def test_a_bucket_target_uploads_through_airflows_object_storage_and_keeps_the_newest(self, server, tmp_path):
+        srv, _ = server
+        service = tmp_path / "pg_service.conf"
+        service.write_text(pg_service_file(srv.target("airflow")))
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        bucket = tmp_path / "bucket" / "airflow-metadata-backups"
+        bucket.mkdir(parents=True)
+        (bucket / "airflow-metadata-20000101T000000Z.dump").write_bytes(b"old")
+        for _ in range(2):
+            out = run_backup(srv, service, staging, keep=2, bucket=f"file://{bucket}")
+            time.sleep(1.1)
+        assert "uploaded" in out
+        dumps = sorted(bucket.glob("airflow-metadata-*.dump"))
+        assert len(dumps) == 2 and all(d.read_bytes()[:5] == b"PGDMP" for d in dumps)
+        assert not list(staging.glob("airflow-metadata-*"))  # nothing left in the pod's emptyDir
 
     def test_a_wrong_password_fails_the_backup_and_leaves_no_dump(self, server, tmp_path):
         srv, _ = server
