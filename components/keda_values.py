@@ -97,6 +97,9 @@ def chart_values(install: KedaInstall) -> dict[str, Any]:
     """The KEDA chart's values: CRDs with the chart, restricted pods, sized, webhooks as configured."""
     values: dict[str, Any] = {
         "crds": {"install": True},
+        # KEDA scales Deployments and StatefulSets without extra rights; no `*` rules for any other
+        # kind with a scale subresource (the chart's default grants get/update on `*/scale` and `*`).
+        "rbac": {"enabledCustomScaledRefKinds": False},
         "webhooks": {"enabled": install.webhooks},
         "resources": {
             "operator": install.operator_resources.as_values(),
