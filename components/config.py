@@ -604,14 +604,7 @@ def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Da
     sub = node.mapping("dags")
     mode = sub.string("mode", "image", choices=DAGS_MODES)
     mount_path = sub.string("mountPath", None, pattern=re.compile(r"^/\S*$"), describe="expected an absolute path.")
-    for other in ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim"):
-        if other != mode and sub.has(other):
-            raise ConfigError(
-                sub.key(other),
-                sub.data[other],
-                f"only the settings of the selected mode are allowed ({sub.key('mode')} is {mode!r}).",
-                f"remove '{sub.key(other)}' or set {sub.key('mode')} to {other!r}.",
-            )
+    sub.only_mode_settings(mode, ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim"))
     dags = Dags(mode=mode, mount_path=mount_path)
     if mode == "gitSync":
         dags = Dags(mode=mode, mount_path=mount_path, git_sync=_git_sync(sub, secrets))

@@ -145,14 +145,7 @@ def parse_keda(raw: Any, airflow: AirflowConfig) -> KedaConfig:
     """Parse and validate the `keda` config object against the Airflow settings it scales."""
     node = Node(raw, "keda")
     mode = node.string("mode", "off", choices=MODES)
-    for other in ("install", "existing"):
-        if other != mode and node.has(other):
-            raise ConfigError(
-                node.key(other),
-                node.data[other],
-                f"only the settings of the selected mode are allowed ({node.key('mode')} is {mode!r}).",
-                f"remove '{node.key(other)}' or set {node.key('mode')} to {other!r}.",
-            )
+    node.only_mode_settings(mode, ("install", "existing"))
     w = node.mapping("workers")
     workers = WorkerScaling(
         min_replicas=w.integer("minReplicas", 0, low=0, high=200),

@@ -71,14 +71,7 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
     """Parse the `logs` config object. `logs_connection` is the secret `logsConnection` key."""
     node = Node(raw, "logs")
     mode = node.string("mode", "emptyDir", choices=("emptyDir", "hostPath", "nfs", "dynamic", "remote"))
-    for other in ("hostPath", "nfs", "dynamic", "remote"):
-        if other != mode and node.has(other):
-            raise ConfigError(
-                node.key(other),
-                node.data[other],
-                f"only the settings of the selected mode are allowed ({node.key('mode')} is {mode!r}).",
-                f"remove '{node.key(other)}' or set {node.key('mode')} to {other!r}.",
-            )
+    node.only_mode_settings(mode, ("hostPath", "nfs", "dynamic", "remote"))
     size = node.quantity("size", "10Gi", what="a storage size")
     ret = node.mapping("retention")
     retention = Retention(

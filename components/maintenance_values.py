@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .airflow_jobs import cli_job
+from .airflow_jobs import _labels, cli_job
 from .airflow_values import AIRFLOW_UID, CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 from .config import AirflowConfig, DatabaseUrl
 from .maintenance_config import MaintenanceConfig
@@ -96,15 +96,6 @@ def pg_service_file(target: DatabaseUrl, service: str = PG_SERVICE) -> str:
         f"password={target.password}\n"
         f"sslmode={target.sslmode}\n"
     )
-
-
-def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
-    return {
-        "tier": "airflow",
-        "component": component,
-        "release": cfg.release_name,
-        "app.kubernetes.io/managed-by": "pulumi",
-    }
 
 
 def backup_claim(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, Any]:

@@ -236,20 +236,30 @@ def run_backup(srv: Server, service: Path, backups: Path, keep: int, bucket: str
     return out.stdout
 
 
+def service_file(srv: Server, folder: Path, database: str, name: str = "pg_service.conf") -> Path:
+    """A libpq service file for `database`, as the backup Secret holds one."""
+    path = folder / name
+    path.write_text(pg_service_file(srv.target(database)))
+    return path
+
+
+def folder(parent: Path, name: str) -> Path:
+    path = parent / name
+    path.mkdir(parents=True)
+    return path
+
+
 class TestBackupAndRestore:
     def test_a_dump_restored_into_an_empty_database_has_every_airflow_row(self, server, tmp_path):
         srv, _ = server
-        service = tmp_path / "pg_service.conf"
-        service.write_text(pg_service_file(srv.target("airflow")))
-        backups = tmp_path / "backups"
-        backups.mkdir()
+        service = service_file(srv, tmp_path, "airflow")
+        backups = folder(tmp_path, "backups")
         out = run_backup(srv, service, backups, keep=2)
         (dump,) = sorted(backups.glob("airflow-metadata-*.dump"))
         assert f"wrote {dump}" in out
         assert dump.read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
 
-        admin = tmp_path / "admin.conf"
-        admin.write_text(pg_service_file(srv.target("restored")))
+        admin = service_file(srv, tmp_path, "restored", "admin.conf")
         restore = RESTORE_COMMAND.format(dbname="restored", dump=dump).split()
         subprocess.run(restore, check=True, capture_output=True, env=srv.client_env(admin), timeout=300)
 
@@ -263,10 +273,8 @@ class TestBackupAndRestore:
 
     def test_the_backup_keeps_only_the_newest_dumps(self, server, tmp_path):
         srv, _ = server
-        service = tmp_path / "pg_service.conf"
-        service.write_text(pg_service_file(srv.target("airflow")))
-        backups = tmp_path / "backups"
-        backups.mkdir()
+        service = service_file(srv, tmp_path, "airflow")
+        backups = folder(tmp_path, "backups")
         old = backups / "airflow-metadata-20000101T000000Z.dump"
         old.write_bytes(b"old")
         for _ in range(3):
@@ -279,10 +287,8 @@ class TestBackupAndRestore:
 
     def test_a_bucket_target_uploads_through_airflows_object_storage_and_keeps_the_newest(self, server, tmp_path):
         srv, _ = server
-        service = tmp_path / "pg_service.conf"
-        service.write_text(pg_service_file(srv.target("airflow")))
-        staging = tmp_path / "staging"
-        staging.mkdir()
+        service = service_file(srv, tmp_path, "airflow")
+        staging = folder(tmp_path, "staging")
         bucket = tmp_path / "bucket" / "airflow-metadata-backups"
         bucket.mkdir(parents=True)
         (bucket / "airflow-metadata-20000101T000000Z.dump").write_bytes(b"old")
@@ -318,6 +324,5 @@ class TestBackupAndRestore:
                 ["bash", "-c", cleanup_command(30, dry_run)], capture_output=True, text=True, env=env, timeout=300
             )
             assert out.returncode == 0, out.stderr[-2000:]
-        service = tmp_path / "pg_service.conf"
-        service.write_text(pg_service_file(srv.target("airflow")))
+        service = service_file(srv, tmp_path, "airflow")
         assert int(srv.sql(service, "airflow", "SELECT count(*) FROM variable")) == 7  # not old task data
