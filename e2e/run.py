@@ -226,11 +226,15 @@ class Pulumi:
     def summary(self, proc: subprocess.CompletedProcess[str]) -> str:
         """The `Resources:` block Pulumi prints at the end of preview, up and destroy."""
         lines = proc.stdout.splitlines()
-        for i, line in enumerate(lines):
-            if line.strip() == "Resources:":
-                block = [x.strip() for x in lines[i + 1 : i + 8] if x.strip()]
-                return "; ".join(x for x in block if not x.startswith("Duration"))
-        return ""
+        starts = [i for i, line in enumerate(lines) if line.strip() == "Resources:"]
+        if not starts:
+            return ""
+        block = []
+        for line in lines[starts[-1] + 1 :]:  # the block ends at the first blank line
+            if not line.strip():
+                break
+            block.append(line.strip())
+        return "; ".join(block)
 
 
 def pulumi_env(work: Path, found: dict[str, Path], kubeconfig: Path) -> dict[str, str]:
@@ -297,6 +301,8 @@ def pulumi_scenario(
         for kind, name in (("kubernetes", "pulumi-resource-kubernetes"), ("random", "pulumi-resource-random")):
             version = {"kubernetes": tools.PULUMI_KUBERNETES_VERSION, "random": tools.PULUMI_RANDOM_VERSION}[kind]
             pulumi.run("plugin", "install", "resource", kind, version.lstrip("v"), "--file", str(found[name]))
+        # The installed plugins, not the copies on PATH (which the engine would prefer, warning).
+        pulumi.env["PULUMI_IGNORE_AMBIENT_PLUGINS"] = "true"
         pulumi.run("stack", "init", STACK, "--secrets-provider", "passphrase")
         write_stack_config(project, config)
 

@@ -77,9 +77,71 @@ class TestBuildModules:
         bin_dir.mkdir()
         (bin_dir / "kwok").write_text("")
         (bin_dir / "kwok.version").write_text("sigs.k8s.io/kwok@v0.0.1\n")
-        assert tools.resolve("kwok", tmp_path, build_missing=False).origin == "missing"
+        assert tools.resolve("kwok", tmp_path, build_missing=False, shared=False).origin == "missing"
         (bin_dir / "kwok.version").write_text(f"sigs.k8s.io/kwok@{tools.KWOK_VERSION}\n")
-        assert tools.resolve("kwok", tmp_path, build_missing=False).origin == "cache"
+        assert tools.resolve("kwok", tmp_path, build_missing=False, shared=False).origin == "cache"
+
+    def test_the_shared_tools_come_after_path_through_their_install_script(self, tmp_path, monkeypatch):
+        shared = tmp_path / "shared"
+        (shared / "bin").mkdir(parents=True)
+        (shared / "bin" / "kwok").write_text("")
+        (shared / "bin" / "kwok.version").write_text(f"sigs.k8s.io/kwok@{tools.KWOK_VERSION}\n")
+        (shared / "install.sh").write_text(f"echo unpacking >&2\necho {shared / 'bin'}\n")
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(shared))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("kwok", tmp_path / "cache", build_missing=False)
+        assert (found.origin, found.path) == ("shared tools", shared / "bin" / "kwok")
+
+    def test_without_the_install_script_its_cache_folder_is_used(self, tmp_path, monkeypatch):
+        bin_dir = tmp_path / "tools-cache" / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "pulumi").write_text("")
+        monkeypatch.setenv("PATH", "")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "tools-cache"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("pulumi", tmp_path / "cache", build_missing=False)
+        assert (found.origin, found.path) == ("tools cache", bin_dir / "pulumi")
+
+    def test_a_language_host_without_its_exec_shim_beside_it_is_passed_over(self, tmp_path, monkeypatch):
+        (tmp_path / "pulumi-language-python").write_text("")
+        (tmp_path / "pulumi-language-python").chmod(0o755)
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("pulumi-language-python", tmp_path / "cache", build_missing=False)
+        assert found.origin == "missing"
+        assert "has no pulumi-language-python-exec beside it" in found.error
+        (tmp_path / "pulumi-language-python-exec").write_text("")
+        assert tools.resolve("pulumi-language-python", tmp_path / "cache", build_missing=False).origin == "PATH"
+
+    def test_a_stamped_binary_of_another_version_is_passed_over(self, tmp_path, monkeypatch):
+        (tmp_path / "kwok").write_text("")
+        (tmp_path / "kwok").chmod(0o755)
+        (tmp_path / "kwok.version").write_text("sigs.k8s.io/kwok@v0.1.0\n")
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("kwok", tmp_path / "cache", build_missing=False)
+        assert "is sigs.k8s.io/kwok@v0.1.0, not the pinned" in found.error
+
+    def test_providers_are_never_built_from_the_module_proxy_and_the_reason_is_given(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PATH", "")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        monkeypatch.setattr(tools, "build", lambda *a: pytest.fail("a provider build was attempted"))
+        for name in ("pulumi-resource-kubernetes", "pulumi-resource-random"):
+            found = tools.resolve(name, tmp_path / "cache")
+            assert found.origin == "missing"
+            assert "schema-embed.json" in found.error
+
+    def test_the_random_provider_version_is_stamped_where_the_provider_reads_it(self):
+        ldflags = tools.TOOLS["pulumi-resource-random"].ldflags
+        assert "github.com/pulumi/pulumi-random/provider/v4/pkg/version.Version=v4.21.1" in ldflags
 
     def test_the_cache_folder_is_configurable_and_outside_the_repository(self, monkeypatch, tmp_path):
         monkeypatch.setenv("AIRFLOW_K8S_E2E_CACHE", str(tmp_path / "c"))
@@ -284,3 +346,12 @@ def test_the_resources_block_of_pulumi_output_is_summarised_on_one_line(tmp_path
     out = 'Updating (e2e)\n\nOutputs:\n    namespace: "airflow"\n\nResources:\n    + 24 created\n\nDuration: 1m2s\n'
     proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
     assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "+ 24 created"
+
+
+def test_the_summary_ends_at_the_blank_line_after_the_resources_block(tmp_path):
+    out = (
+        "Resources:\n    + 1 to create\n\nUpdating (e2e):\n@ updating....\n\nResources:\n"
+        "    ~ 1 updated\n    24 unchanged\n\nDuration: 18s\n\nwarning: something later\n"
+    )
+    proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
+    assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "~ 1 updated; 24 unchanged"
