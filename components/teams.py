@@ -61,7 +61,7 @@ class TaskNamespace(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": team.namespace, "labels": namespace_labels(team, args["release_name"])},
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True),
         )
         namespace = ns.metadata.name
 
