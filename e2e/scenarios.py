@@ -301,12 +301,31 @@ def scenario_dev(h: Harness) -> None:
         destroy_and_verify(d)
 
 
-def destroy_and_verify(d: Deployment) -> None:
+def destroy(d: Deployment) -> None:
+    """`pulumi destroy`: refused while the stack holds protected resources (what holds data), with
+    `--exclude-protected` as the way forward, which is then taken."""
+    before = checks.object_identities(d.kube, d.namespaces())
+    proc = d.pulumi.run("destroy", "--yes", "--skip-preview", check=False)
+    if proc.returncode == 0:
+        d.echo(d.pulumi.summary(proc))
+        return
+    output = proc.stdout + proc.stderr
+    if "protect" not in output:
+        raise StepError(f"`pulumi destroy` exited {proc.returncode}", d.pulumi.last_log)
+    if checks.object_identities(d.kube, d.namespaces()) != before:
+        raise StepError("`pulumi destroy` was refused but deleted objects first", d.pulumi.last_log)
+    reason = next((line.strip() for line in output.splitlines() if "protect" in line), "")
+    d.echo(f"plain destroy refused, nothing deleted: {reason[:300]}")
+    d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview", "--exclude-protected")))
+
+
+def destroy_and_verify(d: Deployment, namespaces: list[str] | None = None) -> None:
     state = checks.state_resources(d.pulumi.json("stack", "export"))
-    retained = {i for r in state if r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-    deleted = {i for r in state if not r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-    d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview")))
-    verify_retention(d.kube, retained, deleted, d.namespace, d.steps)
+    retained = {i for r in state if (r.get("retainOnDelete") or r.get("protect")) and (i := checks.kube_identity(r))}
+    deleted = {i for r in state if not (r.get("retainOnDelete") or r.get("protect")) and (i := checks.kube_identity(r))}
+    destroy(d)
+    for ns in namespaces or [d.namespace]:
+        verify_retention(d.kube, {i for i in retained if i[2] in (ns, "")}, deleted, ns, d.steps)
 
 
 def scenario_platform(h: Harness) -> None:
@@ -330,7 +349,7 @@ def scenario_platform(h: Harness) -> None:
     with d.step("fidelity: the offline preview's objects against the live ones"):
         fidelity(d)
     with d.step("pulumi destroy"):
-        d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview")))
+        destroy(d)
 
 
 def scenario_upgrade(h: Harness) -> None:
@@ -373,7 +392,9 @@ def scenario_comeback(h: Harness) -> None:
     with d.step("pulumi up"):
         d.up()
         check_cluster(d.kube, d.namespace)
-    before = checks.secret_fingerprints_in(d.kube, [d.namespace])
+    state = checks.state_resources(d.pulumi.json("stack", "export"))
+    kept = {f"{i[2]}/{i[3]}" for r in state if r.get("protect") and (i := checks.kube_identity(r)) and i[1] == "Secret"}
+    before = {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in kept}
     fernet = fernet_secret(d)
     with d.step("pulumi destroy: retained Namespace, Secrets and volumes stay"):
         destroy_and_verify(d)
@@ -385,13 +406,13 @@ def scenario_comeback(h: Harness) -> None:
             raise StepError(f"`pulumi up` after destroy exited {proc.returncode}{hint}", d.pulumi.last_log)
         check_cluster(d.kube, d.namespace)
     with d.step("the Fernet key Secret holds the same key; no retained Secret changed"):
-        after = checks.secret_fingerprints_in(d.kube, [d.namespace])
+        after = {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in kept}
         if fernet_secret(d) != fernet:
             raise StepError(f"the Fernet key Secret {d.namespace}/{fernet[0]} holds another key after destroy + up")
         changed = [c for c in checks.changed_secrets(before, after)]
         if changed:
             raise StepError("Secrets changed across destroy + up:\n" + "\n".join(changed))
-        d.echo(f"Fernet key Secret {fernet[0]}: same data; {len(before)} Secrets compared")
+        d.echo(f"Fernet key Secret {fernet[0]}: same data; kept Secrets compared: {sorted(before)}")
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
 
@@ -482,12 +503,7 @@ def scenario_tenants(h: Harness) -> None:
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
     with d.step("pulumi destroy: both releases' workloads gone, retained objects stay"):
-        state = checks.state_resources(d.pulumi.json("stack", "export"))
-        retained = {i for r in state if r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-        deleted = {i for r in state if not r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-        d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview")))
-        for ns in ("tenant-a", "tenant-b"):
-            verify_retention(d.kube, {i for i in retained if i[2] == ns}, deleted, ns, d.steps)
+        destroy_and_verify(d, ["tenant-a", "tenant-b"])
 
 
 def scenario_stop(h: Harness) -> None:
@@ -580,7 +596,7 @@ def scenario_stack(h: Harness, stack: str) -> None:
     with d.step("fidelity: the offline preview's objects against the live ones"):
         fidelity(d)
     with d.step("pulumi destroy"):
-        d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview")))
+        destroy(d)
 
 
 STAND_INS = {
