@@ -595,7 +595,7 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
 
         from .scenarios import SCENARIOS, Harness, scenario_stack
 
-        harness = Harness(steps, found, work, stages, chart_of, planes)
+        harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes)
         jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(SCENARIOS[n], harness)) for n in scenarios]
         jobs += [(f"stack-{s}", functools.partial(scenario_stack, harness, s)) for s in stacks]
         for name, job in jobs:

@@ -69,6 +69,7 @@ class Harness:
     work: Path
     stages: list[Path]
     charts: Callable[[str], dict[str, str]]  # chart name -> the stack's `chart` object
+    charts_dir: Path  # the chart archives (the offline preview reads them for the fidelity check)
     planes: list[ControlPlane] = field(default_factory=list)
     plugins_installed: bool = False
 
@@ -218,7 +219,7 @@ def fidelity(d: Deployment) -> None:
     """What the offline preview predicts for this stack against what the API server holds."""
     from . import fidelity as measure
 
-    predicted = measure.predicted_objects(d.project, d.stack)
+    predicted = measure.predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
     live = measure.live_objects(d.kube, predicted, d.namespaces())
     differences = measure.compare(predicted, live)
     d.echo(f"{len(predicted)} objects predicted, {len(live)} live, {len(differences)} differences")
@@ -302,21 +303,29 @@ def scenario_dev(h: Harness) -> None:
 
 
 def destroy(d: Deployment) -> None:
-    """`pulumi destroy`: refused while the stack holds protected resources (what holds data), with
-    `--exclude-protected` as the way forward, which is then taken."""
-    before = checks.object_identities(d.kube, d.namespaces())
+    """`pulumi destroy`: it deletes everything but the protected resources (what holds data) and
+    fails naming those; `pulumi destroy --exclude-protected` then ends cleanly, keeping them."""
     proc = d.pulumi.run("destroy", "--yes", "--skip-preview", check=False)
+    d.echo(d.pulumi.summary(proc))
     if proc.returncode == 0:
-        d.echo(d.pulumi.summary(proc))
         return
     output = proc.stdout + proc.stderr
-    if "protect" not in output:
-        raise StepError(f"`pulumi destroy` exited {proc.returncode}", d.pulumi.last_log)
-    if checks.object_identities(d.kube, d.namespaces()) != before:
-        raise StepError("`pulumi destroy` was refused but deleted objects first", d.pulumi.last_log)
-    reason = next((line.strip() for line in output.splitlines() if "protect" in line), "")
-    d.echo(f"plain destroy refused, nothing deleted: {reason[:300]}")
+    refused = sorted({m for line in output.splitlines() if (m := _protected_urn(line))})
+    if not refused or any(
+        line.strip().startswith("error:") and not _protected_urn(line) and line.strip() != "error: update failed"
+        for line in output.splitlines()
+    ):
+        raise StepError(
+            f"`pulumi destroy` exited {proc.returncode} for another reason than protection", d.pulumi.last_log
+        )
+    d.echo(f"refused to delete {len(refused)} protected resources: {', '.join(refused)}")
     d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview", "--exclude-protected")))
+
+
+def _protected_urn(line: str) -> str | None:
+    if "cannot be deleted" not in line or "urn:pulumi:" not in line:
+        return None
+    return line.split("urn:pulumi:", 1)[1].split('"', 1)[0].rsplit("::", 1)[-1]
 
 
 def destroy_and_verify(d: Deployment, namespaces: list[str] | None = None) -> None:
