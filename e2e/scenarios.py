@@ -462,12 +462,13 @@ def identity_change(d: Deployment, key: str, value: str) -> None:
     proc = d.pulumi.run("up", "--yes", check=False)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        message = [line.strip() for line in output.splitlines() if key in line or "migrat" in line.lower()]
-        d.echo("refused: " + (" | ".join(message[:4]) or "(no line names the key)"))
+        errors = [line.strip() for line in output.splitlines() if line.strip().startswith("error:")]
+        message = [line for line in errors if key in line and "migrat" in line.lower()]
+        d.echo("refused: " + " | ".join(dict.fromkeys(line[:300] for line in (message or errors)[:3])))
         after = checks.object_identities(d.kube, d.namespaces())
         problems = []
         if not message:
-            problems.append(f"the failure does not name {key} or how to migrate")
+            problems.append(f"no error names {key} with what would be lost and how to migrate")
         if after != objects:
             problems.append(f"the cluster changed: +{sorted(after - objects)[:5]} -{sorted(objects - after)[:5]}")
         if checks.changed_secrets(secrets, checks.secret_fingerprints_in(d.kube, d.namespaces())):

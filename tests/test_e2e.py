@@ -355,3 +355,71 @@ def test_the_summary_ends_at_the_blank_line_after_the_resources_block(tmp_path):
     )
     proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
     assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "~ 1 updated; 24 unchanged"
+
+
+class TestScenarioHelpers:
+    def test_a_random_replacement_in_a_plan_is_named_and_an_update_is_not(self):
+        plan = {
+            "steps": [
+                {
+                    "op": "replace",
+                    "urn": "urn:pulumi:e2e::p::x$random:index/randomBytes:RandomBytes::airflow-fernet-key",
+                },
+                {
+                    "op": "update",
+                    "urn": "urn:pulumi:e2e::p::airflow-k8s:index:AirflowRelease$kubernetes:helm.sh/v3:Release::r",
+                },
+                {"op": "delete", "urn": "urn:pulumi:e2e::p::random:index/randomPassword:RandomPassword::pw"},
+            ]
+        }
+        assert [p.split()[0] for p in checks.random_replacements(plan)] == ["delete", "replace"]
+        assert checks.plan_ops(plan) == {"replace": 1, "update": 1, "delete": 1}
+
+    def test_a_daemonset_short_of_available_pods_is_reported(self):
+        ds = {
+            "kind": "DaemonSet",
+            "metadata": {"name": "exporter"},
+            "status": {"desiredNumberScheduled": 2, "numberAvailable": 1},
+        }
+        assert checks.workload_problems([ds]) == ["DaemonSet/exporter: 1/2 available"]
+
+    def test_every_stack_chart_comes_from_the_local_repository_with_the_webhooks_off(self):
+        from e2e import scenarios
+
+        harness = scenarios.Harness(
+            run.Steps(),
+            {},
+            ROOT,
+            [],
+            lambda name: {"repository": "http://127.0.0.1:1", "version": scenarios.CHART_VERSIONS[name]},
+            CHARTS,
+        )
+        config = scenarios.dev_config(harness, ("airflow", "logs", "cluster", "spark", "monitoring"))
+        assert config["airflow-k8s:spark"]["extraValues"]["webhook"] == {"enable": False}
+        install = config["airflow-k8s:monitoring"]["install"]
+        assert install["extraValues"]["prometheusOperator"]["admissionWebhooks"] == {"enabled": False}
+        assert install["chart"]["version"] == "88.5.3"
+        parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
+        assert parsed.spark.enabled and parsed.monitoring.install is not None
+
+    def test_a_protected_resource_is_read_from_the_destroy_error(self):
+        from e2e import scenarios
+
+        line = 'error: resource "urn:pulumi:e2e::p::x$kubernetes:core/v1:Secret::fernet-secret" cannot be deleted'
+        assert scenarios._protected_urn(line) == "fernet-secret"
+        assert scenarios._protected_urn("error: update failed") is None
+
+    def test_every_scenario_of_the_issue_runs_by_default_and_every_stack_file_after_them(self):
+        assert set(run.PULUMI_SCENARIOS) == {"pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop"}
+        assert run.repository_stacks() == ["dev", "prod"]
+
+
+class TestCiRunsTheEngine:
+    def test_ci_requires_the_end_to_end_run(self):
+        ci = (ROOT / ".ci" / "run").read_text()
+        assert "AIRFLOW_K8S_E2E=required" in ci and "./run.sh test" in ci
+
+    def test_the_test_command_runs_the_e2e_run_and_prints_its_own_summary_line(self):
+        script = (ROOT / "run.sh").read_text()
+        test_job = script.split("  test)", 1)[1].split(";;", 1)[0]
+        assert "python -m e2e" in test_job and "e2e: SKIPPED" in test_job and "=== summary" in test_job
