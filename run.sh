@@ -3,6 +3,7 @@
 #   ./run.sh preview [stack]   offline preview of a stack (default: dev)
 #   ./run.sh test              lint, types, the test suites, then the end-to-end run
 #   ./run.sh bench             benchmarks (prints numbers)
+#   ./run.sh bench-e2e [--whole]   end-to-end timings with the real Pulumi engine (minutes)
 #   ./run.sh e2e [options]     end to end against a local API server (python -m e2e --help)
 # Virtualenvs: .venv (project and test tools), .venv-checkov (the checkov scanner) and,
 # for `test`, .venv-dags (Airflow, for the DAG tests); the last two have pins that clash
@@ -106,12 +107,16 @@ case "$job" in
     setup
     exec .venv/bin/python benchmarks/preview.py "$@"
     ;;
+  bench-e2e)
+    setup
+    exec .venv/bin/python benchmarks/end_to_end.py "$@"
+    ;;
   e2e)
     setup
     exec .venv/bin/python -m e2e "$@"
     ;;
   *)
-    echo "usage: ./run.sh preview [stack] | test | bench | e2e [options]" >&2
+    echo "usage: ./run.sh preview [stack] | test | bench | bench-e2e [--whole] | e2e [options]" >&2
     exit 2
     ;;
 esac
