@@ -160,7 +160,7 @@ def start(harness: Harness, name: str, config: dict[str, Any], node_names: list[
         logs = work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         pulumi = Pulumi(harness.found["pulumi"], project, env, logs)
-        pulumi.stall = lambda: stuck.stall_check(kube, user_namespaces(kube))
+        pulumi.stall = functools.partial(stall_watch, kube)
         if not harness.plugins_installed:
             install_plugins(pulumi, harness.found)
             harness.plugins_installed = True
@@ -178,6 +178,21 @@ RUN_MARKER = "AIRFLOW_K8S_E2E_RUN"
 
 
 # --- stack configs -------------------------------------------------------------------------
+
+
+def stall_watch(kube: Kube) -> Callable[[], str | None]:
+    """e2e.stuck's stall check over every user namespace, those that `up` creates included."""
+    watched: list[str] | None = None
+    check: Callable[[], str | None] = lambda: None  # noqa: E731
+
+    def stalled() -> str | None:
+        nonlocal watched, check
+        names = user_namespaces(kube)
+        if names != watched:  # a new namespace is progress: watch it from now on
+            watched, check = names, stuck.stall_check(kube, names)
+        return check()
+
+    return stalled
 
 
 def dev_config(harness: Harness, keys: tuple[str, ...] = ("airflow", "logs", "cluster")) -> dict[str, Any]:
