@@ -568,7 +568,10 @@ def interrupt_up(d: Deployment) -> None:
     )
     env = {**d.pulumi.env, "E2E_LOG": str(log), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-c", code, str(d.pulumi.binary), "up", "--yes", "--skip-preview", "--non-interactive"]
-    child = subprocess.Popen(cmd, cwd=d.project, env=env, start_new_session=True)
+    child_log = (d.pulumi.logs / "interrupted-harness.log").open("w")
+    child = subprocess.Popen(
+        cmd, cwd=d.project, env=env, start_new_session=True, stdout=child_log, stderr=subprocess.STDOUT
+    )
     marker = d.pulumi.env[RUN_MARKER]
 
     def plugins_running() -> str | None:
@@ -588,6 +591,7 @@ def interrupt_up(d: Deployment) -> None:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
+        child_log.close()
     time.sleep(1)
     left = marked_processes(marker)
     if left:
