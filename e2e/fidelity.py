@@ -181,7 +181,7 @@ def live_objects(kube: Kube, predicted: list[dict[str, Any]], namespaces: list[s
             found[key_of(live)] = live
     wanted = set(namespaces)
     preferred = _preferred_versions(kube)
-    for (group_version, kind), resource in sorted(kube.resources().items()):
+    for (group_version, kind), resource in sorted(kube.rediscover().items()):
         if kind in CONTROLLER_KINDS or preferred.get(group_version.rpartition("/")[0]) != group_version:
             continue
         try:

@@ -30,7 +30,6 @@ LABEL = "airflow-k8s-e2e"
 PROVISION_AFTER_SECONDS = 3.0
 POLL_SECONDS = 1.0
 DEFAULT_SIZE = "1Gi"
-DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
 def _storage(obj: dict[str, Any], path: tuple[str, ...]) -> Decimal:
