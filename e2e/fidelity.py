@@ -29,6 +29,7 @@ RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PULUMI_FIELD_MANAGER = "pulumi-kubernetes"
+HELM_RELEASE_TYPE = "helm.sh/release.v1"
 HOOK = "helm.sh/hook"
 HOOK_DELETE_POLICY = "helm.sh/hook-delete-policy"
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
@@ -144,6 +145,12 @@ def made_by(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def _helm_storage(obj: dict[str, Any]) -> bool:
+    """Helm's own release records (one Secret per revision): Helm's bookkeeping, not the chart's."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return obj.get("type") == HELM_RELEASE_TYPE or (labels.get("owner") == "helm" and "version" in labels)
+
+
 def _controlled(obj: dict[str, Any]) -> bool:
     return any(ref.get("controller") for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
@@ -174,7 +181,7 @@ def live_objects(kube: Kube, predicted: list[dict[str, Any]], namespaces: list[s
             found[key_of(live)] = live
     wanted = set(namespaces)
     preferred = _preferred_versions(kube)
-    for (group_version, kind), resource in sorted(kube.resources().items()):
+    for (group_version, kind), resource in sorted(kube.rediscover().items()):
         if kind in CONTROLLER_KINDS or preferred.get(group_version.rpartition("/")[0]) != group_version:
             continue
         try:
@@ -184,7 +191,7 @@ def live_objects(kube: Kube, predicted: list[dict[str, Any]], namespaces: list[s
         for item in items:
             meta = item.get("metadata") or {}
             who = made_by(item)
-            if who is None or _controlled(item):
+            if who is None or _controlled(item) or _helm_storage(item):
                 continue
             if resource.namespaced and meta.get("namespace") not in wanted:
                 continue

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import quantity_value
+from components.offline.reachability import selector_matches
 
 from .kube import Kube
 
@@ -29,7 +30,6 @@ LABEL = "airflow-k8s-e2e"
 PROVISION_AFTER_SECONDS = 3.0
 POLL_SECONDS = 1.0
 DEFAULT_SIZE = "1Gi"
-DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
 def _storage(obj: dict[str, Any], path: tuple[str, ...]) -> Decimal:
@@ -40,26 +40,6 @@ def _storage(obj: dict[str, Any], path: tuple[str, ...]) -> Decimal:
         return quantity_value(str(node)) if node is not None else Decimal(0)
     except ValueError:
         return Decimal(0)
-
-
-def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A LabelSelector (matchLabels and matchExpressions) against a set of labels."""
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def labels_for(selector: dict[str, Any] | None) -> dict[str, str]:

@@ -168,6 +168,16 @@ class TestLiveObjects:
                 config_map("by-nobody"),
                 config_map("kube-root-ca.crt"),
                 config_map("helm-elsewhere", namespace="other", annotations=HELM),
+                {  # Helm's record of the release, written through the provider (its field manager)
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "helm.sh/release.v1",
+                    "metadata": meta(
+                        "sh.helm.release.v1.airflow.v1",
+                        labels={"owner": "helm", "name": "airflow", "version": "1"},
+                        managedFields=[{"manager": "pulumi-kubernetes-2c0f"}],
+                    ),
+                },
                 # What controllers make, with the marks they copy from their owners.
                 {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": meta("web-1", annotations=HELM)},
                 {"apiVersion": "v1", "kind": "Pod", "metadata": meta("web-1-x", annotations=HELM)},

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,14 @@ def gone(pids: list[int], within: float = 5) -> bool:
     return False
 
 
+def run_spawner(tmp_path: Path, env: dict[str, str], log: Path, **limits: Any) -> None:
+    run_bounded(["sh", "-c", SPAWNER], cwd=tmp_path, env=env, log=log, **limits)
+
+
+def run_sh(tmp_path: Path, env: dict[str, str], script: str, **limits: Any) -> subprocess.CompletedProcess[str]:
+    return run_bounded(["sh", "-c", script], cwd=tmp_path, env=env, log=tmp_path / "l.log", timeout=30, **limits)
+
+
 @pytest.fixture
 def env() -> dict[str, str]:
     return dict(os.environ)
@@ -64,37 +73,19 @@ class TestACommandThatFinishes:
 
     def test_it_runs_in_the_given_folder_with_the_given_environment(self, tmp_path, env):
         env["E2E_PROBE"] = "probe-value"
-        proc = run_bounded(
-            ["sh", "-c", 'pwd; echo "$E2E_PROBE"'], cwd=tmp_path, env=env, log=tmp_path / "l.log", timeout=30
-        )
+        proc = run_sh(tmp_path, env, 'pwd; echo "$E2E_PROBE"')
         assert proc.stdout.split() == [str(tmp_path.resolve()), "probe-value"]
 
     def test_a_stall_reason_that_comes_and_goes_does_not_stop_it(self, tmp_path, env):
         answers = iter(["pending", None] * 100)
-        proc = run_bounded(
-            ["sh", "-c", "sleep 1.2; echo done"],
-            cwd=tmp_path,
-            env=env,
-            log=tmp_path / "l.log",
-            timeout=30,
-            stall=lambda: next(answers),
-            stall_seconds=0.5,
-        )
+        proc = run_sh(tmp_path, env, "sleep 1.2; echo done", stall=lambda: next(answers), stall_seconds=0.5)
         assert proc.stdout == "done\n"
 
     def test_a_stall_check_that_fails_is_no_proof_of_a_stall(self, tmp_path, env):
         def broken() -> str | None:
             raise OSError("API server not answering")
 
-        proc = run_bounded(
-            ["sh", "-c", "sleep 0.6; echo done"],
-            cwd=tmp_path,
-            env=env,
-            log=tmp_path / "l.log",
-            timeout=30,
-            stall=broken,
-            stall_seconds=0.1,
-        )
+        proc = run_sh(tmp_path, env, "sleep 0.6; echo done", stall=broken, stall_seconds=0.1)
         assert proc.returncode == 0
 
     def test_what_it_leaves_running_in_its_group_is_stopped(self, tmp_path, env):
@@ -110,11 +101,10 @@ class TestAStuckCommand:
         log = tmp_path / "l.log"
         start = time.monotonic()
         with pytest.raises(Stuck, match=r"made no progress .*PersistentVolumeClaim airflow/logs is Pending"):
-            run_bounded(
-                ["sh", "-c", SPAWNER],
-                cwd=tmp_path,
-                env=env,
-                log=log,
+            run_spawner(
+                tmp_path,
+                env,
+                log,
                 timeout=60,
                 stall=lambda: "PersistentVolumeClaim airflow/logs is Pending",
                 stall_seconds=0.5,
@@ -128,15 +118,7 @@ class TestAStuckCommand:
     def test_the_timeout_stops_the_whole_group_and_names_the_last_pending_reason(self, tmp_path, env):
         log = tmp_path / "l.log"
         with pytest.raises(Stuck, match=r"did not finish within its timeout of 1s; still pending: Job x"):
-            run_bounded(
-                ["sh", "-c", SPAWNER],
-                cwd=tmp_path,
-                env=env,
-                log=log,
-                timeout=1,
-                stall=lambda: "Job x",
-                stall_seconds=600,
-            )
+            run_spawner(tmp_path, env, log, timeout=1, stall=lambda: "Job x", stall_seconds=600)
         assert gone(pids_in(log))
 
     def test_a_group_that_ignores_sigterm_gets_sigkill(self, tmp_path, env, monkeypatch):
@@ -160,9 +142,7 @@ class TestAnInterruptedHarness:
             return None
 
         with pytest.raises(KeyboardInterrupt):
-            run_bounded(
-                ["sh", "-c", SPAWNER], cwd=tmp_path, env=env, log=log, timeout=60, stall=interrupt, stall_seconds=0.5
-            )
+            run_spawner(tmp_path, env, log, timeout=60, stall=interrupt, stall_seconds=0.5)
         assert gone(pids_in(log))
 
     def test_sigterm_to_the_harness_stops_the_group_before_the_harness_exits(self, tmp_path):
