@@ -235,6 +235,14 @@ def fidelity(d: Deployment) -> None:
     from . import fidelity as measure
 
     predicted = measure.predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
+    finished = finished_and_deleted(d.kube, predicted)
+    for job in finished:
+        d.echo(f"Job {job}: ran to completion and was deleted by its ttlSecondsAfterFinished (Event Completed)")
+    predicted = [
+        o
+        for o in predicted
+        if f"{o['metadata'].get('namespace')}/{o['metadata']['name']}" not in finished or o.get("kind") != "Job"
+    ]
     live = measure.live_objects(d.kube, predicted, d.namespaces())
     differences = measure.compare(predicted, live)
     d.echo(f"{len(predicted)} objects predicted, {len(live)} live, {len(differences)} differences")
@@ -242,6 +250,28 @@ def fidelity(d: Deployment) -> None:
         d.echo(f"  {line}")
     if differences:
         raise StepError(f"the offline preview's prediction differs from the cluster in {len(differences)} ways")
+
+
+def finished_and_deleted(kube: Kube, predicted: list[dict[str, Any]]) -> set[str]:
+    """`namespace/name` of each predicted Job with a ttlSecondsAfterFinished that is no longer in
+    the cluster but whose Completed Event is: it ran, and was deleted as its TTL says."""
+    out = set()
+    for obj in predicted:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") != "Job" or (obj.get("spec") or {}).get("ttlSecondsAfterFinished") is None:
+            continue
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name"))
+        if kube.read("batch/v1", "Job", name, namespace) is not None:
+            continue
+        events = kube.list("v1", "Event", namespace)
+        if any(
+            e.get("reason") == "Completed"
+            and (e.get("involvedObject") or {}).get("kind") == "Job"
+            and (e.get("involvedObject") or {}).get("name") == name
+            for e in events
+        ):
+            out.add(f"{namespace}/{name}")
+    return out
 
 
 def guarded_change(d: Deployment, what: str, change: Callable[[], None], expect: Callable[[], None]) -> None:
