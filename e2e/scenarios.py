@@ -347,6 +347,16 @@ def scenario_dev(h: Harness) -> None:
         destroy_and_verify(d)
 
 
+def again_fidelity_destroy(d: Deployment) -> None:
+    """The end of a deployed stack's scenario: up again (no changes), fidelity, destroy."""
+    with d.step("pulumi up again: no changes"):
+        d.up_no_changes()
+    with d.step("fidelity: the offline preview's objects against the live ones"):
+        fidelity(d)
+    with d.step("pulumi destroy"):
+        destroy(d)
+
+
 def destroy(d: Deployment) -> None:
     """`pulumi destroy`: it deletes everything but the protected resources (what holds data) and
     fails naming those; `pulumi destroy --exclude-protected` then ends cleanly, keeping them."""
@@ -398,12 +408,7 @@ def scenario_platform(h: Harness) -> None:
         d.echo(f"PrometheusRules: {len(rules)} in the cluster")
         if not ours or not any(r["metadata"]["namespace"] == d.namespace for r in rules):
             raise StepError(f"no ServiceMonitor or PrometheusRule for Airflow in {d.namespace}")
-    with d.step("pulumi up again: no changes"):
-        d.up_no_changes()
-    with d.step("fidelity: the offline preview's objects against the live ones"):
-        fidelity(d)
-    with d.step("pulumi destroy"):
-        destroy(d)
+    again_fidelity_destroy(d)
 
 
 def scenario_upgrade(h: Harness) -> None:
@@ -650,12 +655,7 @@ def scenario_stack(h: Harness, stack: str) -> None:
         d.up()
     with d.step("check: workloads Available in every namespace"):
         d.check_all()
-    with d.step("pulumi up again: no changes"):
-        d.up_no_changes()
-    with d.step("fidelity: the offline preview's objects against the live ones"):
-        fidelity(d)
-    with d.step("pulumi destroy"):
-        destroy(d)
+    again_fidelity_destroy(d)
 
 
 STAND_INS = {
