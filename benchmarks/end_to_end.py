@@ -27,8 +27,8 @@ STEP = re.compile(r"^<== (?P<name>.+): (?P<result>ok|FAILED after) \(?(?P<second
 
 # (label, scenario step name prefix): what the README's table reports.
 WANTED = (
-    ("dev: pulumi up until every workload is Available", "[pulumi] pulumi up: "),
-    ("dev: pulumi up with no changes", "[pulumi] pulumi up again: no changes"),
+    ("dev: pulumi up until every workload is Available", "[dev] pulumi up: "),
+    ("dev: pulumi up with no changes", "[dev] pulumi up again: no changes"),
     ("whole platform: pulumi up (first)", "[platform] pulumi up (first)"),
     ("whole platform: until every workload is Available", "[platform] check: workloads Available"),
     ("whole platform: pulumi up with no changes", "[platform] pulumi up again: no changes"),

@@ -327,7 +327,7 @@ def scenario_dev(h: Harness) -> None:
     d = start(h, "dev", dev_config(h))
     with d.step("pulumi preview"):
         d.echo(d.pulumi.summary(d.pulumi.run("preview", "--diff")))
-    with d.step("pulumi up: Deployments Available, migration Job complete, referenced Secrets present"):
+    with d.step("pulumi up: workloads Available, referenced Secrets present"):
         d.up()
         d.check_all()
     with d.step("fidelity: the offline preview's objects against the live ones"):
