@@ -224,7 +224,7 @@ class Pulumi:
     def run(self, *args: str, check: bool = True, timeout: float = PULUMI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         self.counter += 1
         log = self.logs / f"pulumi-{self.counter:02d}-{args[0]}.log"
-        cmd = [str(self.binary), *args, "--non-interactive"]
+        cmd = [str(self.binary), "--non-interactive", *args]
         self.last_log = log
         watch = self.stall() if self.stall is not None and args[0] in ("up", "destroy", "refresh") else None
         try:

@@ -602,7 +602,7 @@ def interrupt_up(d: Deployment) -> None:
         " timeout=600)\n"
     )
     env = {**d.pulumi.env, "E2E_LOG": str(log), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-c", code, str(d.pulumi.binary), "up", "--yes", "--skip-preview", "--non-interactive"]
+    cmd = [sys.executable, "-c", code, str(d.pulumi.binary), "--non-interactive", "up", "--yes", "--skip-preview"]
     child_log = (d.pulumi.logs / "interrupted-harness.log").open("w")
     child = subprocess.Popen(
         cmd, cwd=d.project, env=env, start_new_session=True, stdout=child_log, stderr=subprocess.STDOUT
@@ -647,7 +647,7 @@ def scenario_stack(h: Harness, stack: str) -> None:
     d = start(h, f"stack-{stack}", config, node_names=nodes)
     with d.step("stand-in values for the stack's secrets (pulumi config set --secret)"):
         for key in sorted(secure):
-            d.pulumi.run("config", "set", "--secret", key, STAND_INS.get(key.split(":", 1)[1], "stand-in"))
+            d.pulumi.run("config", "set", "--secret", key, "--", STAND_INS.get(key.split(":", 1)[1], "stand-in"))
         d.echo(f"secrets: {sorted(secure) or 'none'}; pinned nodes: {nodes or 'none'}")
     with d.step("pulumi preview"):
         d.echo(d.pulumi.summary(d.pulumi.run("preview")))
