@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -513,7 +514,8 @@ def identity_change(d: Deployment, key: str, value: str) -> None:
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         errors = [line.strip() for line in output.splitlines() if line.strip().startswith("error:")]
-        message = [line for line in errors if key in line and "migrat" in line.lower()]
+        diagnostics = output.split("Diagnostics:", 1)[-1]
+        message = refusal_lines(diagnostics, key)
         d.echo("refused: " + " | ".join(dict.fromkeys(line[:300] for line in (message or errors)[:3])))
         after = checks.object_identities(d.kube, d.namespaces())
         problems = []
@@ -545,6 +547,18 @@ def identity_change(d: Deployment, key: str, value: str) -> None:
     if problems:
         raise StepError(f"changing {key} was accepted but is not safe: " + "; ".join(problems), d.pulumi.last_log)
     d.echo("OUTCOME: accepted and safe (one Airflow, same Fernet key)")
+
+
+MIGRATE = re.compile(r"(?<![-\w])migrat(e|ion|ing)\b", re.IGNORECASE)
+
+
+def refusal_lines(diagnostics: str, key: str) -> list[str]:
+    """The lines of Pulumi's diagnostics that name `key`, when they also say how to migrate
+    (the word, not an identifier such as migrateDatabaseJob); diff lines do not count."""
+    lines = [line.strip() for line in diagnostics.splitlines()]
+    if not any(MIGRATE.search(line) for line in lines):
+        return []
+    return [line for line in lines if key in line and "=>" not in line and not line.startswith(("~", "+", "-"))]
 
 
 TENANTS_PROGRAM = Path(__file__).resolve().parent / "programs" / "two_tenants.py"

@@ -423,3 +423,22 @@ class TestCiRunsTheEngine:
         script = (ROOT / "run.sh").read_text()
         test_job = script.split("  test)", 1)[1].split(";;", 1)[0]
         assert "python -m e2e" in test_job and "e2e: SKIPPED" in test_job and "=== summary" in test_job
+
+
+class TestIdentityRefusal:
+    def test_a_refusal_names_the_key_and_how_to_migrate(self):
+        from e2e import scenarios
+
+        text = (
+            "    error: Program failed\n    airflow.releaseName: changing it on a deployed stack would orphan the "
+            "volumes and keys of 'airflow'.\n    To migrate: back up the database, then ...\n"
+        )
+        assert scenarios.refusal_lines(text, "releaseName") == [
+            "airflow.releaseName: changing it on a deployed stack would orphan the volumes and keys of 'airflow'."
+        ]
+
+    def test_diff_lines_and_identifiers_are_no_refusal(self):
+        from e2e import scenarios
+
+        text = '~ releaseName: "airflow" => "b"\n~ migrateDatabaseJob: "a-job"\nrun-airflow-migrations\n'
+        assert scenarios.refusal_lines(text, "releaseName") == []
