@@ -620,6 +620,8 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
         code = 1
         report_failure(echo, exc, planes)
     finally:
+        if code == 0 and any(result == "FAILED" for _, result, _ in steps.results):
+            code = 1  # a step that failed without ending its scenario
         with steps.step("stop every process and remove temporary files"):
             if repo is not None:
                 repo.stop()
