@@ -8,6 +8,7 @@ from components.airflow_values import airflow_api_port
 from components.environment_config import merged
 from components.monitoring_values import airflow_values as monitoring_airflow_values
 from components.spark_values import airflow_connections, airflow_variables
+from components.task_images import task_image_variables
 
 cfg = stack_config.load()
 
@@ -32,7 +33,12 @@ airflow = AirflowRelease(
         # Spark on: the in-cluster `kubernetes_default` connection and where DAGs submit jobs;
         # plus the stack's own `connections` and `variables` (secret values; a clash is a ConfigError).
         "connections": merged(_secrets(cfg.connections), airflow_connections(cfg.spark), "connections"),
-        "variables": merged(_secrets(cfg.variables), airflow_variables(cfg.spark), "variables"),
+        # `taskImages`: the k8s_image_<role> Variables that k8s_conventions.image() reads.
+        "variables": merged(
+            _secrets(cfg.variables),
+            {**airflow_variables(cfg.spark), **task_image_variables(cfg.task_images)},
+            "variables",
+        ),
         # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
         "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
         # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.

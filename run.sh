@@ -4,6 +4,8 @@
 #   ./run.sh test              lint, types and the whole test suite
 #   ./run.sh bench             benchmarks (prints numbers)
 #   ./run.sh e2e [options]     end to end against a local API server (python -m e2e --help)
+#   ./run.sh dags-check [FOLDER] [--stack NAME]
+#                              will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
 # Virtualenvs: .venv (project and test tools), .venv-checkov (the checkov scanner) and,
 # for `test`, .venv-dags (Airflow, for the DAG tests); the last two have pins that clash
 # with pulumi's. They are created on first use and reused after.
@@ -71,8 +73,12 @@ case "$job" in
     setup
     exec .venv/bin/python -m e2e "$@"
     ;;
+  dags-check)
+    setup dags
+    exec .venv/bin/python -m dagcheck "$@"
+    ;;
   *)
-    echo "usage: ./run.sh preview [stack] | test | bench | e2e [options]" >&2
+    echo "usage: ./run.sh preview [stack] | test | bench | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
     exit 2
     ;;
 esac

@@ -31,6 +31,7 @@ from .airflow_values import (
     ui_service,
 )
 from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
 from .fernet import key_list as fernet_key_list
 from .fernet import resource_name as fernet_resource_name
 from .logs import LogStorage
@@ -143,6 +144,19 @@ class AirflowRelease(pulumi.ComponentResource):
         previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
         cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
         environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+        bundle = cfg.dags.git_bundle
+        if bundle is not None:
+            # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
+            if _conn_env(bundle.connection_id) in environment:
+                raise ValueError(
+                    f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
+                    "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
+                )
+            credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
+            connection: pulumi.Output[str] = pulumi.Output.secret(
+                credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
+            )
+            environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
         logs_cfg = self._logs_settings(args)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
             clash = _conn_env(logs_cfg.remote.connection_id)
@@ -309,6 +323,7 @@ class AirflowRelease(pulumi.ComponentResource):
                 {
                     CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
                     VARIABLES_FILE: _resolved(variables).apply(variables_file),
+                    **({KNOWN_HOSTS_FILE: hosts} if (hosts := known_hosts_file(cfg.dags.git_bundle)) else {}),
                 },
             )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import AirflowConfig, Component, DatabaseUrl, pg_url
+from .dag_bundles import bundle_values
 from .fernet import fernet_values
 from .secret_files import ADMIN_PASSWORD_FILE, ENV_PATHS, SECRETS_DIR, file_values
 from .spread import spread_values
@@ -408,6 +409,8 @@ def chart_values(
         if dags.claim.sub_path:
             dv["persistence"]["subPath"] = dags.claim.sub_path
     v["dags"] = dv
+    if dags.git_bundle is not None:
+        v = deep_merge(v, bundle_values(dags.git_bundle))
 
     task_pods = cfg.task_pods.as_values()
     if "securityContexts" in task_pods:

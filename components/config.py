@@ -24,6 +24,7 @@ from ._reader import (
     version_tuple,
 )
 from .charts import ChartSource, parse_chart_source
+from .dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
 from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
 from .secret_files import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
@@ -38,7 +39,8 @@ AIRFLOW_CHART = ChartSource("airflow", DEFAULT_CHART_VERSION, DEFAULT_CHART_REPO
 SINGLE_EXECUTORS_3 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
 SINGLE_EXECUTORS_2 = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor", "CeleryKubernetesExecutor")
 
-DagsMode = Literal["gitSync", "hostPath", "persistentVolumeClaim", "image"]
+DagsMode = Literal["gitSync", "gitBundle", "hostPath", "persistentVolumeClaim", "image"]
+DAGS_MODES = ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim", "image")
 GitAuth = Literal["none", "token", "ssh"]
 
 # Names the project reserves for itself inside a release.
@@ -179,6 +181,7 @@ class ClaimDags:
 class Dags:
     mode: DagsMode = "image"
     git_sync: GitSync | None = None
+    git_bundle: GitBundle | None = None
     host_path: HostPathDags | None = None
     claim: ClaimDags | None = None
     mount_path: str | None = None
@@ -484,8 +487,9 @@ _SSH_URL = re.compile(r"^(ssh://[^/\s]+/\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$
 _HTTPS_URL = re.compile(r"^https://[^/\s]+/\S+$")
 
 
-def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
-    sub = node.mapping("gitSync")
+def _git_source(sub: Node, secrets: StackSecrets) -> tuple[str, GitAuth, str | None]:
+    """The repository URL, its authentication and known hosts, checked against the secret keys
+    (the same rules for git-sync and the git DAG bundle)."""
     repo = sub.string("repo")
     is_ssh = bool(_SSH_URL.match(repo))
     if not is_ssh and not _HTTPS_URL.match(repo):
@@ -520,11 +524,18 @@ def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
         raise ConfigError(
             sub.key("knownHosts"),
             known_hosts,
-            "SSH git-sync needs the server's host keys (known_hosts lines), or a man in the middle could serve DAGs.",
+            f"SSH {'git-sync' if sub.path.endswith('gitSync') else 'git bundle'} needs the server's host keys "
+            "(known_hosts lines), or a man in the middle could serve DAGs.",
             "ssh-keyscan github.com and put the lines in knownHosts.",
         )
     if known_hosts and auth != "ssh":
         raise ConfigError(sub.key("knownHosts"), known_hosts, "knownHosts is only used with auth 'ssh'.")
+    return repo, auth, known_hosts
+
+
+def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
+    sub = node.mapping("gitSync")
+    repo, auth, known_hosts = _git_source(sub, secrets)
     git = GitSync(
         repo=repo,
         branch=sub.string("branch", "main"),
@@ -545,11 +556,54 @@ def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
     return git
 
 
-def _dags(node: Node, secrets: StackSecrets, image: Image) -> Dags:
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+
+
+def _git_bundle(node: Node, secrets: StackSecrets, major: int) -> GitBundle:
+    """Airflow 3's GitDagBundle (see dag_bundles.py)."""
+    if major < 3:
+        raise ConfigError(
+            node.key("mode"),
+            "gitBundle",
+            "DAG bundles are an Airflow 3 feature; on Airflow 2 use gitSync.",
+            f"set {node.key('mode')} to 'gitSync', or airflow.version to a 3.x release.",
+        )
+    sub = node.mapping("gitBundle")
+    repo, auth, known_hosts = _git_source(sub, secrets)
+    bundle = GitBundle(
+        repo=repo,
+        name=sub.string(
+            "name",
+            DEFAULT_BUNDLE_NAME,
+            pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"),
+            describe="expected letters, digits, '_', '.' and '-' (the bundle's name in the UI and the database).",
+        ),
+        tracking_ref=sub.string(
+            "trackingRef", "main", pattern=_REF, describe="expected a branch, a tag or a full commit SHA."
+        ),
+        subdir=sub.string("subdir", ""),
+        refresh_interval=sub.integer("refreshInterval", 60, low=10, high=86400),
+        auth=auth,
+        username=sub.string("username", "git"),
+        known_hosts=known_hosts,
+        connection_id=sub.string(
+            "connectionId",
+            DEFAULT_CONNECTION_ID,
+            pattern=re.compile(r"^[A-Za-z0-9_]{1,250}$"),
+            describe="expected letters, digits and underscores (an id that also works as AIRFLOW_CONN_<ID>).",
+        ),
+    )
+    if bundle.subdir.startswith("/") or ".." in bundle.subdir.split("/"):
+        raise ConfigError(sub.key("subdir"), bundle.subdir, "expected a folder inside the repository (relative).")
+    sub.finish()
+    return bundle
+
+
+def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Dags:
     sub = node.mapping("dags")
-    mode = sub.string("mode", "image", choices=("gitSync", "hostPath", "persistentVolumeClaim", "image"))
+    mode = sub.string("mode", "image", choices=DAGS_MODES)
     mount_path = sub.string("mountPath", None, pattern=re.compile(r"^/\S*$"), describe="expected an absolute path.")
-    for other in ("gitSync", "hostPath", "persistentVolumeClaim"):
+    for other in ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim"):
         if other != mode and sub.has(other):
             raise ConfigError(
                 sub.key(other),
@@ -560,6 +614,8 @@ def _dags(node: Node, secrets: StackSecrets, image: Image) -> Dags:
     dags = Dags(mode=mode, mount_path=mount_path)
     if mode == "gitSync":
         dags = Dags(mode=mode, mount_path=mount_path, git_sync=_git_sync(sub, secrets))
+    elif mode == "gitBundle":
+        dags = Dags(mode=mode, mount_path=mount_path, git_bundle=_git_bundle(sub, secrets, major))
     elif mode == "hostPath":
         hp = sub.mapping("hostPath")
         path = hp.string("path", pattern=re.compile(r"^/\S*$"), describe="expected an absolute path on the node.")
@@ -581,10 +637,15 @@ def _dags(node: Node, secrets: StackSecrets, image: Image) -> Dags:
             "set airflow.image.repository (and tag) to your image, or choose gitSync, hostPath or "
             "persistentVolumeClaim.",
         )
-    if secrets.git_token is not None and not (dags.git_sync and dags.git_sync.auth == "token"):
-        raise ConfigError("gitToken", "[secret]", "gitToken is set but DAGs do not use git-sync with token auth.")
-    if secrets.git_ssh_key is not None and not (dags.git_sync and dags.git_sync.auth == "ssh"):
-        raise ConfigError("gitSshKey", "[secret]", "gitSshKey is set but DAGs do not use git-sync over SSH.")
+    git_auth = dags.git_sync.auth if dags.git_sync else dags.git_bundle.auth if dags.git_bundle else None
+    if secrets.git_token is not None and git_auth != "token":
+        raise ConfigError(
+            "gitToken", "[secret]", "gitToken is set but DAGs do not use git-sync or a git bundle with token auth."
+        )
+    if secrets.git_ssh_key is not None and git_auth != "ssh":
+        raise ConfigError(
+            "gitSshKey", "[secret]", "gitSshKey is set but DAGs do not use git-sync or a git bundle over SSH."
+        )
     sub.finish()
     return dags
 
@@ -1008,7 +1069,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     image_node.finish()
 
     executor = _executor(node, major)
-    dags = _dags(node, secrets, image)
+    dags = _dags(node, secrets, image, major)
     database = _database(node, secrets)
 
     scheduler, _ = _component(node, "scheduler", max_replicas=10)

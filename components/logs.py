@@ -110,10 +110,12 @@ class LogStorage(pulumi.ComponentResource):
         depends: list[pulumi.Resource] = []
         volume_name_out: pulumi.Input[str] | None = None
         class_name: pulumi.Input[str] = cfg.storage_class or ""
-        if cfg.mode == "hostPath":
+        if cfg.mode == "hostPath" and cfg.adopt_storage_class:
+            class_name = storage_class_name(ns_name, release, cfg)  # the cluster's own: used, never declared
+        elif cfg.mode == "hostPath":
             sc = k8s.storage.v1.StorageClass(
                 f"{name}-storage-class",
-                metadata={"name": storage_class_name(ns_name, release), "labels": labels},
+                metadata={"name": storage_class_name(ns_name, release, cfg), "labels": labels},
                 provisioner="kubernetes.io/no-provisioner",
                 reclaim_policy="Retain",
                 volume_binding_mode="Immediate",

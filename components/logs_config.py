@@ -7,7 +7,7 @@ here, and `logs_values` is the fragment of Airflow chart values it hands Airflow
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ._reader import ConfigError, Node, dns_label
@@ -52,6 +52,9 @@ class LogsConfig:
     nfs_path: str | None = None
     mount_options: tuple[str, ...] = ()
     storage_class: str | None = None
+    """`dynamic`: the claim's class; `hostPath`: the name of the class of the volume (default: our own)."""
+    adopt_storage_class: bool = False
+    """`hostPath`: the class already exists (`cluster.storageClasses`): use it, do not declare it."""
     remote: Remote | None = None
     retention: Retention = field(default_factory=Retention)
 
@@ -102,9 +105,12 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
             retention=retention,
             host_path=hp.string("path", pattern=_ABS, describe="expected an absolute path on the node."),
             node=hp.string("node", None),
+            storage_class=hp.string("storageClass", None),
         )
         if cfg.node is not None:
             dns_label(hp.key("node"), cfg.node, max_len=253)
+        if cfg.storage_class is not None:
+            dns_label(hp.key("storageClass"), cfg.storage_class, max_len=253)
         hp.finish()
     elif mode == "nfs":
         nfs = node.mapping("nfs")
@@ -130,6 +136,13 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
             "logsConnection", "[secret]", "logsConnection is set but logs.mode is not 'remote' with a connection."
         )
     node.finish()
+    return cfg
+
+
+def adopt_host_path_class(cfg: LogsConfig, cluster_classes: tuple[str, ...]) -> LogsConfig:
+    """A hostPath class the cluster already has (declared in `cluster.storageClasses`) is used, not declared."""
+    if cfg.mode == "hostPath" and cfg.storage_class is not None and cfg.storage_class in cluster_classes:
+        return replace(cfg, adopt_storage_class=True)
     return cfg
 
 
@@ -178,8 +191,11 @@ def _remote(node: Node, logs_connection: Any) -> Remote:
 # Names and values
 
 
-def storage_class_name(namespace: str, release: str) -> str:
-    """The hostPath StorageClass is cluster-scoped: one per namespace and release."""
+def storage_class_name(namespace: str, release: str, cfg: LogsConfig | None = None) -> str:
+    """The hostPath StorageClass is cluster-scoped: one per namespace and release, unless
+    `logs.hostPath.storageClass` names it (a class of the cluster's, or one made under that name)."""
+    if cfg is not None and cfg.mode == "hostPath" and cfg.storage_class:
+        return cfg.storage_class
     return f"{namespace}-{release}-logs-local"
 
 

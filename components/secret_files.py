@@ -134,9 +134,14 @@ def secrets_volume(
     cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
 ) -> dict[str, Any]:
     """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
+    from .dag_bundles import KNOWN_HOSTS_FILE, known_hosts_file
+
     extra: list[dict[str, Any]] = []
     if connections_secret:
-        items = [{"key": f, "path": f} for f in (CONNECTIONS_FILE, VARIABLES_FILE)]
+        files: tuple[str, ...] = (CONNECTIONS_FILE, VARIABLES_FILE)
+        if known_hosts_file(cfg.dags.git_bundle) is not None:
+            files = (*files, KNOWN_HOSTS_FILE)  # the git bundle's host keys, beside its connection
+        items = [{"key": f, "path": f} for f in files]
         extra.append({"secret": {"name": connections_secret, "items": items}})
     if admin_secret:
         extra.append({"secret": {"name": admin_secret, "items": [{"key": "password", "path": ADMIN_PASSWORD_FILE}]}})

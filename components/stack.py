@@ -15,12 +15,14 @@ from typing import Any
 
 from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
 from .config import AirflowConfig, StackSecrets, parse_airflow
-from .environment_config import parse_environment
+from .environment_config import check_no_clash, parse_environment
 from .fernet import parse_previous_keys
-from .logs_config import LogsConfig, parse_logs
+from .logs_config import LogsConfig, adopt_host_path_class, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
+from .task_images import parse_task_images
+from .task_images import platform_variables as task_image_owners
 from .teams_config import Team, parse_team_secrets, parse_teams
 
 PROJECT = "airflow-k8s"
@@ -34,7 +36,7 @@ SECRET_KEYS = (
     "connections",
     "previousFernetKeys",
 )
-OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams")
+OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "taskImages")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
 
@@ -71,6 +73,7 @@ class StackConfig:
     connections: dict[str, str] = field(default_factory=dict)  # `connections` (secret): id -> URI/JSON
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
+    task_images: dict[str, str] = field(default_factory=dict)  # `taskImages`: role -> pinned image
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -134,7 +137,7 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
             "airflow.extraValues.config.secrets.backend",
             backend,
             "no other [secrets] backend while connections or variables are set (`connections`, "
-            "`variables`, the `spark` key's kubernetes_default, a remote-logging connection): "
+            "`variables`, `taskImages`, the `spark` key's kubernetes_default, a remote-logging connection): "
             "AirflowRelease delivers them as files read by Airflow's LocalFilesystemBackend.",
             "keep connections and variables in your own secrets backend and drop those keys, or remove the override.",
         )
@@ -186,6 +189,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     logs = parse_logs(
         _decode("logs", values.get("logs", {})), logs_connection=logs_connection, production=cluster.production
     )
+    logs = adopt_host_path_class(logs, cluster.storage_classes)
     spark = (
         parse_spark(_decode("spark", values["spark"]), airflow_namespace=airflow.namespace)
         if "spark" in values
@@ -213,8 +217,26 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
     )
     connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
+    task_images = parse_task_images(_decode("taskImages", values.get("taskImages", {})))
+    bundle = airflow.dags.git_bundle
+    if bundle is not None:
+        check_no_clash(
+            "connections",
+            connections,
+            {
+                bundle.connection_id: (
+                    "airflow.dags.gitBundle.connectionId",
+                    "the git DAG bundle's connection is made "
+                    "from gitToken / gitSshKey; or set another airflow.dags.gitBundle.connectionId.",
+                )
+            },
+        )
+    check_no_clash("variables", variables, task_image_owners(task_images))
     remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
-    _one_secrets_backend(airflow.extra_values, bool(connections or variables) or spark.enabled or remote_conn)
+    _one_secrets_backend(
+        airflow.extra_values,
+        bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
+    )
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     return StackConfig(
         airflow=airflow,
@@ -229,6 +251,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         connections=connections,
         variables=variables,
         previous_fernet_keys=previous_keys,
+        task_images=task_images,
     )
 
 

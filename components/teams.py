@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .rbac import bound_role
-from .teams_config import Team, launcher_rules, namespace_labels, network_policies
+from .teams_config import Team, launcher_rules, namespace_annotations, namespace_labels, network_policies
 
 PACKAGE = "airflow-k8s"
 LAUNCHER_ROLE = "airflow-pod-launcher"
@@ -60,7 +60,11 @@ class TaskNamespace(pulumi.ComponentResource):
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": team.namespace, "labels": namespace_labels(team, args["release_name"])},
+            metadata={
+                "name": team.namespace,
+                "labels": namespace_labels(team, args["release_name"]),
+                **({"annotations": namespace_annotations(team)} if team.pod_security_reason else {}),
+            },
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
         namespace = ns.metadata.name

@@ -18,6 +18,9 @@ RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-
 RESERVED_PREFIXES = ("kube-", "openshift-")
 
 POD_SECURITY_LEVEL = "restricted"
+# Pod Security levels a team namespace may enforce; `baseline` needs a stated reason.
+POD_SECURITY_LEVELS = ("restricted", "baseline")
+REASON_ANNOTATION = "airflow-k8s/pod-security-reason"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Team:
     allow_exec: bool = False
     egress: tuple[Egress, ...] = ()
     secrets: tuple[str, ...] = ()
+    pod_security: str = POD_SECURITY_LEVEL
+    """The Pod Security Admission level enforced in the namespace: `restricted` or `baseline`."""
+    pod_security_reason: str | None = None
+    """Why the team needs `baseline` (recorded on the namespace)."""
 
     @property
     def service_account(self) -> str:
@@ -89,6 +96,25 @@ def _egress(node: Node) -> tuple[Egress, ...]:
         e.finish()
         out.append(Egress(cidr=cidr, ports=tuple(ports_raw), except_cidrs=tuple(excepts)))
     return tuple(out)
+
+
+def _pod_security(node: Node) -> tuple[str, str | None]:
+    sub = node.mapping("podSecurity")
+    level = sub.string("level", POD_SECURITY_LEVEL, choices=POD_SECURITY_LEVELS)
+    reason = sub.string("reason", None)
+    sub.finish()
+    if level == "baseline" and not (reason or "").strip():
+        raise ConfigError(
+            sub.key("reason"),
+            reason,
+            "Pod Security level 'baseline' lets the team's pods run as root and keep Linux capabilities; "
+            "it needs a stated reason (recorded on the namespace as " + REASON_ANNOTATION + ").",
+            f"set {sub.key('reason')} to why, e.g. 'vendor image runs as root (ticket OPS-123)', "
+            "or keep 'restricted' and run the image as a non-root user.",
+        )
+    if level == POD_SECURITY_LEVEL and reason is not None:
+        raise ConfigError(sub.key("reason"), reason, "a reason is only taken for level 'baseline'.")
+    return level, (reason.strip() if reason else None)
 
 
 def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str, ...] = ()) -> tuple[Team, ...]:
@@ -145,6 +171,7 @@ def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str
         if not default_requests:
             default_requests = {"cpu": "100m", "memory": "128Mi"}
         secrets = node.string_list("secrets", [], item=lambda k, v: dns_label(k, v, max_len=253))
+        level, reason = _pod_security(node)
         teams.append(
             Team(
                 name=name,
@@ -156,6 +183,8 @@ def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str
                 allow_exec=node.boolean("allowExec", False),
                 egress=_egress(node),
                 secrets=tuple(secrets),
+                pod_security=level,
+                pod_security_reason=reason,
             )
         )
         node.finish()
@@ -221,11 +250,16 @@ def namespace_labels(team: Team, release: str) -> dict[str, str]:
         "app.kubernetes.io/part-of": "airflow",
         "airflow-k8s/team": team.name,
         "airflow-k8s/tasks-for": release,
-        "pod-security.kubernetes.io/enforce": POD_SECURITY_LEVEL,
+        "pod-security.kubernetes.io/enforce": team.pod_security,
         "pod-security.kubernetes.io/enforce-version": "latest",
         "pod-security.kubernetes.io/audit": POD_SECURITY_LEVEL,
         "pod-security.kubernetes.io/warn": POD_SECURITY_LEVEL,
     }
+
+
+def namespace_annotations(team: Team) -> dict[str, str]:
+    """Why a team's namespace enforces less than `restricted` (audit and warn stay `restricted`)."""
+    return {REASON_ANNOTATION: team.pod_security_reason} if team.pod_security_reason else {}
 
 
 def network_policies(team: Team, airflow_namespace: str, api_port: int | None) -> list[dict[str, Any]]:

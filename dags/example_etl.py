@@ -20,6 +20,7 @@ with DAG(
     dag_id="example_etl",
     description="The extract step of an ETL as a KubernetesPodOperator task",
     doc_md=__doc__,
+    schedule=None,
     **example_dag_args("kubernetes"),
 ):
     KubernetesPodOperator(

@@ -23,10 +23,11 @@ with DAG(
     dag_id="example_pod_pass_fail",
     description="A first task, then a KubernetesPodOperator that passes and one that fails",
     doc_md=__doc__,
+    schedule=None,
     **example_dag_args("kubernetes"),
 ):
-    first = EmptyOperator(task_id="run_this_first")
-    passing = KubernetesPodOperator(
+    run_this_first = EmptyOperator(task_id="run_this_first")
+    passing_task = KubernetesPodOperator(
         task_id="passing_task",
         name="passing-task",
         image=image("python", PYTHON_IMAGE),
@@ -34,7 +35,7 @@ with DAG(
         arguments=["print('hello world')"],
         **pod_defaults(),
     )
-    failing = KubernetesPodOperator(
+    failing_task = KubernetesPodOperator(
         task_id="failing_task",
         name="failing-task",
         image=image("no_python", NO_PYTHON_IMAGE),
@@ -43,4 +44,4 @@ with DAG(
         retries=0,
         **pod_defaults(),
     )
-    first >> [passing, failing]
+    run_this_first >> [passing_task, failing_task]

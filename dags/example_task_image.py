@@ -20,6 +20,7 @@ with DAG(
     dag_id="example_task_image",
     description="The platform's task image, run by KubernetesPodOperator",
     doc_md=__doc__,
+    schedule=None,
     **example_dag_args("kubernetes"),
 ):
     KubernetesPodOperator(

@@ -62,6 +62,7 @@ with DAG(
     dag_id="spark_pi",
     description="SparkPi as a SparkApplication on the Spark Operator, from SparkKubernetesOperator",
     doc_md=__doc__,
+    schedule=None,
     **example_dag_args("spark"),
 ):
     SparkKubernetesOperator(

@@ -185,7 +185,7 @@ BAD_AIRFLOW: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
         "dags-mode-unknown",
         {"dags": {"mode": "s3"}},
         {},
-        ["airflow.dags.mode", "'s3'", "gitSync, hostPath, persistentVolumeClaim, image"],
+        ["airflow.dags.mode", "'s3'", "gitSync, gitBundle, hostPath, persistentVolumeClaim, image"],
     ),
     (
         "git-sync-without-repo",

@@ -185,17 +185,18 @@ class ProgramRun:
 
 
 def load_stack_config(
-    root: Path, stack: str, env: Mapping[str, str] | None = None
+    root: Path, stack: str, env: Mapping[str, str] | None = None, stack_file: Path | None = None
 ) -> tuple[str, dict[str, Any], set[str], dict[str, str]]:
     """Read Pulumi.yaml and Pulumi.<stack>.yaml the way the CLI hands config to a program.
 
     Secure values cannot be decrypted here. Each is taken from the environment variable
     `AIRFLOW_K8S_SECRET_<KEY>` when set, else replaced by a marked placeholder. Returns
     (project, config for set_all_config, secret keys, {key: "environment" | "placeholder"}).
+    `stack_file` reads the stack's settings from another file than `root/Pulumi.<stack>.yaml`.
     """
     env = os.environ if env is None else env
     project_file = root / "Pulumi.yaml"
-    stack_file = root / f"Pulumi.{stack}.yaml"
+    stack_file = stack_file or root / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
