@@ -147,26 +147,26 @@ def run_bounded(
             errors="replace",
             start_new_session=True,
         )
-        assert popen.stdout is not None and popen.stderr is not None
-        readers = [
-            threading.Thread(target=_pump, args=(popen.stdout, out, sink, lock), daemon=True),
-            threading.Thread(target=_pump, args=(popen.stderr, err, sink, lock), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
-        try:
+        try:  # from here on, whatever interrupts this process stops the group first
+            assert popen.stdout is not None and popen.stderr is not None
+            readers = [
+                threading.Thread(target=_pump, args=(popen.stdout, out, sink, lock), daemon=True),
+                threading.Thread(target=_pump, args=(popen.stderr, err, sink, lock), daemon=True),
+            ]
+            for reader in readers:
+                reader.start()
             problem = _watch(popen, timeout, stall, stall_seconds, interval)
+            if problem is not None:
+                needed_kill = kill_group(popen)
+                with lock:
+                    sink.write(f"\n--- stopped: {problem}{' (SIGKILL needed)' if needed_kill else ''} ---\n")
+            elif group_alive(popen.pid):
+                kill_group(popen)  # the command is done; what it left running in its group is not
+            for reader in readers:
+                reader.join(READER_JOIN_SECONDS)
         except BaseException:
             kill_group(popen)
             raise
-        if problem is not None:
-            needed_kill = kill_group(popen)
-            with lock:
-                sink.write(f"\n--- stopped: {problem}{' (SIGKILL needed)' if needed_kill else ''} ---\n")
-        elif group_alive(popen.pid):
-            kill_group(popen)  # the command is done; what it left running in its group is not
-        for reader in readers:
-            reader.join(READER_JOIN_SECONDS)
     if problem is not None:
         raise Stuck(f"`{' '.join([Path(cmd[0]).name, *cmd[1:3]])}` {problem} (log: {log})")
     return subprocess.CompletedProcess(cmd, popen.returncode, "".join(out), "".join(err))

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from e2e import process
+from e2e.kube import wait_for
 from e2e.process import Stuck, run_bounded
 from tests.helpers import ROOT
 
@@ -144,6 +146,29 @@ class TestAnInterruptedHarness:
         with pytest.raises(KeyboardInterrupt):
             run_spawner(tmp_path, env, log, timeout=60, stall=interrupt, stall_seconds=0.5)
         assert gone(pids_in(log))
+
+    def test_an_interruption_before_the_output_is_read_stops_the_group_too(self, tmp_path, env, monkeypatch):
+        pid_file = tmp_path / "pids"
+        start = threading.Thread.start
+
+        def interrupted_start(thread: threading.Thread) -> None:
+            if getattr(thread, "_target", None) is not process._pump:
+                start(thread)
+                return
+            wait_for("the shell's pids", lambda: None if pid_file.exists() else "not yet", timeout=10, interval=0.05)
+            raise KeyboardInterrupt  # as if Ctrl-C came before the first reader started
+
+        monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+        with pytest.raises(KeyboardInterrupt):
+            run_bounded(
+                ["sh", "-c", f'sleep 300 & echo "pids $$ $!" > {pid_file}; wait'],
+                cwd=tmp_path,
+                env=env,
+                log=tmp_path / "l.log",
+                timeout=60,
+            )
+        monkeypatch.undo()
+        assert gone(pids_in(pid_file))
 
     def test_sigterm_to_the_harness_stops_the_group_before_the_harness_exits(self, tmp_path):
         log = tmp_path / "l.log"
