@@ -2,15 +2,22 @@
 
 import pulumi
 
-from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
+from components import AirflowRelease, KedaOperator, Monitoring, SparkOperator, TaskNamespace, deployed
 from components import stack as stack_config
-from components.airflow_values import airflow_api_port
+from components.airflow_values import airflow_api_port, deep_merge
 from components.environment_config import merged
+from components.identity_values import airflow_values as identity_airflow_values
+from components.identity_values import spark_accounts
+from components.keda_values import airflow_values as keda_airflow_values
+from components.maintenance_values import airflow_values as maintenance_airflow_values
 from components.monitoring_values import airflow_values as monitoring_airflow_values
 from components.spark_values import airflow_connections, airflow_variables
 from components.task_images import task_image_variables
 
 cfg = stack_config.load()
+# A change that would lose data because of what it changes from (release name, namespace, Fernet
+# generation) is refused before anything is declared: components/deployed.py.
+deployed.check_change(deployed.previous_identity(), cfg, cfg.identity_change)
 
 
 def _secret(value: str | None) -> pulumi.Output[str] | None:
@@ -20,6 +27,9 @@ def _secret(value: str | None) -> pulumi.Output[str] | None:
 def _secrets(entries: dict[str, str]) -> dict[str, pulumi.Input[str]]:
     return {key: pulumi.Output.secret(value) for key, value in entries.items()}
 
+
+# KEDA first when the stack installs it: the workers' ScaledObject needs its CRDs.
+keda = KedaOperator("keda", {"settings": cfg.keda, "airflow_settings": cfg.airflow}) if cfg.keda.install else None
 
 airflow = AirflowRelease(
     "airflow",
@@ -41,13 +51,26 @@ airflow = AirflowRelease(
         ),
         # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
         "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
-        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
-        "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
+        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer;
+        # KEDA: the chart's ScaledObject for the Celery workers; the chart's finished-pod cleanup.
+        "extra_values": deep_merge(
+            deep_merge(
+                monitoring_airflow_values(cfg.monitoring, cfg.airflow), keda_airflow_values(cfg.keda, cfg.airflow)
+            ),
+            deep_merge(
+                maintenance_airflow_values(cfg.airflow, cfg.maintenance),
+                identity_airflow_values(cfg.identity, cfg.airflow),
+            ),
+        ),
+        # Metadata database backups (pg_dump CronJob, retained claim) and `airflow db clean`.
+        "maintenance": cfg.maintenance,
+        "after": [keda] if keda is not None else [],
     },
 )
 
+# Declared in every mode (with `off`, only Grafana's key material): see components/monitoring.py.
+monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
 if cfg.monitoring.enabled:
-    monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
     pulumi.export("monitoringNamespace", monitoring.namespace)
     pulumi.export("grafanaServiceName", monitoring.grafana_service)
     pulumi.export("prometheusServiceName", monitoring.prometheus_service)
@@ -94,6 +117,8 @@ if cfg.spark.enabled:
             "settings": cfg.spark,
             "airflow_namespace": airflow.namespace,
             "airflow_service_accounts": airflow.task_service_accounts,
+            # Cloud identity of the driver and executors (IRSA, GKE or Azure workload identity).
+            "service_account_metadata": spark_accounts(cfg.identity),
         },
     )
     pulumi.export("sparkNamespace", spark.namespace)
@@ -101,6 +126,10 @@ if cfg.spark.enabled:
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
     pulumi.export("sparkSubmitters", spark.submitters)
 
+if keda is not None:
+    pulumi.export("kedaNamespace", keda.namespace)
+
+pulumi.export(deployed.OUTPUT, deployed.identity(cfg))
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)
 pulumi.export("serviceAccounts", airflow.service_accounts)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point that sets itself up and runs a job:
-#   ./run.sh preview [stack]   offline preview of a stack (default: dev)
+#   ./run.sh preview [stack] [options]   offline preview of a stack (default: dev; --help for options)
 #   ./run.sh test              lint, types, the test suites, then the end-to-end run
 #   ./run.sh bench             benchmarks (prints numbers)
 #   ./run.sh bench-e2e [--whole]   end-to-end timings with the real Pulumi engine (minutes)
@@ -35,12 +35,29 @@ venv() {
   shift 3
   stamp=$(cat "${@:-$requirements}" | sha256sum | cut -c1-16)
   if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
-    echo "setting up $dir ($what)" >&2
+    local started=$SECONDS
+    echo "setting up $dir ($what), once: uv prints what it resolves, downloads and installs" >&2
     uv=$(uv_bin)
     "$uv" venv --quiet --clear --seed --python "$PYTHON" "$dir" >&2
     "$uv" pip install --python "$dir/bin/python" -r "$requirements" >&2
     echo "$stamp" > "$dir/.stamp"
+    echo "set up $dir in $((SECONDS - started)) s" >&2
   fi
+}
+
+# The metadata backup/restore test starts a real PostgreSQL server: Debian's `postgresql`
+# package, installed here when no server binaries are present.
+postgres_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+ensure_postgres() {
+  if [ -z "$(postgres_bin)" ]; then
+    echo "installing PostgreSQL (Debian's postgresql package) for the metadata backup test" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >&2
+  fi
+  AIRFLOW_K8S_PG_BIN="$(postgres_bin)"
+  export AIRFLOW_K8S_PG_BIN
 }
 
 setup() {
@@ -56,8 +73,14 @@ job=${1:-preview}
 shift || true
 case "$job" in
   preview)
-    setup
-    exec .venv/bin/python -m components.offline --stack "${1:-dev}" "${@:2}"
+    # ./run.sh preview [STACK] [options]; --help lists the options. No checkov virtualenv
+    # is needed for --help or --no-checkov.
+    if [[ " $* " == *" --no-checkov "* || " $* " == *" --help "* || " $* " == *" -h "* ]]; then
+      venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    else
+      setup
+    fi
+    exec .venv/bin/python -m components.offline "$@"
     ;;
   test)
     # Every stage runs; the summary at the end names each one's result. The end-to-end run
@@ -65,6 +88,7 @@ case "$job" in
     # cannot be found; with AIRFLOW_K8S_E2E=required (CI) that is a failure, and with
     # AIRFLOW_K8S_E2E=off it is not run at all.
     setup dags
+    ensure_postgres
     summary=()
     failed=0
     stage() {
@@ -122,7 +146,7 @@ case "$job" in
     exec .venv/bin/python -m dagcheck "$@"
     ;;
   *)
-    echo "usage: ./run.sh preview [stack] | test | bench | bench-e2e [--whole] | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
+    echo "usage: ./run.sh preview [stack] [options] | test | bench | bench-e2e [--whole] | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
     exit 2
     ;;
 esac

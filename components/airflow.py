@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from . import maintenance
 from .airflow_jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
 from .airflow_values import (
     SecretNames,
@@ -34,10 +35,13 @@ from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_u
 from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
 from .fernet import key_list as fernet_key_list
 from .fernet import resource_name as fernet_resource_name
+from .invariants import check_airflow
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
+from .maintenance_config import MaintenanceConfig
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
+from .stack_guards import check_airflow_config
 
 
 def _conn_env(conn_id: str) -> str:
@@ -106,6 +110,14 @@ class AirflowReleaseArgs(TypedDict):
     """Airflow variables as code: key -> value, delivered like `connections` as
     `AIRFLOW_VAR_<KEY>`."""
 
+    maintenance: NotRequired[MaintenanceConfig | Mapping[str, Any] | None]
+    """Backups and cleanup of the metadata database: a `MaintenanceConfig`, or a mapping shaped
+    like the `maintenance` stack key (see maintenance.py). Unset: neither."""
+
+    after: NotRequired[Sequence[pulumi.Resource] | None]
+    """Resources the chart release waits for: e.g. KedaOperator, whose CRDs the workers'
+    ScaledObject needs (`keda` settings)."""
+
     previous_fernet_keys: NotRequired[Sequence[pulumi.Input[str]] | None]
     """Fernet keys made elsewhere (the installation this release replaces, or the retained
     Secret of a destroyed stack): kept behind the generated key(s) in `AIRFLOW__CORE__FERNET_KEY`,
@@ -139,7 +151,6 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
         previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
         cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
@@ -158,6 +169,22 @@ class AirflowRelease(pulumi.ComponentResource):
             )
             environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
         logs_cfg = self._logs_settings(args)
+        # The guarantees on the final chart values (components/invariants.py), before anything is declared.
+        has_remote_conn = bool(
+            logs_cfg is not None
+            and logs_cfg.remote is not None
+            and logs_cfg.remote.connection_id
+            and args.get("logs_connection") is not None
+        )
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
             clash = _conn_env(logs_cfg.remote.connection_id)
             if clash in environment:
@@ -251,10 +278,13 @@ class AirflowRelease(pulumi.ComponentResource):
         if cfg.admin.enabled:
             secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
 
-        # The metadata database: bundled Postgres with a generated password, or external.
+        # The metadata database: bundled Postgres with a generated password, or external. The
+        # password and its (retained) Secret are declared in both modes: the bundled volume keeps
+        # the password it was initialised with, so switching to external and back must find the
+        # same one (and not a retained Secret that "already exists").
+        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=key)
+        secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
         if cfg.database.mode == "bundled":
-            pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=key)
-            secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")
@@ -369,7 +399,7 @@ class AirflowRelease(pulumi.ComponentResource):
             release_name=cfg.release_name,
             namespace=namespace,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *(args.get("after") or ())]),
             timeout=900,
         )
 
@@ -385,6 +415,9 @@ class AirflowRelease(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
         self._cli_jobs(name, cfg, namespace)
+        maintenance.declare(
+            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
+        )
 
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from ._reader import ConfigError
+from .invariants import check_other_release
 from .rbac import bound_role
 from .spark_config import SparkConfig, parse_spark
 from .spark_values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
@@ -29,6 +30,10 @@ class SparkOperatorArgs(TypedDict):
     airflow_service_accounts: pulumi.Input[Sequence[str]]
     """The ServiceAccounts whose pods run Airflow tasks (`AirflowRelease.task_service_accounts`):
     exactly these are allowed to submit SparkApplications in the job namespaces."""
+
+    service_account_metadata: NotRequired[Mapping[str, Mapping[str, Mapping[str, str]]] | None]
+    """Extra `annotations` and `labels` of the Spark ServiceAccounts, by role (`driver`,
+    `executor`): e.g. a cloud identity (identity_values.spark_accounts)."""
 
 
 class SparkOperator(pulumi.ComponentResource):
@@ -54,8 +59,10 @@ class SparkOperator(pulumi.ComponentResource):
     """The `namespace/name` of every ServiceAccount allowed to submit SparkApplications."""
 
     def __init__(self, name: str, args: SparkOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         cfg = self._settings(args)
+        # The guarantees every Release keeps (components/invariants.py), before anything is declared.
+        check_other_release(chart_values(cfg), extra_key="spark.extraValues", extra=cfg.extra_values, typed="spark")
+        super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
@@ -106,7 +113,7 @@ class SparkOperator(pulumi.ComponentResource):
                 depends.append(created)
                 job_ns = created.metadata.name
             in_ns = pulumi.ResourceOptions(parent=self, depends_on=depends)
-            self._spark_accounts(prefix, cfg, job_ns, labels, in_ns)
+            self._spark_accounts(prefix, cfg, job_ns, labels, in_ns, args.get("service_account_metadata") or {})
             bound_role(
                 f"{prefix}-submitter",
                 {"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
@@ -149,18 +156,31 @@ class SparkOperator(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         labels: dict[str, str],
         opts: pulumi.ResourceOptions,
+        extra: Mapping[str, Mapping[str, Mapping[str, str]]],
     ) -> None:
         """The driver's account with its Role, and the executors' account, which needs no API access."""
         accounts = cfg.service_accounts
+
+        def meta(role: str, account: str) -> dict[str, Any]:
+            more = extra.get(role) or {}
+            out: dict[str, Any] = {
+                "name": account,
+                "namespace": namespace,
+                "labels": {**labels, **more.get("labels", {})},
+            }
+            if more.get("annotations"):
+                out["annotations"] = dict(more["annotations"])
+            return out
+
         driver = k8s.core.v1.ServiceAccount(
             f"{prefix}-driver-account",
-            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
+            metadata=meta("driver", accounts.driver),
             automount_service_account_token=True,
             opts=opts,
         )
         k8s.core.v1.ServiceAccount(
             f"{prefix}-executor-account",
-            metadata={"name": accounts.executor, "namespace": namespace, "labels": labels},
+            metadata=meta("executor", accounts.executor),
             automount_service_account_token=False,
             opts=opts,
         )
