@@ -519,7 +519,7 @@ def identity_change(d: Deployment, key: str, value: str) -> None:
         errors = [line.strip() for line in output.splitlines() if line.strip().startswith("error:")]
         diagnostics = output.split("Diagnostics:", 1)[-1]
         message = refusal_lines(diagnostics, key)
-        d.echo("refused: " + " | ".join(dict.fromkeys(line[:300] for line in (message or errors)[:3])))
+        d.echo("refused: " + " | ".join(dict.fromkeys(line[:600] for line in (message or errors)[:3])))
         after = checks.object_identities(d.kube, d.namespaces())
         problems = []
         if not message:
@@ -552,16 +552,24 @@ def identity_change(d: Deployment, key: str, value: str) -> None:
     d.echo("OUTCOME: accepted and safe (one Airflow, same Fernet key)")
 
 
-MIGRATE = re.compile(r"(?<![-\w])migrat(e|ion|ing)\b", re.IGNORECASE)
+LOSS = re.compile(r"\b(lose|loses|losing|lost)\b", re.IGNORECASE)
+WAY_FORWARD = re.compile(r"(?<![-\w])(migrat(e|ion|ing)\b|Fix:|to move)", re.IGNORECASE)
 
 
 def refusal_lines(diagnostics: str, key: str) -> list[str]:
-    """The lines of Pulumi's diagnostics that name `key`, when they also say how to migrate
-    (the word, not an identifier such as migrateDatabaseJob); diff lines do not count."""
+    """The lines of Pulumi's diagnostics that name `key`, say what would be lost and give a way
+    forward (how to migrate, a `Fix:`); diff lines and identifiers such as migrateDatabaseJob do
+    not count, nor does Pulumi's own "protected" refusal (which names no loss)."""
     lines = [line.strip() for line in diagnostics.splitlines()]
-    if not any(MIGRATE.search(line) for line in lines):
-        return []
-    return [line for line in lines if key in line and "=>" not in line and not line.startswith(("~", "+", "-"))]
+    return [
+        line
+        for line in lines
+        if key in line
+        and LOSS.search(line)
+        and WAY_FORWARD.search(line)
+        and "=>" not in line
+        and not line.startswith(("~", "+", "-"))
+    ]
 
 
 TENANTS_PROGRAM = Path(__file__).resolve().parent / "programs" / "two_tenants.py"

@@ -426,19 +426,20 @@ class TestCiRunsTheEngine:
 
 
 class TestIdentityRefusal:
-    def test_a_refusal_names_the_key_and_how_to_migrate(self):
+    def test_a_refusal_names_the_key_what_is_lost_and_the_way_forward(self):
+        from e2e import scenarios
+
+        line = (
+            "components._reader.ConfigError: config key 'airflow.releaseName': 'b' is not valid; changing it loses "
+            "data: the bundled Postgres volume would be left behind. Fix: keep airflow.releaseName 'a'."
+        )
+        assert scenarios.refusal_lines(f"    error: Program failed\n    {line}\n", "releaseName") == [line]
+
+    def test_diff_lines_identifiers_and_a_bare_protect_refusal_are_no_refusal(self):
         from e2e import scenarios
 
         text = (
-            "    error: Program failed\n    airflow.releaseName: changing it on a deployed stack would orphan the "
-            "volumes and keys of 'airflow'.\n    To migrate: back up the database, then ...\n"
+            '~ releaseName: "airflow" => "b"\n~ migrateDatabaseJob: "a-job"\nrun-airflow-migrations\n'
+            'error: unable to replace resource "urn:...::airflow-fernet-key-secret" as it is protected (releaseName)\n'
         )
-        assert scenarios.refusal_lines(text, "releaseName") == [
-            "airflow.releaseName: changing it on a deployed stack would orphan the volumes and keys of 'airflow'."
-        ]
-
-    def test_diff_lines_and_identifiers_are_no_refusal(self):
-        from e2e import scenarios
-
-        text = '~ releaseName: "airflow" => "b"\n~ migrateDatabaseJob: "a-job"\nrun-airflow-migrations\n'
         assert scenarios.refusal_lines(text, "releaseName") == []
