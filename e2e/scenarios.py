@@ -48,7 +48,7 @@ from .run import (
     write_stack_config,
 )
 
-CHART_VERSIONS = {"airflow": "1.21.0", "spark-operator": "2.5.2", "kube-prometheus-stack": "88.5.3"}
+CHART_VERSIONS = {"airflow": "1.21.0", "spark-operator": "2.5.2", "kube-prometheus-stack": "88.5.3", "keda": "2.20.2"}
 TEAMS = [
     {"name": "analytics", "quota": {"cpu": "4", "memory": "8Gi"}},
     {"name": "ml", "namespace": "ml-tasks", "allowExec": True},
@@ -205,6 +205,7 @@ def dev_config(harness: Harness, keys: tuple[str, ...] = ("airflow", "logs", "cl
 
 def local_charts(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
     """Every chart from the local repository; the charts' admission webhooks off (kwok)."""
+    # Spark and kube-prometheus-stack through their extraValues, KEDA through its typed key.
     config["airflow-k8s:airflow"]["chart"] = harness.chart("airflow")
     spark = config.get("airflow-k8s:spark")
     if isinstance(spark, dict) and spark.get("enabled", True):
@@ -215,6 +216,11 @@ def local_charts(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
         install = monitoring.setdefault("install", {})
         install["chart"] = harness.chart("kube-prometheus-stack")
         install["extraValues"] = deep_merge(install.get("extraValues") or {}, PROMETHEUS_NO_WEBHOOK)
+    keda = config.get("airflow-k8s:keda")
+    if isinstance(keda, dict) and keda.get("mode") == "install":
+        install = keda.setdefault("install", {})
+        install["chart"] = harness.chart("keda")
+        install["webhooks"] = False  # the typed key (README: keda.install.webhooks)
     return config
 
 
