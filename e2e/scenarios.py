@@ -676,6 +676,13 @@ def scenario_stack(h: Harness, stack: str) -> None:
     config = local_charts(h, {k: v for k, v in raw.items() if k not in secure})
     nodes = stackinfo.pinned_node_names(config)
     d = start(h, f"stack-{stack}", config, node_names=nodes)
+    # The stack names its cluster (kubernetes:context and the like): point it at this one.
+    cluster_keys = {"kubernetes:context": "e2e", "kubernetes:cluster": "e2e"}
+    cluster_keys["kubernetes:kubeconfig"] = str(d.plane.kubeconfig_path)
+    for key, value in cluster_keys.items():
+        if key in d.config:
+            d.config[key] = value
+    d.write()
     with d.step("stand-in values for the stack's secrets (pulumi config set --secret)"):
         for key in sorted(secure):
             d.pulumi.run("config", "set", "--secret", key, "--", STAND_INS.get(key.split(":", 1)[1], "stand-in"))
