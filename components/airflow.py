@@ -197,7 +197,10 @@ class AirflowRelease(pulumi.ComponentResource):
             _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
+        # `pulumi destroy --exclude-protected`, which keeps it in the cluster *and* in the state), so
+        # the next `up` takes it over as it is instead of failing on "already exists".
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
         names = SecretNames(cfg.release_name)
 
         if cfg.create_namespace:
@@ -233,17 +236,22 @@ class AirflowRelease(pulumi.ComponentResource):
 
         # Generated secrets. They are declared whatever the executor or Airflow major, so
         # switching either never re-rolls a key (their inputs are constants).
-        fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child)
+        # Key material is protected: after `pulumi destroy --exclude-protected` the next `up` finds
+        # the same Fernet key and Postgres password in the state (what the retained Secret and the
+        # retained database volume hold), instead of generating new ones.
+        key = pulumi.ResourceOptions(parent=self, protect=True)
+        fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=key)
         ui_secret = random.RandomPassword(f"{name}-ui-secret-key", length=64, special=False, opts=child)
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
         redis_pw = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
-        admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=child)
+        # The admin password too: the database keeps the user it was created with.
+        admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=key)
 
         # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters). Rotation
         # (airflow.fernetKey.generation N) adds one RandomBytes per generation, `<name>-fernet-key-<N>`;
         # generation 1 above never changes. The Secret holds "newest,previous" (see fernet.py).
         generations = {1: fernet} | {
-            g: random.RandomBytes(fernet_resource_name(name, g), length=32, opts=child)
+            g: random.RandomBytes(fernet_resource_name(name, g), length=32, opts=key)
             for g in cfg.fernet.generations[1:]
         }
         active = cfg.fernet.active
@@ -274,7 +282,7 @@ class AirflowRelease(pulumi.ComponentResource):
         # password and its (retained) Secret are declared in both modes: the bundled volume keeps
         # the password it was initialised with, so switching to external and back must find the
         # same one (and not a retained Secret that "already exists").
-        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
+        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=key)
         secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
         if cfg.database.mode == "bundled":
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))

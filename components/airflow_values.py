@@ -277,8 +277,12 @@ def chart_values(
         # Every secret the chart would otherwise generate, by name (see SecretNames).
         "fernetKeySecretName": names.fernet_key,
         "data": {"metadataSecretName": names.metadata},
-        "createUserJob": {"useHelmHooks": False},
-        "migrateDatabaseJob": {"useHelmHooks": False},
+        # Jobs are immutable (apache/airflow#27561): a Job whose pod template changes (a new image)
+        # can only be applied once the old one is gone. Deleted as soon as they finish, the next
+        # upgrade creates them afresh (and runs the migration with the new image) at any time,
+        # instead of failing while the chart's default 5-minute TTL has not yet run out.
+        "createUserJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
+        "migrateDatabaseJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
         "config": {"celery": {"worker_concurrency": cfg.workers.concurrency}},
         "scheduler": _component_values(cfg.scheduler),
         "triggerer": {**_component_values(cfg.triggerer), "enabled": cfg.triggerer.enabled},

@@ -67,7 +67,7 @@ class LogStorage(pulumi.ComponentResource):
         cfg = settings if isinstance(settings, LogsConfig) else parse_logs(settings, logs_connection=connection)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
         ns_name, release = args["namespace_name"], args["release_name"]
         namespace = args["namespace"]
         labels = {"app.kubernetes.io/part-of": "airflow", "app.kubernetes.io/managed-by": "pulumi", "release": release}

@@ -101,7 +101,7 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__(f"{PACKAGE}:index:Monitoring", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
 
         after: list[pulumi.Resource] = []
         stack_namespace: str | None = None

@@ -65,7 +65,7 @@ class SparkOperator(pulumi.ComponentResource):
         super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
         labels = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "spark-operator"}
 
         airflow_namespace = pulumi.Output.from_input(args["airflow_namespace"]).apply(self._not_a_job_namespace)

@@ -65,7 +65,7 @@ class TaskNamespace(pulumi.ComponentResource):
                 "labels": namespace_labels(team, args["release_name"]),
                 **({"annotations": namespace_annotations(team)} if team.pod_security_reason else {}),
             },
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True),
         )
         namespace = ns.metadata.name
 

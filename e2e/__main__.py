@@ -1,18 +1,25 @@
-"""`python -m e2e`: build or find the binaries, start a local control plane, run the stack.
+"""`python -m e2e`: find (or build) the binaries, then run the scenarios with the real Pulumi
+engine, each against its own local control plane on 127.0.0.1.
 
-Exit codes: 0 passed; 1 a step failed; 3 the cluster steps passed but the Pulumi steps
-could not run (a Pulumi binary is missing; the manifests scenario ran instead).
+Scenarios (default: all of them, then every Pulumi.<stack>.yaml of the repository):
+pulumi (the dev stack), platform, upgrade, comeback, identity, tenants, stop; `--stack NAME`
+runs the stack scenario on Pulumi.NAME.yaml only. `manifests` needs no Pulumi engine.
+
+Exit codes: 0 passed; 1 a step failed (or a tool is missing and AIRFLOW_K8S_E2E=required);
+3 the cluster steps passed but the Pulumi steps could not run (scenario auto without a Pulumi
+binary: the manifests scenario ran instead); 4 a tool is missing, nothing ran (skipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
 from . import tools
-from .run import Options, run
+from .run import ALL, PULUMI_SCENARIOS, Options, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scenario",
-        choices=("auto", "pulumi", "manifests"),
-        default="auto",
-        help="pulumi: the real Pulumi CLI and providers; manifests: the offline-rendered objects "
-        "applied with server-side apply; auto: pulumi when its binaries can be had (default)",
+        action="append",
+        choices=(ALL, "auto", "manifests", *PULUMI_SCENARIOS),
+        help="a scenario to run (repeatable; default: all). manifests: the offline-rendered objects applied "
+        "with server-side apply, no Pulumi engine; auto: pulumi when its binaries can be had, else manifests",
+    )
+    parser.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run the stack scenario on Pulumi.NAME.yaml (repeatable): preview, up, up again, destroy",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=float(os.environ.get("AIRFLOW_K8S_E2E_DEADLINE", "0")),
+        help="seconds; scenarios that would start after it are reported as not run (default: "
+        "$AIRFLOW_K8S_E2E_DEADLINE, else none)",
     )
     parser.add_argument(
         "--chart-source",
@@ -45,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     opts = Options(
         cache=args.cache.expanduser(),
-        scenario=args.scenario,
+        scenarios=tuple(args.scenario or [ALL]),
+        stacks=tuple(args.stack),
+        deadline=args.deadline,
         chart_source=args.chart_source,
         keep=args.keep,
         build_only=args.build_only,

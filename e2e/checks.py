@@ -86,7 +86,8 @@ def _condition(obj: dict[str, Any], kind: str) -> str | None:
 
 
 def workload_problems(objs: list[dict[str, Any]]) -> list[str]:
-    """Deployments Available with every replica, StatefulSets ready, Jobs complete."""
+    """Deployments Available with every replica, StatefulSets ready, DaemonSets available on
+    every node they want, Jobs complete."""
     problems = []
     for obj in objs:
         kind, name = obj["kind"], obj["metadata"]["name"]
@@ -98,6 +99,10 @@ def workload_problems(objs: list[dict[str, Any]]) -> list[str]:
         elif kind == "StatefulSet":
             if status.get("readyReplicas", 0) != want:
                 problems.append(f"StatefulSet/{name}: {status.get('readyReplicas', 0)}/{want} ready")
+        elif kind == "DaemonSet":
+            want = status.get("desiredNumberScheduled", 0)
+            if status.get("numberAvailable", 0) != want or not want:
+                problems.append(f"DaemonSet/{name}: {status.get('numberAvailable', 0)}/{want} available")
         elif kind == "Job" and _condition(obj, "Complete") != "True":
             problems.append(f"Job/{name}: not complete (succeeded={status.get('succeeded', 0)})")
     return problems
@@ -168,3 +173,47 @@ def kube_identity(resource: dict[str, Any]) -> tuple[str, str, str, str] | None:
     if not isinstance(meta, dict) or "name" not in meta:
         return None
     return str(outputs.get("apiVersion")), str(outputs.get("kind")), str(meta.get("namespace") or ""), meta["name"]
+
+
+REPLACING = ("replace", "create-replacement", "delete-replaced", "delete")
+
+
+def random_replacements(preview: dict[str, Any]) -> list[str]:
+    """From `pulumi preview --json`: every pulumi-random resource the plan would replace or
+    delete (a new value for a generated secret)."""
+    out = []
+    for step in preview.get("steps") or []:
+        urn = str(step.get("urn", ""))
+        rtype = urn.split("::")[2].split("$")[-1] if urn.count("::") >= 3 else ""
+        if rtype.startswith("random:") and step.get("op") in REPLACING:
+            out.append(f"{step.get('op')} {urn}")
+    return sorted(set(out))
+
+
+def plan_ops(preview: dict[str, Any]) -> dict[str, int]:
+    """How many steps of each operation a `pulumi preview --json` plan holds."""
+    ops: dict[str, int] = {}
+    for step in preview.get("steps") or []:
+        ops[str(step.get("op"))] = ops.get(str(step.get("op")), 0) + 1
+    return ops
+
+
+def secret_fingerprints_in(kube: Kube, namespaces: list[str]) -> dict[str, str]:
+    """`namespace/name` -> fingerprint of every Secret in `namespaces` (Helm's records left out)."""
+    out = {}
+    for namespace in namespaces:
+        for name, fp in secret_fingerprints(live_secrets(kube, namespace)).items():
+            out[f"{namespace}/{name}"] = fp
+    return out
+
+
+def object_identities(kube: Kube, namespaces: list[str]) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of the workloads, Services, Secrets, ConfigMaps and claims in
+    `namespaces`: what a refused change must leave exactly as it was."""
+    kinds = [*WORKLOAD_KINDS, ("v1", "Service"), ("v1", "Secret"), ("v1", "ConfigMap"), ("v1", "PersistentVolumeClaim")]
+    found = set()
+    for namespace in namespaces:
+        for api_version, kind in kinds:
+            for obj in kube.list(api_version, kind, namespace):
+                found.add((kind, namespace, str(obj["metadata"]["name"])))
+    return found

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from .kube import Kube, wait_for
+from .volumes import Provisioner
 
 LOCALHOST = "127.0.0.1"
 NODE_COUNT = 2
@@ -122,9 +123,12 @@ class ControlPlane:
     binaries: dict[str, Path]
     kwok_stages: list[Path]
     echo: Callable[[str], None] = print
+    # Nodes to make besides the default ones: the names a stack pins (stackinfo.pinned_node_names).
+    node_names: list[str] = field(default_factory=list)
     processes: list[Process] = field(default_factory=list)
     server: str = ""
     kube: Kube | None = None
+    provisioner: Provisioner | None = None
 
     @property
     def pki(self) -> Path:
@@ -241,6 +245,8 @@ class ControlPlane:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=false",
+                # Claims bind within a second of their volume appearing, not at the next 15 s resync.
+                "--pvclaimbinder-sync-period=1s",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             ],
         )
@@ -271,7 +277,15 @@ class ControlPlane:
             ],
         )
         self._seed(kube)
+        self.provisioner = Provisioner(kube, self.work / "provisioned", self.log_of("volume-provisioner"))
+        self.provisioner.start()
         return kube
+
+    @property
+    def all_node_names(self) -> list[str]:
+        """The default nodes, then the ones asked for (each once)."""
+        names = [f"kwok-node-{i}" for i in range(NODE_COUNT)]
+        return names + [n for n in dict.fromkeys(self.node_names) if n not in names]
 
     def _wait_port(self, name: str, proc: Process, port: int) -> None:
         def up() -> str | None:
@@ -286,19 +300,21 @@ class ControlPlane:
         wait_for(f"{name} on {LOCALHOST}:{port}", up, timeout=60, interval=0.2)
 
     def _seed(self, kube: Kube) -> None:
-        """Fake nodes (kwok), a default StorageClass and pre-made hostPath volumes (kwok has
-        no provisioner: claims bind to these through the real PV controller)."""
-        for i in range(NODE_COUNT):
+        """Fake nodes (kwok): the default ones and those a stack pins; a default StorageClass and
+        pre-made hostPath volumes that claims of up to VOLUME_SIZE bind to through the real PV
+        controller. Larger claims, and claims of other classes, get a volume from the
+        provisioner stand-in (e2e.volumes) started next."""
+        for node in self.all_node_names:
             kube.create(
                 {
                     "apiVersion": "v1",
                     "kind": "Node",
                     "metadata": {
-                        "name": f"kwok-node-{i}",
+                        "name": node,
                         "annotations": {NODE_ANNOTATION: "fake"},
                         "labels": {
                             "type": "kwok",
-                            "kubernetes.io/hostname": f"kwok-node-{i}",
+                            **({"kubernetes.io/hostname": node} if len(node) <= 63 else {}),  # label value limit
                             "kubernetes.io/os": "linux",
                             "kubernetes.io/arch": "amd64",
                         },
@@ -344,8 +360,12 @@ class ControlPlane:
         wait_for("kwok nodes Ready", nodes_ready, timeout=120)
 
     def stop(self) -> list[str]:
-        """Stop every process this control plane started (reverse order), by process group id."""
+        """Stop the volume provisioner, then every process this control plane started (reverse
+        order), by process group id."""
         problems = []
+        if self.provisioner is not None:
+            self.provisioner.stop()
+            self.provisioner = None
         for p in reversed(self.processes):
             if p.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

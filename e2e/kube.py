@@ -91,6 +91,11 @@ class Kube:
             self._resources = found
         return self._resources
 
+    def rediscover(self) -> dict[tuple[str, str], ApiResource]:
+        """Discovery read afresh: kinds that CRDs added since the last read are included."""
+        self._resources = None
+        return self.resources()
+
     def path_of(self, api_version: str, kind: str, namespace: str | None = None, name: str | None = None) -> str:
         res = self.resources().get((api_version, kind))
         if res is None:

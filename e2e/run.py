@@ -15,6 +15,7 @@ nothing about the Pulumi engine, the providers or pulumi-random's state.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from . import checks, tools
+from . import checks, process, tools
 from .charts import ChartRepository
 from .cluster import KWOK_STAGES, ControlPlane, tail
 from .kube import ApiError, Kube, wait_for
@@ -45,6 +46,9 @@ STACK = "e2e"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt")
 PROJECT_DIRS = ("components",)
 WAIT_SECONDS = 300
+PULUMI_TIMEOUT = 900  # no single pulumi command of a scenario may take longer
+STALL_SECONDS = 120  # the same objects pending this long during `up`: stuck, stopped, named
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class StepError(RuntimeError):
@@ -93,11 +97,15 @@ class Steps:
 @dataclass
 class Options:
     cache: Path
-    scenario: str = "auto"  # auto | pulumi | manifests
+    # "all" (every Pulumi scenario and every stack file), "auto" (pulumi, or manifests without
+    # the engine), or names from PULUMI_SCENARIOS, or "manifests".
+    scenarios: tuple[str, ...] = ("all",)
+    stacks: tuple[str, ...] = ()  # --stack NAME: run the stack scenario on Pulumi.NAME.yaml
     chart_source: str = "repository"  # repository | path
     keep: bool = False
     build_only: bool = False
     charts: Path = field(default_factory=lambda: ROOT.parent / "shared" / "charts")
+    deadline: float = 0  # seconds; scenarios that would start later are not run (0: none)
 
 
 # --- tools -----------------------------------------------------------------------------
@@ -106,7 +114,7 @@ class Options:
 def resolve_tools(opts: Options, steps: Steps) -> tuple[dict[str, Path], dict[str, tools.Resolved]]:
     found: dict[str, Path] = {}
     report: dict[str, tools.Resolved] = {}
-    skip_pulumi = opts.scenario == "manifests" and not opts.build_only
+    skip_pulumi = opts.scenarios == ("manifests",) and not opts.build_only
     wanted = tools.CLUSTER_TOOLS + (() if skip_pulumi else tools.PULUMI_TOOLS)
     for name in wanted:
         steps.echo(f"==> tool {name}")
@@ -195,27 +203,36 @@ def write_stack_config(project: Path, config: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-# --- the Pulumi scenario ----------------------------------------------------------------
+# --- the Pulumi engine ------------------------------------------------------------------
 
 
 @dataclass
 class Pulumi:
+    """The pulumi CLI for one project copy: every command bounded in time, as one process
+    group (language host, program and provider plugins stopped with it), its output in a log."""
+
     binary: Path
     project: Path
     env: dict[str, str]
     logs: Path
     counter: int = 0
     last_log: Path | None = None
+    # What is pending in the cluster (e2e.stuck): a stuck `up` stops once it names the same
+    # objects for STALL_SECONDS instead of waiting out a Release's 15-minute timeout.
+    stall: Callable[[], Callable[[], str | None]] | None = None
 
-    def run(self, *args: str, check: bool = True, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, timeout: float = PULUMI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         self.counter += 1
         log = self.logs / f"pulumi-{self.counter:02d}-{args[0]}.log"
-        cmd = [str(self.binary), *args, "--non-interactive"]
-        proc = subprocess.run(
-            cmd, cwd=self.project, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+        cmd = [str(self.binary), "--non-interactive", *args]
         self.last_log = log
+        watch = self.stall() if self.stall is not None and args[0] in ("up", "destroy", "refresh") else None
+        try:
+            proc = process.run_bounded(
+                cmd, cwd=self.project, env=self.env, log=log, timeout=timeout, stall=watch, stall_seconds=STALL_SECONDS
+            )
+        except process.Stuck as exc:
+            raise StepError(f"`pulumi {' '.join(args)}` stopped: {exc}", log) from None
         if check and proc.returncode != 0:
             raise StepError(f"`pulumi {' '.join(args)}` exited {proc.returncode}", log)
         return proc
@@ -224,13 +241,17 @@ class Pulumi:
         return json.loads(self.run(*args).stdout)
 
     def summary(self, proc: subprocess.CompletedProcess[str]) -> str:
-        """The `Resources:` block Pulumi prints at the end of preview, up and destroy."""
+        """The last `Resources:` block Pulumi prints (preview, up, destroy), on one line."""
         lines = proc.stdout.splitlines()
-        for i, line in enumerate(lines):
-            if line.strip() == "Resources:":
-                block = [x.strip() for x in lines[i + 1 : i + 8] if x.strip()]
-                return "; ".join(x for x in block if not x.startswith("Duration"))
-        return ""
+        starts = [i for i, line in enumerate(lines) if line.strip() == "Resources:"]
+        if not starts:
+            return ""
+        block = []
+        for line in lines[starts[-1] + 1 :]:  # the block ends at the first blank line
+            if not line.strip():
+                break
+            block.append(line.strip())
+        return "; ".join(block)
 
 
 def pulumi_env(work: Path, found: dict[str, Path], kubeconfig: Path) -> dict[str, str]:
@@ -253,21 +274,53 @@ def pulumi_env(work: Path, found: dict[str, Path], kubeconfig: Path) -> dict[str
     return env
 
 
+def install_plugins(pulumi: Pulumi, found: dict[str, Path]) -> None:
+    """The pinned providers into PULUMI_HOME from their binaries; the engine then uses those,
+    not the copies on PATH (which it would prefer, with a warning per plugin)."""
+    for kind, version in (("kubernetes", tools.PULUMI_KUBERNETES_VERSION), ("random", tools.PULUMI_RANDOM_VERSION)):
+        binary = found[f"pulumi-resource-{kind}"]
+        pulumi.run("plugin", "install", "resource", kind, version.lstrip("v"), "--file", str(binary))
+    pulumi.env["PULUMI_IGNORE_AMBIENT_PLUGINS"] = "true"
+
+
+def user_namespaces(kube: Kube) -> list[str]:
+    return sorted(
+        n["metadata"]["name"] for n in kube.list("v1", "Namespace") if n["metadata"]["name"] not in SYSTEM_NAMESPACES
+    )
+
+
 def check_cluster(kube: Kube, namespace: str, timeout: float = WAIT_SECONDS) -> None:
     """Every Deployment Available, StatefulSet ready, Job (the migration Job) complete, and
     every Secret a workload references present with the referenced key."""
 
     def ready() -> str | None:
         workloads = checks.live_workloads(kube, namespace)
-        if not any(w["kind"] == "Job" and "migrat" in w["metadata"]["name"] for w in workloads):
-            return "no database migration Job yet"
+        if not any(w["kind"] in ("Deployment", "StatefulSet") for w in workloads):
+            return "no workloads yet"
+        # The chart's Jobs may be gone already: they are deleted as soon as they finish.
         problems = checks.workload_problems(workloads)
         return "; ".join(problems) or None
 
     wait_for(f"workloads in namespace {namespace}", ready, timeout=timeout, interval=2)
+    check_secrets(kube, namespace)
+
+
+def check_namespaces(kube: Kube, namespaces: list[str], timeout: float = WAIT_SECONDS) -> None:
+    """check_cluster's workload and Secret checks for namespaces without a migration Job."""
+
+    def ready() -> str | None:
+        problems = [p for ns in namespaces for p in checks.workload_problems(checks.live_workloads(kube, ns))]
+        return "; ".join(problems) or None
+
+    wait_for(f"workloads in {', '.join(namespaces)}", ready, timeout=timeout, interval=2)
+    for namespace in namespaces:
+        check_secrets(kube, namespace)
+
+
+def check_secrets(kube: Kube, namespace: str) -> None:
     missing = checks.missing_secrets(checks.live_workloads(kube, namespace), checks.live_secrets(kube, namespace))
     if missing:
-        raise StepError("Secrets referenced but missing:\n" + "\n".join(missing))
+        raise StepError(f"Secrets referenced but missing in {namespace}:\n" + "\n".join(missing))
 
 
 def describe_workloads(kube: Kube, namespace: str) -> str:
@@ -277,63 +330,11 @@ def describe_workloads(kube: Kube, namespace: str) -> str:
         if w["kind"] in ("Deployment", "StatefulSet"):
             ready = status.get("availableReplicas", status.get("readyReplicas", 0))
             rows.append(f"{w['kind']}/{w['metadata']['name']} {ready}/{(w.get('spec') or {}).get('replicas', 1)}")
+        elif w["kind"] == "DaemonSet":
+            rows.append(f"DaemonSet/{w['metadata']['name']} {status.get('numberAvailable', 0)}")
         elif w["kind"] == "Job":
             rows.append(f"Job/{w['metadata']['name']} succeeded={status.get('succeeded', 0)}")
     return ", ".join(sorted(rows))
-
-
-def pulumi_scenario(
-    steps: Steps, kube: Kube, found: dict[str, Path], work: Path, chart: dict[str, str], kubeconfig: Path
-) -> None:
-    project = copy_project(work / "project")
-    config = e2e_config(chart, kube_minor(kube))
-    namespace = config["airflow-k8s:airflow"].get("namespace", "airflow")
-    logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    pulumi = Pulumi(found["pulumi"], project, pulumi_env(work, found, kubeconfig), logs)
-
-    with steps.step("pulumi login (local backend) and stack init (passphrase secrets)"):
-        pulumi.run("login", f"file://{work / 'state'}")
-        for kind, name in (("kubernetes", "pulumi-resource-kubernetes"), ("random", "pulumi-resource-random")):
-            version = {"kubernetes": tools.PULUMI_KUBERNETES_VERSION, "random": tools.PULUMI_RANDOM_VERSION}[kind]
-            pulumi.run("plugin", "install", "resource", kind, version.lstrip("v"), "--file", str(found[name]))
-        pulumi.run("stack", "init", STACK, "--secrets-provider", "passphrase")
-        write_stack_config(project, config)
-
-    with steps.step("pulumi preview"):
-        steps.echo("    " + pulumi.summary(pulumi.run("preview", "--diff")))
-
-    with steps.step("pulumi up --yes"):
-        steps.echo("    " + pulumi.summary(pulumi.run("up", "--yes", "--skip-preview")))
-    with steps.step("check: Deployments Available, migration Job complete, referenced Secrets present"):
-        check_cluster(kube, namespace)
-        steps.echo("    " + describe_workloads(kube, namespace))
-
-    with steps.step("pulumi up --yes again: no changes"):
-        steps.echo("    " + pulumi.summary(pulumi.run("up", "--yes", "--expect-no-changes")))
-
-    before = checks.secret_fingerprints(checks.live_secrets(kube, namespace))
-    with steps.step("config change: scheduler replicas 1 -> 2 (no replacement, no Secret changed)"):
-        set_replicas(config, "scheduler", 2)
-        write_stack_config(project, config)
-        plan = pulumi.json("preview", "--json")
-        problems = checks.plan_problems(plan, allowed_updates=("kubernetes:helm.sh/v3:Release",))
-        if problems:
-            raise StepError("the replica change would do more than update the Release:\n" + "\n".join(problems))
-        pulumi.run("up", "--yes", "--skip-preview")
-        check_replica_change(kube, namespace, before)
-
-    with steps.step("pulumi destroy --yes: retained objects stay, protected ones reported"):
-        state = checks.state_resources(pulumi.json("stack", "export"))
-        retained = {i for r in state if r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-        protected = [r["urn"] for r in state if r.get("protect")]
-        deleted = {i for r in state if not r.get("retainOnDelete") and (i := checks.kube_identity(r))}
-        for urn in protected:
-            steps.echo(f"    protected (pulumi destroy refuses to delete it): {urn}")
-        proc = pulumi.run("destroy", "--yes", "--skip-preview", check=not protected)
-        if protected and proc.returncode != 0 and "protected" not in proc.stdout + proc.stderr:
-            raise StepError("pulumi destroy failed for another reason than protection", pulumi.last_log)
-        verify_retention(kube, retained, deleted, namespace, steps)
 
 
 def verify_retention(
@@ -515,68 +516,116 @@ def manifests_scenario(steps: Steps, kube: Kube, work: Path, chart: dict[str, st
 
 # --- the whole run ---------------------------------------------------------------------------
 
+ALL = "all"
+# Every scenario of a full run, in order; the stack files of the repository come after them.
+PULUMI_SCENARIOS = ("pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop")
+
+
+def repository_stacks() -> list[str]:
+    return sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
+
 
 def run(opts: Options, echo: Callable[[str], None] = print) -> int:
     steps = Steps(echo)
     work = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-"))
-    plane: ControlPlane | None = None
+    planes: list[ControlPlane] = []
     repo: ChartRepository | None = None
-    failed_log: Path | None = None
     code = 0
     missing_pulumi: list[str] = []
+    started = time.monotonic()
     try:
         found, _ = resolve_tools(opts, steps)
         missing_cluster = [n for n in tools.CLUSTER_TOOLS if n not in found]
         missing_pulumi = [n for n in tools.PULUMI_TOOLS if n not in found]
         if opts.build_only:
             return 1 if missing_cluster or missing_pulumi else 0
-        if missing_cluster:
-            raise StepError(f"cannot start the control plane without: {', '.join(missing_cluster)}")
-        scenario = opts.scenario
-        if scenario == "auto":
-            scenario = "manifests" if missing_pulumi else "pulumi"
-        if scenario == "pulumi" and missing_pulumi:
-            raise StepError(f"the pulumi scenario needs: {', '.join(missing_pulumi)}")
-
-        with steps.step("start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok on 127.0.0.1"):
-            plane = ControlPlane(work / "cluster", found, kwok_stage_files(opts.cache), echo)
-            kube = plane.start()
-            version = kube.get("/version")["gitVersion"]
-            echo(f"    API server {plane.server} ({version}); kubeconfig {plane.kubeconfig_path}")
+        scenarios = list(opts.scenarios)
+        stacks = list(opts.stacks)
+        if scenarios == [ALL]:
+            scenarios = [] if stacks else list(PULUMI_SCENARIOS)
+            stacks = stacks or repository_stacks()
+        wants_pulumi = opts.scenarios not in (("auto",), ("manifests",))
+        missing = missing_cluster + (missing_pulumi if wants_pulumi else [])
+        if missing:
+            required = os.environ.get("AIRFLOW_K8S_E2E") == "required"
+            echo(
+                f"\n!!! END-TO-END RUN {'FAILED' if required else 'SKIPPED'}: not found: {', '.join(missing)} "
+                "(looked on PATH, in ../shared/tools via its install.sh, in its cache, in the build cache; "
+                "the reasons are above)" + ("; AIRFLOW_K8S_E2E=required makes this a failure" if required else "")
+            )
+            code = 1 if required else 4
+            return code
+        if scenarios == ["auto"]:
+            scenarios = ["manifests"] if missing_pulumi else ["pulumi"]
 
         with steps.step(f"serve the charts from {opts.charts} on 127.0.0.1"):
             if opts.chart_source == "path":
-                chart = {"path": str(opts.charts / "airflow-1.21.0.tgz")}
-                echo(f"    chart path {chart['path']}")
+                charts = {m.name.rsplit("-", 1)[0]: m for m in opts.charts.glob("*.tgz")}
+
+                def chart_of(name: str) -> dict[str, str]:
+                    return {"path": str(charts[name])}
+
+                echo(f"    chart paths in {opts.charts}")
             else:
                 repo = ChartRepository(opts.charts, work / "chart-repo")
-                chart = {"repository": repo.start(), "version": "1.21.0"}
-                echo(f"    chart repository {chart['repository']} (index.yaml generated)")
+                url = repo.start()
 
-        if scenario == "pulumi":
-            pulumi_scenario(steps, kube, found, work, chart, plane.kubeconfig_path)
-        else:
-            why = "--scenario manifests" if opts.scenario == "manifests" else "missing: " + ", ".join(missing_pulumi)
+                def chart_of(name: str) -> dict[str, str]:
+                    from .scenarios import CHART_VERSIONS
+
+                    return {"repository": url, "version": CHART_VERSIONS[name]}
+
+                echo(f"    chart repository {url} (index.yaml generated)")
+        stages = kwok_stage_files(opts.cache)
+
+        if scenarios == ["manifests"]:
+            why = (
+                "--scenario manifests" if opts.scenarios == ("manifests",) else "missing: " + ", ".join(missing_pulumi)
+            )
             for step in ("pulumi preview", "pulumi up", "pulumi up (no changes)", "pulumi destroy"):
                 steps.skipped(step, why)
-            manifests_scenario(steps, kube, work, chart)
-            if opts.scenario == "auto":
+            with steps.step("start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok on 127.0.0.1"):
+                plane = ControlPlane(work / "cluster", found, stages, echo)
+                planes.append(plane)
+                kube = plane.start()
+            manifests_scenario(steps, kube, work, chart_of("airflow"))
+            if opts.scenarios == ("auto",):
                 code = 3  # the Pulumi steps did not run: not a pass
+            return code
+
+        from .scenarios import SCENARIOS, Harness, scenario_stack
+
+        harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes)
+        jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(SCENARIOS[n], harness)) for n in scenarios]
+        jobs += [(f"stack-{s}", functools.partial(scenario_stack, harness, s)) for s in stacks]
+        for name, job in jobs:
+            if opts.deadline and time.monotonic() - started > opts.deadline:
+                steps.skipped(f"[{name}]", f"the run's time budget of {opts.deadline:.0f}s is spent")
+                code = 1
+                continue
+            try:
+                job()
+            except Exception as exc:  # one scenario's failure does not stop the others
+                code = 1
+                report_failure(echo, exc, harness.planes)
+            finally:
+                for plane in harness.planes:
+                    for problem in plane.stop():
+                        echo(f"    {problem}")
+                harness.planes.clear()
     except StepError as exc:
         code = 1
-        failed_log = exc.log
-        echo(f"FAILED: {exc}")
+        report_failure(echo, exc, planes)
     except Exception as exc:
         code = 1
-        echo(f"FAILED: {type(exc).__name__}: {exc}")
-        echo(traceback.format_exc(limit=4))
+        report_failure(echo, exc, planes)
     finally:
-        if code == 1:
-            _print_logs(echo, plane, failed_log)
+        if code == 0 and any(result == "FAILED" for _, result, _ in steps.results):
+            code = 1  # a step that failed without ending its scenario
         with steps.step("stop every process and remove temporary files"):
             if repo is not None:
                 repo.stop()
-            if plane is not None:
+            for plane in planes:
                 for problem in plane.stop():
                     echo(f"    {problem}")
             if opts.keep:
@@ -585,6 +634,8 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
                 shutil.rmtree(work, ignore_errors=True)
         echo("")
         echo(steps.summary())
+        if code == 4:
+            echo("e2e: SKIPPED (tools not found)")
         if code == 3:
             echo(
                 f"\nINCOMPLETE: the Pulumi steps were not run (missing: {', '.join(missing_pulumi)}). "
@@ -593,17 +644,41 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
     return code
 
 
-def _print_logs(echo: Callable[[str], None], plane: ControlPlane | None, failed_log: Path | None) -> None:
-    if failed_log is not None and failed_log.is_file():
-        echo(f"--- last lines of {failed_log.name} ---")
-        echo(tail(failed_log, 40))
-    if plane is not None:
+def report_failure(echo: Callable[[str], None], exc: BaseException, planes: list[ControlPlane]) -> None:
+    """The failing command's error, the last lines of its log, what the cluster has pending."""
+    if isinstance(exc, StepError):
+        echo(f"FAILED: {exc}")
+    else:
+        echo(f"FAILED: {type(exc).__name__}: {exc}")
+        echo(traceback.format_exc(limit=6))
+    log = getattr(exc, "log", None)
+    if log is not None and Path(log).is_file():
+        first = Path(log).read_text(errors="replace").splitlines()[:1]
+        echo(f"--- command: {first[0][2:] if first else '?'}")
+        text = Path(log).read_text(errors="replace").splitlines()
+        errors = [line.strip() for line in text if "error" in line.lower() and "Traceback" not in line]
+        if errors:
+            echo(f"--- error lines of {Path(log).name} (each cut at 600 characters) ---")
+            echo("\n".join(line[:600] for line in dict.fromkeys(errors)))
+        echo(f"--- last lines of {Path(log).name} ---")
+        echo("\n".join(line[:600] for line in text[-25:]))
+    for plane in planes:
         dead = plane.dead()
         if dead:
             echo(dead)
-        for proc in plane.processes:
-            echo(f"--- last lines of {proc.log.name} ---")
-            echo(tail(proc.log, 8))
+            for proc in plane.processes:
+                echo(f"--- last lines of {proc.log.name} ---")
+                echo(tail(proc.log, 8))
+        if plane.kube is not None:
+            try:
+                from .stuck import pending_report
+
+                report = pending_report(plane.kube, user_namespaces(plane.kube))
+            except Exception as err:  # the cluster may be the thing that failed
+                report = f"(could not ask the cluster: {err})"
+            if report:
+                echo("--- pending in the cluster ---")
+                echo(report)
 
 
 def _indent(text: str, prefix: str) -> str:

@@ -1,13 +1,19 @@
-"""The binaries the end-to-end run needs: found on PATH, in the cache, or built from source.
+"""The binaries the end-to-end run needs, looked for in this order:
 
-Every binary is built with the ordinary Go client from the Go module proxy, at a pinned
-version, inside a throwaway module in the cache folder (never in the repository):
+1. `PATH` (a CI image with official releases), used as it is;
+2. the prebuilt toolchains beside the repository (`../shared/tools/install.sh`, which
+   unpacks them once into its cache and prints the bin folder);
+3. that cache's bin folder (`$AIRFLOW_K8S_TOOLS_CACHE`, default `~/.cache/airflow-k8s-tools`)
+   when the install script is not there;
+4. this harness's own build cache (`<cache>/bin`, reused when its version stamp matches);
+5. a build with the ordinary Go client from the Go module proxy, at a pinned version,
+   inside a throwaway module in the cache folder (never in the repository):
 
-    <cache>/src/<tool>/go.mod   require <module> <version>  (+ replace directives)
-    <cache>/bin/<tool>          the result, reused on the next run
+       <cache>/src/<tool>/go.mod   require <module> <version>  (+ replace directives)
+       <cache>/bin/<tool>          the result, reused on the next run
 
-A binary already on PATH is used as it is (a CI image with official releases). A tool
-that cannot be had raises `ToolError` with the exact command and its error output.
+The two Pulumi providers cannot be built that way (see `GoTool.unbuildable`). A tool
+that cannot be had comes back `missing`, with every place looked at and why it failed.
 """
 
 from __future__ import annotations
@@ -58,6 +64,18 @@ class GoTool:
     ldflags: str = "-s -w"
     # Files a release ships next to the binary, taken from a module: (module, version, path).
     companions: tuple[tuple[str, str, str], ...] = field(default=())
+    # Why a build from the Go module proxy cannot produce a working binary ("" when it can).
+    unbuildable: str = ""
+
+
+# A provider's `go:embed`s its schema (`schema-embed.json`), which the provider's own
+# Makefile generates before `go build`; the file is not committed, so no module zip on the
+# proxy holds it, and `go build` of the module stops at the embed pattern.
+_PROVIDER_FROM_PROXY = (
+    "a build from the Go module proxy cannot work: the module zip lacks the generated "
+    "schema-embed.json that the provider embeds (its Makefile generates it from a checkout "
+    "of the repository before `go build`). Use an official release or ../shared/tools."
+)
 
 
 def _staging_replaces(gomod: str, version: str) -> list[str]:
@@ -126,13 +144,19 @@ TOOLS: dict[str, GoTool] = {
                 "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
                 + PULUMI_KUBERNETES_VERSION
             ),
+            unbuildable=_PROVIDER_FROM_PROXY,
         ),
         GoTool(
             name="pulumi-resource-random",
             module="github.com/pulumi/pulumi-random/provider/v4",
             version=PULUMI_RANDOM_VERSION,
             package="github.com/pulumi/pulumi-random/provider/v4/cmd/pulumi-resource-random",
-            ldflags=("-s -w -X github.com/pulumi/pulumi-random/provider/v4/version.Version=" + PULUMI_RANDOM_VERSION),
+            # The provider reads its version from provider/v4/pkg/version; stamped anywhere
+            # else it stays empty and the provider panics at start.
+            ldflags=(
+                "-s -w -X github.com/pulumi/pulumi-random/provider/v4/pkg/version.Version=" + PULUMI_RANDOM_VERSION
+            ),
+            unbuildable=_PROVIDER_FROM_PROXY,
         ),
         _kube("kube-apiserver"),
         _kube("kube-controller-manager"),
@@ -265,26 +289,109 @@ def module_dir(module: str, version: str, cache: Path, purpose: str) -> Path:
 class Resolved:
     name: str
     path: Path | None
-    origin: str  # "PATH", "cache", "built", or "missing"
+    origin: str  # "PATH", "shared tools", "tools cache", "cache", "built", or "missing"
     seconds: float = 0.0
     error: str = ""
 
 
-def resolve(name: str, cache: Path, build_missing: bool = True) -> Resolved:
-    """PATH first, then <cache>/bin (pinned version stamp), then build it."""
+SHARED_TOOLS = Path(__file__).resolve().parent.parent.parent / "shared" / "tools"
+# The files a binary needs beside it to work: the Python language host runs programs
+# through its `-exec` shim, which it looks for next to its own executable.
+COMPANIONS = {"pulumi-language-python": ("pulumi-language-python-exec",)}
+
+
+def shared_tools_script() -> Path:
+    return Path(os.environ.get("AIRFLOW_K8S_SHARED_TOOLS") or SHARED_TOOLS) / "install.sh"
+
+
+def tools_cache_bin() -> Path:
+    """Where ../shared/tools/install.sh unpacks to (its own default, or $AIRFLOW_K8S_TOOLS_CACHE)."""
+    explicit = os.environ.get("AIRFLOW_K8S_TOOLS_CACHE")
+    base = Path(explicit).expanduser() if explicit else Path.home() / ".cache" / "airflow-k8s-tools"
+    return base / "bin"
+
+
+_installed: dict[Path, tuple[Path | None, str]] = {}
+
+
+def install_shared_tools(script: Path | None = None) -> tuple[Path | None, str]:
+    """Run the install script once per process: (its bin folder, "") or (None, why not)."""
+    script = script or shared_tools_script()
+    if script in _installed:
+        return _installed[script]
+    if not script.is_file():
+        result: tuple[Path | None, str] = (None, f"{script} does not exist")
+    else:
+        try:
+            proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+        except OSError as exc:
+            _installed[script] = (None, f"`bash {script}` could not run: {exc}")
+            return _installed[script]
+        out = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not out:
+            result = (None, f"`{script}` exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        else:
+            result = (Path(out[-1]), "")
+    _installed[script] = result
+    return result
+
+
+def unusable(name: str, binary: Path) -> str:
+    """Why `binary` cannot be used as `name` ("" when it can): a missing companion file, or
+    a `<name>.version` stamp beside it naming another version than the pin."""
     tool = TOOLS[name]
+    for companion in COMPANIONS.get(name, ()):
+        if not (binary.parent / companion).is_file():
+            return f"{binary} has no {companion} beside it (the language host runs programs through it)"
+    stamp = binary.parent / f"{name}.version"
+    if stamp.is_file():
+        stamped = stamp.read_text().strip()
+        if stamped != f"{tool.module}@{tool.version}":
+            return f"{binary} is {stamped}, not the pinned {tool.module}@{tool.version}"
+    return ""
+
+
+def resolve(name: str, cache: Path, build_missing: bool = True, shared: bool = True) -> Resolved:
+    """PATH, then ../shared/tools (install.sh), then its cache, then <cache>/bin, then a build."""
+    tool = TOOLS[name]
+    tried: list[str] = []
+
+    def candidate(origin: str, binary: Path | None) -> Resolved | None:
+        if binary is None or not binary.is_file():
+            tried.append(f"{origin}: no {name}" + (f" in {binary.parent}" if binary is not None else ""))
+            return None
+        why = unusable(name, binary)
+        if why:
+            tried.append(f"{origin}: {why}")
+            return None
+        return Resolved(name, binary, origin)
+
     on_path = shutil.which(name)
-    if on_path:
-        return Resolved(name, Path(on_path), "PATH")
+    found = candidate("PATH", Path(on_path) if on_path else None)
+    if found:
+        return found
+    if shared:
+        bin_dir, why = install_shared_tools()
+        if bin_dir is None:
+            tried.append(f"shared tools: {why}")
+        elif found := candidate("shared tools", bin_dir / name):
+            return found
+        if bin_dir is None and (found := candidate("tools cache", tools_cache_bin() / name)):
+            return found
     binary = cache / "bin" / name
     stamp = cache / "bin" / f"{name}.version"
     if binary.exists() and stamp.exists() and stamp.read_text().strip() == f"{tool.module}@{tool.version}":
         return Resolved(name, binary, "cache")
+    tried.append(f"cache: no {name} at {tool.version} in {cache / 'bin'}")
+    if tool.unbuildable:
+        tried.append(f"build: {tool.unbuildable}")
+        return Resolved(name, None, "missing", error="\n".join(tried))
     if not build_missing:
-        return Resolved(name, None, "missing", error=f"{name} is not on PATH nor in {cache / 'bin'}")
+        return Resolved(name, None, "missing", error="\n".join(tried))
     start = time.monotonic()
     try:
         path = build(tool, cache)
     except (ToolError, subprocess.CalledProcessError) as exc:
-        return Resolved(name, None, "missing", time.monotonic() - start, str(exc))
+        tried.append(f"build: {exc}")
+        return Resolved(name, None, "missing", time.monotonic() - start, "\n".join(tried))
     return Resolved(name, path, "built", time.monotonic() - start)

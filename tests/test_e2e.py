@@ -77,9 +77,71 @@ class TestBuildModules:
         bin_dir.mkdir()
         (bin_dir / "kwok").write_text("")
         (bin_dir / "kwok.version").write_text("sigs.k8s.io/kwok@v0.0.1\n")
-        assert tools.resolve("kwok", tmp_path, build_missing=False).origin == "missing"
+        assert tools.resolve("kwok", tmp_path, build_missing=False, shared=False).origin == "missing"
         (bin_dir / "kwok.version").write_text(f"sigs.k8s.io/kwok@{tools.KWOK_VERSION}\n")
-        assert tools.resolve("kwok", tmp_path, build_missing=False).origin == "cache"
+        assert tools.resolve("kwok", tmp_path, build_missing=False, shared=False).origin == "cache"
+
+    def test_the_shared_tools_come_after_path_through_their_install_script(self, tmp_path, monkeypatch):
+        shared = tmp_path / "shared"
+        (shared / "bin").mkdir(parents=True)
+        (shared / "bin" / "kwok").write_text("")
+        (shared / "bin" / "kwok.version").write_text(f"sigs.k8s.io/kwok@{tools.KWOK_VERSION}\n")
+        (shared / "install.sh").write_text(f"echo unpacking >&2\necho {shared / 'bin'}\n")
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(shared))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("kwok", tmp_path / "cache", build_missing=False)
+        assert (found.origin, found.path) == ("shared tools", shared / "bin" / "kwok")
+
+    def test_without_the_install_script_its_cache_folder_is_used(self, tmp_path, monkeypatch):
+        bin_dir = tmp_path / "tools-cache" / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "pulumi").write_text("")
+        monkeypatch.setenv("PATH", "")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "tools-cache"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("pulumi", tmp_path / "cache", build_missing=False)
+        assert (found.origin, found.path) == ("tools cache", bin_dir / "pulumi")
+
+    def test_a_language_host_without_its_exec_shim_beside_it_is_passed_over(self, tmp_path, monkeypatch):
+        (tmp_path / "pulumi-language-python").write_text("")
+        (tmp_path / "pulumi-language-python").chmod(0o755)
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("pulumi-language-python", tmp_path / "cache", build_missing=False)
+        assert found.origin == "missing"
+        assert "has no pulumi-language-python-exec beside it" in found.error
+        (tmp_path / "pulumi-language-python-exec").write_text("")
+        assert tools.resolve("pulumi-language-python", tmp_path / "cache", build_missing=False).origin == "PATH"
+
+    def test_a_stamped_binary_of_another_version_is_passed_over(self, tmp_path, monkeypatch):
+        (tmp_path / "kwok").write_text("")
+        (tmp_path / "kwok").chmod(0o755)
+        (tmp_path / "kwok.version").write_text("sigs.k8s.io/kwok@v0.1.0\n")
+        monkeypatch.setenv("PATH", str(tmp_path))
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        found = tools.resolve("kwok", tmp_path / "cache", build_missing=False)
+        assert "is sigs.k8s.io/kwok@v0.1.0, not the pinned" in found.error
+
+    def test_providers_are_never_built_from_the_module_proxy_and_the_reason_is_given(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PATH", "")
+        monkeypatch.setenv("AIRFLOW_K8S_SHARED_TOOLS", str(tmp_path / "absent"))
+        monkeypatch.setenv("AIRFLOW_K8S_TOOLS_CACHE", str(tmp_path / "absent"))
+        monkeypatch.setattr(tools, "_installed", {})
+        monkeypatch.setattr(tools, "build", lambda *a: pytest.fail("a provider build was attempted"))
+        for name in ("pulumi-resource-kubernetes", "pulumi-resource-random"):
+            found = tools.resolve(name, tmp_path / "cache")
+            assert found.origin == "missing"
+            assert "schema-embed.json" in found.error
+
+    def test_the_random_provider_version_is_stamped_where_the_provider_reads_it(self):
+        ldflags = tools.TOOLS["pulumi-resource-random"].ldflags
+        assert "github.com/pulumi/pulumi-random/provider/v4/pkg/version.Version=v4.21.1" in ldflags
 
     def test_the_cache_folder_is_configurable_and_outside_the_repository(self, monkeypatch, tmp_path):
         monkeypatch.setenv("AIRFLOW_K8S_E2E_CACHE", str(tmp_path / "c"))
@@ -284,3 +346,100 @@ def test_the_resources_block_of_pulumi_output_is_summarised_on_one_line(tmp_path
     out = 'Updating (e2e)\n\nOutputs:\n    namespace: "airflow"\n\nResources:\n    + 24 created\n\nDuration: 1m2s\n'
     proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
     assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "+ 24 created"
+
+
+def test_the_summary_ends_at_the_blank_line_after_the_resources_block(tmp_path):
+    out = (
+        "Resources:\n    + 1 to create\n\nUpdating (e2e):\n@ updating....\n\nResources:\n"
+        "    ~ 1 updated\n    24 unchanged\n\nDuration: 18s\n\nwarning: something later\n"
+    )
+    proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
+    assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "~ 1 updated; 24 unchanged"
+
+
+class TestScenarioHelpers:
+    def test_a_random_replacement_in_a_plan_is_named_and_an_update_is_not(self):
+        plan = {
+            "steps": [
+                {
+                    "op": "replace",
+                    "urn": "urn:pulumi:e2e::p::x$random:index/randomBytes:RandomBytes::airflow-fernet-key",
+                },
+                {
+                    "op": "update",
+                    "urn": "urn:pulumi:e2e::p::airflow-k8s:index:AirflowRelease$kubernetes:helm.sh/v3:Release::r",
+                },
+                {"op": "delete", "urn": "urn:pulumi:e2e::p::random:index/randomPassword:RandomPassword::pw"},
+            ]
+        }
+        assert [p.split()[0] for p in checks.random_replacements(plan)] == ["delete", "replace"]
+        assert checks.plan_ops(plan) == {"replace": 1, "update": 1, "delete": 1}
+
+    def test_a_daemonset_short_of_available_pods_is_reported(self):
+        ds = {
+            "kind": "DaemonSet",
+            "metadata": {"name": "exporter"},
+            "status": {"desiredNumberScheduled": 2, "numberAvailable": 1},
+        }
+        assert checks.workload_problems([ds]) == ["DaemonSet/exporter: 1/2 available"]
+
+    def test_every_stack_chart_comes_from_the_local_repository_with_the_webhooks_off(self):
+        from e2e import scenarios
+
+        harness = scenarios.Harness(
+            run.Steps(),
+            {},
+            ROOT,
+            [],
+            lambda name: {"repository": "http://127.0.0.1:1", "version": scenarios.CHART_VERSIONS[name]},
+            CHARTS,
+        )
+        config = scenarios.dev_config(harness, ("airflow", "logs", "cluster", "spark", "monitoring"))
+        assert config["airflow-k8s:spark"]["extraValues"]["webhook"] == {"enable": False}
+        install = config["airflow-k8s:monitoring"]["install"]
+        assert install["extraValues"]["prometheusOperator"]["admissionWebhooks"] == {"enabled": False}
+        assert install["chart"]["version"] == "88.5.3"
+        parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
+        assert parsed.spark.enabled and parsed.monitoring.install is not None
+
+    def test_a_protected_resource_is_read_from_the_destroy_error(self):
+        from e2e import scenarios
+
+        line = 'error: resource "urn:pulumi:e2e::p::x$kubernetes:core/v1:Secret::fernet-secret" cannot be deleted'
+        assert scenarios._protected_urn(line) == "fernet-secret"
+        assert scenarios._protected_urn("error: update failed") is None
+
+    def test_every_scenario_of_the_issue_runs_by_default_and_every_stack_file_after_them(self):
+        assert set(run.PULUMI_SCENARIOS) == {"pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop"}
+        assert run.repository_stacks() == ["dev", "prod"]
+
+
+class TestCiRunsTheEngine:
+    def test_ci_requires_the_end_to_end_run(self):
+        ci = (ROOT / ".ci" / "run").read_text()
+        assert "AIRFLOW_K8S_E2E=required" in ci and "./run.sh test" in ci
+
+    def test_the_test_command_runs_the_e2e_run_and_prints_its_own_summary_line(self):
+        script = (ROOT / "run.sh").read_text()
+        test_job = script.split("  test)", 1)[1].split(";;", 1)[0]
+        assert "python -m e2e" in test_job and "e2e: SKIPPED" in test_job and "=== summary" in test_job
+
+
+class TestIdentityRefusal:
+    def test_a_refusal_names_the_key_what_is_lost_and_the_way_forward(self):
+        from e2e import scenarios
+
+        line = (
+            "components._reader.ConfigError: config key 'airflow.releaseName': 'b' is not valid; changing it loses "
+            "data: the bundled Postgres volume would be left behind. Fix: keep airflow.releaseName 'a'."
+        )
+        assert scenarios.refusal_lines(f"    error: Program failed\n    {line}\n", "releaseName") == [line]
+
+    def test_diff_lines_identifiers_and_a_bare_protect_refusal_are_no_refusal(self):
+        from e2e import scenarios
+
+        text = (
+            '~ releaseName: "airflow" => "b"\n~ migrateDatabaseJob: "a-job"\nrun-airflow-migrations\n'
+            'error: unable to replace resource "urn:...::airflow-fernet-key-secret" as it is protected (releaseName)\n'
+        )
+        assert scenarios.refusal_lines(text, "releaseName") == []

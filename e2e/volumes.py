@@ -1,0 +1,214 @@
+"""A volume-provisioner stand-in for the e2e cluster: every claim binds, whatever its size,
+StorageClass (one with no provisioner, `kubernetes.io/no-provisioner`, WaitForFirstConsumer,
+or one that does not exist) and access modes.
+
+The real PV controller (kube-controller-manager) still does the binding: for a claim no
+existing volume can take, this makes a hostPath PersistentVolume under a temporary folder
+that fits the claim and is pre-bound to it (spec.claimRef with the claim's uid), the way an
+external provisioner answers. It never takes a claim that names its volume
+(spec.volumeName), nor one that a volume already in the cluster could bind (a stack's own
+static PersistentVolume, matched by class, size, access modes, volume mode and selector),
+and it waits a few seconds before acting so that the PV controller gets there first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from components.config import quantity_value
+from components.offline.reachability import selector_matches
+
+from .kube import Kube
+
+PROVISIONED_BY = "airflow-k8s-e2e/volume-stand-in"
+LABEL = "airflow-k8s-e2e"
+PROVISION_AFTER_SECONDS = 3.0
+POLL_SECONDS = 1.0
+DEFAULT_SIZE = "1Gi"
+
+
+def _storage(obj: dict[str, Any], path: tuple[str, ...]) -> Decimal:
+    node: Any = obj.get("spec") or {}
+    for key in path:
+        node = (node or {}).get(key)
+    try:
+        return quantity_value(str(node)) if node is not None else Decimal(0)
+    except ValueError:
+        return Decimal(0)
+
+
+def labels_for(selector: dict[str, Any] | None) -> dict[str, str]:
+    """Labels that satisfy a claim's selector (for the volume made for it)."""
+    labels = dict((selector or {}).get("matchLabels") or {})
+    for expr in (selector or {}).get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and values:
+            labels.setdefault(key, values[0])
+        elif op == "Exists":
+            labels.setdefault(key, "e2e")
+    return labels
+
+
+def claim_class(claim: dict[str, Any]) -> str:
+    """The StorageClass a claim asks for ("" for none). The API server's DefaultStorageClass
+    admission has already filled in the default class where the claim named none."""
+    spec = claim.get("spec") or {}
+    cls = spec.get("storageClassName")
+    if cls is None:
+        cls = ((claim.get("metadata") or {}).get("annotations") or {}).get("volume.beta.kubernetes.io/storage-class")
+    return str(cls or "")
+
+
+def volume_can_bind(volume: dict[str, Any], claim: dict[str, Any]) -> bool:
+    """What the PV controller checks before binding `claim` to `volume`: free (or pre-bound to
+    this claim), same class and volume mode, enough capacity, every access mode, selector."""
+    spec = volume.get("spec") or {}
+    meta = claim["metadata"]
+    ref = spec.get("claimRef")
+    if ref:
+        if (ref.get("namespace"), ref.get("name")) != (meta.get("namespace"), meta["name"]):
+            return False
+        if ref.get("uid") and ref["uid"] != meta.get("uid"):
+            return False
+    elif (volume.get("status") or {}).get("phase") not in (None, "Pending", "Available"):
+        return False
+    if (volume.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    claim_spec = claim.get("spec") or {}
+    if str(spec.get("storageClassName") or "") != claim_class(claim):
+        return False
+    if (spec.get("volumeMode") or "Filesystem") != (claim_spec.get("volumeMode") or "Filesystem"):
+        return False
+    if _storage(volume, ("capacity", "storage")) < _storage(claim, ("resources", "requests", "storage")):
+        return False
+    if not set(claim_spec.get("accessModes") or []) <= set(spec.get("accessModes") or []):
+        return False
+    return selector_matches(claim_spec.get("selector"), (volume.get("metadata") or {}).get("labels") or {})
+
+
+def needs_volume(claim: dict[str, Any], volumes: list[dict[str, Any]]) -> bool:
+    """A pending claim that names no volume and that no volume in the cluster can bind."""
+    if (claim.get("status") or {}).get("phase", "Pending") != "Pending":
+        return False
+    if (claim.get("spec") or {}).get("volumeName") or claim["metadata"].get("deletionTimestamp"):
+        return False
+    if (claim.get("spec") or {}).get("dataSource") or (claim.get("spec") or {}).get("dataSourceRef"):
+        return False  # a clone or a snapshot restore: not something a hostPath stand-in can honour
+    return not any(volume_can_bind(v, claim) for v in volumes)
+
+
+def volume_for(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A hostPath PersistentVolume that fits `claim` exactly, pre-bound to it."""
+    meta = claim["metadata"]
+    spec = claim.get("spec") or {}
+    uid = str(meta["uid"])
+    size = ((spec.get("resources") or {}).get("requests") or {}).get("storage") or DEFAULT_SIZE
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": f"pvc-{uid}",
+            "labels": {LABEL: "provisioned", **labels_for(spec.get("selector"))},
+            "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONED_BY},
+        },
+        "spec": {
+            "capacity": {"storage": str(size)},
+            "accessModes": list(spec.get("accessModes") or ["ReadWriteOnce"]),
+            "volumeMode": spec.get("volumeMode") or "Filesystem",
+            "storageClassName": claim_class(claim),
+            "persistentVolumeReclaimPolicy": "Retain",  # volumes survive destroy, as the stacks ask
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": uid,
+            },
+            "hostPath": {"path": str(folder / f"pvc-{uid}"), "type": "DirectoryOrCreate"},
+        },
+    }
+
+
+class Provisioner:
+    """Polls the claims of the whole cluster in a thread; see the module docstring."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        folder: Path,
+        log: Path,
+        *,
+        delay: float = PROVISION_AFTER_SECONDS,
+        interval: float = POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.folder = folder
+        self.log = log
+        self.delay = delay
+        self.interval = interval
+        self.clock = clock
+        self.provisioned: list[str] = []  # "namespace/claim -> volume"
+        self.last_error: str | None = None
+        self._first_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _note(self, line: str) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def sync_once(self) -> list[str]:
+        """One pass: make a volume for every claim that has needed one for `delay` seconds."""
+        claims = self.kube.list("v1", "PersistentVolumeClaim")
+        volumes = self.kube.list("v1", "PersistentVolume")
+        now = self.clock()
+        waiting = {str(c["metadata"]["uid"]) for c in claims if needs_volume(c, volumes)}
+        self._first_seen = {uid: self._first_seen.get(uid, now) for uid in waiting}
+        made = []
+        for claim in claims:
+            uid = str(claim["metadata"]["uid"])
+            if uid not in waiting or now - self._first_seen[uid] < self.delay:
+                continue
+            volume = volume_for(claim, self.folder)
+            self.kube.create(volume)
+            volumes.append(volume)
+            who = f"{claim['metadata']['namespace']}/{claim['metadata']['name']}"
+            line = (
+                f"{who} -> {volume['metadata']['name']} ({volume['spec']['capacity']['storage']}, "
+                f"class {volume['spec']['storageClassName'] or '(none)'}, {','.join(volume['spec']['accessModes'])})"
+            )
+            self._note(line)
+            made.append(line)
+            del self._first_seen[uid]
+        self.provisioned += made
+        return made
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+                self.last_error = None
+            except Exception as exc:  # the API server restarting is not the end of the provisioner
+                if str(exc) != self.last_error:
+                    self._note(f"error: {exc}")
+                self.last_error = str(exc)
+            self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="e2e-volume-provisioner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
