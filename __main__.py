@@ -2,52 +2,15 @@
 
 import pulumi
 
-from components import AirflowRelease, Monitoring, SparkOperator, TaskNamespace
 from components import stack as stack_config
-from components.airflow_values import airflow_api_port
-from components.environment_config import merged
-from components.monitoring_values import airflow_values as monitoring_airflow_values
-from components.spark_values import airflow_connections, airflow_variables
-from components.task_images import task_image_variables
+from components.platform import AirflowPlatform
 
 cfg = stack_config.load()
+platform = AirflowPlatform.from_config("airflow", cfg)
+airflow = platform.airflow
 
-
-def _secret(value: str | None) -> pulumi.Output[str] | None:
-    return None if value is None else pulumi.Output.secret(value)
-
-
-def _secrets(entries: dict[str, str]) -> dict[str, pulumi.Input[str]]:
-    return {key: pulumi.Output.secret(value) for key, value in entries.items()}
-
-
-airflow = AirflowRelease(
-    "airflow",
-    {
-        "settings": cfg.airflow,
-        "database_url": _secret(cfg.secrets.database_url),
-        "git_token": _secret(cfg.secrets.git_token),
-        "git_ssh_key": _secret(cfg.secrets.git_ssh_key),
-        "logs": cfg.logs,
-        "logs_connection": _secret(cfg.logs_connection),
-        # Spark on: the in-cluster `kubernetes_default` connection and where DAGs submit jobs;
-        # plus the stack's own `connections` and `variables` (secret values; a clash is a ConfigError).
-        "connections": merged(_secrets(cfg.connections), airflow_connections(cfg.spark), "connections"),
-        # `taskImages`: the k8s_image_<role> Variables that k8s_conventions.image() reads.
-        "variables": merged(
-            _secrets(cfg.variables),
-            {**airflow_variables(cfg.spark), **task_image_variables(cfg.task_images)},
-            "variables",
-        ),
-        # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
-        "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
-        # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
-        "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
-    },
-)
-
-if cfg.monitoring.enabled:
-    monitoring = Monitoring("monitoring", {"settings": cfg.monitoring, "airflow": airflow})
+monitoring = platform.monitoring
+if monitoring is not None:
     pulumi.export("monitoringNamespace", monitoring.namespace)
     pulumi.export("grafanaServiceName", monitoring.grafana_service)
     pulumi.export("prometheusServiceName", monitoring.prometheus_service)
@@ -67,35 +30,12 @@ if cfg.monitoring.enabled:
             ),
         )
 
-# Team task namespaces for KubernetesPodOperator: isolated, with their own Secrets.
-for team in cfg.teams:
-    task_namespace = TaskNamespace(
-        f"team-{team.name}",
-        {
-            "team": team,
-            "airflow_namespace": airflow.namespace,
-            "airflow_namespace_name": cfg.airflow.namespace,
-            "release_name": cfg.airflow.release_name,
-            "task_service_accounts": airflow.task_service_accounts,
-            "api_port": airflow_api_port(cfg.airflow),
-            "secrets": {
-                k: {kk: pulumi.Output.secret(vv) for kk, vv in v.items()}
-                for k, v in cfg.team_secrets.get(team.name, {}).items()
-            },
-        },
-    )
-    pulumi.export(f"team-{team.name}-namespace", task_namespace.namespace)
-    pulumi.export(f"team-{team.name}-serviceAccount", task_namespace.service_account)
+for team_name, task_namespace in platform.teams.items():
+    pulumi.export(f"team-{team_name}-namespace", task_namespace.namespace)
+    pulumi.export(f"team-{team_name}-serviceAccount", task_namespace.service_account)
 
-if cfg.spark.enabled:
-    spark = SparkOperator(
-        "spark",
-        {
-            "settings": cfg.spark,
-            "airflow_namespace": airflow.namespace,
-            "airflow_service_accounts": airflow.task_service_accounts,
-        },
-    )
+spark = platform.spark
+if spark is not None:
     pulumi.export("sparkNamespace", spark.namespace)
     pulumi.export("sparkJobNamespaces", spark.job_namespaces)
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
