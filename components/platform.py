@@ -110,13 +110,17 @@ def _known(value: Any) -> tuple[Any, bool]:
     The stack config is validated before any resource is declared, so its values must be
     known. A Python caller passes plain values. Through the component package, a secret input
     arrives as an Output whose value the engine already sent (an Output built from known data):
-    its value is read directly. An Output that is still unknown is refused with the key named.
+    its value is read directly. Any other Output (a Python `Output.secret(...)`, a resource's
+    output) is refused with the key named: pass the plain value, it is kept secret.
     """
     if not isinstance(value, pulumi.Output):
         return value, False
     data = getattr(value, "_data", None)
     if data is None or not data.done() or not data.result().is_known:
-        raise ValueError("the value is not known before the deployment (pass a config value, not a resource output)")
+        raise ValueError(
+            "the value is not known before the deployment, and the config is validated before any resource is "
+            "declared. Pass the plain value (AirflowPlatform keeps every credential secret), not a resource output"
+        )
     result = data.result()
     return result.value, bool(result.is_secret)
 

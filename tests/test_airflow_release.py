@@ -471,8 +471,10 @@ class TestTwoInstances:
     def test_children_are_named_after_the_component_and_parented_to_it(self):
         run = run_stack({"dags": GIT_HTTPS})
         (component,) = of_type(run, "AirflowRelease")
+        (platform,) = of_type(run, "AirflowPlatform")
+        assert component.parent == platform.urn
         for res in run.resources:
-            if res is not component:
+            if res not in (component, platform):
                 assert res.parent == component.urn
                 assert res.name.startswith("airflow-")
 
