@@ -170,8 +170,16 @@ def example_copy(work: Path) -> Path:
         venv = dest / "components" / "venv"
         subprocess.run([uv, "venv", "--quiet", "--seed", str(venv)], check=True)
         subprocess.run(
-            [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-r",
-             str(dest / "components" / "requirements.txt")],
+            [
+                uv,
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(venv / "bin" / "python"),
+                "-r",
+                str(dest / "components" / "requirements.txt"),
+            ],
             check=True,
         )
     return dest
