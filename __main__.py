@@ -2,15 +2,19 @@
 
 import pulumi
 
+from components import deployed
 from components import stack as stack_config
 from components.platform import AirflowPlatform
 
 cfg = stack_config.load()
+# A change that would lose data because of what it changes from (release name, namespace, Fernet
+# generation) is refused before anything is declared: components/deployed.py.
+deployed.check_change(deployed.previous_identity(), cfg, cfg.identity_change)
 platform = AirflowPlatform.from_config("airflow", cfg)
 airflow = platform.airflow
 
 monitoring = platform.monitoring
-if monitoring is not None:
+if cfg.monitoring.enabled:
     pulumi.export("monitoringNamespace", monitoring.namespace)
     pulumi.export("grafanaServiceName", monitoring.grafana_service)
     pulumi.export("prometheusServiceName", monitoring.prometheus_service)
@@ -41,6 +45,7 @@ if spark is not None:
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
     pulumi.export("sparkSubmitters", spark.submitters)
 
+pulumi.export(deployed.OUTPUT, deployed.identity(cfg))
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)
 pulumi.export("serviceAccounts", airflow.service_accounts)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point that sets itself up and runs a job:
-#   ./run.sh preview [stack]   offline preview of a stack (default: dev)
+#   ./run.sh preview [stack] [options]   offline preview of a stack (default: dev; --help for options)
 #   ./run.sh test              lint, types and the whole test suite
 #   ./run.sh bench             benchmarks (prints numbers)
 #   ./run.sh e2e [options]     end to end against a local API server (python -m e2e --help)
@@ -34,11 +34,13 @@ venv() {
   shift 3
   stamp=$(cat "${@:-$requirements}" | sha256sum | cut -c1-16)
   if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
-    echo "setting up $dir ($what)" >&2
+    local started=$SECONDS
+    echo "setting up $dir ($what), once: uv prints what it resolves, downloads and installs" >&2
     uv=$(uv_bin)
     "$uv" venv --quiet --clear --seed --python "$PYTHON" "$dir" >&2
     "$uv" pip install --python "$dir/bin/python" -r "$requirements" >&2
     echo "$stamp" > "$dir/.stamp"
+    echo "set up $dir in $((SECONDS - started)) s" >&2
   fi
 }
 
@@ -55,8 +57,14 @@ job=${1:-preview}
 shift || true
 case "$job" in
   preview)
-    setup
-    exec .venv/bin/python -m components.offline --stack "${1:-dev}" "${@:2}"
+    # ./run.sh preview [STACK] [options]; --help lists the options. No checkov virtualenv
+    # is needed for --help or --no-checkov.
+    if [[ " $* " == *" --no-checkov "* || " $* " == *" --help "* || " $* " == *" -h "* ]]; then
+      venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    else
+      setup
+    fi
+    exec .venv/bin/python -m components.offline "$@"
     ;;
   test)
     setup dags
@@ -78,7 +86,7 @@ case "$job" in
     exec .venv/bin/python -m dagcheck "$@"
     ;;
   *)
-    echo "usage: ./run.sh preview [stack] | test | bench | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
+    echo "usage: ./run.sh preview [stack] [options] | test | bench | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
     exit 2
     ;;
 esac

@@ -25,18 +25,87 @@ SEMVER = re.compile(
 )
 
 
+# Texts of this stack's secret config values (and their parts), never to appear in a message.
+_SECRET_TEXTS: list[str] = []
+_SPLIT = re.compile(r"[\s/:@#?&=,;%\"'{}\[\]]+")
+_PASSWORD = re.compile(r"://[^:/@\s]*:(.+)@[^@]*$", re.DOTALL)
+_PLACEHOLDER = re.compile(r"(:<[^>]*>|:password|:\[[a-z]+\])$")
+_HTTP_USER = re.compile(r"(?i)\b(https?://)([^/\s@?#:]+)@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*:[^/\s@]*)@")
+
+
+def register_secrets(values: Iterable[Any]) -> None:
+    """Remember the stack's secret values: every ConfigError message is scrubbed of them, of each
+    string inside them (JSON secrets), of the password inside a URL and of its parts, and of each
+    line of a key."""
+    texts: set[str] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                add(item)
+        elif isinstance(value, list):
+            for item in value:
+                add(item)
+        elif isinstance(value, str):
+            if len(value) >= 6:
+                texts.add(value)
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict | list):
+                add(decoded)
+            password = _PASSWORD.search(value)
+            if password:
+                raw = password.group(1)
+                # The whole password from 3 characters; its parts (around '/', '#', '@', ...) from 4,
+                # so a short common word inside a password does not blank out every message.
+                texts.update(t for t in (raw, urllib_unquote(raw)) if len(t) >= 3)
+                texts.update(t for t in _SPLIT.split(raw) if len(t) >= 4)
+            for line in value.splitlines():
+                if len(line.strip()) >= 8 and "-----" not in line:
+                    texts.add(line.strip())
+
+    for value in values:
+        add(value)
+    _SECRET_TEXTS[:] = sorted(texts, key=len, reverse=True)
+
+
+def urllib_unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def scrub(message: str) -> str:
+    """The message without any registered secret text or password inside a URL."""
+    message = _USERINFO.sub(
+        lambda m: m.group(0) if _PLACEHOLDER.search(m.group(2)) else f"{m.group(1)}[credentials]@", message
+    )
+    # Over HTTP(S) a user name alone is where tokens go (https://<token>@github.com/...).
+    message = _HTTP_USER.sub(lambda m: f"{m.group(1)}[credentials]@", message)
+    for text in _SECRET_TEXTS:
+        if text in message:
+            message = message.replace(text, "[secret]")
+    return message
+
+
 class ConfigError(ValueError):
-    """Raised for any invalid stack configuration, before a resource is declared."""
+    """Raised for any invalid stack configuration, before a resource is declared.
+
+    The message never carries a secret: it is scrubbed of every value registered with
+    `register_secrets` (the stack's secret keys) and of passwords inside URLs."""
 
     def __init__(self, key: str, value: Any, allowed: str, fix: str | None = None) -> None:
         self.key = key
         self.value = value
-        self.allowed = allowed
+        self.allowed = scrub(allowed)
         shown = "<unset>" if value is _MISSING else _show(value)
         message = f"config key '{key}': {shown} is not valid; {allowed}"
         if fix:
             message += f" Fix: {fix}"
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 def _show(value: Any) -> str:

@@ -34,10 +34,12 @@ from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_u
 from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
 from .fernet import key_list as fernet_key_list
 from .fernet import resource_name as fernet_resource_name
+from .invariants import check_airflow
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
+from .stack_guards import check_airflow_config
 
 
 def _conn_env(conn_id: str) -> str:
@@ -139,7 +141,6 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         cfg = self._settings(args)
         previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
         cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
@@ -158,6 +159,22 @@ class AirflowRelease(pulumi.ComponentResource):
             )
             environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
         logs_cfg = self._logs_settings(args)
+        # The guarantees on the final chart values (components/invariants.py), before anything is declared.
+        has_remote_conn = bool(
+            logs_cfg is not None
+            and logs_cfg.remote is not None
+            and logs_cfg.remote.connection_id
+            and args.get("logs_connection") is not None
+        )
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
             clash = _conn_env(logs_cfg.remote.connection_id)
             if clash in environment:
@@ -243,10 +260,13 @@ class AirflowRelease(pulumi.ComponentResource):
         if cfg.admin.enabled:
             secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
 
-        # The metadata database: bundled Postgres with a generated password, or external.
+        # The metadata database: bundled Postgres with a generated password, or external. The
+        # password and its (retained) Secret are declared in both modes: the bundled volume keeps
+        # the password it was initialised with, so switching to external and back must find the
+        # same one (and not a retained Secret that "already exists").
+        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
+        secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
         if cfg.database.mode == "bundled":
-            pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=child)
-            secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")

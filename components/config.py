@@ -933,8 +933,17 @@ def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
     try:
         url = urllib.parse.urlsplit(value)
         port = url.port or 5432
-    except ValueError as exc:
-        raise ConfigError(key, "[secret]", f"not a URL ({exc}).") from None
+    except ValueError:
+        # The parser's own message would quote part of the password (a raw '/' or '#' ends the
+        # user information early, and the rest is read as the port).
+        raise ConfigError(
+            key,
+            "[secret]",
+            "not a URL that survives parsing: its port is not a number, which happens when the password holds "
+            "a raw '/', '#', '?', '@' or ':'.",
+            "percent-encode the password (urllib.parse.quote(password, safe='')): / -> %2F, # -> %23, ? -> %3F, "
+            "@ -> %40, : -> %3A.",
+        ) from None
     if url.scheme not in ALLOWED_DB_SCHEMES:
         raise ConfigError(
             key,

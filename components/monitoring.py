@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from .airflow import AirflowRelease
 from .config import AirflowConfig, parse_airflow
+from .invariants import check_other_release
 from .monitoring_config import MonitoringConfig, check_with_airflow, parse_monitoring
 from .monitoring_values import (
     GRAFANA_ADMIN_PASSWORD_KEY,
@@ -89,6 +90,14 @@ class Monitoring(pulumi.ComponentResource):
         settings = args["settings"]
         cfg = settings if isinstance(settings, MonitoringConfig) else parse_monitoring(settings, airflow=airflow_cfg)
         check_with_airflow(cfg, airflow_cfg)
+        if cfg.install is not None:
+            # The guarantees every Release keeps (components/invariants.py), before anything is declared.
+            check_other_release(
+                stack_values(cfg.install),
+                extra_key="monitoring.install.extraValues",
+                extra=cfg.install.extra_values,
+                typed="monitoring.install",
+            )
         super().__init__(f"{PACKAGE}:index:Monitoring", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
@@ -103,6 +112,11 @@ class Monitoring(pulumi.ComponentResource):
         admin_password: pulumi.Output[str] | None = None
         dashboard_ns: pulumi.Input[str] = namespace
 
+        # Grafana's admin password is declared in every mode: Grafana keeps the password it was first
+        # started with in its retained volume, so switching monitoring off and on again must not re-roll it.
+        password = random.RandomPassword(
+            f"{name}-grafana-admin-password", length=24, special=False, min_numeric=2, opts=child
+        )
         install = cfg.install
         if install is not None:
             names = StackNames(install.release_name)
@@ -113,9 +127,6 @@ class Monitoring(pulumi.ComponentResource):
                     f"{name}-namespace", metadata={"name": install.namespace, "labels": labels}, opts=keep
                 )
                 stack_ns = ns_res.metadata.name
-            password = random.RandomPassword(
-                f"{name}-grafana-admin-password", length=24, special=False, min_numeric=2, opts=child
-            )
             secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
             admin_secret = k8s.core.v1.Secret(
                 f"{name}-grafana-admin-secret",
@@ -175,7 +186,7 @@ class Monitoring(pulumi.ComponentResource):
             if cfg.alerts.enabled:
                 rule = target.apply(lambda t: prometheus_rule(t, cfg))
                 self._custom(f"{name}-alerts", "PrometheusRule", rule, after_opts)
-        elif cfg.alerts.enabled:
+        elif cfg.alerts.enabled and cfg.enabled:
             rules = target.apply(lambda t: rules_config_map(t, cfg))
             k8s.core.v1.ConfigMap(
                 f"{name}-alert-rules",
@@ -185,7 +196,7 @@ class Monitoring(pulumi.ComponentResource):
             )
 
         dashboard_name: pulumi.Output[str | None] = pulumi.Output.from_input(None)
-        if cfg.dashboard:
+        if cfg.dashboard and cfg.enabled:
             board = pulumi.Output.all(target, dashboard_ns).apply(
                 lambda tn: dashboard_config_map(cast(Target, tn[0]), str(tn[1]))
             )

@@ -233,6 +233,9 @@ def stack_values(install: InstallSettings) -> dict[str, Any]:
         # A claim Pulumi owns (kept on destroy); one pod at a time may mount it.
         grafana["persistence"] = {"enabled": True, "existingClaim": names.grafana_claim}
         grafana["deploymentStrategy"] = {"type": "Recreate"}
+        # The chart's init container would chown the volume as root; the pod's fsGroup (472)
+        # already makes it Grafana's, and no container of the stack runs as uid 0.
+        grafana["initChownData"] = {"enabled": False}
 
     values: dict[str, Any] = {
         "fullnameOverride": install.release_name,

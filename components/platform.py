@@ -228,13 +228,12 @@ class AirflowPlatform(pulumi.ComponentResource):
         )
         airflow = self.airflow
 
-        self.monitoring: Monitoring | None = None
-        if cfg.monitoring.enabled:
-            self.monitoring = Monitoring(
-                self._child_name(name, "monitoring"),
-                {"settings": cfg.monitoring, "airflow": airflow},
-                opts=self._child(),
-            )
+        # Declared in every mode (with `off`, only Grafana's key material): see components/monitoring.py.
+        self.monitoring = Monitoring(
+            self._child_name(name, "monitoring"),
+            {"settings": cfg.monitoring, "airflow": airflow},
+            opts=self._child(),
+        )
 
         # Team task namespaces for KubernetesPodOperator: isolated, with their own Secrets.
         self.teams: dict[str, TaskNamespace] = {}

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ._reader import ConfigError
+from .invariants import check_other_release
 from .rbac import bound_role
 from .spark_config import SparkConfig, parse_spark
 from .spark_values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
@@ -54,8 +55,10 @@ class SparkOperator(pulumi.ComponentResource):
     """The `namespace/name` of every ServiceAccount allowed to submit SparkApplications."""
 
     def __init__(self, name: str, args: SparkOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         cfg = self._settings(args)
+        # The guarantees every Release keeps (components/invariants.py), before anything is declared.
+        check_other_release(chart_values(cfg), extra_key="spark.extraValues", extra=cfg.extra_values, typed="spark")
+        super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)

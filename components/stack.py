@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label
+from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
+from .cluster_target import kubernetes_config, require_target
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import check_no_clash, parse_environment
 from .fernet import parse_previous_keys
@@ -21,6 +22,7 @@ from .logs_config import LogsConfig, adopt_host_path_class, parse_logs
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
+from .stack_guards import check_stack, foreign_keys
 from .task_images import parse_task_images
 from .task_images import platform_variables as task_image_owners
 from .teams_config import Team, parse_team_secrets, parse_teams
@@ -38,7 +40,9 @@ SECRET_KEYS = (
 )
 OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "taskImages")
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
-KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS
+# Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>'; components/deployed.py).
+CONFIRM_KEYS = ("identityChange",)
+KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS + CONFIRM_KEYS
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class ClusterConfig:
     secrets: tuple[str, ...] = ()  # "namespace/name" Secrets that exist before the stack
     kubernetes_version: str = "1.31"
     environment: str = "production"
+    # API versions the cluster serves beyond Kubernetes' own ("cert-manager.io/v1", with or without
+    # "/Kind"): CRDs others installed. Charts branch on them (`.Capabilities.APIVersions.Has`).
+    api_versions: tuple[str, ...] = ()
 
     @property
     def production(self) -> bool:
@@ -74,6 +81,7 @@ class StackConfig:
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
     task_images: dict[str, str] = field(default_factory=dict)  # `taskImages`: role -> pinned image
+    identity_change: str | None = None  # `identityChange`: '<old namespace>/<old release>' (deployed.py)
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -99,6 +107,16 @@ def _pod_labels(key: str, value: str) -> str:
     return value
 
 
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
+
+
+def _api_version(key: str, value: str) -> str:
+    """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
+    if not _API_VERSION.match(value):
+        raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
+    return value
+
+
 def parse_cluster(raw: Any) -> ClusterConfig:
     node = Node(raw, "cluster")
     label = lambda key, value: dns_label(key, value, max_len=253)  # noqa: E731
@@ -115,6 +133,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
             choices=[f"1.{m}" for m in range(27, 36)],
         ),
         environment=node.string("environment", "production", choices=("laptop", "production")),
+        api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
     )
     node.finish()
     return cluster
@@ -145,6 +164,7 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
 
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    register_secrets([values[k] for k in secret_keys if k in values])
     for key in values:
         if key not in KNOWN_KEYS:
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
@@ -238,7 +258,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
     )
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
-    return StackConfig(
+    stack = StackConfig(
         airflow=airflow,
         cluster=cluster,
         secrets=secrets,
@@ -252,7 +272,25 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         variables=variables,
         previous_fernet_keys=previous_keys,
         task_images=task_images,
+        identity_change=_identity_change(values.get("identityChange")),
     )
+    # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
+    # invariants on the final values of every Release (components/invariants.py).
+    check_stack(stack)
+    return stack
+
+
+def _identity_change(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+", value):
+        raise ConfigError(
+            f"{PROJECT}:identityChange",
+            value,
+            "expected '<old namespace>/<old release name>', the identity the stack last deployed, which the "
+            "error about the change names.",
+        )
+    return value
 
 
 def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
@@ -267,6 +305,8 @@ def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:
     prefix = f"{project}:"
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
+    register_secrets([v for k, v in merged.items() if k in secret_full])
+    foreign_keys(merged, project, KNOWN_KEYS)
     values = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
     secrets = {k[len(prefix) :] for k in secret_full if k.startswith(prefix)}
     return values, secrets
@@ -277,4 +317,6 @@ def load() -> StackConfig:
     import pulumi
 
     values, secret_keys = read_pulumi_config(pulumi.get_project())
-    return parse_stack(values, secret_keys)
+    cfg = parse_stack(values, secret_keys)
+    require_target(cfg.cluster.production, kubernetes_config())
+    return cfg

@@ -24,9 +24,11 @@ def run_stack(
     secrets: dict[str, str] | None = None,
     program: str | None = None,
     extra: dict[str, Any] | None = None,
+    previous_outputs: dict[str, Any] | None = None,
 ) -> ProgramRun:
     """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
-    config: dict[str, str] = {}
+    # The cluster a stack deploys to (a production stack must name it: components/cluster_target.py).
+    config: dict[str, str] = {"kubernetes:context": "test-cluster"}
     if airflow is not None:
         config[f"{PROJECT}:airflow"] = json.dumps(airflow)
     if cluster is not None:
@@ -38,7 +40,15 @@ def run_stack(
         config[f"{PROJECT}:{key}"] = value
         secret_keys.add(f"{PROJECT}:{key}")
     path = ROOT / "tests" / "programs" / f"{program}.py" if program else None
-    return run_program(ROOT, "test", config=config, secret_keys=secret_keys, project=PROJECT, program=path)
+    return run_program(
+        ROOT,
+        "test",
+        config=config,
+        secret_keys=secret_keys,
+        project=PROJECT,
+        program=path,
+        previous_outputs=previous_outputs,
+    )
 
 
 def of_type(run: ProgramRun, token_suffix: str) -> list[Registered]:
@@ -102,3 +112,18 @@ def connections_files(run: ProgramRun) -> tuple[dict[str, Any], dict[str, Any]]:
     """(connections.json, variables.json) of the release's connections Secret, parsed."""
     data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
     return json.loads(data["connections.json"]), json.loads(data["variables.json"])
+
+
+def project_copy(parent: Path, stacks: dict[str, dict[str, Any]], files: tuple[str, ...] = ()) -> Path:
+    """A copy of the project in `parent/project` (its program, the components linked, `../shared`
+    beside it) with these stack files ({stack: the file's content}) and `files` copied as they are."""
+    root = parent / "project"
+    root.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py", *files):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text((ROOT / name).read_text())
+    (root / "components").symlink_to(ROOT / "components")
+    (parent / "shared").symlink_to(ROOT.parent / "shared")
+    for stack, doc in stacks.items():
+        (root / f"Pulumi.{stack}.yaml").write_text(json.dumps(doc))
+    return root

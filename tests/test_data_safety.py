@@ -110,9 +110,8 @@ class TestRetention:
     @pytest.mark.parametrize("stack", ["dev", "prod"])
     def test_the_stack_declares_the_data_secrets_it_keeps(self, runs, stack):
         names = {r.name for r in runs[stack].resources if kind(r) == "Secret" and kept(r)}
-        expected = {"airflow-fernet-key-secret", "airflow-metadata-secret"}
-        if stack == "dev":
-            expected.add("airflow-postgres-secret")  # bundled Postgres
+        # The Postgres password Secret in both database modes: switching back to bundled finds it.
+        expected = {"airflow-fernet-key-secret", "airflow-metadata-secret", "airflow-postgres-secret"}
         assert names == expected
 
     def test_the_only_exemption_is_the_spark_operators_own_namespace(self, runs):

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import helm_python as helm
 import pytest
 import yaml
 
@@ -29,7 +28,7 @@ from components.monitoring_values import (
 from components.offline import checks
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import ProgramRun, secret_paths, unwrap
-from components.offline.render import crds_of, find_chart
+from components.offline.render import chart_files, crds_of, find_chart
 from components.stack import parse_cluster, parse_stack
 from components.statsd_names import (
     exported_metrics,
@@ -62,9 +61,7 @@ REQUIRED_ALERTS = {
 def mapping_text() -> str:
     """The StatsD mapping file as the chart archive ships it (not an extracted copy)."""
     archive = find_chart(ROOT, "airflow", "1.21.0")
-    with helm.Chart.load(str(archive)) as chart:
-        (text,) = [f["data"] for f in chart.files if f["name"] == "files/statsd-mappings.yml"]
-    return str(text)
+    return chart_files(archive)["airflow/files/statsd-mappings.yml"].decode()
 
 
 @pytest.fixture(scope="module")
@@ -690,7 +687,11 @@ class TestAnnotations:
 
 
 class TestOff:
-    def test_off_declares_no_monitoring_and_exports_nothing_of_it(self):
+    def test_off_declares_only_grafanas_key_material_and_exports_nothing_of_it(self):
         run_ = run({"mode": "off"})
-        assert not [r for r in run_.resources if r.name.startswith("monitoring")]
+        # The Grafana admin password stays declared, so switching monitoring off and on never re-rolls it.
+        assert [r.name for r in run_.resources if r.name.startswith("monitoring")] == [
+            "monitoring",
+            "monitoring-grafana-admin-password",
+        ]
         assert not [k for k in run_.outputs if k.startswith("grafana")]

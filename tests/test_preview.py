@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
+from components import ConfigError
 from components.offline.__main__ import main
 from components.offline.preview import PreviewResult, preview
+from components.offline.program import load_stack_config, run_program
 from components.offline.render import CLUSTER_SCOPED
-from tests.helpers import ROOT, run_stack
+from tests.helpers import ROOT, project_copy, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 
@@ -89,7 +91,7 @@ class TestStacks:
         release = next(s for s in summary["sources"] if s["name"] == "airflow-release")
         assert release["chart"] == "airflow" and release["version"] == "1.21.0"
         assert release["archive"] == "airflow-1.21.0.tgz"
-        assert set(summary["timings"]) >= {"rendering chart releases with the Helm SDK"}
+        assert set(summary["timings"]) >= {"program", "render", "schema", "references"}
         files = sorted(p.relative_to(result.out_dir).as_posix() for p in result.out_dir.rglob("*.yaml"))
         assert "releases/airflow-release.yaml" in files
         assert "resources/airflow-fernet-key-secret.yaml" in files
@@ -109,11 +111,43 @@ class TestStacks:
             "airflow-k8s:gitSshKey": "placeholder",
         }
 
-    def test_checkov_findings_are_counted_in_the_summary(self, stacks):
+    def test_checkov_findings_are_counted_in_the_summary_as_accepted_and_new(self, stacks):
         checkov = json.loads((stacks["prod"].out_dir / "summary.json").read_text())["checkov"]
         assert checkov["ran"] is True
-        assert checkov["passed"] > 0 and checkov["failed"] > 0
+        assert checkov["passed"] > 0 and checkov["accepted"] > 0
+        assert checkov["new"] == 0 and checkov["newFindings"] == []
+        assert checkov["failed"] == checkov["accepted"]
         assert (stacks["prod"].out_dir / "checkov.json").exists()
+
+    def test_the_checkov_report_is_compact(self, stacks):
+        report = stacks["prod"].out_dir / "checkov.json"
+        assert report.stat().st_size < 200_000
+        payload = json.loads(report.read_text())
+        assert set(payload["results"]) == {"failed_checks", "skipped_checks"}
+        assert all("code_block" not in c for c in payload["results"]["skipped_checks"])
+
+    def test_integers_stay_integers_in_resource_files(self, stacks):
+        text = "".join(p.read_text() for p in (stacks["prod"].out_dir / "resources").glob("*.yaml"))
+        assert "port: 8793\n" in text
+        assert ".0\n" not in "".join(line for line in text.splitlines(keepends=True) if "port" in line)
+
+    def test_the_values_handed_to_each_release_are_written_with_secrets_masked(self, stacks):
+        values_dir = stacks["prod"].out_dir / "values"
+        assert sorted(p.name for p in values_dir.glob("*.yaml")) == [
+            "airflow-release.yaml",
+            "monitoring-release.yaml",
+            "spark-release.yaml",
+        ]
+        airflow = yaml.safe_load((values_dir / "airflow-release.yaml").read_text())
+        assert airflow["executor"] == "CeleryExecutor"
+        assert "PREVIEW-PLACEHOLDER" not in (values_dir / "airflow-release.yaml").read_text()
+
+    def test_the_prod_releases_render_with_the_stacks_kubernetes_version_and_crds(self, stacks):
+        caps = json.loads((stacks["prod"].out_dir / "summary.json").read_text())["capabilities"]
+        assert caps["kubeVersion"] == "1.31.0"
+        assert "monitoring.coreos.com/v1" in caps["apiVersions"]
+        assert "monitoring.coreos.com/v1/ServiceMonitor" in caps["apiVersions"]
+        assert "sparkoperator.k8s.io/v1beta2" in caps["apiVersions"]
 
 
 class TestBrokenCases:
@@ -202,26 +236,33 @@ class TestBrokenCases:
 
 
 class TestCommand:
-    def test_the_command_exits_zero_and_prints_its_table(self, tmp_path, capsys):
+    def test_the_command_exits_zero_and_prints_its_tree(self, tmp_path, capsys):
         assert main(["--stack", "dev", "--out", str(tmp_path), "--root", str(ROOT), "--no-checkov"]) == 0
         out = capsys.readouterr().out
         assert "airflow-release" in out and "0 problems" in out
-        assert "SOURCE" in out and "OBJECTS BY KIND" in out
+        assert "Type" in out and "Plan" in out and "Outputs:" in out
+        assert " +   pulumi:pulumi:Stack" in out
+
+    def test_the_stack_can_be_given_as_the_first_argument(self, tmp_path, capsys):
+        assert main(["prod", "--out", str(tmp_path), "--root", str(ROOT), "--no-checkov"]) == 0
+        assert "Offline preview of stack 'prod'" in capsys.readouterr().out
+
+    def test_help_lists_the_options(self, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--help"])
+        assert exit_info.value.code == 0
+        out = capsys.readouterr().out
+        for option in ("--diff", "--no-checkov", "--installed", "--fresh", "--kube-version", "--api-versions"):
+            assert option in out
 
     def test_a_missing_stack_file_is_a_clear_error(self, tmp_path, capsys):
         assert main(["--stack", "staging", "--out", str(tmp_path), "--root", str(ROOT)]) == 2
         assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in capsys.readouterr().err
 
     def test_a_broken_stack_exits_non_zero(self, tmp_path, capsys):
-        root = tmp_path / "project"
-        root.mkdir()
-        for name in ("Pulumi.yaml", "__main__.py"):
-            (root / name).write_text((ROOT / name).read_text())
-        (root / "components").symlink_to(ROOT / "components")
         dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
         dev["config"]["airflow-k8s:airflow"]["extraValues"] = {"schedulr": {}}
-        (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev))
-        (root.parent / "shared").symlink_to(ROOT.parent / "shared")
+        root = project_copy(tmp_path, {"dev": dev})
         assert main(["--stack", "dev", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 1
         assert "PROBLEM [values-schema]" in capsys.readouterr().out
 
@@ -236,3 +277,61 @@ class TestRendering:
         assert any(
             o["kind"] == "StatefulSet" and o["metadata"]["name"] == "airflow-postgresql" for o in bundled.objects
         )
+
+
+class TestProjectFiles:
+    def test_pulumi_uses_the_virtualenv_run_sh_creates(self):
+        import jsonschema
+
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        schema = json.loads((ROOT.parent / "shared" / "schemas" / "pulumi-project.json").read_text())
+        jsonschema.validate(project, schema)
+        assert project["runtime"]["options"]["virtualenv"] == ".venv"
+        assert "venv .venv " in (ROOT / "run.sh").read_text()
+
+    def test_the_dev_stack_names_its_laptop_context(self):
+        dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+        assert dev["kubernetes:context"] == "minikube"
+
+    def test_the_prod_stack_names_its_cluster(self):
+        prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+        assert prod["kubernetes:context"]
+        assert prod["airflow-k8s:cluster"]["environment"] == "production"
+
+
+class TestProductionTarget:
+    def prod_without(self, *keys: str) -> tuple[dict[str, str], set[str], str]:
+        project, config, secret_keys, _ = load_stack_config(ROOT, "prod")
+        return {k: v for k, v in config.items() if k not in keys}, secret_keys, project
+
+    def test_prod_without_a_context_or_kubeconfig_is_refused_before_any_resource(self):
+        config, secret_keys, project = self.prod_without("kubernetes:context")
+        with pytest.raises(ConfigError) as err:
+            run_program(ROOT, "prod", config=config, secret_keys=secret_keys, project=project)
+        assert err.value.key == "kubernetes:context"
+        assert "must name the cluster it deploys to" in str(err.value)
+        assert "pulumi config set kubernetes:context" in str(err.value)
+        assert err.value.declared_before_error == []  # type: ignore[attr-defined]
+
+    def test_a_kubeconfig_names_the_cluster_as_well(self):
+        config, secret_keys, project = self.prod_without("kubernetes:context")
+        config["kubernetes:kubeconfig"] = "/etc/prod/kubeconfig"
+        run = run_program(
+            ROOT, "prod", config=config, secret_keys=secret_keys | {"kubernetes:kubeconfig"}, project=project
+        )
+        assert any(r.type == "kubernetes:helm.sh/v3:Release" for r in run.resources)
+
+    def test_the_preview_of_prod_without_a_context_is_an_error_not_a_table(self, tmp_path, capsys):
+        prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+        del prod["config"]["kubernetes:context"]
+        root = project_copy(tmp_path, {"prod": prod})
+        assert main(["prod", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 2
+        assert "config key 'kubernetes:context'" in capsys.readouterr().err
+
+    def test_a_laptop_stack_may_use_the_current_context(self):
+        config = {
+            "airflow-k8s:airflow": json.dumps({"dags": GIT}),
+            "airflow-k8s:cluster": json.dumps({"environment": "laptop"}),
+        }
+        run = run_program(ROOT, "test", config=config, secret_keys=set(), project="airflow-k8s")
+        assert any(r.type == "kubernetes:helm.sh/v3:Release" for r in run.resources)

@@ -14,12 +14,13 @@ import yaml
 
 from components import ConfigError
 from components.offline import checks
+from components.offline.policy import Finding
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import secret_paths
 from components.offline.reachability import Network, Peer, pods, selector_matches
 from components.offline.render import find_chart, render
 from components.stack import parse_stack
-from tests.helpers import ROOT, of_type, run_stack
+from tests.helpers import ROOT, of_type, project_copy, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 CLUSTER = {"ingressClasses": ["nginx"], "storageClasses": ["standard"]}
@@ -378,17 +379,18 @@ class TestBadConfig:
         assert "teamSecrets" in bad(teams=[{"name": "a", "secrets": ["db"]}])
 
 
-def failed_checks(report: Path) -> list[dict[str, Any]]:
-    payload = json.loads(report.read_text())
-    reports = payload if isinstance(payload, list) else [payload]
-    return [f for r in reports for f in r.get("results", {}).get("failed_checks", [])]
-
-
-def finding_key(failure: dict[str, Any]) -> str:
-    return f"{Path(failure['file_path']).stem}:{failure['resource']}"
+def findings(result: PreviewResult) -> list[Finding]:
+    """Every failed check of a preview's scan: accepted (the allow-list, as checkov's baseline) and new."""
+    assert result.policy is not None, "checkov did not run"
+    return result.policy.accepted + result.policy.new
 
 
 ALLOWLIST = yaml.safe_load((ROOT / "security" / "checkov-allowlist.yaml").read_text())["entries"]
+
+
+@pytest.fixture(scope="module")
+def dev_scanned(tmp_path_factory: pytest.TempPathFactory) -> PreviewResult:
+    return preview(ROOT, "dev", tmp_path_factory.mktemp("dev"), run_checkov=True)
 
 
 class TestCheckovGate:
@@ -396,32 +398,47 @@ class TestCheckovGate:
         for entry in ALLOWLIST:
             assert entry["check"].startswith(("CKV_", "CKV2_")) and entry["resources"]
             assert len(entry.get("reason", "").split()) >= 8, entry["check"]
+            assert set(entry.get("stacks") or []) <= {"dev", "prod"}, entry["check"]
 
-    def test_every_failed_check_on_prod_is_allow_listed_with_a_reason(self, prod):
-        failures = failed_checks(prod.out_dir / "checkov.json")
-        assert failures, "checkov found nothing: did it run?"
-        unexplained = [
-            f"{f['check_id']} {finding_key(f)}"
-            for f in failures
-            if not any(
-                e["check"] == f["check_id"] and any(fnmatch.fnmatch(finding_key(f), p) for p in e["resources"])
-                for e in ALLOWLIST
-            )
-        ]
-        assert unexplained == []
+    @pytest.mark.parametrize("stack", ["prod", "dev_scanned"])
+    def test_the_stack_has_no_new_checkov_finding(self, request, stack):
+        result = request.getfixturevalue(stack)
+        assert findings(result), "checkov found nothing: did it run?"
+        assert [f"{f.check_id} {f.key}" for f in result.policy.new] == []
+        assert [p for p in result.problems if p.rule == "checkov"] == []
 
-    def test_no_allow_list_entry_outlives_its_finding(self, prod):
-        failures = failed_checks(prod.out_dir / "checkov.json")
-        stale = [
+    def test_a_new_finding_fails_the_preview_and_names_the_check(self, tmp_path):
+        entries = [e for e in ALLOWLIST if e["check"] != "CKV_K8S_43"]  # drop one acceptance
+        prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+        project = project_copy(tmp_path, {"prod": prod}, ("requirements-checkov.txt",))
+        (project / "security").mkdir()
+        (project / "security" / "checkov-allowlist.yaml").write_text(yaml.safe_dump({"entries": entries}))
+        result = preview(project, "prod", tmp_path / "out", run_checkov=True)
+        new = [p for p in result.problems if p.rule == "checkov"]
+        assert new and all("CKV_K8S_43" in p.message for p in new)
+        assert result.checkov["new"] == len(new) and result.checkov["accepted"] > 0
+
+    def test_no_allow_list_entry_outlives_its_finding(self, prod, dev_scanned):
+        stale = set(prod.policy.stale) & set(dev_scanned.policy.stale)
+        unused = [
             f"{e['check']} {pattern}"
             for e in ALLOWLIST
             for pattern in e["resources"]
-            if not any(e["check"] == f["check_id"] and fnmatch.fnmatch(finding_key(f), pattern) for f in failures)
+            if not any(
+                e["check"] == f.check_id and fnmatch.fnmatch(f.key, pattern)
+                for f in findings(prod) + findings(dev_scanned)
+            )
         ]
-        assert stale == []
+        assert (sorted(stale), unused) == ([], [])
+        assert prod.policy.stale == [] and dev_scanned.policy.stale == []
+
+    def test_an_unchanged_stack_reuses_its_last_scan(self, prod, tmp_path):
+        again = preview(ROOT, "prod", prod.out_dir.parent, run_checkov=True)
+        assert again.checkov["cached"] is True
+        assert again.checkov["accepted"] == prod.checkov["accepted"] and again.checkov["new"] == 0
 
     def test_the_airflow_release_fails_fewer_than_a_third_of_the_checks_the_charts_defaults_fail(self, prod):
-        ours = [f for f in failed_checks(prod.out_dir / "checkov.json") if "airflow-release" in f["file_path"]]
+        ours = [f for f in findings(prod) if f.source == "airflow-release"]
         with tempfile.TemporaryDirectory() as tmp:
             archive = find_chart(ROOT, "airflow", "1.21.0")
             defaults = [r.obj for r in render(archive, {}, "airflow", "airflow")]
@@ -432,11 +449,11 @@ class TestCheckovGate:
         assert 3 * len(ours) < failed_default
         # Secrets reach Airflow as files and its root filesystem is read-only: no Airflow
         # container is left with either finding (Redis and the PgBouncer exporter keep theirs).
-        assert {f["resource"] for f in ours if f["check_id"] == "CKV_K8S_35"} == {
+        assert {f.resource for f in ours if f.check_id == "CKV_K8S_35"} == {
             "StatefulSet.airflow.airflow-redis",
             "Deployment.airflow.airflow-pgbouncer",
         }
-        assert [f["resource"] for f in ours if f["check_id"] == "CKV_K8S_22"] == []
+        assert [f.resource for f in ours if f.check_id == "CKV_K8S_22"] == []
 
 
 def test_every_teams_and_ingress_key_is_documented_in_the_readme():

@@ -9,33 +9,57 @@ scan it with checkov.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import checks
+from ..invariants import rendered_problems
+from . import checks, policy
 from .checks import ClusterFacts, Item, Problem
+from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
+from .policy import resource_id
 from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
 from .render import (
     CLUSTER_SCOPED,
     ChartNotFoundError,
+    HelmRenderError,
+    HelmValuesError,
     UnknownValuesError,
     all_archives,
     crds_of,
     find_chart,
     load_all,
-    render,
+    render_chart,
     set_namespace,
+)
+from .report import (
+    Node,
+    Row,
+    counts,
+    load_state,
+    mask_secret_object,
+    object_key,
+    outputs_text,
+    render_tree,
+    rows,
+    summary_line,
+    write_state,
 )
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+STACK_TYPE = "pulumi:pulumi:Stack"
 REDACTED = "[secret]"
 
 
@@ -48,6 +72,7 @@ class Source:
     pulumi_type: str
     objects: list[dict[str, Any]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    urn: str = ""
 
     def by_kind(self) -> dict[str, int]:
         return dict(sorted(Counter(o.get("kind", "?") for o in self.objects).items()))
@@ -62,6 +87,9 @@ class PreviewResult:
     checkov: dict[str, Any]
     timings: dict[str, float]
     out_dir: Path
+    rows: list[Row] = field(default_factory=list)
+    capabilities: Capabilities | None = None
+    policy: policy.PolicyResult | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -109,13 +137,22 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
+def _sorted_keys(value: Any) -> Any:
+    """Keys in a stable order: the wire format hands an object's keys over in no fixed order."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
 def manifest_of(res: Registered, *, reveal: bool = False) -> dict[str, Any] | None:
     """The Kubernetes object a Pulumi resource declares (None for other resources); secret
     values masked unless `reveal` (the end-to-end run applies the real ones)."""
     av = api_version_kind(res.type, res.inputs)
     if av is None:
         return None
-    obj = _drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs))
+    obj = _sorted_keys(_drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs)))
     obj["apiVersion"], obj["kind"] = av
     set_namespace(obj, "default")  # the provider's default namespace, as pulumi-kubernetes does
     return dict(
@@ -133,14 +170,15 @@ class Progress:
         self.echo = echo
         self.timings: dict[str, float] = {}
 
-    def step(self, name: str, fn: Callable[[], Any]) -> Any:
+    def step(self, key: str, message: str, fn: Callable[[], Any]) -> Any:
+        """Run one step, print `message`, time it under `key`."""
         if self.echo:
-            self.echo(f"... {name}")
+            self.echo(f"... {message}")
         start = time.perf_counter()
         try:
             return fn()
         finally:
-            self.timings[name] = round(time.perf_counter() - start, 3)
+            self.timings[key] = round(time.perf_counter() - start, 3)
 
 
 def release_problems(res: Registered) -> list[Problem]:
@@ -156,10 +194,16 @@ def release_problems(res: Registered) -> list[Problem]:
     ]
 
 
-def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], list[dict[str, Any]]]:
+def release_identity(inputs: dict[str, Any], res: Registered) -> tuple[str, str]:
+    return str(inputs.get("name") or res.name), str(inputs.get("namespace") or "default")
+
+
+def render_release(
+    root: Path, res: Registered, capabilities: Capabilities | None = None
+) -> tuple[Source, list[Problem], list[dict[str, Any]]]:
+    """Render one Release with `helm template` (Helm v3.20) and the target cluster's capabilities."""
     inputs = unwrap(res.inputs)
-    name = inputs.get("name") or res.name
-    namespace = inputs.get("namespace") or "default"
+    name, namespace = release_identity(inputs, res)
     chart = inputs["chart"]
     version = inputs.get("version")
     source = Source(
@@ -173,28 +217,31 @@ def render_release(root: Path, res: Registered) -> tuple[Source, list[Problem], 
             "version": version,
             "repository": (inputs.get("repositoryOpts") or {}).get("repo"),
         },
+        urn=res.urn,
     )
     try:
         archive = find_chart(root, chart, version)
     except ChartNotFoundError as exc:
         return source, [Problem("chart", res.name, f"Release/{name}", str(exc))], []
     source.detail["archive"] = archive.name
+    caps = capabilities or Capabilities.for_cluster()
+    source.detail["isUpgrade"] = caps.is_upgrade
     try:
-        rendered = render(archive, inputs.get("values") or {}, name, namespace)
-    except Exception as exc:  # helm_python raises HelmValuesError / HelmRenderError
-        kind = "values-schema" if "Values" in type(exc).__name__ else "render"
-        if isinstance(exc, UnknownValuesError):
-            return source, [Problem(kind, res.name, f"Release/{name}", str(exc))], []
-        return source, [Problem(kind, res.name, f"Release/{name}", f"{type(exc).__name__}: {exc}".strip())], []
-    source.objects = [r.obj for r in rendered]
-    source.detail["templates"] = sorted({r.template for r in rendered})
+        rendered = render_chart(archive, inputs.get("values") or {}, name, namespace, caps)
+    except UnknownValuesError as exc:
+        return source, [Problem("values-schema", res.name, f"Release/{name}", str(exc))], []
+    except HelmValuesError as exc:
+        return source, [Problem("values-schema", res.name, f"Release/{name}", str(exc))], []
+    except HelmRenderError as exc:
+        return source, [Problem("render", res.name, f"Release/{name}", str(exc))], []
+    source.objects = [r.obj for r in rendered.objects]
+    source.detail["templates"] = sorted({r.template for r in rendered.objects})
     source.detail["hooks"] = sum(
-        1 for r in rendered if "helm.sh/hook" in (r.obj.get("metadata", {}).get("annotations") or {})
+        1 for r in rendered.objects if "helm.sh/hook" in (r.obj.get("metadata", {}).get("annotations") or {})
     )
-    chart_crds = crds_of(archive)
-    if not inputs.get("skipCrds"):  # what Helm installs from the chart's crds/ folder
-        source.detail["crds"] = sorted(str(c["metadata"]["name"]) for c in chart_crds)
-    return source, [], chart_crds
+    if not inputs.get("skipCrds"):  # what Helm installs from the crds/ folders
+        source.detail["crds"] = sorted(str(c["metadata"]["name"]) for c in rendered.crds)
+    return source, [], rendered.crds
 
 
 POD_TEMPLATE_KEY = "pod_template_file.yaml"
@@ -219,15 +266,18 @@ def embedded_pod_templates(release: Source) -> list[Source]:
                 pulumi_type=release.pulumi_type,
                 objects=pods,
                 detail={"configMap": obj["metadata"]["name"], "key": POD_TEMPLATE_KEY},
+                urn=release.urn,
             )
         )
     return found
 
 
-def write_yaml(path: Path, objects: list[dict[str, Any]]) -> None:
+def write_yaml(path: Path, objects: list[dict[str, Any]]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    path.write_text(yaml.dump_all(objects, Dumper=dumper, sort_keys=False, default_flow_style=False))
+    text = yaml.dump_all(objects, Dumper=dumper, sort_keys=False, default_flow_style=False)
+    path.write_text(text)
+    return text
 
 
 def facts_of(run: ProgramRun) -> ClusterFacts:
@@ -263,6 +313,62 @@ def crds_for(root: Path, items: list[Item], rendered: list[dict[str, Any]]) -> l
     return found
 
 
+def declared_api_versions(run: ProgramRun) -> set[str]:
+    """`cluster.apiVersions`: APIs the cluster serves beyond Kubernetes' own (CRDs installed by others)."""
+    return {str(v) for v in run.config_object("cluster").get("apiVersions", [])}
+
+
+def stack_capabilities(
+    root: Path, run: ProgramRun, kube_version: str | None, extra: set[str] | None = None
+) -> Capabilities:
+    """The target cluster as the provider's Helm will see it once the stack's CRDs are in: Kubernetes'
+    built-in APIs for the version, the CRDs the stack installs (chart crds/ folders, CRDs declared as
+    Pulumi resources) and those `cluster.apiVersions` declares."""
+    apis = declared_api_versions(run) | (extra or set())
+    for res in run.resources:
+        if res.type == RELEASE_TYPE:
+            inputs = unwrap(res.inputs)
+            if inputs.get("skipCrds"):
+                continue
+            try:
+                archive = find_chart(root, inputs["chart"], inputs.get("version"))
+            except ChartNotFoundError:
+                continue
+            apis |= crd_api_versions(crds_of(archive))
+        elif res.type == CRD_TYPE:
+            apis |= crd_api_versions([unwrap(res.inputs)])
+    return Capabilities.for_cluster(kube_version_of(run, kube_version), apis)
+
+
+def existing_releases(previous: dict[str, Any] | None) -> set[str]:
+    """namespace/name of every Release of the previous preview of the stack."""
+    found = set()
+    for res in (previous or {}).get("resources") or []:
+        if res.get("type") == RELEASE_TYPE and isinstance(res.get("inputs"), dict):
+            found.add(f"{res['inputs'].get('namespace') or 'default'}/{res['inputs'].get('name') or res['name']}")
+    return found
+
+
+def render_releases(
+    root: Path,
+    releases: list[Registered],
+    capabilities: Capabilities,
+    upgrades: set[str] | bool,
+) -> list[tuple[Source, list[Problem], list[dict[str, Any]]]]:
+    """Render every Release at once (one `helm template` process each, side by side)."""
+
+    def one(res: Registered) -> tuple[Source, list[Problem], list[dict[str, Any]]]:
+        name, namespace = release_identity(unwrap(res.inputs), res)
+        is_upgrade = upgrades if isinstance(upgrades, bool) else f"{namespace}/{name}" in upgrades
+        return render_release(root, res, capabilities.upgrade(is_upgrade))
+
+    if len(releases) <= 1:
+        return [one(r) for r in releases]
+    helm_binary()  # found (or fetched) once, before the side-by-side renders
+    with ThreadPoolExecutor(max_workers=min(len(releases), max(2, os.cpu_count() or 2))) as pool:
+        return list(pool.map(one, releases))
+
+
 def preview(
     root: Path,
     stack: str,
@@ -272,24 +378,74 @@ def preview(
     run_checkov: bool = True,
     echo: Callable[[str], None] | None = None,
     program_run: ProgramRun | None = None,
+    releases_exist: bool | None = None,
+    api_versions: set[str] | None = None,
 ) -> PreviewResult:
-    """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files."""
+    """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files.
+
+    `releases_exist`: render every Release as an upgrade (True) or a first install (False);
+    default: the Releases of the previous preview of the stack are upgrades."""
     progress = Progress(echo)
+    options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
+    scanner = (
+        policy.Scanner(root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None)
+        if run_checkov
+        else None
+    )
+    try:
+        return _preview(
+            root, stack, out, progress, scanner, kube_version, echo, program_run, releases_exist, api_versions
+        )
+    finally:
+        if scanner is not None:
+            scanner.close()
+
+
+def _preview(
+    root: Path,
+    stack: str,
+    out: Path,
+    progress: Progress,
+    scanner: policy.Scanner | None,
+    kube_version: str | None,
+    echo: Callable[[str], None] | None,
+    program_run: ProgramRun | None,
+    releases_exist: bool | None,
+    api_versions: set[str] | None,
+) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
-        f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
+        "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
     )
     if echo:
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
 
+    target = out / stack
+    previous = load_state(target)
+    upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
+    capabilities = stack_capabilities(root, run, kube_version, api_versions)
+
     sources: list[Source] = []
     problems: list[Problem] = []
     crds: list[dict[str, Any]] = []
+    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
 
     def render_all() -> None:
+        nonlocal capabilities
+        rendered = render_releases(root, releases, capabilities, upgrades)
+        # CRDs a chart makes from its templates (not its crds/ folder) count too: render again with them.
+        made = crd_api_versions(
+            [o for source, _, _ in rendered for o in source.objects if o.get("kind") == "CustomResourceDefinition"]
+        )
+        if not made <= capabilities.api_versions:
+            capabilities = Capabilities(
+                capabilities.kube_version, capabilities.api_versions | made, capabilities.is_upgrade
+            )
+            rendered = render_releases(root, releases, capabilities, upgrades)
+        by_name = {id(res): result for res, result in zip(releases, rendered, strict=True)}
         for res in run.resources:
             if res.type == RELEASE_TYPE:
-                source, probs, chart_crds = render_release(root, res)
+                source, probs, chart_crds = by_name[id(res)]
                 problems.extend(release_problems(res))
                 problems.extend(probs)
                 crds.extend(chart_crds)
@@ -305,16 +461,43 @@ def preview(
                             res.type,
                             [obj],
                             {"retainOnDelete": res.retain_on_delete, "protect": res.protect},
+                            urn=res.urn,
                         )
                     )
 
-    progress.step("rendering chart releases with the Helm SDK", render_all)
-    sources.sort(key=lambda s: (s.kind != "resource", s.pulumi_type, s.name))
-
+    progress.step(
+        "render",
+        f"rendering {len(releases)} chart release(s) with helm {HELM_VERSION} as Kubernetes "
+        f"{capabilities.kube_version}",
+        render_all,
+    )
     items = [Item(s.name, o) for s in sources for o in s.objects]
-    version = kube_version_of(run, kube_version)
+
+    # The files first: checkov scans them while the other checks run.
+    digest = progress.step("write", "writing the preview files", lambda: write_files(target, run, sources))
+    scan_box: dict[str, Any] = {}
+    scan_thread: threading.Thread | None = None
+    if scanner is not None:
+        files = {s.name: [resource_id(o) for o in s.objects] for s in sources}
+        active = scanner
+
+        def scan_in_background() -> None:
+            start = time.perf_counter()
+            try:
+                scan_box["result"] = active.scan(files, digest)
+            except Exception as exc:  # reported in the main thread
+                scan_box["error"] = exc
+            scan_box["seconds"] = round(time.perf_counter() - start, 3)
+
+        if echo:
+            echo("... scanning with checkov (beside the other checks)")
+        scan_thread = threading.Thread(target=scan_in_background, daemon=True)
+        scan_thread.start()
+
+    version = capabilities.kube_version
     problems.extend(
         progress.step(
+            "schema",
             f"validating {len(items)} objects against Kubernetes {version} (strict)",
             lambda: checks.schema_problems(items, version),
         )
@@ -323,42 +506,115 @@ def preview(
         root, items, crds + [o for o in (i.obj for i in items) if o.get("kind") == "CustomResourceDefinition"]
     )
     problems.extend(
-        progress.step("validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list))
+        progress.step(
+            "crd", "validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list)
+        )
     )
     problems.extend(
-        progress.step("checking references across objects", lambda: checks.reference_problems(items, facts_of(run)))
+        progress.step(
+            "references", "checking references across objects", lambda: checks.reference_problems(items, facts_of(run))
+        )
+    )
+    problems.extend(
+        Problem("guarantee", source, ident, message)
+        for source, ident, message in progress.step(
+            "guarantees",
+            "checking the guarantees on rendered pods (components/invariants.py)",
+            lambda: rendered_problems([(i.source, i.obj) for i in items]),
+        )
     )
 
-    target = out / stack
-    if target.exists():
-        shutil.rmtree(target)
-    for s in sources:
-        folder = "resources" if s.kind == "resource" else "releases"
-        write_yaml(target / folder / f"{s.name}.yaml", s.objects)
-
     checkov_summary: dict[str, Any] = {"ran": False}
-    if run_checkov:
+    policy_result: policy.PolicyResult | None = None
+    if scan_thread is not None:
+        progress.step("checkov wait", "waiting for the checkov scan", scan_thread.join)
+        progress.timings["checkov"] = scan_box.get("seconds", 0.0)
+        if "error" in scan_box:
+            raise scan_box["error"]
+        policy_result = scan_box["result"]
+        checkov_summary = policy_result.summary()
+        for finding in policy_result.new:
+            problems.append(
+                Problem(
+                    "checkov",
+                    finding.source,
+                    finding.resource,
+                    f"{finding.check_id} {finding.check_name} (new finding: fix it, or accept it with a reason in "
+                    f"{policy.ALLOWLIST.as_posix()})",
+                )
+            )
 
-        def scan() -> tuple[int, int, list[dict[str, Any]]]:
-            return checks.run_checkov(target, target / "checkov.json")
-
-        passed, failed, failures = progress.step("scanning with checkov", scan)
-        checkov_summary = {"ran": True, "passed": passed, "failed": failed, "report": "checkov.json"}
-        checkov_summary["failed_by_check"] = dict(Counter(f["check_id"] for f in failures).most_common())
-
-    result = PreviewResult(stack, run, sources, problems, checkov_summary, progress.timings, target)
+    nodes = state_nodes(run, sources)
+    problem_counts = Counter(p.source for p in problems)
+    tree = rows(STACK_TYPE, f"{run.project}-{stack}", nodes, previous, lambda name: problem_counts.get(name, 0))
+    outputs = masked_outputs(run)
+    write_state(target, stack, nodes, outputs)
+    result = PreviewResult(
+        stack, run, sources, problems, checkov_summary, progress.timings, target, tree, capabilities, policy_result
+    )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
 
 
+def masked_outputs(run: ProgramRun) -> dict[str, Any]:
+    return {k: (REDACTED if k in run.secret_outputs else redact(v)) for k, v in run.outputs.items()}
+
+
+def state_nodes(run: ProgramRun, sources: list[Source]) -> list[Node]:
+    """Every declared resource (secrets masked) and, for a Release, the objects it renders."""
+    by_urn = {s.urn: s for s in sources if s.kind == "release"}
+    nodes = []
+    for res in run.resources:
+        node = Node(res.urn, res.type, res.name, res.parent, _sorted_keys(_drop_nulls(redact(res.inputs))))
+        release = by_urn.get(res.urn)
+        if release is not None:
+            for obj in release.objects:
+                key = object_key(obj)
+                if key not in node.objects:
+                    node.object_order.append(key)
+                node.objects[key] = mask_secret_object(obj)
+        nodes.append(node)
+    return nodes
+
+
+def write_files(target: Path, run: ProgramRun, sources: list[Source]) -> str:
+    """resources/, releases/ and values/ of the preview; returns the digest of the scanned files."""
+    for folder in ("resources", "releases", "values"):
+        if (target / folder).exists():
+            shutil.rmtree(target / folder)
+    texts = {}
+    for s in sources:
+        folder = "resources" if s.kind == "resource" else "releases"
+        texts[f"{folder}/{s.name}"] = write_yaml(
+            target / folder / f"{s.name}.yaml", [mask_secret_object(o) for o in s.objects]
+        )
+    digest = hashlib.sha256()
+    for name in sorted(texts):  # the program registers resources in no fixed order
+        digest.update(f"{name}\0{texts[name]}\0".encode())
+    for res in run.resources:
+        if res.type == RELEASE_TYPE:  # what `pulumi preview` shows of a Release: the values handed to Helm
+            values = _sorted_keys(_drop_nulls(redact(res.inputs.get("values") or {})))
+            path = target / "values" / f"{res.name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
+    return digest.hexdigest()
+
+
 def summary(result: PreviewResult) -> dict[str, Any]:
     objects = result.objects
+    caps = result.capabilities
     return {
         "stack": result.stack,
         "project": result.run.project,
         "secureValues": result.run.placeholders,
+        "helm": HELM_VERSION,
+        "capabilities": {
+            "kubeVersion": caps.kube_version if caps else None,
+            "apiVersions": sorted(caps.api_versions - set(builtin_api_versions(caps.kube_version))) if caps else [],
+        },
         "objects": len(objects),
         "objectsByKind": dict(sorted(Counter(o.get("kind", "?") for o in objects).items())),
+        "changes": counts(result.rows),
         "sources": [
             {
                 "name": s.name,
@@ -371,36 +627,35 @@ def summary(result: PreviewResult) -> dict[str, Any]:
         ],
         "problems": [asdict(p) for p in result.problems],
         "checkov": result.checkov,
-        "outputs": {k: ("[secret]" if k in result.run.secret_outputs else v) for k, v in result.run.outputs.items()},
+        "outputs": masked_outputs(result.run),
         "timings": result.timings,
     }
 
 
-def table(result: PreviewResult) -> str:
-    rows = [("SOURCE", "TYPE", "OBJECTS BY KIND", "PROBLEMS")]
-    for s in result.sources:
-        kinds = ", ".join(f"{k} {n}" for k, n in s.by_kind().items()) or "-"
-        if s.kind == "release":
-            label = s.detail.get("chart", "") + (f" {s.detail['version']}" if s.detail.get("version") else "")
-        elif s.kind == "embedded":
-            label = f"in ConfigMap {s.detail['configMap']}"
-        else:
-            label = s.pulumi_type.split(":")[-1]
-        rows.append((s.name, label, kinds, str(len(result.problems_of(s.name)))))
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = []
-    for r in rows:
-        kinds = r[2]
-        lines.append(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {kinds:<{min(width[2], 70)}}  {r[3]}")
-    lines.append("")
-    lines.append(f"{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems.")
-    if result.checkov.get("ran"):
-        report = result.out_dir / "checkov.json"
-        lines.append(f"checkov: {result.checkov['passed']} passed, {result.checkov['failed']} failed checks ({report})")
+def table(result: PreviewResult, *, show_diff: bool = False) -> str:
+    """What the command prints: the tree with change marks, problems, the policy scan, outputs."""
+    lines = [
+        render_tree(result.rows, show_diff=show_diff),
+        "",
+        outputs_text(result.run.outputs, result.run.secret_outputs),
+    ]
+    lines += ["", summary_line(result.rows)]
+    lines.append(
+        f"\n{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems."
+    )
+    checkov = result.checkov
+    if checkov.get("ran"):
+        lines.append(
+            f"checkov: {checkov['passed']} passed, {checkov['new']} new findings, {checkov['accepted']} accepted "
+            f"({policy.ALLOWLIST.as_posix()}){', reused the last scan of the same files' if checkov['cached'] else ''}"
+            f" ({result.out_dir / 'checkov.json'})"
+        )
+        for stale in checkov.get("staleAllowListEntries") or []:
+            lines.append(f"warning: allow-list entry matches no finding any more: {stale}")
     for p in result.problems:
         lines.append(f"PROBLEM [{p.rule}] {p.source}: {p.object}: {p.message}")
-    lines.append(f"Written to {result.out_dir}")
+    lines.append(f"Written to {result.out_dir} (values handed to each Release: {result.out_dir / 'values'})")
     return "\n".join(lines)
 
 
-__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "preview", "summary", "table"]
+__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "preview", "render_release", "summary", "table"]

@@ -50,6 +50,19 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def whole_numbers(value: Any) -> Any:
+    """Numbers as the program gave them: Pulumi's wire format (a protobuf Struct) carries every
+    number as a double, so `8793` arrives as `8793.0`; the provider turns it back into an
+    integer, and so does the preview."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
 def secret_paths(value: Any, path: str = "") -> list[str]:
     """Paths of every value marked secret in an input tree."""
     if is_secret(value):
@@ -105,11 +118,30 @@ def _alias_spec(alias: Any) -> dict[str, Any]:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Mocks that echo inputs and give random resources realistic, deterministic values."""
+    """Mocks that echo inputs and give random resources realistic, deterministic values.
+
+    `previous_outputs` are the outputs of the stack's last deployment, as a StackReference to
+    the stack itself reads them (none: a stack that was never deployed)."""
+
+    def __init__(self, previous_outputs: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.previous_outputs = dict(previous_outputs or {})
+        # The engine marks these outputs secret (a resource's additionalSecretOutputs, such as
+        # RandomPassword.result); the recording monitor sets them before each new_resource.
+        self.secret_outputs: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        id_, state = self._new_resource(args)
+        for key in self.secret_outputs:
+            if key in state and not is_secret(state[key]):
+                state[key] = rpc.wrap_rpc_secret(state[key])
+        return id_, state
+
+    def _new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         seed = f"{args.typ}:{args.name}"
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.name, {"name": args.name, "outputs": dict(self.previous_outputs), "secretOutputNames": []}
         if args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(seed.encode()).digest() * (int(args.inputs.get("length", 32)) // 32 + 1)
             raw = raw[: int(args.inputs.get("length", 32))]
@@ -146,6 +178,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: list[Registered] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if isinstance(self.mocks, RecordingMocks):
+            self.mocks.secret_outputs = list(request.additionalSecretOutputs)
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             aliases = [a.urn if a.urn else a.spec.name for a in request.aliases] if request.aliases else []
@@ -156,7 +190,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     name=request.name,
                     parent=request.parent,
                     custom=request.custom,
-                    inputs=rpc.deserialize_properties(request.object),
+                    inputs=whole_numbers(rpc.deserialize_properties(request.object)),
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
                     dependencies=list(request.dependencies),
@@ -200,13 +234,21 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
+    from components.stack_file import read as read_stack_file
+
     project = _load_yaml(project_file.read_text())["name"]
-    raw = (_load_yaml(stack_file.read_text()) or {}).get("config") or {}
+    # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/stack_file.py.
+    raw, _ = read_stack_file(stack_file.read_text(), project)
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     origin: dict[str, str] = {}
-    for key, value in raw.items():
-        full = key if ":" in key else f"{project}:{key}"
+    # The stack's plain values, decoded, for placeholders shaped after them (teamSecrets).
+    plain = {
+        full.split(":", 1)[1]: (json.loads(v) if v.startswith(("{", "[")) else v)
+        for full, v in raw.items()
+        if full.startswith(f"{project}:") and isinstance(v, str)
+    }
+    for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             short = full.split(":", 1)[1]
             env_name = "AIRFLOW_K8S_SECRET_" + "".join(c if c.isalnum() else "_" for c in short).upper()
@@ -214,15 +256,13 @@ def load_stack_config(
                 config[full] = env[env_name]
                 origin[full] = f"environment ({env_name})"
             else:
-                config[full] = placeholder_for(short)
+                config[full] = placeholder_for(short, plain)
                 origin[full] = "placeholder"
             secret_keys.add(full)
-        elif isinstance(value, dict | list):
-            if "secure" in json.dumps(value):
-                _reject_nested_secure(full, value)
-            config[full] = json.dumps(value)
         else:
-            config[full] = value if isinstance(value, str) else json.dumps(value)
+            if value.startswith(("{", "[")) and "secure" in value:
+                _reject_nested_secure(full, json.loads(value))
+            config[full] = value
     return project, config, secret_keys, origin
 
 
@@ -240,12 +280,31 @@ def _reject_nested_secure(key: str, value: Any, path: str = "") -> None:
             _reject_nested_secure(key, v, f"{path}[{i}]")
 
 
-def placeholder_for(key: str) -> str:
-    """A value of the right shape for a secret key, plainly marked as a placeholder."""
+def placeholder_for(key: str, raw_config: Mapping[str, Any] | None = None) -> str:
+    """A value of the right shape for a secret key, plainly marked as a placeholder.
+
+    Object-valued keys get an object: `connections` and `variables` an empty one (no ids are
+    known), `teamSecrets` one key per Secret each team declares in `teams` (`raw_config`:
+    the stack file's config, for the teams). `previousFernetKeys` gets a well-formed key."""
     if key == "databaseUrl":
         return f"postgresql://airflow:{SECRET_PLACEHOLDER_PREFIX}@db.placeholder.invalid:5432/airflow?sslmode=require"
     if key == "gitSshKey":
         return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PLACEHOLDER_PREFIX}\n-----END OPENSSH PRIVATE KEY-----\n"
+    if key in ("connections", "variables"):
+        return "{}"
+    if key == "teamSecrets":
+        teams = (raw_config or {}).get("teams") or []
+        shaped = {
+            str(team["name"]): {
+                str(name): {"value": f"{SECRET_PLACEHOLDER_PREFIX}-{team['name']}-{name}"}
+                for name in team.get("secrets") or []
+            }
+            for team in teams
+            if isinstance(team, dict) and team.get("name")
+        }
+        return json.dumps(shaped)
+    if key == "previousFernetKeys":
+        return base64.urlsafe_b64encode(hashlib.sha256(SECRET_PLACEHOLDER_PREFIX.encode()).digest()).decode()
     return f"{SECRET_PLACEHOLDER_PREFIX}-{key}"
 
 
@@ -257,25 +316,34 @@ def run_program(
     secret_keys: set[str] | None = None,
     project: str | None = None,
     program: Path | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> ProgramRun:
-    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks."""
+    """Run `root/__main__.py` (or `program`) for `stack` under recording mocks; `previous_outputs`
+    are what the stack's last deployment exported (none: never deployed)."""
     origin: dict[str, str] = {}
     if config is None:
         project, config, secret_keys, origin = load_stack_config(root, stack)
     project = project or _load_yaml((root / "Pulumi.yaml").read_text())["name"]
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(previous_outputs)
     monitor = RecordingMonitor(mocks)
     reset_options(project=project, stack=stack)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), sorted(secret_keys or set()))
 
     main = program or root / "__main__.py"
+    declared: dict[tuple[str, str], int] = {}
     added = str(root) not in sys.path
     if added:
         sys.path.insert(0, str(root))
     try:
 
         def program_main() -> None:
+            # The order the program declares resources (registration order depends on when
+            # each one's inputs resolve): a transformation runs in every constructor.
+            def record(args: pulumi.ResourceTransformationArgs) -> None:
+                declared.setdefault((args.type_, args.name), len(declared))
+
+            pulumi.runtime.register_stack_transformation(record)
             runpy.run_path(str(main), run_name="__main__")
 
         _sync_await(run_pulumi_func(program_main))
@@ -288,10 +356,11 @@ def run_program(
             sys.path.remove(str(root))
 
     outputs, secret_outputs = _stack_outputs()
+    order = {id(r): declared.get((r.type, r.name), len(declared) + i) for i, r in enumerate(monitor.registered)}
     return ProgramRun(
         project=project,
         stack=stack,
-        resources=list(monitor.registered),
+        resources=sorted(monitor.registered, key=lambda r: order[id(r)]),
         outputs=outputs,
         secret_outputs=secret_outputs,
         placeholders=origin,

@@ -1,16 +1,22 @@
-"""Find chart archives locally and render them with Helm's own Go SDK (helm-python-sdk)."""
+"""Find chart archives locally and render them with `helm template` (Helm v3.20, the Helm that deploys)."""
 
 from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
+import re
+import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .helm import Capabilities, helm_binary
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -71,7 +77,7 @@ def chart_dirs(root: Path) -> list[Path]:
 def find_chart(root: Path, chart: str, version: str | None) -> Path:
     """The local archive of `chart` at `version` (or a local chart path as given)."""
     candidate = Path(chart)
-    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir():
+    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir() or (root / candidate).is_dir():
         path = candidate if candidate.is_absolute() else root / candidate
         if path.exists():
             return path
@@ -88,34 +94,18 @@ def find_chart(root: Path, chart: str, version: str | None) -> Path:
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _load(path: str) -> Any:
-    """A loaded chart for reading only (CRDs); never render with it (see `render`)."""
-    import helm_python as helm
-
-    return helm.Chart.load(path)
-
-
 @dataclass(frozen=True)
 class Rendered:
     template: str
     obj: dict[str, Any]
 
 
-def parse_manifests(manifests: dict[str, str], namespace: str) -> list[Rendered]:
-    """YAML documents of a render, NOTES skipped, namespaced objects given the release namespace."""
-    out: list[Rendered] = []
-    for template in sorted(manifests):
-        if template.endswith("NOTES.txt"):
-            continue
-        for doc in load_all(manifests[template]):
-            if not doc:
-                continue
-            docs = doc["items"] if doc.get("kind", "").endswith("List") and "items" in doc else [doc]
-            for obj in docs:
-                set_namespace(obj, namespace)
-                out.append(Rendered(template, obj))
-    return out
+class HelmValuesError(ValueError):
+    """The values fail the chart's values.schema.json (as Helm v3 checks it)."""
+
+
+class HelmRenderError(RuntimeError):
+    """`helm template` failed for another reason (a template's `fail`, a bad chart, ...)."""
 
 
 def set_namespace(obj: dict[str, Any], namespace: str) -> None:
@@ -137,50 +127,159 @@ def unknown_top_level_keys(schema: dict[str, Any] | None, values: dict[str, Any]
     return sorted(k for k in values if k not in schema["properties"])
 
 
-def check_values(chart: Any, values: dict[str, Any]) -> None:
-    """The chart's values.schema.json, plus strictness at the top level, where the Airflow
-    chart's schema allows unknown keys and Helm would silently ignore a misspelt section."""
-    chart.validate_schema(values)
-    schema = chart.schema
+def _is_crd_file(template: str) -> bool:
+    parts = template.split("/")
+    return len(parts) >= 3 and parts[-2] == "crds" and "templates" not in parts
+
+
+def _chart_files(path: str) -> dict[str, bytes]:
+    """Every file of a chart archive or folder, by its path inside the archive ("<chart>/...")."""
+    if Path(path).is_dir():
+        base = Path(path)
+        return {
+            f"{base.name}/{p.relative_to(base).as_posix()}": p.read_bytes()
+            for p in sorted(base.rglob("*"))
+            if p.is_file()
+        }
+    files: dict[str, bytes] = {}
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                files[member.name] = handle.read()
+    return files
+
+
+@functools.lru_cache(maxsize=16)
+def _archive(path: str, mtime: float) -> tuple[str, str, dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    """(chart name, version, values.schema.json, CRDs under every crds/ folder) of a chart."""
+    files = _chart_files(path)
+    top = next(iter(files)).split("/")[0]
+    meta = yaml.safe_load(files[f"{top}/Chart.yaml"])
+    schema_file = f"{top}/values.schema.json"
+    schema = json.loads(files[schema_file]) if schema_file in files else None
+    crds: list[dict[str, Any]] = []
+    for name in sorted(files):
+        if _is_crd_file(name) and name.endswith((".yaml", ".yml")):
+            docs = load_all(files[name].decode())
+            crds.extend(d for d in docs if d and d.get("kind") == "CustomResourceDefinition")
+    return str(meta["name"]), str(meta["version"]), schema, tuple(crds)
+
+
+def chart_files(path: Path) -> dict[str, bytes]:
+    """Every file of a chart archive (or folder) by its path inside it, e.g. "airflow/files/x.yml"."""
+    return _chart_files(str(path))
+
+
+def chart_info(path: Path) -> tuple[str, str, dict[str, Any] | None, tuple[dict[str, Any], ...]]:
+    resolved = path.resolve()
+    return _archive(str(resolved), resolved.stat().st_mtime)
+
+
+def check_values(path: Path, values: dict[str, Any]) -> None:
+    """Strictness at the top level, where the Airflow chart's schema allows unknown keys and Helm
+    would silently ignore a misspelt section (Helm itself checks the rest of values.schema.json)."""
+    name, version, schema, _ = chart_info(path)
     unknown = unknown_top_level_keys(schema, values)
-    if unknown:
+    if unknown and schema:
         known = list(schema["properties"])
         hints = []
         for key in unknown:
             close = difflib.get_close_matches(key, known, n=1)
             hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         raise UnknownValuesError(
-            f"unknown chart value key {', '.join(hints)}: not in {chart.name} {chart.version}'s values.schema.json"
+            f"unknown chart value key {', '.join(hints)}: not in {name} {version}'s values.schema.json"
         )
 
 
-def render(path: Path, values: dict[str, Any], name: str, namespace: str) -> list[Rendered]:
-    """Validate values against the chart's values.schema.json, then render it.
+_SOURCE = re.compile(r"^---\s*\n# Source: (.+)$", re.MULTILINE)
 
-    The chart is loaded afresh for every render (about 20 ms): Helm's dependency
-    processing drops disabled subcharts from the loaded chart in place, so a chart
-    rendered once with `postgresql.enabled: false` would lose Postgres for good.
-    """
-    import helm_python as helm
 
-    with helm.Chart.load(str(path)) as chart:
-        check_values(chart, values)
-        manifests = chart.render(values, name=name, namespace=namespace, is_install=True)
-    return parse_manifests(manifests, namespace)
+@functools.lru_cache(maxsize=64)
+def _parse_crd_text(text: str) -> tuple[dict[str, Any], ...]:
+    return tuple(d for d in load_all(text) if d)
+
+
+@dataclass(frozen=True)
+class ChartRender:
+    """One `helm template`: the objects of the chart's templates (hooks included, in Helm's
+    install order) and the CRDs Helm installs first from the crds/ folders of the chart and its
+    enabled subcharts."""
+
+    objects: list[Rendered]
+    crds: list[dict[str, Any]]
+
+
+def split_manifests(output: str) -> list[tuple[str, str]]:
+    """`helm template` output as (template path, YAML text) in Helm's order."""
+    marks = list(_SOURCE.finditer(output))
+    return [
+        (m.group(1).strip(), output[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(output)])
+        for i, m in enumerate(marks)
+    ]
+
+
+def render_chart(
+    path: Path,
+    values: dict[str, Any],
+    name: str,
+    namespace: str,
+    capabilities: Capabilities | None = None,
+) -> ChartRender:
+    """`helm template` with Helm v3.20 (the provider's Helm) and the target cluster's capabilities.
+
+    Helm checks the values against the chart's values.schema.json (HelmValuesError); the top
+    level is checked strictly first (UnknownValuesError)."""
+    check_values(path, values)
+    caps = capabilities or Capabilities.for_cluster()
+    command = [
+        helm_binary(),
+        "template",
+        name,
+        str(path),
+        "--namespace",
+        namespace,
+        "--include-crds",
+        "--values",
+        "-",
+        *caps.helm_args(),
+    ]
+    env = {**os.environ, "HELM_NAMESPACE": namespace}
+    done = subprocess.run(command, input=json.dumps(values), capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        message = done.stderr.strip().removeprefix("Error: ")
+        message = message.split("\n\nUse --debug flag")[0]
+        if "don't meet the specifications of the schema" in message:
+            raise HelmValuesError(message)
+        raise HelmRenderError(message)
+    objects: list[Rendered] = []
+    crds: list[dict[str, Any]] = []
+    for template, text in split_manifests(done.stdout):
+        if template.endswith("NOTES.txt"):
+            continue
+        if _is_crd_file(template):
+            crds.extend(d for d in _parse_crd_text(text) if d.get("kind") == "CustomResourceDefinition")
+            continue
+        for doc in load_all(text):
+            if not doc:
+                continue
+            docs = doc["items"] if str(doc.get("kind", "")).endswith("List") and "items" in doc else [doc]
+            for obj in docs:
+                set_namespace(obj, namespace)
+                objects.append(Rendered(template, obj))
+    return ChartRender(objects, crds)
+
+
+def render(
+    path: Path, values: dict[str, Any], name: str, namespace: str, capabilities: Capabilities | None = None
+) -> list[Rendered]:
+    """The objects `helm template` renders from the chart's templates (see `render_chart`)."""
+    return render_chart(path, values, name, namespace, capabilities).objects
 
 
 def crds_of(path: Path) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included)."""
-    return list(_crds(str(path.resolve())))
-
-
-@functools.lru_cache(maxsize=16)
-def _crds(path: str) -> tuple[dict[str, Any], ...]:
-    chart = _load(path)
-    found: list[dict[str, Any]] = []
-    for crd in chart.crds:
-        found.extend(d for d in load_all(crd["data"]) if d and d.get("kind") == "CustomResourceDefinition")
-    return tuple(found)
+    return list(chart_info(path)[3])
 
 
 def all_archives(root: Path) -> Iterator[Path]:

@@ -24,6 +24,7 @@ from components.offline.checks import (
     run_checkov,
     schema_problems,
 )
+from components.offline.render import crds_of, render
 
 CHARTS = pathlib.Path(
     os.environ.get("AIRFLOW_K8S_CHARTS") or pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "charts"
@@ -122,30 +123,20 @@ def _refs(items: list[Item], facts: ClusterFacts | None = None, rule: str | None
 
 
 def _render(chart_path: pathlib.Path, name: str, namespace: str, values: dict[str, Any] | None = None) -> list[Item]:
-    """Render a real chart the way the offline preview does: every object namespaced, plus its Namespace."""
-    helm = pytest.importorskip("helm_python")
+    """Render a real chart as the offline preview does (helm v3.20): objects namespaced, plus their Namespace."""
     if not chart_path.exists():
         pytest.skip(f"chart archive not found: {chart_path} (set AIRFLOW_K8S_CHARTS)")
-    with helm.Chart.load(str(chart_path)) as chart:
-        manifests: dict[str, str] = chart.render(values or {}, name=name, namespace=namespace)
     items = [_namespace(namespace)]
-    for template, text in sorted(manifests.items()):
-        if template.endswith("NOTES.txt"):
-            continue
-        for obj in _yaml_docs(text):
-            if checks._namespaced(obj, {}) is not False and not obj["metadata"].get("namespace"):
-                obj["metadata"]["namespace"] = namespace
-            items.append(Item(f"{name}:{template}", obj))
+    for rendered in render(chart_path, values or {}, name, namespace):
+        items.append(Item(f"{name}:{rendered.template}", rendered.obj))
     return items
 
 
-def _chart_crds(chart_path: pathlib.Path, filename_contains: str = "") -> list[dict[str, Any]]:
-    """The CRDs a chart ships under crds/ (``chart.crds``: name, filename, data as YAML text)."""
-    helm = pytest.importorskip("helm_python")
+def _chart_crds(chart_path: pathlib.Path, name_contains: str = "") -> list[dict[str, Any]]:
+    """The CRDs a chart ships under crds/ whose name contains `name_contains`."""
     if not chart_path.exists():
         pytest.skip(f"chart archive not found: {chart_path} (set AIRFLOW_K8S_CHARTS)")
-    with helm.Chart.load(str(chart_path)) as chart:
-        return [doc for crd in chart.crds if filename_contains in crd["filename"] for doc in _yaml_docs(crd["data"])]
+    return [crd for crd in crds_of(chart_path) if name_contains in crd["metadata"]["name"]]
 
 
 @pytest.fixture(scope="module")

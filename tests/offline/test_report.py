@@ -1,0 +1,309 @@
+"""The preview reads like `pulumi preview`: a tree by component, change marks against the last
+preview of the stack, changed fields with --diff, secrets masked, values files and outputs.
+
+A small project made here (one component: a Namespace, a random password, a Secret, a
+ConfigMap and a Release of a small local chart) is previewed, changed, and previewed again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.offline.__main__ import main
+from components.offline.preview import PreviewResult, preview, table
+from components.offline.report import (
+    CREATE,
+    DELETE,
+    REPLACE,
+    SAME,
+    UPDATE,
+    Change,
+    Row,
+    diff,
+    render_tree,
+)
+from tests.helpers import ROOT
+
+PROGRAM = """\
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+config = pulumi.Config()
+
+
+class Shop(pulumi.ComponentResource):
+    def __init__(self, name, opts=None):
+        super().__init__("small:index:Shop", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = config.get("namespace") or "shop"
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": namespace}, opts=child)
+        self.password = random.RandomPassword(f"{name}-password", length=config.get_int("length") or 16, opts=child)
+        k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata={"name": "shop-login", "namespace": ns.metadata["name"]},
+            string_data={"password": self.password.result},
+            opts=child,
+        )
+        if config.get_bool("settings"):
+            k8s.core.v1.ConfigMap(
+                f"{name}-settings",
+                metadata={"name": "shop-settings", "namespace": ns.metadata["name"]},
+                data={"color": config.get("color") or "blue"},
+                opts=child,
+            )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            chart="./chart",
+            name="shop",
+            namespace=ns.metadata["name"],
+            values={"replicas": config.get_int("replicas") or 1, "port": 8793, "image": config.get("image") or "a:1"},
+            opts=child,
+        )
+        self.register_outputs({})
+
+
+shop = Shop("shop")
+pulumi.export("password", shop.password.result)
+pulumi.export("namespace", "shop")
+pulumi.export("port", 8793)
+"""
+
+TEMPLATES = {
+    "deployment.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-web
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: {{ .Values.image | quote }}
+          ports:
+            - containerPort: {{ .Values.port }}
+""",
+    "job.yaml": """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-migrate
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: {{ .Values.image | quote }}
+""",
+    "extra.yaml": """\
+{{- if gt (int .Values.replicas) 1 }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .Release.Name }}-web
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app: web}
+{{- end }}
+""",
+}
+
+
+class Shop:
+    """The small project: its folder, and a preview of it with some config."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.out = root / "build" / "preview"
+        (root / "chart" / "templates").mkdir(parents=True)
+        (root / "chart" / "Chart.yaml").write_text("apiVersion: v2\nname: shop\nversion: 0.1.0\n")
+        for name, text in TEMPLATES.items():
+            (root / "chart" / "templates" / name).write_text(text)
+        (root / "Pulumi.yaml").write_text("name: small\nruntime: python\n")
+        (root / "__main__.py").write_text(PROGRAM)
+
+    def preview(self, **config: Any) -> PreviewResult:
+        stack = {"config": {f"small:{k}": v for k, v in config.items()}}
+        (self.root / "Pulumi.shop.yaml").write_text(yaml.safe_dump(stack))
+        return preview(self.root, "shop", self.out, run_checkov=False)
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Shop:
+    return Shop(tmp_path / "small")
+
+
+def plan(result: PreviewResult) -> dict[str, str]:
+    return {f"{r.type} {r.name}": r.op for r in result.rows}
+
+
+def row(result: PreviewResult, type_: str, name: str) -> Row:
+    (found,) = [r for r in result.rows if r.type == type_ and r.name == name]
+    return found
+
+
+class TestTheTree:
+    def test_a_first_preview_creates_everything_in_a_tree_by_component(self, shop):
+        result = shop.preview()
+        assert [p.message for p in result.problems] == []
+        assert [(r.depth, r.type, r.name) for r in result.rows] == [
+            (0, "pulumi:pulumi:Stack", "small-shop"),
+            (1, "small:index:Shop", "shop"),
+            (2, "kubernetes:core/v1:Namespace", "shop-namespace"),
+            (2, "random:index/randomPassword:RandomPassword", "shop-password"),
+            (2, "kubernetes:core/v1:Secret", "shop-secret"),
+            (2, "kubernetes:helm.sh/v3:Release", "shop-release"),
+            (3, "apps/v1/Deployment", "shop/shop-web"),
+            (3, "batch/v1/Job", "shop/shop-migrate"),
+        ]
+        assert {r.op for r in result.rows} == {CREATE}
+
+    def test_rows_follow_the_engine_order_not_the_type_token(self, shop):
+        result = shop.preview()
+        names = [r.name for r in result.rows if r.depth == 2]
+        # Registration order: the Namespace before what lives in it, the password before its Secret.
+        assert names.index("shop-namespace") < names.index("shop-secret")
+        assert names.index("shop-password") < names.index("shop-secret")
+        assert names.index("shop-namespace") < names.index("shop-release")
+
+    def test_the_printed_tree_has_marks_types_names_and_plans(self, shop):
+        text = table(shop.preview())
+        lines = text.splitlines()
+        assert lines[0].split() == ["Type", "Name", "Plan"]
+        assert " +   pulumi:pulumi:Stack" in lines[1] and lines[1].rstrip().endswith("create")
+        assert any("└─ batch/v1/Job" in line and "shop/shop-migrate" in line for line in lines)
+        assert any("   ├─ kubernetes:core/v1:Namespace" in line for line in lines)
+        assert any("   └─ kubernetes:helm.sh/v3:Release" in line for line in lines)
+        assert any("      ├─ apps/v1/Deployment" in line for line in lines)
+        assert "Resources:\n    + 8 to create" in text
+
+    def test_outputs_are_printed_with_secrets_masked(self, shop):
+        result = shop.preview()
+        text = table(result)
+        assert "Outputs:" in text
+        assert 'namespace: "shop"' in text and "port     : 8793" in text
+        assert "password : [secret]" in text
+        assert result.run.outputs["password"] not in text
+
+    def test_the_values_handed_to_each_release_are_written(self, shop):
+        result = shop.preview(replicas=2)
+        values = yaml.safe_load((result.out_dir / "values" / "shop-release.yaml").read_text())
+        assert values == {"image": "a:1", "port": 8793, "replicas": 2}
+
+
+class TestChangeMarks:
+    def test_an_unchanged_stack_changes_nothing(self, shop):
+        shop.preview()
+        again = shop.preview()
+        assert {r.op for r in again.rows} == {SAME}
+        assert "Resources:\n    8 unchanged" in table(again)
+
+    def test_a_changed_value_updates_the_release_and_its_objects(self, shop):
+        shop.preview()
+        again = shop.preview(replicas=3)
+        assert plan(again)["kubernetes:helm.sh/v3:Release shop-release"] == UPDATE
+        assert plan(again)["apps/v1/Deployment shop/shop-web"] == UPDATE
+        assert plan(again)["policy/v1/PodDisruptionBudget shop/shop-web"] == CREATE
+        assert plan(again)["batch/v1/Job shop/shop-migrate"] == SAME
+        assert row(again, "apps/v1/Deployment", "shop/shop-web").changes == [Change("spec.replicas", 1, 3)]
+
+    def test_an_object_the_release_no_longer_renders_is_deleted(self, shop):
+        shop.preview(replicas=2)
+        again = shop.preview(replicas=1)
+        assert plan(again)["policy/v1/PodDisruptionBudget shop/shop-web"] == DELETE
+
+    def test_a_new_and_a_removed_resource_are_created_and_deleted(self, shop):
+        shop.preview(settings=True)
+        assert plan(shop.preview())["kubernetes:core/v1:ConfigMap shop-settings"] == DELETE
+        assert plan(shop.preview(settings=True))["kubernetes:core/v1:ConfigMap shop-settings"] == CREATE
+
+    def test_a_renamed_kubernetes_object_is_replaced(self, shop):
+        shop.preview()
+        again = shop.preview(namespace="store")
+        namespace = row(again, "kubernetes:core/v1:Namespace", "shop-namespace")
+        assert namespace.op == REPLACE and "metadata.name" in namespace.note
+
+    def test_a_random_resource_whose_input_changes_is_replaced(self, shop):
+        shop.preview()
+        assert plan(shop.preview(length=24))["random:index/randomPassword:RandomPassword shop-password"] == REPLACE
+
+    def test_a_job_whose_template_changes_is_a_replace_helm_cannot_patch(self, shop):
+        shop.preview()
+        job = row(shop.preview(image="a:2"), "batch/v1/Job", "shop/shop-migrate")
+        assert job.op == REPLACE
+        assert "immutable field spec.template" in job.note and "new name" in job.note
+
+    def test_the_previous_preview_is_kept_under_build_preview_stack(self, shop):
+        result = shop.preview()
+        assert result.out_dir == shop.out / "shop"
+        state = json.loads((result.out_dir / "state.json").read_text())
+        assert {r["name"] for r in state["resources"]} >= {"shop", "shop-release", "shop-secret"}
+
+
+class TestDiffAndSecrets:
+    def test_diff_shows_each_changed_field_with_old_and_new_values(self, shop):
+        shop.preview()
+        text = table(shop.preview(replicas=3), show_diff=True)
+        assert "~ spec.replicas: 1 => 3" in text
+        assert "~ values.replicas: 1 => 3" in text
+        assert "+ metadata.name:" in text or "policy/v1/PodDisruptionBudget" in text
+
+    def test_secret_values_show_as_secret_in_files_state_and_diff(self, shop):
+        first = shop.preview()
+        password = first.run.outputs["password"]
+        again = shop.preview(length=24)
+        text = table(again, show_diff=True)
+        everything = text + "".join(p.read_text() for p in again.out_dir.rglob("*") if p.is_file())
+        assert password not in everything
+        secret = yaml.safe_load((again.out_dir / "resources" / "shop-secret.yaml").read_text())
+        assert secret["stringData"] == {"password": "[secret]"}
+
+    def test_a_rendered_secret_shows_its_keys_not_its_values(self):
+        from components.offline.report import mask_secret_object
+
+        obj = {"kind": "Secret", "data": {"token": "c2VjcmV0"}, "metadata": {"name": "x"}}
+        assert mask_secret_object(obj)["data"] == {"token": "[secret]"}
+
+    def test_diff_compares_nested_fields_and_lists(self):
+        old = {"a": {"b": 1, "c": [1, 2]}, "gone": True}
+        new = {"a": {"b": 2, "c": [1, 3, 4]}, "added": "x"}
+        assert diff(old, new) == [
+            Change("a.b", 1, 2),
+            Change("a.c[1]", 2, 3),
+            Change("a.c[2]", None, 4),
+            Change("gone", True, None),
+            Change("added", None, "x"),
+        ]
+
+    def test_the_tree_without_unchanged_rows_keeps_the_stack_row(self):
+        rows = [Row(0, "pulumi:pulumi:Stack", "p-s", SAME), Row(1, "t", "a", SAME), Row(1, "t", "b", UPDATE)]
+        lines = render_tree(rows, show_same=False).splitlines()
+        assert len(lines) == 3 and "└─ t" in lines[2]
+
+
+class TestTheCommand:
+    def test_diff_flag_prints_changed_fields(self, shop, capsys):
+        shop.preview()
+        shop.preview(replicas=3)  # state now has 3
+        (shop.root / "Pulumi.shop.yaml").write_text(yaml.safe_dump({"config": {"small:replicas": 4}}))
+        args = ["shop", "--root", str(shop.root), "--out", str(shop.out), "--no-checkov", "--diff"]
+        assert main(args) == 0
+        assert "~ spec.replicas: 3 => 4" in capsys.readouterr().out
+
+    def test_the_dev_stack_previews_from_the_command(self, tmp_path, capsys):
+        assert main(["dev", "--root", str(ROOT), "--out", str(tmp_path), "--no-checkov", "--fresh"]) == 0
+        out = capsys.readouterr().out
+        assert "airflow-k8s:index:AirflowRelease" in out and "apps/v1/Deployment" in out
