@@ -35,7 +35,7 @@ class TestStackProgram:
         run = run_stack(GIT_DAGS, cluster={"environment": "laptop"}, extra={"teams": [{"name": "ml"}]})
         (platform,) = of_type(run, "AirflowPlatform")
         children = [r for r in run.resources if r.parent == platform.urn]
-        assert {r.name for r in children} == {"airflow", "team-ml"}
+        assert {r.name for r in children} == {"airflow", "monitoring", "team-ml"}
         for child in children:
             assert any(spec.get("noParent") for spec in child.alias_specs), child.name
 
