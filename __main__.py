@@ -45,6 +45,9 @@ if spark is not None:
     pulumi.export("sparkDriverServiceAccount", spark.driver_service_account)
     pulumi.export("sparkSubmitters", spark.submitters)
 
+if platform.keda is not None:
+    pulumi.export("kedaNamespace", platform.keda.namespace)
+
 pulumi.export(deployed.OUTPUT, deployed.identity(cfg))
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)

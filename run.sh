@@ -44,6 +44,21 @@ venv() {
   fi
 }
 
+# The metadata backup/restore test starts a real PostgreSQL server: Debian's `postgresql`
+# package, installed here when no server binaries are present.
+postgres_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+ensure_postgres() {
+  if [ -z "$(postgres_bin)" ]; then
+    echo "installing PostgreSQL (Debian's postgresql package) for the metadata backup test" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql >&2
+  fi
+  AIRFLOW_K8S_PG_BIN="$(postgres_bin)"
+  export AIRFLOW_K8S_PG_BIN
+}
+
 setup() {
   venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
   venv .venv-checkov "checkov scanner" requirements-checkov.txt
@@ -68,6 +83,7 @@ case "$job" in
     ;;
   test)
     setup dags
+    ensure_postgres
     .venv/bin/ruff check .
     .venv/bin/mypy
     .venv/bin/python -m pytest "$@"

@@ -3,6 +3,8 @@
 from ._reader import ConfigError
 from .airflow import AirflowRelease, AirflowReleaseArgs
 from .config import AirflowConfig, parse_airflow
+from .keda import KedaOperator, KedaOperatorArgs
+from .keda_config import KedaConfig, parse_keda
 from .logs import LogStorage, LogStorageArgs
 from .logs_config import LogsConfig, parse_logs
 from .monitoring import Monitoring, MonitoringArgs
@@ -17,6 +19,9 @@ __all__ = [
     "AirflowRelease",
     "AirflowReleaseArgs",
     "ConfigError",
+    "KedaConfig",
+    "KedaOperator",
+    "KedaOperatorArgs",
     "LogStorage",
     "LogStorageArgs",
     "LogsConfig",
@@ -30,6 +35,7 @@ __all__ = [
     "TaskNamespaceArgs",
     "Team",
     "parse_airflow",
+    "parse_keda",
     "parse_logs",
     "parse_monitoring",
     "parse_spark",

@@ -148,6 +148,17 @@ class Node:
     def has(self, name: str) -> bool:
         return name in self.data
 
+    def only_mode_settings(self, mode: str, sections: Iterable[str]) -> None:
+        """Refuse the settings object of a mode other than the selected one (`<path>.mode`)."""
+        for other in sections:
+            if other != mode and self.has(other):
+                raise ConfigError(
+                    self.key(other),
+                    self.data[other],
+                    f"only the settings of the selected mode are allowed ({self.key('mode')} is {mode!r}).",
+                    f"remove '{self.key(other)}' or set {self.key('mode')} to {other!r}.",
+                )
+
     def raw(self, name: str, default: Any = _MISSING) -> Any:
         self.seen.add(name)
         Node.asked.add(self.key(name))

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from . import maintenance
 from .airflow_jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
 from .airflow_values import (
     SecretNames,
@@ -37,6 +38,7 @@ from .fernet import resource_name as fernet_resource_name
 from .invariants import check_airflow
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
+from .maintenance_config import MaintenanceConfig
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
 from .stack_guards import check_airflow_config
@@ -107,6 +109,14 @@ class AirflowReleaseArgs(TypedDict):
     variables: NotRequired[Mapping[str, pulumi.Input[str]] | None]
     """Airflow variables as code: key -> value, delivered like `connections` as
     `AIRFLOW_VAR_<KEY>`."""
+
+    maintenance: NotRequired[MaintenanceConfig | Mapping[str, Any] | None]
+    """Backups and cleanup of the metadata database: a `MaintenanceConfig`, or a mapping shaped
+    like the `maintenance` stack key (see maintenance.py). Unset: neither."""
+
+    after: NotRequired[Sequence[pulumi.Resource] | None]
+    """Resources the chart release waits for: e.g. KedaOperator, whose CRDs the workers'
+    ScaledObject needs (`keda` settings)."""
 
     previous_fernet_keys: NotRequired[Sequence[pulumi.Input[str]] | None]
     """Fernet keys made elsewhere (the installation this release replaces, or the retained
@@ -381,7 +391,7 @@ class AirflowRelease(pulumi.ComponentResource):
             release_name=cfg.release_name,
             namespace=namespace,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *(args.get("after") or ())]),
             timeout=900,
         )
 
@@ -397,6 +407,9 @@ class AirflowRelease(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
             )
         self._cli_jobs(name, cfg, namespace)
+        maintenance.declare(
+            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
+        )
 
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace

@@ -29,6 +29,7 @@ from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
 from .secret_files import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
 from .spread import Spread, parse_spread
+from .upgrades import check_chart_supports
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
@@ -603,14 +604,7 @@ def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Da
     sub = node.mapping("dags")
     mode = sub.string("mode", "image", choices=DAGS_MODES)
     mount_path = sub.string("mountPath", None, pattern=re.compile(r"^/\S*$"), describe="expected an absolute path.")
-    for other in ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim"):
-        if other != mode and sub.has(other):
-            raise ConfigError(
-                sub.key(other),
-                sub.data[other],
-                f"only the settings of the selected mode are allowed ({sub.key('mode')} is {mode!r}).",
-                f"remove '{sub.key(other)}' or set {sub.key('mode')} to {other!r}.",
-            )
+    sub.only_mode_settings(mode, ("gitSync", "gitBundle", "hostPath", "persistentVolumeClaim"))
     dags = Dags(mode=mode, mount_path=mount_path)
     if mode == "gitSync":
         dags = Dags(mode=mode, mount_path=mount_path, git_sync=_git_sync(sub, secrets))
@@ -1061,6 +1055,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     major, minor, _ = version_tuple(version)
     if not (major == 3 or (major == 2 and minor >= 11)):
         raise ConfigError(node.key("version"), version, "supported Airflow versions: 2.11.x and 3.x.")
+    check_chart_supports(node.key("version"), version, chart)
 
     image_node = node.mapping("image")
     image = Image(

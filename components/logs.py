@@ -18,6 +18,7 @@ from .logs_config import (
     parse_logs,
     storage_class_name,
     volume_name,
+    wasb_identity_connection,
 )
 
 PACKAGE = "airflow-k8s"
@@ -90,6 +91,11 @@ class LogStorage(pulumi.ComponentResource):
                 )
             else:
                 self.connections = {cfg.remote.connection_id: secret_value}
+        elif cfg.remote is not None and cfg.remote.workload_identity and cfg.remote.target == "wasb":
+            # No credentials in it; kept with the other connections all the same.
+            self.connections = {
+                cfg.remote.connection_id: pulumi.Output.secret(wasb_identity_connection(cfg.remote.base_log_folder))
+            }
 
         self.claim_name = claim
         self.values = claim.apply(lambda c: logs_values(cfg, release, c))

@@ -71,14 +71,7 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
     """Parse the `logs` config object. `logs_connection` is the secret `logsConnection` key."""
     node = Node(raw, "logs")
     mode = node.string("mode", "emptyDir", choices=("emptyDir", "hostPath", "nfs", "dynamic", "remote"))
-    for other in ("hostPath", "nfs", "dynamic", "remote"):
-        if other != mode and node.has(other):
-            raise ConfigError(
-                node.key(other),
-                node.data[other],
-                f"only the settings of the selected mode are allowed ({node.key('mode')} is {mode!r}).",
-                f"remove '{node.key(other)}' or set {node.key('mode')} to {other!r}.",
-            )
+    node.only_mode_settings(mode, ("hostPath", "nfs", "dynamic", "remote"))
     size = node.quantity("size", "10Gi", what="a storage size")
     ret = node.mapping("retention")
     retention = Retention(
@@ -179,7 +172,9 @@ def _remote(node: Node, logs_connection: Any) -> Remote:
     remote = Remote(
         target=target,
         base_log_folder=folder,
-        connection_id="" if identity else conn_id,
+        # With an identity, S3 and GCS need no connection (boto3's and google-auth's default
+        # credentials); WASB still needs its account URL, in a connection without credentials.
+        connection_id="" if identity and target != "wasb" else conn_id,
         workload_identity=identity,
         delete_local_logs=sub.boolean("deleteLocalLogs", False),
     )
@@ -205,6 +200,15 @@ def volume_name(namespace: str, release: str) -> str:
 
 def claim_name(release: str) -> str:
     return f"{release}-logs"
+
+
+def wasb_identity_connection(base_log_folder: str) -> str:
+    """An Azure Blob Storage connection with no credentials: the account URL only, so Airflow's
+    WasbHook falls back on DefaultAzureCredential (Azure workload identity in the pod)."""
+    import json
+
+    account = base_log_folder.split("@", 1)[1].split("/", 1)[0] if "@" in base_log_folder else ""
+    return json.dumps({"conn_type": "wasb", "host": f"https://{account}"}, sort_keys=True)
 
 
 def elasticsearch_secret_name(release: str) -> str:

@@ -348,14 +348,7 @@ def parse_monitoring(
     node = Node(raw, key)
     mode = node.string("mode", "off", choices=MODES)
     sections = {"install": "install", "existing": "existing", "annotations": "annotations"}
-    for section in sections:
-        if section != mode and node.has(section):
-            raise ConfigError(
-                node.key(section),
-                node.data[section],
-                f"only the settings of the selected mode are allowed ({node.key('mode')} is {mode!r}).",
-                f"remove '{node.key(section)}' or set {node.key('mode')} to {section!r}.",
-            )
+    node.only_mode_settings(mode, sections)
     alerts_node = node.mapping("alerts")
     alerts = AlertSettings(
         enabled=alerts_node.boolean("enabled", True),

@@ -27,8 +27,13 @@ import pulumi
 
 from ._reader import ConfigError
 from .airflow import AirflowRelease
-from .airflow_values import airflow_api_port
+from .airflow_values import airflow_api_port, deep_merge
 from .environment_config import merged
+from .identity_values import airflow_values as identity_airflow_values
+from .identity_values import spark_accounts
+from .keda import KedaOperator
+from .keda_values import airflow_values as keda_airflow_values
+from .maintenance_values import airflow_values as maintenance_airflow_values
 from .monitoring import Monitoring
 from .monitoring_values import airflow_values as monitoring_airflow_values
 from .spark import SparkOperator
@@ -50,6 +55,9 @@ CONFIG_KEYS: dict[str, str] = {
     "monitoring": "monitoring",
     "teams": "teams",
     "task_images": "taskImages",
+    "keda": "keda",
+    "maintenance": "maintenance",
+    "identity": "identity",
     "variables": "variables",
     "connections": "connections",
     "database_url": "databaseUrl",
@@ -86,6 +94,12 @@ class AirflowPlatformArgs(TypedDict):
     """The `teams` list: one isolated task namespace per team for KubernetesPodOperator."""
     task_images: NotRequired[dict[str, str]]
     """The `taskImages` object: role -> pinned image, delivered as `k8s_image_<role>` Variables."""
+    keda: NotRequired[dict[str, Any]]
+    """The `keda` object: KEDA autoscaling of the Celery workers (and, with `install`, KEDA itself)."""
+    maintenance: NotRequired[dict[str, Any]]
+    """The `maintenance` object: metadata database backups, `airflow db clean`, finished-pod cleanup."""
+    identity: NotRequired[dict[str, Any]]
+    """The `identity` object: the cloud identity (IRSA, GKE or Azure workload identity) of Airflow and Spark pods."""
     variables: NotRequired[pulumi.Input[dict[str, str]]]
     """The `variables` object: Airflow Variables (key -> text), delivered as a file; secret if you pass a secret."""
     connections: NotRequired[pulumi.Input[dict[str, str]]]
@@ -201,6 +215,14 @@ class AirflowPlatform(pulumi.ComponentResource):
 
     def _declare(self, name: str, cfg: StackConfig) -> None:
         self.config = cfg
+        # KEDA first when the platform installs it: the workers' ScaledObject needs its CRDs.
+        self.keda: KedaOperator | None = None
+        if cfg.keda.install:
+            self.keda = KedaOperator(
+                self._child_name(name, "keda"),
+                {"settings": cfg.keda, "airflow_settings": cfg.airflow},
+                opts=self._child(),
+            )
         self.airflow = AirflowRelease(
             name,
             {
@@ -221,8 +243,22 @@ class AirflowPlatform(pulumi.ComponentResource):
                 ),
                 # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
                 "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
-                # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer.
-                "extra_values": monitoring_airflow_values(cfg.monitoring, cfg.airflow),
+                # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer;
+                # KEDA: the chart's ScaledObject for the Celery workers; the chart's finished-pod cleanup;
+                # the cloud identity of Airflow's ServiceAccounts.
+                "extra_values": deep_merge(
+                    deep_merge(
+                        monitoring_airflow_values(cfg.monitoring, cfg.airflow),
+                        keda_airflow_values(cfg.keda, cfg.airflow),
+                    ),
+                    deep_merge(
+                        maintenance_airflow_values(cfg.airflow, cfg.maintenance),
+                        identity_airflow_values(cfg.identity, cfg.airflow),
+                    ),
+                ),
+                # Metadata database backups (pg_dump CronJob, retained claim) and `airflow db clean`.
+                "maintenance": cfg.maintenance,
+                "after": [self.keda] if self.keda is not None else [],
             },
             opts=self._child(),
         )
@@ -263,6 +299,8 @@ class AirflowPlatform(pulumi.ComponentResource):
                     "settings": cfg.spark,
                     "airflow_namespace": airflow.namespace,
                     "airflow_service_accounts": airflow.task_service_accounts,
+                    # Cloud identity of the driver and executors (IRSA, GKE or Azure workload identity).
+                    "service_account_metadata": spark_accounts(cfg.identity),
                 },
                 opts=self._child(),
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -30,6 +30,10 @@ class SparkOperatorArgs(TypedDict):
     airflow_service_accounts: pulumi.Input[Sequence[str]]
     """The ServiceAccounts whose pods run Airflow tasks (`AirflowRelease.task_service_accounts`):
     exactly these are allowed to submit SparkApplications in the job namespaces."""
+
+    service_account_metadata: NotRequired[Mapping[str, Mapping[str, Mapping[str, str]]] | None]
+    """Extra `annotations` and `labels` of the Spark ServiceAccounts, by role (`driver`,
+    `executor`): e.g. a cloud identity (identity_values.spark_accounts)."""
 
 
 class SparkOperator(pulumi.ComponentResource):
@@ -109,7 +113,7 @@ class SparkOperator(pulumi.ComponentResource):
                 depends.append(created)
                 job_ns = created.metadata.name
             in_ns = pulumi.ResourceOptions(parent=self, depends_on=depends)
-            self._spark_accounts(prefix, cfg, job_ns, labels, in_ns)
+            self._spark_accounts(prefix, cfg, job_ns, labels, in_ns, args.get("service_account_metadata") or {})
             bound_role(
                 f"{prefix}-submitter",
                 {"name": SUBMITTER_ROLE, "namespace": job_ns, "labels": labels},
@@ -152,18 +156,31 @@ class SparkOperator(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         labels: dict[str, str],
         opts: pulumi.ResourceOptions,
+        extra: Mapping[str, Mapping[str, Mapping[str, str]]],
     ) -> None:
         """The driver's account with its Role, and the executors' account, which needs no API access."""
         accounts = cfg.service_accounts
+
+        def meta(role: str, account: str) -> dict[str, Any]:
+            more = extra.get(role) or {}
+            out: dict[str, Any] = {
+                "name": account,
+                "namespace": namespace,
+                "labels": {**labels, **more.get("labels", {})},
+            }
+            if more.get("annotations"):
+                out["annotations"] = dict(more["annotations"])
+            return out
+
         driver = k8s.core.v1.ServiceAccount(
             f"{prefix}-driver-account",
-            metadata={"name": accounts.driver, "namespace": namespace, "labels": labels},
+            metadata=meta("driver", accounts.driver),
             automount_service_account_token=True,
             opts=opts,
         )
         k8s.core.v1.ServiceAccount(
             f"{prefix}-executor-account",
-            metadata={"name": accounts.executor, "namespace": namespace, "labels": labels},
+            metadata=meta("executor", accounts.executor),
             automount_service_account_token=False,
             opts=opts,
         )

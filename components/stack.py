@@ -18,7 +18,11 @@ from .cluster_target import kubernetes_config, require_target
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import check_no_clash, parse_environment
 from .fernet import parse_previous_keys
+from .identity_config import IdentityConfig, parse_identity
+from .identity_values import backup_identity, check_identity
+from .keda_config import KedaConfig, parse_keda
 from .logs_config import LogsConfig, adopt_host_path_class, parse_logs
+from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
 from .monitoring_config import MonitoringConfig, parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
@@ -38,7 +42,18 @@ SECRET_KEYS = (
     "connections",
     "previousFernetKeys",
 )
-OBJECT_KEYS = ("airflow", "cluster", "logs", "spark", "monitoring", "teams", "taskImages")
+OBJECT_KEYS = (
+    "airflow",
+    "cluster",
+    "logs",
+    "spark",
+    "monitoring",
+    "teams",
+    "taskImages",
+    "keda",
+    "maintenance",
+    "identity",
+)
 EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 # Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>'; components/deployed.py).
 CONFIRM_KEYS = ("identityChange",)
@@ -81,6 +96,9 @@ class StackConfig:
     variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
     previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
     task_images: dict[str, str] = field(default_factory=dict)  # `taskImages`: role -> pinned image
+    keda: KedaConfig = field(default_factory=KedaConfig)  # Celery workers scaled by KEDA; off unless set
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)  # metadata backups and cleanup
+    identity: IdentityConfig = field(default_factory=IdentityConfig)  # cloud identity of the pods; off unless set
     identity_change: str | None = None  # `identityChange`: '<old namespace>/<old release>' (deployed.py)
 
 
@@ -258,6 +276,21 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
     )
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
+    keda = parse_keda(_decode("keda", values.get("keda", {})), airflow)
+    maintenance = parse_maintenance(
+        _decode("maintenance", values.get("maintenance", {})), production=cluster.production
+    )
+    identity = parse_identity(_decode("identity", values.get("identity", {})))
+    check_identity(identity, airflow, logs, logs_connection)
+    maintenance = backup_identity(resolve_backup_bucket(maintenance, logs), identity)
+    for component in ("sparkDriver", "sparkExecutor"):
+        if component in identity.components and not spark.enabled:
+            raise ConfigError(
+                f"identity.components.{component}",
+                identity.components[component],
+                "there are no Spark pods: the `spark` key is not set (or not enabled).",
+                f"remove identity.components.{component}, or set the spark key.",
+            )
     stack = StackConfig(
         airflow=airflow,
         cluster=cluster,
@@ -272,6 +305,9 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         variables=variables,
         previous_fernet_keys=previous_keys,
         task_images=task_images,
+        keda=keda,
+        maintenance=maintenance,
+        identity=identity,
         identity_change=_identity_change(values.get("identityChange")),
     )
     # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the

@@ -24,8 +24,8 @@ KEPT_KINDS = ("Namespace", "PersistentVolume", "PersistentVolumeClaim", "Storage
 # Secrets whose loss loses data: Airflow's encrypted fields, the way to the database, and the
 # bundled Postgres password its volume was initialised with.
 KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "postgres-secret")
-# Documented in the README ("Not kept"): holds only the operator's chart objects.
-NOT_KEPT = {"spark-namespace"}
+# Documented in the README ("Not kept"): each holds only its operator's chart objects.
+NOT_KEPT = {"spark-namespace", "keda-namespace"}
 TEAMS_STACK = "with `teams`"
 
 
@@ -114,7 +114,7 @@ class TestRetention:
         expected = {"airflow-fernet-key-secret", "airflow-metadata-secret", "airflow-postgres-secret"}
         assert names == expected
 
-    def test_the_only_exemption_is_the_spark_operators_own_namespace(self, runs):
+    def test_the_only_exemptions_are_the_spark_operators_and_kedas_own_namespaces(self, runs):
         exempt = {r.name for run in runs.values() for r in run.resources if kind(r) in KEPT_KINDS and not kept(r)}
         assert exempt == NOT_KEPT
 

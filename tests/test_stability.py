@@ -176,6 +176,8 @@ def stack_variant(stack: str, change: dict[str, Any]) -> ProgramRun:
     if str(airflow.get("version", "3")).startswith("2.") and "apiServer" in airflow:
         airflow["webserver"] = airflow.pop("apiServer")
     config = {**config, f"{project}:airflow": json.dumps(airflow)}
+    if "Celery" not in str(airflow.get("executor", "")):
+        config.pop(f"{project}:keda", None)  # KEDA scales Celery workers only: the user drops it too
     return run_program(ROOT, stack, config=config, secret_keys=secret_keys, project=project)
 
 

@@ -115,6 +115,10 @@ BUILTIN_GROUPS: frozenset[str] = frozenset(
 
 _BUILTIN_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 _BUILTIN_CLUSTER_ROLES = frozenset({"cluster-admin", "admin", "edit", "view"})
+# Roles and ServiceAccounts every Kubernetes control plane makes in kube-system (API server
+# bootstrap policy; kube-controller-manager's per-controller accounts). KEDA's metrics server binds both.
+_BUILTIN_ROLES = frozenset({("kube-system", "extension-apiserver-authentication-reader")})
+_BUILTIN_SERVICE_ACCOUNTS = frozenset({("kube-system", "horizontal-pod-autoscaler")})
 
 # Cluster-scoped built-in kinds; every other built-in kind is namespaced.
 _CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(
@@ -969,6 +973,9 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
         if (group, kind) == ("batch", "Job"):
             for secret_key in _certgen_secrets(obj, ns):
                 index.generated_secrets[secret_key] = (item.source, set(_CERTGEN_KEYS))
+        if (group, kind) == ("apps", "Deployment"):
+            for secret_key in _cert_rotation_secrets(obj, ns):
+                index.generated_secrets[secret_key] = (item.source, set(_ROTATED_CERT_KEYS))
 
         template = _pod_template(obj)
         if template is not None:
@@ -1033,6 +1040,19 @@ def _certgen_secrets(job: Mapping[str, Any], namespace: str) -> list[tuple[str, 
         if options.get("secret-name"):
             found.append((options.get("namespace") or namespace, options["secret-name"]))
     return found
+
+
+_ROTATED_CERT_KEYS = ("ca.crt", "tls.crt", "tls.key")
+
+
+def _cert_rotation_secrets(deployment: Mapping[str, Any], namespace: str) -> list[tuple[str, str]]:
+    """(namespace, name) of the certificate Secret a KEDA operator writes itself when it runs with
+    `--enable-cert-rotation=true --cert-secret-name=<name>` (the chart's default, no cert-manager)."""
+    args = [str(a) for a in _deployment_args(deployment)]
+    options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    if options.get("enable-cert-rotation") == "true" and options.get("cert-secret-name"):
+        return [(namespace, options["cert-secret-name"])]
+    return []
 
 
 def _deployment_args(obj: Mapping[str, Any]) -> list[Any]:
@@ -1477,8 +1497,10 @@ class _Checker:
                         f"{ident} subject ServiceAccount '{name}' has no namespace (required in a ClusterRoleBinding)",
                     )
                     continue
-                exists = (ns, name) in self.index.service_accounts or (
-                    name == "default" and ns in self.index.namespaces
+                exists = (
+                    (ns, name) in self.index.service_accounts
+                    or (name == "default" and ns in self.index.namespaces)
+                    or (ns, name) in _BUILTIN_SERVICE_ACCOUNTS
                 )
                 if not exists:
                     self.add(
@@ -1499,7 +1521,9 @@ class _Checker:
                         f"{ident} roleRef references Role {ref_name}, "
                         "but a ClusterRoleBinding can only reference a ClusterRole",
                     )
-                elif (binding_ns or "", ref_name) not in self.index.roles:
+                elif (binding_ns or "", ref_name) not in self.index.roles and (
+                    (binding_ns or "", ref_name) not in _BUILTIN_ROLES
+                ):
                     self.add(
                         "rbac-roleref",
                         item,

@@ -130,10 +130,14 @@ def _mask(value: Any) -> Any:
 
 
 def _drop_nulls(value: Any) -> Any:
+    """Nulls dropped, and whole numbers as integers: Pulumi's RPC carries every number as a double
+    (50000 arrives as 50000.0); the provider sends whole ones to Kubernetes as integers."""
     if isinstance(value, dict):
         return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
         return [_drop_nulls(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

@@ -279,7 +279,22 @@ def render(
 
 def crds_of(path: Path) -> list[dict[str, Any]]:
     """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included)."""
-    return list(chart_info(path)[3])
+    """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included), and
+    those it ships as templates under templates/crds/ (KEDA does), rendered with the chart's
+    defaults: what a cluster that installed that chart has, for custom resources of a stack
+    that uses it without installing it."""
+    resolved = path.resolve()
+    return list(_crds(str(resolved), resolved.stat().st_mtime))
+
+
+@functools.lru_cache(maxsize=16)
+def _crds(path: str, mtime: float) -> tuple[dict[str, Any], ...]:
+    found = list(chart_info(Path(path))[3])
+    name = chart_info(Path(path))[0]
+    if any("/templates/crds/" in f"/{f}" for f in _chart_files(path)):
+        rendered = render_chart(Path(path), {}, name, name)
+        found.extend(r.obj for r in rendered.objects if r.obj.get("kind") == "CustomResourceDefinition")
+    return tuple(found)
 
 
 def all_archives(root: Path) -> Iterator[Path]:
