@@ -2,8 +2,7 @@
 
 import pulumi
 
-from components import deployed
-from components import stack as stack_config
+from components import deployed, stack as stack_config
 from components.platform import AirflowPlatform
 
 cfg = stack_config.load()

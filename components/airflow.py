@@ -31,10 +31,10 @@ from .airflow_values import (
     task_service_accounts,
     ui_service,
 )
+from .chart_release import helm_release
 from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
 from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
-from .fernet import key_list as fernet_key_list
-from .fernet import resource_name as fernet_resource_name
+from .fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
 from .invariants import check_airflow
 from .logs import LogStorage
 from .logs_config import LogsConfig, parse_logs
@@ -386,7 +386,8 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
-        self.release = cfg.chart.release(
+        self.release = helm_release(
+            cfg.chart,
             f"{name}-release",
             release_name=cfg.release_name,
             namespace=namespace,

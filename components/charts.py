@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from ._reader import ConfigError, Node, semver
 
@@ -23,41 +22,6 @@ class ChartSource:
     version: str
     repository: str
     path: str | None = None
-
-    def release(
-        self,
-        resource_name: str,
-        *,
-        release_name: str,
-        namespace: Any,
-        values: Any,
-        opts: Any,
-        timeout: int = 900,
-    ) -> Any:
-        """The `helm.v3.Release` of this chart, as every component installs one: into a namespace
-        the component manages (never Helm's create_namespace), with bounded history."""
-        import pulumi_kubernetes as k8s
-
-        chart: dict[str, Any] = (
-            {"chart": self.path}
-            if self.path
-            else {
-                "chart": self.name,
-                "version": self.version,
-                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=self.repository),
-            }
-        )
-        return k8s.helm.v3.Release(
-            resource_name,
-            name=release_name,
-            namespace=namespace,
-            values=values,
-            create_namespace=False,
-            timeout=timeout,
-            max_history=10,
-            opts=opts,
-            **chart,
-        )
 
 
 def parse_chart_source(node: Node, default: ChartSource) -> ChartSource:

@@ -28,10 +28,3 @@ def require_target(production: bool, kubernetes_config: Mapping[str, str | None]
         "Kubernetes provider would deploy to whatever the current kubectl context is.",
         "pulumi config set kubernetes:context <your production context>",
     )
-
-
-def kubernetes_config() -> dict[str, str | None]:
-    """The stack's `kubernetes:context` and `kubernetes:kubeconfig` (secret or not; only whether set counts)."""
-    from pulumi.runtime.config import get_config
-
-    return {"context": get_config("kubernetes:context"), "kubeconfig": get_config("kubernetes:kubeconfig")}

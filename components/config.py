@@ -25,10 +25,10 @@ from ._reader import (
 )
 from .charts import ChartSource, parse_chart_source
 from .dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
-from .fernet import FernetConfig, parse_fernet
+from .fernet_config import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
-from .secret_files import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
-from .spread import Spread, parse_spread
+from .secret_paths import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
+from .spread_config import Spread, parse_spread
 from .upgrades import check_chart_supports
 
 DEFAULT_CHART_VERSION = "1.21.0"

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ._reader import ConfigError
+from .chart_release import helm_release
 from .config import AirflowConfig, parse_airflow
 from .keda_config import KedaConfig, KedaInstall, parse_keda
 from .keda_values import chart_values
@@ -67,7 +68,8 @@ class KedaOperator(pulumi.ComponentResource):
             namespace = pulumi.Output.from_input(install.namespace)
 
         # CRDs are templates of this chart (templates/crds/): installed and upgraded with it.
-        self.release = install.chart.release(
+        self.release = helm_release(
+            install.chart,
             f"{name}-release",
             release_name=install.release_name,
             namespace=namespace,

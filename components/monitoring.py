@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from .airflow import AirflowRelease
+from .chart_release import helm_release
 from .config import AirflowConfig, parse_airflow
 from .invariants import check_other_release
 from .monitoring_config import MonitoringConfig, check_with_airflow, parse_monitoring
@@ -154,7 +155,8 @@ class Monitoring(pulumi.ComponentResource):
                         opts=keep,
                     )
                 )
-            self.release = install.chart.release(
+            self.release = helm_release(
+                install.chart,
                 f"{name}-release",
                 release_name=install.release_name,
                 namespace=stack_ns,

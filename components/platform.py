@@ -29,8 +29,7 @@ from ._reader import ConfigError
 from .airflow import AirflowRelease
 from .airflow_values import airflow_api_port, deep_merge
 from .environment_config import merged
-from .identity_values import airflow_values as identity_airflow_values
-from .identity_values import spark_accounts
+from .identity_values import airflow_values as identity_airflow_values, spark_accounts
 from .keda import KedaOperator
 from .keda_values import airflow_values as keda_airflow_values
 from .maintenance_values import airflow_values as maintenance_airflow_values

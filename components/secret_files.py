@@ -28,50 +28,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .secret_names import SecretNames
+from .secret_paths import (  # re-exported: the values and their file names, one import
+    ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
+    AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
+    CONNECTIONS_FILE as CONNECTIONS_FILE,
+    ENV_PATHS as ENV_PATHS,
+    GIT_SYNC_TMP_VOLUME as GIT_SYNC_TMP_VOLUME,
+    JWT_COMPONENTS as JWT_COMPONENTS,
+    LOCAL_FILESYSTEM_BACKEND as LOCAL_FILESYSTEM_BACKEND,
+    PGBOUNCER_TMP_VOLUME as PGBOUNCER_TMP_VOLUME,
+    REPLACED_BUILT_IN_ENV as REPLACED_BUILT_IN_ENV,
+    SECRETS_DIR as SECRETS_DIR,
+    SECRETS_VOLUME as SECRETS_VOLUME,
+    TMP_VOLUME as TMP_VOLUME,
+    VARIABLES_FILE as VARIABLES_FILE,
+    VOLUME_NAMES as VOLUME_NAMES,
+)
+
 if TYPE_CHECKING:
     from .config import AirflowConfig
-
-SECRETS_DIR = "/opt/airflow/secrets"
-SECRETS_VOLUME = "airflow-k8s-secrets"
-TMP_VOLUME = "airflow-k8s-tmp"
-GIT_SYNC_TMP_VOLUME = "airflow-k8s-git-sync-tmp"
-PGBOUNCER_TMP_VOLUME = "airflow-k8s-pgbouncer-tmp"
-# Volume names AirflowRelease adds to the chart's pods; user volumes must not reuse them.
-VOLUME_NAMES = (SECRETS_VOLUME, TMP_VOLUME, GIT_SYNC_TMP_VOLUME, PGBOUNCER_TMP_VOLUME)
-CONNECTIONS_FILE = "connections.json"
-VARIABLES_FILE = "variables.json"
-LOCAL_FILESYSTEM_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
-ADMIN_PASSWORD_FILE = "admin-password"
-
-# The chart's built-in secret variables AirflowRelease replaces with files. The Elasticsearch
-# and OpenSearch hosts stay (they come from the chart's own Secret when those log backends are used).
-REPLACED_BUILT_IN_ENV = (
-    "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-    "AIRFLOW_CONN_AIRFLOW_DB",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__WEBSERVER__SECRET_KEY",
-    "AIRFLOW__CELERY__RESULT_BACKEND",
-    "AIRFLOW__CELERY__BROKER_URL",
-)
-
-# Chart values keys of the pods that run the Airflow image (the pod template follows `workers`).
-AIRFLOW_COMPONENTS = (
-    "scheduler",
-    "apiServer",
-    "webserver",
-    "triggerer",
-    "dagProcessor",
-    "workers",
-    "flower",
-    "createUserJob",
-    "migrateDatabaseJob",
-)
-# Where the chart hands the JWT secret (api-server and scheduler only): so do we.
-JWT_COMPONENTS = ("apiServer", "scheduler")
-# Chart values `env` lists that carry our `*_CMD` variables (extraValues add to them).
-ENV_PATHS = ("env", *(f"{c}.env" for c in JWT_COMPONENTS))
 
 
 @dataclass(frozen=True)
@@ -93,8 +69,6 @@ class SecretFile:
 
 def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
     """The Airflow options a component reads from files, in a stable order."""
-    from .airflow_values import SecretNames
-
     names = SecretNames(cfg.release_name)
     files = [
         SecretFile("AIRFLOW__CORE__FERNET_KEY", names.fernet_key, "fernet-key", "fernet-key"),
@@ -190,8 +164,6 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
     stack declares neither). `task_pods` are the `workers.kubernetes` values from the typed
     config: their volumes are kept after ours (the chart uses them instead of `workers.*`).
     """
-    from .airflow_values import SecretNames
-
     names = SecretNames(cfg.release_name)
     common = _common_files(cfg)
     values: dict[str, Any] = {

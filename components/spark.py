@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ._reader import ConfigError
+from .chart_release import helm_release
 from .invariants import check_other_release
 from .rbac import bound_role
 from .spark_config import SparkConfig, parse_spark
@@ -123,7 +124,8 @@ class SparkOperator(pulumi.ComponentResource):
             )
         # The chart puts its controller's and webhook's Roles into every job namespace, so they
         # must exist first. CRDs come from the chart's crds/ folder on first install.
-        self.release = cfg.chart.release(
+        self.release = helm_release(
+            cfg.chart,
             f"{name}-release",
             release_name=cfg.release_name,
             namespace=namespace,

@@ -19,20 +19,14 @@ Pure functions of typed config; `chart_values` merges the result.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._reader import Node
+from .spread_config import WHEN_UNSATISFIABLE as WHEN_UNSATISFIABLE, Spread as Spread, parse_spread as parse_spread
 
 if TYPE_CHECKING:
     from .config import AirflowConfig
 
-WHEN_UNSATISFIABLE = ("ScheduleAnyway", "DoNotSchedule")
 REVISION_LABELS = ("pod-template-hash", "controller-revision-hash")
-# A label key: optional DNS prefix and '/', then a name (the Kubernetes rule).
-_TOPOLOGY_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-
 # Chart values path of each scalable component -> the `component` label of its pods.
 # Celery workers sit under `workers.celery`, so the KubernetesExecutor pod template (which
 # reads `workers.kubernetes` / `workers`) is left alone.
@@ -45,34 +39,6 @@ COMPONENT_LABELS: dict[str, str] = {
     "workers.celery": "worker",
     "pgbouncer": "pgbouncer",
 }
-
-
-@dataclass(frozen=True)
-class Spread:
-    """`airflow.spread`: one topology spread constraint per scalable component."""
-
-    enabled: bool = True
-    topology_key: str = "kubernetes.io/hostname"
-    when_unsatisfiable: str = "ScheduleAnyway"
-    max_skew: int = 1
-
-
-def parse_spread(node: Node) -> Spread:
-    """Read `<airflow>.spread` from the `airflow` node."""
-    sub = node.mapping("spread")
-    spread = Spread(
-        enabled=sub.boolean("enabled", True),
-        topology_key=sub.string(
-            "topologyKey",
-            "kubernetes.io/hostname",
-            pattern=_TOPOLOGY_KEY,
-            describe="expected a node label key such as kubernetes.io/hostname or topology.kubernetes.io/zone.",
-        ),
-        when_unsatisfiable=sub.string("whenUnsatisfiable", "ScheduleAnyway", choices=WHEN_UNSATISFIABLE),
-        max_skew=sub.integer("maxSkew", 1, low=1, high=100),
-    )
-    sub.finish()
-    return spread
 
 
 def constraint(spread: Spread, release: str, component_label: str) -> dict[str, Any]:

@@ -10,26 +10,26 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from ._reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
-from .cluster_target import kubernetes_config, require_target
+from .cluster_target import require_target
 from .config import AirflowConfig, StackSecrets, parse_airflow
 from .environment_config import check_no_clash, parse_environment
-from .fernet import parse_previous_keys
-from .identity_config import IdentityConfig, parse_identity
+from .fernet_config import parse_previous_keys
+from .identity_config import parse_identity
 from .identity_values import backup_identity, check_identity
-from .keda_config import KedaConfig, parse_keda
-from .logs_config import LogsConfig, adopt_host_path_class, parse_logs
-from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
-from .monitoring_config import MonitoringConfig, parse_monitoring
+from .keda_config import parse_keda
+from .logs_config import adopt_host_path_class, parse_logs
+from .maintenance_config import parse_maintenance, resolve_backup_bucket
+from .monitoring_config import parse_monitoring
 from .secret_files import other_secrets_backend
 from .spark_config import SparkConfig, parse_spark
 from .stack_guards import check_stack, foreign_keys
-from .task_images import parse_task_images
-from .task_images import platform_variables as task_image_owners
-from .teams_config import Team, parse_team_secrets, parse_teams
+from .stack_types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
+from .task_images import parse_task_images, platform_variables as task_image_owners
+from .teams_config import parse_team_secrets, parse_teams
 
 PROJECT = "airflow-k8s"
 
@@ -58,48 +58,6 @@ EITHER_KEYS = ("variables",)  # plain or secret: the user decides
 # Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>'; components/deployed.py).
 CONFIRM_KEYS = ("identityChange",)
 KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS + CONFIRM_KEYS
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """What the cluster already has: declared, so the preview never assumes it."""
-
-    storage_classes: tuple[str, ...] = ()
-    ingress_classes: tuple[str, ...] = ()
-    persistent_volume_claims: tuple[str, ...] = ()
-    namespaces: tuple[str, ...] = ()
-    pods: tuple[str, ...] = ()  # "namespace/key=value,key=value" of pods the cluster runs
-    secrets: tuple[str, ...] = ()  # "namespace/name" Secrets that exist before the stack
-    kubernetes_version: str = "1.31"
-    environment: str = "production"
-    # API versions the cluster serves beyond Kubernetes' own ("cert-manager.io/v1", with or without
-    # "/Kind"): CRDs others installed. Charts branch on them (`.Capabilities.APIVersions.Has`).
-    api_versions: tuple[str, ...] = ()
-
-    @property
-    def production(self) -> bool:
-        return self.environment == "production"
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    airflow: AirflowConfig
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    secrets: StackSecrets = field(default_factory=StackSecrets)
-    logs: LogsConfig = field(default_factory=LogsConfig)
-    logs_connection: str | None = None
-    spark: SparkConfig = field(default_factory=SparkConfig)  # off unless the `spark` key is set
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)  # off unless set
-    teams: tuple[Team, ...] = ()
-    team_secrets: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
-    connections: dict[str, str] = field(default_factory=dict)  # `connections` (secret): id -> URI/JSON
-    variables: dict[str, str] = field(default_factory=dict)  # `variables`: key -> text
-    previous_fernet_keys: tuple[str, ...] = ()  # `previousFernetKeys` (secret)
-    task_images: dict[str, str] = field(default_factory=dict)  # `taskImages`: role -> pinned image
-    keda: KedaConfig = field(default_factory=KedaConfig)  # Celery workers scaled by KEDA; off unless set
-    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)  # metadata backups and cleanup
-    identity: IdentityConfig = field(default_factory=IdentityConfig)  # cloud identity of the pods; off unless set
-    identity_change: str | None = None  # `identityChange`: '<old namespace>/<old release>' (deployed.py)
 
 
 def _claim_ref(key: str, value: str) -> str:
@@ -356,3 +314,10 @@ def load() -> StackConfig:
     cfg = parse_stack(values, secret_keys)
     require_target(cfg.cluster.production, kubernetes_config())
     return cfg
+
+
+def kubernetes_config() -> dict[str, str | None]:
+    """The stack's `kubernetes:context` and `kubernetes:kubeconfig` (secret or not; only whether set counts)."""
+    from pulumi.runtime.config import get_config
+
+    return {"context": get_config("kubernetes:context"), "kubeconfig": get_config("kubernetes:kubeconfig")}

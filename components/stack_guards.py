@@ -25,7 +25,7 @@ from ._reader import ConfigError
 
 if TYPE_CHECKING:
     from .config import AirflowConfig, Disruption, Resources
-    from .stack import StackConfig
+    from .stack_types import StackConfig
 
 # The cluster's own namespaces: nothing of this stack goes there.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -531,8 +531,7 @@ def check_logs(stack: StackConfig) -> None:
 def check_releases(stack: StackConfig) -> None:
     """The invariants on the final values of every Release the stack declares."""
     from .airflow_values import SecretNames
-    from .monitoring_values import airflow_values as monitoring_airflow_values
-    from .monitoring_values import stack_values
+    from .monitoring_values import airflow_values as monitoring_airflow_values, stack_values
     from .spark_values import chart_values as spark_chart_values
 
     a = stack.airflow

@@ -127,3 +127,20 @@ def project_copy(parent: Path, stacks: dict[str, dict[str, Any]], files: tuple[s
     for stack, doc in stacks.items():
         (root / f"Pulumi.{stack}.yaml").write_text(json.dumps(doc))
     return root
+
+
+def docs_text() -> str:
+    """The user documentation: README.md, then every page of the docs site (mkdocs.yml's nav order).
+    The tests that hold the documentation to the parsers read this."""
+    import yaml
+
+    def pages(nav: list[Any]) -> list[str]:
+        out: list[str] = []
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            out += pages(value) if isinstance(value, list) else [str(value)]
+        return out
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    texts = [(ROOT / "README.md").read_text()] + [(ROOT / "docs" / page).read_text() for page in pages(nav)]
+    return "\n".join(texts)

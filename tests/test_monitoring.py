@@ -125,7 +125,7 @@ def bad(monitoring: dict[str, Any], airflow: dict[str, Any] | None = None, produ
 
 
 def documented_key(key: str) -> bool:
-    """A key is in the README's reference; `resources` sub-keys are the shared `<component>.resources` rows."""
+    """A key is in the DOCS's reference; `resources` sub-keys are the shared `<component>.resources` rows."""
     nested = re.match(r"^(monitoring\..+\.resources)\.(.+)$", key)
     if nested:
         return documented(nested.group(1)) and documented(f"<component>.resources.{nested.group(2)}")

@@ -26,8 +26,7 @@ from components.secret_files import (
     secrets_backend_config,
     variables_file,
 )
-from tests.helpers import DB_URL, file_commands, release, render_release, run_stack
-from tests.helpers import values as release_values
+from tests.helpers import DB_URL, file_commands, release, render_release, run_stack, values as release_values
 from tests.test_airflow_release import executor_cases
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests_dags" / "fixtures" / "secret_files.json"

@@ -51,7 +51,7 @@ from tests.helpers import (
     secret_file_sources,
     secrets_by_name,
 )
-from tests.test_readme import README, documented
+from tests.test_readme import DOCS, documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 MANIFEST = ROOT / "dags" / "spark" / "spark-pi.yaml"
@@ -294,11 +294,11 @@ class TestReadme:
         def spark_documented(key: str) -> bool:
             match = re.match(r"^spark\.(controller|webhook)\.resources\.(.+)$", key)
             if match:
-                return f"`<component>.resources.{match.group(2)}`" in README
+                return f"`<component>.resources.{match.group(2)}`" in DOCS
             return documented(key)
 
         assert sorted(k for k in keys if not spark_documented(k)) == []
-        assert "`cluster.namespaces`" in README
+        assert "`cluster.namespaces`" in DOCS
 
 
 # --------------------------------------------------------------------------- the operator
