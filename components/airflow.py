@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from . import maintenance
+from .airflow_guards import check_airflow_config
 from .airflow_jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
 from .airflow_values import (
     SecretNames,
@@ -41,7 +42,6 @@ from .logs_config import LogsConfig, parse_logs
 from .maintenance_config import MaintenanceConfig
 from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .secret_files import CONNECTIONS_FILE, VARIABLES_FILE, connections_file, other_secrets_backend, variables_file
-from .stack_guards import check_airflow_config
 
 
 def _conn_env(conn_id: str) -> str:

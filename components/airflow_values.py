@@ -12,15 +12,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .airflow_user import AIRFLOW_UID as AIRFLOW_UID
 from .config import AirflowConfig, Component, DatabaseUrl, pg_url
 from .dag_bundles import bundle_values
 from .fernet import fernet_values
 from .secret_files import ADMIN_PASSWORD_FILE, ENV_PATHS, SECRETS_DIR, file_values
 from .secret_names import SecretNames as SecretNames
 from .spread import spread_values
-
-AIRFLOW_UID = 50000
-
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
 SERVICE_ACCOUNT_KEYS: dict[str, str] = {

@@ -8,7 +8,7 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .airflow_values import AIRFLOW_UID
+from .airflow_user import AIRFLOW_UID
 from .logs_config import (
     LOGS_PATH,
     LogsConfig,
