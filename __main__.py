@@ -2,12 +2,12 @@
 
 import pulumi
 
-from components import deployed, stack as stack_config
-from components.platform import AirflowPlatform
+from components.platform import config as stack_config, deployed
+from components.platform.component import AirflowPlatform
 
 cfg = stack_config.load()
 # A change that would lose data because of what it changes from (release name, namespace, Fernet
-# generation) is refused before anything is declared: components/deployed.py.
+# generation) is refused before anything is declared: components/platform/deployed.py.
 deployed.check_change(deployed.previous_identity(), cfg, cfg.identity_change)
 platform = AirflowPlatform.from_config("airflow", cfg)
 airflow = platform.airflow

@@ -1,6 +1,6 @@
 """The component package: AirflowPlatform served to every Pulumi language.
 
-Pulumi infers the package schema from AirflowPlatform's annotations (components/platform.py);
+Pulumi infers the package schema from AirflowPlatform's annotations (components/platform/component.py);
 the inference has no way to mark an input secret, so the provider adds `secret: true` to the
 credential inputs (`SECRET_ARGS`) before it answers the engine: SDKs generated from the schema
 then keep those values secret everywhere.
@@ -12,7 +12,7 @@ from typing import Any
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.experimental.util import camel_case
 
-from .platform import PACKAGE, SECRET_ARGS, AirflowPlatform
+from components.platform.component import PACKAGE, SECRET_ARGS, AirflowPlatform
 
 VERSION = "0.2.0"
 """The package version (kept equal to the distribution's in pyproject.toml by a test)."""

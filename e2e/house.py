@@ -40,7 +40,7 @@ from .run import (
     write_stack_config,
 )
 
-PLATFORM_FILE = "components/platform.py"
+PLATFORM_FILE = "components/platform.py"  # where AirflowPlatform was first added (now components/platform/component.py)
 PLATFORM_TYPE = "airflow-k8s:index:AirflowPlatform"
 EXAMPLES = ("yaml", "typescript")
 LANGUAGE_HOSTS = {"yaml": "pulumi-language-yaml", "typescript": "pulumi-language-nodejs"}

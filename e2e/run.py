@@ -1,3 +1,4 @@
+# Longer than 600 lines: the end-to-end run's steps and its two scenarios, in the order they run.
 """The end-to-end run: tools, control plane, chart repository, then the scenario.
 
 Scenario `pulumi` (the real thing): the Pulumi CLI, its Python language host and the

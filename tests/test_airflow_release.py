@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow_values import SecretNames
+from components.airflow.values import SecretNames
 from components.offline.program import secret_paths, unwrap
 from tests.helpers import (
     DB_URL,
@@ -522,14 +522,14 @@ class TestConnectionsAndVariables:
         )
 
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
-        from components.airflow import _no_other_secrets_backend
+        from components.airflow.component import _no_other_secrets_backend
 
         with pytest.raises(ValueError, match=r"extra_values.config.secrets.backend is 'my.Backend'.*LocalFilesystem"):
             _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
         _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
 
     def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
-        from components.airflow_values import airflow_environment
+        from components.airflow.values import airflow_environment
 
         with pytest.raises(ValueError, match="letters, digits and underscores"):
             airflow_environment({"my-conn": "x"}, {})

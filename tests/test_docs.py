@@ -45,7 +45,7 @@ class TestDocsSite:
 
     def test_the_api_reference_documents_every_argument_of_every_component(self):
         import components
-        from components.platform import AirflowPlatformArgs
+        from components.platform.component import AirflowPlatformArgs
 
         args_types = [AirflowPlatformArgs] + [getattr(components, n) for n in components.__all__ if n.endswith("Args")]
         for args in args_types:

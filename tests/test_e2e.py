@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from e2e import checks, run, tools
 from e2e.charts import ChartRepository, index
 from tests.helpers import ROOT

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.preview import preview
 from components.offline.program import unwrap
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from dagcheck import platform
 from dagcheck.__main__ import main as dags_check
 from tests.helpers import (

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.program import unwrap
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import connections_files, docs_text, of_type, releases, render_release, run_stack, values
 from tests.test_readme import documented
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.platform import SECRET_ARGS, AirflowPlatformArgs
+from components.platform.component import SECRET_ARGS, AirflowPlatformArgs
 from components.provider import VERSION, mark_secrets, schema
 from tests.helpers import ROOT
 

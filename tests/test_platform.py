@@ -9,10 +9,10 @@ import pytest
 import yaml
 from pulumi.output import _OutputData
 
-from components._reader import ConfigError
+from components.core.reader import ConfigError
 from components.offline.program import is_secret
-from components.platform import CONFIG_KEYS, SECRET_ARGS, _known, config_of
-from components.stack import SECRET_KEYS
+from components.platform.component import CONFIG_KEYS, SECRET_ARGS, _known, config_of
+from components.platform.config import SECRET_KEYS
 from tests.helpers import ROOT, of_type, run_stack
 
 GIT_DAGS = {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}}

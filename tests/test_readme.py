@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from components._reader import Node
-from components.stack import parse_stack
+from components.core.reader import Node
+from components.platform.config import parse_stack
 from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, docs_text
 
 DOCS = docs_text()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components._reader import Node
-from components.stack import parse_stack
+from components.core.reader import Node
+from components.platform.config import parse_stack
 from tests.golden import UPDATE_COMMAND
 from tests.helpers import DB_URL, docs_text
 

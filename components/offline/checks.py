@@ -1,3 +1,6 @@
+# Longer than 600 lines: the schema, CRD, reference and checkov checks share one index of the rendered
+# objects (_Index, _Checker); its sections are marked with banner comments. Splitting it into a
+# package by concern is open work (CHANGELOG).
 """Validation engine of the offline preview.
 
 The offline preview collects every Kubernetes object a stack would create --
@@ -1417,7 +1420,7 @@ class _Checker:
 
     def _binding(self, item: Item, ident: str, claim: Mapping[str, Any], volume: str) -> None:
         """A claim bound by name to a volume must fit it, or it stays Pending forever."""
-        from components.config import quantity_value
+        from components.airflow.config import quantity_value
 
         pv = next(
             (i.obj for i in self.items if _gk(i.obj) == ("", "PersistentVolume") and _name(i.obj) == volume), None

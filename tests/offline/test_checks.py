@@ -1,3 +1,5 @@
+# Longer than 600 lines: one test class per check of components/offline/checks.py, in the same order,
+# sharing its builders.
 """Tests of the offline preview's validation engine (components/offline/checks.py)."""
 
 from __future__ import annotations

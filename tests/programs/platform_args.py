@@ -3,7 +3,7 @@ credentials as plain values and a platform name other than the stack program's."
 
 import pulumi
 
-from components.platform import AirflowPlatform
+from components.platform.component import AirflowPlatform
 
 platform = AirflowPlatform(
     "data",
