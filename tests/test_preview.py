@@ -135,6 +135,7 @@ class TestStacks:
         values_dir = stacks["prod"].out_dir / "values"
         assert sorted(p.name for p in values_dir.glob("*.yaml")) == [
             "airflow-release.yaml",
+            "keda-release.yaml",
             "monitoring-release.yaml",
             "spark-release.yaml",
         ]
@@ -147,6 +148,8 @@ class TestStacks:
         assert caps["kubeVersion"] == "1.31.0"
         assert "monitoring.coreos.com/v1" in caps["apiVersions"]
         assert "monitoring.coreos.com/v1/ServiceMonitor" in caps["apiVersions"]
+        # KEDA ships its CRDs as templates (templates/crds/), not under crds/: known all the same.
+        assert "keda.sh/v1alpha1/ScaledObject" in caps["apiVersions"]
         assert "sparkoperator.k8s.io/v1beta2" in caps["apiVersions"]
 
 

@@ -272,10 +272,13 @@ def secret_shaped(key: str) -> bool:
 
 def url_credentials(text: str) -> str | None:
     """What kind of credential a URL in `text` carries, or None. A user name alone is fine for
-    SSH (`ssh://git@host/...`); over HTTP(S) it is where tokens go."""
+    SSH (`ssh://git@host/...`); over HTTP(S) it is where tokens go. Azure's blob and data-lake
+    URLs (`wasb://container@account.blob.core.windows.net/...`, abfs likewise) name the
+    container there: a credential only with a ':'."""
     for match in _URL_USERINFO.finditer(text):
         userinfo, scheme = match.group(2), match.group(1).lower()
-        if ":" in userinfo or (userinfo and not scheme.startswith(("ssh", "git+ssh"))):
+        named_user_ok = scheme.startswith(("ssh", "git+ssh", "wasb", "abfs"))
+        if ":" in userinfo or (userinfo and not named_user_ok):
             return "user information (a user name, password or token before '@')"
     query = _URL_SECRET_QUERY.search(text)
     if query:
@@ -970,6 +973,8 @@ def _env_overrides(values: Mapping[str, Any], ours: Mapping[str, Any], origins: 
                 continue
             if not text and isinstance(mine, list) and entry in mine:
                 continue
+            if not text and _metadata_reference(values, name, entry):
+                continue
             key = origins.key(entry_path[:-1] if text else entry_path)
             raise ConfigError(
                 key + (f" (entry {name!r})" if text else ".name"),
@@ -977,6 +982,23 @@ def _env_overrides(values: Mapping[str, Any], ours: Mapping[str, Any], origins: 
                 OWNED_ENV,
                 "remove the entry; to change the secret, change the secret config key it comes from.",
             )
+
+
+def _metadata_reference(values: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> bool:
+    """`AIRFLOW_CONN_AIRFLOW_DB` read from our own metadata Secret: the chart's built-in variable as
+    the chart would set it, which KEDA's ScaledObject reads from the worker's spec (keda_values.py).
+    It replaces nothing: the value is the metadata connection the files hold."""
+    data = values.get("data")
+    secret = data.get("metadataSecretName") if isinstance(data, Mapping) else None
+    ref = (entry.get("valueFrom") or {}).get("secretKeyRef") if isinstance(entry.get("valueFrom"), Mapping) else None
+    return (
+        name == "AIRFLOW_CONN_AIRFLOW_DB"
+        and isinstance(secret, str)
+        and isinstance(ref, Mapping)
+        and ref.get("name") == secret
+        and ref.get("key") == "connection"
+        and "value" not in entry
+    )
 
 
 def airflow_release_values(

@@ -233,4 +233,11 @@ def airflow_values(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, An
     """The chart's own cleanup of finished KubernetesExecutor pods (`cleanup`), when asked."""
     if not (maint.cleanup.enabled and maint.cleanup.finished_pods and cfg.uses_kubernetes):
         return {}
-    return {"cleanup": {"enabled": True, "schedule": "*/15 * * * *"}}
+    return {
+        "cleanup": {
+            "enabled": True,
+            "schedule": "*/15 * * * *",
+            # `airflow kubernetes cleanup-pods`: one short CLI process, sized like our own CLI Jobs.
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        }
+    }

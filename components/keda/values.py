@@ -19,6 +19,7 @@ worker's command unsets it before `airflow celery worker` starts, so no task pro
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from components.airflow.config import AirflowConfig
@@ -28,15 +29,18 @@ from components.keda.config import KedaConfig, KedaInstall
 KEDA_CONNECTION_ENV = "AIRFLOW_CONN_AIRFLOW_DB"
 KEDA_OPERATOR_LABEL = "keda-operator"
 
-# The chart's worker command (chart 1.21.0 `workers.args`), with the KEDA variable dropped first.
-WORKER_ARGS = [
-    "bash",
-    "-c",
-    f"unset {KEDA_CONNECTION_ENV}\n"
-    "exec \\\nairflow celery worker"
-    '{{- if and .Values.workers.queue (ne .Values.workers.queue "default") }}'
-    '{{ " -q " }}{{ .Values.workers.queue }}{{- end }}',
-]
+
+def worker_args(airflow: AirflowConfig) -> list[str]:
+    """The chart's worker command (chart 1.21.0 `workers.args`), with the KEDA variable dropped
+    first. Written out literally, not as the chart's template: the chart passes these strings
+    through `tpl`, and no value of ours carries a template (components/invariants.py). The queue
+    is the one `workers.queue` sets through extraValues, as the chart's own template would read it."""
+    workers = airflow.extra_values.get("workers")
+    queue = workers.get("queue") if isinstance(workers, dict) else None
+    command = f"unset {KEDA_CONNECTION_ENV}\nexec \\\nairflow celery worker"
+    if isinstance(queue, str) and queue and queue != "default":
+        command += f" -q {shlex.quote(queue)}"
+    return ["bash", "-c", command]
 
 
 def keda_peer(cfg: KedaConfig) -> dict[str, Any]:
@@ -70,7 +74,7 @@ def airflow_values(cfg: KedaConfig, airflow: AirflowConfig) -> dict[str, Any]:
                         "valueFrom": {"secretKeyRef": {"name": names.metadata, "key": "connection"}},
                     }
                 ],
-                "args": list(WORKER_ARGS),
+                "args": worker_args(airflow),
             }
         }
     }
