@@ -33,7 +33,7 @@ KEDA_OPERATOR_LABEL = "keda-operator"
 def worker_args(airflow: AirflowConfig) -> list[str]:
     """The chart's worker command (chart 1.21.0 `workers.args`), with the KEDA variable dropped
     first. Written out literally, not as the chart's template: the chart passes these strings
-    through `tpl`, and no value of ours carries a template (components/invariants.py). The queue
+    through `tpl`, and no value of ours carries a template (components/airflow/invariants.py). The queue
     is the one `workers.queue` sets through extraValues, as the chart's own template would read it."""
     workers = airflow.extra_values.get("workers")
     queue = workers.get("queue") if isinstance(workers, dict) else None
