@@ -234,3 +234,35 @@ def examples_scenario(
                 raise StepError(f"examples/{example}: unexpected outputs {sorted(outputs)}")
         with steps.step(f"examples/{example}: pulumi destroy --yes"):
             pulumi.run("destroy", "--yes", "--skip-preview")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m e2e.house [--keep] [--only upgrade|examples]`: the control plane and chart
+    repository of `python -m e2e`, then these scenarios in place of its own."""
+    import argparse
+
+    from . import run as e2e_run
+
+    parser = argparse.ArgumentParser(prog="python -m e2e.house", description=__doc__)
+    parser.add_argument("--only", choices=("upgrade", "examples"), help="run one scenario (default: both)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, state)")
+    args = parser.parse_args(argv)
+
+    def scenarios(
+        steps: Steps, kube: Kube, found: dict[str, Path], work: Path, chart: dict[str, str], kubeconfig: Path
+    ) -> None:
+        if args.only in (None, "upgrade"):
+            upgrade_scenario(steps, kube, found, work, chart, kubeconfig)
+        if args.only in (None, "examples"):
+            examples_scenario(steps, kube, found, work, chart, kubeconfig)
+
+    original = e2e_run.pulumi_scenario
+    e2e_run.pulumi_scenario = scenarios  # the harness runs its Pulumi scenario here
+    try:
+        return e2e_run.run(e2e_run.Options(cache=tools.default_cache(), scenario="pulumi", keep=args.keep))
+    finally:
+        e2e_run.pulumi_scenario = original
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

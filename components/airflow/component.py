@@ -83,7 +83,7 @@ class AirflowReleaseArgs(TypedDict):
 
     settings: AirflowConfig | Mapping[str, Any]
     """The release's settings: an `AirflowConfig`, or a mapping of the same shape as the
-    `airflow` stack config key (documented in the README), which is validated here."""
+    `airflow` stack config key (documented in docs/configuration.md), which is validated here."""
 
     database_url: NotRequired[pulumi.Input[str] | None]
     """External metadata database URL (postgresql://user:password@host:5432/db?sslmode=...).

@@ -4,7 +4,7 @@
 """Typed stack configuration, parsed once at the edge.
 
 `parse_airflow` turns the `airflow` config object (the shape documented in the
-README) into an immutable `AirflowConfig`. Everything is checked here, before any
+docs/configuration.md) into an immutable `AirflowConfig`. Everything is checked here, before any
 resource is declared: types, ranges, unknown keys, and combinations that cannot
 work together. Errors are `ConfigError`s naming the key, the bad value and what
 is allowed.

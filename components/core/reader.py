@@ -130,7 +130,7 @@ def type_name(value: Any) -> str:
 class Node:
     """A mapping in stack config, read key by key; `finish()` rejects leftovers."""
 
-    # Every key path any Node was asked for (the README's reference is tested against it).
+    # Every key path any Node was asked for (the docs' configuration reference is tested against it).
     asked: set[str] = set()
 
     def __init__(self, data: Any, path: str) -> None:

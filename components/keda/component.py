@@ -22,7 +22,7 @@ class KedaOperatorArgs(TypedDict):
 
     settings: KedaConfig | Mapping[str, Any]
     """A `KedaConfig` with `mode: install`, or a mapping of the same shape as the `keda` stack
-    config key (documented in the README), which is validated here against `airflow_settings`."""
+    config key (documented in docs/configuration.md), which is validated here against `airflow_settings`."""
 
     airflow_settings: AirflowConfig | Mapping[str, Any]
     """The settings of the Airflow release whose workers KEDA scales (an `AirflowConfig` or a

@@ -42,7 +42,7 @@ class MonitoringArgs(TypedDict):
 
     settings: MonitoringConfig | Mapping[str, Any]
     """A `MonitoringConfig`, or a mapping of the same shape as the `monitoring` stack config
-    key (documented in the README), which is validated here."""
+    key (documented in docs/configuration.md), which is validated here."""
 
     airflow: NotRequired[AirflowRelease | None]
     """The AirflowRelease to watch: its namespace, release name and settings are used.

@@ -23,7 +23,7 @@ class SparkOperatorArgs(TypedDict):
 
     settings: SparkConfig | Mapping[str, Any]
     """The operator's settings: a `SparkConfig`, or a mapping of the same shape as the
-    `spark` stack config key (documented in the README), which is validated here."""
+    `spark` stack config key (documented in docs/configuration.md), which is validated here."""
 
     airflow_namespace: pulumi.Input[str]
     """The namespace of the Airflow release that submits Spark jobs (`AirflowRelease.namespace`)."""

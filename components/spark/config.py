@@ -1,6 +1,6 @@
 """Typed configuration of the Spark Operator (the `spark` stack config key), parsed once at the edge.
 
-`parse_spark` turns the `spark` object (documented in the README) into an immutable
+`parse_spark` turns the `spark` object (documented in docs/configuration.md) into an immutable
 `SparkConfig`. Everything is checked here, before any resource is declared: names,
 the job namespaces (at least one, valid, distinct, never a system namespace, never the
 operator's or Airflow's own namespace), replicas and resources. Errors are
