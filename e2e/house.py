@@ -40,18 +40,24 @@ from .run import (
     write_stack_config,
 )
 
-PLATFORM_FILE = "components/platform.py"  # where AirflowPlatform was first added (now components/platform/component.py)
+PLATFORM_PATHS = ("components/platform.py", "components/platform/component.py")
 PLATFORM_TYPE = "airflow-k8s:index:AirflowPlatform"
 EXAMPLES = ("yaml", "typescript")
 LANGUAGE_HOSTS = {"yaml": "pulumi-language-yaml", "typescript": "pulumi-language-nodejs"}
 
 
 def base_before_platform() -> str:
-    """The last commit before AirflowPlatform was added (the layout existing stacks were deployed with)."""
-    added = _git("log", "--diff-filter=A", "--format=%H", "--", PLATFORM_FILE).split()
-    if not added:
-        raise StepError(f"no commit adds {PLATFORM_FILE}: is this a git checkout with its history?")
-    return _git("rev-parse", f"{added[-1]}^").strip()
+    """The newest ancestor of HEAD without AirflowPlatform: the layout (and the features) existing
+    stacks were deployed with, so the upgrade shows what the platform itself changes."""
+    for commit in _git("rev-list", "HEAD").split():
+        if not any(_has(commit, path) for path in PLATFORM_PATHS):
+            return commit
+    raise StepError("every commit has AirflowPlatform: there is no layout before it to upgrade from")
+
+
+def _has(commit: str, path: str) -> bool:
+    proc = subprocess.run(["git", "cat-file", "-e", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=False)
+    return proc.returncode == 0
 
 
 def _git(*args: str) -> str:

@@ -34,11 +34,14 @@ class TestUpgradePlan:
         }
         assert house.upgrade_problems(plan) == [f"replace {SECRET}", f"delete {SECRET}", f"create {SECRET}"]
 
-    def test_the_base_is_the_commit_before_the_platform_was_added(self):
+    def test_the_base_is_the_newest_ancestor_without_the_platform(self):
         base = house.base_before_platform()
         assert len(base) == 40
-        assert house._git("cat-file", "-t", base).strip() == "commit"
-        assert "components/platform.py" not in house._git("ls-tree", "-r", "--name-only", base).split()
+        files = house._git("ls-tree", "-r", "--name-only", base).split()
+        assert not set(house.PLATFORM_PATHS) & set(files)
+        assert "components/__init__.py" in files
+        newer = house._git("rev-list", f"{base}..HEAD").split()
+        assert newer and any(house._has(newer[0], p) for p in house.PLATFORM_PATHS)  # HEAD has it
 
 
 class TestExamplesOnTheControlPlane:
