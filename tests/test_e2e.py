@@ -135,7 +135,7 @@ class TestStackShapedLikeDev:
         project = run.copy_project(tmp_path / "p")
         doc = yaml.safe_load((project / "Pulumi.yaml").read_text())
         assert doc["runtime"]["options"]["virtualenv"] == sys.prefix
-        assert (project / "components" / "airflow.py").exists()
+        assert (project / "components" / "airflow" / "component.py").exists()
         assert not list(project.glob("Pulumi.*.yaml"))
 
 
