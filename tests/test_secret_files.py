@@ -25,7 +25,7 @@ from components.airflow.secret_files import (
     variables_file,
 )
 from components.airflow.values import chart_values
-from components.offline.checks import _mounted_files
+from components.offline.checks.references import _mounted_files
 from tests.helpers import DB_URL, file_commands, release, render_release, run_stack, values as release_values
 from tests.test_airflow_release import executor_cases
 

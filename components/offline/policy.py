@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from components.offline import checks
+from components.offline.checks import checkov
 
 ALLOWLIST = Path("security") / "checkov-allowlist.yaml"
 BASELINE_COMMENT = "baseline-skipped"  # what checkov writes for a finding the baseline accepts
@@ -223,7 +223,7 @@ class Scanner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=checks._checkov_env(),
+                env=checkov._checkov_env(),
             )
 
     def close(self) -> None:
