@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from components.offline import checks
 from components.offline.checks import (
     ClusterFacts,
     Item,
