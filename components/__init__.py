@@ -1,21 +1,24 @@
 """Pulumi components that run Apache Airflow on Kubernetes."""
 
-from ._reader import ConfigError
-from .airflow import AirflowRelease, AirflowReleaseArgs
-from .config import AirflowConfig, parse_airflow
-from .keda import KedaOperator, KedaOperatorArgs
-from .keda_config import KedaConfig, parse_keda
-from .logs import LogStorage, LogStorageArgs
-from .logs_config import LogsConfig, parse_logs
-from .monitoring import Monitoring, MonitoringArgs
-from .monitoring_config import MonitoringConfig, parse_monitoring
-from .spark import SparkOperator, SparkOperatorArgs
-from .spark_config import SparkConfig, parse_spark
-from .teams import TaskNamespace, TaskNamespaceArgs
-from .teams_config import Team, parse_teams
+from components.airflow.component import AirflowRelease, AirflowReleaseArgs
+from components.airflow.config import AirflowConfig, parse_airflow
+from components.core.reader import ConfigError
+from components.keda.component import KedaOperator, KedaOperatorArgs
+from components.keda.config import KedaConfig, parse_keda
+from components.logs.component import LogStorage, LogStorageArgs
+from components.logs.config import LogsConfig, parse_logs
+from components.monitoring.component import Monitoring, MonitoringArgs
+from components.monitoring.config import MonitoringConfig, parse_monitoring
+from components.platform.component import AirflowPlatform, AirflowPlatformArgs
+from components.spark.component import SparkOperator, SparkOperatorArgs
+from components.spark.config import SparkConfig, parse_spark
+from components.teams.component import TaskNamespace, TaskNamespaceArgs
+from components.teams.config import Team, parse_teams
 
 __all__ = [
     "AirflowConfig",
+    "AirflowPlatform",
+    "AirflowPlatformArgs",
     "AirflowRelease",
     "AirflowReleaseArgs",
     "ConfigError",

@@ -7,7 +7,7 @@ Three steps, each a module, one report (`python -m dagcheck`, `./run.sh dags-che
 2. `dagbag_step`: a DagBag load in the Airflow virtualenv (`load.py`, run by
    `.venv-dags/bin/python`), reporting import errors as the dag-processor would.
 3. `platform`: the stack's own rules, from the stack config parsed by
-   `components.stack.parse_stack`: pod namespaces the stack grants, service accounts it
+   `components.platform.config.parse_stack`: pod namespaces the stack grants, service accounts it
    creates, pinned images, Secrets from the team's own namespace, Pod Security, Spark job
    namespaces and accounts.
 

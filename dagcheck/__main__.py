@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components._reader import ConfigError
+from components.core.reader import ConfigError
 from components.offline.program import load_stack_config
-from components.stack import StackConfig, parse_stack
+from components.platform.config import StackConfig, parse_stack
 
 from . import dagbag_step, platform, ruff_step
 from .findings import Finding, exit_code, ordered, summary

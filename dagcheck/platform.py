@@ -1,6 +1,6 @@
 """Step 3: the platform's own rules, checked against the stack the DAGs will run on.
 
-The stack is read by the components' own parser (`components.stack.parse_stack`), so
+The stack is read by the components' own parser (`components.platform.config.parse_stack`), so
 dags-check and `pulumi up` agree on what exists: the namespaces Airflow's task accounts
 may start pods in (Airflow's own, each team's), the ServiceAccounts the stack creates
 there, the Secrets each team's namespace holds, each namespace's Pod Security level, and
@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.environment_config import merged
-from components.spark_values import airflow_variables as spark_variables
-from components.stack import StackConfig
-from components.task_images import pin_problem, task_image_variables
-from components.teams_config import Team
+from components.airflow.task_images import pin_problem, task_image_variables
+from components.platform.config import StackConfig
+from components.platform.environment import merged
+from components.spark.values import airflow_variables as spark_variables
+from components.teams.config import Team
 
 from .findings import Finding, Level
 

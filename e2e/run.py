@@ -1,3 +1,4 @@
+# Longer than 600 lines: the end-to-end run's steps and its two scenarios, in the order they run.
 """The end-to-end run: tools, control plane, chart repository, then the scenario.
 
 Scenario `pulumi` (the real thing): the Pulumi CLI, its Python language host and the
@@ -518,7 +519,7 @@ def manifests_scenario(steps: Steps, kube: Kube, work: Path, chart: dict[str, st
 
 ALL = "all"
 # Every scenario of a full run, in order; the stack files of the repository come after them.
-PULUMI_SCENARIOS = ("pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop")
+PULUMI_SCENARIOS = ("pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop", "moved", "examples")
 
 
 def repository_stacks() -> list[str]:
@@ -593,10 +594,13 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
                 code = 3  # the Pulumi steps did not run: not a pass
             return code
 
+        from .house import HOUSE_SCENARIOS
         from .scenarios import SCENARIOS, Harness, scenario_stack
 
+        every = {**SCENARIOS, **HOUSE_SCENARIOS}
+
         harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes)
-        jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(SCENARIOS[n], harness)) for n in scenarios]
+        jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(every[n], harness)) for n in scenarios]
         jobs += [(f"stack-{s}", functools.partial(scenario_stack, harness, s)) for s in stacks]
         for name, job in jobs:
             if opts.deadline and time.monotonic() - started > opts.deadline:

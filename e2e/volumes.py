@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from components.config import quantity_value
+from components.airflow.config import quantity_value
 from components.offline.reachability import selector_matches
 
 from .kube import Kube

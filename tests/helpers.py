@@ -27,7 +27,7 @@ def run_stack(
     previous_outputs: dict[str, Any] | None = None,
 ) -> ProgramRun:
     """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
-    # The cluster a stack deploys to (a production stack must name it: components/cluster_target.py).
+    # The cluster a stack deploys to (a production stack must name it: components/core/cluster_target.py).
     config: dict[str, str] = {"kubernetes:context": "test-cluster"}
     if airflow is not None:
         config[f"{PROJECT}:airflow"] = json.dumps(airflow)
@@ -84,7 +84,7 @@ def inventory(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def secret_file_sources(pod_spec: dict[str, Any], container: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """Files a container reads from AirflowRelease's secrets volume: path -> (Secret, key)."""
-    from components.secret_files import SECRETS_DIR, SECRETS_VOLUME
+    from components.airflow.secret_files import SECRETS_DIR, SECRETS_VOLUME
 
     mounted = any(
         m["name"] == SECRETS_VOLUME and m["mountPath"] == SECRETS_DIR for m in container.get("volumeMounts", [])
@@ -127,3 +127,20 @@ def project_copy(parent: Path, stacks: dict[str, dict[str, Any]], files: tuple[s
     for stack, doc in stacks.items():
         (root / f"Pulumi.{stack}.yaml").write_text(json.dumps(doc))
     return root
+
+
+def docs_text() -> str:
+    """The user documentation: README.md, then every page of the docs site (mkdocs.yml's nav order).
+    The tests that hold the documentation to the parsers read this."""
+    import yaml
+
+    def pages(nav: list[Any]) -> list[str]:
+        out: list[str] = []
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            out += pages(value) if isinstance(value, list) else [str(value)]
+        return out
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    texts = [(ROOT / "README.md").read_text()] + [(ROOT / "docs" / page).read_text() for page in pages(nav)]
+    return "\n".join(texts)

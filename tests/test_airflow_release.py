@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow_values import SecretNames
+from components.airflow.values import SecretNames
 from components.offline.program import secret_paths, unwrap
 from tests.helpers import (
     DB_URL,
@@ -471,9 +471,11 @@ class TestTwoInstances:
     def test_children_are_named_after_the_component_and_parented_to_it(self):
         run = run_stack({"dags": GIT_HTTPS})
         (component,) = of_type(run, "AirflowRelease")
+        (platform,) = of_type(run, "AirflowPlatform")
+        assert component.parent == platform.urn
         for res in run.resources:
             # The stack also declares Monitoring, whose Grafana key material exists in every mode.
-            if res is not component and not res.name.startswith("monitoring"):
+            if res not in (component, platform) and not res.name.startswith("monitoring"):
                 assert res.parent == component.urn
                 assert res.name.startswith("airflow-")
 
@@ -520,14 +522,14 @@ class TestConnectionsAndVariables:
         )
 
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
-        from components.airflow import _no_other_secrets_backend
+        from components.airflow.component import _no_other_secrets_backend
 
         with pytest.raises(ValueError, match=r"extra_values.config.secrets.backend is 'my.Backend'.*LocalFilesystem"):
             _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
         _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
 
     def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
-        from components.airflow_values import airflow_environment
+        from components.airflow.values import airflow_environment
 
         with pytest.raises(ValueError, match="letters, digits and underscores"):
             airflow_environment({"my-conn": "x"}, {})

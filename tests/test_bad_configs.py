@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components import stack_file
-from components._reader import ConfigError
+from components.core.reader import ConfigError
 from components.offline.program import run_program
+from components.platform import stack_file
 from tests.helpers import PROJECT, ROOT
 
 CORPUS = ROOT / "tests" / "bad_configs"
@@ -28,7 +28,7 @@ FILES = sorted(CORPUS.glob("*.yaml"))
 def load(path: Path) -> tuple[dict[str, Any], dict[str, str], set[str]]:
     """(the file, config as Pulumi hands it to a program, the secret keys).
 
-    The `config:` block is read the way the Pulumi CLI reads it (components/stack_file.py):
+    The `config:` block is read the way the Pulumi CLI reads it (components/platform/stack_file.py):
     YAML scalars as Go's yaml.v3 resolves them, a duplicated key an error (a ConfigError, raised
     before any resource, like the program's own)."""
     text = path.read_text()

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.config import parse_airflow, parse_database_url, quantity_value
-from components.stack import parse_stack
+from components.airflow.config import parse_airflow, parse_database_url, quantity_value
+from components.platform.config import parse_stack
 from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -416,7 +416,7 @@ class TestGoodConfig:
 
 
 def parse_stack_secrets(database_url: str):
-    from components.config import StackSecrets
+    from components.airflow.config import StackSecrets
 
     return StackSecrets(database_url=database_url)
 

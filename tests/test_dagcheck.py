@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from components._reader import ConfigError
-from components.stack import parse_stack
+from components.core.reader import ConfigError
+from components.platform.config import parse_stack
 from dagcheck import dagbag_step, platform, ruff_step
 from dagcheck.__main__ import DEFAULT_AIRFLOW_PYTHON, load_stack, main
 from dagcheck.findings import Finding, exit_code

@@ -1,8 +1,8 @@
-"""Data safety: what `pulumi destroy` keeps is what the README says, and nothing that holds data is lost.
+"""Data safety: what `pulumi destroy` keeps is what the DOCS says, and nothing that holds data is lost.
 
 Every Namespace, PersistentVolume, PersistentVolumeClaim and StorageClass the dev and prod
 programs declare, and the Fernet key, metadata and Postgres Secrets, must be retained on
-delete (or protected), except the documented exemption; the README's table lists exactly the
+delete (or protected), except the documented exemption; the DOCS's table lists exactly the
 retained resources; the volumes keep their data (reclaim policy Retain); and no StatefulSet
 the charts render deletes its claims.
 """
@@ -17,14 +17,14 @@ import pytest
 
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import ProgramRun, Registered, load_stack_config, run_program, unwrap
-from tests.helpers import ROOT
+from tests.helpers import ROOT, docs_text
 
-README = (ROOT / "README.md").read_text()
+DOCS = docs_text()
 KEPT_KINDS = ("Namespace", "PersistentVolume", "PersistentVolumeClaim", "StorageClass")
 # Secrets whose loss loses data: Airflow's encrypted fields, the way to the database, and the
 # bundled Postgres password its volume was initialised with.
 KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "postgres-secret")
-# Documented in the README ("Not kept"): each holds only its operator's chart objects.
+# Documented in the DOCS ("Not kept"): each holds only its operator's chart objects.
 NOT_KEPT = {"spark-namespace", "keda-namespace"}
 TEAMS_STACK = "with `teams`"
 
@@ -61,10 +61,10 @@ def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PreviewResul
 
 
 def readme_section(title: str) -> str:
-    start = README.index(f"### {title}\n")
-    end = README.find("\n## ", start)
-    nxt = README.find("\n### ", start + 1)
-    return README[start : min(i for i in (end, nxt) if i != -1)]
+    start = DOCS.index(f"### {title}\n")
+    end = DOCS.find("\n## ", start)
+    nxt = DOCS.find("\n### ", start + 1)
+    return DOCS[start : min(i for i in (end, nxt) if i != -1)]
 
 
 def table_rows(text: str, first_header: str) -> list[list[str]]:
@@ -80,7 +80,7 @@ def table_rows(text: str, first_header: str) -> list[list[str]]:
 
 
 def documented_retained() -> set[tuple[str, str]]:
-    """(Pulumi resource, stack) pairs of the README's table."""
+    """(Pulumi resource, stack) pairs of the DOCS's table."""
     pairs = set()
     for cells in table_rows(readme_section("What `pulumi destroy` keeps"), "Pulumi resource"):
         name = cells[0].strip("`")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from e2e import checks, run, tools
 from e2e.charts import ChartRepository, index
 from tests.helpers import ROOT
@@ -197,7 +197,7 @@ class TestStackShapedLikeDev:
         project = run.copy_project(tmp_path / "p")
         doc = yaml.safe_load((project / "Pulumi.yaml").read_text())
         assert doc["runtime"]["options"]["virtualenv"] == sys.prefix
-        assert (project / "components" / "airflow.py").exists()
+        assert (project / "components" / "airflow" / "component.py").exists()
         assert not list(project.glob("Pulumi.*.yaml"))
 
 
@@ -430,7 +430,7 @@ class TestIdentityRefusal:
         from e2e import scenarios
 
         line = (
-            "components._reader.ConfigError: config key 'airflow.releaseName': 'b' is not valid; changing it loses "
+            "components.core.reader.ConfigError: config key 'airflow.releaseName': 'b' is not valid; changing it loses "
             "data: the bundled Postgres volume would be left behind. Fix: keep airflow.releaseName 'a'."
         )
         assert scenarios.refusal_lines(f"    error: Program failed\n    {line}\n", "releaseName") == [line]

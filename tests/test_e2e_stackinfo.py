@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.logs_config import parse_logs
+from components.logs.config import parse_logs
 from e2e.stackinfo import pinned_node_names
 from tests.helpers import ROOT
 

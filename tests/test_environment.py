@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from components._reader import ConfigError
-from components.airflow_jobs import import_pools_job
-from components.config import parse_airflow
+from components.airflow.config import parse_airflow
+from components.airflow.jobs import import_pools_job
+from components.airflow.pools import pools_file
+from components.core.reader import ConfigError
 from components.offline.preview import preview
 from components.offline.program import ProgramRun, is_secret, unwrap
-from components.pools import pools_file
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import (
     DB_URL,
     ROOT,

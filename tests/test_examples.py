@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow_values import task_pod_launcher_binding
-from components.config import parse_airflow
+from components.airflow.config import parse_airflow
+from components.airflow.values import task_pod_launcher_binding
 from components.offline.program import load_stack_config, run_program, unwrap
-from tests.helpers import ROOT, of_type, release, render_release, run_stack
+from tests.helpers import ROOT, docs_text, of_type, release, render_release, run_stack
 
 TASK_IMAGE = ROOT / "images" / "task"
 DAGS = ROOT / "dags"
-README = (ROOT / "README.md").read_text()
+DOCS = docs_text()
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -116,15 +116,15 @@ class TestTheDevStackServesTheDagFolder:
         dags = dev_stack()["dags"]
         assert dags["mode"] == "hostPath"
         node_path = dags["hostPath"]["path"]
-        assert f'minikube mount "$PWD/dags:{node_path}"' in README
-        assert f'--mount-string="$PWD/dags:{node_path}"' in README
-        assert f"containerPath: {node_path}" in README
-        assert "hostPath: $PWD/dags" in README
+        assert f'minikube mount "$PWD/dags:{node_path}"' in DOCS
+        assert f'--mount-string="$PWD/dags:{node_path}"' in DOCS
+        assert f"containerPath: {node_path}" in DOCS
+        assert "hostPath: $PWD/dags" in DOCS
 
     def test_the_readme_says_how_to_follow_your_own_repository_instead(self):
         for key in ("airflow.dags.gitSync.repo", "airflow.dags.gitSync.branch", "airflow.dags.gitSync.subPath"):
-            assert f"pulumi config set --path -s dev {key}" in README, key
-        assert "pulumi config rm --path -s dev airflow.dags.hostPath" in README
+            assert f"pulumi config set --path -s dev {key}" in DOCS, key
+        assert "pulumi config rm --path -s dev airflow.dags.hostPath" in DOCS
 
     def test_the_dag_processor_and_every_task_pod_mount_the_node_folder(self):
         project, config, secret_keys, _ = load_stack_config(ROOT, "dev", env={})
@@ -181,7 +181,7 @@ class TestTheDagFolder:
 
     def test_the_readme_lists_every_example_dag(self):
         for dag_file in DAGS.glob("example_*.py"):
-            assert f"`{dag_file.stem}`" in README, dag_file.stem
+            assert f"`{dag_file.stem}`" in DOCS, dag_file.stem
 
 
 GIT_HTTPS = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}

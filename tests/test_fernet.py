@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from components._reader import ConfigError
-from components.airflow_jobs import rotate_fernet_key_job
-from components.config import parse_airflow
-from components.fernet import ANNOTATION, FernetConfig, key_list, parse_previous_keys
+from components.airflow.config import parse_airflow
+from components.airflow.fernet import ANNOTATION, FernetConfig, key_list, parse_previous_keys
+from components.airflow.jobs import rotate_fernet_key_job
+from components.core.reader import ConfigError
 from components.offline.preview import preview
 from components.offline.program import ProgramRun, secret_paths, unwrap
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import (
     DB_URL,
     ROOT,

@@ -1,7 +1,7 @@
 """The last settings hand-made setups need: task images, a team's Pod Security level, the hostPath
 logs StorageClass, Spark's account names, and Airflow 3's git DAG bundle beside git-sync.
 
-Each is validated with an error naming the key, rendered, and documented in the README.
+Each is validated with an error naming the key, rendered, and documented in the DOCS.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.preview import preview
 from components.offline.program import unwrap
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from dagcheck import platform
 from dagcheck.__main__ import main as dags_check
 from tests.helpers import (
@@ -25,6 +25,7 @@ from tests.helpers import (
     ROOT,
     SSH_KEY,
     connections_files,
+    docs_text,
     of_type,
     release,
     render_release,
@@ -308,15 +309,15 @@ def test_every_new_key_is_documented_in_the_readme():
     )
     assert len(wanted) >= 14
     assert [k for k in wanted if not documented(k)] == []
-    assert "`taskImages.<role>`" in (ROOT / "README.md").read_text()
+    assert "`taskImages.<role>`" in docs_text()
 
 
 class TestMigrationGuide:
     GUIDE = ROOT / "docs" / "migration.md"
-    README = (ROOT / "README.md").read_text()
+    DOCS = docs_text()
 
     def test_the_readme_links_the_guide(self):
-        assert "(docs/migration.md)" in self.README
+        assert "(docs/migration.md)" in self.DOCS
 
     def test_every_stack_key_the_guide_names_is_in_the_config_reference(self):
         text = self.GUIDE.read_text()
@@ -325,7 +326,7 @@ class TestMigrationGuide:
         right = " ".join(line.rsplit("|", 2)[1] for line in table.splitlines() if line.startswith("| "))
         named = set(re.findall(r"`((?:airflow|logs|teams|spark|cluster|taskImages)\.[A-Za-z0-9_.<>]+)`", right))
         assert len(named) > 20
-        reference = set(re.findall(r"^\| `([^`]+)`", self.README, flags=re.MULTILINE))
+        reference = set(re.findall(r"^\| `([^`]+)`", self.DOCS, flags=re.MULTILINE))
         unknown = sorted(k for k in named if not any(r == k or r.startswith(k + ".") for r in reference))
         unknown = [k for k in unknown if not (k.startswith("airflow.") and documented(k))]
         assert unknown == []

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.program import unwrap
-from components.stack import parse_stack
-from tests.helpers import ROOT, connections_files, of_type, releases, render_release, run_stack, values
+from components.platform.config import parse_stack
+from tests.helpers import connections_files, docs_text, of_type, releases, render_release, run_stack, values
 from tests.test_readme import documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -212,6 +212,6 @@ class TestIdentityConfig:
 
 
 def test_the_readme_explains_each_cloud():
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text()
     for text in ("eks.amazonaws.com/role-arn", "iam.gke.io/gcp-service-account", "azure.workload.identity/client-id"):
         assert text in readme

@@ -1,4 +1,4 @@
-"""The invariants of components/invariants.py: on merged values, whatever path put a value there.
+"""The invariants of components/airflow/invariants.py: on merged values, whatever path put a value there.
 
 The corpus (tests/bad_configs/) proves each class through the stack; these tests pin the
 functions themselves, the component path (a stack that imports AirflowRelease and passes its
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from components import invariants
-from components._reader import ConfigError
-from components.config import parse_airflow
+from components.airflow import invariants
+from components.airflow.config import parse_airflow
+from components.core.reader import ConfigError
 from components.offline.program import load_stack_config
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import ROOT, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}

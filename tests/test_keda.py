@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
-from components.keda_config import KedaConfig, parse_keda
+from components.core.reader import Node
+from components.keda.config import KedaConfig, parse_keda
 from components.offline.checks import Item, crd_problems
 from components.offline.preview import preview
 from components.offline.program import unwrap
 from components.offline.render import crds_of, find_chart
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import DB_URL, ROOT, of_type, releases, render_release, run_stack, secrets_by_name
 from tests.test_readme import documented
 
@@ -248,7 +248,7 @@ class TestKedaConfig:
         assert fragment in str(err.value)
 
     def test_parse_keda_checks_the_airflow_settings_it_scales(self):
-        from components.config import parse_airflow
+        from components.airflow.config import parse_airflow
 
         with pytest.raises(ConfigError, match="runs no Celery workers"):
             parse_keda({"mode": "existing"}, parse_airflow({"dags": GIT}))

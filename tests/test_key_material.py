@@ -6,7 +6,7 @@ with inputs that are constants: switching one of them away and back never re-rol
 password that retained data (the bundled database's volume, Grafana's) still uses. And the
 identity a stack deployed last (`deployedIdentity`, read back through a StackReference to the
 stack itself) turns a release or namespace change, a Fernet generation jump and a dropped
-data claim into a ConfigError before anything is declared (components/deployed.py).
+data claim into a ConfigError before anything is declared (components/platform/deployed.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from components._reader import ConfigError
-from components.deployed import OUTPUT
+from components.core.reader import ConfigError
+from components.platform.deployed import OUTPUT
 from tests.golden import inventory
 from tests.helpers import DB_URL, run_stack
 

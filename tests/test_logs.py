@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import secret_paths, unwrap
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import ROOT, connections_files, of_type, release, render_release, run_stack, secrets_by_name, values
 from tests.test_readme import documented
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.preview import preview
 from components.offline.program import is_secret, unwrap
-from components.stack import parse_stack
-from tests.helpers import DB_URL, ROOT, of_type, release, render_release, run_stack, secrets_by_name
+from components.platform.config import parse_stack
+from tests.helpers import DB_URL, ROOT, docs_text, of_type, release, render_release, run_stack, secrets_by_name
 from tests.test_readme import documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -265,8 +265,8 @@ class TestMaintenanceConfig:
         assert [k for k in keys if not documented(k)] == []
 
     def test_the_readme_documents_the_restore_command_the_test_proves(self):
-        from components.maintenance_values import RESTORE_COMMAND
+        from components.airflow.maintenance_values import RESTORE_COMMAND
 
-        readme = (ROOT / "README.md").read_text()
+        readme = docs_text()
         assert RESTORE_COMMAND.split(" --dbname")[0] in readme
         assert re.search(r"airflow db migrate", readme)

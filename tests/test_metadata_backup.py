@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import DatabaseUrl, parse_airflow
-from components.logs_config import parse_logs
-from components.maintenance_config import parse_maintenance, resolve_backup_bucket
-from components.maintenance_values import (
+from components.airflow.config import DatabaseUrl, parse_airflow
+from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
+from components.airflow.maintenance_values import (
     BACKUP_SCRIPT,
     PG_SERVICE,
     RESTORE_COMMAND,
@@ -32,6 +31,7 @@ from components.maintenance_values import (
     cleanup_command,
     pg_service_file,
 )
+from components.logs.config import parse_logs
 from tests.helpers import ROOT
 
 AIRFLOW = ROOT / ".venv-dags" / "bin" / "airflow"

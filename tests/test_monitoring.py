@@ -1,3 +1,5 @@
+# Longer than 600 lines: one test class per concern of Monitoring (modes, rules and dashboard, install
+# mode), sharing the rendered stacks.
 """Monitoring: ServiceMonitors, alert rules and the Grafana dashboard, proven in the offline preview."""
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components._reader import Node
-from components.config import parse_airflow
-from components.monitoring_config import parse_monitoring
-from components.monitoring_values import (
+from components.airflow.config import parse_airflow
+from components.core.reader import Node
+from components.monitoring.config import parse_monitoring
+from components.monitoring.statsd_names import (
+    exported_metrics,
+    grafana_query_to_promql,
+    metric_names,
+    parse_mappings,
+    unknown_airflow_metrics,
+)
+from components.monitoring.values import (
     Target,
     airflow_values,
     alerts,
@@ -29,14 +38,7 @@ from components.offline import checks
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import ProgramRun, secret_paths, unwrap
 from components.offline.render import chart_files, crds_of, find_chart
-from components.stack import parse_cluster, parse_stack
-from components.statsd_names import (
-    exported_metrics,
-    grafana_query_to_promql,
-    metric_names,
-    parse_mappings,
-    unknown_airflow_metrics,
-)
+from components.platform.config import parse_cluster, parse_stack
 from tests.helpers import DB_URL, ROOT, of_type, render_release, run_stack
 from tests.test_readme import documented
 
@@ -125,7 +127,7 @@ def bad(monitoring: dict[str, Any], airflow: dict[str, Any] | None = None, produ
 
 
 def documented_key(key: str) -> bool:
-    """A key is in the README's reference; `resources` sub-keys are the shared `<component>.resources` rows."""
+    """A key is in the DOCS's reference; `resources` sub-keys are the shared `<component>.resources` rows."""
     nested = re.match(r"^(monitoring\..+\.resources)\.(.+)$", key)
     if nested:
         return documented(nested.group(1)) and documented(f"<component>.resources.{nested.group(2)}")
@@ -365,7 +367,7 @@ class TestRulesAndDashboard:
     def test_every_rule_and_query_parses_and_reads_only_mapped_airflow_metrics(
         self, known, case, airflow, db, operator
     ):
-        from components.config import StackSecrets
+        from components.airflow.config import StackSecrets
 
         t = target(airflow, operator, StackSecrets(database_url=db))
         rules = [a.expr for a in alerts(t)]

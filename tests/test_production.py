@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import parse_airflow
+from components.airflow.config import parse_airflow
+from components.airflow.spread import REVISION_LABELS, spread_values
 from components.offline.preview import PreviewResult, preview
-from components.spread import REVISION_LABELS, spread_values
 from tests.helpers import ROOT, release, render_release, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}

@@ -1,15 +1,15 @@
-"""The README documents every config key the parser reads, and its two commands exist."""
+"""The DOCS documents every config key the parser reads, and its two commands exist."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from components._reader import Node
-from components.stack import parse_stack
-from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY
+from components.core.reader import Node
+from components.platform.config import parse_stack
+from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, docs_text
 
-README = (ROOT / "README.md").read_text()
+DOCS = docs_text()
 
 COMPONENTS = (
     "scheduler",
@@ -49,11 +49,11 @@ def configs():
 
 
 def documented(key: str) -> bool:
-    if f"`{key}`" in README:
+    if f"`{key}`" in DOCS:
         return True
     for component in COMPONENTS:
         prefix = f"airflow.{component}."
-        if key.startswith(prefix) and f"`<component>.{key[len(prefix) :]}`" in README:
+        if key.startswith(prefix) and f"`<component>.{key[len(prefix) :]}`" in DOCS:
             return True
     return False
 
@@ -69,6 +69,6 @@ def test_every_config_key_the_parser_reads_is_in_the_readme():
 
 
 def test_the_readme_gives_the_two_commands_and_ci_runs_the_test_one():
-    assert "./run.sh preview" in README
-    assert "./run.sh test" in README
+    assert "./run.sh preview" in DOCS
+    assert "./run.sh test" in DOCS
     assert "./run.sh test" in (ROOT / ".ci" / "run").read_text()

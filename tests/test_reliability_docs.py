@@ -1,4 +1,4 @@
-"""The README documents every reliability key the parsers read, and its procedures parse."""
+"""The DOCS documents every reliability key the parsers read, and its procedures parse."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from typing import Any
 
 import pytest
 
-from components._reader import Node
-from components.stack import parse_stack
+from components.core.reader import Node
+from components.platform.config import parse_stack
 from tests.golden import UPDATE_COMMAND
-from tests.helpers import DB_URL, ROOT
+from tests.helpers import DB_URL, docs_text
 
-README = (ROOT / "README.md").read_text()
+DOCS = docs_text()
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 KEY = "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg="
 
 
 def reliability() -> str:
-    start = README.index("## Reliability")
-    return README[start : README.index("\n## ", start + 1)]
+    start = DOCS.index("## Reliability")
+    return DOCS[start : DOCS.index("\n## ", start + 1)]
 
 
 def full_config() -> tuple[dict[str, str], set[str]]:
@@ -48,7 +48,7 @@ def full_config() -> tuple[dict[str, str], set[str]]:
 
 
 def documented(key: str) -> bool:
-    return f"`{key}`" in README
+    return f"`{key}`" in DOCS
 
 
 class TestReference:
@@ -66,7 +66,7 @@ class TestReference:
     )
     def test_the_top_level_keys_are_in_the_reference(self, key):
         assert documented(key)
-        reference = README[README.index("## Configuration reference") : README.index("## Monitoring (")]
+        reference = DOCS[DOCS.index("## Configuration reference") : DOCS.index("## Monitoring (")]
         assert f"| `{key}` |" in reference
 
 

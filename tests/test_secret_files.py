@@ -16,18 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow_values import chart_values
-from components.config import parse_airflow
-from components.offline.checks import _mounted_files
-from components.secret_files import (
+from components.airflow.config import parse_airflow
+from components.airflow.secret_files import (
     SECRETS_DIR,
     connections_file,
     secret_files,
     secrets_backend_config,
     variables_file,
 )
-from tests.helpers import DB_URL, file_commands, release, render_release, run_stack
-from tests.helpers import values as release_values
+from components.airflow.values import chart_values
+from components.offline.checks.references import _mounted_files
+from tests.helpers import DB_URL, file_commands, release, render_release, run_stack, values as release_values
 from tests.test_airflow_release import executor_cases
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests_dags" / "fixtures" / "secret_files.json"
@@ -193,7 +192,7 @@ def test_extra_env_from_extra_values_joins_ours_instead_of_replacing_it():
 
 
 def test_a_stack_without_connections_may_bring_its_own_secrets_backend():
-    from components.stack import parse_stack
+    from components.platform.config import parse_stack
 
     vault = {"config": {"secrets": {"backend": "airflow.providers.hashicorp.secrets.vault.VaultBackend"}}}
     cfg = parse_stack({"airflow": json.dumps({"dags": GIT, "extraValues": vault})})

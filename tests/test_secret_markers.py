@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from components._reader import ConfigError
-from components.stack import SECRET_KEYS, parse_stack
-from components.stack_file import read
+from components.core.reader import ConfigError
+from components.platform.config import SECRET_KEYS, parse_stack
+from components.platform.stack_file import read
 from tests.helpers import KNOWN_HOSTS, PROJECT, ROOT
 
 M = "MRK7xQ"

@@ -19,7 +19,7 @@ from components.offline.preview import PreviewResult, preview
 from components.offline.program import secret_paths
 from components.offline.reachability import Network, Peer, pods, selector_matches
 from components.offline.render import find_chart, render
-from components.stack import parse_stack
+from components.platform.config import parse_stack
 from tests.helpers import ROOT, of_type, project_copy, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -461,7 +461,7 @@ class TestCheckovGate:
 def test_every_teams_and_ingress_key_is_documented_in_the_readme():
     import re
 
-    from components._reader import Node
+    from components.core.reader import Node
     from tests.test_readme import documented
 
     Node.asked.clear()

@@ -1,3 +1,5 @@
+# Longer than 600 lines: one test class per concern of SparkOperator (chart values, RBAC, the
+# connection, the example application, the stacks), sharing one rendered stack.
 """SparkOperator: the Spark Operator chart, least-privilege RBAC for Spark and Airflow, the
 `kubernetes_default` connection, and the SparkPi example, proven in the offline preview."""
 
@@ -17,12 +19,13 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components._reader import Node
+from components.core.reader import Node
 from components.offline.checks import Item, crd_problems
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import ProgramRun, Registered, is_secret, unwrap
 from components.offline.render import crds_of, find_chart, render
-from components.spark_config import (
+from components.platform.config import parse_stack
+from components.spark.config import (
     DEFAULT_CHART_REPOSITORY,
     DEFAULT_CHART_VERSION,
     DEFAULT_DRIVER_SERVICE_ACCOUNT,
@@ -31,7 +34,7 @@ from components.spark_config import (
     SparkConfig,
     parse_spark,
 )
-from components.spark_values import (
+from components.spark.values import (
     AIRFLOW_SUBMITTER_RULES,
     DRIVER_RULES,
     SUBMITTER_ROLE,
@@ -40,7 +43,6 @@ from components.spark_values import (
     VARIABLE_JOB_NAMESPACE,
     chart_values,
 )
-from components.stack import parse_stack
 from tests.helpers import (
     ROOT,
     connections_files,
@@ -51,7 +53,7 @@ from tests.helpers import (
     secret_file_sources,
     secrets_by_name,
 )
-from tests.test_readme import README, documented
+from tests.test_readme import DOCS, documented
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 MANIFEST = ROOT / "dags" / "spark" / "spark-pi.yaml"
@@ -294,11 +296,11 @@ class TestReadme:
         def spark_documented(key: str) -> bool:
             match = re.match(r"^spark\.(controller|webhook)\.resources\.(.+)$", key)
             if match:
-                return f"`<component>.resources.{match.group(2)}`" in README
+                return f"`<component>.resources.{match.group(2)}`" in DOCS
             return documented(key)
 
         assert sorted(k for k in keys if not spark_documented(k)) == []
-        assert "`cluster.namespaces`" in README
+        assert "`cluster.namespaces`" in DOCS
 
 
 # --------------------------------------------------------------------------- the operator

@@ -18,6 +18,7 @@ from tests.golden import (
     STACKS,
     UPDATE_COMMAND,
     Urns,
+    alias_index,
     compare,
     golden_path,
     inventory,
@@ -28,7 +29,10 @@ from tests.golden import (
 from tests.golden.__main__ import main as golden_main
 from tests.helpers import ROOT, run_stack
 
-FERNET_1 = "airflow-k8s:index:AirflowRelease$random:index/randomBytes:RandomBytes::airflow-fernet-key"
+# The first Fernet key under a root AirflowRelease (tests/programs/renamed_release.py) and under
+# the stack program's AirflowPlatform.
+RELEASE_FERNET = "airflow-k8s:index:AirflowRelease$random:index/randomBytes:RandomBytes::airflow-fernet-key"
+FERNET_1 = f"airflow-k8s:index:AirflowPlatform${RELEASE_FERNET}"
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +70,24 @@ class TestGoldenInventory:
     def test_engine_urns_carry_every_ancestor_type_and_not_the_root_stack(self, stack_runs):
         urns = set(inventory(stack_runs["dev"])["resources"])
         assert (
-            "urn:pulumi:dev::airflow-k8s::airflow-k8s:index:AirflowRelease$airflow-k8s:index:LogStorage"
-            "$kubernetes:core/v1:PersistentVolumeClaim::airflow-logs-claim"
+            "urn:pulumi:dev::airflow-k8s::airflow-k8s:index:AirflowPlatform$airflow-k8s:index:AirflowRelease"
+            "$airflow-k8s:index:LogStorage$kubernetes:core/v1:PersistentVolumeClaim::airflow-logs-claim"
         ) in urns
-        assert "urn:pulumi:dev::airflow-k8s::airflow-k8s:index:AirflowRelease::airflow" in urns
+        platform = "urn:pulumi:dev::airflow-k8s::airflow-k8s:index:AirflowPlatform"
+        assert f"{platform}$airflow-k8s:index:AirflowRelease::airflow" in urns
         assert not any("pulumi:pulumi:Stack" in u for u in urns)
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_every_urn_from_before_the_platform_is_retired_and_covered_by_an_alias(self, stack_runs, stack):
+        retired = load(stack)["retired"]
+        before = [u for u in retired if "AirflowPlatform" not in u]
+        assert f"urn:pulumi:{stack}::airflow-k8s::{RELEASE_FERNET}" in before
+        assert f"urn:pulumi:{stack}::airflow-k8s::airflow-k8s:index:AirflowRelease::airflow" in before
+        covering = alias_index(stack_runs[stack])
+        for urn in before:
+            assert covering[urn] == retired[urn]
+            moved = urn.replace("::airflow-k8s::", "::airflow-k8s::airflow-k8s:index:AirflowPlatform$", 1)
+            assert covering[urn] == moved
 
     def test_the_check_command_passes_and_names_its_update_command(self, capsys):
         assert golden_main([]) == 0
@@ -84,7 +101,7 @@ class TestRenames:
     def test_renaming_a_component_without_an_alias_fails_naming_every_vanished_and_new_urn(self):
         golden = golden_of(renamed())
         diff = compare(golden, renamed(componentName="airflow-main"), "test")
-        old_key = f"urn:pulumi:test::airflow-k8s::{FERNET_1}"
+        old_key = f"urn:pulumi:test::airflow-k8s::{RELEASE_FERNET}"
         new_key = old_key.replace("::airflow-fernet-key", "::airflow-main-fernet-key")
         assert old_key in diff.vanished and new_key in diff.appeared
         assert set(diff.vanished) == {u for u in golden["resources"] if not u.endswith("::extra-key")}
@@ -97,7 +114,7 @@ class TestRenames:
         run = renamed(componentName="airflow-main", aliasOf="airflow")
         diff = compare(golden, run, "test")
         assert diff.vanished == []
-        old_key = f"urn:pulumi:test::airflow-k8s::{FERNET_1}"
+        old_key = f"urn:pulumi:test::airflow-k8s::{RELEASE_FERNET}"
         assert diff.covered[old_key] == old_key.replace("::airflow-fernet-key", "::airflow-main-fernet-key")
         # Every child inherits the component's alias.
         assert set(diff.covered) == {u for u in golden["resources"] if not u.endswith("::extra-key")}
@@ -112,7 +129,7 @@ class TestRenames:
             golden, renamed(componentName="airflow-main", aliasOf="airflow"), "test", allow_removal=False
         )
         diff = compare(with_alias, renamed(componentName="airflow-main"), "test")
-        assert f"urn:pulumi:test::airflow-k8s::{FERNET_1}" in diff.retired_uncovered
+        assert f"urn:pulumi:test::airflow-k8s::{RELEASE_FERNET}" in diff.retired_uncovered
         assert "ALIAS REMOVED" in diff.report()
 
     def test_the_update_refuses_to_forget_a_renamed_resource_without_an_alias(self):
@@ -120,7 +137,7 @@ class TestRenames:
         run = renamed(componentName="airflow-main")
         with pytest.raises(ValueError, match="would vanish with no alias") as err:
             updated(golden, run, "test", allow_removal=False)
-        assert f"urn:pulumi:test::airflow-k8s::{FERNET_1}" in str(err.value)
+        assert f"urn:pulumi:test::airflow-k8s::{RELEASE_FERNET}" in str(err.value)
         assert updated(golden, run, "test", allow_removal=True)["retired"] == {}
 
     def test_moving_a_resource_under_a_component_is_a_reparent_caught_unless_aliased(self):

@@ -1,6 +1,6 @@
 """Stack files are read the way the Pulumi CLI reads them, and the two are proven to agree.
 
-`components.stack_file` is what the offline preview and the corpus walker use. The agreement
+`components.platform.stack_file` is what the offline preview and the corpus walker use. The agreement
 tests run the real CLI (`pulumi config --json`) on the same files: found on PATH, else through
 `../shared/tools/install.sh`; without either they are skipped with a reason that says so.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from components._reader import ConfigError
-from components.stack_file import read
+from components.core.reader import ConfigError
+from components.platform.stack_file import read
 from tests.helpers import PROJECT, ROOT
 
 TRICKY = """\

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from components import ConfigError
-from components.config import parse_airflow
-from components.upgrades import AIRFLOW_SUPPORT
+from components.airflow.config import parse_airflow
+from components.airflow.upgrades import AIRFLOW_SUPPORT
 from tests.helpers import ROOT
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}

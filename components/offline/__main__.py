@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._reader import ConfigError
+from components.core.reader import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stack = args.stack or args.stack_option or "dev"
 
-    from .helm import HelmNotFoundError
-    from .preview import preview, table
+    from components.offline.helm import HelmNotFoundError
+    from components.offline.preview import preview, table
 
     root = Path(args.root)
     print(f"Offline preview of stack '{stack}' (project at {root.resolve().name}/)", flush=True)

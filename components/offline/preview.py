@@ -1,3 +1,5 @@
+# Longer than 600 lines: the preview's steps in the order they run (program, render, policy, checks,
+# report), each a function of its own.
 """The offline preview: every object a stack deploys, rendered and validated, with no cluster.
 
 Steps: run the program under recording mocks; turn each Pulumi-declared Kubernetes
@@ -24,13 +26,13 @@ from typing import Any
 
 import yaml
 
-from ..invariants import rendered_problems
-from . import checks, policy
-from .checks import ClusterFacts, Item, Problem
-from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
-from .policy import resource_id
-from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
-from .render import (
+from components.airflow.invariants import rendered_problems
+from components.offline import checks, policy
+from components.offline.checks import ClusterFacts, Item, Problem
+from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
+from components.offline.policy import resource_id
+from components.offline.program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
+from components.offline.render import (
     CLUSTER_SCOPED,
     ChartNotFoundError,
     HelmRenderError,
@@ -43,7 +45,7 @@ from .render import (
     render_chart,
     set_namespace,
 )
-from .report import (
+from components.offline.report import (
     Node,
     Row,
     counts,
@@ -523,7 +525,7 @@ def _preview(
         Problem("guarantee", source, ident, message)
         for source, ident, message in progress.step(
             "guarantees",
-            "checking the guarantees on rendered pods (components/invariants.py)",
+            "checking the guarantees on rendered pods (components/airflow/invariants.py)",
             lambda: rendered_problems([(i.source, i.obj) for i in items]),
         )
     )

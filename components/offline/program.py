@@ -22,8 +22,7 @@ from typing import Any
 
 import pulumi
 import yaml
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
+from pulumi.runtime import mocks as pulumi_mocks, rpc
 from pulumi.runtime.settings import reset_options
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -234,10 +233,10 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
-    from components.stack_file import read as read_stack_file
+    from components.platform.stack_file import read as read_stack_file
 
     project = _load_yaml(project_file.read_text())["name"]
-    # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/stack_file.py.
+    # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/platform/stack_file.py.
     raw, _ = read_stack_file(stack_file.read_text(), project)
     config: dict[str, str] = {}
     secret_keys: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .helm import Capabilities, helm_binary
+from components.offline.helm import Capabilities, helm_binary
 
 CLUSTER_SCOPED = frozenset(
     {

@@ -1,4 +1,6 @@
-"""Tests of the offline preview's validation engine (components/offline/checks.py)."""
+# Longer than 600 lines: one test class per check of components/offline/checks/, in the same order,
+# sharing its builders.
+"""Tests of the offline preview's validation engine (components/offline/checks/)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
-from components.offline import checks
 from components.offline.checks import (
     ClusterFacts,
     Item,
     Problem,
+    checkov,
     crd_problems,
     reference_problems,
     run_checkov,
     schema_problems,
+    schemas,
 )
 from components.offline.render import crds_of, render
 
@@ -239,14 +242,14 @@ class TestSchemaProblems:
         assert schema_problems([_item(obj)]) == []
 
     def test_the_closest_bundled_kubernetes_version_is_used(self) -> None:
-        assert checks._schema_dir_for("1.31") == "v1.31.0-local-strict"
-        assert checks._schema_dir_for("v1.31.7") == "v1.31.0-local-strict"
-        newest = max(checks._strict_schema_dirs())
-        oldest = min(checks._strict_schema_dirs())
-        assert checks._schema_dir_for("1.999") == checks._strict_schema_dirs()[newest]
-        assert checks._schema_dir_for("1.1") == checks._strict_schema_dirs()[oldest]
+        assert schemas._schema_dir_for("1.31") == "v1.31.0-local-strict"
+        assert schemas._schema_dir_for("v1.31.7") == "v1.31.0-local-strict"
+        newest = max(schemas._strict_schema_dirs())
+        oldest = min(schemas._strict_schema_dirs())
+        assert schemas._schema_dir_for("1.999") == schemas._strict_schema_dirs()[newest]
+        assert schemas._schema_dir_for("1.1") == schemas._strict_schema_dirs()[oldest]
         with pytest.raises(ValueError, match="not a Kubernetes version"):
-            checks._schema_dir_for("latest")
+            schemas._schema_dir_for("latest")
 
     def test_a_field_added_in_a_newer_kubernetes_is_unknown_to_an_older_one(self) -> None:
         # Pod-level resources (spec.resources) appeared in Kubernetes 1.32.
@@ -1246,8 +1249,8 @@ class TestRealAirflowChart:
         self, airflow_default_render: list[Item]
     ) -> None:
         items = (airflow_default_render * 6)[:200]
-        checks._builtin_validator.cache_clear()
-        checks._schema_registry.cache_clear()
+        schemas._builtin_validator.cache_clear()
+        schemas._schema_registry.cache_clear()
 
         started = time.perf_counter()
         problems = schema_problems(items)
@@ -1262,7 +1265,7 @@ class TestRealAirflowChart:
 
 def _checkov_installed() -> bool:
     try:
-        checks._checkov_command()
+        checkov._checkov_command()
     except RuntimeError:
         return False
     return True
@@ -1319,7 +1322,7 @@ class TestCheckov:
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(payload), stderr="")
 
         monkeypatch.setattr(subprocess, "run", fake_run)
-        monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
+        monkeypatch.setattr(checkov, "_checkov_command", lambda: ["checkov"])
 
         passed, failed, summaries = run_checkov(tmp_path, tmp_path / "report.json")
 
@@ -1341,7 +1344,7 @@ class TestCheckov:
             return subprocess.CompletedProcess(command, 0, stdout=json.dumps(summary_only), stderr="")
 
         monkeypatch.setattr(subprocess, "run", fake_run)
-        monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
+        monkeypatch.setattr(checkov, "_checkov_command", lambda: ["checkov"])
 
         assert run_checkov(tmp_path, tmp_path / "report.json") == (0, 0, [])
 
@@ -1352,7 +1355,7 @@ class TestCheckov:
             return subprocess.CompletedProcess(command, 2, stdout="", stderr="boom")
 
         monkeypatch.setattr(subprocess, "run", fake_run)
-        monkeypatch.setattr(checks, "_checkov_command", lambda: ["checkov"])
+        monkeypatch.setattr(checkov, "_checkov_command", lambda: ["checkov"])
 
         with pytest.raises(RuntimeError, match="checkov exited 2 without a JSON report: boom"):
             run_checkov(tmp_path, tmp_path / "report.json")

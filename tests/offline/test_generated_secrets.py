@@ -1,4 +1,5 @@
-"""The checker knows the Secret a kube-webhook-certgen Job creates at install (components/offline/checks.py)."""
+"""The checker knows the Secret a kube-webhook-certgen Job creates at install
+(components/offline/checks/references.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,540 @@
+"""AirflowRelease: the official Airflow chart with every secret owned by Pulumi."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NotRequired, TypedDict, cast
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.airflow import maintenance
+from components.airflow.config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
+from components.airflow.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
+from components.airflow.guards import check_airflow_config
+from components.airflow.invariants import check_airflow
+from components.airflow.jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
+from components.airflow.maintenance_config import MaintenanceConfig
+from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
+from components.airflow.secret_files import (
+    CONNECTIONS_FILE,
+    VARIABLES_FILE,
+    connections_file,
+    other_secrets_backend,
+    variables_file,
+)
+from components.airflow.values import (
+    SecretNames,
+    airflow_environment,
+    broker_url,
+    chart_values,
+    database_target,
+    deep_merge,
+    log_serving_policy,
+    merge_extra_values,
+    metadata_connection,
+    pgbouncer_ini,
+    pgbouncer_stats_connection,
+    pgbouncer_users,
+    service_account_names,
+    split_environment,
+    task_pod_launcher_binding,
+    task_service_accounts,
+    ui_service,
+)
+from components.core.chart_release import helm_release
+from components.logs.component import LogStorage
+from components.logs.config import LogsConfig, parse_logs
+
+
+def _conn_env(conn_id: str) -> str:
+    """Connection ids as AirflowRelease's `connections` arg takes them."""
+    return "AIRFLOW_CONN_" + conn_id.upper()
+
+
+def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str, Any]) -> None:
+    """Connections/variables reach Airflow through LocalFilesystemBackend: no other `[secrets] backend`."""
+    for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
+        backend = other_secrets_backend(overrides)
+        if backend:
+            raise ValueError(
+                f"{source}.config.secrets.backend is {backend!r}, but connections or variables are declared: "
+                "AirflowRelease delivers those as files through Airflow's LocalFilesystemBackend. Keep them in "
+                "your own secrets backend instead, or drop the override."
+            )
+
+
+def _resolved(entries: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
+    """A mapping of Inputs as one Output of the plain mapping (an empty one for none)."""
+    if not entries:
+        return pulumi.Output.from_input({})
+    return pulumi.Output.all(**entries).apply(dict)
+
+
+PACKAGE = "airflow-k8s"
+ROLLOUT_SECRETS = AIRFLOW_SECRETS + PGBOUNCER_SECRETS
+
+
+class AirflowReleaseArgs(TypedDict):
+    """Inputs of AirflowRelease."""
+
+    settings: AirflowConfig | Mapping[str, Any]
+    """The release's settings: an `AirflowConfig`, or a mapping of the same shape as the
+    `airflow` stack config key (documented in docs/configuration.md), which is validated here."""
+
+    database_url: NotRequired[pulumi.Input[str] | None]
+    """External metadata database URL (postgresql://user:password@host:5432/db?sslmode=...).
+    Required when `settings.database.mode` is `external`. Kept secret end to end."""
+
+    git_token: NotRequired[pulumi.Input[str] | None]
+    """Token (or password) for git-sync over HTTPS, when `dags.gitSync.auth` is `token`. Secret."""
+
+    git_ssh_key: NotRequired[pulumi.Input[str] | None]
+    """Private key for git-sync over SSH, when `dags.gitSync.auth` is `ssh`. Secret."""
+
+    extra_values: NotRequired[Mapping[str, Any] | None]
+    """Chart values from other components (for example LogStorage), merged before
+    `settings.extraValues`, which always wins."""
+
+    connections: NotRequired[Mapping[str, pulumi.Input[str]] | None]
+    """Airflow connections as code: connection id -> URI or JSON (Airflow's
+    `AIRFLOW_CONN_<ID>` formats). Delivered through one Secret to every Airflow
+    component and task pod; values stay secret."""
+
+    logs: NotRequired[LogsConfig | Mapping[str, Any] | None]
+    """Where task logs live: a `LogsConfig` or a mapping shaped like the `logs` stack key.
+    AirflowRelease then declares a LogStorage child (`<name>-logs`) and mounts its claim in
+    every Airflow pod and the KubernetesExecutor pod template. Unset: the chart's emptyDir."""
+
+    logs_connection: NotRequired[pulumi.Input[str] | None]
+    """Credentials for remote logging (secret); see LogStorageArgs.connection."""
+
+    variables: NotRequired[Mapping[str, pulumi.Input[str]] | None]
+    """Airflow variables as code: key -> value, delivered like `connections` as
+    `AIRFLOW_VAR_<KEY>`."""
+
+    maintenance: NotRequired[MaintenanceConfig | Mapping[str, Any] | None]
+    """Backups and cleanup of the metadata database: a `MaintenanceConfig`, or a mapping shaped
+    like the `maintenance` stack key (see maintenance.py). Unset: neither."""
+
+    after: NotRequired[Sequence[pulumi.Resource] | None]
+    """Resources the chart release waits for: e.g. KedaOperator, whose CRDs the workers'
+    ScaledObject needs (`keda` settings)."""
+
+    previous_fernet_keys: NotRequired[Sequence[pulumi.Input[str]] | None]
+    """Fernet keys made elsewhere (the installation this release replaces, or the retained
+    Secret of a destroyed stack): kept behind the generated key(s) in `AIRFLOW__CORE__FERNET_KEY`,
+    so what they encrypted stays readable until `airflow rotate-fernet-key` re-encrypts it
+    (`settings.fernetKey.rotate`). Secret."""
+
+
+class AirflowRelease(pulumi.ComponentResource):
+    """Apache Airflow from the official chart, with generated secrets that never re-roll.
+
+    Children (named `<name>-<role>`): the namespace (unless it exists), random secrets,
+    the Kubernetes Secrets the chart references by name, the hostPath DAG volume when
+    asked for, and one `helm.v3.Release`.
+    """
+
+    namespace: pulumi.Output[str]
+    """The namespace Airflow runs in."""
+    release_name: pulumi.Output[str]
+    """The Helm release name."""
+    service_accounts: pulumi.Output[dict[str, str]]
+    """ServiceAccount the chart creates, by chart component key (scheduler, workers, ...)."""
+    task_service_accounts: pulumi.Output[list[str]]
+    """ServiceAccounts whose pods run Airflow tasks under the configured executor(s)."""
+    ui_service_name: pulumi.Output[str]
+    """The Service of the web UI (api-server on Airflow 3, webserver on Airflow 2)."""
+    ui_service_port: pulumi.Output[int]
+    """The UI Service's port."""
+    admin_username: pulumi.Output[str]
+    """The admin user's name."""
+    admin_password: pulumi.Output[str]
+    """The admin user's generated password (secret)."""
+
+    def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        cfg = self._settings(args)
+        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
+        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+        bundle = cfg.dags.git_bundle
+        if bundle is not None:
+            # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
+            if _conn_env(bundle.connection_id) in environment:
+                raise ValueError(
+                    f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
+                    "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
+                )
+            credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
+            connection: pulumi.Output[str] = pulumi.Output.secret(
+                credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
+            )
+            environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
+        logs_cfg = self._logs_settings(args)
+        # The guarantees on the final chart values (components/airflow/invariants.py), before anything is declared.
+        has_remote_conn = bool(
+            logs_cfg is not None
+            and logs_cfg.remote is not None
+            and logs_cfg.remote.connection_id
+            and args.get("logs_connection") is not None
+        )
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
+        if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
+            clash = _conn_env(logs_cfg.remote.connection_id)
+            if clash in environment:
+                raise ValueError(
+                    f"connection {logs_cfg.remote.connection_id!r} is declared in `connections` and is also the "
+                    "remote-logging connection (logs.remote.connectionId); use another id for one of them"
+                )
+        remote_conn = logs_cfg is not None and logs_cfg.remote is not None and bool(logs_cfg.remote.connection_id)
+        if environment or remote_conn:
+            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
+        self.config = cfg
+        child = pulumi.ResourceOptions(parent=self)
+        # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
+        # `pulumi destroy --exclude-protected`, which keeps it in the cluster *and* in the state), so
+        # the next `up` takes it over as it is instead of failing on "already exists".
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
+        names = SecretNames(cfg.release_name)
+
+        if cfg.create_namespace:
+            ns_res = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+                opts=keep,
+            )
+            namespace: pulumi.Output[str] = ns_res.metadata.name
+        else:
+            namespace = pulumi.Output.from_input(cfg.namespace)
+
+        secrets: list[pulumi.Resource] = []
+        by_role: dict[str, k8s.core.v1.Secret] = {}
+
+        def secret(role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], retain: bool = False) -> None:
+            by_role[role.removesuffix("-secret")] = k8s.core.v1.Secret(
+                f"{name}-{role}",
+                metadata={
+                    "name": secret_name,
+                    "namespace": namespace,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "pulumi",
+                        "app.kubernetes.io/part-of": "airflow",
+                        "release": cfg.release_name,
+                    },
+                },
+                type="Opaque",
+                string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+                opts=keep if retain else child,
+            )
+            secrets.append(by_role[role.removesuffix("-secret")])
+
+        # Generated secrets. They are declared whatever the executor or Airflow major, so
+        # switching either never re-rolls a key (their inputs are constants).
+        # Key material is protected: after `pulumi destroy --exclude-protected` the next `up` finds
+        # the same Fernet key and Postgres password in the state (what the retained Secret and the
+        # retained database volume hold), instead of generating new ones.
+        key = pulumi.ResourceOptions(parent=self, protect=True)
+        fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=key)
+        ui_secret = random.RandomPassword(f"{name}-ui-secret-key", length=64, special=False, opts=child)
+        jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
+        redis_pw = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
+        # The admin password too: the database keeps the user it was created with.
+        admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=key)
+
+        # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters). Rotation
+        # (airflow.fernetKey.generation N) adds one RandomBytes per generation, `<name>-fernet-key-<N>`;
+        # generation 1 above never changes. The Secret holds "newest,previous" (see fernet.py).
+        generations = {1: fernet} | {
+            g: random.RandomBytes(fernet_resource_name(name, g), length=32, opts=key)
+            for g in cfg.fernet.generations[1:]
+        }
+        active = cfg.fernet.active
+        fernet_key = pulumi.Output.all(*(generations[g].base64 for g in active), *previous_keys).apply(
+            lambda keys: fernet_key_list(
+                dict(zip(active, keys[: len(active)], strict=True)), cfg.fernet, tuple(keys[len(active) :])
+            )
+        )
+        secret("fernet-key-secret", names.fernet_key, {"fernet-key": fernet_key}, retain=True)
+        if cfg.major >= 3:
+            secret("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
+            secret("jwt-secret-secret", names.jwt_secret, {"jwt-secret": jwt.result})
+        else:
+            secret(
+                "webserver-secret-key-secret", names.webserver_secret_key, {"webserver-secret-key": ui_secret.result}
+            )
+        if cfg.uses_celery:
+            secret("redis-password-secret", names.redis_password, {"password": redis_pw.result})
+            secret(
+                "broker-url-secret",
+                names.broker_url,
+                {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))},
+            )
+        if cfg.admin.enabled:
+            secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
+
+        # The metadata database: bundled Postgres with a generated password, or external. The
+        # password and its (retained) Secret are declared in both modes: the bundled volume keeps
+        # the password it was initialised with, so switching to external and back must find the
+        # same one (and not a retained Secret that "already exists").
+        pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=key)
+        secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
+        if cfg.database.mode == "bundled":
+            target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
+        else:
+            url = args.get("database_url")
+            target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u or ""), ""))
+        secret(
+            "metadata-secret",
+            names.metadata,
+            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            retain=True,
+        )
+        if cfg.database.pgbouncer.enabled:
+            secret(
+                "pgbouncer-config-secret",
+                names.pgbouncer_config,
+                {
+                    "pgbouncer.ini": target.apply(lambda t: pgbouncer_ini(cfg, t)),
+                    "users.txt": target.apply(pgbouncer_users),
+                },
+            )
+            secret(
+                "pgbouncer-stats-secret",
+                names.pgbouncer_stats,
+                {"connection": target.apply(pgbouncer_stats_connection)},
+            )
+
+        # DAG delivery credentials and volumes.
+        git = cfg.dags.git_sync
+        if git is not None and git.auth == "token":
+            token = args.get("git_token")
+            secret(
+                "git-credentials-secret",
+                names.git_credentials,
+                {
+                    "GITSYNC_USERNAME": git.username,
+                    "GITSYNC_PASSWORD": token or "",
+                    "GIT_SYNC_USERNAME": git.username,
+                    "GIT_SYNC_PASSWORD": token or "",
+                },
+            )
+        if git is not None and git.auth == "ssh":
+            secret("git-ssh-secret", names.git_ssh, {"gitSshKey": args.get("git_ssh_key") or ""})
+        dags_claim = None
+        if cfg.dags.host_path is not None:
+            dags_claim = self._host_path_dags(name, cfg, namespace, keep)
+            secrets.append(dags_claim)
+
+        # Task logs: a LogStorage child when asked; its claim and values flow into the chart.
+        log_values: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input({})
+        if logs_cfg is not None:
+            self.logs = LogStorage(
+                f"{name}-logs",
+                {
+                    "settings": logs_cfg,
+                    "namespace": namespace,
+                    "namespace_name": cfg.namespace,
+                    "release_name": cfg.release_name,
+                    "connection": args.get("logs_connection"),
+                },
+                opts=child,
+            )
+            secrets.append(self.logs)
+            log_values = self.logs.values
+            environment = {**environment, **{_conn_env(k): (k, v) for k, v in self.logs.connections.items()}}
+
+        # Connections and variables as code: one Secret with connections.json and variables.json,
+        # mounted into every Airflow container and read by Airflow's LocalFilesystemBackend.
+        connections_secret = None
+        if environment:
+            conns, variables = split_environment(environment)
+            connections_secret = names.environment
+            secret(
+                "environment-secret",
+                names.environment,
+                {
+                    CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
+                    VARIABLES_FILE: _resolved(variables).apply(variables_file),
+                    **({KNOWN_HOSTS_FILE: hosts} if (hosts := known_hosts_file(cfg.dags.git_bundle)) else {}),
+                },
+            )
+
+        base = chart_values(
+            cfg,
+            dags_claim=f"{cfg.release_name}-dags" if dags_claim else None,
+            connections_secret=connections_secret,
+        )
+        extra = dict(args.get("extra_values") or {})
+        # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
+        revisions = pulumi.Output.all(
+            **{role: by_role[role].metadata.resource_version for role in ROLLOUT_SECRETS if role in by_role}
+        )
+        values = pulumi.Output.all(log_values, revisions).apply(
+            lambda lr: merge_extra_values(
+                merge_extra_values(deep_merge(deep_merge(base, revision_values(cfg, lr[1])), lr[0]), extra),
+                cfg.extra_values,
+            )
+        )
+
+        policy = log_serving_policy(cfg)
+        if policy is not None:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-log-serving-policy",
+                metadata={
+                    "name": f"{cfg.release_name}-log-serving-policy",
+                    "namespace": namespace,
+                    "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
+                },
+                spec=cast(Any, policy),
+                opts=child,
+            )
+        self.release = helm_release(
+            cfg.chart,
+            f"{name}-release",
+            release_name=cfg.release_name,
+            namespace=namespace,
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *(args.get("after") or ())]),
+            timeout=900,
+        )
+
+        # KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher
+        # Role, bound to the task pods' account too (see task_pod_launcher_binding).
+        launcher = task_pod_launcher_binding(cfg)
+        if launcher is not None:
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-task-pod-launcher",
+                metadata={**launcher["metadata"], "namespace": namespace},
+                role_ref=launcher["roleRef"],
+                subjects=launcher["subjects"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+        self._cli_jobs(name, cfg, namespace)
+        maintenance.declare(
+            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
+        )
+
+        ui_name, ui_port = ui_service(cfg)
+        self.namespace = namespace
+        self.release_name = self.release.name.apply(lambda n: n or cfg.release_name)
+        self.service_accounts = pulumi.Output.from_input(service_account_names(cfg))
+        self.task_service_accounts = pulumi.Output.from_input(task_service_accounts(cfg))
+        self.ui_service_name = pulumi.Output.from_input(ui_name)
+        self.ui_service_port = pulumi.Output.from_input(ui_port)
+        self.admin_username = pulumi.Output.from_input(cfg.admin.username)
+        self.admin_password = pulumi.Output.secret(admin_pw.result)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "release_name": self.release_name,
+                "service_accounts": self.service_accounts,
+                "task_service_accounts": self.task_service_accounts,
+                "ui_service_name": self.ui_service_name,
+                "ui_service_port": self.ui_service_port,
+                "admin_username": self.admin_username,
+                "admin_password": self.admin_password,
+            }
+        )
+
+    @staticmethod
+    def _logs_settings(args: AirflowReleaseArgs) -> LogsConfig | None:
+        logs = args.get("logs")
+        if logs is None or isinstance(logs, LogsConfig):
+            return logs
+        return parse_logs(logs, logs_connection=args.get("logs_connection"))
+
+    @staticmethod
+    def _settings(args: AirflowReleaseArgs) -> AirflowConfig:
+        settings = args["settings"]
+        if isinstance(settings, AirflowConfig):
+            return settings
+        # Secrets given as Outputs count as present; their contents are checked when known.
+        secrets = StackSecrets(
+            git_token=args.get("git_token"),
+            git_ssh_key=args.get("git_ssh_key"),
+            database_url=args.get("database_url"),
+        )
+        return parse_airflow(settings, secrets)
+
+    def _cli_jobs(self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str]) -> None:
+        """One-off `airflow` commands after the release has rolled out: Fernet key rotation
+        (`fernetKey.rotate`) and the pool import (`pools`). See airflow_jobs.py."""
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+        if cfg.fernet.rotate:
+            job = rotate_fernet_key_job(cfg)
+            k8s.batch.v1.Job(
+                f"{name}-rotate-fernet-key",
+                metadata={**job["metadata"], "namespace": namespace},
+                spec=job["spec"],
+                opts=after_release,
+            )
+        if cfg.pools:
+            cm = pools_configmap(cfg, cfg.pools)
+            pools_cm = k8s.core.v1.ConfigMap(
+                f"{name}-pools",
+                metadata={**cm["metadata"], "namespace": namespace},
+                data=cm["data"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            job = import_pools_job(cfg, cfg.pools)
+            k8s.batch.v1.Job(
+                f"{name}-import-pools",
+                metadata={**job["metadata"], "namespace": namespace},
+                spec=job["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, pools_cm]),
+            )
+
+    def _host_path_dags(
+        self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str], keep: pulumi.ResourceOptions
+    ) -> k8s.core.v1.PersistentVolumeClaim:
+        """A hostPath PersistentVolume (laptop clusters) and the claim the chart mounts."""
+        hp = cfg.dags.host_path
+        assert hp is not None
+        pv_name = f"{cfg.namespace}-{cfg.release_name}-dags"
+        affinity = None
+        if hp.node:
+            affinity = {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [hp.node]}]}
+                    ]
+                }
+            }
+        pv_spec: dict[str, Any] = {
+            "capacity": {"storage": hp.size},
+            "accessModes": ["ReadOnlyMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": hp.path, "type": "DirectoryOrCreate"},
+            "nodeAffinity": affinity,
+        }
+        pv = k8s.core.v1.PersistentVolume(
+            f"{name}-dags-volume",
+            metadata={"name": pv_name, "labels": {"app.kubernetes.io/part-of": "airflow", "release": cfg.release_name}},
+            spec=cast(Any, pv_spec),
+            opts=keep,
+        )
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": "",
+            "volumeName": pv.metadata.name,
+            "resources": {"requests": {"storage": hp.size}},
+        }
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-dags-claim",
+            metadata={"name": f"{cfg.release_name}-dags", "namespace": namespace},
+            spec=cast(Any, claim_spec),
+            opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[pv])),
+        )

@@ -1,0 +1,226 @@
+"""Rules on the typed `airflow` keys that the cluster would enforce too late (or never).
+
+`check_airflow_config` runs when AirflowRelease is declared (and, through
+components/platform/guards.py, when the stack's config is parsed). Messages name the config key,
+the bad value (never a secret's text) and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from components.airflow import invariants
+from components.core.reader import ConfigError
+
+if TYPE_CHECKING:
+    from components.airflow.config import AirflowConfig, Disruption, Resources
+
+# The cluster's own namespaces: nothing of this stack goes there.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
+SYSTEM_PREFIXES = ("kube-", "openshift-")
+MIN_STORAGE = Decimal(2**20)
+
+
+# ---------------------------------------------------------------------------
+# Values the cluster rejects at deploy time
+
+
+def resources_valid(key: str, resources: Resources) -> None:
+    for part, amounts in (("requests", resources.requests), ("limits", resources.limits)):
+        for res, text in amounts.items():
+            invariants.amount_valid(f"{key}.{part}.{res}", res, text)
+
+
+def _budget(key: str, disruption: Disruption, replicas: int) -> None:
+    if not disruption.enabled:
+        return
+    if disruption.min_available is not None:
+        invariants.budget_drains(f"{key}.minAvailable", "minAvailable", disruption.min_available, replicas)
+    elif disruption.max_unavailable is not None:
+        invariants.budget_drains(f"{key}.maxUnavailable", "maxUnavailable", disruption.max_unavailable, replicas)
+
+
+def size_valid(key: str, text: str | None) -> None:
+    amount = invariants.quantity(text) if text is not None else None
+    if amount is not None and amount < MIN_STORAGE:
+        raise ConfigError(
+            key,
+            text,
+            "a volume of less than 1Mi: the API server refuses a claim of 0, and a bare number is bytes.",
+            "use a size such as 1Gi or 10Gi.",
+        )
+
+
+def _host(key: str, host: str | None) -> None:
+    if host:
+        invariants.host_valid(key, host)
+
+
+def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
+    """Rules on the typed Airflow keys that the cluster would enforce too late (or never)."""
+    from components.airflow.secret_files import SECRETS_DIR
+    from components.logs.config import LOGS_PATH
+
+    invariants.image_repository(f"{key}.image.repository", cfg.image.repository)
+    stock = cfg.image.repository.endswith("apache/airflow")
+    invariants.image_tag(
+        f"{key}.image.tag", cfg.image.tag, airflow_major=cfg.major if stock or "airflow" in cfg.image.tag else None
+    )
+    ui = cfg.ui_component
+    for name, component in (
+        ("scheduler", cfg.scheduler),
+        (ui, cfg.api_server),
+        ("triggerer", cfg.triggerer),
+        ("dagProcessor", cfg.dag_processor),
+        ("workers", cfg.workers),
+        ("flower", cfg.flower),
+        ("statsd", cfg.statsd),
+    ):
+        resources_valid(f"{key}.{name}.resources", component.resources)
+        _budget(f"{key}.{name}.podDisruptionBudget", component.disruption, component.replicas)
+    resources_valid(f"{key}.redis.resources", cfg.redis.resources)
+    resources_valid(f"{key}.taskPods.resources", cfg.task_pods.resources)
+    pgb = cfg.database.pgbouncer
+    if pgb.enabled:
+        resources_valid(f"{key}.database.pgbouncer.resources", pgb.resources)
+        _budget(f"{key}.database.pgbouncer.podDisruptionBudget", pgb.disruption, pgb.replicas)
+    if cfg.database.mode == "bundled":
+        size_valid(f"{key}.database.storageSize", cfg.database.storage_size)
+    if cfg.uses_celery:
+        size_valid(f"{key}.redis.persistenceSize", cfg.redis.persistence_size)
+    if cfg.dags.host_path is not None:
+        size_valid(f"{key}.dags.hostPath.size", cfg.dags.host_path.size)
+        if invariants.system_folder(cfg.dags.host_path.path):
+            raise ConfigError(
+                f"{key}.dags.hostPath.path",
+                cfg.dags.host_path.path,
+                "'/' or a system folder of the node would be mounted into every Airflow pod.",
+                "use a folder of its own, such as /data/airflow-dags.",
+            )
+    if cfg.dags.mount_path:
+        clash = invariants.overlapping(cfg.dags.mount_path, (SECRETS_DIR, LOGS_PATH, "/tmp", "/opt/airflow/config"))
+        if clash or cfg.dags.mount_path.rstrip("/") in ("", "/opt/airflow", "/opt", "/etc", "/usr", "/bin"):
+            raise ConfigError(
+                f"{key}.dags.mountPath",
+                cfg.dags.mount_path,
+                f"the DAG volume would cover {clash or 'a folder the image needs'} (Airflow's secrets, logs, "
+                "temporary files or its home).",
+                "use a folder of its own, such as /opt/airflow/dags (the chart's default).",
+            )
+    for i, mount in enumerate(cfg.task_pods.extra_volume_mounts):
+        clash = invariants.overlapping(str(mount.get("mountPath", "")), (SECRETS_DIR, LOGS_PATH))
+        if clash:
+            raise ConfigError(
+                f"{key}.taskPods.extraVolumeMounts[{i}].mountPath",
+                mount.get("mountPath"),
+                f"this mount would cover or sit inside {clash}, where AirflowRelease mounts Airflow's secrets and "
+                "logs.",
+                "mount it somewhere else, such as /opt/airflow/extra.",
+            )
+    _typed_strings(cfg, key)
+    _task_pods(cfg, key)
+    _ingress_annotations(cfg, key)
+    _host(f"{key}.ingress.host", cfg.ingress.host)
+    _host(f"{key}.ingress.flower.host", cfg.ingress.flower_host)
+    fernet = cfg.fernet
+    imported = fernet.imported if previous_keys is None else previous_keys
+    if fernet.rotate and not fernet.keep_previous and fernet.generation > 1 and not imported:
+        raise ConfigError(
+            f"{key}.fernetKey.keepPrevious",
+            False,
+            "the rotation Job re-encrypts with the new key what the previous key encrypted; without the previous "
+            "key in the list it can decrypt nothing, and every connection and variable encrypted with it is lost.",
+            "rotate with keepPrevious: true (the default); once the rotation Job has completed, set rotate: false "
+            "and then keepPrevious: false.",
+        )
+    if not fernet.keep_previous and fernet.generation == 1 and not imported:
+        raise ConfigError(
+            f"{key}.fernetKey.keepPrevious",
+            False,
+            "generation 1 has no previous key to drop.",
+            "remove keepPrevious (it is only for the last step of a rotation).",
+        )
+    net = cfg.network_policies
+    for i, ns in enumerate(net.ui_namespaces + net.metrics_namespaces):
+        if ns in SYSTEM_NAMESPACES[:3]:
+            which = "uiNamespaces" if i < len(net.ui_namespaces) else "metricsNamespaces"
+            index = i if i < len(net.ui_namespaces) else i - len(net.ui_namespaces)
+            raise ConfigError(
+                f"{key}.networkPolicies.{which}[{index}]",
+                ns,
+                "admitting a system namespace admits every cluster component in it.",
+                "name the namespace of the client (your ingress controller, your Prometheus).",
+            )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _typed_strings(cfg: AirflowConfig, key: str) -> None:
+    """No typed Airflow string carries `{{`: the chart renders its values through `tpl`."""
+    from dataclasses import asdict
+
+    data = asdict(cfg)
+    data.pop("extra_values", None)
+    data[cfg.ui_component] = data.pop("api_server")
+    data["taskPods"] = data.pop("task_pods")
+    for path, value in invariants.walk(data):
+        if isinstance(value, str) and "{{" in value:
+            parts = list(path)
+            name = ".".join(_camel(p) if isinstance(p, str) and "_" in p and p.islower() else str(p) for p in parts)
+            raise ConfigError(
+                f"{key}.{name}",
+                value,
+                "no '{{' in chart values: the Airflow chart passes its strings through Helm's `tpl`, so it would be "
+                "executed as a template.",
+                "write the literal value.",
+            )
+
+
+def _task_pods(cfg: AirflowConfig, key: str) -> None:
+    from components.airflow.secret_files import REPLACED_BUILT_IN_ENV
+
+    pods = cfg.task_pods
+    owned = set(REPLACED_BUILT_IN_ENV) | {f"{n}_CMD" for n in REPLACED_BUILT_IN_ENV}
+    for name, value in pods.env.items():
+        if name in owned or invariants.owned_env_name(name):
+            raise ConfigError(
+                f"{key}.taskPods.env.{name}", name, invariants.OWNED_ENV, f"remove '{key}.taskPods.env.{name}'."
+            )
+        if value.strip() and invariants.secret_shaped(name.lower().replace("__", "_")):
+            raise ConfigError(
+                f"{key}.taskPods.env.{name}",
+                invariants.HIDDEN,
+                "an environment variable named like a credential with its value written into the Helm values.",
+                "put it in the secret key 'connections' (or 'variables' set with --secret), or a team's Secret.",
+            )
+    for i, volume in enumerate(pods.extra_volumes):
+        host = volume.get("hostPath")
+        folder = host.get("path") if isinstance(host, dict) else None
+        if isinstance(folder, str) and invariants.system_folder(folder):
+            raise ConfigError(
+                f"{key}.taskPods.extraVolumes[{i}].hostPath.path",
+                folder,
+                "a hostPath volume of '/' or of a system folder hands the task pod the node.",
+                "mount a folder of its own, or use a PersistentVolumeClaim.",
+            )
+
+
+def _ingress_annotations(cfg: AirflowConfig, key: str) -> None:
+    ing = cfg.ingress
+    if ing.auth is None:
+        return
+    for name, value in ing.annotations.items():
+        short = name.rsplit("/", 1)[-1]
+        if short.startswith("auth-") or re.search(r"(-snippet|enable-global-auth|satisfy)$", short):
+            raise ConfigError(
+                f"{key}.ingress.annotations.{name}",
+                value,
+                f"{key}.ingress.auth is configured: its annotations (auth-url, auth-signin, ...) come from there, "
+                "and no annotation may empty them or change how NGINX authenticates.",
+                f"change {key}.ingress.auth instead, or remove the annotation.",
+            )

@@ -1,0 +1,127 @@
+"""One-off Airflow CLI Jobs AirflowRelease declares: Fernet key rotation and pool import.
+
+Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
+Each Job runs the release's own Airflow image with the database connection and the Fernet
+keys from the Secrets AirflowRelease owns (as files: secret_files.py), waits for the schema
+first (`airflow db check-migrations`, like the chart's own pods), and runs hardened: non-root,
+no privilege escalation, no capabilities, read-only root, no service account token. Labelled `tier: airflow` and
+`release: <release>`, so the chart's NetworkPolicies let it reach PgBouncer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.airflow.config import AirflowConfig
+from components.airflow.fernet import rotate_job_name
+from components.airflow.pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
+from components.airflow.secret_files import (
+    SECRETS_DIR,
+    SECRETS_VOLUME,
+    TMP_VOLUME,
+    SecretFile,
+    projected_secrets,
+    secret_files,
+    tmp_volume,
+)
+from components.airflow.values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
+
+JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating
+
+
+def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
+    return {
+        "tier": "airflow",
+        "component": component,
+        "release": cfg.release_name,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def _files(cfg: AirflowConfig) -> list[SecretFile]:
+    """The database connection and the Fernet keys, as files (see secret_files.py)."""
+    names = SecretNames(cfg.release_name)
+    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata)]
+
+
+def cli_job(
+    cfg: AirflowConfig,
+    name: str,
+    component: str,
+    command: str,
+    volumes: list[dict[str, Any]] | None = None,
+    mounts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Job running `command` (an `airflow ...` command line) once, after the schema is current."""
+    image = cfg.image.reference
+    files = _files(cfg)
+    file_mounts: list[dict[str, Any]] = [
+        {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+    container: dict[str, Any] = {
+        "image": image,
+        "imagePullPolicy": cfg.image.pull_policy,
+        "env": [f.cmd_env() for f in files],
+        "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
+        "resources": {k: dict(v) for k, v in JOB_RESOURCES.items()},
+        "volumeMounts": file_mounts,
+    }
+    labels = _labels(cfg, component)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "OnFailure",
+        "automountServiceAccountToken": False,
+        "securityContext": dict(POD_SECURITY),
+        "initContainers": [
+            {
+                **container,
+                "name": "wait-for-airflow-migrations",
+                "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+            }
+        ],
+        "containers": [
+            {
+                **container,
+                "name": component,
+                "args": ["bash", "-c", f"exec {command}"],
+                "volumeMounts": file_mounts + (mounts or []),
+            }
+        ],
+        "volumes": [
+            projected_secrets(files),
+            tmp_volume(),
+            *(volumes or []),
+        ],
+    }
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+    }
+
+
+def rotate_fernet_key_job(cfg: AirflowConfig) -> dict[str, Any]:
+    """`airflow rotate-fernet-key`: re-encrypt connections, variables and triggers with the first key."""
+    return cli_job(cfg, rotate_job_name(cfg.release_name, cfg.fernet), "rotate-fernet-key", "airflow rotate-fernet-key")
+
+
+POOLS_MOUNT = "/opt/airflow/pools"
+
+
+def pools_configmap(cfg: AirflowConfig, pools: tuple[Pool, ...]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": pools_configmap_name(cfg.release_name), "labels": _labels(cfg, "pools")},
+        "data": {POOLS_FILE: pools_file(pools)},
+    }
+
+
+def import_pools_job(cfg: AirflowConfig, pools: tuple[Pool, ...]) -> dict[str, Any]:
+    """`airflow pools import`: create or update every declared pool."""
+    return cli_job(
+        cfg,
+        pools_job_name(cfg.release_name, pools),
+        "import-pools",
+        f"airflow pools import {POOLS_MOUNT}/{POOLS_FILE}",
+        volumes=[{"name": "pools", "configMap": {"name": pools_configmap_name(cfg.release_name)}}],
+        mounts=[{"name": "pools", "mountPath": POOLS_MOUNT, "readOnly": True}],
+    )

@@ -1,0 +1,102 @@
+"""The metadata database's backup and cleanup, declared as children of AirflowRelease.
+
+Thin Pulumi wiring of maintenance_values.py: the backup Secret (a libpq service file for the
+database itself), the retained backup claim, and the two CronJobs, which start after the release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.airflow.config import AirflowConfig, DatabaseUrl
+from components.airflow.maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
+from components.airflow.maintenance_values import (
+    PG_SERVICE_FILE,
+    backup_claim,
+    backup_cronjob,
+    backup_secret_name,
+    backup_service_account,
+    cleanup_cronjob,
+    pg_service_file,
+)
+from components.logs.config import LogsConfig
+
+
+def settings(value: MaintenanceConfig | Mapping[str, Any] | None, logs: LogsConfig | None) -> MaintenanceConfig:
+    """The maintenance settings, a bucket target resolved against the release's log storage."""
+    if value is None:
+        return MaintenanceConfig()
+    maint = value if isinstance(value, MaintenanceConfig) else parse_maintenance(value)
+    if maint.backup.enabled and maint.backup.target == "bucket" and maint.backup.bucket_url is None:
+        maint = resolve_backup_bucket(maint, logs or LogsConfig())
+    return maint
+
+
+def declare(
+    owner: pulumi.Resource,
+    name: str,
+    cfg: AirflowConfig,
+    maint: MaintenanceConfig,
+    namespace: pulumi.Input[str],
+    target: pulumi.Output[DatabaseUrl],
+    release: pulumi.Resource,
+) -> None:
+    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained on destroy),
+    `<name>-metadata-backup` and `<name>-db-clean` (CronJobs, after `release`)."""
+    if maint.backup.enabled:
+        service_file: pulumi.Input[str] = target.apply(pg_service_file)
+        secret = k8s.core.v1.Secret(
+            f"{name}-backup-secret",
+            metadata={
+                "name": backup_secret_name(cfg.release_name),
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
+            },
+            type="Opaque",
+            string_data={PG_SERVICE_FILE: pulumi.Output.secret(service_file)},
+            opts=pulumi.ResourceOptions(parent=owner),
+        )
+        needs: list[pulumi.Resource] = [release, secret]
+        if maint.backup.target == "claim":
+            claim_obj = backup_claim(cfg, maint)
+            needs.append(
+                k8s.core.v1.PersistentVolumeClaim(
+                    f"{name}-backup-claim",
+                    metadata={**claim_obj["metadata"], "namespace": namespace},
+                    spec=claim_obj["spec"],
+                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
+                )
+            )
+        if maint.backup.identity_annotations:
+            needs.append(
+                k8s.core.v1.ServiceAccount(
+                    f"{name}-backup-account",
+                    metadata={
+                        "name": backup_service_account(cfg.release_name),
+                        "namespace": namespace,
+                        "labels": {"release": cfg.release_name, **maint.backup.identity_labels},
+                        "annotations": dict(maint.backup.identity_annotations),
+                    },
+                    automount_service_account_token=False,
+                    opts=pulumi.ResourceOptions(parent=owner),
+                )
+            )
+        cron = backup_cronjob(cfg, maint)
+        k8s.batch.v1.CronJob(
+            f"{name}-metadata-backup",
+            metadata={**cron["metadata"], "namespace": namespace},
+            spec=cron["spec"],
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=needs),
+        )
+    if maint.cleanup.enabled:
+        cron = cleanup_cronjob(cfg, maint)
+        k8s.batch.v1.CronJob(
+            f"{name}-db-clean",
+            metadata={**cron["metadata"], "namespace": namespace},
+            spec=cron["spec"],
+            opts=pulumi.ResourceOptions(parent=owner, depends_on=[release]),
+        )

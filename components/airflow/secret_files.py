@@ -1,0 +1,204 @@
+"""Airflow's secrets as files, and a read-only root filesystem with the writable mounts Airflow needs.
+
+The chart hands Airflow its Fernet key, database URL, broker URL and API/JWT secrets as
+`secretKeyRef` environment variables by default. An environment variable is inherited by
+every process the container starts (every task, every `BashOperator` child), shows up in
+`/proc/<pid>/environ` and in crash reports; a file can be read only by who opens it.
+AirflowRelease therefore:
+
+- switches the chart's built-in secret variables off (`enableBuiltInSecretEnvVars`) and
+  mounts the same Secrets, key by key, as files in `SECRETS_DIR` (one projected volume per
+  pod, holding only the files that component needs: the JWT secret only where the chart
+  gives it, the admin password only in the create-user Job);
+- points Airflow at them with `AIRFLOW__<SECTION>__<KEY>_CMD=cat <file>`, which Airflow
+  honours for its sensitive options (all of the ones used here);
+- delivers connections and variables as `connections.json` / `variables.json` read by
+  Airflow's own `LocalFilesystemBackend` (`[secrets] backend`; workers fall back to it),
+  which Airflow consults before environment variables and the database.
+
+Read-only root: the containers running the Airflow image get `readOnlyRootFilesystem` with an
+emptyDir at /tmp (Python's temporary files, the DAG bundle cache, Celery and gunicorn); git-sync
+gets its own emptyDir for its home (/tmp in its image), PgBouncer one for its unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from components.airflow.secret_names import SecretNames
+from components.airflow.secret_paths import (  # re-exported: the values and their file names, one import
+    ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
+    AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
+    CONNECTIONS_FILE as CONNECTIONS_FILE,
+    ENV_PATHS as ENV_PATHS,
+    GIT_SYNC_TMP_VOLUME as GIT_SYNC_TMP_VOLUME,
+    JWT_COMPONENTS as JWT_COMPONENTS,
+    LOCAL_FILESYSTEM_BACKEND as LOCAL_FILESYSTEM_BACKEND,
+    PGBOUNCER_TMP_VOLUME as PGBOUNCER_TMP_VOLUME,
+    REPLACED_BUILT_IN_ENV as REPLACED_BUILT_IN_ENV,
+    SECRETS_DIR as SECRETS_DIR,
+    SECRETS_VOLUME as SECRETS_VOLUME,
+    TMP_VOLUME as TMP_VOLUME,
+    VARIABLES_FILE as VARIABLES_FILE,
+    VOLUME_NAMES as VOLUME_NAMES,
+)
+
+if TYPE_CHECKING:
+    from components.airflow.config import AirflowConfig
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """One key of one Secret, mounted as `SECRETS_DIR/<file>` and read by Airflow through `<option>_CMD`."""
+
+    option: str
+    secret: str
+    key: str
+    file: str
+
+    @property
+    def path(self) -> str:
+        return f"{SECRETS_DIR}/{self.file}"
+
+    def cmd_env(self) -> dict[str, str]:
+        return {"name": f"{self.option}_CMD", "value": f"cat {self.path}"}
+
+
+def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
+    """The Airflow options a component reads from files, in a stable order."""
+    names = SecretNames(cfg.release_name)
+    files = [
+        SecretFile("AIRFLOW__CORE__FERNET_KEY", names.fernet_key, "fernet-key", "fernet-key"),
+        SecretFile("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", names.metadata, "connection", "sql-alchemy-conn"),
+    ]
+    if cfg.major >= 3:
+        files.append(SecretFile("AIRFLOW__API__SECRET_KEY", names.api_secret_key, "api-secret-key", "api-secret-key"))
+        if component in JWT_COMPONENTS:
+            files.append(SecretFile("AIRFLOW__API_AUTH__JWT_SECRET", names.jwt_secret, "jwt-secret", "jwt-secret"))
+    else:
+        files.append(
+            SecretFile(
+                "AIRFLOW__WEBSERVER__SECRET_KEY",
+                names.webserver_secret_key,
+                "webserver-secret-key",
+                "webserver-secret-key",
+            )
+        )
+    if cfg.uses_celery:
+        files.append(SecretFile("AIRFLOW__CELERY__BROKER_URL", names.broker_url, "connection", "celery-broker-url"))
+    return files
+
+
+def _common_files(cfg: AirflowConfig) -> list[SecretFile]:
+    """The files every Airflow component reads (secret_files of a component without extras)."""
+    return secret_files(cfg, "")
+
+
+def projected_secrets(files: list[SecretFile], extra_sources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The projected volume holding `files` (and any further Secret sources)."""
+    sources = [{"secret": {"name": f.secret, "items": [{"key": f.key, "path": f.file}]}} for f in files]
+    # 0440: readable by the Airflow user's group 0 (the pods run as 50000:0, fsGroup 0), nobody else.
+    return {"name": SECRETS_VOLUME, "projected": {"defaultMode": 0o440, "sources": sources + (extra_sources or [])}}
+
+
+def secrets_volume(
+    cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
+) -> dict[str, Any]:
+    """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
+    from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, known_hosts_file
+
+    extra: list[dict[str, Any]] = []
+    if connections_secret:
+        files: tuple[str, ...] = (CONNECTIONS_FILE, VARIABLES_FILE)
+        if known_hosts_file(cfg.dags.git_bundle) is not None:
+            files = (*files, KNOWN_HOSTS_FILE)  # the git bundle's host keys, beside its connection
+        items = [{"key": f, "path": f} for f in files]
+        extra.append({"secret": {"name": connections_secret, "items": items}})
+    if admin_secret:
+        extra.append({"secret": {"name": admin_secret, "items": [{"key": "password", "path": ADMIN_PASSWORD_FILE}]}})
+    return projected_secrets(secret_files(cfg, component), extra)
+
+
+def tmp_volume(name: str = TMP_VOLUME) -> dict[str, Any]:
+    return {"name": name, "emptyDir": {}}
+
+
+def secrets_backend_config() -> dict[str, Any]:
+    """`config` (airflow.cfg) values that make Airflow read connections and variables from the files."""
+    kwargs = {
+        "connections_file_path": f"{SECRETS_DIR}/{CONNECTIONS_FILE}",
+        "variables_file_path": f"{SECRETS_DIR}/{VARIABLES_FILE}",
+    }
+    return {"secrets": {"backend": LOCAL_FILESYSTEM_BACKEND, "backend_kwargs": json.dumps(kwargs, sort_keys=True)}}
+
+
+def other_secrets_backend(extra_values: Mapping[str, Any]) -> Any:
+    """The `[secrets] backend` chart values override (`config.secrets.backend`), if any: it would
+    replace the LocalFilesystemBackend that reads the declared connections and variables."""
+    config = extra_values.get("config")
+    secrets = config.get("secrets") if isinstance(config, Mapping) else None
+    return secrets.get("backend") if isinstance(secrets, Mapping) else None
+
+
+def connections_file(connections: Mapping[str, str]) -> str:
+    """`connections.json` for LocalFilesystemBackend: id -> URI, or the JSON form as an object."""
+    out: dict[str, Any] = {}
+    for conn_id, value in sorted(connections.items()):
+        text = value.strip()
+        out[conn_id] = json.loads(text) if text.startswith("{") else value
+    return json.dumps(out, indent=2, sort_keys=True) + "\n"
+
+
+def variables_file(variables: Mapping[str, str]) -> str:
+    """`variables.json` for LocalFilesystemBackend: key -> text (JSON values stay text, as in the database)."""
+    return json.dumps(dict(sorted(variables.items())), indent=2, sort_keys=True) + "\n"
+
+
+def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: Mapping[str, Any]) -> dict[str, Any]:
+    """Chart values for secrets as files and the writable mounts of a read-only root.
+
+    `connections_secret` names the Secret with connections.json/variables.json (None when the
+    stack declares neither). `task_pods` are the `workers.kubernetes` values from the typed
+    config: their volumes are kept after ours (the chart uses them instead of `workers.*`).
+    """
+    names = SecretNames(cfg.release_name)
+    common = _common_files(cfg)
+    values: dict[str, Any] = {
+        "enableBuiltInSecretEnvVars": dict.fromkeys(REPLACED_BUILT_IN_ENV, False),
+        "env": [f.cmd_env() for f in common],
+    }
+    if connections_secret:
+        values["config"] = secrets_backend_config()
+    git_sync = cfg.dags.git_sync is not None
+    for component in AIRFLOW_COMPONENTS:
+        admin = names.admin if component == "createUserJob" and cfg.admin.enabled else None
+        volumes = [secrets_volume(cfg, component, connections_secret, admin), tmp_volume()]
+        mounts = [
+            {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+            {"name": TMP_VOLUME, "mountPath": "/tmp"},
+        ]
+        if git_sync:
+            volumes.append(tmp_volume(GIT_SYNC_TMP_VOLUME))
+        values[component] = {"extraVolumes": volumes, "extraVolumeMounts": mounts}
+        extra_env = [f.cmd_env() for f in secret_files(cfg, component) if f not in common]
+        if extra_env:
+            values[component]["env"] = extra_env
+    kubernetes = {
+        "extraVolumes": values["workers"]["extraVolumes"] + list(task_pods.get("extraVolumes", [])),
+        "extraVolumeMounts": values["workers"]["extraVolumeMounts"] + list(task_pods.get("extraVolumeMounts", [])),
+    }
+    values["workers"]["kubernetes"] = kubernetes
+    if git_sync:
+        values["dags"] = {"gitSync": {"extraVolumeMounts": [{"name": GIT_SYNC_TMP_VOLUME, "mountPath": "/tmp"}]}}
+    if cfg.database.pgbouncer.enabled:
+        values["pgbouncer"] = {
+            "extraVolumes": [tmp_volume(PGBOUNCER_TMP_VOLUME)],
+            "extraVolumeMounts": [{"name": PGBOUNCER_TMP_VOLUME, "mountPath": "/tmp"}],
+        }
+    if cfg.major < 3:
+        # gunicorn writes its pid file to $AIRFLOW_HOME unless told otherwise.
+        values["webserver"]["args"] = ["bash", "-c", "exec airflow webserver --pid /tmp/airflow-webserver.pid"]
+    return values

@@ -1,0 +1,30 @@
+"""Which cluster a production stack deploys to: named in the stack, never whatever kubectl points at.
+
+`pulumi-resource-kubernetes` falls back to the current kubeconfig context when the stack sets
+neither `kubernetes:context` nor `kubernetes:kubeconfig`, so `pulumi up -s prod` from a shell
+left pointing at a laptop cluster (or the other way round) would deploy there. A stack whose
+`cluster.environment` is `production` must name its cluster; the check runs before any
+resource is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from components.core.reader import _MISSING, ConfigError
+
+TARGET_KEYS = ("kubernetes:context", "kubernetes:kubeconfig")
+
+
+def require_target(production: bool, kubernetes_config: Mapping[str, str | None]) -> None:
+    """`kubernetes_config`: the stack's `kubernetes:` keys (context, kubeconfig)."""
+    if not production or any(kubernetes_config.get(key.split(":", 1)[1]) for key in TARGET_KEYS):
+        return
+    raise ConfigError(
+        "kubernetes:context",
+        _MISSING,
+        "a production stack (cluster.environment: production) must name the cluster it deploys to with "
+        "`kubernetes:context` (a context of your kubeconfig) or `kubernetes:kubeconfig`; without either the "
+        "Kubernetes provider would deploy to whatever the current kubectl context is.",
+        "pulumi config set kubernetes:context <your production context>",
+    )

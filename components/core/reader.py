@@ -1,0 +1,299 @@
+"""A small strict reader for structured stack configuration.
+
+Every accessor names the full config key in its error, shows the bad value and
+says what is allowed. Unknown keys are errors (with a "did you mean" hint), so a
+typo in a stack file can never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$")
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+)
+
+
+# Texts of this stack's secret config values (and their parts), never to appear in a message.
+_SECRET_TEXTS: list[str] = []
+_SPLIT = re.compile(r"[\s/:@#?&=,;%\"'{}\[\]]+")
+_PASSWORD = re.compile(r"://[^:/@\s]*:(.+)@[^@]*$", re.DOTALL)
+_PLACEHOLDER = re.compile(r"(:<[^>]*>|:password|:\[[a-z]+\])$")
+_HTTP_USER = re.compile(r"(?i)\b(https?://)([^/\s@?#:]+)@")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*:[^/\s@]*)@")
+
+
+def register_secrets(values: Iterable[Any]) -> None:
+    """Remember the stack's secret values: every ConfigError message is scrubbed of them, of each
+    string inside them (JSON secrets), of the password inside a URL and of its parts, and of each
+    line of a key."""
+    texts: set[str] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                add(item)
+        elif isinstance(value, list):
+            for item in value:
+                add(item)
+        elif isinstance(value, str):
+            if len(value) >= 6:
+                texts.add(value)
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict | list):
+                add(decoded)
+            password = _PASSWORD.search(value)
+            if password:
+                raw = password.group(1)
+                # The whole password from 3 characters; its parts (around '/', '#', '@', ...) from 4,
+                # so a short common word inside a password does not blank out every message.
+                texts.update(t for t in (raw, urllib_unquote(raw)) if len(t) >= 3)
+                texts.update(t for t in _SPLIT.split(raw) if len(t) >= 4)
+            for line in value.splitlines():
+                if len(line.strip()) >= 8 and "-----" not in line:
+                    texts.add(line.strip())
+
+    for value in values:
+        add(value)
+    _SECRET_TEXTS[:] = sorted(texts, key=len, reverse=True)
+
+
+def urllib_unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def scrub(message: str) -> str:
+    """The message without any registered secret text or password inside a URL."""
+    message = _USERINFO.sub(
+        lambda m: m.group(0) if _PLACEHOLDER.search(m.group(2)) else f"{m.group(1)}[credentials]@", message
+    )
+    # Over HTTP(S) a user name alone is where tokens go (https://<token>@github.com/...).
+    message = _HTTP_USER.sub(lambda m: f"{m.group(1)}[credentials]@", message)
+    for text in _SECRET_TEXTS:
+        if text in message:
+            message = message.replace(text, "[secret]")
+    return message
+
+
+class ConfigError(ValueError):
+    """Raised for any invalid stack configuration, before a resource is declared.
+
+    The message never carries a secret: it is scrubbed of every value registered with
+    `register_secrets` (the stack's secret keys) and of passwords inside URLs."""
+
+    def __init__(self, key: str, value: Any, allowed: str, fix: str | None = None) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = scrub(allowed)
+        shown = "<unset>" if value is _MISSING else _show(value)
+        message = f"config key '{key}': {shown} is not valid; {allowed}"
+        if fix:
+            message += f" Fix: {fix}"
+        super().__init__(scrub(message))
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+class Node:
+    """A mapping in stack config, read key by key; `finish()` rejects leftovers."""
+
+    # Every key path any Node was asked for (the docs' configuration reference is tested against it).
+    asked: set[str] = set()
+
+    def __init__(self, data: Any, path: str) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, data, f"expected an object (a YAML mapping), got {type_name(data)}.")
+        self.data: Mapping[str, Any] = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}"
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def only_mode_settings(self, mode: str, sections: Iterable[str]) -> None:
+        """Refuse the settings object of a mode other than the selected one (`<path>.mode`)."""
+        for other in sections:
+            if other != mode and self.has(other):
+                raise ConfigError(
+                    self.key(other),
+                    self.data[other],
+                    f"only the settings of the selected mode are allowed ({self.key('mode')} is {mode!r}).",
+                    f"remove '{self.key(other)}' or set {self.key('mode')} to {other!r}.",
+                )
+
+    def raw(self, name: str, default: Any = _MISSING) -> Any:
+        self.seen.add(name)
+        Node.asked.add(self.key(name))
+        if name in self.data and self.data[name] is not None:
+            return self.data[name]
+        if default is _MISSING:
+            raise ConfigError(self.key(name), _MISSING, "this key is required.")
+        return default
+
+    def string(
+        self,
+        name: str,
+        default: Any = _MISSING,
+        *,
+        choices: Iterable[str] | None = None,
+        pattern: re.Pattern[str] | None = None,
+        describe: str = "",
+    ) -> Any:
+        value = self.raw(name, default)
+        if value is None or (value is default and default is not _MISSING):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(self.key(name), value, f"expected a string, got {type_name(value)}.")
+        if choices is not None:
+            options = list(choices)
+            if value not in options:
+                raise ConfigError(self.key(name), value, f"allowed: {', '.join(options)}.")
+        if pattern is not None and not pattern.match(value):
+            raise ConfigError(self.key(name), value, describe or f"must match {pattern.pattern}.")
+        return value
+
+    def boolean(self, name: str, default: Any = _MISSING) -> Any:
+        value = self.raw(name, default)
+        if isinstance(value, str) and value in ("true", "false"):
+            return value == "true"
+        if value is not default and not isinstance(value, bool):
+            raise ConfigError(self.key(name), value, "expected true or false.")
+        return value
+
+    def integer(self, name: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> Any:
+        value = self.raw(name, default)
+        if value is None or (value is default and default is not _MISSING):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+            value = int(value)
+        rng = _range_text(low, high)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), value, f"expected a whole number{rng}.")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(self.key(name), value, f"expected a whole number{rng}.")
+        return value
+
+    def quantity(self, name: str, default: Any = _MISSING, *, what: str = "a Kubernetes quantity") -> Any:
+        value = self.raw(name, default)
+        if value is None or (value is default and default is not _MISSING):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        if not isinstance(value, str) or not QUANTITY.match(value):
+            raise ConfigError(self.key(name), value, f"expected {what} such as 500m, 1, 512Mi or 10Gi.")
+        return value
+
+    def string_list(self, name: str, default: Any = _MISSING, *, item: Callable[[str, str], str] | None = None) -> Any:
+        value = self.raw(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(self.key(name), value, "expected a list of strings.")
+        if item is not None:
+            return [item(f"{self.key(name)}[{i}]", v) for i, v in enumerate(value)]
+        return list(value)
+
+    def nodes(self, name: str, describe: str) -> list[Node]:
+        """A list of objects, one Node per item (`<key>[<i>]`); anything but a list is an error."""
+        raw = self.raw(name, [])
+        if not isinstance(raw, list):
+            raise ConfigError(self.key(name), raw, f"expected a list of {describe}.")
+        return [Node(item, f"{self.key(name)}[{i}]") for i, item in enumerate(raw)]
+
+    def mapping(self, name: str) -> Node:
+        self.seen.add(name)
+        Node.asked.add(self.key(name))
+        return Node(self.data.get(name), self.key(name))
+
+    def plain_object(self, name: str) -> dict[str, Any]:
+        value = self.raw(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(self.key(name), value, f"expected an object, got {type_name(value)}.")
+        return dict(value)
+
+    def finish(self) -> None:
+        unknown = sorted(k for k in self.data if k not in self.seen)
+        if unknown:
+            name = unknown[0]
+            known = sorted(self.seen)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                self.key(name),
+                self.data[name],
+                f"unknown key.{hint} Known keys here: {', '.join(known)}.",
+                f"rename or remove '{self.key(name)}' in the stack file.",
+            )
+
+
+def _range_text(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" of at least {low}"
+    if high is not None:
+        return f" of at most {high}"
+    return ""
+
+
+def dns_label(key: str, value: Any, *, max_len: int = 63) -> str:
+    """Validate a Kubernetes DNS-1123 label (namespace, release and object names)."""
+    if not isinstance(value, str) or not DNS1123_LABEL.match(value) or len(value) > max_len:
+        raise ConfigError(
+            key,
+            value,
+            f"expected a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
+            f"with a letter or digit, at most {max_len} characters.",
+        )
+    return value
+
+
+def semver(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not SEMVER.match(value):
+        raise ConfigError(key, value, "expected a semantic version such as 1.21.0.")
+    return value
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    if not match:
+        raise ValueError(version)
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))

@@ -1,0 +1,1 @@
+"""Task logs (LogStorage): the shared logs volume or remote logging. config.py -> component.py."""

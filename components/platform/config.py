@@ -1,0 +1,324 @@
+"""The stack's configuration: read once from Pulumi, parsed into typed objects.
+
+Top-level keys (in the project's namespace) are listed in `KNOWN_KEYS`; any other key
+is an error, so a misspelt key never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from components.airflow.config import AirflowConfig, StackSecrets, parse_airflow
+from components.airflow.fernet_config import parse_previous_keys
+from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
+from components.airflow.secret_files import other_secrets_backend
+from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
+from components.core.cluster_target import require_target
+from components.core.reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
+from components.keda.config import parse_keda
+from components.logs.config import adopt_host_path_class, parse_logs
+from components.monitoring.config import parse_monitoring
+from components.platform.environment import check_no_clash, parse_environment
+from components.platform.guards import check_stack, foreign_keys
+from components.platform.identity_config import parse_identity
+from components.platform.identity_values import backup_identity, check_identity
+from components.platform.types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
+from components.spark.config import SparkConfig, parse_spark
+from components.teams.config import parse_team_secrets, parse_teams
+
+PROJECT = "airflow-k8s"
+
+SECRET_KEYS = (
+    "gitToken",
+    "gitSshKey",
+    "databaseUrl",
+    "logsConnection",
+    "teamSecrets",
+    "connections",
+    "previousFernetKeys",
+)
+OBJECT_KEYS = (
+    "airflow",
+    "cluster",
+    "logs",
+    "spark",
+    "monitoring",
+    "teams",
+    "taskImages",
+    "keda",
+    "maintenance",
+    "identity",
+)
+EITHER_KEYS = ("variables",)  # plain or secret: the user decides
+# Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>';
+# components/platform/deployed.py).
+CONFIRM_KEYS = ("identityChange",)
+KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS + CONFIRM_KEYS
+
+
+def _claim_ref(key: str, value: str) -> str:
+    parts = value.split("/")
+    if len(parts) != 2:
+        raise ConfigError(key, value, "expected 'namespace/name'.")
+    dns_label(key, parts[0])
+    dns_label(key, parts[1], max_len=253)
+    return value
+
+
+_LABEL_KEY = r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
+_LABEL_PAIR = re.compile(f"^{_LABEL_KEY}={_LABEL_VALUE}$")
+
+
+def _pod_labels(key: str, value: str) -> str:
+    """A pre-existing pod, by its labels: 'kube-system/k8s-app=kube-dns' (pairs joined by ',')."""
+    ns, _, labels = value.partition("/")
+    pairs = labels.split(",") if labels else []
+    if not DNS1123_LABEL.match(ns) or not pairs or not all(_LABEL_PAIR.match(p) for p in pairs):
+        raise ConfigError(key, value, "expected 'namespace/key=value' or 'namespace/key=value,key=value'.")
+    return value
+
+
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
+
+
+def _api_version(key: str, value: str) -> str:
+    """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
+    if not _API_VERSION.match(value):
+        raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
+    return value
+
+
+def parse_cluster(raw: Any) -> ClusterConfig:
+    node = Node(raw, "cluster")
+    label = lambda key, value: dns_label(key, value, max_len=253)  # noqa: E731
+    cluster = ClusterConfig(
+        storage_classes=tuple(node.string_list("storageClasses", [], item=label)),
+        ingress_classes=tuple(node.string_list("ingressClasses", [], item=label)),
+        persistent_volume_claims=tuple(node.string_list("persistentVolumeClaims", [], item=_claim_ref)),
+        namespaces=tuple(node.string_list("namespaces", [], item=dns_label)),
+        pods=tuple(node.string_list("pods", [], item=_pod_labels)),
+        secrets=tuple(node.string_list("secrets", [], item=_claim_ref)),
+        kubernetes_version=node.string(
+            "kubernetesVersion",
+            "1.31",
+            choices=[f"1.{m}" for m in range(27, 36)],
+        ),
+        environment=node.string("environment", "production", choices=("laptop", "production")),
+        api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
+    )
+    node.finish()
+    return cluster
+
+
+def _decode(key: str, value: Any, secret: bool = False) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            shown = "[secret]" if secret else value  # never echo a secret
+            raise ConfigError(key, shown, "expected an object (set it in the stack file, or with --path).") from None
+    return value
+
+
+def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> None:
+    backend = other_secrets_backend(extra_values)
+    if backend and declared:
+        raise ConfigError(
+            "airflow.extraValues.config.secrets.backend",
+            backend,
+            "no other [secrets] backend while connections or variables are set (`connections`, "
+            "`variables`, `taskImages`, the `spark` key's kubernetes_default, a remote-logging connection): "
+            "AirflowRelease delivers them as files read by Airflow's LocalFilesystemBackend.",
+            "keep connections and variables in your own secrets backend and drop those keys, or remove the override.",
+        )
+
+
+def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
+    """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    register_secrets([values[k] for k in secret_keys if k in values])
+    for key in values:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"{PROJECT}:{key}",
+                values[key] if key not in secret_keys else "[secret]",
+                f"unknown key.{hint} Known keys: {', '.join(KNOWN_KEYS)}.",
+                f"pulumi config rm {key}",
+            )
+    for key in SECRET_KEYS:
+        if key in values and key not in secret_keys:
+            raise ConfigError(
+                f"{PROJECT}:{key}",
+                "[not shown]",
+                "this key holds a credential and must be stored encrypted.",
+                f"pulumi config set --secret {key} <value>",
+            )
+    for key in OBJECT_KEYS:
+        if key in secret_keys:
+            raise ConfigError(
+                f"{PROJECT}:{key}",
+                "[secret]",
+                f"this object must not be a secret; credentials go in the top-level keys {', '.join(SECRET_KEYS)}.",
+            )
+    secrets = StackSecrets(
+        git_token=values.get("gitToken"),
+        git_ssh_key=values.get("gitSshKey"),
+        database_url=values.get("databaseUrl"),
+    )
+    cluster = parse_cluster(_decode("cluster", values.get("cluster", {})))
+    airflow = parse_airflow(_decode("airflow", values.get("airflow", {})), secrets)
+    if cluster.production and airflow.dags.mode == "hostPath":
+        raise ConfigError(
+            "airflow.dags.mode",
+            "hostPath",
+            "a hostPath folder lives on one node; allowed when cluster.environment is 'production': gitSync, "
+            "persistentVolumeClaim, image.",
+            "use gitSync, or set cluster.environment to 'laptop' on a minikube/kind cluster.",
+        )
+    logs_connection = values.get("logsConnection")
+    logs = parse_logs(
+        _decode("logs", values.get("logs", {})), logs_connection=logs_connection, production=cluster.production
+    )
+    logs = adopt_host_path_class(logs, cluster.storage_classes)
+    spark = (
+        parse_spark(_decode("spark", values["spark"]), airflow_namespace=airflow.namespace)
+        if "spark" in values
+        else SparkConfig()
+    )
+    monitoring = parse_monitoring(
+        _decode("monitoring", values.get("monitoring", {})), production=cluster.production, airflow=airflow
+    )
+    if monitoring.install is not None and cfg_network_needs(airflow, monitoring.install.namespace):
+        # Prometheus scrapes StatsD (and PgBouncer) across the Airflow NetworkPolicies.
+        net = airflow.network_policies
+        airflow = replace(
+            airflow,
+            network_policies=replace(net, metrics_namespaces=(*net.metrics_namespaces, monitoring.install.namespace)),
+        )
+    platform = ((spark.namespace, *spark.job_namespace_names) if spark.enabled else ()) + (
+        (monitoring.install.namespace,) if monitoring.install is not None else ()
+    )
+    teams = parse_teams(
+        _decode("teams", values["teams"]) if "teams" in values else None,
+        airflow_namespace=airflow.namespace,
+        other_namespaces=platform,
+    )
+    team_secrets = parse_team_secrets(
+        _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
+    )
+    connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
+    task_images = parse_task_images(_decode("taskImages", values.get("taskImages", {})))
+    bundle = airflow.dags.git_bundle
+    if bundle is not None:
+        check_no_clash(
+            "connections",
+            connections,
+            {
+                bundle.connection_id: (
+                    "airflow.dags.gitBundle.connectionId",
+                    "the git DAG bundle's connection is made "
+                    "from gitToken / gitSshKey; or set another airflow.dags.gitBundle.connectionId.",
+                )
+            },
+        )
+    check_no_clash("variables", variables, task_image_owners(task_images))
+    remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
+    _one_secrets_backend(
+        airflow.extra_values,
+        bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
+    )
+    previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
+    keda = parse_keda(_decode("keda", values.get("keda", {})), airflow)
+    maintenance = parse_maintenance(
+        _decode("maintenance", values.get("maintenance", {})), production=cluster.production
+    )
+    identity = parse_identity(_decode("identity", values.get("identity", {})))
+    check_identity(identity, airflow, logs, logs_connection)
+    maintenance = backup_identity(resolve_backup_bucket(maintenance, logs), identity)
+    for component in ("sparkDriver", "sparkExecutor"):
+        if component in identity.components and not spark.enabled:
+            raise ConfigError(
+                f"identity.components.{component}",
+                identity.components[component],
+                "there are no Spark pods: the `spark` key is not set (or not enabled).",
+                f"remove identity.components.{component}, or set the spark key.",
+            )
+    stack = StackConfig(
+        airflow=airflow,
+        cluster=cluster,
+        secrets=secrets,
+        logs=logs,
+        logs_connection=logs_connection,
+        spark=spark,
+        monitoring=monitoring,
+        teams=teams,
+        team_secrets=team_secrets,
+        connections=connections,
+        variables=variables,
+        previous_fernet_keys=previous_keys,
+        task_images=task_images,
+        keda=keda,
+        maintenance=maintenance,
+        identity=identity,
+        identity_change=_identity_change(values.get("identityChange")),
+    )
+    # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
+    # invariants on the final values of every Release (components/airflow/invariants.py).
+    check_stack(stack)
+    return stack
+
+
+def _identity_change(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+", value):
+        raise ConfigError(
+            f"{PROJECT}:identityChange",
+            value,
+            "expected '<old namespace>/<old release name>', the identity the stack last deployed, which the "
+            "error about the change names.",
+        )
+    return value
+
+
+def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
+    net = airflow.network_policies
+    return net.enabled and namespace not in net.metrics_namespaces
+
+
+def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:
+    """This project's keys and which are secret, from the running Pulumi program."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{project}:"
+    merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
+    register_secrets([v for k, v in merged.items() if k in secret_full])
+    foreign_keys(merged, project, KNOWN_KEYS)
+    values = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
+    secrets = {k[len(prefix) :] for k in secret_full if k.startswith(prefix)}
+    return values, secrets
+
+
+def load() -> StackConfig:
+    """Read and validate this stack's config. Call once, before declaring resources."""
+    import pulumi
+
+    values, secret_keys = read_pulumi_config(pulumi.get_project())
+    cfg = parse_stack(values, secret_keys)
+    require_target(cfg.cluster.production, kubernetes_config())
+    return cfg
+
+
+def kubernetes_config() -> dict[str, str | None]:
+    """The stack's `kubernetes:context` and `kubernetes:kubeconfig` (secret or not; only whether set counts)."""
+    from pulumi.runtime.config import get_config
+
+    return {"context": get_config("kubernetes:context"), "kubeconfig": get_config("kubernetes:kubeconfig")}

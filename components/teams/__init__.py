@@ -1,0 +1,1 @@
+"""Team task namespaces (TaskNamespace) for KubernetesPodOperator. config.py -> component.py."""

@@ -1,0 +1,63 @@
+"""The e2e scenarios of e2e/house.py: what they accept as an upgrade, and how they point the
+examples at the local control plane (the runs themselves need the engine: `./run.sh e2e`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from e2e import house
+from e2e.run import STACK
+from tests.helpers import ROOT
+
+PLATFORM = "urn:pulumi:e2e::airflow-k8s::airflow-k8s:index:AirflowPlatform::airflow"
+SECRET = (
+    "urn:pulumi:e2e::airflow-k8s::airflow-k8s:index:AirflowPlatform$airflow-k8s:index:AirflowRelease"
+    "$kubernetes:core/v1:Secret::airflow-fernet-key-secret"
+)
+
+
+class TestUpgradePlan:
+    def test_creating_the_platform_and_matching_everything_else_by_alias_is_an_upgrade(self):
+        plan = {"steps": [{"op": "create", "urn": PLATFORM}, {"op": "same", "urn": SECRET}]}
+        assert house.upgrade_problems(plan) == []
+
+    def test_a_replacement_a_deletion_or_another_creation_is_named(self):
+        plan = {
+            "steps": [
+                {"op": "replace", "urn": SECRET},
+                {"op": "delete", "urn": SECRET},
+                {"op": "create", "urn": SECRET},
+            ]
+        }
+        assert house.upgrade_problems(plan) == [f"replace {SECRET}", f"delete {SECRET}", f"create {SECRET}"]
+
+    def test_the_base_is_the_newest_ancestor_without_the_platform(self):
+        base = house.base_before_platform()
+        assert len(base) == 40
+        files = house._git("ls-tree", "-r", "--name-only", base).split()
+        assert not set(house.PLATFORM_PATHS) & set(files)
+        assert "components/__init__.py" in files
+        newer = house._git("rev-list", f"{base}..HEAD").split()
+        assert newer and any(house._has(newer[0], p) for p in house.PLATFORM_PATHS)  # HEAD has it
+
+
+class TestExamplesOnTheControlPlane:
+    def test_the_yaml_example_gets_the_local_chart_and_the_servers_version(self, tmp_path: Path):
+        shutil.copy2(ROOT / "examples" / "yaml" / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+        chart = {"repository": "http://127.0.0.1:1", "version": "1.21.0"}
+        namespace = house.example_program("yaml", tmp_path, chart, "1.34")
+        props = yaml.safe_load((tmp_path / "Pulumi.yaml").read_text())["resources"]["airflow"]["properties"]
+        assert namespace == "airflow-yaml"
+        assert props["airflow"]["chart"] == chart and props["cluster"]["kubernetesVersion"] == "1.34"
+
+    def test_the_typescript_example_gets_them_as_stack_config(self, tmp_path: Path):
+        chart = {"repository": "http://127.0.0.1:1", "version": "1.21.0"}
+        assert house.example_program("typescript", tmp_path, chart, "1.34") == "airflow-ts"
+        config = yaml.safe_load((tmp_path / f"Pulumi.{STACK}.yaml").read_text())["config"]
+        assert config["airflow-typescript:chart"] == chart
+        index = (ROOT / "examples" / "typescript" / "index.ts").read_text()
+        for key in ("chart", "kubernetesVersion", "namespace"):
+            assert f'"{key}"' in index

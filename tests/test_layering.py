@@ -1,0 +1,74 @@
+"""The house keeps its shape: no import cycle in components/, config parsers below chart values,
+chart values below the Pulumi wiring (import-linter contracts in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+class TestContracts:
+    def test_every_contract_of_the_project_is_kept(self):
+        proc = lint_imports(ROOT)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        assert "0 broken" in proc.stdout
+        assert "No import cycles in components/, between packages or modules KEPT" in proc.stdout
+
+    def test_the_cycle_contract_catches_a_loop_even_through_a_type_checking_import(self, tmp_path: Path):
+        package = tmp_path / "loop"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "config.py").write_text("from loop.fernet import FernetConfig\n")
+        (package / "fernet.py").write_text(
+            textwrap.dedent(
+                """
+                from typing import TYPE_CHECKING
+                if TYPE_CHECKING:
+                    from loop.config import AirflowConfig
+                class FernetConfig: ...
+                """
+            )
+        )
+        (tmp_path / ".importlinter").write_text(
+            "[importlinter]\nroot_package = loop\n\n"
+            "[importlinter:contract:acyclic]\nname = no loops\ntype = acyclic_siblings\nancestors = loop\n"
+        )
+        proc = lint_imports(tmp_path, "--config", str(tmp_path / ".importlinter"))
+        assert proc.returncode == 1
+        assert "no loops BROKEN" in proc.stdout
+
+
+LIMIT = 600
+REASON = "Longer than 600 lines:"
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / name for name in out if name.endswith((".py", ".md", ".sh", ".ts")) and (ROOT / name).is_file()]
+
+
+class TestFileSizes:
+    def test_no_file_passes_600_lines_without_a_reason_stated_at_its_top(self):
+        unexplained = []
+        for path in tracked_files():
+            lines = path.read_text().splitlines()
+            if len(lines) > LIMIT and not any(REASON in line for line in lines[:5]):
+                unexplained.append(f"{path.relative_to(ROOT)}: {len(lines)} lines")
+        assert unexplained == []
+
+    def test_the_rule_sees_the_largest_modules(self):
+        sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in tracked_files()}
+        assert sizes["components/offline/checks/references.py"] > LIMIT
+        assert all(not name.startswith(("examples/typescript/node_modules", "components/venv")) for name in sizes)
