@@ -59,16 +59,33 @@ def secret_references(pod_spec: dict[str, Any]) -> Iterator[tuple[str, str | Non
                     yield ref["name"], None, bool(ref.get("optional"))
 
 
+def operator_written_secrets(workloads: list[dict[str, Any]]) -> set[str]:
+    """Secrets a running operator writes itself: KEDA's certificate Secret, made by its operator when
+    it runs with `--enable-cert-rotation=true --cert-secret-name=<name>` (the chart's default). Under
+    kwok no operator process runs, so these never appear; the offline preview knows them the same way."""
+    names = set()
+    for obj in workloads:
+        spec = pod_spec_of(obj) or {}
+        for container in spec.get("containers") or []:
+            args = [str(a) for a in container.get("args") or []]
+            options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+            if options.get("enable-cert-rotation") == "true" and options.get("cert-secret-name"):
+                names.add(options["cert-secret-name"])
+    return names
+
+
 def missing_secrets(workloads: list[dict[str, Any]], secrets: dict[str, dict[str, Any]]) -> list[str]:
-    """Every non-optional Secret (and key) a workload references that the namespace lacks."""
+    """Every non-optional Secret (and key) a workload references that the namespace lacks (less those
+    an operator of the namespace writes itself once it runs: `operator_written_secrets`)."""
     problems = []
+    written = operator_written_secrets(workloads)
     for obj in workloads:
         spec = pod_spec_of(obj)
         if spec is None:
             continue
         who = f"{obj['kind']}/{obj['metadata']['name']}"
         for name, key, optional in secret_references(spec):
-            if optional:
+            if optional or (name in written and name not in secrets):
                 continue
             secret = secrets.get(name)
             if secret is None:

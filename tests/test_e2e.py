@@ -443,3 +443,36 @@ class TestIdentityRefusal:
             'error: unable to replace resource "urn:...::airflow-fernet-key-secret" as it is protected (releaseName)\n'
         )
         assert scenarios.refusal_lines(text, "releaseName") == []
+
+
+class TestOperatorWrittenSecrets:
+    KEDA = {
+        "kind": "Deployment",
+        "metadata": {"name": "keda-operator-metrics-apiserver"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "m", "args": ["--enable-cert-rotation=true", "--cert-secret-name=kedaorg-certs"]}
+                    ],
+                    "volumes": [{"name": "certs", "secret": {"secretName": "kedaorg-certs"}}],
+                }
+            }
+        },
+    }
+
+    def test_a_certificate_secret_the_keda_operator_writes_itself_is_not_reported_missing(self):
+        from e2e import checks
+
+        assert checks.missing_secrets([self.KEDA], {}) == []
+
+    def test_without_cert_rotation_the_same_reference_is_reported_missing(self):
+        import copy
+
+        from e2e import checks
+
+        plain = copy.deepcopy(self.KEDA)
+        plain["spec"]["template"]["spec"]["containers"][0]["args"] = []
+        assert checks.missing_secrets([plain], {}) == [
+            "Deployment/keda-operator-metrics-apiserver needs Secret kedaorg-certs, which does not exist"
+        ]
