@@ -446,7 +446,7 @@ class TestIdentityRefusal:
 
 
 class TestOperatorWrittenSecrets:
-    KEDA = {
+    KEDA: dict[str, Any] = {
         "kind": "Deployment",
         "metadata": {"name": "keda-operator-metrics-apiserver"},
         "spec": {
