@@ -1,3 +1,4 @@
+# Longer than 600 lines: one module holds every Pulumi scenario of the e2e run, each a short sequence of steps.
 """The Pulumi scenarios: the real engine, providers and charts against a fresh local control
 plane each (README, "End-to-end run").
 

@@ -410,7 +410,17 @@ class TestScenarioHelpers:
         assert scenarios._protected_urn("error: update failed") is None
 
     def test_every_scenario_of_the_issue_runs_by_default_and_every_stack_file_after_them(self):
-        assert set(run.PULUMI_SCENARIOS) == {"pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop"}
+        assert set(run.PULUMI_SCENARIOS) == {
+            "pulumi",
+            "platform",
+            "upgrade",
+            "comeback",
+            "identity",
+            "tenants",
+            "stop",
+            "moved",
+            "examples",
+        }
         assert run.repository_stacks() == ["dev", "prod"]
 
 
