@@ -33,6 +33,7 @@ import math
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -150,15 +151,44 @@ def dotted(path: Path) -> str:
     return out
 
 
-def walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every node of a values tree, parents before children."""
-    yield path, value
+def _walk(value: Any, path: Path, out: list[tuple[Path, Any]]) -> None:
+    out.append((path, value))
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from walk(item, (*path, str(key)))
+            _walk(item, (*path, str(key)), out)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from walk(item, (*path, i))
+            _walk(item, (*path, i), out)
+
+
+# Trees walked during one check (`walked()`): each guarantee walks the same values again.
+_WALKED: dict[int, tuple[Any, list[tuple[Path, Any]]]] | None = None
+
+
+def walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
+    """Every node of a values tree, parents before children."""
+    if _WALKED is not None and not path:
+        seen = _WALKED.get(id(value))
+        if seen is None or seen[0] is not value:
+            seen = _WALKED[id(value)] = (value, [])
+            _walk(value, (), seen[1])
+        return iter(seen[1])
+    out: list[tuple[Path, Any]] = []
+    _walk(value, path, out)
+    return iter(out)
+
+
+@contextmanager
+def walked() -> Iterator[None]:
+    """Within it, a values tree is walked once, however many guarantees look at it (the trees
+    must not change meanwhile: checks only read them)."""
+    global _WALKED
+    outer = _WALKED
+    _WALKED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _WALKED = outer
 
 
 _ABSENT: Any = object()
@@ -1008,20 +1038,16 @@ def airflow_release_values(
     extra: Mapping[str, Any] | None = None,
     connections_secret: str | None = None,
     dags_claim: str | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(final values, ours): the values AirflowRelease declares its Release with (pod annotations aside),
-    and the same without `airflow.extraValues`."""
+) -> dict[str, Any]:
+    """The final values AirflowRelease declares its Release with (pod annotations aside)."""
     from components.airflow.values import chart_values, deep_merge, merge_extra_values
     from components.logs.config import claim_name, logs_values
 
-    def build(config: Any) -> dict[str, Any]:
-        base = chart_values(config, dags_claim=dags_claim, connections_secret=connections_secret)
-        if logs is not None:
-            claim = claim_name(config.release_name) if logs.uses_claim else None
-            base = deep_merge(base, logs_values(logs, config.release_name, claim))
-        return merge_extra_values(merge_extra_values(base, dict(extra or {})), config.extra_values)
-
-    return build(cfg), build(replace(cfg, extra_values={}))
+    base = chart_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
+    if logs is not None:
+        claim = claim_name(cfg.release_name) if logs.uses_claim else None
+        base = deep_merge(base, logs_values(logs, cfg.release_name, claim))
+    return merge_extra_values(merge_extra_values(base, dict(extra or {})), cfg.extra_values)
 
 
 def check_airflow(
@@ -1035,17 +1061,18 @@ def check_airflow(
     production: bool | None = None,
 ) -> dict[str, Any]:
     """Check the Airflow Release AirflowRelease would declare; returns its values."""
-    final, _ = airflow_release_values(
+    final = airflow_release_values(
         cfg, logs=logs, extra=extra, connections_secret=connections_secret, dags_claim=dags_claim
     )
     # What AirflowRelease itself renders (no extra values of any kind), to compare owned paths against.
-    ours, _ = airflow_release_values(
+    ours = airflow_release_values(
         replace(cfg, extra_values={}), logs=logs, connections_secret=connections_secret, dags_claim=dags_claim
     )
     sources = [Source("airflow.extraValues", cfg.extra_values)]
     if extra:
         sources.append(Source(extra_key, extra))
-    check_airflow_values(final, ours, sources=sources, airflow_major=cfg.major, production=production)
+    with walked():
+        check_airflow_values(final, ours, sources=sources, airflow_major=cfg.major, production=production)
     return final
 
 
@@ -1057,11 +1084,12 @@ def check_other_release(values: Mapping[str, Any], *, extra_key: str, extra: Map
     """The guarantees that hold for every chart: no credential, no root or privileged container, no
     system hostPath, pullable images, runnable resources, drainable budgets."""
     origins = Origins(values, [Source(extra_key, extra)], lambda p: f"{typed}.{dotted(p)} (a chart value)")
-    secrets_in(values, origins)
-    containers_safe(values, origins, uid_keys=())
-    images_valid(values, origins)
-    resources_valid(values, origins)
-    budgets_drain(values, origins)
+    with walked():
+        secrets_in(values, origins)
+        containers_safe(values, origins, uid_keys=())
+        images_valid(values, origins)
+        resources_valid(values, origins)
+        budgets_drain(values, origins)
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,6 @@ that AirflowRelease creates.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -141,14 +140,29 @@ def _set_sa(values: dict[str, Any], key: str, name: str) -> None:
     target.setdefault("serviceAccount", {}).update({"create": True, "name": name})
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Merge `override` into a copy of `base`; mappings merge, everything else replaces."""
-    out = copy.deepcopy(base)
+def _copy(value: Any) -> Any:
+    """A copy of the mappings and lists of a values tree (what a merge may change later);
+    anything else (strings, numbers, Pulumi outputs) is shared, as it is never changed in place."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _merge_into(target: dict[str, Any], override: dict[str, Any]) -> None:
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            target[key] = _copy(value)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge `override` into a copy of `base`; mappings merge, everything else replaces.
+    Neither argument is changed, and the result shares no mapping or list with them."""
+    out: dict[str, Any] = _copy(base)
+    _merge_into(out, override)
     return out
 
 

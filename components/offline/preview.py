@@ -11,23 +11,21 @@ scan it with checkov.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-import os
 import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.airflow.invariants import rendered_problems
-from components.offline import checks, policy
+from components.offline import checks, policy, yamlout
 from components.offline.checks import ClusterFacts, Item, Problem
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
@@ -280,8 +278,7 @@ def embedded_pod_templates(release: Source) -> list[Source]:
 
 def write_yaml(path: Path, objects: list[dict[str, Any]]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump_all(objects, Dumper=dumper, sort_keys=False, default_flow_style=False)
+    text = yamlout.dump_all(objects)
     path.write_text(text)
     return text
 
@@ -355,24 +352,80 @@ def existing_releases(previous: dict[str, Any] | None) -> set[str]:
     return found
 
 
+def _render_one(
+    root: Path, res: Registered, capabilities: Capabilities, upgrades: set[str] | bool
+) -> tuple[Source, list[Problem], list[dict[str, Any]]]:
+    name, namespace = release_identity(unwrap(res.inputs), res)
+    is_upgrade = upgrades if isinstance(upgrades, bool) else f"{namespace}/{name}" in upgrades
+    return render_release(root, res, capabilities.upgrade(is_upgrade))
+
+
+def _archive_size(root: Path, res: Registered) -> int:
+    inputs = unwrap(res.inputs)
+    try:
+        return find_chart(root, inputs["chart"], inputs.get("version")).stat().st_size
+    except (ChartNotFoundError, KeyError, OSError):
+        return 0
+
+
 def render_releases(
     root: Path,
     releases: list[Registered],
     capabilities: Capabilities,
     upgrades: set[str] | bool,
+    meanwhile: Callable[[], None] | None = None,
+    on_done: Callable[[Registered, tuple[Source, list[Problem], list[dict[str, Any]]]], None] | None = None,
 ) -> list[tuple[Source, list[Problem], list[dict[str, Any]]]]:
-    """Render every Release at once (one `helm template` process each, side by side)."""
+    """Render every Release at once (one `helm template` process each, side by side, the biggest
+    chart first). The Python side waits on Helm, so it does its own work meanwhile: `meanwhile()`
+    once the renders are started, then `on_done(release, result)` for each render as it finishes."""
+    if releases:
+        helm_binary()  # found (or fetched) once, before the side-by-side renders
+    results: dict[int, tuple[Source, list[Problem], list[dict[str, Any]]]] = {}
+    order = sorted(releases, key=lambda r: -_archive_size(root, r))
+    with ThreadPoolExecutor(max_workers=max(1, len(releases))) as pool:
+        futures = {pool.submit(_render_one, root, res, capabilities, upgrades): res for res in order}
+        if meanwhile is not None:
+            meanwhile()
+        for future in as_completed(futures):
+            res = futures[future]
+            results[id(res)] = future.result()
+            if on_done is not None:
+                on_done(res, results[id(res)])
+    return [results[id(res)] for res in releases]
 
-    def one(res: Registered) -> tuple[Source, list[Problem], list[dict[str, Any]]]:
-        name, namespace = release_identity(unwrap(res.inputs), res)
-        is_upgrade = upgrades if isinstance(upgrades, bool) else f"{namespace}/{name}" in upgrades
-        return render_release(root, res, capabilities.upgrade(is_upgrade))
 
-    if len(releases) <= 1:
-        return [one(r) for r in releases]
-    helm_binary()  # found (or fetched) once, before the side-by-side renders
-    with ThreadPoolExecutor(max_workers=min(len(releases), max(2, os.cpu_count() or 2))) as pool:
-        return list(pool.map(one, releases))
+class PreviewFiles:
+    """resources/, releases/ and values/ of a preview, each file written as soon as its objects are
+    known; `digest()` is that of the scanned files (resources/ and releases/)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.texts: dict[str, str] = {}
+        for folder in ("resources", "releases", "values"):
+            if (target / folder).exists():
+                shutil.rmtree(target / folder)
+
+    def write(self, source: Source) -> None:
+        folder = "resources" if source.kind == "resource" else "releases"
+        self.texts[f"{folder}/{source.name}"] = write_yaml(
+            self.target / folder / f"{source.name}.yaml", [mask_secret_object(o) for o in source.objects]
+        )
+
+    def write_values(self, run: ProgramRun) -> None:
+        """What `pulumi preview` shows of a Release: the values handed to Helm."""
+        for res in run.resources:
+            if res.type == RELEASE_TYPE:
+                values = _sorted_keys(_drop_nulls(redact(res.inputs.get("values") or {})))
+                path = self.target / "values" / f"{res.name}.yaml"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(yamlout.dump(values))
+
+    def digest(self) -> str:
+        digest = hashlib.sha256()
+        for name in sorted(self.texts):  # the program registers resources in no fixed order
+            digest.update(f"{name}\0{self.texts[name]}\0".encode())
+        return digest.hexdigest()
 
 
 def preview(
@@ -391,6 +444,31 @@ def preview(
 
     `releases_exist`: render every Release as an upgrade (True) or a first install (False);
     default: the Releases of the previous preview of the stack are upgrades."""
+    # A preview is a short batch that allocates much and frees most of it at the end: the cyclic
+    # collector is held off until it is done (it would pass over the same live objects again and
+    # again, about a tenth of a warm preview) and runs as usual after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _timed_preview(
+            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _timed_preview(
+    root: Path,
+    stack: str,
+    out: Path,
+    kube_version: str | None,
+    run_checkov: bool,
+    echo: Callable[[str], None] | None,
+    program_run: ProgramRun | None,
+    releases_exist: bool | None,
+    api_versions: set[str] | None,
+) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
     scanner = (
@@ -436,9 +514,36 @@ def _preview(
     crds: list[dict[str, Any]] = []
     releases = [r for r in run.resources if r.type == RELEASE_TYPE]
 
+    written = PreviewFiles(target)
+    declared: dict[int, Source] = {}  # the Kubernetes objects the program declares itself
+    per_release: dict[int, list[Source]] = {}  # a Release and the pod templates it embeds
+
+    def declare_resources() -> None:
+        for res in run.resources:
+            if res.type == RELEASE_TYPE:
+                continue
+            obj = manifest_of(res)
+            if obj is not None:
+                source = Source(
+                    res.name,
+                    "resource",
+                    res.type,
+                    [obj],
+                    {"retainOnDelete": res.retain_on_delete, "protect": res.protect},
+                    urn=res.urn,
+                )
+                declared[id(res)] = source
+                written.write(source)
+        written.write_values(run)
+
+    def release_done(res: Registered, result: tuple[Source, list[Problem], list[dict[str, Any]]]) -> None:
+        per_release[id(res)] = [result[0], *embedded_pod_templates(result[0])]
+        for source in per_release[id(res)]:
+            written.write(source)
+
     def render_all() -> None:
         nonlocal capabilities
-        rendered = render_releases(root, releases, capabilities, upgrades)
+        rendered = render_releases(root, releases, capabilities, upgrades, declare_resources, release_done)
         # CRDs a chart makes from its templates (not its crds/ folder) count too: render again with them.
         made = crd_api_versions(
             [o for source, _, _ in rendered for o in source.objects if o.get("kind") == "CustomResourceDefinition"]
@@ -447,40 +552,28 @@ def _preview(
             capabilities = Capabilities(
                 capabilities.kube_version, capabilities.api_versions | made, capabilities.is_upgrade
             )
-            rendered = render_releases(root, releases, capabilities, upgrades)
+            rendered = render_releases(root, releases, capabilities, upgrades, None, release_done)
         by_name = {id(res): result for res, result in zip(releases, rendered, strict=True)}
         for res in run.resources:
             if res.type == RELEASE_TYPE:
-                source, probs, chart_crds = by_name[id(res)]
+                _, probs, chart_crds = by_name[id(res)]
                 problems.extend(release_problems(res))
                 problems.extend(probs)
                 crds.extend(chart_crds)
-                sources.append(source)
-                sources.extend(embedded_pod_templates(source))
-            else:
-                obj = manifest_of(res)
-                if obj is not None:
-                    sources.append(
-                        Source(
-                            res.name,
-                            "resource",
-                            res.type,
-                            [obj],
-                            {"retainOnDelete": res.retain_on_delete, "protect": res.protect},
-                            urn=res.urn,
-                        )
-                    )
+                sources.extend(per_release[id(res)])
+            elif id(res) in declared:
+                sources.append(declared[id(res)])
 
     progress.step(
         "render",
         f"rendering {len(releases)} chart release(s) with helm {HELM_VERSION} as Kubernetes "
-        f"{capabilities.kube_version}",
+        f"{capabilities.kube_version}, writing the preview files meanwhile",
         render_all,
     )
     items = [Item(s.name, o) for s in sources for o in s.objects]
 
-    # The files first: checkov scans them while the other checks run.
-    digest = progress.step("write", "writing the preview files", lambda: write_files(target, run, sources))
+    # The files are written: checkov scans them while the other checks run.
+    digest = written.digest()
     scan_box: dict[str, Any] = {}
     scan_thread: threading.Thread | None = None
     if scanner is not None:
@@ -581,29 +674,6 @@ def state_nodes(run: ProgramRun, sources: list[Source]) -> list[Node]:
                 node.objects[key] = mask_secret_object(obj)
         nodes.append(node)
     return nodes
-
-
-def write_files(target: Path, run: ProgramRun, sources: list[Source]) -> str:
-    """resources/, releases/ and values/ of the preview; returns the digest of the scanned files."""
-    for folder in ("resources", "releases", "values"):
-        if (target / folder).exists():
-            shutil.rmtree(target / folder)
-    texts = {}
-    for s in sources:
-        folder = "resources" if s.kind == "resource" else "releases"
-        texts[f"{folder}/{s.name}"] = write_yaml(
-            target / folder / f"{s.name}.yaml", [mask_secret_object(o) for o in s.objects]
-        )
-    digest = hashlib.sha256()
-    for name in sorted(texts):  # the program registers resources in no fixed order
-        digest.update(f"{name}\0{texts[name]}\0".encode())
-    for res in run.resources:
-        if res.type == RELEASE_TYPE:  # what `pulumi preview` shows of a Release: the values handed to Helm
-            values = _sorted_keys(_drop_nulls(redact(res.inputs.get("values") or {})))
-            path = target / "values" / f"{res.name}.yaml"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
-    return digest.hexdigest()
 
 
 def summary(result: PreviewResult) -> dict[str, Any]:

@@ -278,7 +278,6 @@ def render(
 
 
 def crds_of(path: Path) -> list[dict[str, Any]]:
-    """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included)."""
     """The CustomResourceDefinitions a chart ships under crds/ (its subcharts' included), and
     those it ships as templates under templates/crds/ (KEDA does), rendered with the chart's
     defaults: what a cluster that installed that chart has, for custom resources of a stack

@@ -89,6 +89,8 @@ _MISSING = object()
 
 def diff(old: Any, new: Any, path: str = "") -> list[Change]:
     """Leaf changes between two JSON-like values (lists compared by index)."""
+    if old is new or (type(old) is type(new) and old == new):  # most of a preview is unchanged
+        return []
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[Change] = []
         for key in list(old) + [k for k in new if k not in old]:

@@ -40,7 +40,7 @@ _TIMESTAMP = re.compile(
 )
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Plain scalars resolved as yaml.v3 resolves them into Go's interface{}; duplicate keys refused."""
 
     parents: dict[int, list[str]]
