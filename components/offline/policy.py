@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -188,10 +189,45 @@ def inputs_fingerprint(root: Path, stack: str, options: str) -> str:
 INPUTS_FILE = "checkov.inputs.json"
 
 
+SERVER_ENV = "AIRFLOW_K8S_CHECKOV_SERVER"  # "off": a checkov process per preview, none that stays
+IDLE_ENV = "AIRFLOW_K8S_CHECKOV_IDLE"  # seconds the scanner stays without a scan (default 900)
+DEFAULT_IDLE = 900
+
+
+def server_enabled() -> bool:
+    return os.environ.get(SERVER_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def socket_dir() -> Path:
+    """A folder only this user can use: $XDG_RUNTIME_DIR/airflow-k8s, else one in the temp folder."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    folder = base / f"airflow-k8s-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RuntimeError(f"{folder} is not this user's alone; remove it, or set {SERVER_ENV}=off")
+    return folder
+
+
+def socket_path(python: str) -> Path:
+    """One scanner per checkov interpreter and driver version (a changed driver starts a new one)."""
+    key = hashlib.sha256(f"{python}\0{DRIVER.read_bytes().hex()}".encode()).hexdigest()[:16]
+    path = socket_dir() / f"checkov-{key}.sock"
+    if len(str(path)) > 100:  # the limit of a Unix socket's path (108 bytes with the terminator)
+        raise RuntimeError(f"{path} is too long a path for a socket")
+    return path
+
+
 class Scanner:
-    """checkov in a process of its own. Started at the beginning of a preview, its (slow) import
-    overlaps the preview's own work; not started when the stack's inputs did not change since
-    its last scan, whose report will most likely be reused (started late if not)."""
+    """checkov in a process of its own, started at the beginning of a preview so that its (slow)
+    import overlaps the preview's own work; not started when the stack's inputs did not change
+    since its last scan, whose report will most likely be reused (started late if not).
+
+    By default that process stays afterwards (`checkov_driver.py --serve`, one per checkov
+    virtualenv, for AIRFLOW_K8S_CHECKOV_IDLE seconds after its last scan, 900 by default): the
+    next preview's scan starts at once instead of after checkov's import. With
+    AIRFLOW_K8S_CHECKOV_SERVER=off every preview starts and ends its own."""
 
     def __init__(self, root: Path, stack: str, target: Path, cache_dir: Path, options: str | None) -> None:
         """`options`: the preview's options, None when the program's inputs are not the stack's files."""
@@ -200,7 +236,11 @@ class Scanner:
         self.target = target
         self.cache_dir = cache_dir
         self.fingerprint = inputs_fingerprint(root, stack, options) if options is not None else ""
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[str] | None = None  # the one-shot driver, or a server starting
+        self.connection: socket.socket | None = None  # to the scanner that stays
+        self.socket: Path | None = None
+        self.started = False
+        self.alone = False  # True once the scanner that stays failed us: one checkov for this preview
         if not self.likely_reused():
             self.start()
 
@@ -216,29 +256,99 @@ class Scanner:
         )
 
     def start(self) -> None:
-        if self.process is None:
-            self.process = subprocess.Popen(
-                [checkov_python(self.root), str(DRIVER)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=checkov._checkov_env(),
-            )
+        if self.started:
+            return
+        self.started = True
+        python = checkov_python(self.root)
+        if server_enabled() and not self.alone:
+            try:
+                self.socket = socket_path(python)
+                self.connection = self._connect()
+                if self.connection is None:
+                    idle = os.environ.get(IDLE_ENV, str(DEFAULT_IDLE))
+                    self.process = subprocess.Popen(
+                        [python, str(DRIVER), "--serve", str(self.socket), "--idle", idle],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=open(f"{self.socket}.log", "ab"),  # noqa: SIM115 - the server's own
+                        text=True,
+                        env=checkov._checkov_env(),
+                        start_new_session=True,  # it outlives this preview, and its process group
+                        close_fds=True,
+                    )
+                return
+            except (OSError, RuntimeError):
+                self.socket = None  # no place for a socket: one checkov for this preview
+        self.process = subprocess.Popen(
+            [python, str(DRIVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=checkov._checkov_env(),
+        )
+
+    def _connect(self) -> socket.socket | None:
+        assert self.socket is not None
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(self.socket))
+        except OSError:
+            conn.close()
+            return None
+        return conn
 
     def close(self) -> None:
-        """Stop checkov if it is still waiting (its scan was not needed)."""
-        if self.process is not None and self.process.poll() is None:
+        """Let go of checkov if its scan was not needed (a scanner that stays, stays)."""
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        if self.process is not None and self.socket is None and self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+        elif self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()  # a starting server goes on without us
 
     def run(self, files: list[Path], baseline: Path, output: Path) -> Any:
         self.start()
-        assert self.process is not None
         request = json.dumps({"files": [str(f) for f in files], "baseline": str(baseline), "output": str(output)})
+        if self.socket is not None:
+            answer = self._run_on_server(request, output)
+            if answer is not None:
+                return answer
+            self.socket = None  # the scanner that stays could not be reached: one of our own
+            self.alone = True
+            self.started = False
+            self.process = None
+            self.start()
+        assert self.process is not None
         out, err = self.process.communicate(request + "\n")
         if self.process.returncode != 0 or not output.is_file():
             raise RuntimeError(f"checkov exited {self.process.returncode} without a report: {(err or out)[-2000:]}")
+        return json.loads(output.read_text())
+
+    def _run_on_server(self, request: str, output: Path) -> Any:
+        """The scan on the scanner that stays; None if it cannot be reached (the caller scans itself)."""
+        if self.connection is None and self.process is not None:
+            assert self.process.stdout is not None
+            self.process.stdout.readline()  # "ready" once checkov is imported, or "taken" by another
+            self.process.stdout.close()
+            self.connection = self._connect()
+        if self.connection is None:
+            return None
+        with self.connection, self.connection.makefile("rwb") as stream:
+            try:
+                stream.write((request + "\n").encode())
+                stream.flush()
+                line = stream.readline()
+            except OSError:
+                line = b""
+        self.connection = None
+        if not line:
+            return None
+        answer = json.loads(line)
+        if not answer.get("ok"):
+            raise RuntimeError(f"checkov failed: {answer.get('error')}")
         return json.loads(output.read_text())
 
     def scan(self, files: dict[str, list[str]], content_digest: str) -> PolicyResult:
