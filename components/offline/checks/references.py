@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -718,6 +718,10 @@ class _Checker:
                 f"or in the cluster facts (known: {known})",
             )
 
+    def _of_kind(self, *kinds: tuple[str, str]) -> Iterator[Item]:
+        """The items of these (API group, kind)s, in their order."""
+        return (item for item in self.items if _gk(item.obj) in kinds)
+
     def check_storage(self) -> None:
         for item in self.items:
             obj = item.obj
@@ -805,14 +809,11 @@ class _Checker:
     # ----- RBAC
 
     def check_rbac(self) -> None:
-        for item in self.items:
+        for item in self._of_kind(
+            ("rbac.authorization.k8s.io", "RoleBinding"), ("rbac.authorization.k8s.io", "ClusterRoleBinding")
+        ):
             obj = item.obj
             gk = _gk(obj)
-            if gk not in (
-                ("rbac.authorization.k8s.io", "RoleBinding"),
-                ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-            ):
-                continue
             cluster = gk[1] == "ClusterRoleBinding"
             ident = _ident(obj, not cluster)
             binding_ns = None if cluster else _namespace(obj)
@@ -893,10 +894,8 @@ class _Checker:
 
     def check_services(self) -> None:
         services = {(s.namespace, s.name): s for s in self.index.services}
-        for item in self.items:
+        for item in self._of_kind(("", "Service")):
             obj = item.obj
-            if _gk(obj) != ("", "Service"):
-                continue
             service = services.get((_namespace(obj) or "", _name(obj)))
             if service is None or not service.selector:
                 continue
@@ -933,11 +932,9 @@ class _Checker:
         classes = set(self.facts.ingress_classes) | {
             _name(i.obj) for i in self.items if _gk(i.obj) == ("networking.k8s.io", "IngressClass")
         }
-        services = {(_namespace(i.obj), _name(i.obj)): i.obj for i in self.items if _gk(i.obj) == ("", "Service")}
-        for item in self.items:
+        services = {(_namespace(i.obj), _name(i.obj)): i.obj for i in self._of_kind(("", "Service"))}
+        for item in self._of_kind(("networking.k8s.io", "Ingress")):
             obj = item.obj
-            if _gk(obj) != ("networking.k8s.io", "Ingress"):
-                continue
             ident = _ident(obj, True)
             ns = _namespace(obj) or ""
             spec = _as_dict(obj.get("spec"))
@@ -996,10 +993,8 @@ class _Checker:
                     )
 
     def check_service_monitors(self) -> None:
-        for item in self.items:
+        for item in self._of_kind(("monitoring.coreos.com", "ServiceMonitor")):
             obj = item.obj
-            if _gk(obj) != ("monitoring.coreos.com", "ServiceMonitor"):
-                continue
             ident = _ident(obj, True)
             spec = _as_dict(obj.get("spec"))
             own_ns = _namespace(obj) or ""
