@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import yaml
 
+from ..cluster import ControlPlane
 from ..kube import ApiError, Kube, wait_for
 from . import cleanup, config
 from .oci import archive_tags, normalise
@@ -472,6 +473,34 @@ class Node:
                 RECORD.unlink(missing_ok=True)
             self.record = None
         return problems
+
+
+def bring_up(
+    node: Node, binaries: Mapping[str, Path], archives: Mapping[str, Path], certificate_days: int = 2
+) -> tuple[ControlPlane, Kube]:
+    """The node's record and network, the control plane on the node's address, then the node.
+    The plane stops the node first (`plane.stop()`); a kept control plane (`./run.sh up` after
+    `down`) starts again on its store and certificates."""
+    node.claim()
+    plane = ControlPlane(
+        node.plane_folder,
+        dict(binaries),
+        [],
+        node.echo,
+        address=config.NODE_ADDRESS,
+        port=config.API_PORT,
+        real_node=node.node_name,
+        certificate_days=certificate_days,
+    )
+    plane.attached.append(node.stop)
+    try:
+        node.network_up()
+        kube = plane.start()
+        node.start(kube, plane.server, archives)
+    except BaseException:
+        plane.stop()
+        raise
+    return plane, kube
 
 
 @contextlib.contextmanager

@@ -33,7 +33,6 @@ from typing import Any
 from components.airflow.secret_names import SecretNames
 
 from .. import tools
-from ..cluster import ControlPlane
 from ..kube import Kube, wait_for
 from ..run import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
@@ -199,26 +198,14 @@ def scenario_node(h: Harness) -> None:
         return
 
     with steps.step(f"[{NAME}] images: every image the stack and the example DAGs name, built or from the cache"):
-        archives = build_images(h, folder, config_)
+        project = copy_project(folder / "images-project")
+        write_stack_config(project, with_kube_minor(config_))
+        archives = build_images(project, STACK, steps.echo)
 
-    with steps.step(
-        f"[{NAME}] node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
-    ):
-        node.claim()
-        plane = ControlPlane(
-            node.plane_folder,
-            binaries,
-            [],
-            steps.echo,
-            address=config.NODE_ADDRESS,
-            port=config.API_PORT,
-            real_node=node.node_name,
-        )
-        plane.attached.append(node.stop)
+    title = "node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
+    with steps.step(f"[{NAME}] {title}"):
+        plane, kube = host.bring_up(node, binaries, archives)
         h.planes.append(plane)
-        node.network_up()
-        kube = plane.start()
-        node.start(kube, plane.server, archives)
 
     namespace = str(config_["airflow-k8s:airflow"].get("namespace", "airflow"))
     with evidence(kube, steps.echo, ("default", "kube-system", namespace)):
@@ -243,37 +230,37 @@ def scenario_node(h: Harness) -> None:
             read_logs(d, api, run_id, tasks, folder)
 
 
-def build_images(h: Harness, folder: Path, config_: dict[str, Any]) -> dict[str, Path]:
-    """The archives of every image the node needs (stack, DAG tasks, pause, CoreDNS, the probe)."""
+def build_images(project: Path, stack: str, echo: Callable[[str], None]) -> dict[str, Path]:
+    """The archives of every image the node needs: the stack's (from the offline preview of the
+    stack in `project`), the example DAGs' task images, pause, CoreDNS and the probe's. An image
+    the stack or the node needs that nobody can build fails here, named, before anything is made."""
     try:
         from . import images
     except ImportError as exc:
         raise StepError(f"the image builder (e2e.node.images) is missing: {exc}") from None
-    project = copy_project(folder / "images-project")
-    cfg = {
-        **config_,
-        "airflow-k8s:cluster": {**config_.get("airflow-k8s:cluster", {}), "kubernetesVersion": kube_minor()},
-    }
-    write_stack_config(project, cfg)
-    stack = stack_images(project, STACK)
-    refs = list(dict.fromkeys([*stack, *dag_images(), config.PAUSE_IMAGE, config.COREDNS_IMAGE, PROBE_IMAGE]))
-    h.steps.echo(f"    stack images: {', '.join(stack)}")
+    stack_refs = stack_images(project, stack)
+    node_refs = [config.PAUSE_IMAGE, config.COREDNS_IMAGE, PROBE_IMAGE]
+    refs = list(dict.fromkeys([*stack_refs, *dag_images(), *node_refs]))
+    echo(f"    stack images: {', '.join(stack_refs)}")
     missing = images.unbuildable(refs)
-    needed = [r for r in missing if r in stack or r in (config.PAUSE_IMAGE, config.COREDNS_IMAGE, PROBE_IMAGE)]
+    needed = [r for r in missing if r in stack_refs or r in node_refs]
     if needed:
         raise StepError("images nobody can build, needed by the stack or the node:\n" + images.explain(needed))
     if missing:
-        h.steps.echo(f"    not built (DAGs that use them fail): {images.explain(missing)}")
-    wanted = [r for r in refs if r not in missing]
+        echo(f"    not built (the DAGs that use them fail): {images.explain(missing)}")
     started = time.monotonic()
-    archives: dict[str, Path] = images.build(wanted, echo=lambda line: h.steps.echo(f"    {line}"))
+    archives: dict[str, Path] = images.build(
+        [r for r in refs if r not in missing], echo=lambda line: echo(f"    {line}")
+    )
     size = sum(p.stat().st_size for p in archives.values()) / 2**30
-    h.steps.echo(f"    {len(archives)} archives, {size:.2f} GiB, {time.monotonic() - started:.1f}s")
+    echo(f"    {len(archives)} archives, {size:.2f} GiB, {time.monotonic() - started:.1f}s")
     return archives
 
 
-def kube_minor() -> str:
-    return ".".join(tools.KUBERNETES_VERSION.lstrip("v").split(".")[:2])
+def with_kube_minor(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as the cluster will see it (cluster.kubernetesVersion: the pinned Kubernetes)."""
+    minor = ".".join(tools.KUBERNETES_VERSION.lstrip("v").split(".")[:2])
+    return {**cfg, "airflow-k8s:cluster": {**cfg.get("airflow-k8s:cluster", {}), "kubernetesVersion": minor}}
 
 
 def _pod(name: str, image: str, command: list[str] | None = None) -> dict[str, Any]:
@@ -387,16 +374,25 @@ def stays_ready(d: Deployment, namespace: str) -> None:
     d.echo(f"{len(before)} containers, none restarted, every pod Ready for {STABLE_SECONDS}s")
 
 
-def airflow_api(d: Deployment, node: Node, namespace: str) -> AirflowApi:
-    release = str(d.airflow.get("releaseName", "airflow"))
-    service = d.kube.read("v1", "Service", f"{release}-api-server", namespace)
+def api_target(kube: Kube, release: str, namespace: str) -> str:
+    """`<ClusterIP>:<port>` of the api-server Service (kube-proxy takes it to a pod)."""
+    service = kube.read("v1", "Service", f"{release}-api-server", namespace)
     if service is None:
         raise StepError(f"no Service {release}-api-server in {namespace}")
-    port = next(p["port"] for p in service["spec"]["ports"])
-    local = host.free_port()
-    node.start_forwarder(local, f"{service['spec']['clusterIP']}:{port}")
-    api = AirflowApi(f"http://127.0.0.1:{local}")
+    return f"{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
 
+
+def admin_login(kube: Kube, release: str, namespace: str) -> tuple[str, str]:
+    """The generated admin login (the Secret the stack made for the chart's create-user Job)."""
+    name = SecretNames(release).admin
+    secret = kube.read("v1", "Secret", name, namespace)
+    if secret is None:
+        raise StepError(f"no admin Secret {name} in {namespace}")
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return data["username"], data["password"]
+
+
+def wait_answering(api: AirflowApi, timeout: float) -> None:
     def answers() -> str | None:
         try:
             api.health()
@@ -404,13 +400,18 @@ def airflow_api(d: Deployment, node: Node, namespace: str) -> AirflowApi:
             return str(exc)
         return None
 
-    wait_for("the api-server through 127.0.0.1", answers, timeout=120, interval=1)
-    secret = d.kube.read("v1", "Secret", SecretNames(release).admin, namespace)
-    if secret is None:
-        raise StepError(f"no admin Secret {SecretNames(release).admin}")
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    api.log_in(data["username"], data["password"])
-    d.echo(f"logged in as {data['username']} at {api.base_url} (JWT from POST /auth/token)")
+    wait_for(f"Airflow answering at {api.base_url}", answers, timeout=timeout, interval=1)
+
+
+def airflow_api(d: Deployment, node: Node, namespace: str) -> AirflowApi:
+    release = str(d.airflow.get("releaseName", "airflow"))
+    local = host.free_port()
+    node.start_forwarder(local, api_target(d.kube, release, namespace))
+    api = AirflowApi(f"http://127.0.0.1:{local}")
+    wait_answering(api, 120)
+    user, password = admin_login(d.kube, release, namespace)
+    api.log_in(user, password)
+    d.echo(f"logged in as {user} at {api.base_url} (JWT from POST /auth/token)")
     return api
 
 
