@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
-from e2e.node import cleanup, config
+from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.cleanup import Proc
 from e2e.node.host import _hex_address, images_in
@@ -427,3 +427,48 @@ class TestScenarioChecks:
     )
     def test_a_task_log_reads_as_text_whether_airflow_serves_text_or_entries(self, content, text):
         assert log_text(content) == text
+
+
+class TestUpOnThisMachine:
+    def dev(self) -> dict[str, Any]:
+        return local.read_stack("dev")
+
+    def test_the_dev_stack_is_pointed_at_the_nodes_cluster_never_at_what_kubectl_points_at(self):
+        cfg, _ = local.node_config(self.dev(), Path("/s/cluster/kubeconfig"), Path("/nowhere"))
+        assert cfg["kubernetes:kubeconfig"] == "/s/cluster/kubeconfig"
+        assert cfg["kubernetes:context"] == "e2e"
+
+    def test_spark_and_monitoring_are_left_out_and_said_so(self):
+        cfg, notes = local.node_config(self.dev(), Path("k"), Path("/nowhere"))
+        assert "airflow-k8s:spark" not in cfg and "airflow-k8s:monitoring" not in cfg
+        assert notes == ["left out: spark, monitoring (their images are not built yet)"]
+        assert "airflow-k8s:spark" in self.dev()  # the stack file itself is untouched
+
+    def test_the_airflow_chart_comes_from_the_local_archives_when_they_are_there(self, tmp_path):
+        (tmp_path / "airflow-1.21.0.tgz").write_bytes(b"")
+        cfg, notes = local.node_config(self.dev(), Path("k"), tmp_path)
+        assert cfg["airflow-k8s:airflow"]["chart"] == {"path": str(tmp_path / "airflow-1.21.0.tgz")}
+        assert notes[-1] == f"chart: airflow-1.21.0.tgz from {tmp_path}"
+
+    def test_a_missing_dag_folder_becomes_a_link_to_this_checkouts_dags_and_is_remembered(self, tmp_path):
+        cfg = {
+            "airflow-k8s:airflow": {"dags": {"hostPath": {"path": str(tmp_path / "data" / "airflow-dags")}}},
+            "airflow-k8s:logs": {"hostPath": {"path": str(tmp_path / "data" / "airflow-logs")}},
+        }
+        state = tmp_path / "state"
+        state.mkdir()
+        assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags -> this checkout's dags/"]
+        assert (tmp_path / "data" / "airflow-dags").resolve() == ROOT / "dags"
+        made = json.loads((state / "made.json").read_text())
+        assert made == {"links": [f"{tmp_path}/data/airflow-dags"], "data": [f"{tmp_path}/data/airflow-logs"]}
+        assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags (already there)"]
+
+    def test_a_stack_with_encrypted_values_is_refused_by_name(self):
+        with pytest.raises(local.NodeError, match=r"Pulumi.prod.yaml holds secrets \(airflow-k8s:databaseUrl"):
+            local.read_stack("prod")
+
+    def test_where_the_node_cannot_run_one_line_says_what_is_missing_and_what_to_use_instead(self):
+        line = local.cannot(["not root: a node creates interfaces", "port 8080 is in use on this machine"])
+        assert "\n" not in line
+        assert line.startswith("cannot run a node here: not root: a node creates interfaces; port 8080 is in use")
+        assert "minikube or kind" in line

@@ -55,7 +55,7 @@ PROGRAMS = (
 CNI_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 DEBIAN_PACKAGES = "containerd runc containernetworking-plugins iptables conntrack ipset"
 MIN_FREE_GIB = 10
-ALTERNATIVE = "use minikube or kind instead (`minikube start`, then `pulumi up -s dev`; docs/quickstart.md)"
+ALTERNATIVE = 'use minikube or kind (README, "Quickstart on minikube": `minikube start`, then `pulumi up -s dev`)'
 
 
 class NodeError(RuntimeError):

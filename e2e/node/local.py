@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from components.airflow.config import DEFAULT_CHART_VERSION
+
 from .. import tools
 from ..kube import Kube
 from ..run import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env
@@ -102,32 +104,46 @@ def running(folder: Path) -> bool:
     return record is not None and Path(record.folder) == folder and bool(host.running_processes(folder))
 
 
-def stack_config(stack: str, folder: Path, kubeconfig: Path) -> tuple[dict[str, Any], list[str]]:
-    """Pulumi.<stack>.yaml's config for the node: its cluster named by the node's kubeconfig, the
-    charts from ../shared/charts when they are there, Spark and monitoring left out (named), and
-    the DAG folder of a hostPath stack linked to this checkout's dags/ when it does not exist."""
+def read_stack(stack: str) -> dict[str, Any]:
+    """The `config` of Pulumi.<stack>.yaml, refused when it holds encrypted values (they belong to
+    another backend's secrets provider)."""
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise NodeError(f"no stack file Pulumi.{stack}.yaml (stacks: {', '.join(stacks())})")
-    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    raw: dict[str, Any] = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
     secure = sorted(k for k, v in raw.items() if isinstance(v, dict) and "secure" in v)
     if secure:
         raise NodeError(
             f"Pulumi.{stack}.yaml holds secrets ({', '.join(secure)}) encrypted for another backend; "
             "`./run.sh up` deploys stacks without them (dev)"
         )
-    cfg = {k: v for k, v in raw.items() if k not in LEFT_OUT}
-    notes = [
-        f"left out: {', '.join(k.split(':', 1)[1] for k in LEFT_OUT if k in raw)} (their images are not built yet)"
-    ]
+    return raw
+
+
+def node_config(raw: dict[str, Any], kubeconfig: Path, charts: Path) -> tuple[dict[str, Any], list[str]]:
+    """A stack's config for the node: its cluster named by the node's kubeconfig (never whatever
+    kubectl points at), the Airflow chart from the local archives when they are there, Spark and
+    monitoring left out (named)."""
+    cfg = json.loads(json.dumps({k: v for k, v in raw.items() if k not in LEFT_OUT}))
+    dropped = [k.split(":", 1)[1] for k in LEFT_OUT if k in raw]
+    notes = [f"left out: {', '.join(dropped)} (their images are not built yet)"] if dropped else []
     cfg["kubernetes:kubeconfig"] = str(kubeconfig)
-    cfg["kubernetes:context"] = "e2e"
-    charts = ROOT.parent / "shared" / "charts"
+    cfg["kubernetes:context"] = "e2e"  # e2e.cluster.kubeconfig's context
     airflow = cfg.setdefault("airflow-k8s:airflow", {})
-    archives = sorted(charts.glob("airflow-*.tgz"))
-    if archives:
-        airflow["chart"] = {"path": str(archives[-1])}
-    dags = ((airflow.get("dags") or {}).get("hostPath") or {}).get("path")
+    chart = airflow.get("chart") if isinstance(airflow.get("chart"), dict) else {}
+    archive = charts / f"airflow-{chart.get('version') or DEFAULT_CHART_VERSION}.tgz"
+    if archive.is_file():
+        airflow["chart"] = {"path": str(archive)}
+        notes.append(f"chart: {archive.name} from {charts}")
+    return cfg, notes
+
+
+def link_dags(cfg: dict[str, Any], folder: Path) -> list[str]:
+    """A hostPath DAG folder the stack names and that does not exist becomes a link to this
+    checkout's dags/ (what `minikube mount ./dags:/data/airflow-dags` does for minikube); the
+    stack's hostPath logs folder is recorded as its data (`down --purge` removes it)."""
+    notes = []
+    dags = (((cfg.get("airflow-k8s:airflow") or {}).get("dags") or {}).get("hostPath") or {}).get("path")
     if dags:
         link = Path(dags)
         if not link.exists() and not link.is_symlink():
@@ -140,7 +156,13 @@ def stack_config(stack: str, folder: Path, kubeconfig: Path) -> tuple[dict[str, 
     logs = ((cfg.get("airflow-k8s:logs") or {}).get("hostPath") or {}).get("path")
     if logs:
         record_made(folder, "data", str(logs))
-    return cfg, notes
+    return notes
+
+
+def charts_folder() -> Path:
+    """The chart archives: $AIRFLOW_K8S_CHARTS, else ../shared/charts beside the checkout."""
+    explicit = os.environ.get("AIRFLOW_K8S_CHARTS")
+    return Path(explicit) if explicit else ROOT.parent / "shared" / "charts"
 
 
 def stacks() -> list[str]:
@@ -243,7 +265,8 @@ def _up(
     echo: Callable[[str], None],
 ) -> int:
     kubeconfig = folder / "cluster" / "kubeconfig"
-    cfg, notes = stack_config(stack, folder, kubeconfig)
+    cfg, notes = node_config(read_stack(stack), kubeconfig, charts_folder())
+    notes += link_dags(cfg, folder)
     for note in notes:
         echo(f"    {note}")
 
@@ -254,7 +277,7 @@ def _up(
     phases.begin(f"images: every image the {stack} stack names, built unless cached (log: {log})")
     project = write_project(folder / "images-project", stack, cfg)
     with log.open("a") as out:
-        archives = build_images(project, stack, lambda line: print(line, file=out, flush=True))
+        archives = build_images(project, stack, charts_folder(), lambda line: print(line, file=out, flush=True))
     phases.done("images", f"{len(archives)} images")
 
     if again:

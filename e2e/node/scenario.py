@@ -71,19 +71,21 @@ def logs_folder(folder: Path) -> Path:
     return folder / "volumes" / "airflow-logs"
 
 
-def stack_images(project: Path, stack: str) -> list[str]:
+def stack_images(project: Path, stack: str, charts: Path) -> list[str]:
     """Every image the stack's pods name, from the offline preview (the KubernetesExecutor's pod
-    template included)."""
+    template included); `charts`: the chart archives."""
     from components.offline.preview import preview
 
-    with tempfile.TemporaryDirectory(prefix="node-images-") as out:
-        previous = os.environ.get("AIRFLOW_K8S_CHARTS")
-        os.environ.setdefault("AIRFLOW_K8S_CHARTS", str(ROOT.parent / "shared" / "charts"))
-        try:
+    previous = os.environ.get("AIRFLOW_K8S_CHARTS")
+    os.environ["AIRFLOW_K8S_CHARTS"] = str(charts)
+    try:
+        with tempfile.TemporaryDirectory(prefix="node-images-") as out:
             result = preview(project, stack, Path(out), run_checkov=False)
-        finally:
-            if previous is None:
-                os.environ.pop("AIRFLOW_K8S_CHARTS", None)
+    finally:
+        if previous is None:
+            os.environ.pop("AIRFLOW_K8S_CHARTS", None)
+        else:
+            os.environ["AIRFLOW_K8S_CHARTS"] = previous
     return host.images_in([o for source in result.sources for o in source.objects])
 
 
@@ -200,7 +202,7 @@ def scenario_node(h: Harness) -> None:
     with steps.step(f"[{NAME}] images: every image the stack and the example DAGs name, built or from the cache"):
         project = copy_project(folder / "images-project")
         write_stack_config(project, with_kube_minor(config_))
-        archives = build_images(project, STACK, steps.echo)
+        archives = build_images(project, STACK, h.charts_dir, steps.echo)
 
     title = "node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
     with steps.step(f"[{NAME}] {title}"):
@@ -230,7 +232,7 @@ def scenario_node(h: Harness) -> None:
             read_logs(d, api, run_id, tasks, folder)
 
 
-def build_images(project: Path, stack: str, echo: Callable[[str], None]) -> dict[str, Path]:
+def build_images(project: Path, stack: str, charts: Path, echo: Callable[[str], None]) -> dict[str, Path]:
     """The archives of every image the node needs: the stack's (from the offline preview of the
     stack in `project`), the example DAGs' task images, pause, CoreDNS and the probe's. An image
     the stack or the node needs that nobody can build fails here, named, before anything is made."""
@@ -238,7 +240,7 @@ def build_images(project: Path, stack: str, echo: Callable[[str], None]) -> dict
         from . import images
     except ImportError as exc:
         raise StepError(f"the image builder (e2e.node.images) is missing: {exc}") from None
-    stack_refs = stack_images(project, stack)
+    stack_refs = stack_images(project, stack, charts)
     node_refs = [config.PAUSE_IMAGE, config.COREDNS_IMAGE, PROBE_IMAGE]
     refs = list(dict.fromkeys([*stack_refs, *dag_images(), *node_refs]))
     echo(f"    stack images: {', '.join(stack_refs)}")
