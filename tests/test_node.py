@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
 from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.cleanup import Proc
-from e2e.node.host import _hex_address, images_in
+from e2e.node.host import _hex_address, images_in, node_not_ready, pod_not_ready
 from e2e.node.scenario import dag_images, failed_job_pods, not_ready, restart_counts
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
@@ -472,3 +473,33 @@ class TestUpOnThisMachine:
         assert "\n" not in line
         assert line.startswith("cannot run a node here: not root: a node creates interfaces; port 8080 is in use")
         assert "minikube or kind" in line
+
+
+SINCE = datetime(2026, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)
+
+
+class TestReadyAfterARestart:
+    """A kept cluster (`./run.sh up` after `down`) still holds the Ready its node and pods had."""
+
+    def node(self, status: str, beat: str) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": beat}]}}
+
+    def test_the_node_counts_as_ready_only_once_its_kubelet_reported_after_the_start(self):
+        assert node_not_ready(self.node("True", "2026-01-01T11:59:00Z"), SINCE) == (
+            "Ready only as reported before this kubelet started"
+        )
+        assert node_not_ready(self.node("True", "2026-01-01T11:59:59Z"), SINCE) is None  # whole seconds
+        assert node_not_ready(self.node("False", "2026-01-01T12:00:05Z"), SINCE) == "Ready=False: None"
+
+    def test_a_pod_counts_as_ready_only_with_containers_started_after_the_start(self):
+        pod = {
+            "metadata": {"name": "coredns"},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "coredns", "state": {"running": {"startedAt": "2026-01-01T11:00:00Z"}}}],
+            },
+        }
+        assert pod_not_ready(pod, SINCE) == "coredns: container coredns not started by this kubelet yet"
+        pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] = "2026-01-01T12:00:03Z"
+        assert pod_not_ready(pod, SINCE) is None

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -403,41 +404,34 @@ class Node:
         self.start_containerd()
         self.echo(f"    containerd answering ({time.monotonic() - started:.1f}s)")
         self.import_images(archives)
+        since = datetime.now(UTC)  # a kept cluster (`./run.sh up` after `down`) holds yesterday's Ready
         self.start_kubelet()
         self.start_kube_proxy()
 
         def ready() -> str | None:
             self._alive()
             node = kube.read("v1", "Node", self.layout.node_name)
-            if node is None:
-                return "not registered yet"
-            conds = {c["type"]: c for c in node.get("status", {}).get("conditions", [])}
-            ready = conds.get("Ready", {})
-            return None if ready.get("status") == "True" else f"Ready={ready.get('status')}: {ready.get('message')}"
+            return "not registered yet" if node is None else node_not_ready(node, since)
 
         wait_for(f"node {self.layout.node_name} Ready", ready, timeout=180, interval=1)
         self.echo(f"    node {self.layout.node_name} Ready ({time.monotonic() - started:.1f}s after containerd)")
         for obj in [config.storage_class(), *config.coredns_objects()]:
             kube.apply(obj)
         self.start_provisioner()
-        self.wait_pods_ready("kube-system", "k8s-app=kube-dns", timeout=180)
+        self.wait_pods_ready("kube-system", "k8s-app=kube-dns", since, timeout=180)
         self.echo(f"    CoreDNS Ready ({time.monotonic() - started:.1f}s after containerd)")
 
-    def wait_pods_ready(self, namespace: str, selector: str, timeout: float) -> None:
+    def wait_pods_ready(self, namespace: str, selector: str, since: datetime, timeout: float) -> None:
+        """Every pod of `selector` Ready with containers started after `since` (on this kubelet)."""
         assert self.kube is not None
         kube = self.kube
 
         def ready() -> str | None:
             self._alive()
-            path = f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}"
-            pods = kube.get(path)["items"]
+            pods = kube.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")["items"]
             if not pods:
                 return "no pod yet"
-            for pod in pods:
-                conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
-                if conds.get("Ready") != "True":
-                    return f"{pod['metadata']['name']} {pod.get('status', {}).get('phase')}"
-            return None
+            return next((why for why in (pod_not_ready(p, since) for p in pods) if why), None)
 
         wait_for(f"pods {selector} in {namespace} Ready", ready, timeout=timeout, interval=1)
 
@@ -522,6 +516,40 @@ def _signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
         if received:
             os.kill(os.getpid(), received[0])
+
+
+def _time(text: object) -> datetime | None:
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def node_not_ready(node: dict[str, Any], since: datetime) -> str | None:
+    """Why the node is not Ready as its kubelet reported after `since` (None when it is). The
+    times are whole seconds: a report within the second before `since` counts."""
+    conds = {c["type"]: c for c in (node.get("status") or {}).get("conditions") or []}
+    ready = conds.get("Ready") or {}
+    beat = _time(ready.get("lastHeartbeatTime"))
+    if ready.get("status") != "True":
+        return f"Ready={ready.get('status')}: {ready.get('message')}"
+    if beat is None or beat < since.replace(microsecond=0) - timedelta(seconds=1):
+        return "Ready only as reported before this kubelet started"
+    return None
+
+
+def pod_not_ready(pod: dict[str, Any], since: datetime) -> str | None:
+    """Why the pod is not Ready with every container started after `since` (None when it is)."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    if conds.get("Ready") != "True":
+        return f"{name} {status.get('phase')}"
+    for cs in status.get("containerStatuses") or []:
+        started = _time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+        if started is None or started < since.replace(microsecond=0) - timedelta(seconds=1):
+            return f"{name}: container {cs['name']} not started by this kubelet yet"
+    return None
 
 
 def free_port() -> int:

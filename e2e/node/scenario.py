@@ -36,7 +36,7 @@ from .. import tools
 from ..kube import Kube, wait_for
 from ..run import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import config, host
+from . import config, host, images
 from .airflow_api import AirflowApi
 from .host import Node, pod_report
 
@@ -236,10 +236,6 @@ def build_images(project: Path, stack: str, charts: Path, echo: Callable[[str], 
     """The archives of every image the node needs: the stack's (from the offline preview of the
     stack in `project`), the example DAGs' task images, pause, CoreDNS and the probe's. An image
     the stack or the node needs that nobody can build fails here, named, before anything is made."""
-    try:
-        from . import images
-    except ImportError as exc:
-        raise StepError(f"the image builder (e2e.node.images) is missing: {exc}") from None
     stack_refs = stack_images(project, stack, charts)
     node_refs = [config.PAUSE_IMAGE, config.COREDNS_IMAGE, PROBE_IMAGE]
     refs = list(dict.fromkeys([*stack_refs, *dag_images(), *node_refs]))
@@ -298,7 +294,7 @@ def missing_image_fails(kube: Kube, echo: Callable[[str], None]) -> None:
     wait_for("the pull failure", refused, timeout=60, interval=0.5)
     took = time.monotonic() - started
     kube.delete("v1", "Pod", "probe-missing-image", "default")
-    print_line = f"    after {took:.1f}s: {message[:300]}"
+    print_line = f"    after {took:.1f}s: ...{message[-240:]}"
     if "connection refused" not in message or "127.0.0.1:9" not in message:
         raise StepError(f"the pull failed, but not at the refusing registry 127.0.0.1:9:\n{print_line}")
     if took > PULL_FAILS_WITHIN:
