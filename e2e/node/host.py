@@ -77,6 +77,13 @@ class Record:
         except (OSError, ValueError, TypeError):
             return None
 
+    def live(self) -> bool:
+        """The node runs and someone owns it: `./run.sh up`'s node outlives the command that
+        started it; an e2e run's node is orphaned once that run is gone (killed), and swept."""
+        if not running_processes(Path(self.folder)):
+            return False
+        return self.purpose == "up" or Path(f"/proc/{self.pid}").exists()
+
     def write(self, path: Path = RECORD) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
@@ -218,7 +225,7 @@ class Node:
         if free < MIN_FREE_GIB:
             problems.append(f"too little disk: {free:.1f} GiB free under {self.folder}, {MIN_FREE_GIB} GiB needed")
         other = Record.read()
-        if other is not None and Path(other.folder) != self.folder and running_processes(Path(other.folder)):
+        if other is not None and Path(other.folder) != self.folder and other.live():
             how = "./run.sh down" if other.purpose == "up" else f"stop process {other.pid}"
             problems.append(f"another node runs on this machine ({other.purpose}, folder {other.folder}): {how} first")
         return problems
@@ -227,7 +234,7 @@ class Node:
         """Sweep what a killed run left (its record, its folder), then record this node."""
         previous = Record.read()
         if previous is not None:
-            if Path(previous.folder) == self.folder or not running_processes(Path(previous.folder)):
+            if Path(previous.folder) == self.folder or not previous.live():
                 self.echo(f"    sweeping what a previous node left ({previous.folder})")
                 # A run's temporary folder goes with it; `./run.sh up`'s state folder keeps its data.
                 self._sweep(Path(previous.folder), previous.ip_forward, everything=previous.purpose != "up")

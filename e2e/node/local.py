@@ -388,7 +388,7 @@ def status(echo: Callable[[str], None] = print) -> int:
         answering = "answering" if any(a == "127.0.0.1" for a in host.listeners(port)) else "no forwarder"
         echo(f"Airflow UI: http://127.0.0.1:{port} ({answering}); state: {folder}")
         return 0
-    if record is not None and host.running_processes(Path(record.folder)):
+    if record is not None and record.live():
         echo(f"another node runs on this machine ({record.purpose}, folder {record.folder})")
         return 0
     if folder.exists():
