@@ -51,6 +51,10 @@ class AirflowApi:
         health: dict[str, Any] = self.request("GET", "/api/v2/monitor/health")
         return health
 
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        dag: dict[str, Any] = self.request("GET", f"/api/v2/dags/{dag_id}")
+        return dag
+
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 

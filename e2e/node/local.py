@@ -385,7 +385,13 @@ def status(echo: Callable[[str], None] = print) -> int:
         names = ", ".join(ready) or "(not Ready)"
         echo(f"running: node {names} on {config.NODE_ADDRESS}; {len(ready_pods)}/{len(serving)} pods Ready")
         port = ui_port()
-        answering = "answering" if any(a == "127.0.0.1" for a in host.listeners(port)) else "no forwarder"
+        answering = "not forwarded"
+        if host.listeners(port):
+            try:
+                AirflowApi(f"http://127.0.0.1:{port}", timeout=5).health()
+                answering = "answering"
+            except Exception as exc:  # a reason, whatever it is
+                answering = f"not answering: {str(exc)[:120]}"
         echo(f"Airflow UI: http://127.0.0.1:{port} ({answering}); state: {folder}")
         return 0
     if record is not None and record.live():

@@ -37,7 +37,7 @@ from ..kube import Kube, wait_for
 from ..run import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
 from . import config, host, images
-from .airflow_api import AirflowApi
+from .airflow_api import AirflowApi, AirflowApiError
 from .host import Node, pod_report
 
 NAME = "node"
@@ -414,6 +414,14 @@ def airflow_api(d: Deployment, node: Node, namespace: str) -> AirflowApi:
 
 
 def run_dag(d: Deployment, api: AirflowApi, namespace: str) -> tuple[str, list[dict[str, Any]]]:
+    def parsed() -> str | None:
+        try:
+            api.dag(DAG)
+        except AirflowApiError as exc:
+            return str(exc)
+        return None
+
+    wait_for(f"{DAG} parsed by the dag-processor", parsed, timeout=300, interval=3)
     api.unpause(DAG)
     started = time.monotonic()
     run_id = api.trigger(DAG)
