@@ -472,6 +472,8 @@ class Node:
             current = Record.read()
             if current is not None and Path(current.folder) == self.folder:
                 RECORD.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    RECORD.parent.rmdir()
             self.record = None
         return problems
 

@@ -448,6 +448,14 @@ def run_dag(d: Deployment, api: AirflowApi, namespace: str) -> tuple[str, list[d
     if not any(k.startswith("executor pod") for k in seen):
         raise StepError("no KubernetesExecutor task pod was seen")
     if state != "success" or any(t["state"] != "success" for t in tasks):
+        for task in tasks:
+            try:
+                text = api.task_log(DAG, run_id, task["task_id"], int(task.get("try_number") or 1))
+            except AirflowApiError as exc:
+                text = f"(no log: {exc})"
+            d.echo(f"log of {task['task_id']} ({task['state']}), last lines:")
+            for line in text.splitlines()[-25:]:
+                d.echo(f"  | {line[:300]}")
         raise StepError(f"the run of {DAG} ended {state}")
     return run_id, tasks
 
