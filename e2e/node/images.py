@@ -114,6 +114,25 @@ def uv_binary(cache: Path, echo: Echo) -> Path:
     return venv / "bin/uv"
 
 
+def ensure_build_tools(cache: Path, echo: Echo = say) -> None:
+    """Install the Debian packages builds need (debootstrap, gcc, libc6-dev) when missing;
+    ImageError when that cannot be done (not root, or apt fails)."""
+    missing = debian.missing_host_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise ImageError(f"image builds need root, and these Debian packages: {' '.join(missing)}")
+    started = time.monotonic()
+    try:
+        debian.ensure_host_packages(cache / "logs" / "host-packages.log")
+    except debian.BuildError as exc:
+        raise ImageError(str(exc)) from exc
+    echo(f"images: apt-get install {' '.join(missing)} ({time.monotonic() - started:.1f} s)")
+    still = debian.missing_host_commands()
+    if still:
+        raise ImageError(f"still missing after the install: {' '.join(still)}")
+
+
 def _human(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
@@ -126,11 +145,9 @@ def build(refs: Iterable[str], cache: Path | None = None, echo: Echo = say) -> d
     if problems:
         raise ImageError(f"no build for:\n{problems}")
     cache = cache or default_cache()
-    missing = debian.missing_host_commands()
-    if missing:
-        raise ImageError(f"install these Debian packages first: {' '.join(missing)}")
     result: dict[str, Path] = {}
     with _locked(cache, echo):
+        ensure_build_tools(cache, echo)
         for ref in refs:
             result[ref] = _build_one(ref, cache, echo)
     return result
@@ -161,7 +178,7 @@ def _build_one(ref: str, cache: Path, echo: Echo) -> Path:
         if selected.recipe.base:
             debian.finish(ctx.rootfs)
         with ctx.step("layer and archive"):
-            write_archive(ctx.rootfs, [selected.name], config, out)  # type: ignore[arg-type]
+            write_archive(ctx.rootfs, [selected.name], config, out)
     except (debian.BuildError, subprocess.CalledProcessError, OSError) as exc:
         raise ImageError(f"{ref}: build failed: {exc}") from exc
     finally:
