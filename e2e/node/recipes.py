@@ -19,7 +19,7 @@ from pathlib import Path
 
 from e2e.node import builders
 from e2e.node.debian import base_key
-from e2e.node.oci import ImageConfig, normalise
+from e2e.node.oci import ImageConfig, normalise, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when a helper shared by several build functions (builders.py, debian.py, oci.py)
@@ -238,7 +238,7 @@ def reasons(refs: Iterable[str], recipes: Iterable[Recipe] = RECIPES) -> dict[st
             repository, tag = split(ref)
             known = [r for r in recipes if r.repository == repository and not r.unavailable]
             found[ref] = (
-                f"no recipe builds {repository}; recipes exist for {', '.join(sorted({r.repository for r in recipes}))}"
+                f"no recipe builds {repository} (`python -m e2e.node.images list` names those there are)"
                 if not known
                 else f"no recipe builds tag {tag!r} of {repository} (tags matching: "
                 + ", ".join(r.tag for r in known)
@@ -247,14 +247,6 @@ def reasons(refs: Iterable[str], recipes: Iterable[Recipe] = RECIPES) -> dict[st
         elif selected.recipe.unavailable:
             found[ref] = selected.recipe.unavailable
     return found
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(selected: Selected, repo: Path = REPO) -> str:
@@ -276,6 +268,6 @@ def cache_key(selected: Selected, repo: Path = REPO) -> str:
     files: dict[str, str] = {}
     for relative in recipe.inputs(params):
         path = repo / relative
-        files[relative] = _file_digest(path) if path.is_file() else "missing"
+        files[relative] = sha256_file(path) if path.is_file() else "missing"
     material["files"] = files
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
