@@ -178,6 +178,14 @@ class TestCache:
         monkeypatch.delenv("AIRFLOW_K8S_IMAGES_CACHE")
         assert images.default_cache() == Path.home() / ".cache" / "airflow-k8s-images"
 
+    def test_a_finished_build_tree_and_what_an_interrupted_build_left_are_removed(self, tmp_path: Path) -> None:
+        tree, left = tmp_path / "work" / "abc", tmp_path / "trash" / "old"
+        for folder in (tree / "rootfs" / "usr", left):
+            folder.mkdir(parents=True)
+        images._discard(tree, tmp_path / "trash").join()
+        assert not tree.exists()
+        assert list((tmp_path / "trash").iterdir()) == []
+
     def test_uv_is_the_version_run_sh_installs(self) -> None:
         assert images.run_sh_uv_version() in (ROOT / "run.sh").read_text()
 

@@ -24,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,14 +148,36 @@ def build(refs: Iterable[str], cache: Path | None = None, echo: Echo = say) -> d
         raise ImageError(f"no build for:\n{problems}")
     cache = cache or default_cache()
     result: dict[str, Path] = {}
+    removals: list[threading.Thread] = []
     with _locked(cache, echo):
         ensure_build_tools(cache, echo)
-        for ref in refs:
-            result[ref] = _build_one(ref, cache, echo)
+        removals.append(_discard(None, cache / "trash"))
+        try:
+            for ref in refs:
+                result[ref] = _build_one(ref, cache, echo, removals)
+        finally:
+            for removal in removals:
+                removal.join()
     return result
 
 
-def _build_one(ref: str, cache: Path, echo: Echo) -> Path:
+def _discard(tree: Path | None, trash: Path) -> threading.Thread:
+    """Move `tree` into `trash` and remove everything there while the next image builds
+    (deleting a large tree takes long); what an interrupted build left goes the same way."""
+    trash.mkdir(parents=True, exist_ok=True)
+    if tree is not None and tree.exists():
+        tree.rename(trash / uuid.uuid4().hex)
+    thread = threading.Thread(target=_remove_all, args=(list(trash.iterdir()),), daemon=True)
+    thread.start()
+    return thread
+
+
+def _remove_all(trees: list[Path]) -> None:
+    for tree in trees:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def _build_one(ref: str, cache: Path, echo: Echo, removals: list[threading.Thread]) -> Path:
     selected = select(ref)
     assert selected is not None and selected.recipe.build is not None  # checked by build()
     key = cache_key(selected)
@@ -182,7 +206,7 @@ def _build_one(ref: str, cache: Path, echo: Echo) -> Path:
     except (debian.BuildError, subprocess.CalledProcessError, OSError) as exc:
         raise ImageError(f"{ref}: build failed: {exc}") from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        removals.append(_discard(work, cache / "trash"))
     seconds = time.monotonic() - started
     size = out.stat().st_size
     meta = {"ref": ref, "name": selected.name, "key": key, "seconds": round(seconds, 1), "bytes": size}
