@@ -218,7 +218,7 @@ AIRFLOW_DEBIAN = (
     "procps",
     "libstdc++6",
 )
-AIRFLOW_EXTRAS = "celery,cncf-kubernetes,fab,postgres,redis,statsd"
+AIRFLOW_EXTRAS = "celery,cncf-kubernetes,fab,git,postgres,redis,statsd"
 AIRFLOW_HOME = "/opt/airflow"
 AIRFLOW_USER_HOME = "/home/airflow"
 AIRFLOW_VENV = f"{AIRFLOW_USER_HOME}/.local"
@@ -227,7 +227,7 @@ _OWN_PINS = re.compile(r"^(apache-airflow|apache-airflow-core|apache-airflow-tas
 
 
 def airflow_constraints(text: str) -> str:
-    """The constraints file without the pins of Airflow itself (the tag names the version)."""
+    """The constraints file without pins of Airflow itself (the tag names the version)."""
     return "".join(line for line in text.splitlines(keepends=True) if not _OWN_PINS.match(line.strip()))
 
 
@@ -245,7 +245,8 @@ def airflow(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
     # The machine's certificate authorities, for uv's downloads during the build only (a
     # TLS-inspecting proxy's CA, for one): the image keeps Debian's bundle.
     _install(Path(os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"), tools / "ca.crt", 0o644)
-    _write(tools / "constraints.txt", airflow_constraints(ctx.file("images/airflow/constraints-3.2.txt").read_text()))
+    pins = ctx.file(f"images/airflow/constraints-{params['constraints']}.txt").read_text()
+    _write(tools / "constraints.txt", airflow_constraints(pins))
     uv_cache = ctx.cache / "uv"
     uv_cache.mkdir(parents=True, exist_ok=True)
     binds = ((tools, "/tmp/tools"), (uv_cache, "/tmp/uv-cache"))
@@ -256,7 +257,8 @@ def airflow(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
     requirement = f"apache-airflow[{AIRFLOW_EXTRAS}]=={version}"
     with ctx.step(f"uv pip install {requirement}"):
         ctx.in_root(
-            "export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never SSL_CERT_FILE=/tmp/tools/ca.crt\n"
+            "export UV_CACHE_DIR=/tmp/uv-cache UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never\n"
+            "export SSL_CERT_FILE=/tmp/tools/ca.crt\n"
             f"/tmp/tools/uv venv --quiet --seed --python /usr/bin/python3 {AIRFLOW_VENV}\n"
             f"/tmp/tools/uv pip install --quiet --python {AIRFLOW_VENV}/bin/python "
             f"--constraint /tmp/tools/constraints.txt '{requirement}'\n",

@@ -10,6 +10,7 @@ network, so apt and pip reach their registries; nothing else is contacted.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,8 @@ APT_CONF = 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAc
 # No service is started while packages are installed (postgresql, redis, pgbouncer would try).
 POLICY_RC = "#!/bin/sh\nexit 101\n"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The Debian packages a build needs on the machine itself (run.sh installs them, as root).
+HOST_PACKAGES = ("debootstrap", "gcc", "libc6-dev")
 HOST_COMMANDS = {"debootstrap": "debootstrap", "unshare": "util-linux", "chroot": "coreutils", "tar": "tar"}
 
 
@@ -54,6 +57,28 @@ def base_key() -> str:
 def missing_host_commands() -> list[str]:
     """The Debian packages to install before a build can start (empty when all are there)."""
     return sorted({pkg for cmd, pkg in HOST_COMMANDS.items() if shutil.which(cmd) is None})
+
+
+def missing_host_packages() -> list[str]:
+    """Which of HOST_PACKAGES dpkg does not report installed."""
+    missing = []
+    for package in HOST_PACKAGES:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+        )
+        if "install ok installed" not in proc.stdout:
+            missing.append(package)
+    return missing
+
+
+def ensure_host_packages(log: Path) -> list[str]:
+    """Install the missing HOST_PACKAGES with apt-get; returns what was installed."""
+    missing = missing_host_packages()
+    if missing:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run_logged(["apt-get", "update", "-qq"], log, env)
+        run_logged(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], log, env)
+    return missing
 
 
 def run_logged(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:

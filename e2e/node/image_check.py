@@ -23,6 +23,7 @@ namespace's first process is killed with its `unshare`), and its folder removed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -130,14 +131,20 @@ class Processes:
         return proc
 
     def stop(self, name: str) -> None:
+        """SIGTERM to the namespace's first process (unshare itself ignores SIGTERM), then,
+        after a grace period, SIGKILL to unshare, whose --kill-child takes the namespace down."""
         proc = self.running.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # unshare kills its namespace's first process with it
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is None or proc.poll() is not None:
+            return
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        for child in children.read_text().split() if children.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def stop_all(self) -> None:
         for name in list(self.running):
@@ -213,8 +220,10 @@ backend = airflow.secrets.local_filesystem.LocalFilesystemBackend
 backend_kwargs = {secrets}
 """
 CREATE_USER = 'exec airflow users create "$@" --password "$(cat /opt/airflow/secrets/admin-password)"'
-ADMIN = ["--role", "Admin", "--username", "admin", "--email", "admin@example.com", "--firstname", "Airflow"]
-ADMIN += ["--lastname", "Admin"]
+ADMIN = [
+    *("--role", "Admin", "--username", "admin", "--email", "admin@example.com"),
+    *("--firstname", "Airflow", "--lastname", "Admin"),
+]
 SECRET_ENV = {
     "AIRFLOW__CORE__FERNET_KEY_CMD": "cat /opt/airflow/secrets/fernet-key",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": "cat /opt/airflow/secrets/sql-alchemy-conn",
@@ -373,9 +382,14 @@ def _run_check(
     old.parent.mkdir()
     old.write_text("old\n")
     os.utime(old, (time.time() - 9 * 86400, time.time() - 9 * 86400))
+    for path in (old.parent, old):  # written by Airflow's tasks (uid 50000) on a real node
+        os.chown(path, 50000, 0)
     with _step("/clean-logs deletes a 9-day-old log (retention 7 days)", echo):
-        # The groomer's environment as the chart renders it: no database, no airflow.cfg.
+        # The groomer's environment as the chart renders it (no database, no airflow.cfg), but
+        # for CONNECTION_CHECK_MAX_COUNT=0: without it the entrypoint's `airflow db check` falls
+        # back to SQLite in AIRFLOW_HOME, which a read-only root cannot hold, and gives up.
         env = {
+            "CONNECTION_CHECK_MAX_COUNT": "0",
             "AIRFLOW_HOME": "/opt/airflow",
             "AIRFLOW__LOG_RETENTION_DAYS": "7",
             "AIRFLOW__LOG_CLEANUP_FREQUENCY_MINUTES": "15",

@@ -24,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +116,25 @@ def uv_binary(cache: Path, echo: Echo) -> Path:
     return venv / "bin/uv"
 
 
+def ensure_build_tools(cache: Path, echo: Echo = say) -> None:
+    """Install the Debian packages builds need (debootstrap, gcc, libc6-dev) when missing;
+    ImageError when that cannot be done (not root, or apt fails)."""
+    missing = debian.missing_host_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise ImageError(f"image builds need root, and these Debian packages: {' '.join(missing)}")
+    started = time.monotonic()
+    try:
+        debian.ensure_host_packages(cache / "logs" / "host-packages.log")
+    except debian.BuildError as exc:
+        raise ImageError(str(exc)) from exc
+    echo(f"images: apt-get install {' '.join(missing)} ({time.monotonic() - started:.1f} s)")
+    still = debian.missing_host_commands()
+    if still:
+        raise ImageError(f"still missing after the install: {' '.join(still)}")
+
+
 def _human(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
@@ -126,17 +147,37 @@ def build(refs: Iterable[str], cache: Path | None = None, echo: Echo = say) -> d
     if problems:
         raise ImageError(f"no build for:\n{problems}")
     cache = cache or default_cache()
-    missing = debian.missing_host_commands()
-    if missing:
-        raise ImageError(f"install these Debian packages first: {' '.join(missing)}")
     result: dict[str, Path] = {}
+    removals: list[threading.Thread] = []
     with _locked(cache, echo):
-        for ref in refs:
-            result[ref] = _build_one(ref, cache, echo)
+        ensure_build_tools(cache, echo)
+        removals.append(_discard(None, cache / "trash"))
+        try:
+            for ref in refs:
+                result[ref] = _build_one(ref, cache, echo, removals)
+        finally:
+            for removal in removals:
+                removal.join()
     return result
 
 
-def _build_one(ref: str, cache: Path, echo: Echo) -> Path:
+def _discard(tree: Path | None, trash: Path) -> threading.Thread:
+    """Move `tree` into `trash` and remove everything there while the next image builds
+    (deleting a large tree takes long); what an interrupted build left goes the same way."""
+    trash.mkdir(parents=True, exist_ok=True)
+    if tree is not None and tree.exists():
+        tree.rename(trash / uuid.uuid4().hex)
+    thread = threading.Thread(target=_remove_all, args=(list(trash.iterdir()),), daemon=True)
+    thread.start()
+    return thread
+
+
+def _remove_all(trees: list[Path]) -> None:
+    for tree in trees:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def _build_one(ref: str, cache: Path, echo: Echo, removals: list[threading.Thread]) -> Path:
     selected = select(ref)
     assert selected is not None and selected.recipe.build is not None  # checked by build()
     key = cache_key(selected)
@@ -161,11 +202,11 @@ def _build_one(ref: str, cache: Path, echo: Echo) -> Path:
         if selected.recipe.base:
             debian.finish(ctx.rootfs)
         with ctx.step("layer and archive"):
-            write_archive(ctx.rootfs, [selected.name], config, out)  # type: ignore[arg-type]
+            write_archive(ctx.rootfs, [selected.name], config, out)
     except (debian.BuildError, subprocess.CalledProcessError, OSError) as exc:
         raise ImageError(f"{ref}: build failed: {exc}") from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        removals.append(_discard(work, cache / "trash"))
     seconds = time.monotonic() - started
     size = out.stat().st_size
     meta = {"ref": ref, "name": selected.name, "key": key, "seconds": round(seconds, 1), "bytes": size}

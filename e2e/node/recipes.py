@@ -19,14 +19,21 @@ from pathlib import Path
 
 from e2e.node import builders
 from e2e.node.debian import base_key
-from e2e.node.oci import normalise
+from e2e.node.oci import ImageConfig, normalise, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when a helper shared by several build functions (builders.py, debian.py, oci.py)
 # changes what it puts into a tree: every key changes with it.
 HELPERS_REVISION = "1"
 
-Builder = Callable[["builders.Context", Mapping[str, str]], object]
+Builder = Callable[[builders.Context, Mapping[str, str]], ImageConfig]
+
+
+def airflow_constraints_file(params: dict[str, str]) -> dict[str, str]:
+    """images/airflow/constraints-<version>.txt when there is one, else constraints-<x.y>.txt."""
+    version = params["version"]
+    exact = REPO / "images" / "airflow" / f"constraints-{version}.txt"
+    return {"constraints": version if exact.is_file() else version.rsplit(".", 1)[0]}
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,14 @@ class Recipe:
     files: tuple[str, ...] = ()  # repository files the build reads ({name} from parameters)
     go: tuple[str, ...] = ()  # Go modules it builds, module@version ({name} from parameters)
     unavailable: str = ""  # why no build can be made on these machines (then `build` is None)
+    derive: Callable[[dict[str, str]], dict[str, str]] | None = None  # more parameters from the tag's
 
     def params(self, tag: str) -> dict[str, str] | None:
         match = re.fullmatch(self.tag, tag)
-        return None if match is None else {k: v for k, v in match.groupdict().items() if v is not None}
+        if match is None:
+            return None
+        found = {k: v for k, v in match.groupdict().items() if v is not None}
+        return {**found, **self.derive(found)} if self.derive else found
 
     def inputs(self, params: Mapping[str, str]) -> list[str]:
         return [path.format(**params) for path in self.files]
@@ -96,11 +107,16 @@ RECIPES: tuple[Recipe, ...] = (
         r"(?P<version>3\.2\.\d+)(?:-python3\.11)?",
         "apache-airflow at the tag's version with the providers the stacks use, in a virtualenv at "
         "/home/airflow/.local on Debian's Python 3.11 (the official image's default is 3.12), "
-        "pinned by images/airflow/constraints-3.2.txt; uid 50000 gid 0, /entrypoint and /clean-logs",
+        "pinned by images/airflow/constraints-<version or x.y>.txt; uid 50000 gid 0, /entrypoint and /clean-logs",
         builders.airflow,
         base=True,
         debian=builders.AIRFLOW_DEBIAN,
-        files=("images/airflow/constraints-3.2.txt", "images/airflow/entrypoint", "images/airflow/clean-logs"),
+        files=(
+            "images/airflow/constraints-{constraints}.txt",
+            "images/airflow/entrypoint",
+            "images/airflow/clean-logs",
+        ),
+        derive=airflow_constraints_file,
     ),
     R(
         "airflow-python",
@@ -222,7 +238,7 @@ def reasons(refs: Iterable[str], recipes: Iterable[Recipe] = RECIPES) -> dict[st
             repository, tag = split(ref)
             known = [r for r in recipes if r.repository == repository and not r.unavailable]
             found[ref] = (
-                f"no recipe builds {repository}; recipes exist for {', '.join(sorted({r.repository for r in recipes}))}"
+                f"no recipe builds {repository} (`python -m e2e.node.images list` names those there are)"
                 if not known
                 else f"no recipe builds tag {tag!r} of {repository} (tags matching: "
                 + ", ".join(r.tag for r in known)
@@ -231,14 +247,6 @@ def reasons(refs: Iterable[str], recipes: Iterable[Recipe] = RECIPES) -> dict[st
         elif selected.recipe.unavailable:
             found[ref] = selected.recipe.unavailable
     return found
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(selected: Selected, repo: Path = REPO) -> str:
@@ -260,6 +268,6 @@ def cache_key(selected: Selected, repo: Path = REPO) -> str:
     files: dict[str, str] = {}
     for relative in recipe.inputs(params):
         path = repo / relative
-        files[relative] = _file_digest(path) if path.is_file() else "missing"
+        files[relative] = sha256_file(path) if path.is_file() else "missing"
     material["files"] = files
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
