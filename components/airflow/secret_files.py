@@ -32,11 +32,14 @@ from components.airflow.secret_names import SecretNames
 from components.airflow.secret_paths import (  # re-exported: the values and their file names, one import
     ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
     AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
+    ASYNC_CONN_ENV as ASYNC_CONN_ENV,
     CONNECTIONS_FILE as CONNECTIONS_FILE,
     ENV_PATHS as ENV_PATHS,
+    FILE_ONLY_ENV as FILE_ONLY_ENV,
     GIT_SYNC_TMP_VOLUME as GIT_SYNC_TMP_VOLUME,
     JWT_COMPONENTS as JWT_COMPONENTS,
     LOCAL_FILESYSTEM_BACKEND as LOCAL_FILESYSTEM_BACKEND,
+    METADATA_ASYNC_KEY as METADATA_ASYNC_KEY,
     PGBOUNCER_TMP_VOLUME as PGBOUNCER_TMP_VOLUME,
     REPLACED_BUILT_IN_ENV as REPLACED_BUILT_IN_ENV,
     SECRETS_DIR as SECRETS_DIR,
@@ -75,6 +78,8 @@ def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
         SecretFile("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", names.metadata, "connection", "sql-alchemy-conn"),
     ]
     if cfg.major >= 3:
+        # The async engine's own URL: the one Airflow would derive keeps `sslmode`, which asyncpg refuses.
+        files.append(SecretFile(ASYNC_CONN_ENV, names.metadata, METADATA_ASYNC_KEY, "sql-alchemy-conn-async"))
         files.append(SecretFile("AIRFLOW__API__SECRET_KEY", names.api_secret_key, "api-secret-key", "api-secret-key"))
         if component in JWT_COMPONENTS:
             files.append(SecretFile("AIRFLOW__API_AUTH__JWT_SECRET", names.jwt_secret, "jwt-secret", "jwt-secret"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from components.airflow.config import AirflowConfig, Component, DatabaseUrl, pg_url
@@ -418,14 +419,38 @@ PGBOUNCER_PORT = 6543
 
 def metadata_connection(cfg: AirflowConfig, target: DatabaseUrl) -> str:
     """The SQLAlchemy URL Airflow uses: through PgBouncer when it is on, as the chart would build it."""
-    if cfg.database.pgbouncer.enabled:
-        host = f"{cfg.release_name}-pgbouncer.{cfg.namespace}:{PGBOUNCER_PORT}"
-        return pg_url(target.user, target.password, host, f"{cfg.release_name}-metadata", "disable")
-    return target.sqlalchemy()
+    return _through_pgbouncer(cfg, target).sqlalchemy()
+
+
+def metadata_async_connection(cfg: AirflowConfig, target: DatabaseUrl) -> str:
+    """The URL of Airflow's async engine (`[database] sql_alchemy_conn_async`, Airflow 3): the same
+    database as `metadata_connection`, for asyncpg (see config.asyncpg_url)."""
+    return _through_pgbouncer(cfg, target).asyncpg()
+
+
+def _through_pgbouncer(cfg: AirflowConfig, target: DatabaseUrl) -> DatabaseUrl:
+    """Where Airflow connects: PgBouncer's metadata pool (plain TCP inside the namespace) when it is on."""
+    if not cfg.database.pgbouncer.enabled:
+        return target
+    return replace(
+        target,
+        host=f"{cfg.release_name}-pgbouncer.{cfg.namespace}",
+        port=PGBOUNCER_PORT,
+        database=f"{cfg.release_name}-metadata",
+        sslmode="disable",
+    )
+
+
+# PgBouncer keeps this many protocol-level named prepared statements per server connection (1.21+;
+# off by default before 1.24, and the chart's image is 1.23.1). Airflow's async engine (asyncpg)
+# prepares named statements; in transaction pooling they would otherwise meet a server connection
+# that lacks them, or already has one of the same name. psycopg2 (the sync engine) prepares none.
+PGBOUNCER_PREPARED_STATEMENTS = 100
 
 
 def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
-    """pgbouncer.ini with the same pools and settings the chart's own template writes."""
+    """pgbouncer.ini with the same pools and settings the chart's own template writes, and the
+    prepared statements Airflow's async engine needs (PGBOUNCER_PREPARED_STATEMENTS)."""
     p = cfg.database.pgbouncer
     r = cfg.release_name
     server_tls = "disable" if target.sslmode == "disable" else target.sslmode
@@ -444,6 +469,7 @@ def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
         f"stats_users = {target.user}\n"
         "ignore_startup_parameters = extra_float_digits\n"
         f"max_client_conn = {p.max_client_conn}\n"
+        f"max_prepared_statements = {PGBOUNCER_PREPARED_STATEMENTS}\n"
         "verbose = 0\n"
         "log_disconnections = 0\n"
         "log_connections = 0\n"
