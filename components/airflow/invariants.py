@@ -1121,8 +1121,10 @@ def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
     """(source, object, message) for every pod that breaks a guarantee once rendered: root, privileged,
-    escalating or host-namespace containers, system hostPath volumes, and Airflow's secret variables
-    set to anything but the file AirflowRelease mounts."""
+    escalating or host-namespace containers, system hostPath volumes, Airflow's secret variables
+    set to anything but the file AirflowRelease mounts, and containers running Airflow without what
+    it reads and writes (airflow_runtime.py)."""
+    from components.airflow.airflow_runtime import runtime_problems
     from components.airflow.secret_files import FILE_ONLY_ENV, SECRETS_DIR
 
     owned = set(FILE_ONLY_ENV)
@@ -1158,6 +1160,7 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
                 out.append((source, ident, f"container {cname!r} is privileged"))
             if sc.get("allowPrivilegeEscalation") is True:
                 out.append((source, ident, f"container {cname!r} allows privilege escalation"))
+            out.extend((source, ident, message) for message in runtime_problems(str(obj.get("kind")), spec, container))
             for entry in container.get("env") or []:
                 env_name = entry.get("name") if isinstance(entry, Mapping) else None
                 if not isinstance(env_name, str):

@@ -32,7 +32,9 @@ from components.airflow.secret_names import SecretNames
 from components.airflow.secret_paths import (  # re-exported: the values and their file names, one import
     ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
     AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
+    AIRFLOW_CONFIG_PATH as AIRFLOW_CONFIG_PATH,
     ASYNC_CONN_ENV as ASYNC_CONN_ENV,
+    CONFIG_VOLUME as CONFIG_VOLUME,
     CONNECTIONS_FILE as CONNECTIONS_FILE,
     ENV_PATHS as ENV_PATHS,
     FILE_ONLY_ENV as FILE_ONLY_ENV,
@@ -129,6 +131,30 @@ def secrets_volume(
 
 def tmp_volume(name: str = TMP_VOLUME) -> dict[str, Any]:
     return {"name": name, "emptyDir": {}}
+
+
+def chart_fullname(cfg: AirflowConfig) -> str:
+    """The chart's `airflow.fullname`: the release name, unless extraValues ask for standard naming."""
+    extra = cfg.extra_values
+    if not extra.get("useStandardNaming"):
+        return cfg.release_name
+    if extra.get("fullnameOverride"):
+        return str(extra["fullnameOverride"])[:63].rstrip("-")
+    name = str(extra.get("nameOverride") or "airflow")
+    return (
+        cfg.release_name[:63].rstrip("-") if name in cfg.release_name else f"{cfg.release_name}-{name}"[:63].rstrip("-")
+    )
+
+
+def config_mount(cfg: AirflowConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volume, mount): the chart's airflow.cfg ConfigMap, where the chart's own pods read it.
+
+    A container of the Airflow image that lacks it writes a default airflow.cfg into AIRFLOW_HOME
+    when Airflow starts: that fails on a read-only root, and would be the wrong config if it did not.
+    """
+    volume = {"name": CONFIG_VOLUME, "configMap": {"name": f"{chart_fullname(cfg)}-config"}}
+    mount = {"name": CONFIG_VOLUME, "mountPath": AIRFLOW_CONFIG_PATH, "subPath": "airflow.cfg", "readOnly": True}
+    return volume, mount
 
 
 def secrets_backend_config() -> dict[str, Any]:

@@ -5,6 +5,10 @@ Shared by the config parser (user volumes and env lists must not reuse these) an
 the values layer.
 """
 
+# The chart's `airflowHome` (the image's AIRFLOW_HOME) and where its pods read airflow.cfg.
+AIRFLOW_HOME = "/opt/airflow"
+AIRFLOW_CONFIG_PATH = f"{AIRFLOW_HOME}/airflow.cfg"
+CONFIG_VOLUME = "config"
 SECRETS_DIR = "/opt/airflow/secrets"
 SECRETS_VOLUME = "airflow-k8s-secrets"
 TMP_VOLUME = "airflow-k8s-tmp"
