@@ -49,7 +49,7 @@ def declare(
     target: pulumi.Output[DatabaseUrl],
     release: pulumi.Resource,
 ) -> None:
-    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained on destroy),
+    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained and protected),
     `<name>-metadata-backup`, `<name>-db-clean` and `<name>-cleanup-pods` (CronJobs, after `release`)."""
     if maint.backup.enabled:
         service_file: pulumi.Input[str] = target.apply(pg_service_file)
@@ -72,7 +72,10 @@ def declare(
                     f"{name}-backup-claim",
                     metadata={**claim_obj["metadata"], "namespace": namespace},
                     spec=claim_obj["spec"],
-                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
+                    # Kept like every claim that holds data (retained and protected): after `pulumi destroy
+                    # --exclude-protected` it stays in the cluster and in the state, so the next `up` takes
+                    # it over instead of failing with "already exists".
+                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True, protect=True),
                 )
             )
         if maint.backup.identity_annotations:
