@@ -89,6 +89,7 @@ class TestEveryAirflowContainerOfBothStacks:
             ("Deployment/airflow-scheduler", "wait-for-airflow-migrations"),
             ("Deployment/airflow-api-server", "api-server"),
             ("Job/airflow-create-user", "create-user"),
+            ("Job/airflow-create-user", "wait-for-airflow-migrations"),
             ("Job/airflow-run-airflow-migrations", "run-airflow-migrations"),
             ("CronJob/airflow-db-clean", "db-clean"),
             ("CronJob/airflow-db-clean", "wait-for-airflow-migrations"),

@@ -20,6 +20,7 @@ from components.airflow.secret_files import (
     SECRETS_DIR,
     SECRETS_VOLUME,
     TMP_VOLUME,
+    WAIT_FOR_MIGRATIONS_ARGS,
     SecretFile,
     config_mount,
     projected_secrets,
@@ -111,7 +112,7 @@ def cli_job(
             {
                 **container,
                 "name": "wait-for-airflow-migrations",
-                "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+                "args": list(WAIT_FOR_MIGRATIONS_ARGS),
             }
         ],
         "containers": [

@@ -133,6 +133,10 @@ def tmp_volume(name: str = TMP_VOLUME) -> dict[str, Any]:
     return {"name": name, "emptyDir": {}}
 
 
+# What the chart's own wait-for-airflow-migrations init containers run (its default timeout).
+WAIT_FOR_MIGRATIONS_ARGS = ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"]
+
+
 def chart_fullname(cfg: AirflowConfig) -> str:
     """The chart's `airflow.fullname`: the release name, unless extraValues ask for standard naming."""
     extra = cfg.extra_values

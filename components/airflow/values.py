@@ -17,7 +17,17 @@ from typing import Any
 from components.airflow.config import AirflowConfig, Component, DatabaseUrl, pg_url
 from components.airflow.dag_bundles import bundle_values
 from components.airflow.fernet import fernet_values
-from components.airflow.secret_files import ADMIN_PASSWORD_FILE, ENV_PATHS, SECRETS_DIR, file_values
+from components.airflow.secret_files import (
+    ADMIN_PASSWORD_FILE,
+    ENV_PATHS,
+    SECRETS_DIR,
+    SECRETS_VOLUME,
+    TMP_VOLUME,
+    WAIT_FOR_MIGRATIONS_ARGS,
+    config_mount,
+    file_values,
+    secret_files,
+)
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
@@ -188,6 +198,30 @@ def admin_job_args(cfg: AirflowConfig) -> list[str]:
     ]
 
 
+def create_user_init_containers(cfg: AirflowConfig) -> list[dict[str, Any]]:
+    """The create-user Job's wait for the schema: chart 1.21.0 gives its other Airflow pods a
+    wait-for-airflow-migrations init container but not this Job (no `createUserJob.waitForMigrations`),
+    so `airflow users create` ran before `airflow db migrate` had made its tables and its first
+    attempt failed. The same container as the chart's, in the Job's own volumes."""
+    _, config = config_mount(cfg)
+    return [
+        {
+            "name": "wait-for-airflow-migrations",
+            "image": cfg.image.reference,
+            "imagePullPolicy": cfg.image.pull_policy,
+            "args": list(WAIT_FOR_MIGRATIONS_ARGS),
+            "env": [f.cmd_env() for f in secret_files(cfg, "createUserJob")],
+            "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
+            "resources": {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()},
+            "volumeMounts": [
+                config,
+                {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+                {"name": TMP_VOLUME, "mountPath": "/tmp"},
+            ],
+        }
+    ]
+
+
 def chart_values(
     cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
 ) -> dict[str, Any]:
@@ -314,6 +348,7 @@ def chart_values(
             {
                 "enabled": True,
                 "args": admin_job_args(cfg),
+                "extraInitContainers": create_user_init_containers(cfg),
                 "defaultUser": {
                     "username": cfg.admin.username,
                     "email": cfg.admin.email,
