@@ -18,7 +18,7 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def metadata_data(run) -> dict[str, str]:
-    return unwrap(secrets_by_name(run)["airflow-pulumi-metadata"].inputs)["stringData"]
+    return dict(unwrap(secrets_by_name(run)["airflow-pulumi-metadata"].inputs)["stringData"])
 
 
 class TestAsyncDatabaseUrl:
