@@ -21,6 +21,7 @@ from components.airflow.maintenance_config import MaintenanceConfig
 from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from components.airflow.secret_files import (
     CONNECTIONS_FILE,
+    METADATA_ASYNC_KEY,
     VARIABLES_FILE,
     connections_file,
     other_secrets_backend,
@@ -35,6 +36,7 @@ from components.airflow.values import (
     deep_merge,
     log_serving_policy,
     merge_extra_values,
+    metadata_async_connection,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
@@ -298,7 +300,10 @@ class AirflowRelease(pulumi.ComponentResource):
         secret(
             "metadata-secret",
             names.metadata,
-            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            {
+                "connection": target.apply(lambda t: metadata_connection(cfg, t)),
+                METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t)),
+            },
             retain=True,
         )
         if cfg.database.pgbouncer.enabled:

@@ -1,11 +1,12 @@
 """One-off Airflow CLI Jobs AirflowRelease declares: Fernet key rotation and pool import.
 
 Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
-Each Job runs the release's own Airflow image with the database connection and the Fernet
-keys from the Secrets AirflowRelease owns (as files: secret_files.py), waits for the schema
-first (`airflow db check-migrations`, like the chart's own pods), and runs hardened: non-root,
-no privilege escalation, no capabilities, read-only root, no service account token. Labelled `tier: airflow` and
-`release: <release>`, so the chart's NetworkPolicies let it reach PgBouncer.
+Each Job runs the release's own Airflow image with the chart's airflow.cfg, and the database
+connection and the Fernet keys from the Secrets AirflowRelease owns (as files: secret_files.py),
+waits for the schema first (`airflow db check-migrations`, like the chart's own pods), and runs
+hardened: non-root, no privilege escalation, no capabilities, read-only root (with /tmp), no
+service account token. Labelled `tier: airflow` and `release: <release>`, so the chart's
+NetworkPolicies let it reach PgBouncer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from components.airflow.secret_files import (
     SECRETS_DIR,
     SECRETS_VOLUME,
     TMP_VOLUME,
+    WAIT_FOR_MIGRATIONS_ARGS,
     SecretFile,
+    config_mount,
     projected_secrets,
     secret_files,
     tmp_volume,
@@ -45,6 +48,31 @@ def _files(cfg: AirflowConfig) -> list[SecretFile]:
     return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata)]
 
 
+# The API token of a Job that calls the Kubernetes API, mounted explicitly where the automatic one
+# would be (the pod keeps automountServiceAccountToken false), as the chart does for the scheduler.
+API_TOKEN_VOLUME = "kube-api-access"
+API_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def api_token_volume() -> dict[str, Any]:
+    return {
+        "name": API_TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}
+                        ]
+                    }
+                },
+            ]
+        },
+    }
+
+
 def cli_job(
     cfg: AirflowConfig,
     name: str,
@@ -52,11 +80,18 @@ def cli_job(
     command: str,
     volumes: list[dict[str, Any]] | None = None,
     mounts: list[dict[str, Any]] | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
-    """A Job running `command` (an `airflow ...` command line) once, after the schema is current."""
+    """A Job running `command` (an `airflow ...` command line) once, after the schema is current.
+
+    Every container gets what Airflow reads and writes, as the chart's own pods do: the chart's
+    airflow.cfg, the database connection and Fernet keys as files, and /tmp (read-only root). With
+    `service_account`, the command runs as it, with its API token (the wait for the schema without)."""
     image = cfg.image.reference
     files = _files(cfg)
+    config_volume, config = config_mount(cfg)
     file_mounts: list[dict[str, Any]] = [
+        config,
         {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
         {"name": TMP_VOLUME, "mountPath": "/tmp"},
     ]
@@ -77,7 +112,7 @@ def cli_job(
             {
                 **container,
                 "name": "wait-for-airflow-migrations",
-                "args": ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
+                "args": list(WAIT_FOR_MIGRATIONS_ARGS),
             }
         ],
         "containers": [
@@ -89,11 +124,18 @@ def cli_job(
             }
         ],
         "volumes": [
+            config_volume,
             projected_secrets(files),
             tmp_volume(),
             *(volumes or []),
         ],
     }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+        pod_spec["volumes"].append(api_token_volume())
+        pod_spec["containers"][0]["volumeMounts"].append(
+            {"name": API_TOKEN_VOLUME, "mountPath": API_TOKEN_PATH, "readOnly": True}
+        )
     return {
         "metadata": {"name": name, "labels": labels},
         "spec": {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
