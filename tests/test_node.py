@@ -298,9 +298,18 @@ COMMIT
             "/sys/fs/cgroup/memory/airflow-k8s-node"
         )
 
-    def test_only_the_cni_results_of_the_nodes_network_are_removed(self):
-        names = ["airflow-k8s-node-abc-eth0", "podman-def-eth0", "airflow-k8s-nodeX"]
-        assert cleanup.cni_result_files(names) == ["airflow-k8s-node-abc-eth0"]
+    def test_only_the_cni_results_of_the_nodes_network_and_its_new_loopbacks_are_removed(self):
+        names = [
+            "airflow-k8s-node-abc-eth0",
+            "podman-def-eth0",
+            "airflow-k8s-nodeX",
+            "cni-loopback-1-lo",
+            "cni-loopback-2-lo",
+        ]
+        assert cleanup.cni_result_files(names, before=["cni-loopback-1-lo"]) == [
+            "airflow-k8s-node-abc-eth0",
+            "cni-loopback-2-lo",
+        ]
 
     def test_proc_net_tcp_addresses_read_as_the_kernel_writes_them(self):
         assert _hex_address("0100007F") == "127.0.0.1"

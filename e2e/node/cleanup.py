@@ -154,9 +154,21 @@ def cgroup_dirs(hierarchies: dict[str, list[str]]) -> list[str]:
     return sorted(set(found), key=lambda d: (-d.count("/"), d))
 
 
-def cni_result_files(names: Iterable[str]) -> list[str]:
-    """The CNI plugins' cached results of the node's network (`<network>-<container>-<ifname>`)."""
-    return sorted(n for n in names if n.startswith(config.CNI_NETWORK + "-"))
+def cni_result_files(names: Iterable[str], before: Iterable[str] = ()) -> list[str]:
+    """The CNI plugins' cached results (`<network>-<container>-<ifname>`) the node left: those of
+    its network, and the loopback results containerd's CRI plugin wrote (`cni-loopback-...`) that
+    were not there before the node started (`before`)."""
+    earlier = set(before)
+    return sorted(
+        n
+        for n in names
+        if n.startswith(config.CNI_NETWORK + "-") or (n.startswith("cni-loopback-") and n not in earlier)
+    )
+
+
+def existing_cni_results() -> list[str]:
+    """What the CNI result cache holds now (recorded before a node starts)."""
+    return sorted(p.name for p in CNI_RESULTS.iterdir()) if CNI_RESULTS.is_dir() else []
 
 
 # --- reading the machine, doing the plan --------------------------------------------------------------
@@ -257,11 +269,13 @@ def sweep(
     kube_proxy: Path | None = None,
     ip_forward: str | None = None,
     remove: Iterable[Path] = (),
+    cni_results_before: Iterable[str] = (),
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Remove everything of the node whose folder is `folder`; returns the problems (empty when all
     went). `kube_proxy`: the binary, for its own `--cleanup`. `ip_forward`: the value to put back.
-    `remove`: folders to delete at the end (the runtime's; the data folders stay)."""
+    `remove`: folders to delete at the end (the runtime's; the data folders stay).
+    `cni_results_before`: the CNI result cache's files from before the node (they stay)."""
     problems: list[str] = []
     spare = ancestors()
     problems += stop_processes(lambda: node_processes(read_processes(), folder, spare), echo)
@@ -307,7 +321,7 @@ def sweep(
             Path("/proc/sys/net/ipv4/ip_forward").write_text(ip_forward + "\n")
 
     if CNI_RESULTS.is_dir():
-        for name in cni_result_files(p.name for p in CNI_RESULTS.iterdir()):
+        for name in cni_result_files((p.name for p in CNI_RESULTS.iterdir()), cni_results_before):
             with contextlib.suppress(OSError):
                 (CNI_RESULTS / name).unlink()
     for empty in (CNI_RESULTS, CNI_RESULTS.parent, NETNS_DIR):  # made by the node's CNI and containerd

@@ -69,6 +69,7 @@ class Record:
     ip_forward: str  # net.ipv4.ip_forward before the node turned it on
     pid: int  # the process that started the node
     purpose: str  # "e2e" or "up"
+    cni_results: list[str] = field(default_factory=list)  # the CNI result cache before the node
 
     @classmethod
     def read(cls, path: Path = RECORD) -> Record | None:
@@ -237,13 +238,13 @@ class Node:
             if Path(previous.folder) == self.folder or not previous.live():
                 self.echo(f"    sweeping what a previous node left ({previous.folder})")
                 # A run's temporary folder goes with it; `./run.sh up`'s state folder keeps its data.
-                self._sweep(Path(previous.folder), previous.ip_forward, everything=previous.purpose != "up")
+                self._sweep(Path(previous.folder), previous.ip_forward, previous.purpose != "up", previous.cni_results)
             else:
                 raise NodeError(f"another node runs on this machine (folder {previous.folder})")
         # Leftovers of a node whose record is gone: same interfaces, chains, cgroups; no processes.
         self._sweep(self.folder, None)
         forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-        self.record = Record(str(self.folder), forward, os.getpid(), self.purpose)
+        self.record = Record(str(self.folder), forward, os.getpid(), self.purpose, cleanup.existing_cni_results())
         self.record.write()
 
     # --- the network -----------------------------------------------------------------------------
@@ -444,12 +445,16 @@ class Node:
 
     # --- the end ------------------------------------------------------------------------------------
 
-    def _sweep(self, folder: Path, ip_forward: str | None, everything: bool = False) -> list[str]:
+    def _sweep(
+        self, folder: Path, ip_forward: str | None, everything: bool = False, cni_results: list[str] | None = None
+    ) -> list[str]:
+        """`cni_results`: the CNI result cache before the node (None: no node ran, keep every file)."""
         problems = cleanup.sweep(
             folder,
             kube_proxy=self.binaries.get("kube-proxy"),
             ip_forward=ip_forward if ip_forward == "0" else None,
             remove=[folder] if everything else runtime_folders(folder),
+            cni_results_before=cleanup.existing_cni_results() if cni_results is None else cni_results,
             echo=self.echo,
         )
         for problem in problems:
@@ -462,8 +467,9 @@ class Node:
         Ctrl-C or SIGTERM."""
         with _signals_held():
             record = self.record or Record.read()
-            ip_forward = record.ip_forward if record is not None and Path(record.folder) == self.folder else None
-            problems = self._sweep(self.folder, ip_forward, everything)
+            mine = record is not None and Path(record.folder) == self.folder
+            ip_forward = record.ip_forward if record is not None and mine else None
+            problems = self._sweep(self.folder, ip_forward, everything, record.cni_results if record and mine else None)
             for p in self.processes:
                 with contextlib.suppress(Exception):
                     p.popen.wait(timeout=1)
