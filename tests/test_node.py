@@ -470,7 +470,11 @@ class TestUpOnThisMachine:
         assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags -> this checkout's dags/"]
         assert (tmp_path / "data" / "airflow-dags").resolve() == ROOT / "dags"
         made = json.loads((state / "made.json").read_text())
-        assert made == {"links": [f"{tmp_path}/data/airflow-dags"], "data": [f"{tmp_path}/data/airflow-logs"]}
+        assert made == {
+            "dirs": [f"{tmp_path}/data"],
+            "links": [f"{tmp_path}/data/airflow-dags"],
+            "data": [f"{tmp_path}/data/airflow-logs"],
+        }
         assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags (already there)"]
 
     def test_a_stack_with_encrypted_values_is_refused_by_name(self):

@@ -20,6 +20,7 @@ State: $AIRFLOW_K8S_NODE_STATE, default /var/lib/airflow-k8s-node. The UI: 127.0
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -141,9 +142,15 @@ def node_config(raw: dict[str, Any], kubeconfig: Path, charts: Path) -> tuple[di
 def link_dags(cfg: dict[str, Any], folder: Path) -> list[str]:
     """A hostPath DAG folder the stack names and that does not exist becomes a link to this
     checkout's dags/ (what `minikube mount ./dags:/data/airflow-dags` does for minikube); the
-    stack's hostPath logs folder is recorded as its data (`down --purge` removes it)."""
+    stack's hostPath logs folder, when `up` is the first to use it, is recorded as its data
+    (`down --purge` removes it), and so are the folders made above them."""
     notes = []
     dags = (((cfg.get("airflow-k8s:airflow") or {}).get("dags") or {}).get("hostPath") or {}).get("path")
+    logs = ((cfg.get("airflow-k8s:logs") or {}).get("hostPath") or {}).get("path")
+    for path in (dags, logs):  # folders that `up` (or the kubelet for it) makes above them
+        for parent in Path(path).parents if path else ():
+            if not parent.exists():
+                record_made(folder, "dirs", str(parent))
     if dags:
         link = Path(dags)
         if not link.exists() and not link.is_symlink():
@@ -153,8 +160,7 @@ def link_dags(cfg: dict[str, Any], folder: Path) -> list[str]:
             notes.append(f"DAGs: {link} -> this checkout's dags/")
         else:
             notes.append(f"DAGs: {link} (already there)")
-    logs = ((cfg.get("airflow-k8s:logs") or {}).get("hostPath") or {}).get("path")
-    if logs:
+    if logs and not Path(logs).exists():  # a folder that was there before is not ours to purge
         record_made(folder, "data", str(logs))
     return notes
 
@@ -332,14 +338,17 @@ def forget(folder: Path, purge: bool) -> list[str]:
     """Stop and remove the node of `folder`; the links `up` made; with `purge`, the data too."""
     found, _ = find_tools(lambda line: None)
     node = Node(folder, found, purpose="up", echo=lambda line: None)
-    problems = node.stop(everything=purge)
     made = json.loads((folder / "made.json").read_text()) if (folder / "made.json").is_file() else {}
+    problems = node.stop(everything=purge)  # with `purge`, made.json goes with the folder
     for link in made.get("links", []):
         if Path(link).is_symlink():
             Path(link).unlink()
     if purge:
         for data in made.get("data", []):
             shutil.rmtree(data, ignore_errors=True)
+        for made_dir in sorted(made.get("dirs", []), key=lambda d: -d.count("/")):
+            with contextlib.suppress(OSError):
+                Path(made_dir).rmdir()  # only when empty
         shutil.rmtree(folder, ignore_errors=True)
     return problems
 
