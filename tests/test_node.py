@@ -4,6 +4,7 @@ The node itself runs in the e2e run's `node` scenario (docs/e2e.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -37,10 +38,11 @@ class TestContainerd:
         assert f'state = "{FOLDER}/node/containerd/state"' in text
         assert f'address = "{FOLDER}/node/containerd/containerd.sock"' in text
 
-    def test_oom_scores_are_restricted_and_runc_uses_cgroupfs(self):
+    def test_oom_scores_are_restricted_and_runc_uses_cgroupfs_with_its_state_in_the_folder(self):
         text = config.containerd_config(layout())
         assert "restrict_oom_score_adj = true" in text
         assert "SystemdCgroup = false" in text
+        assert f'Root = "{FOLDER}/node/containerd/runc"' in text
 
     def test_the_sandbox_is_the_imported_pause_image_and_registries_come_from_the_hosts_folder(self):
         text = config.containerd_config(layout())
@@ -309,6 +311,13 @@ COMMIT
         assert cleanup.cni_result_files(names, before=["cni-loopback-1-lo"]) == [
             "airflow-k8s-node-abc-eth0",
             "cni-loopback-2-lo",
+        ]
+
+    def test_shim_sockets_are_found_by_the_name_containerd_gives_them(self):
+        # sha256("<address>/<namespace>/<id>"), as containerd 1.6's runtime/v2/shim.SocketAddress
+        sockets = cleanup.shim_sockets("/f/node/containerd/containerd.sock", {"k8s.io": ["abc"]})
+        assert sockets == [
+            "/run/containerd/s/" + hashlib.sha256(b"/f/node/containerd/containerd.sock/k8s.io/abc").hexdigest()
         ]
 
     def test_proc_net_tcp_addresses_read_as_the_kernel_writes_them(self):

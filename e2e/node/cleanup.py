@@ -13,6 +13,7 @@ firewall rules, cgroups, the sysctl, and the runtime folders.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -34,6 +35,10 @@ TABLES = ("filter", "nat", "mangle", "raw")
 NETNS_DIR = Path("/var/run/netns")
 CNI_RESULTS = Path("/var/lib/cni/results")
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
+SHIM_SOCKETS = Path("/run/containerd/s")  # containerd 1.6's shims put their sockets there, whatever its state
+# Folders of the machine that the node's programs make when they are missing; the record lists
+# those that were missing, and they go again when empty.
+SYSTEM_FOLDERS = (SHIM_SOCKETS, SHIM_SOCKETS.parent, CNI_RESULTS, CNI_RESULTS.parent, NETNS_DIR)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,29 @@ def cni_result_files(names: Iterable[str], before: Iterable[str] = ()) -> list[s
     )
 
 
+def shim_sockets(address: str, tasks: dict[str, list[str]]) -> list[str]:
+    """The socket file of each task's shim: containerd 1.6 names it after the sha256 of
+    `<containerd's address>/<namespace>/<id>` (runtime/v2/shim SocketAddress). `tasks`: the
+    namespace -> task ids found in containerd's state folder."""
+    return sorted(
+        str(SHIM_SOCKETS / hashlib.sha256(f"{address}/{ns}/{task}".encode()).hexdigest())
+        for ns, ids in tasks.items()
+        for task in ids
+    )
+
+
+def read_tasks(containerd_dir: Path) -> dict[str, list[str]]:
+    tasks_dir = containerd_dir / "state" / "io.containerd.runtime.v2.task"
+    if not tasks_dir.is_dir():
+        return {}
+    return {ns.name: sorted(t.name for t in ns.iterdir()) for ns in tasks_dir.iterdir() if ns.is_dir()}
+
+
+def missing_system_folders() -> list[str]:
+    """SYSTEM_FOLDERS that do not exist now (recorded before a node starts)."""
+    return [str(f) for f in SYSTEM_FOLDERS if not f.exists()]
+
+
 def existing_cni_results() -> list[str]:
     """What the CNI result cache holds now (recorded before a node starts)."""
     return sorted(p.name for p in CNI_RESULTS.iterdir()) if CNI_RESULTS.is_dir() else []
@@ -270,12 +298,16 @@ def sweep(
     ip_forward: str | None = None,
     remove: Iterable[Path] = (),
     cni_results_before: Iterable[str] = (),
+    made_folders: Iterable[str] = (),
+    containerd_dir: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Remove everything of the node whose folder is `folder`; returns the problems (empty when all
     went). `kube_proxy`: the binary, for its own `--cleanup`. `ip_forward`: the value to put back.
     `remove`: folders to delete at the end (the runtime's; the data folders stay).
-    `cni_results_before`: the CNI result cache's files from before the node (they stay)."""
+    `cni_results_before`: the CNI result cache's files from before the node (they stay).
+    `made_folders`: the SYSTEM_FOLDERS that were missing before the node (removed when empty).
+    `containerd_dir`: the node's containerd folder (its shims' sockets are found from it)."""
     problems: list[str] = []
     spare = ancestors()
     problems += stop_processes(lambda: node_processes(read_processes(), folder, spare), echo)
@@ -324,9 +356,13 @@ def sweep(
         for name in cni_result_files((p.name for p in CNI_RESULTS.iterdir()), cni_results_before):
             with contextlib.suppress(OSError):
                 (CNI_RESULTS / name).unlink()
-    for empty in (CNI_RESULTS, CNI_RESULTS.parent, NETNS_DIR):  # made by the node's CNI and containerd
+    if containerd_dir is not None:
+        for socket_file in shim_sockets(str(containerd_dir / "containerd.sock"), read_tasks(containerd_dir)):
+            with contextlib.suppress(OSError):
+                Path(socket_file).unlink()
+    for made in sorted(made_folders, key=lambda f: -f.count("/")):
         with contextlib.suppress(OSError):
-            empty.rmdir()  # only when nothing else left anything there
+            Path(made).rmdir()  # only when nothing else left anything there
     for path in remove:
         shutil.rmtree(path, ignore_errors=True)
         if path.exists():

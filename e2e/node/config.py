@@ -111,7 +111,8 @@ def overlapping(ranges: list[str], routes: list[str]) -> list[str]:
 
 
 def containerd_config(layout: Layout) -> str:
-    """containerd 1.6 (config version 2): its own root, state and socket under the node's folder;
+    """containerd 1.6 (config version 2): its own root, state, socket and runc state under the
+    node's folder;
     runc with cgroupfs (the machine's cgroups are v1 with a v2 hierarchy beside them); the
     sandbox (pause) image imported, never pulled; every registry at REFUSING_REGISTRY;
     `restrict_oom_score_adj` (the sandbox cannot lower an OOM score: runc would fail)."""
@@ -161,6 +162,7 @@ disabled_plugins = [
 
 [{cri}.containerd.runtimes.runc.options]
   SystemdCgroup = false
+  Root = "{d / "runc"}"
 
 [{cri}.cni]
   bin_dir = "/usr/lib/cni"

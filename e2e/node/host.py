@@ -19,6 +19,7 @@ from that folder (e2e.node.cleanup), so `stop` works from another process too (`
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ from . import cleanup, config
 from .oci import archive_tags, normalise
 
 RECORD = Path("/run/airflow-k8s-node/node.json")
+LOCKED = "/run"  # flocked while a node starts or is swept (machine_lock)
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = (
     "containerd",
@@ -70,6 +72,7 @@ class Record:
     pid: int  # the process that started the node
     purpose: str  # "e2e" or "up"
     cni_results: list[str] = field(default_factory=list)  # the CNI result cache before the node
+    made_folders: list[str] = field(default_factory=list)  # cleanup.SYSTEM_FOLDERS missing before it
 
     @classmethod
     def read(cls, path: Path = RECORD) -> Record | None:
@@ -88,6 +91,19 @@ class Record:
     def write(self, path: Path = RECORD) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One node at a time changes the machine: a start (record, interfaces, rules) and a cleanup
+    never interleave with another's. An exclusive flock on /run itself (a folder every machine
+    has), so that nothing is left behind to remove."""
+    fd = os.open(LOCKED, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def running_processes(folder: Path) -> list[int]:
@@ -238,13 +254,20 @@ class Node:
             if Path(previous.folder) == self.folder or not previous.live():
                 self.echo(f"    sweeping what a previous node left ({previous.folder})")
                 # A run's temporary folder goes with it; `./run.sh up`'s state folder keeps its data.
-                self._sweep(Path(previous.folder), previous.ip_forward, previous.purpose != "up", previous.cni_results)
+                self._sweep(Path(previous.folder), previous.ip_forward, previous.purpose != "up", previous)
             else:
                 raise NodeError(f"another node runs on this machine (folder {previous.folder})")
         # Leftovers of a node whose record is gone: same interfaces, chains, cgroups; no processes.
         self._sweep(self.folder, None)
         forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-        self.record = Record(str(self.folder), forward, os.getpid(), self.purpose, cleanup.existing_cni_results())
+        self.record = Record(
+            str(self.folder),
+            forward,
+            os.getpid(),
+            self.purpose,
+            cleanup.existing_cni_results(),
+            cleanup.missing_system_folders(),
+        )
         self.record.write()
 
     # --- the network -----------------------------------------------------------------------------
@@ -446,30 +469,33 @@ class Node:
     # --- the end ------------------------------------------------------------------------------------
 
     def _sweep(
-        self, folder: Path, ip_forward: str | None, everything: bool = False, cni_results: list[str] | None = None
+        self, folder: Path, ip_forward: str | None, everything: bool = False, record: Record | None = None
     ) -> list[str]:
-        """`cni_results`: the CNI result cache before the node (None: no node ran, keep every file)."""
+        """`record`: the node's, for what the machine had before it (None: no node of this folder is
+        known to have run: every CNI result and system folder stays)."""
         problems = cleanup.sweep(
             folder,
             kube_proxy=self.binaries.get("kube-proxy"),
             ip_forward=ip_forward if ip_forward == "0" else None,
             remove=[folder] if everything else runtime_folders(folder),
-            cni_results_before=cleanup.existing_cni_results() if cni_results is None else cni_results,
+            cni_results_before=cleanup.existing_cni_results() if record is None else record.cni_results,
+            made_folders=[] if record is None else record.made_folders,
+            containerd_dir=folder / "node" / "containerd",
             echo=self.echo,
         )
         for problem in problems:
             self.echo(f"    cleanup: {problem}")
         return problems
 
-    def stop(self, everything: bool = False) -> list[str]:
+    def stop(self, everything: bool = False, locked: bool = False) -> list[str]:
         """Everything the node made, whatever state it is in; the record last. The run's folder
         stays (logs, and `./run.sh up`'s data) unless `everything`. Not interrupted by a second
-        Ctrl-C or SIGTERM."""
-        with _signals_held():
+        Ctrl-C or SIGTERM. `locked`: the caller holds machine_lock already."""
+        with _signals_held(), contextlib.nullcontext() if locked else machine_lock():
             record = self.record or Record.read()
             mine = record is not None and Path(record.folder) == self.folder
             ip_forward = record.ip_forward if record is not None and mine else None
-            problems = self._sweep(self.folder, ip_forward, everything, record.cni_results if record and mine else None)
+            problems = self._sweep(self.folder, ip_forward, everything, record if mine else None)
             for p in self.processes:
                 with contextlib.suppress(Exception):
                     p.popen.wait(timeout=1)
@@ -490,7 +516,13 @@ def bring_up(
     """The node's record and network, the control plane on the node's address, then the node.
     The plane stops the node first (`plane.stop()`); a kept control plane (`./run.sh up` after
     `down`) starts again on its store and certificates."""
-    node.claim()
+    with machine_lock():
+        node.claim()
+        try:
+            node.network_up()
+        except BaseException:
+            node.stop(locked=True)
+            raise
     plane = ControlPlane(
         node.plane_folder,
         dict(binaries),
@@ -503,7 +535,6 @@ def bring_up(
     )
     plane.attached.append(node.stop)
     try:
-        node.network_up()
         kube = plane.start()
         node.start(kube, plane.server, archives)
     except BaseException:
