@@ -394,11 +394,12 @@ def pod(name: str, phase: str = "Running", ready: bool = True, job: bool = False
 
 
 class TestScenarioChecks:
-    def test_serving_pods_must_be_ready_and_job_pods_only_finished(self):
+    def test_serving_pods_must_be_ready_and_job_pods_only_not_fail(self):
         pods = [
             pod("scheduler"),
             pod("api-server", ready=False),
             pod("migrate", "Succeeded", ready=False, job=True),
+            pod("cleanup-pods-123", "Pending", ready=False, job=True),  # a CronJob's run, starting
             pod("create-user-1", "Failed", ready=False, job=True),
         ]
         assert not_ready(pods) == ["api-server (Running)"]
