@@ -11,6 +11,7 @@ import yaml
 
 from components import ConfigError
 from components.offline.__main__ import main
+from components.offline.chart_archives import ChartNotFoundError
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import load_stack_config, run_program
 from components.offline.render import CLUSTER_SCOPED
@@ -231,11 +232,15 @@ class TestBrokenCases:
         declared = broken(tmp_path, {"dags": dags}, cluster={"persistentVolumeClaims": ["airflow/team-dags"]})
         assert messages(declared, "pvc-ref") == []
 
-    def test_a_missing_chart_archive_is_an_error_naming_what_and_where(self, tmp_path):
-        result = broken(tmp_path, {"dags": GIT, "chart": {"version": "9.9.9"}})
-        (message,) = messages(result, "chart")
-        assert "airflow-9.9.9.tgz not found" in message
-        assert "shared/charts" in message and "AIRFLOW_K8S_CHARTS" in message
+    def test_a_chart_version_nowhere_to_be_had_stops_the_preview_with_one_line(self, tmp_path):
+        with pytest.raises(ChartNotFoundError) as err:
+            broken(tmp_path, {"dags": GIT, "chart": {"version": "9.9.9"}})
+        message = str(err.value)
+        assert message.startswith(
+            "chart airflow 9.9.9 is not on this machine and not pinned in components/charts-lock.json, so not fetched."
+        )
+        assert "put airflow-9.9.9.tgz in a folder and set AIRFLOW_K8S_CHARTS to that folder" in message
+        assert "\n" not in message
 
 
 class TestCommand:

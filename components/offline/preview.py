@@ -26,6 +26,7 @@ from typing import Any
 
 from components.airflow.invariants import rendered_problems
 from components.offline import checks, policy, yamlout
+from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
@@ -196,6 +197,14 @@ def release_problems(res: Registered) -> list[Problem]:
         )
         for path in secret_paths(res.inputs)
     ]
+
+
+def wanted_chart(res: Registered) -> Wanted:
+    """The chart a Release installs: name, version and repository (repositoryOpts.repo)."""
+    inputs = unwrap(res.inputs)
+    repository = (inputs.get("repositoryOpts") or {}).get("repo")
+    version = inputs.get("version")
+    return Wanted(str(inputs["chart"]), str(version) if version else None, str(repository) if repository else None)
 
 
 def release_identity(inputs: dict[str, Any], res: Registered) -> tuple[str, str]:
@@ -471,17 +480,27 @@ def _timed_preview(
 ) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
-    scanner = (
-        policy.Scanner(root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None)
-        if run_checkov
-        else None
-    )
+    started: list[policy.Scanner] = []
+
+    def start_scanner() -> policy.Scanner | None:
+        if run_checkov and not started:
+            started.append(
+                policy.Scanner(
+                    root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None
+                )
+            )
+        return started[0] if started else None
+
+    # checkov's start overlaps the program's run, unless a chart may have to be fetched: a preview
+    # that cannot have its charts stops before anything slow starts.
+    if at_hand(root):
+        start_scanner()
     try:
         return _preview(
-            root, stack, out, progress, scanner, kube_version, echo, program_run, releases_exist, api_versions
+            root, stack, out, progress, start_scanner, kube_version, echo, program_run, releases_exist, api_versions
         )
     finally:
-        if scanner is not None:
+        for scanner in started:
             scanner.close()
 
 
@@ -490,7 +509,7 @@ def _preview(
     stack: str,
     out: Path,
     progress: Progress,
-    scanner: policy.Scanner | None,
+    start_scanner: Callable[[], policy.Scanner | None],
     kube_version: str | None,
     echo: Callable[[str], None] | None,
     program_run: ProgramRun | None,
@@ -504,6 +523,15 @@ def _preview(
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
 
+    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
+    if releases:
+        progress.step(
+            "charts",
+            f"finding the chart archives of {len(releases)} release(s) (local, cached, else fetched)",
+            lambda: resolve(root, [wanted_chart(r) for r in releases], echo),
+        )
+    scanner = start_scanner()
+
     target = out / stack
     previous = load_state(target)
     upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
@@ -512,7 +540,6 @@ def _preview(
     sources: list[Source] = []
     problems: list[Problem] = []
     crds: list[dict[str, Any]] = []
-    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
 
     written = PreviewFiles(target)
     declared: dict[int, Source] = {}  # the Kubernetes objects the program declares itself
