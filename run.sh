@@ -1,12 +1,5 @@
 #!/usr/bin/env bash
-# One entry point that sets itself up and runs a job:
-#   ./run.sh preview [stack] [options]   offline preview of a stack (default: dev; --help for options)
-#   ./run.sh test              lint, types, the test suites, then the end-to-end run
-#   ./run.sh bench             benchmarks (prints numbers)
-#   ./run.sh bench-e2e [--whole]   end-to-end timings with the real Pulumi engine (minutes)
-#   ./run.sh e2e [options]     end to end against a local API server (python -m e2e --help)
-#   ./run.sh dags-check [FOLDER] [--stack NAME]
-#                              will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
+# One entry point that sets itself up and runs a job: `./run.sh help` lists them (usage() below).
 # Virtualenvs: .venv (project and test tools), .venv-checkov (the checkov scanner) and,
 # for `test`, .venv-dags (Airflow, for the DAG tests); the last two have pins that clash
 # with pulumi's. They are created on first use and reused after.
@@ -14,6 +7,24 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
+
+usage() {
+  cat <<'USAGE'
+usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
+
+  preview [STACK] [options]   offline preview of a stack (default: dev); ./run.sh preview --help
+                              lists the options (--diff, --kube-version, --no-checkov, ...)
+  test [pytest options]       lint, types, the test suites, then the end-to-end run (what CI runs)
+  bench                       benchmarks of the preview (prints numbers)
+  bench-e2e [--whole]         end-to-end timings with the real Pulumi engine (minutes)
+  e2e [options]               end to end against a local API server (./run.sh e2e --help)
+  dags-check [FOLDER] [--stack NAME]
+                              will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
+  help                        this text
+
+Without a job, ./run.sh runs `preview`.
+USAGE
+}
 
 # uv creates the virtualenvs (much faster than pip on a fresh machine). It is taken from PATH,
 # or installed once into .venv-uv with pip.
@@ -145,8 +156,12 @@ case "$job" in
     setup dags
     exec .venv/bin/python -m dagcheck "$@"
     ;;
+  help | -h | --help)
+    usage
+    ;;
   *)
-    echo "usage: ./run.sh preview [stack] [options] | test | bench | bench-e2e [--whole] | e2e [options] | dags-check [FOLDER] [--stack NAME]" >&2
+    echo "error: unknown job '$job'" >&2
+    usage >&2
     exit 2
     ;;
 esac

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.offline.__main__ import main
+from components.offline.__main__ import main, parser
 from components.offline.chart_archives import ChartNotFoundError
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import load_stack_config, run_program
@@ -263,6 +264,43 @@ class TestCommand:
         for option in ("--diff", "--no-checkov", "--installed", "--fresh", "--kube-version", "--api-versions"):
             assert option in out
 
+    @pytest.mark.parametrize(
+        ("argv", "expected"),
+        [
+            (
+                ["--kube-version", "banana"],
+                "error: argument --kube-version: 'banana' is not a Kubernetes version: expected major.minor from "
+                "1.27 to 1.35, e.g. 1.31 or v1.34.4",
+            ),
+            (
+                ["--kube-version", "1.99"],
+                "error: argument --kube-version: Kubernetes 1.99 is not supported: expected 1.27 to 1.35",
+            ),
+            (["--kube-version", "1.26.3"], "Kubernetes 1.26.3 is not supported: expected 1.27 to 1.35"),
+            (
+                ["--api-versions", "cert-manager.io/v1,not a version!!"],
+                "error: argument --api-versions: 'not a version!!' is not an API version: expected 'group/version' "
+                "or 'group/version/Kind'",
+            ),
+            (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
+            (["dev", "--stack", "prod"], "error: two stacks given: dev and --stack prod"),
+        ],
+    )
+    def test_a_bad_flag_is_one_line_and_exit_2(self, argv, expected, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        out, err = capsys.readouterr()
+        (line,) = err.splitlines()
+        assert expected in line and line.endswith("(./run.sh preview --help lists the options)")
+        assert out == ""
+
+    def test_flags_are_read_into_their_values(self):
+        args = parser().parse_args(["--kube-version", "v1.34.4", "--api-versions", "cert-manager.io/v1, a.io/v1/Kind"])
+        assert args.kube_version == "v1.34.4"
+        assert args.api_versions == {"cert-manager.io/v1", "a.io/v1/Kind"}
+        assert parser().parse_args([]).api_versions == set()
+
     def test_a_missing_stack_file_is_a_clear_error(self, tmp_path, capsys):
         assert main(["--stack", "staging", "--out", str(tmp_path), "--root", str(ROOT)]) == 2
         assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in capsys.readouterr().err
@@ -273,6 +311,21 @@ class TestCommand:
         root = project_copy(tmp_path, {"dev": dev})
         assert main(["--stack", "dev", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 1
         assert "PROBLEM [values-schema]" in capsys.readouterr().out
+
+
+class TestRunSh:
+    @pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+    def test_help_prints_the_jobs_and_exits_zero(self, flag):
+        done = subprocess.run(["bash", str(ROOT / "run.sh"), flag], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: ./run.sh JOB [options]")
+        for job in ("preview [STACK] [options]", "test", "bench", "e2e", "dags-check"):
+            assert f"\n  {job}" in done.stdout
+
+    def test_an_unknown_job_is_named_and_exits_2_with_the_usage(self):
+        done = subprocess.run(["bash", str(ROOT / "run.sh"), "deploy"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: unknown job 'deploy'\nusage: ./run.sh JOB [options]")
 
 
 class TestRendering:
