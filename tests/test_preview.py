@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import yaml
 from components import ConfigError
 from components.offline.__main__ import main, parser
 from components.offline.chart_archives import ChartNotFoundError
-from components.offline.preview import PreviewResult, preview
+from components.offline.preview import PreviewResult, preview, table
 from components.offline.program import load_stack_config, run_program
 from components.offline.render import CLUSTER_SCOPED
 from tests.helpers import ROOT, project_copy, run_stack
@@ -153,6 +155,29 @@ class TestStacks:
         # KEDA ships its CRDs as templates (templates/crds/), not under crds/: known all the same.
         assert "keda.sh/v1alpha1/ScaledObject" in caps["apiVersions"]
         assert "sparkoperator.k8s.io/v1beta2" in caps["apiVersions"]
+
+
+class TestDiff:
+    def test_a_one_option_change_in_airflow_cfg_shows_as_that_one_line(self, stacks, tmp_path):
+        out = tmp_path / "preview"
+        (out / "dev").mkdir(parents=True)
+        shutil.copy(stacks["dev"].out_dir / "state.json", out / "dev" / "state.json")
+        project, config, secret_keys, _ = load_stack_config(ROOT, "dev")
+        airflow = json.loads(config["airflow-k8s:airflow"])
+        airflow.setdefault("extraValues", {})["config"] = {"core": {"load_examples": "True"}}
+        config["airflow-k8s:airflow"] = json.dumps(airflow)
+        run = run_program(ROOT, "dev", config=config, secret_keys=secret_keys, project=project)
+        lines = table(
+            preview(ROOT, "dev", out, run_checkov=False, program_run=run, releases_exist=False), show_diff=True
+        )
+        lines = lines.splitlines()
+        at = next(i for i, line in enumerate(lines) if "v1/ConfigMap" in line and "airflow/airflow-config " in line)
+        assert lines[at].rstrip().endswith("update")
+        field, hunk, removed, added, after = (line.strip() for line in lines[at + 1 : at + 6])
+        assert re.fullmatch(r'~ data\["airflow\.cfg"\]: 1 of \d+ lines changed', field)
+        assert re.fullmatch(r"@@ line \d+ in \[core\]", hunk)
+        assert (removed, added) == ("- load_examples = False", "+ load_examples = True")
+        assert not after.startswith(("- ", "+ ", "@@"))  # nothing else of the file
 
 
 class TestBrokenCases:

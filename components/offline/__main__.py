@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -91,7 +92,24 @@ def parser() -> argparse.ArgumentParser:
         const=False,
         help="render every Release as a first install",
     )
-    parser.add_argument("--diff", action="store_true", help="show the changed fields of every changed row")
+    parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="show the changed fields of every changed row (multi-line strings line by line, nothing cut)",
+    )
+    parser.add_argument(
+        "--show-sames",
+        action="store_true",
+        help="list unchanged rows too (default: only changed rows, the rows above them, and a count)",
+    )
+    parser.add_argument(
+        "--json",
+        dest="json_file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the changes as JSON to FILE, for CI (baseline, counts, changed rows and fields, problems)",
+    )
     parser.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
     return parser
 
@@ -104,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = args.stack or args.stack_option or "dev"
 
     from components.offline.helm import HelmNotFoundError
-    from components.offline.preview import preview, table
+    from components.offline.preview import ci_summary, preview, table
 
     root = Path(args.root)
     print(f"Offline preview of stack '{stack}' (project at {root.resolve().name}/)", flush=True)
@@ -123,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print()
-    print(table(result, show_diff=args.diff))
+    print(table(result, show_diff=args.diff, show_same=args.show_sames))
+    if args.json_file is not None:
+        args.json_file.parent.mkdir(parents=True, exist_ok=True)
+        args.json_file.write_text(json.dumps(ci_summary(result), indent=2, default=str) + "\n")
+        print(f"Changes written to {args.json_file}")
     return 1 if result.problems else 0
 
 

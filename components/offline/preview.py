@@ -45,16 +45,19 @@ from components.offline.render import (
     set_namespace,
 )
 from components.offline.report import (
+    Baseline,
     Node,
     Row,
     counts,
-    load_state,
+    diff_summary,
+    last_successful,
     mask_secret_object,
     object_key,
     outputs_text,
     render_tree,
     rows,
     summary_line,
+    unchanged_note,
     write_state,
 )
 
@@ -91,6 +94,7 @@ class PreviewResult:
     rows: list[Row] = field(default_factory=list)
     capabilities: Capabilities | None = None
     policy: policy.PolicyResult | None = None
+    baseline: Baseline | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -533,7 +537,8 @@ def _preview(
     scanner = start_scanner()
 
     target = out / stack
-    previous = load_state(target)
+    baseline = last_successful(target, stack)
+    previous = baseline.state
     upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
     capabilities = stack_capabilities(root, run, kube_version, api_versions)
 
@@ -674,9 +679,20 @@ def _preview(
     problem_counts = Counter(p.source for p in problems)
     tree = rows(STACK_TYPE, f"{run.project}-{stack}", nodes, previous, lambda name: problem_counts.get(name, 0))
     outputs = masked_outputs(run)
-    write_state(target, stack, nodes, outputs)
+    if not problems:  # only a successful preview is the next one's baseline
+        write_state(target, stack, nodes, outputs)
     result = PreviewResult(
-        stack, run, sources, problems, checkov_summary, progress.timings, target, tree, capabilities, policy_result
+        stack,
+        run,
+        sources,
+        problems,
+        checkov_summary,
+        progress.timings,
+        target,
+        tree,
+        capabilities,
+        policy_result,
+        baseline,
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
@@ -735,13 +751,31 @@ def summary(result: PreviewResult) -> dict[str, Any]:
     }
 
 
-def table(result: PreviewResult, *, show_diff: bool = False) -> str:
-    """What the command prints: the tree with change marks, problems, the policy scan, outputs."""
-    lines = [
-        render_tree(result.rows, show_diff=show_diff),
-        "",
-        outputs_text(result.run.outputs, result.run.secret_outputs),
-    ]
+def ci_summary(result: PreviewResult) -> dict[str, Any]:
+    """What `--json FILE` writes for CI: the baseline, the counts, every changed row with its
+    changed fields, the problems."""
+    return {
+        "stack": result.stack,
+        "baseline": result.baseline.to_json() if result.baseline else None,
+        "changes": counts(result.rows),
+        "changed": diff_summary(result.rows),
+        "problems": [asdict(p) for p in result.problems],
+        "checkov": {k: result.checkov.get(k) for k in ("ran", "passed", "new", "accepted", "cached")},
+        "exitCode": 1 if result.problems else 0,
+    }
+
+
+def table(result: PreviewResult, *, show_diff: bool = False, show_same: bool = False) -> str:
+    """What the command prints: the baseline, the tree with change marks (unchanged rows only where
+    a changed one sits under them, unless `show_same`), outputs, problems, the policy scan."""
+    lines = []
+    if result.baseline is not None:
+        lines += [f"Compared with {result.baseline.description}.", ""]
+    lines.append(render_tree(result.rows, show_diff=show_diff, show_same=show_same))
+    hidden = unchanged_note(result.rows, show_same)
+    if hidden:
+        lines.append(f"     ({hidden})")
+    lines += ["", outputs_text(result.run.outputs, result.run.secret_outputs)]
     lines += ["", summary_line(result.rows)]
     lines.append(
         f"\n{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems."
@@ -761,4 +795,4 @@ def table(result: PreviewResult, *, show_diff: bool = False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "preview", "render_release", "summary", "table"]
+__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "ci_summary", "preview", "render_release", "summary", "table"]
