@@ -167,10 +167,8 @@ class TestDiff:
         airflow.setdefault("extraValues", {})["config"] = {"core": {"load_examples": "True"}}
         config["airflow-k8s:airflow"] = json.dumps(airflow)
         run = run_program(ROOT, "dev", config=config, secret_keys=secret_keys, project=project)
-        lines = table(
-            preview(ROOT, "dev", out, run_checkov=False, program_run=run, releases_exist=False), show_diff=True
-        )
-        lines = lines.splitlines()
+        result = preview(ROOT, "dev", out, run_checkov=False, program_run=run, releases_exist=False)
+        lines = table(result, show_diff=True).splitlines()
         at = next(i for i, line in enumerate(lines) if "v1/ConfigMap" in line and "airflow/airflow-config " in line)
         assert lines[at].rstrip().endswith("update")
         field, hunk, removed, added, after = (line.strip() for line in lines[at + 1 : at + 6])
