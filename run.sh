@@ -32,11 +32,31 @@ UV_VERSION=0.13.9
 uv_bin() {
   if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
   if [ ! -x .venv-uv/bin/uv ]; then
-    echo "setting up .venv-uv (uv $UV_VERSION, the virtualenv installer)" >&2
-    "$PYTHON" -m venv .venv-uv
-    .venv-uv/bin/pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" >&2
+    quietly "setting up .venv-uv (uv $UV_VERSION, the virtualenv installer)" make_uv_venv
   fi
   echo "$PWD/.venv-uv/bin/uv"
+}
+make_uv_venv() {
+  "$PYTHON" -m venv .venv-uv && .venv-uv/bin/pip install --disable-pip-version-check "uv==$UV_VERSION"
+}
+
+# quietly MESSAGE COMMAND...: one line on stderr ("MESSAGE ... done in N s"); the command's own
+# output is kept in a log and printed only when it fails.
+quietly() {
+  local message=$1 log started=$SECONDS
+  shift
+  log=$(mktemp)
+  printf '%s ... ' "$message" >&2
+  if "$@" >"$log" 2>&1; then
+    echo "done in $((SECONDS - started)) s" >&2
+    rm -f "$log"
+  else
+    local rc=$?
+    echo "FAILED (exit $rc); its output:" >&2
+    cat "$log" >&2
+    rm -f "$log"
+    exit "$rc"
+  fi
 }
 
 # venv DIR WHAT REQUIREMENTS [STAMPED...]: (re)create DIR from REQUIREMENTS when the files
@@ -46,14 +66,14 @@ venv() {
   shift 3
   stamp=$(cat "${@:-$requirements}" | sha256sum | cut -c1-16)
   if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
-    local started=$SECONDS
-    echo "setting up $dir ($what), once: uv prints what it resolves, downloads and installs" >&2
     uv=$(uv_bin)
-    "$uv" venv --quiet --clear --seed --python "$PYTHON" "$dir" >&2
-    "$uv" pip install --python "$dir/bin/python" -r "$requirements" >&2
+    quietly "setting up $dir ($what), once" make_venv "$uv" "$dir" "$requirements"
     echo "$stamp" > "$dir/.stamp"
-    echo "set up $dir in $((SECONDS - started)) s" >&2
   fi
+}
+make_venv() {
+  local uv=$1 dir=$2 requirements=$3
+  "$uv" venv --clear --seed --python "$PYTHON" "$dir" && "$uv" pip install --python "$dir/bin/python" -r "$requirements"
 }
 
 # The metadata backup/restore test starts a real PostgreSQL server: Debian's `postgresql`
