@@ -13,6 +13,7 @@ import os
 import socket
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,21 @@ def plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return project
 
 
+@contextmanager
+def serving(folder: Path, root: Path) -> Iterator[str]:
+    """The archives in `folder` served as a Helm chart repository on 127.0.0.1: its URL."""
+    served = ChartRepository(folder, root)
+    try:
+        yield served.start()
+    finally:
+        served.stop()
+
+
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The archives of the shared charts served as a Helm chart repository on 127.0.0.1."""
-    served = ChartRepository(CHARTS, tmp_path_factory.mktemp("repository"))
-    yield served.start()
-    served.stop()
+    with serving(CHARTS, tmp_path_factory.mktemp("repository")) as url:
+        yield url
 
 
 def tampered(archive: Path, target: Path) -> Path:
@@ -181,14 +191,9 @@ class TestFetching:
     def test_a_fetched_archive_that_is_not_the_pinned_one_is_refused_and_not_cached(self, plain, tmp_path, monkeypatch):
         folder = tmp_path / "evil"
         tampered(CHARTS / "airflow-1.21.0.tgz", folder)
-        evil = ChartRepository(folder, tmp_path / "served")
-        url = evil.start()
-        try:
+        with serving(folder, tmp_path / "served") as url, pytest.raises(ChartDigestError) as err:
             monkeypatch.setenv(REPOSITORY_ENV, url)
-            with pytest.raises(ChartDigestError) as err:
-                resolve(plain, [AIRFLOW])
-        finally:
-            evil.stop()
+            resolve(plain, [AIRFLOW])
         message = str(err.value)
         assert f"chart archive {url}/airflow-1.21.0.tgz is not airflow 1.21.0 as pinned in" in message
         assert "refused, and not cached" in message
@@ -204,14 +209,9 @@ class TestFetching:
         folder = tmp_path / "other"
         folder.mkdir()
         (folder / "keda-2.20.2.tgz").write_bytes((CHARTS / "keda-2.20.2.tgz").read_bytes())
-        other = ChartRepository(folder, tmp_path / "served")
-        url = other.start()
-        try:
+        with serving(folder, tmp_path / "served") as url, pytest.raises(ChartNotFoundError) as err:
             monkeypatch.setenv(REPOSITORY_ENV, url)
-            with pytest.raises(ChartNotFoundError) as err:
-                resolve(plain, [AIRFLOW])
-        finally:
-            other.stop()
+            resolve(plain, [AIRFLOW])
         assert f"could not be fetched from {url} ({url} does not list airflow 1.21.0)" in str(err.value)
 
 
