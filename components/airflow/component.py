@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -45,6 +46,7 @@ from components.airflow.values import (
     task_service_accounts,
     ui_service,
 )
+from components.core.arguments import as_arguments
 from components.core.chart_release import helm_release
 from components.logs.component import LogStorage
 from components.logs.config import LogsConfig, parse_logs
@@ -76,6 +78,15 @@ def _resolved(entries: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[st
 
 PACKAGE = "airflow-k8s"
 ROLLOUT_SECRETS = AIRFLOW_SECRETS + PGBOUNCER_SECRETS
+#: The parsers' keys (those of the stack config) -> AirflowRelease's argument names.
+RELEASE_ARGUMENTS = {
+    "airflow": "settings",
+    "databaseUrl": "database_url",
+    "gitToken": "git_token",
+    "gitSshKey": "git_ssh_key",
+    "logsConnection": "logs_connection",
+    "previousFernetKeys": "previous_fernet_keys",
+}
 
 
 class AirflowReleaseArgs(TypedDict):
@@ -157,39 +168,49 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        cfg = self._settings(args)
-        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
-        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
-        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
-        bundle = cfg.dags.git_bundle
-        if bundle is not None:
-            # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
-            if _conn_env(bundle.connection_id) in environment:
-                raise ValueError(
-                    f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
-                    "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
+        # Settings given as a mapping are checked here: a mistake is told as the argument path the
+        # caller wrote (`settings.excutor`), as one message (components/core/arguments.py).
+        checked = (
+            nullcontext()
+            if isinstance(args["settings"], AirflowConfig)
+            else as_arguments("AirflowRelease", name, RELEASE_ARGUMENTS)
+        )
+        with checked:
+            cfg = self._settings(args)
+            previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+            cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
+            environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+            bundle = cfg.dags.git_bundle
+            if bundle is not None:
+                # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
+                if _conn_env(bundle.connection_id) in environment:
+                    raise ValueError(
+                        f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
+                        "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
+                    )
+                credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
+                connection: pulumi.Output[str] = pulumi.Output.secret(
+                    credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
                 )
-            credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
-            connection: pulumi.Output[str] = pulumi.Output.secret(
-                credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
+                environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
+            logs_cfg = self._logs_settings(args)
+            # The guarantees on the final chart values (components/airflow/invariants.py), before anything is declared.
+            has_remote_conn = bool(
+                logs_cfg is not None
+                and logs_cfg.remote is not None
+                and logs_cfg.remote.connection_id
+                and args.get("logs_connection") is not None
             )
-            environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
-        logs_cfg = self._logs_settings(args)
-        # The guarantees on the final chart values (components/airflow/invariants.py), before anything is declared.
-        has_remote_conn = bool(
-            logs_cfg is not None
-            and logs_cfg.remote is not None
-            and logs_cfg.remote.connection_id
-            and args.get("logs_connection") is not None
-        )
-        check_airflow_config(cfg, key="settings")
-        check_airflow(
-            cfg,
-            logs=logs_cfg,
-            extra=args.get("extra_values") or {},
-            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
-            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
-        )
+            check_airflow_config(cfg, key="settings")
+            check_airflow(
+                cfg,
+                logs=logs_cfg,
+                extra=args.get("extra_values") or {},
+                connections_secret=SecretNames(cfg.release_name).environment
+                if environment or has_remote_conn
+                else None,
+                dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+            )
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
         if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
             clash = _conn_env(logs_cfg.remote.connection_id)

@@ -97,15 +97,38 @@ class ConfigError(ValueError):
     The message never carries a secret: it is scrubbed of every value registered with
     `register_secrets` (the stack's secret keys) and of passwords inside URLs."""
 
-    def __init__(self, key: str, value: Any, allowed: str, fix: str | None = None) -> None:
+    def __init__(
+        self, key: str, value: Any, allowed: str, fix: str | None = None, *, caller_fix: str | None = None
+    ) -> None:
+        """`fix` is worded for a stack file; `caller_fix`, when the fix reads differently for a
+        program that passes the same settings as component arguments (see `text`)."""
         self.key = key
         self.value = value
         self.allowed = scrub(allowed)
-        shown = "<unset>" if value is _MISSING else _show(value)
-        message = f"config key '{key}': {shown} is not valid; {allowed}"
+        self.fix = fix
+        self.caller_fix = caller_fix
+        super().__init__(self.text(key))
+
+    def text(self, key: str, *, caller: bool = False) -> str:
+        """The message for a stack file ("config key '<key>'"), or for a program that called a
+        component (`caller`: "argument '<key>'", and no fix that speaks of the stack file or of
+        `pulumi config`: such a fix is left out unless a `caller_fix` says it another way)."""
+        return f"{'argument' if caller else 'config key'} '{key}': {self.detail(caller=caller)}"
+
+    def detail(self, *, caller: bool = False) -> str:
+        """What is wrong and how to fix it, without the key (see `text`)."""
+        shown = "<unset>" if self.value is _MISSING else _show(self.value)
+        message = f"{shown} is not valid; {self.allowed}"
+        fix = self.fix
+        if caller:
+            fix = self.caller_fix or (None if fix and _STACK_FILE_WORDING.search(fix) else fix)
         if fix:
             message += f" Fix: {fix}"
-        super().__init__(scrub(message))
+        return scrub(message)
+
+
+#: A fix that only a stack file's author can follow.
+_STACK_FILE_WORDING = re.compile(r"stack file|pulumi config|Pulumi\.<stack>", re.IGNORECASE)
 
 
 def _show(value: Any) -> str:
@@ -261,6 +284,7 @@ class Node:
                 self.data[name],
                 f"unknown key.{hint} Known keys here: {', '.join(known)}.",
                 f"rename or remove '{self.key(name)}' in the stack file.",
+                caller_fix=f"rename or remove '{self.key(name)}'.",
             )
 
 

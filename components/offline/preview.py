@@ -26,6 +26,7 @@ from typing import Any
 
 from components.airflow.invariants import rendered_problems
 from components.offline import checks, policy, yamlout
+from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
@@ -44,16 +45,19 @@ from components.offline.render import (
     set_namespace,
 )
 from components.offline.report import (
+    Baseline,
     Node,
     Row,
     counts,
-    load_state,
+    diff_summary,
+    last_successful,
     mask_secret_object,
     object_key,
     outputs_text,
     render_tree,
     rows,
     summary_line,
+    unchanged_note,
     write_state,
 )
 
@@ -90,6 +94,7 @@ class PreviewResult:
     rows: list[Row] = field(default_factory=list)
     capabilities: Capabilities | None = None
     policy: policy.PolicyResult | None = None
+    baseline: Baseline | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -196,6 +201,14 @@ def release_problems(res: Registered) -> list[Problem]:
         )
         for path in secret_paths(res.inputs)
     ]
+
+
+def wanted_chart(res: Registered) -> Wanted:
+    """The chart a Release installs: name, version and repository (repositoryOpts.repo)."""
+    inputs = unwrap(res.inputs)
+    repository = (inputs.get("repositoryOpts") or {}).get("repo")
+    version = inputs.get("version")
+    return Wanted(str(inputs["chart"]), str(version) if version else None, str(repository) if repository else None)
 
 
 def release_identity(inputs: dict[str, Any], res: Registered) -> tuple[str, str]:
@@ -471,17 +484,27 @@ def _timed_preview(
 ) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
-    scanner = (
-        policy.Scanner(root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None)
-        if run_checkov
-        else None
-    )
+    started: list[policy.Scanner] = []
+
+    def start_scanner() -> policy.Scanner | None:
+        if run_checkov and not started:
+            started.append(
+                policy.Scanner(
+                    root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None
+                )
+            )
+        return started[0] if started else None
+
+    # checkov's start overlaps the program's run, unless a chart may have to be fetched: a preview
+    # that cannot have its charts stops before anything slow starts.
+    if at_hand(root):
+        start_scanner()
     try:
         return _preview(
-            root, stack, out, progress, scanner, kube_version, echo, program_run, releases_exist, api_versions
+            root, stack, out, progress, start_scanner, kube_version, echo, program_run, releases_exist, api_versions
         )
     finally:
-        if scanner is not None:
+        for scanner in started:
             scanner.close()
 
 
@@ -490,7 +513,7 @@ def _preview(
     stack: str,
     out: Path,
     progress: Progress,
-    scanner: policy.Scanner | None,
+    start_scanner: Callable[[], policy.Scanner | None],
     kube_version: str | None,
     echo: Callable[[str], None] | None,
     program_run: ProgramRun | None,
@@ -504,15 +527,24 @@ def _preview(
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
 
+    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
+    if releases:
+        progress.step(
+            "charts",
+            f"finding the chart archives of {len(releases)} release(s) (local, cached, else fetched)",
+            lambda: resolve(root, [wanted_chart(r) for r in releases], echo),
+        )
+    scanner = start_scanner()
+
     target = out / stack
-    previous = load_state(target)
+    baseline = last_successful(target, stack)
+    previous = baseline.state
     upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
     capabilities = stack_capabilities(root, run, kube_version, api_versions)
 
     sources: list[Source] = []
     problems: list[Problem] = []
     crds: list[dict[str, Any]] = []
-    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
 
     written = PreviewFiles(target)
     declared: dict[int, Source] = {}  # the Kubernetes objects the program declares itself
@@ -647,9 +679,20 @@ def _preview(
     problem_counts = Counter(p.source for p in problems)
     tree = rows(STACK_TYPE, f"{run.project}-{stack}", nodes, previous, lambda name: problem_counts.get(name, 0))
     outputs = masked_outputs(run)
-    write_state(target, stack, nodes, outputs)
+    if not problems:  # only a successful preview is the next one's baseline
+        write_state(target, stack, nodes, outputs)
     result = PreviewResult(
-        stack, run, sources, problems, checkov_summary, progress.timings, target, tree, capabilities, policy_result
+        stack,
+        run,
+        sources,
+        problems,
+        checkov_summary,
+        progress.timings,
+        target,
+        tree,
+        capabilities,
+        policy_result,
+        baseline,
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
@@ -708,13 +751,31 @@ def summary(result: PreviewResult) -> dict[str, Any]:
     }
 
 
-def table(result: PreviewResult, *, show_diff: bool = False) -> str:
-    """What the command prints: the tree with change marks, problems, the policy scan, outputs."""
-    lines = [
-        render_tree(result.rows, show_diff=show_diff),
-        "",
-        outputs_text(result.run.outputs, result.run.secret_outputs),
-    ]
+def ci_summary(result: PreviewResult) -> dict[str, Any]:
+    """What `--json FILE` writes for CI: the baseline, the counts, every changed row with its
+    changed fields, the problems."""
+    return {
+        "stack": result.stack,
+        "baseline": result.baseline.to_json() if result.baseline else None,
+        "changes": counts(result.rows),
+        "changed": diff_summary(result.rows),
+        "problems": [asdict(p) for p in result.problems],
+        "checkov": {k: result.checkov.get(k) for k in ("ran", "passed", "new", "accepted", "cached")},
+        "exitCode": 1 if result.problems else 0,
+    }
+
+
+def table(result: PreviewResult, *, show_diff: bool = False, show_same: bool = False) -> str:
+    """What the command prints: the baseline, the tree with change marks (unchanged rows only where
+    a changed one sits under them, unless `show_same`), outputs, problems, the policy scan."""
+    lines = []
+    if result.baseline is not None:
+        lines += [f"Compared with {result.baseline.description}.", ""]
+    lines.append(render_tree(result.rows, show_diff=show_diff, show_same=show_same))
+    hidden = unchanged_note(result.rows, show_same)
+    if hidden:
+        lines.append(f"     ({hidden})")
+    lines += ["", outputs_text(result.run.outputs, result.run.secret_outputs)]
     lines += ["", summary_line(result.rows)]
     lines.append(
         f"\n{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems."
@@ -734,4 +795,4 @@ def table(result: PreviewResult, *, show_diff: bool = False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "preview", "render_release", "summary", "table"]
+__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "ci_summary", "preview", "render_release", "summary", "table"]

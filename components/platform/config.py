@@ -18,7 +18,7 @@ from components.airflow.fernet_config import parse_previous_keys
 from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
 from components.airflow.secret_files import other_secrets_backend
 from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
-from components.core.cluster_target import require_target
+from components.core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
 from components.core.reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
 from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
@@ -84,12 +84,9 @@ def _pod_labels(key: str, value: str) -> str:
     return value
 
 
-_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
-
-
 def _api_version(key: str, value: str) -> str:
     """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
-    if not _API_VERSION.match(value):
+    if not API_VERSION.match(value):
         raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
     return value
 
@@ -107,7 +104,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
         kubernetes_version=node.string(
             "kubernetesVersion",
             "1.31",
-            choices=[f"1.{m}" for m in range(27, 36)],
+            choices=KUBERNETES_VERSIONS,
         ),
         environment=node.string("environment", "production", choices=("laptop", "production")),
         api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
