@@ -16,7 +16,7 @@ from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, 
 from components.airflow.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
 from components.airflow.guards import check_airflow_config
 from components.airflow.invariants import check_airflow
-from components.airflow.jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
+from components.airflow.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
 from components.airflow.maintenance_config import MaintenanceConfig
 from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from components.airflow.secret_files import (
@@ -405,6 +405,20 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
+        # The schema migration: our own Job (jobs.migrate_job), beside the Release, not after it: the
+        # chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
+        # Release's airflow.cfg ConfigMap (and, bundled, the database) is there.
+        migration = migrate_job(cfg)
+        k8s.batch.v1.Job(
+            f"{name}-migrate",
+            metadata={**migration["metadata"], "namespace": namespace},
+            spec=migration["spec"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[by_role["fernet-key"], by_role["metadata"]],
+                custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
+            ),
+        )
         self.release = helm_release(
             cfg.chart,
             f"{name}-release",

@@ -734,6 +734,7 @@ OWNED_PATHS: tuple[Path, ...] = (
     ("createUserJob", "command"),
     ("createUserJob", "useHelmHooks"),
     ("migrateDatabaseJob", "useHelmHooks"),
+    ("migrateDatabaseJob", "enabled"),
     ("migrateDatabaseJob", "args"),
     ("migrateDatabaseJob", "command"),
     ("webserver", "defaultUser"),
@@ -779,6 +780,15 @@ def _owned(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins)
             pick = next((sub for sub in leaves if isinstance(sub[-1], str) and secret_shaped(sub[-1])), leaves[0])
             where = (*path, *pick)
         shown = HIDDEN
+        if path == ("migrateDatabaseJob", "enabled"):
+            raise ConfigError(
+                origins.key(where),
+                theirs,
+                "AirflowRelease runs the schema migration itself, as a Job named after its pod template "
+                "(<release>-migrate-<hash>): kept once finished, replaced by the next image's. The chart's Job "
+                "has one name on every upgrade, and a Job cannot change (apache/airflow#27561).",
+                f"remove '{origins.key(where)}'.",
+            )
         if path[-1] in _HOOK_KEYS:
             raise ConfigError(
                 origins.key(where),
