@@ -4,6 +4,8 @@ runbook the README links to covers each upgrade with its rollback."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from components import ConfigError
@@ -51,8 +53,8 @@ class TestChartSupport:
         assert AIRFLOW_SUPPORT[meta["version"]][1] == meta["appVersion"]
 
 
-def migration_jobs(run) -> list[dict]:
-    return [unwrap(r.inputs) for r in of_type(run, "batch/v1:Job") if r.name == "airflow-migrate"]
+def migration_jobs(run) -> list[dict[str, Any]]:
+    return [dict(unwrap(r.inputs)) for r in of_type(run, "batch/v1:Job") if r.name == "airflow-migrate"]
 
 
 class TestMigrationJob:
