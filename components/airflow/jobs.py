@@ -4,7 +4,8 @@ pool import.
 Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
 Each Job runs the release's own Airflow image with the chart's airflow.cfg, and the database
 connection and the Fernet keys from the Secrets AirflowRelease owns (as files: secret_files.py),
-waits for the schema first (`airflow db check-migrations`, like the chart's own pods), and runs
+waits for the schema first (`airflow db check-migrations`, like the chart's own pods; the
+migration itself aside), and runs
 hardened: non-root, no privilege escalation, no capabilities, read-only root (with /tmp), no
 service account token. Labelled `tier: airflow` and `release: <release>`, so the chart's
 NetworkPolicies let it reach PgBouncer.
@@ -156,7 +157,8 @@ def migrate_job(cfg: AirflowConfig) -> dict[str, Any]:
     its log). Named after its template, this Job is kept once finished, with its pod and log, and a
     new image (or any other change to the template) is a new Job, which Pulumi creates before it
     deletes the old one: a second upgrade right after the first never meets an immutable Job.
-    Nothing waits for it but the pods that need the schema (their wait-for-airflow-migrations)."""
+    `pulumi up` waits for it and fails if it fails; in the cluster only the pods that need the
+    schema wait for it (their wait-for-airflow-migrations), so it runs beside the Release."""
     job = cli_job(cfg, "", "run-airflow-migrations", "airflow db migrate", wait_for_schema=False)
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["resources"] = {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()}
