@@ -455,7 +455,8 @@ def scenario_upgrade(h: Harness) -> None:
 
 def scenario_comeback(h: Harness) -> None:
     """destroy, then up again on the same cluster: retained objects taken over, same keys."""
-    d = start(h, "comeback", dev_config(h))
+    # With `maintenance`: its backup claim is kept (and must be taken over) like the logs and DAGs claims.
+    d = start(h, "comeback", dev_config(h, ("airflow", "logs", "cluster", "maintenance")))
     with d.step("pulumi up"):
         d.up()
         check_cluster(d.kube, d.namespace)

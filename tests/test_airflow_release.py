@@ -223,6 +223,23 @@ class TestSecrets:
         assert "-p" not in container["args"]
         assert not any("valueFrom" in e for e in container.get("env", []))
 
+    def test_the_create_user_job_waits_for_the_migrations_before_creating_the_admin(self):
+        run = run_stack({"dags": GIT_HTTPS, "image": {"tag": "3.2.1"}, "version": "3.2.1"})
+        job = next(
+            o
+            for o in render_release(release(run))
+            if o["kind"] == "Job" and o["metadata"]["name"] == "airflow-create-user"
+        )
+        pod = job["spec"]["template"]["spec"]
+        (wait,) = pod["initContainers"]
+        assert wait["name"] == "wait-for-airflow-migrations"
+        assert wait["args"] == ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"]
+        assert wait["image"] == pod["containers"][0]["image"] == "apache/airflow:3.2.1"
+        # the database connection from the Job's own secret files (never the admin password)
+        files = secret_file_sources(pod, wait)
+        assert files["/opt/airflow/secrets/sql-alchemy-conn"] == ("airflow-pulumi-metadata", "connection")
+        assert "/opt/airflow/secrets/admin-password" not in {e["value"].removeprefix("cat ") for e in wait["env"]}
+
     def test_the_bundled_postgres_uses_a_generated_password_from_our_secret(self):
         run = run_stack({"dags": GIT_HTTPS})
         vals = values(run)

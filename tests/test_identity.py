@@ -49,7 +49,7 @@ class TestServiceAccounts:
             assert sas[name]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE, name
         assert sas["airflow-worker-kubernetes"]["annotations"]["eks.amazonaws.com/role-arn"] == TASK_ROLE
         # Postgres, Redis, StatefulSets of others, jobs: no cloud identity
-        for name in ("airflow-redis", "airflow-statsd", "airflow-migrate-database-job"):
+        for name in ("airflow-redis", "airflow-statsd", "airflow-create-user-job"):
             assert "eks.amazonaws.com/role-arn" not in (sas[name].get("annotations") or {}), name
 
     def test_gke_accounts_name_the_google_service_account(self):

@@ -168,6 +168,17 @@ class TestTheLastDeploymentIsRemembered:
         run(config({"fernetKey": {"generation": 2, "rotate": True}}), identity(fernetGeneration=1))
         run(config({"fernetKey": {"generation": 2, "keepPrevious": False}}), identity(fernetGeneration=2))
 
+    def test_the_backup_claim_is_remembered_and_dropping_it_refused_like_the_other_data_claims(self):
+        backups = {"backup": {"keep": 3}}
+        out = run(config(maintenance=backups)).outputs[OUTPUT]
+        assert out["retainedClaims"] == ["airflow/airflow-metadata-backups"]
+        err = refused(config(), identity(retainedClaims=["airflow/airflow-metadata-backups"]))
+        assert err.key == "maintenance.backup" and "database dumps" in str(err) and "already exists" in str(err)
+        # to a bucket: no claim to remember
+        remote = {"mode": "remote", "remote": {"target": "s3", "baseLogFolder": "s3://logs/airflow"}}
+        bucket = config(maintenance={"backup": {"target": "bucket"}}, logs=remote, secrets={"logsConnection": "aws://"})
+        assert run(bucket).outputs[OUTPUT]["retainedClaims"] == []
+
     def test_dropping_a_retained_data_claim_is_refused_until_confirmed(self):
         before = identity(logsMode="dynamic", retainedClaims=["airflow/airflow-logs"])
         err = refused(config(), before)

@@ -215,12 +215,45 @@ class TestCleanup:
         run = run_stack({"dags": GIT}, cluster=laptop, extra={"maintenance": {"cleanup": {"dryRun": False}}})
         assert "--dry-run" not in pod(cronjob(run, "airflow-db-clean"))["containers"][0]["args"][2]
 
-    def test_finished_task_pods_are_cleaned_by_the_charts_cronjob_with_the_kubernetes_executor(self):
+    def test_finished_task_pods_are_cleaned_by_our_cronjob_with_the_kubernetes_executor(self):
         run = run_stack({"dags": GIT}, extra={"maintenance": {"cleanup": {}}})
-        objects = render_release(release(run))
-        assert ("CronJob", "airflow-cleanup") in {(o["kind"], o["metadata"]["name"]) for o in objects}
-        run = run_stack({"dags": GIT}, extra={"maintenance": {"cleanup": {"finishedPods": False}}})
+        cron = cronjob(run, "airflow-cleanup-pods")
+        assert cron["spec"]["schedule"] == "*/15 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+        assert pod(cron)["containers"][0]["args"][2] == "exec airflow kubernetes cleanup-pods --namespace=airflow"
+        # the chart's own cleanup CronJob takes no volumes of its own (no /tmp, no secret files): off
         assert "airflow-cleanup" not in {o["metadata"]["name"] for o in render_release(release(run))}
+        run = run_stack({"dags": GIT}, extra={"maintenance": {"cleanup": {"finishedPods": False}}})
+        assert [r for r in of_type(run, "batch/v1:CronJob") if r.name == "airflow-cleanup-pods"] == []
+        run = run_stack({"dags": GIT, "executor": "CeleryExecutor"}, extra={"maintenance": {"cleanup": {}}})
+        assert [r for r in of_type(run, "batch/v1:CronJob") if r.name == "airflow-cleanup-pods"] == []
+
+    def test_the_pod_cleanup_runs_as_its_own_account_allowed_only_to_list_and_delete_pods(self):
+        run = run_stack({"dags": GIT}, extra={"maintenance": {"cleanup": {}}})
+        spec = pod(cronjob(run, "airflow-cleanup-pods"))
+        assert spec["serviceAccountName"] == "airflow-cleanup-pods"
+        assert spec["automountServiceAccountToken"] is False  # the token is mounted explicitly, where needed
+        (main,) = spec["containers"]
+        token = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}[
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        ]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == token]
+        assert {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}} in volume["projected"]["sources"]
+        assert all(token not in {m["name"] for m in c["volumeMounts"]} for c in spec["initContainers"])
+        (role,) = [
+            unwrap(r.inputs)
+            for r in of_type(run, "rbac.authorization.k8s.io/v1:Role")
+            if r.name == "airflow-cleanup-pods-role"
+        ]
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}]
+        (binding,) = [
+            unwrap(r.inputs)
+            for r in of_type(run, "rbac.authorization.k8s.io/v1:RoleBinding")
+            if r.name == "airflow-cleanup-pods-binding"
+        ]
+        assert binding["roleRef"]["name"] == role["metadata"]["name"] == "airflow-cleanup-pods"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "airflow-cleanup-pods", "namespace": "airflow"}
+        ]
 
     def test_without_a_maintenance_key_nothing_is_declared(self):
         run = run_stack({"dags": GIT})

@@ -35,6 +35,8 @@ SAMPLES = {
     "fernet-key": "qv0hFxG8n0ZbOq3v6m2n7eYcSg6xGdXoO4FJk2WcZ9s=",
     # A driver the DAG virtualenv has (in memory): Airflow builds its engine from this at import time.
     "sql-alchemy-conn": "sqlite://",
+    # Its async twin, as Airflow 3 reads it ([database] sql_alchemy_conn_async); aiosqlite is installed.
+    "sql-alchemy-conn-async": "sqlite+aiosqlite://",
     "api-secret-key": "api-secret-sample",
     "jwt-secret": "jwt-secret-sample",
     "celery-broker-url": "redis://:pw@airflow-redis:6379/0",
@@ -70,6 +72,7 @@ def test_the_contract_reads_every_secret_the_chart_would_put_in_the_environment(
     assert options == {
         "AIRFLOW__CORE__FERNET_KEY",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
         "AIRFLOW__API__SECRET_KEY",
         "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__CELERY__BROKER_URL",

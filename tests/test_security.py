@@ -292,7 +292,6 @@ class TestPodSecurity:
             "redis",
             "pgbouncer",
             "create-user-job",
-            "migrate-database-job",
         ):
             assert accounts[f"airflow-{name}"]["automountServiceAccountToken"] is False, name
         (scheduler,) = [

@@ -55,6 +55,7 @@ from airflow.configuration import conf
 print(json.dumps({
     "fernet_key": conf.get("core", "fernet_key"),
     "sql_alchemy_conn": conf.get("database", "sql_alchemy_conn"),
+    "sql_alchemy_conn_async": conf.get("database", "sql_alchemy_conn_async"),
     "api_secret_key": conf.get("api", "secret_key"),
     "jwt_secret": conf.get("api_auth", "jwt_secret"),
     "broker_url": conf.get("celery", "broker_url"),
@@ -70,6 +71,7 @@ def test_airflow_reads_its_secrets_from_the_mounted_files(tmp_path):
     assert airflow(tmp_path, CONF) == {
         "fernet_key": sample("fernet-key"),
         "sql_alchemy_conn": sample("sql-alchemy-conn"),
+        "sql_alchemy_conn_async": sample("sql-alchemy-conn-async"),
         "api_secret_key": sample("api-secret-key"),
         "jwt_secret": sample("jwt-secret"),
         "broker_url": sample("celery-broker-url"),

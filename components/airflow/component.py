@@ -17,11 +17,12 @@ from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, 
 from components.airflow.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
 from components.airflow.guards import check_airflow_config
 from components.airflow.invariants import check_airflow
-from components.airflow.jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
+from components.airflow.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
 from components.airflow.maintenance_config import MaintenanceConfig
 from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from components.airflow.secret_files import (
     CONNECTIONS_FILE,
+    METADATA_ASYNC_KEY,
     VARIABLES_FILE,
     connections_file,
     other_secrets_backend,
@@ -36,6 +37,7 @@ from components.airflow.values import (
     deep_merge,
     log_serving_policy,
     merge_extra_values,
+    metadata_async_connection,
     metadata_connection,
     pgbouncer_ini,
     pgbouncer_stats_connection,
@@ -319,7 +321,10 @@ class AirflowRelease(pulumi.ComponentResource):
         secret(
             "metadata-secret",
             names.metadata,
-            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            {
+                "connection": target.apply(lambda t: metadata_connection(cfg, t)),
+                METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t)),
+            },
             retain=True,
         )
         if cfg.database.pgbouncer.enabled:
@@ -421,6 +426,20 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
+        # The schema migration: our own Job (jobs.migrate_job), beside the Release, not after it: the
+        # chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
+        # Release's airflow.cfg ConfigMap (and, bundled, the database) is there.
+        migration = migrate_job(cfg)
+        k8s.batch.v1.Job(
+            f"{name}-migrate",
+            metadata={**migration["metadata"], "namespace": namespace},
+            spec=migration["spec"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[by_role["fernet-key"], by_role["metadata"]],
+                custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
+            ),
+        )
         self.release = helm_release(
             cfg.chart,
             f"{name}-release",

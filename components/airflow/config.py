@@ -21,7 +21,7 @@ from typing import Any, Literal
 from components.airflow.dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
 from components.airflow.fernet_config import FernetConfig, parse_fernet
 from components.airflow.pools import Pool, parse_pools
-from components.airflow.secret_paths import ENV_PATHS, REPLACED_BUILT_IN_ENV, VOLUME_NAMES
+from components.airflow.secret_paths import ENV_PATHS, FILE_ONLY_ENV, VOLUME_NAMES
 from components.airflow.spread_config import Spread, parse_spread
 from components.airflow.upgrades import check_chart_supports
 from components.core.charts import ChartSource, parse_chart_source
@@ -919,10 +919,27 @@ class DatabaseUrl:
     def sqlalchemy(self) -> str:
         return pg_url(self.user, self.password, f"{self.host}:{self.port}", self.database, self.sslmode)
 
+    def asyncpg(self) -> str:
+        return asyncpg_url(self.user, self.password, f"{self.host}:{self.port}", self.database, self.sslmode)
+
 
 def pg_url(user: str, password: str, hostport: str, database: str, sslmode: str) -> str:
     q = urllib.parse.quote
     return f"postgresql://{q(user, safe='')}:{q(password, safe='')}@{hostport}/{database}?sslmode={sslmode}"
+
+
+def asyncpg_url(user: str, password: str, hostport: str, database: str, sslmode: str) -> str:
+    """The same database for Airflow's async engine (SQLAlchemy's asyncpg dialect).
+
+    Airflow derives its async URL by swapping the driver of the sync one and keeps the query, and
+    SQLAlchemy hands every query parameter to `asyncpg.connect()` as a keyword: `sslmode` is
+    libpq's name, which asyncpg refuses (TypeError: connect() got an unexpected keyword argument
+    'sslmode'). asyncpg's own name is `ssl`, and it takes libpq's six modes as they are. The sync URL
+    carries no other parameter (parse_database_url keeps only sslmode), so nothing else needs
+    translating.
+    """
+    q = urllib.parse.quote
+    return f"postgresql+asyncpg://{q(user, safe='')}:{q(password, safe='')}@{hostport}/{database}?ssl={sslmode}"
 
 
 def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
@@ -1008,7 +1025,7 @@ OWNED_VALUES = (
 
 def _owned_env(key: str, extra: dict[str, Any]) -> None:
     """`env` entries of extraValues may not redefine the variables that point Airflow at its secret files."""
-    owned = {f"{option}_CMD" for option in REPLACED_BUILT_IN_ENV} | set(REPLACED_BUILT_IN_ENV)
+    owned = {f"{option}_CMD" for option in FILE_ONLY_ENV} | set(FILE_ONLY_ENV)
     for path in ENV_PATHS:
         node: Any = extra
         for part in path.split("."):

@@ -182,10 +182,10 @@ def _typed_strings(cfg: AirflowConfig, key: str) -> None:
 
 
 def _task_pods(cfg: AirflowConfig, key: str) -> None:
-    from components.airflow.secret_files import REPLACED_BUILT_IN_ENV
+    from components.airflow.secret_files import FILE_ONLY_ENV
 
     pods = cfg.task_pods
-    owned = set(REPLACED_BUILT_IN_ENV) | {f"{n}_CMD" for n in REPLACED_BUILT_IN_ENV}
+    owned = set(FILE_ONLY_ENV) | {f"{n}_CMD" for n in FILE_ONLY_ENV}
     for name, value in pods.env.items():
         if name in owned or invariants.owned_env_name(name):
             raise ConfigError(

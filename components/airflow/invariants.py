@@ -476,6 +476,7 @@ def _env_entry(
 _OWNED_ENV_PREFIXES = (
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
     "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
     "AIRFLOW__API__SECRET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
@@ -733,6 +734,7 @@ OWNED_PATHS: tuple[Path, ...] = (
     ("createUserJob", "command"),
     ("createUserJob", "useHelmHooks"),
     ("migrateDatabaseJob", "useHelmHooks"),
+    ("migrateDatabaseJob", "enabled"),
     ("migrateDatabaseJob", "args"),
     ("migrateDatabaseJob", "command"),
     ("webserver", "defaultUser"),
@@ -746,6 +748,7 @@ OWNED_PATHS: tuple[Path, ...] = (
     ("dags", "gitSync", "repo"),
     ("config", "core", "fernet_key"),
     ("config", "database", "sql_alchemy_conn"),
+    ("config", "database", "sql_alchemy_conn_async"),
     ("config", "core", "sql_alchemy_conn"),
     ("config", "celery", "broker_url"),
     ("config", "celery", "result_backend"),
@@ -777,6 +780,15 @@ def _owned(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins)
             pick = next((sub for sub in leaves if isinstance(sub[-1], str) and secret_shaped(sub[-1])), leaves[0])
             where = (*path, *pick)
         shown = HIDDEN
+        if path == ("migrateDatabaseJob", "enabled"):
+            raise ConfigError(
+                origins.key(where),
+                theirs,
+                "AirflowRelease runs the schema migration itself, as a Job named after its pod template "
+                "(<release>-migrate-<hash>): kept once finished, replaced by the next image's. The chart's Job "
+                "has one name on every upgrade, and a Job cannot change (apache/airflow#27561).",
+                f"remove '{origins.key(where)}'.",
+            )
         if path[-1] in _HOOK_KEYS:
             raise ConfigError(
                 origins.key(where),
@@ -938,10 +950,10 @@ def check_airflow_values(
 ) -> None:
     """Every guarantee on the final values of an Airflow Release. `ours` are the same values without
     what users added (extraValues); `sources` are what they added, to name their keys."""
-    from components.airflow.secret_files import REPLACED_BUILT_IN_ENV
+    from components.airflow.secret_files import FILE_ONLY_ENV
 
     origins = Origins(values, sources, _airflow_typed_key)
-    owned_env = frozenset(REPLACED_BUILT_IN_ENV) | {f"{n}_CMD" for n in REPLACED_BUILT_IN_ENV}
+    owned_env = frozenset(FILE_ONLY_ENV) | {f"{n}_CMD" for n in FILE_ONLY_ENV}
     for path, value in walk(values):
         if path and path[-1] in _HOOK_KEYS and value is not False:
             raise ConfigError(
@@ -1119,11 +1131,13 @@ def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
     """(source, object, message) for every pod that breaks a guarantee once rendered: root, privileged,
-    escalating or host-namespace containers, system hostPath volumes, and Airflow's secret variables
-    set to anything but the file AirflowRelease mounts."""
-    from components.airflow.secret_files import REPLACED_BUILT_IN_ENV, SECRETS_DIR
+    escalating or host-namespace containers, system hostPath volumes, Airflow's secret variables
+    set to anything but the file AirflowRelease mounts, and containers running Airflow without what
+    it reads and writes (airflow_runtime.py)."""
+    from components.airflow.airflow_runtime import runtime_problems
+    from components.airflow.secret_files import FILE_ONLY_ENV, SECRETS_DIR
 
-    owned = set(REPLACED_BUILT_IN_ENV)
+    owned = set(FILE_ONLY_ENV)
     out: list[tuple[str, str, str]] = []
     for source, obj in objects:
         if obj.get("kind") not in _WORKLOADS:
@@ -1156,6 +1170,7 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
                 out.append((source, ident, f"container {cname!r} is privileged"))
             if sc.get("allowPrivilegeEscalation") is True:
                 out.append((source, ident, f"container {cname!r} allows privilege escalation"))
+            out.extend((source, ident, message) for message in runtime_problems(str(obj.get("kind")), spec, container))
             for entry in container.get("env") or []:
                 env_name = entry.get("name") if isinstance(entry, Mapping) else None
                 if not isinstance(env_name, str):

@@ -20,7 +20,11 @@ from components.airflow.maintenance_values import (
     backup_cronjob,
     backup_secret_name,
     backup_service_account,
+    cleans_finished_pods,
     cleanup_cronjob,
+    cleanup_pods_cronjob,
+    cleanup_pods_name,
+    cleanup_pods_role,
     pg_service_file,
 )
 from components.logs.config import LogsConfig
@@ -45,8 +49,8 @@ def declare(
     target: pulumi.Output[DatabaseUrl],
     release: pulumi.Resource,
 ) -> None:
-    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained on destroy),
-    `<name>-metadata-backup` and `<name>-db-clean` (CronJobs, after `release`)."""
+    """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained and protected),
+    `<name>-metadata-backup`, `<name>-db-clean` and `<name>-cleanup-pods` (CronJobs, after `release`)."""
     if maint.backup.enabled:
         service_file: pulumi.Input[str] = target.apply(pg_service_file)
         secret = k8s.core.v1.Secret(
@@ -68,7 +72,10 @@ def declare(
                     f"{name}-backup-claim",
                     metadata={**claim_obj["metadata"], "namespace": namespace},
                     spec=claim_obj["spec"],
-                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True),
+                    # Kept like every claim that holds data (retained and protected): after `pulumi destroy
+                    # --exclude-protected` it stays in the cluster and in the state, so the next `up` takes
+                    # it over instead of failing with "already exists".
+                    opts=pulumi.ResourceOptions(parent=owner, retain_on_delete=True, protect=True),
                 )
             )
         if maint.backup.identity_annotations:
@@ -100,3 +107,40 @@ def declare(
             spec=cron["spec"],
             opts=pulumi.ResourceOptions(parent=owner, depends_on=[release]),
         )
+    if cleans_finished_pods(cfg, maint):
+        _cleanup_pods(owner, name, cfg, namespace, release)
+
+
+def _cleanup_pods(
+    owner: pulumi.Resource, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str], release: pulumi.Resource
+) -> None:
+    """`<name>-cleanup-pods`: the CronJob removing finished task pods, its ServiceAccount, Role and binding."""
+    child = pulumi.ResourceOptions(parent=owner)
+    role = cleanup_pods_role(cfg)
+    account_name = cleanup_pods_name(cfg.release_name)
+    account = k8s.core.v1.ServiceAccount(
+        f"{name}-cleanup-pods-account",
+        metadata={**role["metadata"], "namespace": namespace},
+        automount_service_account_token=False,
+        opts=child,
+    )
+    role_res = k8s.rbac.v1.Role(
+        f"{name}-cleanup-pods-role",
+        metadata={**role["metadata"], "namespace": namespace},
+        rules=role["rules"],
+        opts=child,
+    )
+    binding = k8s.rbac.v1.RoleBinding(
+        f"{name}-cleanup-pods-binding",
+        metadata={**role["metadata"], "namespace": namespace},
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account_name},
+        subjects=[{"kind": "ServiceAccount", "name": account_name, "namespace": namespace}],
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=[account, role_res]),
+    )
+    cron = cleanup_pods_cronjob(cfg)
+    k8s.batch.v1.CronJob(
+        f"{name}-cleanup-pods",
+        metadata={**cron["metadata"], "namespace": namespace},
+        spec=cron["spec"],
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=[release, binding]),
+    )

@@ -229,15 +229,41 @@ def cleanup_cronjob(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, A
     return _cron(cfg, f"{cfg.release_name}-db-clean", "db-clean", c.schedule, job["spec"])
 
 
-def airflow_values(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, Any]:
-    """The chart's own cleanup of finished KubernetesExecutor pods (`cleanup`), when asked."""
-    if not (maint.cleanup.enabled and maint.cleanup.finished_pods and cfg.uses_kubernetes):
-        return {}
+CLEANUP_PODS_SCHEDULE = "*/15 * * * *"
+
+
+def cleans_finished_pods(cfg: AirflowConfig, maint: MaintenanceConfig) -> bool:
+    return maint.cleanup.enabled and maint.cleanup.finished_pods and cfg.uses_kubernetes
+
+
+def cleanup_pods_name(release: str) -> str:
+    """The CronJob, its ServiceAccount, Role and RoleBinding."""
+    return f"{release}-cleanup-pods"
+
+
+def cleanup_pods_cronjob(cfg: AirflowConfig) -> dict[str, Any]:
+    """`airflow kubernetes cleanup-pods` every 15 minutes: removes finished KubernetesExecutor task pods.
+
+    The chart's own `cleanup` CronJob (chart 1.21.0) takes no volumes of its own: with a read-only
+    root it has no /tmp and cannot get the database connection as a file, and it crashed at every
+    run. This one is a CLI Job like db-clean, run as its own ServiceAccount (pods: list, delete).
+    """
+    name = cleanup_pods_name(cfg.release_name)
+    job = cli_job(
+        cfg,
+        name,
+        "cleanup-pods",
+        f"airflow kubernetes cleanup-pods --namespace={cfg.namespace}",
+        service_account=name,
+    )
+    job["spec"]["backoffLimit"] = 1
+    job["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    return _cron(cfg, name, "cleanup-pods", CLEANUP_PODS_SCHEDULE, job["spec"])
+
+
+def cleanup_pods_role(cfg: AirflowConfig) -> dict[str, Any]:
+    """The Role the cleanup ServiceAccount is bound to: what `cleanup-pods` does, in Airflow's namespace."""
     return {
-        "cleanup": {
-            "enabled": True,
-            "schedule": "*/15 * * * *",
-            # `airflow kubernetes cleanup-pods`: one short CLI process, sized like our own CLI Jobs.
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        }
+        "metadata": {"name": cleanup_pods_name(cfg.release_name), "labels": _labels(cfg, "cleanup-pods")},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}],
     }

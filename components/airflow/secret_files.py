@@ -32,11 +32,16 @@ from components.airflow.secret_names import SecretNames
 from components.airflow.secret_paths import (  # re-exported: the values and their file names, one import
     ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
     AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
+    AIRFLOW_CONFIG_PATH as AIRFLOW_CONFIG_PATH,
+    ASYNC_CONN_ENV as ASYNC_CONN_ENV,
+    CONFIG_VOLUME as CONFIG_VOLUME,
     CONNECTIONS_FILE as CONNECTIONS_FILE,
     ENV_PATHS as ENV_PATHS,
+    FILE_ONLY_ENV as FILE_ONLY_ENV,
     GIT_SYNC_TMP_VOLUME as GIT_SYNC_TMP_VOLUME,
     JWT_COMPONENTS as JWT_COMPONENTS,
     LOCAL_FILESYSTEM_BACKEND as LOCAL_FILESYSTEM_BACKEND,
+    METADATA_ASYNC_KEY as METADATA_ASYNC_KEY,
     PGBOUNCER_TMP_VOLUME as PGBOUNCER_TMP_VOLUME,
     REPLACED_BUILT_IN_ENV as REPLACED_BUILT_IN_ENV,
     SECRETS_DIR as SECRETS_DIR,
@@ -75,6 +80,8 @@ def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
         SecretFile("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", names.metadata, "connection", "sql-alchemy-conn"),
     ]
     if cfg.major >= 3:
+        # The async engine's own URL: the one Airflow would derive keeps `sslmode`, which asyncpg refuses.
+        files.append(SecretFile(ASYNC_CONN_ENV, names.metadata, METADATA_ASYNC_KEY, "sql-alchemy-conn-async"))
         files.append(SecretFile("AIRFLOW__API__SECRET_KEY", names.api_secret_key, "api-secret-key", "api-secret-key"))
         if component in JWT_COMPONENTS:
             files.append(SecretFile("AIRFLOW__API_AUTH__JWT_SECRET", names.jwt_secret, "jwt-secret", "jwt-secret"))
@@ -124,6 +131,34 @@ def secrets_volume(
 
 def tmp_volume(name: str = TMP_VOLUME) -> dict[str, Any]:
     return {"name": name, "emptyDir": {}}
+
+
+# What the chart's own wait-for-airflow-migrations init containers run (its default timeout).
+WAIT_FOR_MIGRATIONS_ARGS = ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"]
+
+
+def chart_fullname(cfg: AirflowConfig) -> str:
+    """The chart's `airflow.fullname`: the release name, unless extraValues ask for standard naming."""
+    extra = cfg.extra_values
+    if not extra.get("useStandardNaming"):
+        return cfg.release_name
+    if extra.get("fullnameOverride"):
+        return str(extra["fullnameOverride"])[:63].rstrip("-")
+    name = str(extra.get("nameOverride") or "airflow")
+    return (
+        cfg.release_name[:63].rstrip("-") if name in cfg.release_name else f"{cfg.release_name}-{name}"[:63].rstrip("-")
+    )
+
+
+def config_mount(cfg: AirflowConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(volume, mount): the chart's airflow.cfg ConfigMap, where the chart's own pods read it.
+
+    A container of the Airflow image that lacks it writes a default airflow.cfg into AIRFLOW_HOME
+    when Airflow starts: that fails on a read-only root, and would be the wrong config if it did not.
+    """
+    volume = {"name": CONFIG_VOLUME, "configMap": {"name": f"{chart_fullname(cfg)}-config"}}
+    mount = {"name": CONFIG_VOLUME, "mountPath": AIRFLOW_CONFIG_PATH, "subPath": "airflow.cfg", "readOnly": True}
+    return volume, mount
 
 
 def secrets_backend_config() -> dict[str, Any]:

@@ -5,6 +5,10 @@ Shared by the config parser (user volumes and env lists must not reuse these) an
 the values layer.
 """
 
+# The chart's `airflowHome` (the image's AIRFLOW_HOME) and where its pods read airflow.cfg.
+AIRFLOW_HOME = "/opt/airflow"
+AIRFLOW_CONFIG_PATH = f"{AIRFLOW_HOME}/airflow.cfg"
+CONFIG_VOLUME = "config"
 SECRETS_DIR = "/opt/airflow/secrets"
 SECRETS_VOLUME = "airflow-k8s-secrets"
 TMP_VOLUME = "airflow-k8s-tmp"
@@ -29,6 +33,11 @@ REPLACED_BUILT_IN_ENV = (
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW__CELERY__BROKER_URL",
 )
+# Airflow 3's async engine URL (no built-in chart variable): the metadata Secret's second key.
+ASYNC_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
+METADATA_ASYNC_KEY = "async-connection"
+# Every secret variable AirflowRelease hands Airflow as a file: nothing else may set one.
+FILE_ONLY_ENV = (*REPLACED_BUILT_IN_ENV, ASYNC_CONN_ENV)
 
 # Chart values keys of the pods that run the Airflow image (the pod template follows `workers`).
 AIRFLOW_COMPONENTS = (

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from components.airflow.config import AirflowConfig, Component, DatabaseUrl, pg_url
 from components.airflow.dag_bundles import bundle_values
 from components.airflow.fernet import fernet_values
-from components.airflow.secret_files import ADMIN_PASSWORD_FILE, ENV_PATHS, SECRETS_DIR, file_values
+from components.airflow.secret_files import (
+    ADMIN_PASSWORD_FILE,
+    ENV_PATHS,
+    SECRETS_DIR,
+    SECRETS_VOLUME,
+    TMP_VOLUME,
+    WAIT_FOR_MIGRATIONS_ARGS,
+    config_mount,
+    file_values,
+    secret_files,
+)
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
@@ -47,7 +58,6 @@ def service_account_names(cfg: AirflowConfig) -> dict[str, str]:
         "scheduler": f"{r}-scheduler",
         "triggerer": f"{r}-triggerer",
         "dagProcessor": f"{r}-dag-processor",
-        "migrateDatabaseJob": f"{r}-migrate-database-job",
     }
     names[cfg.ui_component] = f"{r}-{SERVICE_ACCOUNT_KEYS[cfg.ui_component]}"
     if not cfg.triggerer.enabled:
@@ -187,6 +197,30 @@ def admin_job_args(cfg: AirflowConfig) -> list[str]:
     ]
 
 
+def create_user_init_containers(cfg: AirflowConfig) -> list[dict[str, Any]]:
+    """The create-user Job's wait for the schema: chart 1.21.0 gives its other Airflow pods a
+    wait-for-airflow-migrations init container but not this Job (no `createUserJob.waitForMigrations`),
+    so `airflow users create` ran before `airflow db migrate` had made its tables and its first
+    attempt failed. The same container as the chart's, in the Job's own volumes."""
+    _, config = config_mount(cfg)
+    return [
+        {
+            "name": "wait-for-airflow-migrations",
+            "image": cfg.image.reference,
+            "imagePullPolicy": cfg.image.pull_policy,
+            "args": list(WAIT_FOR_MIGRATIONS_ARGS),
+            "env": [f.cmd_env() for f in secret_files(cfg, "createUserJob")],
+            "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
+            "resources": {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()},
+            "volumeMounts": [
+                config,
+                {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+                {"name": TMP_VOLUME, "mountPath": "/tmp"},
+            ],
+        }
+    ]
+
+
 def chart_values(
     cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
 ) -> dict[str, Any]:
@@ -220,11 +254,13 @@ def chart_values(
         "fernetKeySecretName": names.fernet_key,
         "data": {"metadataSecretName": names.metadata},
         # Jobs are immutable (apache/airflow#27561): a Job whose pod template changes (a new image)
-        # can only be applied once the old one is gone. Deleted as soon as they finish, the next
-        # upgrade creates them afresh (and runs the migration with the new image) at any time,
-        # instead of failing while the chart's default 5-minute TTL has not yet run out.
+        # can only be applied once the old one is gone, and the chart names its Jobs the same on
+        # every upgrade. The migration is therefore AirflowRelease's own Job, named after its pod
+        # template (jobs.migrate_job): kept after it finishes (its log readable), replaced by the
+        # next image's. The create-user Job is deleted as soon as it finishes, so the next upgrade
+        # creates it afresh at any time instead of failing while a TTL has not yet run out.
         "createUserJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
-        "migrateDatabaseJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
+        "migrateDatabaseJob": {"enabled": False, "useHelmHooks": False, "serviceAccount": {"create": False}},
         "config": {"celery": {"worker_concurrency": cfg.workers.concurrency}},
         "scheduler": _component_values(cfg.scheduler),
         "triggerer": {**_component_values(cfg.triggerer), "enabled": cfg.triggerer.enabled},
@@ -313,6 +349,7 @@ def chart_values(
             {
                 "enabled": True,
                 "args": admin_job_args(cfg),
+                "extraInitContainers": create_user_init_containers(cfg),
                 "defaultUser": {
                     "username": cfg.admin.username,
                     "email": cfg.admin.email,
@@ -418,14 +455,38 @@ PGBOUNCER_PORT = 6543
 
 def metadata_connection(cfg: AirflowConfig, target: DatabaseUrl) -> str:
     """The SQLAlchemy URL Airflow uses: through PgBouncer when it is on, as the chart would build it."""
-    if cfg.database.pgbouncer.enabled:
-        host = f"{cfg.release_name}-pgbouncer.{cfg.namespace}:{PGBOUNCER_PORT}"
-        return pg_url(target.user, target.password, host, f"{cfg.release_name}-metadata", "disable")
-    return target.sqlalchemy()
+    return _through_pgbouncer(cfg, target).sqlalchemy()
+
+
+def metadata_async_connection(cfg: AirflowConfig, target: DatabaseUrl) -> str:
+    """The URL of Airflow's async engine (`[database] sql_alchemy_conn_async`, Airflow 3): the same
+    database as `metadata_connection`, for asyncpg (see config.asyncpg_url)."""
+    return _through_pgbouncer(cfg, target).asyncpg()
+
+
+def _through_pgbouncer(cfg: AirflowConfig, target: DatabaseUrl) -> DatabaseUrl:
+    """Where Airflow connects: PgBouncer's metadata pool (plain TCP inside the namespace) when it is on."""
+    if not cfg.database.pgbouncer.enabled:
+        return target
+    return replace(
+        target,
+        host=f"{cfg.release_name}-pgbouncer.{cfg.namespace}",
+        port=PGBOUNCER_PORT,
+        database=f"{cfg.release_name}-metadata",
+        sslmode="disable",
+    )
+
+
+# PgBouncer keeps this many protocol-level named prepared statements per server connection (1.21+;
+# off by default before 1.24, and the chart's image is 1.23.1). Airflow's async engine (asyncpg)
+# prepares named statements; in transaction pooling they would otherwise meet a server connection
+# that lacks them, or already has one of the same name. psycopg2 (the sync engine) prepares none.
+PGBOUNCER_PREPARED_STATEMENTS = 100
 
 
 def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
-    """pgbouncer.ini with the same pools and settings the chart's own template writes."""
+    """pgbouncer.ini with the same pools and settings the chart's own template writes, and the
+    prepared statements Airflow's async engine needs (PGBOUNCER_PREPARED_STATEMENTS)."""
     p = cfg.database.pgbouncer
     r = cfg.release_name
     server_tls = "disable" if target.sslmode == "disable" else target.sslmode
@@ -444,6 +505,7 @@ def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
         f"stats_users = {target.user}\n"
         "ignore_startup_parameters = extra_float_digits\n"
         f"max_client_conn = {p.max_client_conn}\n"
+        f"max_prepared_statements = {PGBOUNCER_PREPARED_STATEMENTS}\n"
         "verbose = 0\n"
         "log_disconnections = 0\n"
         "log_connections = 0\n"
@@ -574,10 +636,6 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
         "workers": {"celery": dict(groomer)},
         "flower": {"serviceAccount": {"automountServiceAccountToken": False}},
         "createUserJob": {
-            "resources": dict(SIDECAR_RESOURCES["job"]),
-            "serviceAccount": {"automountServiceAccountToken": False},
-        },
-        "migrateDatabaseJob": {
             "resources": dict(SIDECAR_RESOURCES["job"]),
             "serviceAccount": {"automountServiceAccountToken": False},
         },

@@ -26,7 +26,6 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 
 from components.airflow.component import AirflowRelease
-from components.airflow.maintenance_values import airflow_values as maintenance_airflow_values
 from components.airflow.task_images import task_image_variables
 from components.airflow.values import airflow_api_port, deep_merge
 from components.core.arguments import as_arguments
@@ -249,19 +248,17 @@ class AirflowPlatform(pulumi.ComponentResource):
                 # Fernet keys from before (a replaced installation, a destroyed stack): decrypt only.
                 "previous_fernet_keys": [pulumi.Output.secret(key) for key in cfg.previous_fernet_keys],
                 # Monitoring by annotations: the scrape annotations on the chart's StatsD/PgBouncer;
-                # KEDA: the chart's ScaledObject for the Celery workers; the chart's finished-pod cleanup;
-                # the cloud identity of Airflow's ServiceAccounts.
+                # KEDA: the chart's ScaledObject for the Celery workers; the cloud identity of Airflow's
+                # ServiceAccounts.
                 "extra_values": deep_merge(
                     deep_merge(
                         monitoring_airflow_values(cfg.monitoring, cfg.airflow),
                         keda_airflow_values(cfg.keda, cfg.airflow),
                     ),
-                    deep_merge(
-                        maintenance_airflow_values(cfg.airflow, cfg.maintenance),
-                        identity_airflow_values(cfg.identity, cfg.airflow),
-                    ),
+                    identity_airflow_values(cfg.identity, cfg.airflow),
                 ),
-                # Metadata database backups (pg_dump CronJob, retained claim) and `airflow db clean`.
+                # Metadata database backups (pg_dump CronJob, retained claim), `airflow db clean` and
+                # the cleanup of finished task pods.
                 "maintenance": cfg.maintenance,
                 "after": [self.keda] if self.keda is not None else [],
             },

@@ -47,6 +47,7 @@ def retained_claims(stack: StackConfig) -> list[str]:
     """The claims holding data the stack declares with retainOnDelete ('namespace/name'): dropping one
     from the config leaves it (and its data) in the cluster, and declaring it again later fails with
     AlreadyExists (pulumi-kubernetes 4.29+ creates, it does not adopt)."""
+    from components.airflow.maintenance_values import backup_claim_name
     from components.logs.config import claim_name
     from components.monitoring.values import StackNames
 
@@ -56,6 +57,9 @@ def retained_claims(stack: StackConfig) -> list[str]:
         claims.append(f"{a.namespace}/{claim_name(a.release_name)}")
     if a.dags.host_path is not None:
         claims.append(f"{a.namespace}/{a.release_name}-dags")
+    backup = stack.maintenance.backup
+    if backup.enabled and backup.target == "claim":
+        claims.append(f"{a.namespace}/{backup_claim_name(a.release_name)}")
     install = stack.monitoring.install
     if install is not None and install.persistence:
         claims.append(f"{install.namespace}/{StackNames(install.release_name).grafana_claim}")
@@ -109,7 +113,7 @@ def check_change(previous: Mapping[str, Any] | None, stack: StackConfig, accepte
             _claim_key(dropped[0], stack),
             dropped[0],
             f"this change stops declaring the claim(s) {', '.join(dropped)}, which hold data (logs, DAGs, "
-            "dashboards): they stay in the cluster, orphaned, and switching back later fails with "
+            "database dumps, dashboards): they stay in the cluster, orphaned, and switching back later fails with "
             "'already exists'. Nothing has been changed.",
             "keep the setting that declares them. To drop them for good: copy what you need, delete them "
             f"(kubectl delete pvc -n <namespace> <name>), confirm with `pulumi config set {ACCEPT_KEY} {current}`, "
@@ -153,6 +157,8 @@ def _claim_key(claim: str, stack: StackConfig) -> str:
         return "logs.mode"
     if claim.endswith("-dags"):
         return "airflow.dags.mode"
+    if claim.endswith("-metadata-backups"):
+        return "maintenance.backup"
     return "monitoring.mode"
 
 

@@ -1,0 +1,194 @@
+"""Every container that runs Airflow gets what Airflow reads and writes (components/airflow/airflow_runtime.py).
+
+Found by running real Airflow with what the stacks render, on a read-only root: the `db-clean`
+CronJob had no airflow.cfg (Airflow's attempt to write a default one failed), the chart's cleanup
+CronJob had no /tmp ("No usable temporary directory found") and no metadata connection. One rule
+over every container of both stacks' rendered pods, whoever renders them, instead of one test per
+object; the offline preview reports what breaks it (rule `guarantee`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from components.airflow.airflow_runtime import runs_airflow, runtime_problems
+from components.airflow.invariants import rendered_problems
+from components.offline.preview import PreviewResult, preview
+from tests.helpers import ROOT
+
+STACKS = ("dev", "prod")
+CMD = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"
+ASYNC = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC_CMD"
+IMAGE = "apache/airflow:3.2.0"
+
+
+@pytest.fixture(scope="module")
+def previews(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PreviewResult]:
+    out = tmp_path_factory.mktemp("runtime")
+    return {stack: preview(ROOT, stack, out / stack, run_checkov=False) for stack in STACKS}
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]["template"]["spec"]
+        elif obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            spec = spec["template"]["spec"]
+        elif obj["kind"] != "Pod":
+            continue
+        yield obj["kind"], f"{obj['kind']}/{obj['metadata']['name']}", spec
+
+
+def airflow_containers(objects: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    for kind, ident, spec in pod_specs(objects):
+        for container in (spec.get("initContainers") or []) + spec["containers"]:
+            if runs_airflow(kind, container):
+                yield kind, ident, spec, container
+
+
+def container(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "c",
+        "image": IMAGE,
+        "args": ["bash", "-c", "exec airflow db clean --yes"],
+        "env": [
+            {"name": CMD, "value": "cat /opt/airflow/secrets/sql-alchemy-conn"},
+            {"name": ASYNC, "value": "cat /opt/airflow/secrets/sql-alchemy-conn-async"},
+        ],
+        "securityContext": {"readOnlyRootFilesystem": True},
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/opt/airflow/airflow.cfg", "subPath": "airflow.cfg", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return {**base, **fields}
+
+
+SPEC = {"volumes": [{"name": "config", "configMap": {"name": "airflow-config"}}, {"name": "tmp", "emptyDir": {}}]}
+
+
+class TestEveryAirflowContainerOfBothStacks:
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_has_airflow_cfg_the_metadata_connections_and_a_writable_tmp(self, previews, stack):
+        lacking = [
+            f"{ident}: {message}"
+            for kind, ident, spec, c in airflow_containers(previews[stack].objects)
+            for message in runtime_problems(kind, spec, c)
+        ]
+        assert lacking == []
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_the_rule_sees_the_chart_pods_our_jobs_and_the_task_pod_template(self, previews, stack):
+        seen = {(ident, c["name"]) for _, ident, _, c in airflow_containers(previews[stack].objects)}
+        expected = {
+            ("Deployment/airflow-scheduler", "scheduler"),
+            ("Deployment/airflow-scheduler", "wait-for-airflow-migrations"),
+            ("Deployment/airflow-api-server", "api-server"),
+            ("Job/airflow-create-user", "create-user"),
+            ("Job/airflow-create-user", "wait-for-airflow-migrations"),
+            ("CronJob/airflow-db-clean", "db-clean"),
+            ("CronJob/airflow-db-clean", "wait-for-airflow-migrations"),
+        }
+        expected |= (
+            {("Pod/placeholder-name", "base"), ("CronJob/airflow-cleanup-pods", "cleanup-pods")}
+            if stack == "dev"
+            else {("Deployment/airflow-worker", "worker"), ("Deployment/airflow-flower", "flower")}
+        )
+        assert expected <= seen
+        assert any(
+            ident.startswith("Job/airflow-migrate-") and name == "run-airflow-migrations" for ident, name in seen
+        )
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_only_the_log_groomer_and_the_backups_pg_dump_run_the_airflow_image_without_airflow(self, previews, stack):
+        others = {
+            c["name"]
+            for kind, _, _, c in (
+                (kind, ident, spec, c)
+                for kind, ident, spec in pod_specs(previews[stack].objects)
+                for c in (spec.get("initContainers") or []) + spec["containers"]
+            )
+            if c.get("image", "").startswith("apache/airflow:3") and not runs_airflow(kind, c)
+        }
+        assert others == {"scheduler-log-groomer", "pg-dump"}
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_the_preview_reports_no_broken_guarantee(self, previews, stack):
+        assert [p for p in previews[stack].problems if p.rule == "guarantee"] == []
+
+
+class TestTheRule:
+    def test_a_complete_container_passes(self):
+        assert runtime_problems("Job", SPEC, container()) == []
+
+    @pytest.mark.parametrize(
+        ("change", "fragment"),
+        [
+            (
+                {"volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]},
+                "without airflow.cfg mounted at /opt/airflow/airflow.cfg",
+            ),
+            ({"env": [{"name": ASYNC, "value": "cat /g"}]}, "without the metadata connection"),
+            ({"env": [{"name": CMD, "value": "cat /f"}]}, "Airflow 3 without its async database URL"),
+            (
+                {"volumeMounts": container()["volumeMounts"][:1]},
+                "read-only root and no writable /tmp",
+            ),
+        ],
+        ids=["no-config", "no-connection", "no-async-url", "no-tmp"],
+    )
+    def test_a_container_lacking_one_thing_is_a_problem_naming_it(self, change, fragment):
+        (problem,) = runtime_problems("Job", SPEC, container(**change))
+        assert fragment in problem and "'c'" in problem
+
+    def test_a_read_only_tmp_is_no_tmp(self):
+        ro = container(
+            volumeMounts=[container()["volumeMounts"][0], {"name": "tmp", "mountPath": "/tmp", "readOnly": True}]
+        )
+        (problem,) = runtime_problems("Job", SPEC, ro)
+        assert "no writable /tmp" in problem
+
+    def test_a_writable_root_needs_no_tmp_mount_and_airflow_2_no_async_url(self):
+        c = container(
+            image="apache/airflow:2.11.0",
+            env=[{"name": CMD, "value": "cat /f"}],
+            securityContext={},
+            volumeMounts=container()["volumeMounts"][:1],
+        )
+        assert runtime_problems("Job", SPEC, c) == []
+
+    def test_airflow_home_moves_the_config_it_needs(self):
+        c = container(env=[*container()["env"], {"name": "AIRFLOW_HOME", "value": "/srv/airflow"}])
+        (problem,) = runtime_problems("Job", SPEC, c)
+        assert "/srv/airflow/airflow.cfg" in problem
+
+    @pytest.mark.parametrize(
+        ("kind", "fields", "runs"),
+        [
+            ("Job", {"args": ["bash", "-c", "exec airflow db migrate"]}, True),
+            ("Job", {"args": ["airflow", "db", "check-migrations"]}, True),
+            ("Job", {"command": ["bash", "-c", "set -e; airflow users create -r Admin"]}, True),
+            ("Pod", {"name": "base", "args": []}, True),  # the task pod template: the executor supplies the command
+            ("Deployment", {"args": ["bash", "/clean-logs"]}, False),
+            ("Job", {"command": ["bash", "-c", "pg_dump --file=airflow-metadata-x.dump"]}, False),
+            ("Pod", {"name": "sidecar", "args": []}, False),
+        ],
+    )
+    def test_what_counts_as_running_airflow(self, kind, fields, runs):
+        assert runs_airflow(kind, {"name": "c", **fields}) is runs
+
+    def test_the_preview_guarantees_include_it(self):
+        obj = {
+            "kind": "CronJob",
+            "metadata": {"name": "db-clean"},
+            "spec": {
+                "jobTemplate": {"spec": {"template": {"spec": {**SPEC, "containers": [container(volumeMounts=[])]}}}}
+            },
+        }
+        problems = rendered_problems([("airflow-db-clean", obj)])
+        assert [(p[0], p[1]) for p in problems] == [("airflow-db-clean", "CronJob/db-clean")] * 2
+        assert "airflow.cfg" in problems[0][2] and "/tmp" in problems[1][2]
