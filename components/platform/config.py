@@ -19,7 +19,7 @@ from components.airflow.maintenance_config import parse_maintenance, resolve_bac
 from components.airflow.secret_files import other_secrets_backend
 from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
 from components.core.cluster_target import require_target
-from components.core.reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
+from components.core.reader import DNS1123_LABEL, ConfigError, Node, bounded, dns_label, json_value, register_secrets
 from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
 from components.monitoring.config import parse_monitoring
@@ -119,7 +119,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
 def _decode(key: str, value: Any, secret: bool = False) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json_value(key, value, secret=secret)
         except json.JSONDecodeError:
             shown = "[secret]" if secret else value  # never echo a secret
             raise ConfigError(key, shown, "expected an object (set it in the stack file, or with --path).") from None
@@ -141,6 +141,8 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
 
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    for key, value in values.items():
+        bounded(key, value, secret=key in secret_keys, plain=True)
     register_secrets([values[k] for k in secret_keys if k in values])
     for key in values:
         if key not in KNOWN_KEYS:

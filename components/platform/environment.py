@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from components.core.reader import ConfigError, type_name
+from components.core.reader import ConfigError, json_value, type_name
 from components.logs.config import LogsConfig
 from components.spark.config import SparkConfig
 from components.spark.values import airflow_connections, airflow_variables
@@ -50,7 +50,7 @@ def _check_id(key: str, ident: str, prefix: str) -> None:
 def _decode_object(key: str, raw: Any, secret: bool) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = json_value(key, raw, secret=secret)
         except json.JSONDecodeError:
             raise ConfigError(
                 key, HIDDEN if secret else raw, "expected a JSON object {id: value}.", _set_command(key, secret)
@@ -87,7 +87,7 @@ def parse_connections(raw: Any, key: str = "connections") -> dict[str, str]:
         _check_id(item, conn_id, "AIRFLOW_CONN_")
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
-                value = json.loads(value)
+                value = json_value(item, value, secret=True)
             except json.JSONDecodeError:
                 raise ConfigError(item, HIDDEN, "starts with '{' but is not valid JSON.") from None
         if isinstance(value, str):

@@ -86,8 +86,12 @@ def _egress(node: Node) -> tuple[Egress, ...]:
                 inner = ipaddress.ip_network(ex, strict=True)
             except ValueError:
                 raise ConfigError(f"{e.key('except')}[{j}]", ex, "expected a CIDR.") from None
-            if not inner.subnet_of(network):  # type: ignore[arg-type]
-                raise ConfigError(f"{e.key('except')}[{j}]", ex, f"must lie inside {cidr}.")
+            if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"{e.key('except')}[{j}]",
+                    ex,
+                    f"must lie inside {cidr} (an IPv{network.version} block takes IPv{network.version} exceptions).",
+                )
         ports_raw = e.raw("ports", [])
         if not isinstance(ports_raw, list) or not all(
             isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports_raw
