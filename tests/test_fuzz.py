@@ -2,7 +2,7 @@
 
 Hypothesis mutates the shipped stacks (one to three places: a value replaced by any JSON-like
 value or by a known troublemaker, a key removed, a key added) and feeds the result to the
-entry points the program uses: a stack file through `stack_file.read` and `parse_stack` (what
+entry points the program uses: a stack file through `stack_file.read` and `check_config` (what
 `pulumi up` and the offline preview run), AirflowPlatform's arguments through `config_of`, and
 AirflowRelease's through `checked_args`. Whatever the input, the outcome is acceptance or a
 ConfigError whose message starts with the key it names; any other exception fails the test with
@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from components.airflow.component import AirflowRelease
 from components.core.reader import MAX_DEPTH, ConfigError
 from components.platform.component import CONFIG_KEYS, config_of
-from components.platform.config import parse_stack
+from components.platform.config import check_config
 from components.platform.stack_file import read
 from tests.helpers import DB_URL, PROJECT, ROOT, SSH_KEY
 
@@ -183,20 +183,15 @@ def _ends_cleanly(run: Callable[[], Any]) -> None:
 
 
 def _parse_file(text: str) -> None:
+    """A stack file through what `pulumi up` runs: read as the CLI reads it, then the whole stack edge."""
     raw, secret_full = read(text, PROJECT)
-    values: dict[str, Any] = {}
-    secrets: set[str] = set()
-    for full, value in raw.items():
-        if not full.startswith(f"{PROJECT}:"):
-            continue
-        short = full.split(":", 1)[1]
-        if full in secret_full:
-            plain = value["secure"]
-            values[short] = plain if isinstance(plain, str) else json.dumps(plain)
-            secrets.add(short)
-        else:
-            values[short] = value
-    parse_stack(values, secrets)
+    config = {
+        key: (value["secure"] if isinstance(value["secure"], str) else json.dumps(value["secure"]))
+        if key in secret_full
+        else value
+        for key, value in raw.items()
+    }
+    check_config(config, secret_full, PROJECT)
 
 
 YAML_CHARACTERS = "config: airflow-k8s-{}[]&*!|>'\"#%@,?\n\t0123456789.~"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -295,32 +295,34 @@ def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
     return net.enabled and namespace not in net.metrics_namespaces
 
 
-def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:
-    """This project's keys and which are secret, from the running Pulumi program."""
+def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
+    """Every config key of the running Pulumi program (full names, `<namespace>:<key>`) and which are secret."""
     from pulumi.runtime import config as runtime_config
 
-    prefix = f"{project}:"
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
-    register_secrets([v for k, v in merged.items() if k in secret_full])
-    foreign_keys(merged, project, KNOWN_KEYS)
-    values = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
+    return merged, secret_full
+
+
+def check_config(config: Mapping[str, Any], secret_full: Iterable[str], project: str = PROJECT) -> StackConfig:
+    """The stack edge, whole: the config Pulumi hands the program (full key names, as `pulumi config
+    --json` shows them) with no key under a look-alike namespace, this project's keys parsed and
+    checked (`parse_stack`), and a production stack naming its cluster. What `load()` runs."""
+    secret_full = set(secret_full)
+    register_secrets([v for k, v in config.items() if k in secret_full])
+    foreign_keys(config, project, KNOWN_KEYS)
+    prefix = f"{project}:"
+    values = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
     secrets = {k[len(prefix) :] for k in secret_full if k.startswith(prefix)}
-    return values, secrets
+    cfg = parse_stack(values, secrets)
+    target = {name: config.get(f"kubernetes:{name}") for name in ("context", "kubeconfig")}
+    require_target(cfg.cluster.production, target)
+    return cfg
 
 
 def load() -> StackConfig:
     """Read and validate this stack's config. Call once, before declaring resources."""
     import pulumi
 
-    values, secret_keys = read_pulumi_config(pulumi.get_project())
-    cfg = parse_stack(values, secret_keys)
-    require_target(cfg.cluster.production, kubernetes_config())
-    return cfg
-
-
-def kubernetes_config() -> dict[str, str | None]:
-    """The stack's `kubernetes:context` and `kubernetes:kubeconfig` (secret or not; only whether set counts)."""
-    from pulumi.runtime.config import get_config
-
-    return {"context": get_config("kubernetes:context"), "kubeconfig": get_config("kubernetes:kubeconfig")}
+    config, secret_full = read_pulumi_config()
+    return check_config(config, secret_full, pulumi.get_project())
