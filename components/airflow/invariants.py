@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
 from components.core.reader import QUANTITY, ConfigError
 
 Path = tuple[str | int, ...]
@@ -98,12 +99,6 @@ _ASSIGNED_SECRET = re.compile(
     r"(?i)[\"']?\b(password|passwd|client_secret|secret_key|api_key|apikey|access_token|auth_token|token)\b[\"']?"
     r"\s*[:=]\s*[\"']([^\"'\s$]{3,})[\"']"
 )
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*)@")
-_URL_SECRET_QUERY = re.compile(
-    r"(?i)[?&](token|access_token|auth_token|password|passwd|pwd|secret|sig|signature|x-amz-signature"
-    r"|x-amz-credential|api_key|apikey|key)=([^&#\s]+)"
-)
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 _FERNET_SHAPED = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{43}=(?![A-Za-z0-9_\-=])")
 
 # Host folders a pod must never mount: the node's own system.
@@ -300,30 +295,6 @@ def secret_shaped(key: str) -> bool:
     return bool(_SECRET_KEY.search(key)) and not _is_reference_key(key)
 
 
-def url_credentials(text: str) -> str | None:
-    """What kind of credential a URL in `text` carries, or None. A user name alone is fine for
-    SSH (`ssh://git@host/...`); over HTTP(S) it is where tokens go. Azure's blob and data-lake
-    URLs (`wasb://container@account.blob.core.windows.net/...`, abfs likewise) name the
-    container there: a credential only with a ':'."""
-    for match in _URL_USERINFO.finditer(text):
-        userinfo, scheme = match.group(2), match.group(1).lower()
-        named_user_ok = scheme.startswith(("ssh", "git+ssh", "wasb", "abfs"))
-        if ":" in userinfo or (userinfo and not named_user_ok):
-            return "user information (a user name, password or token before '@')"
-    query = _URL_SECRET_QUERY.search(text)
-    if query:
-        return f"a credential in its query ('{query.group(1)}=')"
-    return None
-
-
-def redact_url(text: str) -> str:
-    """The URL with its user information and credential query values replaced."""
-    text = _URL_USERINFO.sub(
-        lambda m: f"{m.group(1)}[credentials]@" if url_credentials(m.group(0)) else m.group(0), text
-    )
-    return _URL_SECRET_QUERY.sub(lambda m: m.group(0).split("=")[0] + "=[credentials]", text)
-
-
 def fernet_shaped(text: str) -> bool:
     for match in _FERNET_SHAPED.finditer(text):
         try:
@@ -394,12 +365,13 @@ def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozen
                     f"remove '{origins.key(path)}'; AirflowRelease generates and mounts its secrets (see the "
                     "README's secret keys: databaseUrl, gitToken, logsConnection, connections, teamSecrets).",
                 )
-            if _PRIVATE_KEY.search(value):
+            found = text_credential(value, urls=False)
+            if found is not None:
                 raise ConfigError(
                     origins.key(path),
                     HIDDEN,
-                    "a private key in the Helm values.",
-                    "set it with `pulumi config set --secret gitSshKey` (or a teamSecrets entry) instead.",
+                    f"{found.detail} in the Helm values (Helm stores them in clear in the release Secret).",
+                    f"put it in a secret key instead: {found.shape.belongs}.",
                 )
             kind = url_credentials(value)
             if kind:

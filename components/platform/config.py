@@ -24,7 +24,7 @@ from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
 from components.monitoring.config import parse_monitoring
 from components.platform.environment import check_no_clash, parse_environment
-from components.platform.guards import check_stack, foreign_keys
+from components.platform.guards import check_plain_credentials, check_stack, foreign_keys
 from components.platform.identity_config import parse_identity
 from components.platform.identity_values import backup_identity, check_identity
 from components.platform.types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
@@ -169,6 +169,9 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
                 "[secret]",
                 f"this object must not be a secret; credentials go in the top-level keys {', '.join(SECRET_KEYS)}.",
             )
+    # Credentials by their shape in any plain key, before a parser could show one in its message
+    # (URLs with credentials last, after the keys that say where theirs belong).
+    check_plain_credentials(values, secret_keys, urls=False, either=EITHER_KEYS)
     secrets = StackSecrets(
         git_token=values.get("gitToken"),
         git_ssh_key=values.get("gitSshKey"),
@@ -274,6 +277,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
     # invariants on the final values of every Release (components/airflow/invariants.py).
     check_stack(stack)
+    check_plain_credentials(values, secret_keys, urls=True, either=EITHER_KEYS)
     return stack
 
 

@@ -13,11 +13,12 @@ Messages name the config key, the bad value (never a secret's text) and the fix.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from components.airflow import invariants
 from components.airflow.guards import (
@@ -27,7 +28,8 @@ from components.airflow.guards import (
     resources_valid,
     size_valid,
 )
-from components.core.reader import ConfigError
+from components.core.credentials import credential_in
+from components.core.reader import ConfigError, json_value
 
 if TYPE_CHECKING:
     from components.platform.types import StackConfig
@@ -181,6 +183,38 @@ def check_urls(stack: StackConfig) -> None:
             remote.base_log_folder,
             "put the credentials in the secret key 'logsConnection' (pulumi config set --secret logsConnection "
             "'<connection URI>') or use workloadIdentity: true; keep the folder plain (s3://bucket/prefix).",
+        )
+
+
+def check_plain_credentials(
+    values: Mapping[str, Any], secret_keys: Iterable[str], *, urls: bool, either: Iterable[str] = ()
+) -> None:
+    """Secrets by shape (components/core/credentials.py), in every key that is not secret: a private
+    key, a token, a chat webhook, a kubeconfig with credentials or (with `urls`) a URL with
+    credentials is refused, naming the key and the secret key it belongs in, never the value.
+    `either`: keys that may be set plain or secret (`variables`): the fix says to make them secret."""
+    secret = set(secret_keys)
+    for key, raw in values.items():
+        if key in secret:
+            continue
+        value = raw
+        if isinstance(raw, str) and raw[:1] in "{[":
+            try:
+                value = json_value(key, raw)
+            except json.JSONDecodeError:
+                value = raw
+        found = credential_in(value, urls=urls)
+        if found is None:
+            continue
+        fix = f"put it in a secret key: {found.shape.belongs}."
+        if key in either:
+            fix = f"set '{key}' as a secret (pulumi config set --secret {key} '<json>'), or {fix}"
+        raise ConfigError(
+            f"{key}{found.where}",
+            "[not shown]",
+            f"this looks like {found.detail}; a plain config key is stored in clear in the stack file, shown by "
+            "`pulumi config` and in every preview.",
+            fix,
         )
 
 
