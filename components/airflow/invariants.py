@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
+from components.core.names import host_name
 from components.core.reader import QUANTITY, ConfigError
 
 Path = tuple[str | int, ...]
@@ -127,6 +128,9 @@ _DANGEROUS_CAPABILITIES = frozenset(
 # Container runtimes refuse memory limits below 6 MiB (runc's minimum); no Airflow process
 # starts in less than this either.
 MIN_MEMORY = Decimal(6 * 2**20)
+# No node offers more than this to one pod: a request above it is never scheduled.
+MAX_CPU = Decimal(1000)
+MAX_MEMORY = Decimal(64 * 2**40)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _REPOSITORY = re.compile(
     r"^(?:(?:[a-z0-9]([a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?"
@@ -591,8 +595,9 @@ def resources_valid(values: Mapping[str, Any], origins: Origins) -> None:
         amount_valid(origins.key(path), str(path[-1]), value)
 
 
-def amount_valid(key: str, resource: str, value: Any) -> None:
-    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more."""
+def amount_valid(key: str, resource: str, value: Any, *, one_pod: bool = True) -> None:
+    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more; for
+    `one_pod` (not a namespace's quota) no more than a node can offer."""
     amount = quantity(value)
     if amount is None:
         return
@@ -606,6 +611,21 @@ def amount_valid(key: str, resource: str, value: Any) -> None:
         )
     if resource == "cpu" and amount < Decimal("0.001"):
         raise ConfigError(key, value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1.")
+    if one_pod and resource == "cpu" and amount > MAX_CPU:
+        raise ConfigError(
+            key,
+            value,
+            f"CPU of at most {MAX_CPU} cores: no node has more, so the pod would never be scheduled (a bare number "
+            "is cores: 500 is five hundred, 500m half of one).",
+            "use a value such as 500m or 2.",
+        )
+    if one_pod and resource == "memory" and amount > MAX_MEMORY:
+        raise ConfigError(
+            key,
+            value,
+            "memory of at most 64Ti: no node has more, so the pod would never be scheduled.",
+            "use a value such as 512Mi or 4Gi.",
+        )
 
 
 def budgets_drain(values: Mapping[str, Any], origins: Origins) -> None:
@@ -651,17 +671,9 @@ def budget_drains(key: str, field: str, value: Any, replicas: int) -> None:
 
 
 def host_valid(key: str, host: str) -> None:
-    """A DNS name the API server accepts in an Ingress: labels of at most 63, at most 253 in all."""
-    if not host:
-        return
-    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
-        raise ConfigError(
-            key,
-            host,
-            "a DNS name is at most 253 characters with labels (the parts between dots) of at most 63; the API "
-            "server refuses the Ingress otherwise.",
-            "use a shorter host name.",
-        )
+    """A DNS name the API server accepts in an Ingress, in ASCII (components/core/names.py)."""
+    if host:
+        host_name(key, host, wildcard=True)
 
 
 def no_templates(values: Mapping[str, Any], origins: Origins) -> None:

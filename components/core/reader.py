@@ -11,6 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +24,46 @@ SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 )
+
+
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """The numeric value of a Kubernetes quantity ("500m" -> 0.5, "1Gi" -> 1073741824)."""
+    match = re.fullmatch(QUANTITY.pattern, text, re.ASCII)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number = match.group(1)
+    suffix = match.group(3) or ""
+    if suffix.startswith("e"):
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * _SUFFIX[suffix]
+
+
+def matches(pattern: re.Pattern[str], value: Any) -> bool:
+    r"""Does the whole of `value` match `pattern`, read in ASCII? Every pattern check of a config value
+    goes through here: `re.match` with `$` takes a trailing newline ('airflow\n' would pass as a
+    namespace) and `\d` takes any script's digits (ARABIC-INDIC DIGIT THREE would pass as 3); the
+    cluster and the tools behind it take neither."""
+    if not isinstance(value, str):
+        return False
+    return re.fullmatch(pattern.pattern, value, (pattern.flags & ~re.UNICODE) | re.ASCII) is not None
 
 
 # Bounds on any config value, checked before it is parsed: a stack file, a Pulumi config value
@@ -279,7 +320,7 @@ class Node:
             options = list(choices)
             if value not in options:
                 raise ConfigError(self.key(name), value, f"allowed: {', '.join(options)}.")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not matches(pattern, value):
             raise ConfigError(self.key(name), value, describe or f"must match {pattern.pattern}.")
         return value
 
@@ -308,9 +349,10 @@ class Node:
         value = self.raw(name, default)
         if value is None or (value is default and default is not _MISSING):
             return value
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 and QUANTITY.match(str(value)):
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        if number and matches(QUANTITY, str(value)):
             return str(value)
-        if not isinstance(value, str) or not QUANTITY.match(value):
+        if not matches(QUANTITY, value):
             raise ConfigError(self.key(name), value, f"expected {what} such as 500m, 1, 512Mi or 10Gi.")
         return value
 
@@ -369,20 +411,20 @@ def _range_text(low: int | None, high: int | None) -> str:
 
 def dns_label(key: str, value: Any, *, max_len: int = 63) -> str:
     """Validate a Kubernetes DNS-1123 label (namespace, release and object names)."""
-    if not isinstance(value, str) or not DNS1123_LABEL.match(value) or len(value) > max_len:
+    if not matches(DNS1123_LABEL, value) or len(value) > max_len:
         raise ConfigError(
             key,
             value,
             f"expected a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
             f"with a letter or digit, at most {max_len} characters.",
         )
-    return value
+    return str(value)
 
 
 def semver(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not SEMVER.match(value):
+    if not matches(SEMVER, value):
         raise ConfigError(key, value, "expected a semantic version such as 1.21.0.")
-    return value
+    return str(value)
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:

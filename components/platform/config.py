@@ -19,7 +19,17 @@ from components.airflow.maintenance_config import parse_maintenance, resolve_bac
 from components.airflow.secret_files import other_secrets_backend
 from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
 from components.core.cluster_target import require_target
-from components.core.reader import DNS1123_LABEL, ConfigError, Node, bounded, dns_label, json_value, register_secrets
+from components.core.names import is_label_value, is_qualified_name
+from components.core.reader import (
+    DNS1123_LABEL,
+    ConfigError,
+    Node,
+    bounded,
+    dns_label,
+    json_value,
+    matches,
+    register_secrets,
+)
 from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
 from components.monitoring.config import parse_monitoring
@@ -70,16 +80,15 @@ def _claim_ref(key: str, value: str) -> str:
     return value
 
 
-_LABEL_KEY = r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
-_LABEL_PAIR = re.compile(f"^{_LABEL_KEY}={_LABEL_VALUE}$")
-
-
 def _pod_labels(key: str, value: str) -> str:
     """A pre-existing pod, by its labels: 'kube-system/k8s-app=kube-dns' (pairs joined by ',')."""
     ns, _, labels = value.partition("/")
-    pairs = labels.split(",") if labels else []
-    if not DNS1123_LABEL.match(ns) or not pairs or not all(_LABEL_PAIR.match(p) for p in pairs):
+    pairs = [pair.partition("=") for pair in labels.split(",")] if labels else []
+    if (
+        not matches(DNS1123_LABEL, ns)
+        or not pairs
+        or not all(sep and is_qualified_name(k) and is_label_value(v) for k, sep, v in pairs)
+    ):
         raise ConfigError(key, value, "expected 'namespace/key=value' or 'namespace/key=value,key=value'.")
     return value
 
@@ -89,7 +98,7 @@ _API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|be
 
 def _api_version(key: str, value: str) -> str:
     """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
-    if not _API_VERSION.match(value):
+    if not matches(_API_VERSION, value):
         raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
     return value
 

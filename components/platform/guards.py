@@ -30,6 +30,7 @@ from components.airflow.guards import (
 )
 from components.core.credentials import credential_in
 from components.core.reader import ConfigError, json_value
+from components.teams.config import check_limit_range
 
 if TYPE_CHECKING:
     from components.platform.types import StackConfig
@@ -340,7 +341,9 @@ def check_teams(stack: StackConfig) -> None:
         ):
             for name, text in amounts.items():
                 resource = "memory" if "memory" in name.lower() else "cpu" if "cpu" in name.lower() else ""
-                invariants.amount_valid(f"teams[{i}].{part}.{quota_keys.get(name, name)}", resource, text)
+                key = f"teams[{i}].{part}.{quota_keys.get(name, name)}"
+                invariants.amount_valid(key, resource, text, one_pod=part != "quota")
+        check_limit_range(f"teams[{i}].limits", team)
 
 
 def check_logs(stack: StackConfig) -> None:
