@@ -20,7 +20,8 @@ from tests.helpers import KNOWN_HOSTS, ROOT, SSH_KEY
 
 CORPUS = ROOT / "tests" / "bad_configs"
 
-GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
+REPO = "https://github.com/example/dags.git"
+GIT: dict[str, Any] = {"mode": "gitSync", "gitSync": {"repo": REPO}}
 AIRFLOW: dict[str, Any] = {"dags": GIT}
 
 
@@ -51,7 +52,7 @@ def with_airflow(**changes: Any) -> dict[str, Any]:
 
 
 def git(**changes: Any) -> dict[str, Any]:
-    return with_airflow(dags={"mode": "gitSync", "gitSync": {**GIT["gitSync"], **changes}})
+    return with_airflow(dags={"mode": "gitSync", "gitSync": {"repo": REPO, **changes}})
 
 
 def task_pods(**settings: Any) -> dict[str, Any]:

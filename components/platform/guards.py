@@ -30,6 +30,7 @@ from components.airflow.guards import (
 )
 from components.core.credentials import credential_in
 from components.core.reader import ConfigError, json_value
+from components.platform.contradictions import check_contradictions
 from components.teams.config import check_limit_range
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ def namespaces(stack: StackConfig) -> list[NamespaceUse]:
         uses.append(NamespaceUse("spark.namespace", stack.spark.namespace, "the Spark operator"))
         for i, job in enumerate(stack.spark.job_namespaces):
             uses.append(NamespaceUse(f"spark.jobNamespaces[{i}]", job.name, "Spark jobs", job.create))
+    keda = stack.keda
+    if keda.enabled:
+        where = "install" if keda.install is not None else "existing"
+        uses.append(NamespaceUse(f"keda.{where}.namespace", keda.namespace, "KEDA", created=keda.install is not None))
     for i, team in enumerate(stack.teams):
         uses.append(NamespaceUse(f"teams[{i}].namespace", team.namespace, f"team {team.name!r}"))
     return uses
@@ -97,7 +102,7 @@ def check_namespaces(stack: StackConfig) -> None:
                 f"set {use.key} to a dedicated namespace such as 'airflow', 'spark-jobs' or '<team>-tasks'.",
             )
         known = KNOWN_CONTROLLER_NAMESPACES.get(use.namespace)
-        if known and use.role != "the ingress controller":
+        if known and use.role not in ("the ingress controller", known):
             raise ConfigError(
                 use.key,
                 use.namespace,
@@ -238,6 +243,13 @@ def uri_problem(text: str) -> str | None:
     except ValueError:
         return "its port is not a number (a ':' or '/' in the password must be percent-encoded)"
     del port
+    if not parts.scheme:
+        scheme = text.split("://", 1)[0]
+        return (
+            f"Airflow reads its type from the scheme with urlsplit, which takes no {scheme!r} (a scheme is letters, "
+            "digits, '+', '-' and '.'): the type would be empty; write '_' as '-' (google-cloud-platform://), "
+            "Airflow turns it back"
+        )
     if parts.netloc.count("@") > 1:
         return "its user information contains '@'"
     if "@" in parts.path or "@" in parts.query:
@@ -413,6 +425,7 @@ def check_stack(stack: StackConfig) -> None:
     check_teams(stack)
     check_logs(stack)
     check_monitoring(stack)
+    check_contradictions(stack)
     check_releases(stack)
 
 
