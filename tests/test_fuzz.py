@@ -13,7 +13,6 @@ and bounded in number, so the whole module takes seconds.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
 from collections.abc import Callable
@@ -26,9 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from components.airflow.component import AirflowRelease
 from components.core.reader import MAX_DEPTH, ConfigError
 from components.platform.component import CONFIG_KEYS, config_of
-from components.platform.config import check_config
-from components.platform.stack_file import read
-from tests.helpers import DB_URL, PROJECT, ROOT, SSH_KEY
+from tests.helpers import DB_URL, PROJECT, ROOT, SSH_KEY, stack_edge
 
 # AIRFLOW_K8S_FUZZ_EXAMPLES=5000 explores further, with fresh random inputs each run (a finding is
 # printed with the input that raised it: add it to the tests below).
@@ -182,25 +179,13 @@ def _ends_cleanly(run: Callable[[], Any]) -> None:
         assert exc.key and str(exc).startswith(f"config key '{exc.key}'"), str(exc)
 
 
-def _parse_file(text: str) -> None:
-    """A stack file through what `pulumi up` runs: read as the CLI reads it, then the whole stack edge."""
-    raw, secret_full = read(text, PROJECT)
-    config = {
-        key: (value["secure"] if isinstance(value["secure"], str) else json.dumps(value["secure"]))
-        if key in secret_full
-        else value
-        for key, value in raw.items()
-    }
-    check_config(config, secret_full, PROJECT)
-
-
 YAML_CHARACTERS = "config: airflow-k8s-{}[]&*!|>'\"#%@,?\n\t0123456789.~"
 
 
 class TestTheShippedStacksAreTheFuzzersStart:
     @pytest.mark.parametrize("name", sorted(BASES))
     def test_each_base_stack_loads_clean_so_every_refusal_is_the_mutations(self, name):
-        _parse_file(yaml.safe_dump(BASES[name], allow_unicode=True))
+        stack_edge(yaml.safe_dump(BASES[name], allow_unicode=True))
 
 
 class TestStackFiles:
@@ -208,35 +193,35 @@ class TestStackFiles:
     @given(data=st.data(), name=st.sampled_from(sorted(BASES)))
     def test_a_mutated_stack_file_is_accepted_or_refused_naming_a_key(self, data, name):
         doc = _mutate(data, BASES[name], ("config",), VALUES)
-        _ends_cleanly(lambda: _parse_file(yaml.safe_dump(doc, allow_unicode=True)))
+        _ends_cleanly(lambda: stack_edge(yaml.safe_dump(doc, allow_unicode=True)))
 
     @settings(FUZZ, max_examples=EXPLORE or 300)
     @given(text=st.text(alphabet=st.sampled_from(list(YAML_CHARACTERS)), max_size=80))
     def test_any_text_as_a_stack_file_is_read_or_refused_naming_a_key(self, text):
-        _ends_cleanly(lambda: _parse_file(text))
+        _ends_cleanly(lambda: stack_edge(text))
 
     def test_nesting_deeper_than_the_bound_is_refused_naming_the_key_and_the_line(self):
         deep = "[" * 5000 + "]" * 5000
         text = f"config:\n  {PROJECT}:variables:\n    big: {deep}\n"
         shown = re.escape("config key 'variables.big[0][0][0]...'")
         with pytest.raises(ConfigError, match=rf"{shown}.*deeper than {MAX_DEPTH}"):
-            _parse_file(text)
+            stack_edge(text)
 
     def test_nesting_within_the_bound_is_read(self):
         dev = (ROOT / "Pulumi.dev.yaml").read_text()
-        _parse_file(dev + f"  {PROJECT}:variables:\n    nested: {'[' * (MAX_DEPTH - 1)}{']' * (MAX_DEPTH - 1)}\n")
+        stack_edge(dev + f"  {PROJECT}:variables:\n    nested: {'[' * (MAX_DEPTH - 1)}{']' * (MAX_DEPTH - 1)}\n")
 
     def test_an_infinite_number_inside_an_object_is_refused_naming_its_key(self):
         dev = (ROOT / "Pulumi.dev.yaml").read_text()
         text = dev.replace("    scheduler:\n      replicas: 1", "    scheduler:\n      replicas: .inf")
         with pytest.raises(ConfigError, match=r"config key 'airflow.scheduler.replicas'.*finite number"):
-            _parse_file(text)
+            stack_edge(text)
 
     def test_aliases_that_expand_beyond_the_bound_are_refused(self):
         lines = ["config:", f"  {PROJECT}:variables:", "    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
         lines += [f"    a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
         with pytest.raises(ConfigError, match=r"config key 'variables'.*larger than any setting needs"):
-            _parse_file("\n".join(lines) + "\n")
+            stack_edge("\n".join(lines) + "\n")
 
 
 _BY_KEY = {key: arg for arg, key in CONFIG_KEYS.items()}

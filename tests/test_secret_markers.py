@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from components.core.reader import ConfigError
-from components.platform.config import SECRET_KEYS, check_config, parse_stack
-from components.platform.stack_file import read
-from tests.helpers import KNOWN_HOSTS, PROJECT, ROOT
+from components.platform.config import SECRET_KEYS, parse_stack
+from tests.helpers import KNOWN_HOSTS, PROJECT, ROOT, stack_edge
 
 M = "MRK7xQ"
 FERNET_WITH_MARKER = M + "A" * (43 - len(M)) + "="
@@ -99,19 +98,6 @@ USES: dict[str, dict[str, Any]] = {
 CORPUS = sorted((ROOT / "tests" / "bad_configs").glob("*.yaml"))
 
 
-def _edge(text: str) -> None:
-    """A stack file through the whole stack edge the program runs (components/platform/config.py
-    `check_config`), read as the Pulumi CLI reads it; `secure:` values are plain text here."""
-    raw, secret_full = read(text, PROJECT)
-    config = {
-        key: (value["secure"] if isinstance(value["secure"], str) else json.dumps(value["secure"]))
-        if key in secret_full
-        else value
-        for key, value in raw.items()
-    }
-    check_config(config, secret_full, PROJECT)
-
-
 def _with_secret(text: str, key: str, value: str) -> str:
     """The corpus file with one more secret key (every corpus file ends with its `config:` block;
     a key the file already sets is then written twice, which is refused too)."""
@@ -145,7 +131,7 @@ class TestMarkersNeverEchoed:
         for key, items in MARKED.items():
             for value in items[:2]:  # one well-formed, one malformed (all of them: the test above)
                 try:
-                    _edge(_with_secret(text, key, value))
+                    stack_edge(_with_secret(text, key, value))
                 except ConfigError as exc:
                     assert M not in str(exc), f"{path.stem} with {key}: {exc}"
                     checked += 1
