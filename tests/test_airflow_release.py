@@ -541,7 +541,7 @@ class TestConnectionsAndVariables:
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
         from components.airflow.component import _no_other_secrets_backend
 
-        with pytest.raises(ValueError, match=r"extra_values.config.secrets.backend is 'my.Backend'.*LocalFilesystem"):
+        with pytest.raises(ValueError, match=r"'extra_values.config.secrets.backend': 'my.Backend'.*LocalFilesystem"):
             _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
         _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
 

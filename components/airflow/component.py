@@ -50,6 +50,7 @@ from components.airflow.values import (
 )
 from components.core.arguments import as_arguments
 from components.core.chart_release import helm_release
+from components.core.reader import ConfigError, bounded, type_name
 from components.logs.component import LogStorage
 from components.logs.config import LogsConfig, parse_logs
 
@@ -64,10 +65,12 @@ def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str
     for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
         backend = other_secrets_backend(overrides)
         if backend:
-            raise ValueError(
-                f"{source}.config.secrets.backend is {backend!r}, but connections or variables are declared: "
-                "AirflowRelease delivers those as files through Airflow's LocalFilesystemBackend. Keep them in "
-                "your own secrets backend instead, or drop the override."
+            raise ConfigError(
+                f"{source}.config.secrets.backend",
+                backend,
+                "no other [secrets] backend while connections or variables are declared: AirflowRelease "
+                "delivers those as files through Airflow's LocalFilesystemBackend.",
+                "keep them in your own secrets backend instead, or drop the override.",
             )
 
 
@@ -174,56 +177,21 @@ class AirflowRelease(pulumi.ComponentResource):
         # caller wrote (`settings.excutor`), as one message (components/core/arguments.py).
         checked = (
             nullcontext()
-            if isinstance(args["settings"], AirflowConfig)
+            if isinstance(args.get("settings"), AirflowConfig)
             else as_arguments("AirflowRelease", name, RELEASE_ARGUMENTS)
         )
         with checked:
-            cfg = self._settings(args)
-            previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
-            cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
-            environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
-            bundle = cfg.dags.git_bundle
-            if bundle is not None:
-                # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
-                if _conn_env(bundle.connection_id) in environment:
-                    raise ValueError(
-                        f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
-                        "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
-                    )
-                credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
-                connection: pulumi.Output[str] = pulumi.Output.secret(
-                    credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
-                )
-                environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
-            logs_cfg = self._logs_settings(args)
-            # The guarantees on the final chart values (components/airflow/invariants.py), before anything is declared.
-            has_remote_conn = bool(
-                logs_cfg is not None
-                and logs_cfg.remote is not None
-                and logs_cfg.remote.connection_id
-                and args.get("logs_connection") is not None
+            cfg, logs_cfg, environment = self.checked_args(args)
+        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+        bundle = cfg.dags.git_bundle
+        if bundle is not None:
+            # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
+            credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
+            connection: pulumi.Output[str] = pulumi.Output.secret(
+                credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
             )
-            check_airflow_config(cfg, key="settings")
-            check_airflow(
-                cfg,
-                logs=logs_cfg,
-                extra=args.get("extra_values") or {},
-                connections_secret=SecretNames(cfg.release_name).environment
-                if environment or has_remote_conn
-                else None,
-                dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
-            )
+            environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
-        if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
-            clash = _conn_env(logs_cfg.remote.connection_id)
-            if clash in environment:
-                raise ValueError(
-                    f"connection {logs_cfg.remote.connection_id!r} is declared in `connections` and is also the "
-                    "remote-logging connection (logs.remote.connectionId); use another id for one of them"
-                )
-        remote_conn = logs_cfg is not None and logs_cfg.remote is not None and bool(logs_cfg.remote.connection_id)
-        if environment or remote_conn:
-            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
@@ -489,6 +457,53 @@ class AirflowRelease(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def checked_args(args: AirflowReleaseArgs) -> tuple[AirflowConfig, LogsConfig | None, dict[str, Any]]:
+        """(settings, logs, connections and variables by environment name) of these arguments, parsed
+        and checked before anything is declared: whatever AirflowRelease would refuse raises a
+        ConfigError naming the argument (`settings.<key>`, `logs.<key>`, `extra_values`, `connections`)."""
+        for arg in ("settings", "logs", "extra_values", "maintenance", "connections", "variables"):
+            if isinstance(args.get(arg), Mapping):
+                bounded(arg, args.get(arg))
+        for arg in ("extra_values", "connections", "variables"):
+            if args.get(arg) is not None and not isinstance(args.get(arg), Mapping):
+                raise ConfigError(arg, "[not shown]", f"expected a mapping, got {type_name(args.get(arg))}.")
+        cfg = AirflowRelease._settings(args)
+        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(args.get("previous_fernet_keys") or ())))
+        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+        bundle = cfg.dags.git_bundle
+        if bundle is not None and _conn_env(bundle.connection_id) in environment:
+            raise ConfigError(
+                f"connections.{bundle.connection_id}",
+                bundle.connection_id,
+                "this connection is also the git DAG bundle's (settings.dags.gitBundle.connectionId).",
+                "use another id for one of them.",
+            )
+        logs_cfg = AirflowRelease._logs_settings(args)
+        remote_id = logs_cfg.remote.connection_id if logs_cfg is not None and logs_cfg.remote is not None else ""
+        if remote_id and _conn_env(remote_id) in environment:
+            raise ConfigError(
+                f"connections.{remote_id}",
+                remote_id,
+                "this connection is also the remote-logging connection (logs.remote.connectionId).",
+                "use another id for one of them.",
+            )
+        has_remote_conn = bool(remote_id and args.get("logs_connection") is not None)
+        # The guarantees on the final chart values (components/airflow/invariants.py).
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment
+            if environment or bundle is not None or has_remote_conn
+            else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        if environment or bundle is not None or remote_id:
+            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
+        return cfg, logs_cfg, environment
+
+    @staticmethod
     def _logs_settings(args: AirflowReleaseArgs) -> LogsConfig | None:
         logs = args.get("logs")
         if logs is None or isinstance(logs, LogsConfig):
@@ -497,9 +512,16 @@ class AirflowRelease(pulumi.ComponentResource):
 
     @staticmethod
     def _settings(args: AirflowReleaseArgs) -> AirflowConfig:
-        settings = args["settings"]
+        settings = args.get("settings")
         if isinstance(settings, AirflowConfig):
             return settings
+        if not isinstance(settings, Mapping):
+            raise ConfigError(
+                "settings",
+                "[not shown]",
+                "expected an AirflowConfig or a mapping shaped like the `airflow` stack key, got "
+                f"{type_name(settings)}.",
+            )
         # Secrets given as Outputs count as present; their contents are checked when known.
         secrets = StackSecrets(
             git_token=args.get("git_token"),

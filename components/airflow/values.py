@@ -31,6 +31,7 @@ from components.airflow.secret_files import (
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from components.core.reader import ConfigError
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
 SERVICE_ACCOUNT_KEYS: dict[str, str] = {
@@ -547,11 +548,12 @@ def airflow_environment(connections: Mapping[str, Any], variables: Mapping[str, 
     env: dict[str, Any] = {}
     for prefix, entries in ((CONN_PREFIX, connections), (VAR_PREFIX, variables)):
         for key, value in entries.items():
-            if not _ENV_ID.match(key):
-                raise ValueError(f"{prefix.lower().rstrip('_')} id {key!r}: use letters, digits and underscores only")
+            arg = "connections" if prefix == CONN_PREFIX else "variables"
+            if not isinstance(key, str) or not _ENV_ID.match(key):
+                raise ConfigError(f"{arg}.{key}", key, "use letters, digits and underscores only.")
             name = prefix + key.upper()
             if name in env:
-                raise ValueError(f"{key!r} is declared twice (as {name})")
+                raise ConfigError(f"{arg}.{key}", key, f"declared twice (as {name}: ids are upper-cased).")
             env[name] = (key, value)
     return env
 
