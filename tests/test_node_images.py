@@ -52,6 +52,11 @@ class TestSelection:
         exporter = selected("apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.18.0")
         assert exporter.recipe.name == "pgbouncer-exporter"
 
+    def test_pgbouncer_comes_from_the_debian_release_whose_pgbouncer_takes_the_stacks_settings(self) -> None:
+        # bookworm's PgBouncer 1.18 refuses max_prepared_statements; trixie's is 1.24
+        assert selected("apache/airflow:airflow-pgbouncer-2026.04.17-1.23.1").recipe.suite == "trixie"
+        assert selected("apache/airflow:3.2.0").recipe.suite == "bookworm"
+
     def test_no_reference_is_covered_by_two_recipes(self) -> None:
         for ref in [*DEV_IMAGES, "apache/airflow:3.2.1-python3.12", "registry.k8s.io/git-sync/git-sync:v4.4.2"]:
             repository, tag = split(ref)
@@ -131,6 +136,11 @@ class TestCacheKeys:
         with (repo / relative).open("a") as handle:
             handle.write("\n# changed\n")
         assert cache_key(choice, repo) != before
+
+    def test_another_debian_release_gives_another_key(self) -> None:
+        choice = selected("redis:7.2-bookworm")
+        changed = dataclasses.replace(choice, recipe=dataclasses.replace(choice.recipe, suite="trixie"))
+        assert cache_key(changed) != cache_key(choice)
 
     def test_other_debian_packages_give_another_key(self) -> None:
         choice = selected("redis:7.2-bookworm")
