@@ -5,6 +5,7 @@ input of a build."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -187,6 +188,21 @@ class TestCache:
         assert images.default_cache() == Path("/somewhere/images")
         monkeypatch.delenv("AIRFLOW_K8S_IMAGES_CACHE")
         assert images.default_cache() == Path.home() / ".cache" / "airflow-k8s-images"
+
+    def test_prune_removes_the_archives_built_from_inputs_that_changed_and_keeps_the_current(
+        self, tmp_path: Path
+    ) -> None:
+        choice = selected("busybox:1.37.0")
+        current = images.archive_path(tmp_path, choice, cache_key(choice))
+        stale = images.archive_path(tmp_path, choice, "0" * 64)
+        for archive, key in ((current, cache_key(choice)), (stale, "0" * 64)):
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            archive.write_bytes(b"x" * 10)
+            record = {"ref": "busybox:1.37.0", "name": choice.name, "key": key, "seconds": 1.0, "bytes": 10}
+            archive.with_suffix(".json").write_text(json.dumps(record))
+        assert {record["archive"]: up for record, up in images.archives(tmp_path)} == {current: True, stale: False}
+        assert images.prune(tmp_path, echo=lambda _: None) == 10
+        assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted([current.name, current.stem + ".json"])
 
     def test_a_finished_build_tree_and_what_an_interrupted_build_left_are_removed(self, tmp_path: Path) -> None:
         tree, left = tmp_path / "work" / "abc", tmp_path / "trash" / "old"

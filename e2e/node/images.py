@@ -4,6 +4,7 @@
     python -m e2e.node.images build --stack dev       # every image the dev stack's preview renders
     python -m e2e.node.images build --stack dev --import /run/containerd/containerd.sock
     python -m e2e.node.images list                    # recipes, and which references are cached
+    python -m e2e.node.images prune                   # remove archives built from inputs that changed
     python -m e2e.node.images check apache/airflow:3.2.0   # run the image's processes (see image_check)
 
 Each reference is built by the recipe that covers it (recipes.py) into an archive in
@@ -265,15 +266,42 @@ def stack_images(stack: str, repo: Path = REPO, echo: Echo | None = None) -> set
 # Command line
 
 
+def archives(cache: Path) -> list[tuple[dict[str, Any], bool]]:
+    """Each archive in the cache (its record) and whether it is current: built from what the
+    recipes and files of this checkout make for its reference now."""
+    found = []
+    for record_file in sorted((cache / "images").glob("*.json")):
+        record = json.loads(record_file.read_text())
+        record["archive"] = record_file.with_suffix(".tar")
+        selected = select(record["ref"])
+        current = selected is not None and selected.recipe.build is not None and cache_key(selected) == record["key"]
+        found.append((record, current))
+    return found
+
+
+def prune(cache: Path, echo: Echo = say) -> int:
+    """Remove the archives no reference would use now (an input changed since); bytes freed."""
+    freed = 0
+    with _locked(cache, echo):
+        for record, current in archives(cache):
+            if not current:
+                freed += record["bytes"]
+                record["archive"].unlink(missing_ok=True)
+                record["archive"].with_suffix(".json").unlink()
+                echo(f"removed {record['archive'].name} (stale: {record['name']})")
+    return freed
+
+
 def _list(cache: Path) -> int:
     print(f"cache: {cache}")
     for recipe in RECIPES:
         state = f"UNAVAILABLE: {recipe.unavailable}" if recipe.unavailable else recipe.summary
         print(f"{recipe.name:20} {recipe.repository}:{recipe.tag}\n{'':20} {state}")
-    archives = sorted((cache / "images").glob("*.json")) if (cache / "images").is_dir() else []
-    for meta_file in archives:
-        meta = json.loads(meta_file.read_text())
-        print(f"cached: {meta['name']}  {_human(meta['bytes'])}  built in {meta['seconds']} s  ({meta_file.stem}.tar)")
+    for record, current in archives(cache):
+        print(
+            f"{'cached' if current else 'stale '}: {record['name']}  {_human(record['bytes'])}  "
+            f"built in {record['seconds']} s  ({record['archive'].name})"
+        )
     return 0
 
 
@@ -287,13 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     build_cmd.add_argument("--no-dags", action="store_true", help="with --stack: leave out the DAGs' task images")
     build_cmd.add_argument("--import", dest="address", help="then import them into containerd at this socket")
     build_cmd.add_argument("--keep-going", action="store_true", help="build what can be built, name the rest")
-    sub.add_parser("list", help="the recipes, and the archives in the cache")
+    sub.add_parser("list", help="the recipes, and the archives in the cache (current or stale)")
+    sub.add_parser("prune", help="remove the stale archives (built from inputs that changed since)")
     check_cmd = sub.add_parser("check", help="run an Airflow image's processes without a cluster")
     check_cmd.add_argument("ref")
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     if args.command == "list":
         return _list(cache)
+    if args.command == "prune":
+        print(f"images: {_human(prune(cache))} freed")
+        return 0
     if args.command == "check":
         from e2e.node.image_check import check
 
