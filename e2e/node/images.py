@@ -307,14 +307,17 @@ def _list(cache: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.node.images", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=None, help="archive cache (default: %(default)s)")
+    where = "default: $AIRFLOW_K8S_IMAGES_CACHE, else ~/.cache/airflow-k8s-images"
+    parser.add_argument("--cache", type=Path, default=None, help=f"archive cache ({where})")
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="build (or find cached) the archives of references")
     build_cmd.add_argument("refs", nargs="*")
     build_cmd.add_argument("--stack", action="append", default=[], help="add every image this stack renders")
     build_cmd.add_argument("--no-dags", action="store_true", help="with --stack: leave out the DAGs' task images")
     build_cmd.add_argument("--import", dest="address", help="then import them into containerd at this socket")
-    build_cmd.add_argument("--keep-going", action="store_true", help="build what can be built, name the rest")
+    build_cmd.add_argument(
+        "--keep-going", action="store_true", help="build what can be built, name the rest (exit 3 when any is left out)"
+    )
     sub.add_parser("list", help="the recipes, and the archives in the cache (current or stale)")
     sub.add_parser("prune", help="remove the stale archives (built from inputs that changed since)")
     check_cmd = sub.add_parser("check", help="run an Airflow image's processes without a cluster")
@@ -338,24 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     refs = list(dict.fromkeys(refs))
     if not refs:
         parser.error("name references, or --stack")
-    bad = explain(refs)
-    if bad and not args.keep_going:
-        print(f"cannot build:\n{bad}", file=sys.stderr)
-        return 2
-    if bad:
-        print(f"cannot build (left out):\n{bad}", file=sys.stderr)
+    left_out = reasons(refs)
+    if left_out:
+        print(f"cannot build{' (left out)' if args.keep_going else ''}:\n{explain(refs)}", file=sys.stderr)
+        if not args.keep_going:
+            return 2
     started = time.monotonic()
     try:
-        archives = build([r for r in refs if r not in reasons([r])], cache)
+        built = build([ref for ref in refs if ref not in left_out], cache)
         if args.address:
-            import_archives(archives.values(), args.address)
+            import_archives(built.values(), args.address)
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for ref, path in archives.items():
+    for ref, path in built.items():
         print(f"{ref}\t{path}")
-    print(f"images: {len(archives)} ready in {time.monotonic() - started:.1f} s")
-    return 0 if not bad else 3
+    print(f"images: {len(built)} ready in {time.monotonic() - started:.1f} s")
+    return 3 if left_out else 0
 
 
 if __name__ == "__main__":
