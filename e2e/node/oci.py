@@ -61,7 +61,8 @@ def normalise(ref: str) -> str:
     return f"{name}:{tag}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -83,7 +84,7 @@ def write_layer(rootfs: Path, out: Path) -> str:
         ],
         check=True,
     )  # fmt: skip
-    return _sha256(out)
+    return sha256_file(out)
 
 
 def write_archive(rootfs: Path, refs: Sequence[str], config: ImageConfig, out: Path) -> str:
