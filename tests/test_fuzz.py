@@ -31,7 +31,7 @@ from tests.helpers import DB_URL, PROJECT, ROOT, SSH_KEY, stack_edge
 # printed with the input that raised it: add it to the tests below).
 EXPLORE = int(os.environ.get("AIRFLOW_K8S_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=EXPLORE or 120,
+    max_examples=EXPLORE or 100,
     deadline=None,
     derandomize=not EXPLORE,
     database=None,
@@ -195,7 +195,7 @@ class TestStackFiles:
         doc = _mutate(data, BASES[name], ("config",), VALUES)
         _ends_cleanly(lambda: stack_edge(yaml.safe_dump(doc, allow_unicode=True)))
 
-    @settings(FUZZ, max_examples=EXPLORE or 300)
+    @settings(FUZZ, max_examples=EXPLORE or 200)
     @given(text=st.text(alphabet=st.sampled_from(list(YAML_CHARACTERS)), max_size=80))
     def test_any_text_as_a_stack_file_is_read_or_refused_naming_a_key(self, text):
         _ends_cleanly(lambda: stack_edge(text))
