@@ -119,7 +119,9 @@ def in_root(
     outer = " && ".join(mounts) + f" && exec chroot {_q(root)} " + " ".join(_q(part) for part in inner)
     (root / "proc").mkdir(exist_ok=True)
     (root / "dev").mkdir(exist_ok=True)
-    run_logged(["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root / 'proc'}", "sh", "-ec", outer], log)
+    # --kill-child: an interrupted build takes the namespace's processes with it.
+    unshare = ["unshare", "--mount", "--pid", "--fork", "--kill-child", f"--mount-proc={root / 'proc'}"]
+    run_logged([*unshare, "sh", "-ec", outer], log)
 
 
 def _q(value: object) -> str:
