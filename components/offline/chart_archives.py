@@ -10,10 +10,12 @@ An archive `<name>-<version>.tgz` is looked for in this order, first found wins:
    set (a mirror that serves every chart, such as a local one), else the one the Release names
    (the lock's, unless the stack's `chart.repository` changes it).
 
-`components/charts-lock.json` pins each chart the components deploy (name, version, repository,
-sha256 digest). An archive of a pinned chart is used only when its digest is the lock's, wherever
-it was found; a chart version that is not in the lock is used from a local folder as it is, and
-never fetched.
+`components/charts-lock.json` pins each chart the components deploy: name, version, repository and
+the content digest of what Helm renders (`chart_content`: the same whatever the packaging, so the
+archive a chart repository serves passes as well as one repackaged from source), with the sha256
+of archives known to hold that content as a fast path. An archive of a pinned chart is used only
+when it holds the pinned content, wherever it was found; a chart version that is not in the lock is
+used from a local folder as it is, and never fetched.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from components.offline.chart_content import ChartContentError, content_digest
+
 LOCK_FILE = Path(__file__).resolve().parents[1] / "charts-lock.json"
 #: How the lock is named in messages: its place in the repository.
 LOCK_NAME = "components/charts-lock.json"
@@ -51,7 +55,7 @@ class ChartNotFoundError(FileNotFoundError):
 
 
 class ChartDigestError(ChartNotFoundError):
-    """An archive of a pinned chart whose sha256 is not the lock's: refused."""
+    """An archive of a pinned chart that does not hold the pinned content: refused."""
 
 
 @dataclass(frozen=True)
@@ -59,22 +63,45 @@ class ChartPin:
     name: str
     version: str
     repository: str
-    digest: str  # "sha256:<hex>"
+    content_digest: str  # "sha256:<hex>" of what Helm renders (chart_content)
+    archive_digests: tuple[str, ...] = ()  # "sha256:<hex>" of archives known to hold that content
 
     @property
     def archive(self) -> str:
         return f"{self.name}-{self.version}.tgz"
 
-    @property
-    def sha256(self) -> str:
-        return self.digest.removeprefix("sha256:")
+    def refusal(self, data: bytes) -> str | None:
+        """None when the archive `data` holds this chart as pinned, else what it holds instead."""
+        if "sha256:" + hashlib.sha256(data).hexdigest() in self.archive_digests:
+            return None
+        try:
+            digest = content_digest(data)
+        except ChartContentError as exc:
+            return f"it is not a chart archive ({exc})"
+        return None if digest == self.content_digest else f"it holds {digest}"
+
+    def refused(self, source: str, why: str) -> str:
+        """The start of the one line that refuses an archive: chart, version, expected, where from."""
+        return (
+            f"chart {self.name} {self.version} from {source} is not the one pinned in {LOCK_NAME}: "
+            f"expected content digest {self.content_digest}, {why}"
+        )
 
 
 @functools.cache
 def lock() -> dict[tuple[str, str], ChartPin]:
     """The pinned charts of components/charts-lock.json, by (name, version)."""
     raw = json.loads(LOCK_FILE.read_text())
-    pins = [ChartPin(str(c["name"]), str(c["version"]), str(c["repository"]), str(c["digest"])) for c in raw["charts"]]
+    pins = [
+        ChartPin(
+            str(c["name"]),
+            str(c["version"]),
+            str(c["repository"]),
+            str(c["contentDigest"]),
+            tuple(str(d) for d in c.get("archiveDigests", ())),
+        )
+        for c in raw["charts"]
+    ]
     return {(p.name, p.version): p for p in pins}
 
 
@@ -96,14 +123,6 @@ def local_dirs(root: Path) -> list[Path]:
 def chart_dirs(root: Path) -> list[Path]:
     """Every folder an archive is looked for in: the local folders, then the cache."""
     return [*local_dirs(root), cache_dir()]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _chart_path(root: Path, chart: str) -> Path | None:
@@ -211,16 +230,16 @@ def _local(root: Path, wanted: Wanted) -> Path | None:
     for directory in local_dirs(root):
         path = directory / f"{wanted.name}-{wanted.version}.tgz"
         if path.is_file():
-            if pin is not None and sha256_of(path) != pin.sha256:
+            why = pin.refusal(path.read_bytes()) if pin is not None else None
+            if pin is not None and why is not None:
                 raise ChartDigestError(
-                    f"chart archive {path} is not {pin.name} {pin.version} as pinned in {LOCK_NAME}: its sha256 is "
-                    f"{sha256_of(path)}, the lock's {pin.sha256}. Replace it with the archive {pin.repository} "
-                    f"publishes, or remove it (the preview then fetches the pinned one)"
+                    f"{pin.refused(str(path), why)}. Replace it with the archive {pin.repository} publishes, "
+                    "or remove it (the preview then fetches the pinned one)"
                 )
             return path
     cached = cache_dir() / f"{wanted.name}-{wanted.version}.tgz"
     if cached.is_file():
-        if pin is None or sha256_of(cached) == pin.sha256:
+        if pin is None or pin.refusal(cached.read_bytes()) is None:
             return cached
         cached.unlink()
     return None
@@ -258,7 +277,7 @@ def _get(url: str) -> bytes:
 
 def fetch(pin: ChartPin, repository: str, echo: Callable[[str], None] | None = None) -> Path:
     """Download `pin` from `repository` (its index.yaml, then the archive it lists) into the
-    cache, after checking its sha256 against the lock."""
+    cache, after checking that it holds the pinned content."""
     base = repository.rstrip("/") + "/"
     if echo:
         echo(f"... fetching chart {pin.name} {pin.version} from {repository} (not on this machine)")
@@ -272,12 +291,9 @@ def fetch(pin: ChartPin, repository: str, echo: Callable[[str], None] | None = N
         raise _UnreachableError(f"{repository} does not list {pin.name} {pin.version}")
     url = urllib.parse.urljoin(base, str(entry["urls"][0]))
     data = _get(url)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != pin.sha256:
-        raise ChartDigestError(
-            f"chart archive {url} is not {pin.name} {pin.version} as pinned in {LOCK_NAME}: its sha256 is {digest}, "
-            f"the lock's {pin.sha256}; refused, and not cached"
-        )
+    why = pin.refusal(data)
+    if why is not None:
+        raise ChartDigestError(f"{pin.refused(url, why)}; refused, and not cached")
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=target, prefix=f".{pin.archive}.", delete=False) as handle:
@@ -285,7 +301,7 @@ def fetch(pin: ChartPin, repository: str, echo: Callable[[str], None] | None = N
     path = target / pin.archive
     os.replace(handle.name, path)
     if echo:
-        echo(f"    {pin.archive}: sha256 as pinned, cached in {target}")
+        echo(f"    {pin.archive}: content as pinned, cached in {target}")
     return path
 
 
@@ -314,7 +330,7 @@ def _missing_message(missing: list[_Missing]) -> str:
     if repositories:
         ways += f", or allow network access to {', '.join(repositories)} ({REPOSITORY_ENV} can name a mirror)"
     if any(m.repository is None for m in missing):
-        ways += f", or pin the version in {LOCK_NAME} (name, version, repository, sha256 digest)"
+        ways += f", or pin the version in {LOCK_NAME} (name, version, repository, contentDigest)"
     return f"{what}. Either {ways}."
 
 

@@ -6,12 +6,10 @@ local one (e2e/charts.py) on 127.0.0.1; nothing in this file may reach another a
 from __future__ import annotations
 
 import hashlib
-import io
 import ipaddress
 import json
 import os
 import socket
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,9 +33,11 @@ from components.offline.chart_archives import (
     lock,
     resolve,
 )
+from components.offline.chart_content import content_digest
 from components.spark.config import SPARK_CHART
 from e2e.charts import ChartRepository
 from tests.helpers import ROOT
+from tests.offline.archives import Files, changed, tampered
 
 CHARTS = Path(os.environ.get(CHARTS_ENV) or ROOT.parent / "shared" / "charts")
 AIRFLOW = Wanted("airflow", "1.21.0", "https://airflow.apache.org")
@@ -97,16 +97,16 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def tampered(archive: Path, target: Path) -> Path:
-    """A valid chart archive of the same name and version with one file more: another digest."""
+def repackaged(archive: Path, target: Path) -> Path:
+    """The same chart packaged another way (as its repository may serve it): other mtimes, order and
+    compression, and a docs folder; another sha256, the same content."""
+
+    def documented(files: Files, top: str) -> None:
+        files[f"{top}/docs/index.md"] = b"# the chart\n"
+
     target.mkdir(parents=True, exist_ok=True)
     out = target / archive.name
-    with tarfile.open(archive) as source, tarfile.open(out, "w:gz") as copy:
-        for member in source.getmembers():
-            copy.addfile(member, source.extractfile(member) if member.isfile() else None)
-        extra = tarfile.TarInfo(f"{archive.name.rsplit('-', 1)[0]}/TAMPERED")
-        extra.size = 4
-        copy.addfile(extra, io.BytesIO(b"evil"))
+    out.write_bytes(changed(archive, documented, mtime=1_700_000_000, level=1, reverse=True))
     return out
 
 
@@ -126,8 +126,9 @@ class TestLock:
 
     def test_the_digests_are_those_of_the_archives_the_tests_render(self):
         for pin in lock().values():
-            assert hashlib.sha256((CHARTS / pin.archive).read_bytes()).hexdigest() == pin.sha256, pin.archive
-            assert pin.digest.startswith("sha256:")
+            data = (CHARTS / pin.archive).read_bytes()
+            assert content_digest(data) == pin.content_digest, pin.archive
+            assert pin.archive_digests == ("sha256:" + hashlib.sha256(data).hexdigest(),), pin.archive
 
     def test_the_lock_ships_with_the_package(self):
         project = (ROOT / "pyproject.toml").read_text()
@@ -157,9 +158,19 @@ class TestLocalFirst:
         with pytest.raises(ChartDigestError) as err:
             resolve(plain, [AIRFLOW])
         message = str(err.value)
-        assert f"chart archive {folder / 'airflow-1.21.0.tgz'} is not airflow 1.21.0 as pinned in" in message
-        assert "components/charts-lock.json" in message and lock()[("airflow", "1.21.0")].sha256 in message
-        assert "\n" not in message
+        pin = lock()[("airflow", "1.21.0")]
+        assert message == (
+            f"chart airflow 1.21.0 from {folder / 'airflow-1.21.0.tgz'} is not the one pinned in "
+            f"components/charts-lock.json: expected content digest {pin.content_digest}, it holds "
+            f"{content_digest((folder / 'airflow-1.21.0.tgz').read_bytes())}. Replace it with the archive "
+            "https://airflow.apache.org publishes, or remove it (the preview then fetches the pinned one)"
+        )
+
+    def test_a_local_archive_packaged_another_way_is_used(self, plain, tmp_path, monkeypatch):
+        folder = tmp_path / "mine"
+        repackaged(CHARTS / "airflow-1.21.0.tgz", folder)
+        monkeypatch.setenv(CHARTS_ENV, str(folder))
+        assert resolve(plain, [AIRFLOW]) == {("airflow", "1.21.0"): folder / "airflow-1.21.0.tgz"}
 
     def test_a_version_that_is_not_pinned_is_used_from_a_local_folder_as_it_is(self, plain, tmp_path, monkeypatch):
         folder = tmp_path / "mine"
@@ -195,8 +206,41 @@ class TestFetching:
             monkeypatch.setenv(REPOSITORY_ENV, url)
             resolve(plain, [AIRFLOW])
         message = str(err.value)
-        assert f"chart archive {url}/airflow-1.21.0.tgz is not airflow 1.21.0 as pinned in" in message
-        assert "refused, and not cached" in message
+        expected = lock()[("airflow", "1.21.0")].content_digest
+        assert message.startswith(
+            f"chart airflow 1.21.0 from {url}/airflow-1.21.0.tgz is not the one pinned in components/charts-lock.json: "
+            f"expected content digest {expected}, it holds sha256:"
+        )
+        assert message.endswith("; refused, and not cached") and "\n" not in message
+        assert cached(plain) == []
+
+    def test_an_archive_the_repository_packaged_another_way_is_fetched_checked_by_content_and_cached(
+        self, plain, tmp_path, monkeypatch
+    ):
+        folder = tmp_path / "upstream"
+        served = repackaged(CHARTS / "airflow-1.21.0.tgz", folder).read_bytes()
+        assert "sha256:" + hashlib.sha256(served).hexdigest() not in lock()[("airflow", "1.21.0")].archive_digests
+        with serving(folder, tmp_path / "served") as url:
+            monkeypatch.setenv(REPOSITORY_ENV, url)
+            said: list[str] = []
+            found = resolve(plain, [AIRFLOW], said.append)[("airflow", "1.21.0")]
+        assert found.read_bytes() == served
+        assert said[-1].startswith("    airflow-1.21.0.tgz: content as pinned, cached in ")
+        # The next preview takes it from the cache: checked again by content, nothing fetched.
+        monkeypatch.setenv(REPOSITORY_ENV, REFUSING)
+        assert resolve(plain, [AIRFLOW]) == {("airflow", "1.21.0"): found}
+
+    def test_bytes_that_are_no_chart_archive_are_refused_and_not_cached(self, plain, tmp_path, monkeypatch):
+        folder = tmp_path / "listed"
+        folder.mkdir()
+        (folder / "airflow-1.21.0.tgz").write_bytes((CHARTS / "airflow-1.21.0.tgz").read_bytes())
+        with serving(folder, tmp_path / "served") as url, pytest.raises(ChartDigestError) as err:
+            # The index lists the chart; the archive it points to is a proxy's error page.
+            (tmp_path / "served" / "airflow-1.21.0.tgz").write_bytes(b"<html>proxy error</html>")
+            monkeypatch.setenv(REPOSITORY_ENV, url)
+            resolve(plain, [AIRFLOW])
+        assert "expected content digest sha256:" in str(err.value)
+        assert "it is not a chart archive (not a gzipped tar archive (" in str(err.value)
         assert cached(plain) == []
 
     def test_a_cached_archive_that_is_not_the_pinned_one_is_fetched_again(self, plain, repository, monkeypatch):
