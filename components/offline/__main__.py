@@ -47,6 +47,16 @@ def api_versions(value: str) -> set[str]:
     return found
 
 
+def state_file(value: str) -> Path:
+    """--baseline-state: a file there is (what it holds is read with the preview)."""
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{value}: no such file (write one with `pulumi stack export --stack <stack> --file {value}`)"
+        )
+    return path
+
+
 def parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="./run.sh preview",
@@ -110,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write the changes as JSON to FILE, for CI (baseline, counts, changed rows and fields, problems)",
     )
+    parser.add_argument(
+        "--baseline-state",
+        type=state_file,
+        default=None,
+        metavar="FILE",
+        help="compare with what is deployed: a `pulumi stack export` of the stack, its Helm Releases rendered "
+        "from their deployed values (default: the last successful preview)",
+    )
     parser.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
     return parser
 
@@ -121,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.error(f"two stacks given: {args.stack} and --stack {args.stack_option}")
     stack = args.stack or args.stack_option or "dev"
 
+    from components.offline.deployed_state import DeployedStateError
     from components.offline.helm import HelmNotFoundError
     from components.offline.preview import ci_summary, preview, table
 
@@ -136,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             echo=lambda line: print(line, flush=True),
             releases_exist=args.releases_exist,
             api_versions=args.api_versions,
+            baseline_state=args.baseline_state,
         )
-    except (ConfigError, FileNotFoundError, HelmNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, HelmNotFoundError, DeployedStateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print()

@@ -28,6 +28,7 @@ from components.airflow.invariants import rendered_problems
 from components.offline import checks, policy, yamlout
 from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
+from components.offline.deployed_state import DeployedState, DeployedStateError, read_export
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
 from components.offline.program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
@@ -452,11 +453,14 @@ def preview(
     program_run: ProgramRun | None = None,
     releases_exist: bool | None = None,
     api_versions: set[str] | None = None,
+    baseline_state: Path | None = None,
 ) -> PreviewResult:
     """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files.
 
     `releases_exist`: render every Release as an upgrade (True) or a first install (False);
-    default: the Releases of the previous preview of the stack are upgrades."""
+    default: the Releases of the baseline are upgrades. `baseline_state`: a `pulumi stack export`
+    of the stack to compare with (components/offline/deployed_state.py) instead of the last
+    successful preview."""
     # A preview is a short batch that allocates much and frees most of it at the end: the cyclic
     # collector is held off until it is done (it would pass over the same live objects again and
     # again, about a tenth of a warm preview) and runs as usual after.
@@ -464,7 +468,7 @@ def preview(
     gc.disable()
     try:
         return _timed_preview(
-            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions
+            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions, baseline_state
         )
     finally:
         if collecting:
@@ -481,6 +485,7 @@ def _timed_preview(
     program_run: ProgramRun | None,
     releases_exist: bool | None,
     api_versions: set[str] | None,
+    baseline_state: Path | None,
 ) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
@@ -501,7 +506,17 @@ def _timed_preview(
         start_scanner()
     try:
         return _preview(
-            root, stack, out, progress, start_scanner, kube_version, echo, program_run, releases_exist, api_versions
+            root,
+            stack,
+            out,
+            progress,
+            start_scanner,
+            kube_version,
+            echo,
+            program_run,
+            releases_exist,
+            api_versions,
+            baseline_state,
         )
     finally:
         for scanner in started:
@@ -519,6 +534,7 @@ def _preview(
     program_run: ProgramRun | None,
     releases_exist: bool | None,
     api_versions: set[str] | None,
+    baseline_state: Path | None,
 ) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
         "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
@@ -528,19 +544,29 @@ def _preview(
             echo(f"    secure value {key}: {origin}")
 
     releases = [r for r in run.resources if r.type == RELEASE_TYPE]
-    if releases:
+    deployed = read_export(baseline_state, run.resources) if baseline_state is not None else None
+    charts = [wanted_chart(r) for r in releases + (deployed.releases if deployed else [])]
+    if charts:
         progress.step(
             "charts",
-            f"finding the chart archives of {len(releases)} release(s) (local, cached, else fetched)",
-            lambda: resolve(root, [wanted_chart(r) for r in releases], echo),
+            f"finding the chart archives of {len(charts)} release(s) (local, cached, else fetched)",
+            lambda: resolve(root, charts, echo),
         )
     scanner = start_scanner()
 
     target = out / stack
-    baseline = last_successful(target, stack)
+    capabilities = stack_capabilities(root, run, kube_version, api_versions)
+    if deployed is not None:
+        state = deployed
+        baseline = progress.step(
+            "baseline",
+            f"rendering the {len(state.releases)} deployed Release(s) of {state.path} with their deployed values",
+            lambda: deployed_baseline(root, state, capabilities),
+        )
+    else:
+        baseline = last_successful(target, stack)
     previous = baseline.state
     upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
-    capabilities = stack_capabilities(root, run, kube_version, api_versions)
 
     sources: list[Source] = []
     problems: list[Problem] = []
@@ -696,6 +722,31 @@ def _preview(
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
+
+
+def deployed_baseline(root: Path, deployed: DeployedState, capabilities: Capabilities) -> Baseline:
+    """The baseline of a stack export: its resources, and the objects its Releases' deployed values
+    render (as upgrades: they are installed) with the preview's Helm and capabilities."""
+    rendered = render_releases(root, deployed.releases, capabilities, True)
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for res, (source, problems, _) in zip(deployed.releases, rendered, strict=True):
+        if problems:
+            raise DeployedStateError(
+                f"--baseline-state {deployed.path}: the deployed Release {res.name} does not render: "
+                + "; ".join(p.message for p in problems)
+            )
+        objects[res.urn] = [mask_secret_object(o) for o in source.objects]
+    hidden = (
+        f"; encrypted in the export, rendered as [secret]: {', '.join(deployed.hidden)} (export with --show-secrets)"
+        if deployed.hidden
+        else ""
+    )
+    description = (
+        f"the deployed state in {deployed.path} (a stack export of stack '{deployed.stack}': "
+        f"{len(deployed.resources)} resources, {len(deployed.releases)} Helm Release(s) rendered from their deployed "
+        f"values{hidden})"
+    )
+    return Baseline(deployed.state(objects), description, "state", str(deployed.path))
 
 
 def masked_outputs(run: ProgramRun) -> dict[str, Any]:

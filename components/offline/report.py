@@ -108,6 +108,8 @@ def diff(old: Any, new: Any, path: str = "") -> list[Change]:
     """Leaf changes between two JSON-like values (lists compared by index)."""
     if old is new or (type(old) is type(new) and old == new):  # most of a preview is unchanged
         return []
+    if (old == REDACTED and _all_secret(new)) or (new == REDACTED and _all_secret(old)):
+        return []  # a secret whole (as an encrypted stack export holds it) and the same secret by its keys
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[Change] = []
         for key in list(old) + [k for k in new if k not in old]:
@@ -121,6 +123,15 @@ def diff(old: Any, new: Any, path: str = "") -> list[Change]:
     if old == new:
         return []
     return [Change(path or ".", None if old is _MISSING else old, None if new is _MISSING else new)]
+
+
+def _all_secret(value: Any) -> bool:
+    """A masked secret: `[secret]`, or an object or list of nothing else."""
+    if isinstance(value, dict):
+        return bool(value) and all(_all_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return bool(value) and all(_all_secret(v) for v in value)
+    return bool(value == REDACTED)
 
 
 def _under(path: str, prefix: tuple[str, ...]) -> bool:
@@ -184,7 +195,7 @@ class Baseline:
 
     state: dict[str, Any] | None
     description: str
-    kind: str  # "preview" (the last successful preview of the stack) or "none"
+    kind: str  # "preview" (the last successful preview of the stack), "state" (a stack export) or "none"
     path: str = ""
 
     def to_json(self) -> dict[str, Any]:

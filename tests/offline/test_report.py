@@ -267,6 +267,14 @@ class TestChangeMarks:
 
 
 class TestDiffAndSecrets:
+    def test_a_secret_held_whole_is_the_same_as_that_secret_by_its_keys(self):
+        """An encrypted stack export holds a Secret's stringData as one secret; the preview by its keys."""
+        assert diff({"stringData": "[secret]"}, {"stringData": {"password": "[secret]", "user": "[secret]"}}) == []
+        assert diff({"stringData": {"a": "[secret]"}}, {"stringData": "[secret]"}) == []
+        assert diff({"stringData": "[secret]"}, {"stringData": {"a": "plain"}}) == [
+            Change("stringData", "[secret]", {"a": "plain"})
+        ]
+
     def test_diff_shows_each_changed_field_with_old_and_new_values(self, shop):
         shop.preview()
         text = table(shop.preview(replicas=3), show_diff=True)
