@@ -18,6 +18,9 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   bench                       benchmarks of the preview (prints numbers)
   bench-e2e [--whole]         end-to-end timings with the real Pulumi engine (minutes)
   e2e [options]               end to end against a local API server (./run.sh e2e --help)
+  up [STACK]                  Airflow on a real node on this machine (root; dev by default)
+  down [--purge]              remove it (volumes kept unless --purge)
+  status                      what the real node runs
   dags-check [FOLDER] [--stack NAME]
                               will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
   help                        this text
@@ -91,6 +94,26 @@ ensure_postgres() {
   export AIRFLOW_K8S_PG_BIN
 }
 
+# The real node (./run.sh up, and the e2e run's node scenario): Debian's containerd, runc, the CNI
+# plugins, iptables, conntrack and ipset, installed here when one is missing. Without root or
+# apt-get it says what is missing and goes on: the node then names it and how to do without.
+NODE_PACKAGES="containerd runc containernetworking-plugins iptables conntrack ipset"
+ensure_node_packages() {
+  local missing=""
+  for program in containerd runc ctr iptables conntrack ipset; do
+    command -v "$program" >/dev/null 2>&1 || missing="$missing $program"
+  done
+  [ -x /usr/lib/cni/bridge ] || missing="$missing /usr/lib/cni/bridge"
+  [ -n "$missing" ] || return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "the real node needs:$missing (Debian: apt-get install $NODE_PACKAGES)" >&2
+    return 0
+  fi
+  echo "installing the real node's packages ($NODE_PACKAGES), once" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $NODE_PACKAGES >&2
+}
+
 setup() {
   venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
   venv .venv-checkov "checkov scanner" requirements-checkov.txt
@@ -120,6 +143,7 @@ case "$job" in
     # AIRFLOW_K8S_E2E=off it is not run at all.
     setup dags
     ensure_postgres
+    ensure_node_packages
     summary=()
     failed=0
     stage() {
@@ -170,7 +194,14 @@ case "$job" in
     ;;
   e2e)
     setup
+    ensure_node_packages
     exec .venv/bin/python -m e2e "$@"
+    ;;
+  up | down | status)
+    # Airflow on a real node on this machine: e2e/node/local.py (docs/e2e.md, "The real node").
+    venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    [ "$job" = status ] || ensure_node_packages
+    exec .venv/bin/python -m e2e.node.local "$job" "$@"
     ;;
   dags-check)
     setup dags

@@ -1,8 +1,10 @@
 """A local control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok (fake nodes and pod lifecycle), with run-time certificates.
 
-Nothing listens on any other address. Pod and Service IPs are only numbers that the API
-server allocates: no container runs, no network is set up, no packet is sent to them.
+Under kwok nothing listens on any other address. Pod and Service IPs are only numbers that the
+API server allocates: no container runs, no network is set up, no packet is sent to them.
+With a real node (e2e.node, `real_node`), the API server listens on the node's own address (a
+bridge interface the node made) instead, so that pods reach it; kwok does not run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STORAGE_CLASS = "standard"  # what Pulumi.dev.yaml declares (minikube's and kind's default)
 VOLUME_COUNT = 8
 VOLUME_SIZE = "20Gi"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR
 
 # kwok's own default stages (what `kwokctl create cluster` loads), read from the kwok
 # module in the Go module cache: nodes become Ready and keep heartbeating, pods on them
@@ -52,25 +56,36 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"`openssl {' '.join(args)}` failed: {proc.stderr.strip()}")
 
 
-def make_certificates(pki: Path) -> None:
-    """A throwaway CA, the API server's serving certificate (127.0.0.1), an admin client
-    certificate (system:masters) and the service-account signing key pair."""
+def make_certificates(pki: Path, address: str = LOCALHOST, node: str | None = None, days: int = 2) -> None:
+    """A throwaway CA, the API server's serving certificate (127.0.0.1, and `address` when the API
+    server listens there), an admin client certificate (system:masters) and the service-account
+    signing key pair. With a real `node`: the kubelet's serving certificate (on `address`), the
+    API server's client certificate towards the kubelet, and the client certificates of the
+    kubelet (system:node:<node>) and kube-proxy (system:kube-proxy)."""
     pki.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "2", "-subj", "/CN=airflow-k8s-e2e-ca", cwd=pki,
+        "-days", str(days), "-subj", "/CN=airflow-k8s-e2e-ca", cwd=pki,
     )  # fmt: skip
+    # The `kubernetes` Service's address too: pods reach the API server there (through kube-proxy).
+    ips = ",".join(f"IP:{ip}" for ip in dict.fromkeys([LOCALHOST, address, KUBERNETES_SERVICE_IP]))
+    server = "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment"
+    client = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment"
     leaves = {
         "apiserver": (
             "/CN=kube-apiserver",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-            "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment",
+            f"subjectAltName={ips},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            f"DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n{server}",
         ),
-        "admin": (
-            "/O=system:masters/CN=airflow-k8s-e2e-admin",
-            "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment",
-        ),
+        "admin": ("/O=system:masters/CN=airflow-k8s-e2e-admin", client),
     }
+    if node is not None:
+        leaves |= {
+            "kubelet": (f"/CN={node}", f"subjectAltName=IP:{address},DNS:{node}\n{server}"),
+            "apiserver-kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet-client", client),
+            "node": (f"/O=system:nodes/CN=system:node:{node}", client),
+            "kube-proxy": ("/CN=system:kube-proxy", client),
+        }
     for name, (subject, ext) in leaves.items():
         (pki / f"{name}.ext").write_text(ext + "\n")
         _openssl(
@@ -79,7 +94,7 @@ def make_certificates(pki: Path) -> None:
         )  # fmt: skip
         _openssl(
             "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=pki,
+            "-out", f"{name}.crt", "-days", str(days), "-extfile", f"{name}.ext", cwd=pki,
         )  # fmt: skip
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
@@ -125,10 +140,23 @@ class ControlPlane:
     echo: Callable[[str], None] = print
     # Nodes to make besides the default ones: the names a stack pins (stackinfo.pinned_node_names).
     node_names: list[str] = field(default_factory=list)
+    # Where the API server listens. 127.0.0.1 for kwok; a real node's pods reach it on an
+    # address of a bridge interface the node made (e2e.node), with `real_node` its name.
+    address: str = LOCALHOST
+    port: int = 0  # 0: any free port
+    real_node: str | None = None
+    certificate_days: int = 2
+    # What runs beside the control plane (a real node): stopped first, its problems reported.
+    attached: list[Callable[[], list[str]]] = field(default_factory=list)
     processes: list[Process] = field(default_factory=list)
     server: str = ""
     kube: Kube | None = None
     provisioner: Provisioner | None = None
+
+    @property
+    def kwok(self) -> bool:
+        """Fake nodes (kwok) unless a real node joins."""
+        return self.real_node is None
 
     @property
     def pki(self) -> Path:
@@ -169,7 +197,8 @@ class ControlPlane:
         return None
 
     def start(self) -> Kube:
-        make_certificates(self.pki)
+        if not (self.pki / "ca.crt").is_file():  # a kept control plane (./run.sh up) keeps its CA
+            make_certificates(self.pki, self.address, self.real_node, self.certificate_days)
         etcd_client, etcd_peer = free_port(), free_port()
         etcd = self._spawn(
             "etcd",
@@ -188,16 +217,26 @@ class ControlPlane:
         )
         self._wait_port("etcd", etcd, etcd_client)
 
-        port = free_port()
-        self.server = f"https://{LOCALHOST}:{port}"
+        port = self.port or free_port()
+        self.server = f"https://{self.address}:{port}"
         pki = self.pki
+        if self.kwok:
+            # The built-in `kubernetes` Service may not point at a loopback address.
+            node_args = ["--endpoint-reconciler-type=none"]
+        else:  # the kubelet by its InternalIP (not its name through DNS), both sides authenticated
+            node_args = [
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            ]
         apiserver = self._spawn(
             "kube-apiserver",
             [
                 str(self.binaries["kube-apiserver"]),
                 f"--etcd-servers=http://{LOCALHOST}:{etcd_client}",
-                f"--bind-address={LOCALHOST}",
-                f"--advertise-address={LOCALHOST}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -206,9 +245,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--authorization-mode=Node,RBAC",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                # The built-in `kubernetes` Service may not point at a loopback address.
-                "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                *node_args,
                 "--allow-privileged=true",
                 "--profiling=false",
                 f"--cert-dir={pki}",
@@ -262,23 +300,24 @@ class ControlPlane:
                 "--leader-elect=false",
             ],
         )
-        stages = self.work / "kwok-stages.yaml"
-        stages.write_text("\n---\n".join(p.read_text() for p in self.kwok_stages))
-        self._spawn(
-            "kwok",
-            [
-                str(self.binaries["kwok"]),
-                kubeconfig_arg,
-                f"--config={stages}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-                f"--node-ip={LOCALHOST}",
-                "--cidr=10.244.0.1/16",
-            ],
-        )
-        self._seed(kube)
-        self.provisioner = Provisioner(kube, self.work / "provisioned", self.log_of("volume-provisioner"))
-        self.provisioner.start()
+        if self.kwok:
+            stages = self.work / "kwok-stages.yaml"
+            stages.write_text("\n---\n".join(p.read_text() for p in self.kwok_stages))
+            self._spawn(
+                "kwok",
+                [
+                    str(self.binaries["kwok"]),
+                    kubeconfig_arg,
+                    f"--config={stages}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                    f"--node-ip={LOCALHOST}",
+                    "--cidr=10.244.0.1/16",
+                ],
+            )
+            self._seed(kube)
+            self.provisioner = Provisioner(kube, self.work / "provisioned", self.log_of("volume-provisioner"))
+            self.provisioner.start()
         return kube
 
     @property
@@ -363,6 +402,9 @@ class ControlPlane:
         """Stop the volume provisioner, then every process this control plane started (reverse
         order), by process group id."""
         problems = []
+        for stop in reversed(self.attached):
+            problems += stop()
+        self.attached.clear()
         if self.provisioner is not None:
             self.provisioner.stop()
             self.provisioner = None

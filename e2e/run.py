@@ -221,6 +221,7 @@ class Pulumi:
     # What is pending in the cluster (e2e.stuck): a stuck `up` stops once it names the same
     # objects for STALL_SECONDS instead of waiting out a Release's 15-minute timeout.
     stall: Callable[[], Callable[[], str | None]] | None = None
+    stall_seconds: float = STALL_SECONDS  # real pods (a real node) start slower than kwok's
 
     def run(self, *args: str, check: bool = True, timeout: float = PULUMI_TIMEOUT) -> subprocess.CompletedProcess[str]:
         self.counter += 1
@@ -230,7 +231,13 @@ class Pulumi:
         watch = self.stall() if self.stall is not None and args[0] in ("up", "destroy", "refresh") else None
         try:
             proc = process.run_bounded(
-                cmd, cwd=self.project, env=self.env, log=log, timeout=timeout, stall=watch, stall_seconds=STALL_SECONDS
+                cmd,
+                cwd=self.project,
+                env=self.env,
+                log=log,
+                timeout=timeout,
+                stall=watch,
+                stall_seconds=self.stall_seconds,
             )
         except process.Stuck as exc:
             raise StepError(f"`pulumi {' '.join(args)}` stopped: {exc}", log) from None
@@ -519,7 +526,19 @@ def manifests_scenario(steps: Steps, kube: Kube, work: Path, chart: dict[str, st
 
 ALL = "all"
 # Every scenario of a full run, in order; the stack files of the repository come after them.
-PULUMI_SCENARIOS = ("pulumi", "platform", "upgrade", "comeback", "identity", "tenants", "stop", "moved", "examples")
+# `node` runs on a real node (e2e.node), every other one on kwok's fake nodes.
+PULUMI_SCENARIOS = (
+    "pulumi",
+    "platform",
+    "upgrade",
+    "comeback",
+    "identity",
+    "tenants",
+    "stop",
+    "moved",
+    "examples",
+    "node",
+)
 
 
 def repository_stacks() -> list[str]:
@@ -595,9 +614,10 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
             return code
 
         from .house import HOUSE_SCENARIOS
+        from .node.scenario import NODE_SCENARIOS
         from .scenarios import SCENARIOS, Harness, scenario_stack
 
-        every = {**SCENARIOS, **HOUSE_SCENARIOS}
+        every = {**SCENARIOS, **HOUSE_SCENARIOS, **NODE_SCENARIOS}
 
         harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes)
         jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(every[n], harness)) for n in scenarios]

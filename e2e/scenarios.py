@@ -155,24 +155,31 @@ def start(harness: Harness, name: str, config: dict[str, Any], node_names: list[
         plane = ControlPlane(work / "cluster", harness.found, harness.stages, steps.echo, **kwargs)
         harness.planes.append(plane)
         kube = plane.start()
-        project = copy_project(work / "project")
-        env = pulumi_env(work, harness.found, plane.kubeconfig_path)
-        env["PULUMI_HOME"] = str(harness.work / "pulumi-home")  # plugins installed once per run
-        env[RUN_MARKER] = str(harness.work)
-        logs = work / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        pulumi = Pulumi(harness.found["pulumi"], project, env, logs)
-        pulumi.stall = functools.partial(stall_watch, kube)
-        if not harness.plugins_installed:
-            install_plugins(pulumi, harness.found)
-            harness.plugins_installed = True
-        pulumi.env["PULUMI_IGNORE_AMBIENT_PLUGINS"] = "true"
-        pulumi.run("login", env["PULUMI_BACKEND_URL"])
-        pulumi.run("stack", "init", STACK, "--secrets-provider", "passphrase")
-        config["airflow-k8s:cluster"] = {**config.get("airflow-k8s:cluster", {}), "kubernetesVersion": kube_minor(kube)}
-        deployment = Deployment(harness, name, plane, kube, project, pulumi, config)
-        deployment.write()
-        steps.echo(f"    API server {plane.server}; project {project}")
+        deployment = deploy_project(harness, name, plane, kube, config)
+    return deployment
+
+
+def deploy_project(harness: Harness, name: str, plane: ControlPlane, kube: Kube, config: dict[str, Any]) -> Deployment:
+    """A copy of the project and its stack in a local backend, against `plane` (started)."""
+    work = harness.work / name
+    project = copy_project(work / "project")
+    env = pulumi_env(work, harness.found, plane.kubeconfig_path)
+    env["PULUMI_HOME"] = str(harness.work / "pulumi-home")  # plugins installed once per run
+    env[RUN_MARKER] = str(harness.work)
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pulumi = Pulumi(harness.found["pulumi"], project, env, logs)
+    pulumi.stall = functools.partial(stall_watch, kube)
+    if not harness.plugins_installed:
+        install_plugins(pulumi, harness.found)
+        harness.plugins_installed = True
+    pulumi.env["PULUMI_IGNORE_AMBIENT_PLUGINS"] = "true"
+    pulumi.run("login", env["PULUMI_BACKEND_URL"])
+    pulumi.run("stack", "init", STACK, "--secrets-provider", "passphrase")
+    config["airflow-k8s:cluster"] = {**config.get("airflow-k8s:cluster", {}), "kubernetesVersion": kube_minor(kube)}
+    deployment = Deployment(harness, name, plane, kube, project, pulumi, config)
+    deployment.write()
+    harness.steps.echo(f"    API server {plane.server}; project {project}")
     return deployment
 
 

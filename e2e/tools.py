@@ -161,6 +161,8 @@ TOOLS: dict[str, GoTool] = {
         _kube("kube-apiserver"),
         _kube("kube-controller-manager"),
         _kube("kube-scheduler"),
+        _kube("kubelet"),
+        _kube("kube-proxy"),
         GoTool(
             name="etcd",
             module="go.etcd.io/etcd/server/v3",
@@ -180,6 +182,7 @@ TOOLS: dict[str, GoTool] = {
 
 PULUMI_TOOLS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes", "pulumi-resource-random")
 CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+NODE_TOOLS = ("kubelet", "kube-proxy")  # the real node's (e2e.node); containerd and runc are Debian's
 
 
 def default_cache() -> Path:
@@ -345,7 +348,8 @@ def unusable(name: str, binary: Path) -> str:
             return f"{binary} has no {companion} beside it (the language host runs programs through it)"
     stamp = binary.parent / f"{name}.version"
     if stamp.is_file():
-        stamped = stamp.read_text().strip()
+        # `<module>@<version>`, perhaps followed by the package built from it (`... cmd/kubelet`)
+        stamped = (stamp.read_text().split() or [""])[0]
         if stamped != f"{tool.module}@{tool.version}":
             return f"{binary} is {stamped}, not the pinned {tool.module}@{tool.version}"
     return ""

@@ -9,13 +9,22 @@ external provisioner answers. It never takes a claim that names its volume
 (spec.volumeName), nor one that a volume already in the cluster could bind (a stack's own
 static PersistentVolume, matched by class, size, access modes, volume mode and selector),
 and it waits a few seconds before acting so that the PV controller gets there first.
+
+On a real node (`HostFolders`) it is the default StorageClass's provisioner instead: it serves
+only the claims of the classes it is given, makes the claim's folder for real (writable by any
+uid: the pods' `fsGroup` does not apply to hostPath), pins the volume to the node, gives it the
+class's reclaim policy, and when such a volume is released it honours that policy: `Delete`
+removes the volume and its folder, `Retain` keeps both.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -91,6 +100,16 @@ def volume_can_bind(volume: dict[str, Any], claim: dict[str, Any]) -> bool:
     return selector_matches(claim_spec.get("selector"), (volume.get("metadata") or {}).get("labels") or {})
 
 
+@dataclass(frozen=True)
+class HostFolders:
+    """Real folders on a real node for the claims of `classes` (StorageClass name -> its reclaim
+    policy), made by `provisioner` (the StorageClass's provisioner name)."""
+
+    node: str
+    classes: Mapping[str, str]
+    provisioner: str
+
+
 def needs_volume(claim: dict[str, Any], volumes: list[dict[str, Any]]) -> bool:
     """A pending claim that names no volume and that no volume in the cluster can bind."""
     if (claim.get("status") or {}).get("phase", "Pending") != "Pending":
@@ -102,26 +121,35 @@ def needs_volume(claim: dict[str, Any], volumes: list[dict[str, Any]]) -> bool:
     return not any(volume_can_bind(v, claim) for v in volumes)
 
 
-def volume_for(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """A hostPath PersistentVolume that fits `claim` exactly, pre-bound to it."""
+def served(claim: dict[str, Any], host: HostFolders | None) -> bool:
+    """Whether this provisioner answers `claim`: the stand-in answers every claim, a real node's
+    provisioner only those of its classes."""
+    return host is None or claim_class(claim) in host.classes
+
+
+def volume_for(claim: dict[str, Any], folder: Path, host: HostFolders | None = None) -> dict[str, Any]:
+    """A hostPath PersistentVolume that fits `claim` exactly, pre-bound to it; on a real node,
+    pinned to it with its class's reclaim policy."""
     meta = claim["metadata"]
     spec = claim.get("spec") or {}
     uid = str(meta["uid"])
     size = ((spec.get("resources") or {}).get("requests") or {}).get("storage") or DEFAULT_SIZE
-    return {
+    # The stand-in's volumes survive destroy, as the stacks ask; a real class says for itself.
+    reclaim = "Retain" if host is None else host.classes[claim_class(claim)]
+    volume: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {
             "name": f"pvc-{uid}",
             "labels": {LABEL: "provisioned", **labels_for(spec.get("selector"))},
-            "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONED_BY},
+            "annotations": {"pv.kubernetes.io/provisioned-by": host.provisioner if host else PROVISIONED_BY},
         },
         "spec": {
             "capacity": {"storage": str(size)},
             "accessModes": list(spec.get("accessModes") or ["ReadWriteOnce"]),
             "volumeMode": spec.get("volumeMode") or "Filesystem",
             "storageClassName": claim_class(claim),
-            "persistentVolumeReclaimPolicy": "Retain",  # volumes survive destroy, as the stacks ask
+            "persistentVolumeReclaimPolicy": reclaim,
             "claimRef": {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
@@ -132,6 +160,29 @@ def volume_for(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
             "hostPath": {"path": str(folder / f"pvc-{uid}"), "type": "DirectoryOrCreate"},
         },
     }
+    if host is not None:
+        volume["spec"]["hostPath"]["type"] = "Directory"  # made here, before the volume exists
+        volume["spec"]["nodeAffinity"] = {
+            "required": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [host.node]}]}
+                ]
+            }
+        }
+    return volume
+
+
+def to_reclaim(volumes: list[dict[str, Any]], host: HostFolders) -> list[dict[str, Any]]:
+    """The volumes this provisioner made that are Released with reclaim policy Delete."""
+    return [
+        v
+        for v in volumes
+        if ((v.get("metadata") or {}).get("annotations") or {}).get("pv.kubernetes.io/provisioned-by")
+        == host.provisioner
+        and (v.get("status") or {}).get("phase") == "Released"
+        and (v.get("spec") or {}).get("persistentVolumeReclaimPolicy") == "Delete"
+        and not (v.get("metadata") or {}).get("deletionTimestamp")
+    ]
 
 
 class Provisioner:
@@ -146,7 +197,9 @@ class Provisioner:
         delay: float = PROVISION_AFTER_SECONDS,
         interval: float = POLL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        host: HostFolders | None = None,
     ) -> None:
+        self.host = host
         self.kube = kube
         self.folder = folder
         self.log = log
@@ -169,14 +222,18 @@ class Provisioner:
         claims = self.kube.list("v1", "PersistentVolumeClaim")
         volumes = self.kube.list("v1", "PersistentVolume")
         now = self.clock()
-        waiting = {str(c["metadata"]["uid"]) for c in claims if needs_volume(c, volumes)}
+        waiting = {str(c["metadata"]["uid"]) for c in claims if served(c, self.host) and needs_volume(c, volumes)}
         self._first_seen = {uid: self._first_seen.get(uid, now) for uid in waiting}
         made = []
         for claim in claims:
             uid = str(claim["metadata"]["uid"])
             if uid not in waiting or now - self._first_seen[uid] < self.delay:
                 continue
-            volume = volume_for(claim, self.folder)
+            volume = volume_for(claim, self.folder, self.host)
+            if self.host is not None:
+                path = Path(volume["spec"]["hostPath"]["path"])
+                path.mkdir(parents=True, exist_ok=True)
+                os.chmod(path, 0o777)  # any uid writes: hostPath ignores the pod's fsGroup
             self.kube.create(volume)
             volumes.append(volume)
             who = f"{claim['metadata']['namespace']}/{claim['metadata']['name']}"
@@ -187,6 +244,15 @@ class Provisioner:
             self._note(line)
             made.append(line)
             del self._first_seen[uid]
+        if self.host is not None:
+            for volume in to_reclaim(volumes, self.host):
+                self.kube.delete("v1", "PersistentVolume", volume["metadata"]["name"])
+                path = Path(volume["spec"]["hostPath"]["path"])
+                if path.parent == self.folder:  # only a folder this provisioner made
+                    shutil.rmtree(path, ignore_errors=True)
+                line = f"{volume['metadata']['name']} released, reclaim policy Delete: volume and folder removed"
+                self._note(line)
+                made.append(line)
         self.provisioned += made
         return made
 

@@ -113,3 +113,15 @@ class FakeKube(Kube):
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects.append(copy.deepcopy(obj))
         return copy.deepcopy(obj)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+        namespaced = self._namespaced(api_version, kind)
+        self.objects = [
+            o
+            for o in self.objects
+            if not (
+                self._matches(o, api_version, kind)
+                and o["metadata"]["name"] == name
+                and (not namespaced or o["metadata"].get("namespace") == namespace)
+            )
+        ]

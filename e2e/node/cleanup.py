@@ -1,0 +1,334 @@
+"""Removing everything a node made, also after a run that was killed: the plan is computed from
+what the machine shows (processes, mounts, links, network namespaces, iptables rules, cgroups),
+each item recognised as the node's by something only the node has (its folder in a process's
+command line or a mount's path, its cgroup root, its pod range on an interface, its chain names),
+never by a broad name.
+
+Planning is pure (each function takes what was read and returns what to do; tests/test_node.py);
+`sweep` reads the machine, plans, and does it, in an order that lets each step succeed: processes
+first (the kubelet would restart containers), then mounts, network namespaces, interfaces,
+firewall rules, cgroups, the sysctl, and the runtime folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config
+
+# Chains made by the node's programs: kube-proxy and the kubelet (KUBE-*), the CNI portmap and
+# bridge plugins (CNI-*), and the node's egress rules (AIRFLOW-K8S-*).
+CHAIN_PREFIXES = ("KUBE-", "CNI-", "AIRFLOW-K8S-")
+TABLES = ("filter", "nat", "mangle", "raw")
+NETNS_DIR = Path("/var/run/netns")
+CNI_RESULTS = Path("/var/lib/cni/results")
+CGROUP_MOUNT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    cmdline: str  # arguments joined by spaces
+    cgroup: str  # the text of /proc/<pid>/cgroup
+
+
+def mentions(cmdline: str, folder: Path) -> bool:
+    """True when `cmdline` names `folder` or a path below it (not a longer sibling name)."""
+    text = str(folder).rstrip("/")
+    return re.search(re.escape(text) + r"(?=/|\s|$|\"|')", cmdline) is not None
+
+
+def in_cgroup_root(cgroup: str, root: str = config.CGROUP_ROOT) -> bool:
+    return any(
+        line.split(":", 2)[-1].startswith(f"/{root}/") or line.endswith(f":/{root}") for line in cgroup.splitlines()
+    )
+
+
+def node_processes(procs: Iterable[Proc], folder: Path, spare: Iterable[int] = ()) -> list[int]:
+    """The pids of the node's processes: every one whose command line names the node's folder
+    (containerd, its shims, the kubelet, kube-proxy, the control plane, the node's helpers) or that
+    runs in the node's cgroup root (the containers). `spare`: this process and its parents."""
+    keep = set(spare)
+    return sorted(
+        p.pid for p in procs if p.pid not in keep and (mentions(p.cmdline, folder) or in_cgroup_root(p.cgroup))
+    )
+
+
+def mounts_to_unmount(mountinfo: str, folder: Path, netns: Iterable[str] = ()) -> list[str]:
+    """Mount points below the node's folder (pod volumes, containerd's overlay and shm mounts) and
+    the node's network namespace files, deepest first so that each one can go."""
+    under = str(folder).rstrip("/") + "/"
+    ns_paths = {str(NETNS_DIR / name) for name in netns} | {str(Path("/run/netns") / name) for name in netns}
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 5:
+            continue
+        point = fields[4].replace("\\040", " ")
+        if point.startswith(under) or point in ns_paths:
+            found.append(point)
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda p: (-p.count("/"), p))
+
+
+def node_netns(namespaces: dict[str, list[str]]) -> list[str]:
+    """The network namespaces that hold an address of the pod range (namespace name -> its IPv4
+    addresses): the pods' namespaces that containerd made and the CNI plugin addressed."""
+    pods = ipaddress.ip_network(config.POD_CIDR)
+    return sorted(
+        name for name, addresses in namespaces.items() if any(ipaddress.ip_address(a) in pods for a in addresses)
+    )
+
+
+def links_to_delete(links: Sequence[Mapping[str, object]]) -> list[str]:
+    """The node's interfaces (`ip -j link` entries): its two bridges and any veth still attached
+    to the pods' bridge. Each bridge after its ports."""
+    bridges = (config.CNI_BRIDGE, config.NODE_BRIDGE)
+    ports = [str(link["ifname"]) for link in links if link.get("master") == config.CNI_BRIDGE]
+    present = {str(link.get("ifname")) for link in links}
+    return ports + [b for b in bridges if b in present]
+
+
+@dataclass
+class TablePlan:
+    table: str
+    delete_rules: list[str] = field(default_factory=list)  # "-D CHAIN spec..."
+    chains: list[str] = field(default_factory=list)  # flushed, then removed
+
+    def restore_script(self) -> str:
+        """Input for `iptables-restore --noflush`: the rules that jump to the node's chains or carry
+        its comment, then each of its chains flushed and removed."""
+        lines = [f"*{self.table}", *self.delete_rules]
+        lines += [f"-F {c}" for c in self.chains]
+        lines += [f"-X {c}" for c in self.chains]
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+
+def firewall_plan(save: str) -> list[TablePlan]:
+    """From `iptables-save` output: per table, the node's chains (CHAIN_PREFIXES) and every rule
+    outside them that jumps to one or carries the node's comment."""
+    plans: list[TablePlan] = []
+    current: TablePlan | None = None
+    rules: list[str] = []
+    for raw in save.splitlines():
+        line = raw.strip()
+        if line.startswith("*"):
+            current, rules = TablePlan(line[1:]), []
+        elif line.startswith(":") and current is not None:
+            chain = line[1:].split(" ", 1)[0]
+            if chain.startswith(CHAIN_PREFIXES):
+                current.chains.append(chain)
+        elif line.startswith("-A ") and current is not None:
+            rules.append(line)
+        elif line == "COMMIT" and current is not None:
+            for rule in rules:
+                chain = rule.split(" ", 2)[1]
+                if chain in current.chains:
+                    continue  # goes with its chain
+                target = re.search(r"\s-[jg]\s+(\S+)", rule)
+                ours = target is not None and target.group(1).startswith(CHAIN_PREFIXES)
+                if ours or f'--comment "{config.RULE_COMMENT}"' in rule or f"--comment {config.RULE_COMMENT}" in rule:
+                    current.delete_rules.append("-D " + rule[3:])
+            if current.chains or current.delete_rules:
+                plans.append(current)
+            current = None
+    return plans
+
+
+def cgroup_dirs(hierarchies: dict[str, list[str]]) -> list[str]:
+    """Every cgroup folder below the node's cgroup root in each hierarchy (hierarchy -> the folders
+    found, relative paths included), deepest first: a cgroup goes only once its children have."""
+    found = [d for dirs in hierarchies.values() for d in dirs]
+    return sorted(set(found), key=lambda d: (-d.count("/"), d))
+
+
+def cni_result_files(names: Iterable[str], before: Iterable[str] = ()) -> list[str]:
+    """The CNI plugins' cached results (`<network>-<container>-<ifname>`) the node left: those of
+    its network, and the loopback results containerd's CRI plugin wrote (`cni-loopback-...`) that
+    were not there before the node started (`before`)."""
+    earlier = set(before)
+    return sorted(
+        n
+        for n in names
+        if n.startswith(config.CNI_NETWORK + "-") or (n.startswith("cni-loopback-") and n not in earlier)
+    )
+
+
+def existing_cni_results() -> list[str]:
+    """What the CNI result cache holds now (recorded before a node starts)."""
+    return sorted(p.name for p in CNI_RESULTS.iterdir()) if CNI_RESULTS.is_dir() else []
+
+
+# --- reading the machine, doing the plan --------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def read_processes() -> list[Proc]:
+    procs = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            procs.append(Proc(int(entry.name), _read(entry / "cmdline"), _read(entry / "cgroup")))
+    return procs
+
+
+def ancestors(pid: int | None = None) -> list[int]:
+    """This process and its parents (never stopped by a sweep)."""
+    out = []
+    current = pid or os.getpid()
+    while current > 1:
+        out.append(current)
+        stat = _read(Path(f"/proc/{current}/stat"))
+        try:
+            current = int(stat.rsplit(")", 1)[1].split()[1])
+        except (IndexError, ValueError):
+            break
+    return out
+
+
+def _run(cmd: list[str], *, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
+
+
+def read_netns() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    if not NETNS_DIR.is_dir():
+        return found
+    for entry in sorted(NETNS_DIR.iterdir()):
+        proc = _run(["ip", "-n", entry.name, "-j", "-4", "addr"])
+        addresses = []
+        with contextlib.suppress(ValueError):
+            for link in json.loads(proc.stdout or "[]"):
+                addresses += [a["local"] for a in link.get("addr_info") or [] if "local" in a]
+        found[entry.name] = addresses
+    return found
+
+
+def read_links() -> list[dict[str, object]]:
+    proc = _run(["ip", "-j", "link"])
+    try:
+        links: list[dict[str, object]] = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return []
+    return links
+
+
+def read_cgroups(root: str = config.CGROUP_ROOT) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    if not CGROUP_MOUNT.is_dir():
+        return found
+    for hierarchy in sorted(CGROUP_MOUNT.iterdir()):
+        top = hierarchy / root
+        if top.is_dir() and not top.is_symlink():
+            found[hierarchy.name] = [str(top)] + [str(p) for p in top.rglob("*") if p.is_dir()]
+    return found
+
+
+def stop_processes(pids: Callable[[], list[int]], echo: Callable[[str], None], grace: float = 5.0) -> list[str]:
+    """SIGTERM to each, then SIGKILL to whatever is left after `grace` seconds; asked again until
+    no process of the node is left (a shim may start a container meanwhile). Problems back."""
+    first = pids()
+    for pid in first:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for _ in range(50):
+        left = pids()
+        if not left:
+            return []
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    left = pids()
+    return [f"processes still alive after SIGKILL: {left}"] if left else []
+
+
+def sweep(
+    folder: Path,
+    *,
+    kube_proxy: Path | None = None,
+    ip_forward: str | None = None,
+    remove: Iterable[Path] = (),
+    cni_results_before: Iterable[str] = (),
+    echo: Callable[[str], None] = print,
+) -> list[str]:
+    """Remove everything of the node whose folder is `folder`; returns the problems (empty when all
+    went). `kube_proxy`: the binary, for its own `--cleanup`. `ip_forward`: the value to put back.
+    `remove`: folders to delete at the end (the runtime's; the data folders stay).
+    `cni_results_before`: the CNI result cache's files from before the node (they stay)."""
+    problems: list[str] = []
+    spare = ancestors()
+    problems += stop_processes(lambda: node_processes(read_processes(), folder, spare), echo)
+
+    netns = node_netns(read_netns())
+    mountinfo = Path("/proc/self/mountinfo").read_text(errors="replace")
+    for point in mounts_to_unmount(mountinfo, folder, netns):
+        proc = _run(["umount", point])
+        if proc.returncode != 0:
+            lazy = _run(["umount", "-l", point])
+            if lazy.returncode != 0:
+                problems.append(f"umount {point}: {proc.stderr.strip() or lazy.stderr.strip()}")
+    for name in netns:
+        proc = _run(["ip", "netns", "delete", name])
+        if proc.returncode != 0 and (NETNS_DIR / name).exists():
+            problems.append(f"ip netns delete {name}: {proc.stderr.strip()}")
+
+    for link in links_to_delete(read_links()):
+        proc = _run(["ip", "link", "delete", link])
+        if proc.returncode != 0 and "Cannot find device" not in proc.stderr:
+            problems.append(f"ip link delete {link}: {proc.stderr.strip()}")
+
+    if kube_proxy is not None and kube_proxy.is_file():
+        _run([str(kube_proxy), "--cleanup"])  # its own chains in every mode it knows; the rest below
+    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+        if shutil.which(save_cmd) is None:
+            continue
+        for plan in firewall_plan(_run([save_cmd]).stdout):
+            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
+            if proc.returncode != 0:
+                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
+
+    for cgroup in cgroup_dirs(read_cgroups()):
+        try:
+            os.rmdir(cgroup)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"rmdir {cgroup}: {exc.strerror}")
+
+    if ip_forward is not None:
+        with contextlib.suppress(OSError):
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(ip_forward + "\n")
+
+    if CNI_RESULTS.is_dir():
+        for name in cni_result_files((p.name for p in CNI_RESULTS.iterdir()), cni_results_before):
+            with contextlib.suppress(OSError):
+                (CNI_RESULTS / name).unlink()
+    for empty in (CNI_RESULTS, CNI_RESULTS.parent, NETNS_DIR):  # made by the node's CNI and containerd
+        with contextlib.suppress(OSError):
+            empty.rmdir()  # only when nothing else left anything there
+    for path in remove:
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            problems.append(f"{path} could not be removed")
+    return problems
