@@ -1,3 +1,5 @@
+# Longer than 600 lines: AirflowRelease declares every child of one Airflow (secrets, volumes,
+# Jobs, the Release) and checks its arguments first.
 """AirflowRelease: the official Airflow chart with every secret owned by Pulumi."""
 
 from __future__ import annotations
