@@ -202,7 +202,7 @@ class TestSecrets:
         }
         names = SecretNames("airflow")
         ours = {getattr(names, p) for p in dir(SecretNames) if isinstance(getattr(SecretNames, p), property)}
-        assert len(ours) == 14
+        assert len(ours) == 15
         assert not ours & chart_defaults
 
     def test_the_admin_password_is_generated_secret_and_never_admin(self):

@@ -23,7 +23,7 @@ DOCS = docs_text()
 KEPT_KINDS = ("Namespace", "PersistentVolume", "PersistentVolumeClaim", "StorageClass")
 # Secrets whose loss loses data: Airflow's encrypted fields, the way to the database, and the
 # bundled Postgres password its volume was initialised with.
-KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "postgres-secret")
+KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "metadata-async-secret", "postgres-secret")
 # Documented in the DOCS ("Not kept"): each holds only its operator's chart objects.
 NOT_KEPT = {"spark-namespace", "keda-namespace"}
 TEAMS_STACK = "with `teams`"
@@ -111,7 +111,12 @@ class TestRetention:
     def test_the_stack_declares_the_data_secrets_it_keeps(self, runs, stack):
         names = {r.name for r in runs[stack].resources if kind(r) == "Secret" and kept(r)}
         # The Postgres password Secret in both database modes: switching back to bundled finds it.
-        expected = {"airflow-fernet-key-secret", "airflow-metadata-secret", "airflow-postgres-secret"}
+        expected = {
+            "airflow-fernet-key-secret",
+            "airflow-metadata-secret",
+            "airflow-metadata-async-secret",
+            "airflow-postgres-secret",
+        }
         assert names == expected
 
     @pytest.mark.parametrize("stack", ["dev", "prod", TEAMS_STACK])

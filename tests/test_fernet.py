@@ -154,7 +154,7 @@ class TestRotationJob:
         assert reads == {
             "AIRFLOW__CORE__FERNET_KEY": ("airflow-pulumi-fernet-key", "fernet-key"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": ("airflow-pulumi-metadata", "connection"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": ("airflow-pulumi-metadata", "async-connection"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": ("airflow-pulumi-metadata-async", "async-connection"),
         }
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["initContainers"][0]["args"][:3] == ["airflow", "db", "check-migrations"]

@@ -104,7 +104,9 @@ class TestStacks:
     def test_secret_values_are_never_written(self, stacks):
         result = stacks["prod"]
         secret = yaml.safe_load((result.out_dir / "resources" / "airflow-metadata-secret.yaml").read_text())
-        assert secret["stringData"] == {"connection": "[secret]", "async-connection": "[secret]"}
+        assert secret["stringData"] == {"connection": "[secret]"}
+        async_secret = yaml.safe_load((result.out_dir / "resources" / "airflow-metadata-async-secret.yaml").read_text())
+        assert async_secret["stringData"] == {"async-connection": "[secret]"}
         text = "".join(p.read_text() for p in result.out_dir.rglob("*.yaml"))
         assert "PREVIEW-PLACEHOLDER" not in text
         assert result.run.outputs["adminPassword"] not in text

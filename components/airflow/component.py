@@ -291,10 +291,15 @@ class AirflowRelease(pulumi.ComponentResource):
         secret(
             "metadata-secret",
             names.metadata,
-            {
-                "connection": target.apply(lambda t: metadata_connection(cfg, t)),
-                METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t)),
-            },
+            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            retain=True,
+        )
+        # The async engine's URL in a Secret of its own: adding a key to the metadata Secret of a
+        # deployed stack would replace it, and it is protected (docs/upgrades.md).
+        secret(
+            "metadata-async-secret",
+            names.metadata_async,
+            {METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t))},
             retain=True,
         )
         if cfg.database.pgbouncer.enabled:

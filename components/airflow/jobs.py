@@ -49,7 +49,7 @@ def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
 def _files(cfg: AirflowConfig) -> list[SecretFile]:
     """The database connection and the Fernet keys, as files (see secret_files.py)."""
     names = SecretNames(cfg.release_name)
-    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata)]
+    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata, names.metadata_async)]
 
 
 # The API token of a Job that calls the Kubernetes API, mounted explicitly where the automatic one
