@@ -1,14 +1,5 @@
 #!/usr/bin/env bash
-# One entry point that sets itself up and runs a job:
-#   ./run.sh preview [stack] [options]   offline preview of a stack (default: dev; --help for options)
-#   ./run.sh test              lint, types, the test suites, then the end-to-end run
-#   ./run.sh bench             benchmarks (prints numbers)
-#   ./run.sh bench-e2e [--whole]   end-to-end timings with the real Pulumi engine (minutes)
-#   ./run.sh e2e [options]     end to end against a local API server (python -m e2e --help)
-#   ./run.sh up [STACK]        Airflow on a real node on this machine (root; dev by default)
-#   ./run.sh down [--purge]    remove it (volumes kept unless --purge); ./run.sh status
-#   ./run.sh dags-check [FOLDER] [--stack NAME]
-#                              will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
+# One entry point that sets itself up and runs a job: `./run.sh help` lists them (usage() below).
 # Virtualenvs: .venv (project and test tools), .venv-checkov (the checkov scanner) and,
 # for `test`, .venv-dags (Airflow, for the DAG tests); the last two have pins that clash
 # with pulumi's. They are created on first use and reused after.
@@ -17,17 +8,58 @@ cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 
+usage() {
+  cat <<'USAGE'
+usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
+
+  preview [STACK] [options]   offline preview of a stack (default: dev); ./run.sh preview --help
+                              lists the options (--diff, --kube-version, --no-checkov, ...)
+  test [pytest options]       lint, types, the test suites, then the end-to-end run (what CI runs)
+  bench                       benchmarks of the preview (prints numbers)
+  bench-e2e [--whole]         end-to-end timings with the real Pulumi engine (minutes)
+  e2e [options]               end to end against a local API server (./run.sh e2e --help)
+  up [STACK]                  Airflow on a real node on this machine (root; dev by default)
+  down [--purge]              remove it (volumes kept unless --purge)
+  status                      what the real node runs
+  dags-check [FOLDER] [--stack NAME]
+                              will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
+  help                        this text
+
+Without a job, ./run.sh runs `preview`.
+USAGE
+}
+
 # uv creates the virtualenvs (much faster than pip on a fresh machine). It is taken from PATH,
 # or installed once into .venv-uv with pip.
 UV_VERSION=0.13.9
 uv_bin() {
   if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
   if [ ! -x .venv-uv/bin/uv ]; then
-    echo "setting up .venv-uv (uv $UV_VERSION, the virtualenv installer)" >&2
-    "$PYTHON" -m venv .venv-uv
-    .venv-uv/bin/pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" >&2
+    quietly "setting up .venv-uv (uv $UV_VERSION, the virtualenv installer)" make_uv_venv
   fi
   echo "$PWD/.venv-uv/bin/uv"
+}
+make_uv_venv() {
+  "$PYTHON" -m venv .venv-uv && .venv-uv/bin/pip install --disable-pip-version-check "uv==$UV_VERSION"
+}
+
+# quietly MESSAGE COMMAND...: one line on stderr ("MESSAGE ... done in N s"); the command's own
+# output is kept in a log and printed only when it fails.
+quietly() {
+  local message=$1 log started=$SECONDS
+  shift
+  log=$(mktemp)
+  printf '%s ... ' "$message" >&2
+  if "$@" >"$log" 2>&1; then
+    echo "done in $((SECONDS - started)) s" >&2
+    rm -f "$log"
+  else
+    local rc=$?
+    echo "FAILED (exit $rc); its output:" >&2
+    cat "$log" >&2
+    rm -f "$log"
+    exit "$rc"
+  fi
 }
 
 # venv DIR WHAT REQUIREMENTS [STAMPED...]: (re)create DIR from REQUIREMENTS when the files
@@ -37,14 +69,14 @@ venv() {
   shift 3
   stamp=$(cat "${@:-$requirements}" | sha256sum | cut -c1-16)
   if [ ! -f "$dir/.stamp" ] || [ "$(cat "$dir/.stamp")" != "$stamp" ]; then
-    local started=$SECONDS
-    echo "setting up $dir ($what), once: uv prints what it resolves, downloads and installs" >&2
     uv=$(uv_bin)
-    "$uv" venv --quiet --clear --seed --python "$PYTHON" "$dir" >&2
-    "$uv" pip install --python "$dir/bin/python" -r "$requirements" >&2
+    quietly "setting up $dir ($what), once" make_venv "$uv" "$dir" "$requirements"
     echo "$stamp" > "$dir/.stamp"
-    echo "set up $dir in $((SECONDS - started)) s" >&2
   fi
+}
+make_venv() {
+  local uv=$1 dir=$2 requirements=$3
+  "$uv" venv --clear --seed --python "$PYTHON" "$dir" && "$uv" pip install --python "$dir/bin/python" -r "$requirements"
 }
 
 # The metadata backup/restore test starts a real PostgreSQL server: Debian's `postgresql`
@@ -175,8 +207,12 @@ case "$job" in
     setup dags
     exec .venv/bin/python -m dagcheck "$@"
     ;;
+  help | -h | --help)
+    usage
+    ;;
   *)
-    echo "usage: ./run.sh preview [stack] [options] | test | bench | bench-e2e [--whole] | e2e [options] | up [STACK] | down [--purge] | status | dags-check [FOLDER] [--stack NAME]" >&2
+    echo "error: unknown job '$job'" >&2
+    usage >&2
     exit 2
     ;;
 esac

@@ -9,7 +9,11 @@ cluster-scoped one) that Helm marks as a release's (meta.helm.sh/release-name) o
 Pulumi made (its managed-by label or field manager); what controllers make at run time
 (Pods, ReplicaSets, Endpoints, Events, ...) is left out.
 Compared: every predicted object exists and nothing else was created (kind, namespace,
-name), and every pod template has the same containers, images, env names and mounts.
+name); every pod template has the same containers, images, env names and mounts; and inside
+each object what decides its behaviour, after normalising what the server adds (env values
+and valueFrom, volume sources, security contexts, service accounts, args, resources, probes,
+replicas, ConfigMap data, RBAC rules, NetworkPolicy rules, Service ports, claim sizes:
+e2e/fidelity_fields.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .checks import pod_spec_of
+from .fidelity_fields import object_differences, scaled_targets
 from .kube import ApiError, Kube
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +265,7 @@ def compare(predicted: list[dict[str, Any]], live: list[dict[str, Any]]) -> list
     # know was cluster-scoped) is the same object: Kubernetes ignores the namespace.
     matched: set[Key] = set()
     out = []
+    autoscaled = scaled_targets(predicted)
     for obj in predicted:
         key = key_of(obj)
         unscoped = (key[0], key[1], "", key[3])
@@ -269,8 +275,11 @@ def compare(predicted: list[dict[str, Any]], live: list[dict[str, Any]]) -> list
                 out.append(f"missing {describe(key)}: predicted, not in the cluster")
             continue
         matched.add(live_key)
+        live_obj = live_by_key[live_key]
         if key[1] in WORKLOAD_KINDS:
-            out += [f"{describe(key)} {d}" for d in template_differences(obj, live_by_key[live_key])]
+            out += [f"{describe(key)} {d}" for d in template_differences(obj, live_obj)]
+        scaled = (key[1], key[2], key[3]) in autoscaled
+        out += [f"{describe(key)} {d}" for d in object_differences(obj, live_obj, scaled=scaled)]
     for key in sorted(live_by_key.keys() - matched):
         who = made_by(live_by_key[key]) or "unknown"
         out.append(f"extra {describe(key)}: in the cluster (made by {who}), not predicted")

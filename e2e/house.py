@@ -65,19 +65,32 @@ def export_commit(commit: str, dest: Path) -> Path:
 
 
 def upgrade_problems(preview: dict[str, Any]) -> list[str]:
-    """From `pulumi preview --json` over a stack deployed before AirflowPlatform: the platform
-    component is the only creation, and nothing is replaced or deleted."""
+    """From `pulumi preview --json` over a stack deployed before AirflowPlatform: nothing is
+    replaced or deleted, and the only creations are the platform component and resources the base
+    never had. A moved resource whose alias is missing shows as a deletion plus a creation of the
+    same type and name: both are named."""
+    steps = preview.get("steps") or []
+    deleted = {_type_and_name(s.get("urn", "")) for s in steps if s.get("op") in ("delete", "replace")}
     problems = []
-    for step in preview.get("steps") or []:
+    for step in steps:
         op, urn = step.get("op"), step.get("urn", "")
         if op in ("same", "read", "refresh"):
             continue
         if op == "create" and urn.endswith(f"::{PLATFORM_TYPE}::airflow"):
             continue
+        if op == "create" and _type_and_name(urn) not in deleted:
+            continue  # new in this checkout (the base never had it): a creation, not a move
         if op == "update" and "helm.sh/v3:Release" in urn:
             continue  # values computed the same way; an update of the release is not a replacement
         problems.append(f"{op} {urn}")
     return problems
+
+
+def _type_and_name(urn: str) -> tuple[str, str]:
+    """A URN's own type (the last of its type chain) and name: what stays the same when a resource
+    moves under a new parent."""
+    chain, _, name = urn.rpartition("::")
+    return chain.rsplit("$", 1)[-1].rsplit("::", 1)[-1], name
 
 
 def _as_e2e_project(folder: Path) -> Path:

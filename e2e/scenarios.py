@@ -692,9 +692,9 @@ def scenario_stack(h: Harness, stack: str) -> None:
         if key in d.config:
             d.config[key] = value
     d.write()
-    with d.step("stand-in values for the stack's secrets (pulumi config set --secret)"):
-        for key in sorted(secure):
-            d.pulumi.run("config", "set", "--secret", key, "--", STAND_INS.get(key.split(":", 1)[1], "stand-in"))
+    with d.step("stand-in values for the stack's secrets, each of its key's shape (pulumi config set --secret)"):
+        for key, value in sorted(stackinfo.stand_ins(raw).items()):
+            d.pulumi.run("config", "set", "--secret", key, "--", value)
         d.echo(f"secrets: {sorted(secure) or 'none'}; pinned nodes: {nodes or 'none'}")
     with d.step("pulumi preview"):
         d.echo(d.pulumi.summary(d.pulumi.run("preview")))
@@ -704,11 +704,6 @@ def scenario_stack(h: Harness, stack: str) -> None:
         d.check_all()
     again_fidelity_destroy(d)
 
-
-STAND_INS = {
-    "databaseUrl": "postgresql://airflow:stand-in-password@db.example.internal:5432/airflow?sslmode=require",
-    "gitSshKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nc3RhbmQtaW4=\n-----END OPENSSH PRIVATE KEY-----\n",
-}
 
 SCENARIOS: dict[str, Callable[[Harness], None]] = {
     "pulumi": scenario_dev,

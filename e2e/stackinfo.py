@@ -39,3 +39,43 @@ def pinned_node_names(config: dict[str, Any]) -> list[str]:
     """Node names the stack's config pins, in the order they appear, each once. `config` is
     a stack file's `config` mapping (or the whole stack file)."""
     return [name for name in dict.fromkeys(_walk(config)) if name]
+
+
+# Secrets a hand-made stack sets with `pulumi config set --secret`, for the e2e run: stand-ins of
+# the shape each key expects (a URL, a key, a JSON object shaped after the stack's own `teams`),
+# so the stack's program gets past its edge as it would with the real values.
+STAND_INS = {
+    "databaseUrl": "postgresql://airflow:stand-in-password@db.example.internal:5432/airflow?sslmode=require",
+    "gitSshKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nc3RhbmQtaW4=\n-----END OPENSSH PRIVATE KEY-----\n",
+    "gitToken": "stand-in-git-token",
+}
+_LOGS_CONNECTIONS = {
+    "s3": "aws://?region_name=us-east-1",
+    "gcs": "google-cloud-platform://?extra__google_cloud_platform__project=stand-in",
+    "wasb": "wasb://stand-in@standin.blob.core.windows.net",
+    "elasticsearch": "http://elasticsearch.example.internal:9200",
+}
+
+
+def stand_ins(config: dict[str, Any], project: str = "airflow-k8s") -> dict[str, str]:
+    """{full key: stand-in value} for every `secure:` key of a stack file's `config:` block."""
+    from components.offline.program import placeholder_for
+
+    plain = {
+        key.split(":", 1)[1]: value
+        for key, value in config.items()
+        if key.startswith(f"{project}:") and not (isinstance(value, dict) and "secure" in value)
+    }
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if not (isinstance(value, dict) and "secure" in value):
+            continue
+        short = key.split(":", 1)[1] if key.startswith(f"{project}:") else key
+        if short in STAND_INS:
+            out[key] = STAND_INS[short]
+        elif short == "logsConnection":
+            remote = (plain.get("logs") or {}).get("remote") or {}
+            out[key] = _LOGS_CONNECTIONS.get(str(remote.get("target")), _LOGS_CONNECTIONS["s3"])
+        else:
+            out[key] = placeholder_for(short, plain)
+    return out

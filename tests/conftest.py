@@ -1,6 +1,18 @@
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# No test reaches a chart repository off this machine: a chart that is not local is "fetched" from a
+# loopback port that refuses (tests that fetch serve a local repository and set their own), into a
+# cache of the test run's own, never the user's.
+os.environ["AIRFLOW_K8S_CHART_REPOSITORY"] = "http://127.0.0.1:9"
+_CHART_CACHE = tempfile.mkdtemp(prefix="airflow-k8s-test-charts-")
+os.environ["AIRFLOW_K8S_CHART_CACHE"] = _CHART_CACHE
+atexit.register(shutil.rmtree, _CHART_CACHE, ignore_errors=True)

@@ -51,6 +51,23 @@ def run_stack(
     )
 
 
+def stack_edge(text: str) -> Any:
+    """A stack file's text through what `pulumi up` runs before declaring anything: read as the
+    Pulumi CLI reads it (`secure:` values are plain text in tests), then the whole stack edge
+    (components/platform/config.py `check_config`). Returns the StackConfig."""
+    from components.platform.config import check_config
+    from components.platform.stack_file import read
+
+    raw, secret_full = read(text, PROJECT)
+    config = {
+        key: (value["secure"] if isinstance(value["secure"], str) else json.dumps(value["secure"]))
+        if key in secret_full
+        else value
+        for key, value in raw.items()
+    }
+    return check_config(config, secret_full, PROJECT)
+
+
 def of_type(run: ProgramRun, token_suffix: str) -> list[Registered]:
     return [r for r in run.resources if r.type.endswith(token_suffix)]
 

@@ -202,7 +202,7 @@ class TestSecrets:
         }
         names = SecretNames("airflow")
         ours = {getattr(names, p) for p in dir(SecretNames) if isinstance(getattr(SecretNames, p), property)}
-        assert len(ours) == 14
+        assert len(ours) == 15
         assert not ours & chart_defaults
 
     def test_the_admin_password_is_generated_secret_and_never_admin(self):
@@ -541,7 +541,7 @@ class TestConnectionsAndVariables:
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
         from components.airflow.component import _no_other_secrets_backend
 
-        with pytest.raises(ValueError, match=r"extra_values.config.secrets.backend is 'my.Backend'.*LocalFilesystem"):
+        with pytest.raises(ValueError, match=r"'extra_values.config.secrets.backend': 'my.Backend'.*LocalFilesystem"):
             _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
         _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
 

@@ -18,7 +18,13 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def metadata_data(run) -> dict[str, str]:
-    return dict(unwrap(secrets_by_name(run)["airflow-pulumi-metadata"].inputs)["stringData"])
+    by_name = secrets_by_name(run)
+    # The metadata Secret keeps only the sync URL: a stack deployed before the async one keeps it unchanged.
+    assert set(unwrap(by_name["airflow-pulumi-metadata"].inputs)["stringData"]) == {"connection"}
+    return {
+        **unwrap(by_name["airflow-pulumi-metadata"].inputs)["stringData"],
+        **unwrap(by_name["airflow-pulumi-metadata-async"].inputs)["stringData"],
+    }
 
 
 class TestAsyncDatabaseUrl:
@@ -89,7 +95,7 @@ class TestAsyncDatabaseUrl:
             "value": f"cat {path}",
         }
         assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC" not in env
-        assert secret_file_sources(pod, container)[path] == ("airflow-pulumi-metadata", "async-connection")
+        assert secret_file_sources(pod, container)[path] == ("airflow-pulumi-metadata-async", "async-connection")
 
     def test_airflow_2_gets_no_async_url_option(self):
         run = run_stack({"version": "2.11.0", "dags": GIT_HTTPS})

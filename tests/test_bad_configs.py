@@ -64,6 +64,13 @@ def secret_texts(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _has_secure(doc: dict[str, Any]) -> bool:
+    return any(isinstance(v, dict) and set(v) == {"secure"} for v in doc["config"].values())
+
+
+WITH_SECRETS = [p for p in FILES if _has_secure(yaml.safe_load(p.read_text()))]
+
+
 def rejection(path: Path) -> ConfigError:
     with pytest.raises(ConfigError) as err:
         try:
@@ -131,11 +138,18 @@ class TestEveryBadConfig:
             assert fragment in message, f"{path.name}: {fragment!r} not in {message!r}"
         assert err.allowed.strip()
 
-    @pytest.mark.parametrize("path", [p for p in FILES if "secure:" in p.read_text()], ids=lambda p: p.stem)
+    @pytest.mark.parametrize("path", WITH_SECRETS, ids=lambda p: p.stem)
     def test_a_secret_value_is_never_echoed_in_the_error(self, path):
         message = str(rejection(path))
-        for text in secret_texts(yaml.safe_load(path.read_text())):
+        texts = secret_texts(yaml.safe_load(path.read_text()))
+        assert texts, f"{path.name}: no secret text long enough to look for"
+        for text in texts:
             assert text not in message
+
+    def test_the_files_with_secrets_are_the_ones_whose_config_holds_a_secure_value(self):
+        said = {p for p in FILES if "`secure:` values are plain text" in p.read_text()}
+        assert said == set(WITH_SECRETS)
+        assert len(WITH_SECRETS) >= 20
 
 
 class TestWalker:

@@ -23,7 +23,7 @@ DOCS = docs_text()
 KEPT_KINDS = ("Namespace", "PersistentVolume", "PersistentVolumeClaim", "StorageClass")
 # Secrets whose loss loses data: Airflow's encrypted fields, the way to the database, and the
 # bundled Postgres password its volume was initialised with.
-KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "postgres-secret")
+KEPT_SECRETS = ("fernet-key-secret", "metadata-secret", "metadata-async-secret", "postgres-secret")
 # Documented in the DOCS ("Not kept"): each holds only its operator's chart objects.
 NOT_KEPT = {"spark-namespace", "keda-namespace"}
 TEAMS_STACK = "with `teams`"
@@ -111,7 +111,12 @@ class TestRetention:
     def test_the_stack_declares_the_data_secrets_it_keeps(self, runs, stack):
         names = {r.name for r in runs[stack].resources if kind(r) == "Secret" and kept(r)}
         # The Postgres password Secret in both database modes: switching back to bundled finds it.
-        expected = {"airflow-fernet-key-secret", "airflow-metadata-secret", "airflow-postgres-secret"}
+        expected = {
+            "airflow-fernet-key-secret",
+            "airflow-metadata-secret",
+            "airflow-metadata-async-secret",
+            "airflow-postgres-secret",
+        }
         assert names == expected
 
     @pytest.mark.parametrize("stack", ["dev", "prod", TEAMS_STACK])
@@ -134,23 +139,41 @@ class TestRetention:
         assert {"team-data-namespace", "team-ml-namespace"} <= names
 
     @pytest.mark.parametrize("stack", ["dev", "prod"])
-    def test_persistent_volumes_and_their_classes_keep_the_data_when_released(self, runs, stack):
-        for res in runs[stack].resources:
-            spec: dict[str, Any] = unwrap(res.inputs).get("spec") or {}
+    def test_every_volume_the_stack_declares_keeps_its_data_when_released(self, runs, stack):
+        """Volumes and classes the stack declares reclaim by Retain; every claim is kept, and a claim on
+        a class the stack declares gets that Retain class (a claim on a cluster class, as all of prod's
+        are, is kept and reclaims as its class says: the docs' "What `pulumi destroy` keeps")."""
+        volumes = [r for r in runs[stack].resources if kind(r) in ("PersistentVolume", "StorageClass")]
+        claims = [r for r in runs[stack].resources if kind(r) == "PersistentVolumeClaim"]
+        assert claims, f"{stack} declares no claim: nothing was checked"
+        classes: dict[str, str] = {}
+        for res in volumes:
+            inputs = unwrap(res.inputs)
             if kind(res) == "PersistentVolume":
-                assert spec["persistentVolumeReclaimPolicy"] == "Retain", res.name
-            if kind(res) == "StorageClass":
-                assert unwrap(res.inputs)["reclaimPolicy"] == "Retain", res.name
+                assert inputs["spec"]["persistentVolumeReclaimPolicy"] == "Retain", res.name
+            else:
+                classes[inputs["metadata"]["name"]] = inputs["reclaimPolicy"]
+                assert inputs["reclaimPolicy"] == "Retain", res.name
+        for res in claims:
+            assert kept(res), res.name
+            spec: dict[str, Any] = unwrap(res.inputs).get("spec") or {}
+            if spec.get("storageClassName") in classes:
+                assert classes[spec["storageClassName"]] == "Retain", res.name
+        if stack == "dev":  # hostPath volumes of its own: the logs' class and volume, the DAGs' volume
+            assert {kind(r) for r in volumes} == {"PersistentVolume", "StorageClass"}
 
 
 class TestChartVolumes:
     @pytest.mark.parametrize("stack", ["dev", "prod"])
     def test_no_statefulset_the_charts_render_deletes_its_claims(self, previews, stack):
+        checked = 0
         for obj in previews[stack].objects:
             policy = obj.get("spec", {}).get("persistentVolumeClaimRetentionPolicy") or {}
             if obj["kind"] in ("StatefulSet", "Prometheus", "Alertmanager"):
                 assert policy.get("whenDeleted", "Retain") == "Retain", obj["metadata"]["name"]
                 assert policy.get("whenScaled", "Retain") == "Retain", obj["metadata"]["name"]
+                checked += 1
+        assert checked, f"{stack} renders no StatefulSet: nothing was checked"
 
     def test_the_readme_lists_exactly_the_statefulsets_that_make_claims(self, previews):
         documented = set()

@@ -3,13 +3,17 @@ navigation, or an API reference entry that names nothing fails the build."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.helpers import ROOT
+from components.offline.program import run_program
+from tests.helpers import DB_URL, ROOT
 
 
 def _nav_pages(nav: list[object]) -> set[str]:
@@ -53,3 +57,31 @@ class TestDocsSite:
             for field in args.__annotations__:
                 after = source.split(f"\n    {field}:", 1)[1].split("\n", 2)
                 assert after[1].strip().startswith('"""'), f"{args.__name__}.{field} has no docstring"
+
+
+def python_snippets(page: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.DOTALL)
+
+
+class TestSnippetsStandAlone:
+    """The Python snippets of the pages on using the components run as they are, as a stack
+    program (under Pulumi's mocks): every name they use, they define or import."""
+
+    @pytest.mark.parametrize(
+        ("page", "index"), [("usage.md", 0), ("usage.md", 1), ("packages.md", 0), ("packages.md", 1)]
+    )
+    def test_the_snippet_runs_as_a_program_of_its_own(self, page, index, tmp_path: Path):
+        snippets = python_snippets(page)
+        assert len(snippets) == 2, f"{page}: add the new snippet to this test"
+        program = tmp_path / "__main__.py"
+        program.write_text(snippets[index])
+        dags = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/org/dags.git", "auth": "token"}}
+        config = {
+            "kubernetes:context": "kind-kind",
+            "airflow-k8s:airflow": json.dumps({"dags": dags, "database": {"mode": "external"}}),
+            "airflow-k8s:databaseUrl": DB_URL,
+            "airflow-k8s:gitToken": "tok-123456789",
+        }
+        secret_keys = {"airflow-k8s:databaseUrl", "airflow-k8s:gitToken"}
+        run = run_program(ROOT, "docs", config=config, secret_keys=secret_keys, project="airflow-k8s", program=program)
+        assert any(r.type == "kubernetes:helm.sh/v3:Release" for r in run.resources)

@@ -420,6 +420,7 @@ class TestScenarioHelpers:
             "stop",
             "moved",
             "examples",
+            "node",
         }
         assert run.repository_stacks() == ["dev", "prod"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +61,217 @@ def scheduler(kind: str = "Deployment", **changes: Any) -> dict[str, Any]:
     return workload(kind, "airflow-scheduler", pod_spec(main, init=(container("wait-for-migrations"),)))
 
 
+def rich_scheduler() -> dict[str, Any]:
+    """A workload with what the server defaults left out, as the chart renders it."""
+    main = container("scheduler")
+    main.update(
+        {
+            "args": ["bash", "-c", "exec airflow scheduler"],
+            "env": [
+                {"name": "A", "value": "x"},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "AIRFLOW__CORE__FERNET_KEY", "valueFrom": {"secretKeyRef": {"name": "fernet", "key": "k"}}},
+            ],
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "resources": {"limits": {"cpu": "1000m", "memory": "1Gi"}},
+            "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 60},
+            "readinessProbe": {"httpGet": {"port": 8080}},
+        }
+    )
+    spec = pod_spec(main)
+    spec["volumes"] = [
+        {"name": "config", "configMap": {"name": "airflow-config"}},
+        {"name": "logs", "hostPath": {"path": "/data/logs"}},
+        {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+    ]
+    spec["serviceAccountName"] = "airflow-scheduler"
+    obj = workload("Deployment", "airflow-api-server", spec)
+    obj["spec"]["replicas"] = 1
+    return obj
+
+
+RBAC = "rbac.authorization.k8s.io/v1"
+SERVER_DEFAULTED: list[dict[str, Any]] = [
+    {**config_map("airflow-cfg"), "data": {"airflow.cfg": "[core]\nexecutor = KubernetesExecutor\n"}},
+    {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta("scheduler"),
+        "spec": {"podSelector": {"matchLabels": {"c": "s"}}, "ingress": [{"ports": [{"port": 8793}]}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta("web"),
+        "spec": {"ports": [{"name": "http", "port": 8080}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta("logs"),
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1024Mi"}}},
+    },
+    {
+        "apiVersion": RBAC,
+        "kind": "Role",
+        "metadata": meta("launcher"),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create"]}],
+    },
+    {
+        "apiVersion": RBAC,
+        "kind": "RoleBinding",
+        "metadata": meta("launcher"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "launcher"},
+        "subjects": [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": NS}],
+    },
+    rich_scheduler(),
+]
+
+
+def server_defaults(by_kind: dict[str, dict[str, Any]]) -> None:
+    """Fill in what the API server defaults, as a live object read back carries it."""
+    by_kind["NetworkPolicy"]["spec"]["policyTypes"] = ["Ingress"]
+    by_kind["NetworkPolicy"]["spec"]["ingress"][0]["ports"][0]["protocol"] = "TCP"
+    port = by_kind["Service"]["spec"]["ports"][0]
+    port.update(protocol="TCP", targetPort=8080)
+    by_kind["Service"]["spec"].update(type="ClusterIP", clusterIP="10.0.0.7", sessionAffinity="None")
+    by_kind["PersistentVolumeClaim"]["spec"].update(
+        resources={"requests": {"storage": "1Gi"}},
+        storageClassName="standard",
+        volumeName="pvc-123",
+        volumeMode="Filesystem",
+    )
+    by_kind["Role"]["rules"][0]["verbs"] = ["create", "get"]
+    by_kind["RoleBinding"]["subjects"][0]["apiGroup"] = ""
+    deployment_obj = by_kind["Deployment"]
+    spec = deployment_obj["spec"]["template"]["spec"]
+    main = spec["containers"][0]
+    main.update(terminationMessagePath="/dev/termination-log", terminationMessagePolicy="File")
+    main["env"][1]["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+    main["resources"] = {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}
+    main["livenessProbe"].update(timeoutSeconds=1, successThreshold=1, failureThreshold=3)
+    main["readinessProbe"] = {
+        "httpGet": {"port": 8080, "scheme": "HTTP", "path": "/"},
+        "timeoutSeconds": 1,
+        "periodSeconds": 10,
+        "successThreshold": 1,
+        "failureThreshold": 3,
+    }
+    spec["volumes"][0]["configMap"]["defaultMode"] = 420
+    spec["volumes"][1]["hostPath"]["type"] = ""
+    spec["volumes"][2]["projected"]["defaultMode"] = 420
+    spec["volumes"][2]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = 3600
+    spec.update(
+        serviceAccount="airflow-scheduler",
+        securityContext={},
+        dnsPolicy="ClusterFirst",
+        restartPolicy="Always",
+        schedulerName="default-scheduler",
+        terminationGracePeriodSeconds=30,
+    )
+    deployment_obj["spec"].update(revisionHistoryLimit=10, progressDeadlineSeconds=600)
+
+
+def changed(kind: str, change: Callable[[dict[str, Any]], None]) -> list[str]:
+    """The differences compare() reports when `change` is made to the live copy of one object."""
+    predicted = copy.deepcopy([o for o in SERVER_DEFAULTED if o["kind"] == kind])
+    live = copy.deepcopy(predicted)
+    change(live[0])
+    return compare(predicted, live)
+
+
+def main_container(obj: dict[str, Any]) -> dict[str, Any]:
+    container_: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
+    return container_
+
+
+class TestCompareFindsEveryDifferenceThatChangesBehaviour:
+    """Each difference the issue lists, made on the live side, is reported (the rest matching)."""
+
+    CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
+        (
+            "privileged",
+            "Deployment",
+            lambda o: main_container(o)["securityContext"].update(privileged=True),
+            "securityContext",
+        ),
+        (
+            "default-service-account",
+            "Deployment",
+            lambda o: o["spec"]["template"]["spec"].pop("serviceAccountName"),
+            "pod serviceAccountName",
+        ),
+        (
+            "host-path-root",
+            "Deployment",
+            lambda o: o["spec"]["template"]["spec"]["volumes"][1]["hostPath"].update(path="/"),
+            "volume.logs",
+        ),
+        (
+            "fernet-key-as-a-plain-value",
+            "Deployment",
+            lambda o: main_container(o)["env"][2].update(value="a-fernet-key", valueFrom=None),
+            "env.AIRFLOW__CORE__FERNET_KEY",
+        ),
+        ("five-replicas", "Deployment", lambda o: o["spec"].update(replicas=5), "replicas: 1 predicted, 5 live"),
+        ("args", "Deployment", lambda o: main_container(o).update(args=["bash", "-c", "sleep infinity"]), "args"),
+        (
+            "resources",
+            "Deployment",
+            lambda o: main_container(o)["resources"]["limits"].update(memory="16Gi"),
+            "resources",
+        ),
+        ("probes", "Deployment", lambda o: main_container(o).pop("livenessProbe"), "livenessProbe"),
+        (
+            "configmap-data",
+            "ConfigMap",
+            lambda o: o["data"].update({"airflow.cfg": "executor = CeleryExecutor"}),
+            "data.airflow.cfg",
+        ),
+        ("rbac-rules", "Role", lambda o: o["rules"][0]["verbs"].append("delete"), "rules"),
+        ("rbac-subjects", "RoleBinding", lambda o: o["subjects"][0].update(name="default"), "binding"),
+        (
+            "allow-all-network-policy",
+            "NetworkPolicy",
+            lambda o: o["spec"].update(podSelector={}, ingress=[{}]),
+            "spec.podSelector",
+        ),
+        ("service-ports", "Service", lambda o: o["spec"]["ports"][0].update(targetPort=9999), "spec.ports"),
+        (
+            "claim-size",
+            "PersistentVolumeClaim",
+            lambda o: o["spec"]["resources"]["requests"].update(storage="1Mi"),
+            "spec.size",
+        ),
+    ]
+
+    @pytest.mark.parametrize(("name", "kind", "change", "reported"), CASES, ids=[c[0] for c in CASES])
+    def test_the_difference_is_reported(self, name, kind, change, reported):
+        differences = changed(kind, change)
+        assert differences and any(reported in d for d in differences), differences
+
+    def test_replicas_an_autoscaler_sets_are_not_compared(self):
+        predicted = copy.deepcopy([o for o in SERVER_DEFAULTED if o["kind"] == "Deployment"])
+        scaler = {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": meta("workers"),
+            "spec": {"scaleTargetRef": {"name": "airflow-api-server"}},
+        }
+        live = copy.deepcopy([*predicted, scaler])
+        live[0]["spec"]["replicas"] = 4
+        assert compare([*predicted, scaler], live) == []
+
+
 class TestCompareFindsNothingOnAMatch:
     def test_the_same_objects_compare_equal_whatever_the_server_added(self):
-        predicted = [config_map("airflow-config"), scheduler()]
+        predicted = [config_map("airflow-config"), scheduler(), *SERVER_DEFAULTED]
         live = copy.deepcopy(predicted)
         for obj in live:
             obj["metadata"].update({"uid": "u", "resourceVersion": "7", "annotations": HELM})
         live[1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
-        live[1]["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "another value"
         live[1]["status"] = {"availableReplicas": 1}
+        server_defaults({o["kind"]: o for o in live[2:]})
         assert compare(predicted, live) == []
 
     def test_the_order_of_containers_env_and_mounts_does_not_matter(self):
@@ -281,3 +484,20 @@ class TestPredictedObjects:
 
         monkeypatch.setattr(preview_module, "preview", lambda *a, **k: Result())
         assert [o["metadata"]["name"] for o in predicted_objects(Path(tmp_path), "dev")] == ["kept"]
+
+
+class TestCompareReadsVolumesAsTheServerKeepsThem:
+    def test_a_volume_without_a_class_reads_back_without_the_empty_class(self):
+        volume: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": meta("dags", namespace=None),
+            "spec": {"capacity": {"storage": "1Gi"}, "storageClassName": "", "hostPath": {"path": "/data/dags"}},
+        }
+        live = copy.deepcopy(volume)
+        del live["spec"]["storageClassName"]
+        live["spec"].update(persistentVolumeReclaimPolicy="Retain", volumeMode="Filesystem")
+        live["spec"]["hostPath"]["type"] = ""
+        assert compare([volume], [live]) == []
+        live["spec"]["storageClassName"] = "fast"
+        assert compare([volume], [live]) == ["PersistentVolume dags spec.storageClassName: null predicted, 'fast' live"]

@@ -24,6 +24,19 @@ class TestUpgradePlan:
         plan = {"steps": [{"op": "create", "urn": PLATFORM}, {"op": "same", "urn": SECRET}]}
         assert house.upgrade_problems(plan) == []
 
+    def test_a_resource_the_base_never_had_is_created_without_a_problem(self):
+        new = SECRET.replace("airflow-fernet-key-secret", "airflow-metadata-async-secret")
+        plan = {"steps": [{"op": "create", "urn": PLATFORM}, {"op": "create", "urn": new}]}
+        assert house.upgrade_problems(plan) == []
+
+    def test_a_moved_resource_without_its_alias_is_named_twice(self):
+        old = (
+            "urn:pulumi:e2e::airflow-k8s::airflow-k8s:index:AirflowRelease"
+            "$kubernetes:core/v1:Secret::airflow-fernet-key-secret"
+        )
+        plan = {"steps": [{"op": "delete", "urn": old}, {"op": "create", "urn": SECRET}]}
+        assert house.upgrade_problems(plan) == [f"delete {old}", f"create {SECRET}"]
+
     def test_a_replacement_a_deletion_or_another_creation_is_named(self):
         plan = {
             "steps": [

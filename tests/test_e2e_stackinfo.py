@@ -65,3 +65,56 @@ class TestPinnedNodeNames:
         for name in ("dev", "prod"):
             config = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
             assert pinned_node_names(config) == [], name
+
+
+class TestStandIns:
+    """`./run.sh e2e --stack NAME`: each secret key gets a stand-in of the shape it expects."""
+
+    HAND_MADE = {
+        "kubernetes:context": "production",
+        "airflow-k8s:airflow": {
+            "dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git", "auth": "token"}},
+        },
+        "airflow-k8s:teams": [{"name": "data", "secrets": ["warehouse", "sftp"]}, {"name": "ml"}],
+        "airflow-k8s:logs": {"mode": "remote", "remote": {"target": "gcs", "baseLogFolder": "gs://logs/airflow"}},
+        "airflow-k8s:teamSecrets": {"secure": "v1:abc"},
+        "airflow-k8s:connections": {"secure": "v1:def"},
+        "airflow-k8s:variables": {"secure": "v1:ghi"},
+        "airflow-k8s:gitToken": {"secure": "v1:jkl"},
+        "airflow-k8s:logsConnection": {"secure": "v1:mno"},
+    }
+
+    def test_team_secrets_get_a_mapping_shaped_after_the_stacks_teams(self):
+        import json
+
+        from e2e.stackinfo import stand_ins
+
+        shaped = json.loads(stand_ins(self.HAND_MADE)["airflow-k8s:teamSecrets"])
+        assert set(shaped) == {"data", "ml"}
+        assert set(shaped["data"]) == {"warehouse", "sftp"}
+        assert all(isinstance(v, str) for data in shaped["data"].values() for v in data.values())
+
+    def test_every_secret_key_gets_a_stand_in_and_the_stack_loads_clean_with_them(self):
+        import json
+
+        from components.platform.config import check_config
+        from e2e.stackinfo import stand_ins
+
+        values = stand_ins(self.HAND_MADE)
+        secure = {k for k, v in self.HAND_MADE.items() if isinstance(v, dict) and "secure" in v}
+        assert set(values) == secure
+        config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.HAND_MADE.items() if k not in secure}
+        stack = check_config({**config, **values}, secure)
+        assert stack.team_secrets["data"]["sftp"] and stack.logs.remote is not None
+
+    def test_the_shipped_stacks_load_clean_with_their_stand_ins(self):
+        import json
+
+        from components.platform.config import check_config
+        from e2e.stackinfo import stand_ins
+
+        for name in ("dev", "prod"):
+            raw = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+            values = stand_ins(raw)
+            config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items() if k not in values}
+            check_config({**config, **values}, set(values))

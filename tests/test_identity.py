@@ -21,6 +21,7 @@ ROLE = "arn:aws:iam::123456789012:role/airflow"
 TASK_ROLE = "arn:aws:iam::123456789012:role/airflow-tasks"
 GSA = "airflow@my-project.iam.gserviceaccount.com"
 CLIENT = "11111111-2222-3333-4444-555555555555"
+TENANT = "66666666-7777-8888-9999-000000000000"
 S3_LOGS = {"mode": "remote", "remote": {"target": "s3", "baseLogFolder": "s3://logs/airflow", "workloadIdentity": True}}
 AIRFLOW_ACCOUNTS = {
     "airflow-scheduler",
@@ -49,7 +50,7 @@ class TestServiceAccounts:
             assert sas[name]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE, name
         assert sas["airflow-worker-kubernetes"]["annotations"]["eks.amazonaws.com/role-arn"] == TASK_ROLE
         # Postgres, Redis, StatefulSets of others, jobs: no cloud identity
-        for name in ("airflow-redis", "airflow-statsd", "airflow-migrate-database-job"):
+        for name in ("airflow-redis", "airflow-statsd", "airflow-create-user-job"):
             assert "eks.amazonaws.com/role-arn" not in (sas[name].get("annotations") or {}), name
 
     def test_gke_accounts_name_the_google_service_account(self):
@@ -59,12 +60,12 @@ class TestServiceAccounts:
         } == (AIRFLOW_ACCOUNTS)
 
     def test_azure_accounts_name_the_client_and_the_pods_carry_the_use_label(self):
-        identity = {"provider": "azure", "default": CLIENT, "azureTenantId": CLIENT, "labels": {"team": "data"}}
+        identity = {"provider": "azure", "default": CLIENT, "azureTenantId": TENANT, "labels": {"team": "data"}}
         objects = airflow_objects(run_stack(BOTH, extra={"identity": identity}))
         sas = accounts(objects)
         for name in AIRFLOW_ACCOUNTS:
             assert sas[name]["annotations"]["azure.workload.identity/client-id"] == CLIENT
-            assert sas[name]["annotations"]["azure.workload.identity/tenant-id"] == CLIENT
+            assert sas[name]["annotations"]["azure.workload.identity/tenant-id"] == TENANT
         pods = {
             o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
             for o in objects
@@ -163,7 +164,7 @@ class TestIdentityConfig:
                 "not by hand",
             ),
             (
-                {"provider": "aws", "default": ROLE, "azureTenantId": CLIENT},
+                {"provider": "aws", "default": ROLE, "azureTenantId": TENANT},
                 {},
                 "identity.azureTenantId",
                 "only for provider 'azure'",
@@ -200,7 +201,7 @@ class TestIdentityConfig:
             {
                 "provider": "azure",
                 "default": CLIENT,
-                "azureTenantId": CLIENT,
+                "azureTenantId": TENANT,
                 "annotations": {"a": "b"},
                 "labels": {"c": "d"},
                 "components": {"workers": CLIENT},

@@ -62,7 +62,7 @@ class TestModes:
         (sc,) = of_type(run, "storage.k8s.io/v1:StorageClass")
         (pv,) = of_type(run, "core/v1:PersistentVolume")
         (pvc,) = of_type(run, "core/v1:PersistentVolumeClaim")
-        (job,) = of_type(run, "batch/v1:Job")
+        (job,) = [j for j in of_type(run, "batch/v1:Job") if j.name.endswith("-logs-permissions")]
         sc_in, pv_in, pvc_in = unwrap(sc.inputs), unwrap(pv.inputs), unwrap(pvc.inputs)
         assert sc_in["provisioner"] == "kubernetes.io/no-provisioner"
         assert sc_in["volumeBindingMode"] == "Immediate" and sc_in["reclaimPolicy"] == "Retain"

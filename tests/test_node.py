@@ -18,7 +18,7 @@ from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
 from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.cleanup import Proc
-from e2e.node.host import _hex_address, images_in, node_not_ready, pod_not_ready
+from e2e.node.host import NodeError, _hex_address, images_in, node_not_ready, pod_not_ready
 from e2e.node.scenario import dag_images, failed_job_pods, not_ready, restart_counts
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
@@ -488,7 +488,7 @@ class TestUpOnThisMachine:
         assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags (already there)"]
 
     def test_a_stack_with_encrypted_values_is_refused_by_name(self):
-        with pytest.raises(local.NodeError, match=r"Pulumi.prod.yaml holds secrets \(airflow-k8s:databaseUrl"):
+        with pytest.raises(NodeError, match=r"Pulumi.prod.yaml holds secrets \(airflow-k8s:databaseUrl"):
             local.read_stack("prod")
 
     def test_where_the_node_cannot_run_one_line_says_what_is_missing_and_what_to_use_instead(self):
@@ -515,7 +515,7 @@ class TestReadyAfterARestart:
         assert node_not_ready(self.node("False", "2026-01-01T12:00:05Z"), SINCE) == "Ready=False: None"
 
     def test_a_pod_counts_as_ready_only_with_containers_started_after_the_start(self):
-        pod = {
+        pod: dict[str, Any] = {
             "metadata": {"name": "coredns"},
             "status": {
                 "phase": "Running",

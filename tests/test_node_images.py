@@ -5,6 +5,7 @@ input of a build."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -51,6 +52,11 @@ class TestSelection:
         assert selected("apache/airflow:airflow-pgbouncer-2026.04.17-1.23.1").params["version"] == "1.23.1"
         exporter = selected("apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.18.0")
         assert exporter.recipe.name == "pgbouncer-exporter"
+
+    def test_pgbouncer_comes_from_the_debian_release_whose_pgbouncer_takes_the_stacks_settings(self) -> None:
+        # bookworm's PgBouncer 1.18 refuses max_prepared_statements; trixie's is 1.24
+        assert selected("apache/airflow:airflow-pgbouncer-2026.04.17-1.23.1").recipe.suite == "trixie"
+        assert selected("apache/airflow:3.2.0").recipe.suite == "bookworm"
 
     def test_no_reference_is_covered_by_two_recipes(self) -> None:
         for ref in [*DEV_IMAGES, "apache/airflow:3.2.1-python3.12", "registry.k8s.io/git-sync/git-sync:v4.4.2"]:
@@ -132,6 +138,11 @@ class TestCacheKeys:
             handle.write("\n# changed\n")
         assert cache_key(choice, repo) != before
 
+    def test_another_debian_release_gives_another_key(self) -> None:
+        choice = selected("redis:7.2-bookworm")
+        changed = dataclasses.replace(choice, recipe=dataclasses.replace(choice.recipe, suite="trixie"))
+        assert cache_key(changed) != cache_key(choice)
+
     def test_other_debian_packages_give_another_key(self) -> None:
         choice = selected("redis:7.2-bookworm")
         changed = dataclasses.replace(choice, recipe=dataclasses.replace(choice.recipe, debian=("redis-tools",)))
@@ -177,6 +188,21 @@ class TestCache:
         assert images.default_cache() == Path("/somewhere/images")
         monkeypatch.delenv("AIRFLOW_K8S_IMAGES_CACHE")
         assert images.default_cache() == Path.home() / ".cache" / "airflow-k8s-images"
+
+    def test_prune_removes_the_archives_built_from_inputs_that_changed_and_keeps_the_current(
+        self, tmp_path: Path
+    ) -> None:
+        choice = selected("busybox:1.37.0")
+        current = images.archive_path(tmp_path, choice, cache_key(choice))
+        stale = images.archive_path(tmp_path, choice, "0" * 64)
+        for archive, key in ((current, cache_key(choice)), (stale, "0" * 64)):
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            archive.write_bytes(b"x" * 10)
+            record = {"ref": "busybox:1.37.0", "name": choice.name, "key": key, "seconds": 1.0, "bytes": 10}
+            archive.with_suffix(".json").write_text(json.dumps(record))
+        assert {record["archive"]: up for record, up in images.archives(tmp_path)} == {current: True, stale: False}
+        assert images.prune(tmp_path, echo=lambda _: None) == 10
+        assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted([current.name, current.stem + ".json"])
 
     def test_a_finished_build_tree_and_what_an_interrupted_build_left_are_removed(self, tmp_path: Path) -> None:
         tree, left = tmp_path / "work" / "abc", tmp_path / "trash" / "old"

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import pulumi
 import pytest
 import yaml
+from pulumi import InputPropertiesError
 from pulumi.output import _OutputData
 
+from components.core.arguments import ArgumentError
 from components.core.reader import ConfigError
-from components.offline.program import is_secret
+from components.offline.program import is_secret, run_program
 from components.platform.component import CONFIG_KEYS, SECRET_ARGS, _known, config_of
-from components.platform.config import SECRET_KEYS
+from components.platform.config import SECRET_KEYS, parse_stack
+from components.provider import AirflowK8sProvider
 from tests.helpers import ROOT, of_type, run_stack
 
 GIT_DAGS = {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}}
@@ -89,6 +94,80 @@ class TestPackageArgs:
             assert _known(sent) == ("tok-123456789", True)
         finally:
             loop.close()
+
+
+RELEASE_PROGRAM = """\
+from components import AirflowRelease
+
+AirflowRelease("warehouse", {"settings": {"excutor": "KubernetesExecutor", "dags": DAGS}})
+"""
+
+PLATFORM_PROGRAM = """\
+from components import AirflowPlatform
+
+AirflowPlatform("data", {"airflow": {"dags": DAGS, **AIRFLOW}, "task_images": IMAGES})
+"""
+
+
+def run_caller(tmp_path: Path, program: str, **names: Any) -> Exception:
+    """Run a small program that calls a component (with `names` defined first); its error."""
+    path = tmp_path / "caller.py"
+    path.write_text("".join(f"{k} = {v!r}\n" for k, v in {"DAGS": GIT_DAGS["dags"], **names}.items()) + program)
+    with pytest.raises(ConfigError) as err:
+        run_program(ROOT, "test", config={}, secret_keys=set(), project="airflow-k8s", program=path)
+    return err.value
+
+
+class TestErrorsFitTheirCaller:
+    def test_a_python_caller_of_airflow_release_is_told_the_argument_path_it_wrote_in_one_message(self, tmp_path):
+        error = run_caller(tmp_path, RELEASE_PROGRAM)
+        assert isinstance(error, ArgumentError) and isinstance(error, pulumi.RunError)
+        message = str(error)
+        assert message.startswith(
+            "AirflowRelease 'warehouse': argument 'settings.excutor': 'KubernetesExecutor' is not valid; unknown key. "
+            "Did you mean 'executor'? Known keys here: "
+        )
+        assert message.endswith(" Fix: rename or remove 'settings.excutor'.")
+        assert "stack file" not in message and "\n" not in message
+        # Pulumi's Python host prints a RunError's message alone; nothing chained to it either.
+        assert error.__cause__ is None and error.__suppress_context__
+
+    def test_a_python_caller_of_airflow_platform_is_told_its_argument_paths(self, tmp_path):
+        error = run_caller(tmp_path, PLATFORM_PROGRAM, AIRFLOW={"excutor": "KubernetesExecutor"}, IMAGES={})
+        assert str(error).startswith("AirflowPlatform 'data': argument 'airflow.excutor': 'KubernetesExecutor'")
+        assert "stack file" not in str(error)
+        error = run_caller(tmp_path, PLATFORM_PROGRAM, AIRFLOW={}, IMAGES={"etl": "not an image!!"})
+        assert str(error).startswith("AirflowPlatform 'data': argument 'task_images.etl': 'not an image!!'")
+
+    def test_a_yaml_or_typescript_caller_gets_an_input_property_error_spelt_as_the_schema_spells_it(self):
+        provider = AirflowK8sProvider()
+        inputs = {"airflow": {**GIT_DAGS, "excutor": "KubernetesExecutor"}, "taskImages": {}}
+        with pytest.raises(InputPropertiesError) as err:
+            provider.construct("data", "airflow-k8s:index:AirflowPlatform", inputs)
+        assert err.value.errors is not None
+        ((error),) = err.value.errors
+        assert error["property_path"] == "airflow.excutor"
+        assert error["reason"].startswith("'KubernetesExecutor' is not valid; unknown key. Did you mean 'executor'?")
+        assert err.value.message == "AirflowPlatform 'data': invalid argument"
+        with pytest.raises(InputPropertiesError) as err:
+            provider.construct(
+                "data", "airflow-k8s:index:AirflowPlatform", {"airflow": GIT_DAGS, "taskImages": {"etl": "no!!"}}
+            )
+        assert err.value.errors and err.value.errors[0]["property_path"] == "taskImages.etl"
+
+    def test_a_stack_file_keeps_the_stack_file_wording(self):
+        with pytest.raises(ConfigError) as err:
+            parse_stack({"airflow": {**GIT_DAGS, "excutor": "KubernetesExecutor"}})
+        assert not isinstance(err.value, ArgumentError)
+        assert str(err.value).startswith("config key 'airflow.excutor': 'KubernetesExecutor' is not valid;")
+        assert str(err.value).endswith("Fix: rename or remove 'airflow.excutor' in the stack file.")
+
+    def test_a_fix_only_a_stack_files_author_can_follow_is_left_out_for_a_caller(self):
+        error = ConfigError("airflow.dags.gitSync.auth", "ssh", "needs a key.", "pulumi config set --secret gitSshKey")
+        assert error.text("settings.dags.gitSync.auth", caller=True) == (
+            "argument 'settings.dags.gitSync.auth': 'ssh' is not valid; needs a key."
+        )
+        assert str(error).endswith("Fix: pulumi config set --secret gitSshKey")
 
 
 class TestExamples:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +13,9 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.offline.__main__ import main
-from components.offline.preview import PreviewResult, preview
+from components.offline.__main__ import main, parser
+from components.offline.chart_archives import ChartNotFoundError
+from components.offline.preview import PreviewResult, preview, table
 from components.offline.program import load_stack_config, run_program
 from components.offline.render import CLUSTER_SCOPED
 from tests.helpers import ROOT, project_copy, run_stack
@@ -48,13 +52,13 @@ class TestStacks:
             ("Deployment", "airflow-dag-processor"),
             ("StatefulSet", "airflow-triggerer"),
             ("StatefulSet", "airflow-postgresql"),
-            ("Job", "airflow-run-airflow-migrations"),
             ("Job", "airflow-create-user"),
             ("Secret", "airflow-pulumi-fernet-key"),
             ("Secret", "airflow-pulumi-metadata"),
             ("ServiceAccount", "airflow-worker-kubernetes"),
         ]:
             assert expected in kinds
+        assert any(k[0] == "Job" and k[1].startswith("airflow-migrate-") for k in kinds)
         assert not any(k[0] == "StatefulSet" and k[1] == "airflow-redis" for k in kinds)
 
     def test_the_prod_inventory_is_highly_available(self, stacks):
@@ -101,6 +105,8 @@ class TestStacks:
         result = stacks["prod"]
         secret = yaml.safe_load((result.out_dir / "resources" / "airflow-metadata-secret.yaml").read_text())
         assert secret["stringData"] == {"connection": "[secret]"}
+        async_secret = yaml.safe_load((result.out_dir / "resources" / "airflow-metadata-async-secret.yaml").read_text())
+        assert async_secret["stringData"] == {"async-connection": "[secret]"}
         text = "".join(p.read_text() for p in result.out_dir.rglob("*.yaml"))
         assert "PREVIEW-PLACEHOLDER" not in text
         assert result.run.outputs["adminPassword"] not in text
@@ -151,6 +157,27 @@ class TestStacks:
         # KEDA ships its CRDs as templates (templates/crds/), not under crds/: known all the same.
         assert "keda.sh/v1alpha1/ScaledObject" in caps["apiVersions"]
         assert "sparkoperator.k8s.io/v1beta2" in caps["apiVersions"]
+
+
+class TestDiff:
+    def test_a_one_option_change_in_airflow_cfg_shows_as_that_one_line(self, stacks, tmp_path):
+        out = tmp_path / "preview"
+        (out / "dev").mkdir(parents=True)
+        shutil.copy(stacks["dev"].out_dir / "state.json", out / "dev" / "state.json")
+        project, config, secret_keys, _ = load_stack_config(ROOT, "dev")
+        airflow = json.loads(config["airflow-k8s:airflow"])
+        airflow.setdefault("extraValues", {})["config"] = {"core": {"load_examples": "True"}}
+        config["airflow-k8s:airflow"] = json.dumps(airflow)
+        run = run_program(ROOT, "dev", config=config, secret_keys=secret_keys, project=project)
+        result = preview(ROOT, "dev", out, run_checkov=False, program_run=run, releases_exist=False)
+        lines = table(result, show_diff=True).splitlines()
+        at = next(i for i, line in enumerate(lines) if "v1/ConfigMap" in line and "airflow/airflow-config " in line)
+        assert lines[at].rstrip().endswith("update")
+        field, hunk, removed, added, after = (line.strip() for line in lines[at + 1 : at + 6])
+        assert re.fullmatch(r'~ data\["airflow\.cfg"\]: 1 of \d+ lines changed', field)
+        assert re.fullmatch(r"@@ line \d+ in \[core\]", hunk)
+        assert (removed, added) == ("- load_examples = False", "+ load_examples = True")
+        assert not after.startswith(("- ", "+ ", "@@"))  # nothing else of the file
 
 
 class TestBrokenCases:
@@ -231,11 +258,15 @@ class TestBrokenCases:
         declared = broken(tmp_path, {"dags": dags}, cluster={"persistentVolumeClaims": ["airflow/team-dags"]})
         assert messages(declared, "pvc-ref") == []
 
-    def test_a_missing_chart_archive_is_an_error_naming_what_and_where(self, tmp_path):
-        result = broken(tmp_path, {"dags": GIT, "chart": {"version": "9.9.9"}})
-        (message,) = messages(result, "chart")
-        assert "airflow-9.9.9.tgz not found" in message
-        assert "shared/charts" in message and "AIRFLOW_K8S_CHARTS" in message
+    def test_a_chart_version_nowhere_to_be_had_stops_the_preview_with_one_line(self, tmp_path):
+        with pytest.raises(ChartNotFoundError) as err:
+            broken(tmp_path, {"dags": GIT, "chart": {"version": "9.9.9"}})
+        message = str(err.value)
+        assert message.startswith(
+            "chart airflow 9.9.9 is not on this machine and not pinned in components/charts-lock.json, so not fetched."
+        )
+        assert "put airflow-9.9.9.tgz in a folder and set AIRFLOW_K8S_CHARTS to that folder" in message
+        assert "\n" not in message
 
 
 class TestCommand:
@@ -258,6 +289,43 @@ class TestCommand:
         for option in ("--diff", "--no-checkov", "--installed", "--fresh", "--kube-version", "--api-versions"):
             assert option in out
 
+    @pytest.mark.parametrize(
+        ("argv", "expected"),
+        [
+            (
+                ["--kube-version", "banana"],
+                "error: argument --kube-version: 'banana' is not a Kubernetes version: expected major.minor from "
+                "1.27 to 1.35, e.g. 1.31 or v1.34.4",
+            ),
+            (
+                ["--kube-version", "1.99"],
+                "error: argument --kube-version: Kubernetes 1.99 is not supported: expected 1.27 to 1.35",
+            ),
+            (["--kube-version", "1.26.3"], "Kubernetes 1.26.3 is not supported: expected 1.27 to 1.35"),
+            (
+                ["--api-versions", "cert-manager.io/v1,not a version!!"],
+                "error: argument --api-versions: 'not a version!!' is not an API version: expected 'group/version' "
+                "or 'group/version/Kind'",
+            ),
+            (["--frobnicate"], "error: unrecognized arguments: --frobnicate"),
+            (["dev", "--stack", "prod"], "error: two stacks given: dev and --stack prod"),
+        ],
+    )
+    def test_a_bad_flag_is_one_line_and_exit_2(self, argv, expected, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        out, err = capsys.readouterr()
+        (line,) = err.splitlines()
+        assert expected in line and line.endswith("(./run.sh preview --help lists the options)")
+        assert out == ""
+
+    def test_flags_are_read_into_their_values(self):
+        args = parser().parse_args(["--kube-version", "v1.34.4", "--api-versions", "cert-manager.io/v1, a.io/v1/Kind"])
+        assert args.kube_version == "v1.34.4"
+        assert args.api_versions == {"cert-manager.io/v1", "a.io/v1/Kind"}
+        assert parser().parse_args([]).api_versions == set()
+
     def test_a_missing_stack_file_is_a_clear_error(self, tmp_path, capsys):
         assert main(["--stack", "staging", "--out", str(tmp_path), "--root", str(ROOT)]) == 2
         assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in capsys.readouterr().err
@@ -268,6 +336,21 @@ class TestCommand:
         root = project_copy(tmp_path, {"dev": dev})
         assert main(["--stack", "dev", "--out", str(tmp_path / "out"), "--root", str(root), "--no-checkov"]) == 1
         assert "PROBLEM [values-schema]" in capsys.readouterr().out
+
+
+class TestRunSh:
+    @pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+    def test_help_prints_the_jobs_and_exits_zero(self, flag):
+        done = subprocess.run(["bash", str(ROOT / "run.sh"), flag], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("usage: ./run.sh JOB [options]")
+        for job in ("preview [STACK] [options]", "test", "bench", "e2e", "dags-check"):
+            assert f"\n  {job}" in done.stdout
+
+    def test_an_unknown_job_is_named_and_exits_2_with_the_usage(self):
+        done = subprocess.run(["bash", str(ROOT / "run.sh"), "deploy"], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: unknown job 'deploy'\nusage: ./run.sh JOB [options]")
 
 
 class TestRendering:

@@ -292,7 +292,6 @@ class TestPodSecurity:
             "redis",
             "pgbouncer",
             "create-user-job",
-            "migrate-database-job",
         ):
             assert accounts[f"airflow-{name}"]["automountServiceAccountToken"] is False, name
         (scheduler,) = [
@@ -481,7 +480,7 @@ def test_every_teams_and_ingress_key_is_documented_in_the_readme():
         "annotations": {"a": "b"},
         "path": "/",
         "controllerNamespace": "nginx",
-        "flower": {"host": "f.example.com", "path": "/f"},
+        "flower": {"host": INGRESS["host"], "path": "/f"},  # one TLS certificate: one host
     }
     parse_stack(
         {

@@ -1,14 +1,19 @@
 """Upgrades: an Airflow version the pinned chart does not support is refused with the way
-forward, and the runbook the README links to covers each upgrade with its rollback."""
+forward, the schema migration runs as a Job that is kept and never blocks the next upgrade, and the
+runbook the README links to covers each upgrade with its rollback."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from components import ConfigError
 from components.airflow.config import parse_airflow
+from components.airflow.jobs import migrate_job
 from components.airflow.upgrades import AIRFLOW_SUPPORT
-from tests.helpers import ROOT
+from components.offline.program import unwrap
+from tests.helpers import ROOT, of_type, release, render_release, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 RUNBOOK = ROOT / "docs" / "upgrades.md"
@@ -46,6 +51,47 @@ class TestChartSupport:
             assert handle is not None
             meta = yaml.safe_load(handle.read())
         assert AIRFLOW_SUPPORT[meta["version"]][1] == meta["appVersion"]
+
+
+def migration_jobs(run) -> list[dict[str, Any]]:
+    return [dict(unwrap(r.inputs)) for r in of_type(run, "batch/v1:Job") if r.name == "airflow-migrate"]
+
+
+class TestMigrationJob:
+    """Jobs are immutable (apache/airflow#27561): the chart's migration Job, one name on every
+    upgrade, had to be deleted as soon as it finished, and a failed one vanished with its log."""
+
+    def test_the_migration_is_our_job_and_the_chart_renders_none(self):
+        run = run_stack({"dags": GIT})
+        (job,) = migration_jobs(run)
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["bash", "-c", "exec airflow db migrate"]
+        assert container["image"] == "apache/airflow:3.2.0"
+        rendered = render_release(release(run))
+        assert [o["metadata"]["name"] for o in rendered if o["kind"] == "Job"] == ["airflow-create-user"]
+        assert "airflow-migrate-database-job" not in {o["metadata"]["name"] for o in rendered}
+
+    def test_a_finished_migration_is_kept_with_its_log(self):
+        (job,) = migration_jobs(run_stack({"dags": GIT}))
+        assert "ttlSecondsAfterFinished" not in job["spec"]
+        # and does not wait for the schema it is about to make
+        assert job["spec"]["template"]["spec"]["initContainers"] == []
+
+    def test_each_image_is_a_new_job_so_a_second_change_right_after_never_meets_a_finished_one(self):
+        names = [
+            migration_jobs(run_stack({"dags": GIT, "version": version, **({"image": {"tag": tag}} if tag else {})}))[0][
+                "metadata"
+            ]["name"]
+            for version, tag in (("3.2.0", None), ("3.2.1", None), ("3.2.1", "3.2.1-python3.12"))
+        ]
+        assert all(n.startswith("airflow-migrate-") and len(n) <= 63 for n in names)
+        assert len(set(names)) == 3
+
+    def test_the_same_config_keeps_the_same_job(self):
+        cfg = parse_airflow({"dags": GIT})
+        assert migrate_job(cfg) == migrate_job(parse_airflow({"dags": GIT}))
+        more = parse_airflow({"dags": GIT, "scheduler": {"replicas": 3}})
+        assert migrate_job(more)["metadata"]["name"] == migrate_job(cfg)["metadata"]["name"]
 
 
 class TestRunbook:

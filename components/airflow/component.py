@@ -1,8 +1,11 @@
+# Longer than 600 lines: AirflowRelease declares every child of one Airflow (secrets, volumes,
+# Jobs, the Release) and checks its arguments first.
 """AirflowRelease: the official Airflow chart with every secret owned by Pulumi."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -16,7 +19,7 @@ from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, 
 from components.airflow.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
 from components.airflow.guards import check_airflow_config
 from components.airflow.invariants import check_airflow
-from components.airflow.jobs import import_pools_job, pools_configmap, rotate_fernet_key_job
+from components.airflow.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
 from components.airflow.maintenance_config import MaintenanceConfig
 from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from components.airflow.secret_files import (
@@ -47,7 +50,9 @@ from components.airflow.values import (
     task_service_accounts,
     ui_service,
 )
+from components.core.arguments import as_arguments
 from components.core.chart_release import helm_release
+from components.core.reader import ConfigError, bounded, type_name
 from components.logs.component import LogStorage
 from components.logs.config import LogsConfig, parse_logs
 
@@ -62,10 +67,12 @@ def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str
     for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
         backend = other_secrets_backend(overrides)
         if backend:
-            raise ValueError(
-                f"{source}.config.secrets.backend is {backend!r}, but connections or variables are declared: "
-                "AirflowRelease delivers those as files through Airflow's LocalFilesystemBackend. Keep them in "
-                "your own secrets backend instead, or drop the override."
+            raise ConfigError(
+                f"{source}.config.secrets.backend",
+                backend,
+                "no other [secrets] backend while connections or variables are declared: AirflowRelease "
+                "delivers those as files through Airflow's LocalFilesystemBackend.",
+                "keep them in your own secrets backend instead, or drop the override.",
             )
 
 
@@ -78,6 +85,15 @@ def _resolved(entries: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[st
 
 PACKAGE = "airflow-k8s"
 ROLLOUT_SECRETS = AIRFLOW_SECRETS + PGBOUNCER_SECRETS
+#: The parsers' keys (those of the stack config) -> AirflowRelease's argument names.
+RELEASE_ARGUMENTS = {
+    "airflow": "settings",
+    "databaseUrl": "database_url",
+    "gitToken": "git_token",
+    "gitSshKey": "git_ssh_key",
+    "logsConnection": "logs_connection",
+    "previousFernetKeys": "previous_fernet_keys",
+}
 
 
 class AirflowReleaseArgs(TypedDict):
@@ -159,50 +175,25 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        cfg = self._settings(args)
+        # Settings given as a mapping are checked here: a mistake is told as the argument path the
+        # caller wrote (`settings.excutor`), as one message (components/core/arguments.py).
+        checked = (
+            nullcontext()
+            if isinstance(args.get("settings"), AirflowConfig)
+            else as_arguments("AirflowRelease", name, RELEASE_ARGUMENTS)
+        )
+        with checked:
+            cfg, logs_cfg, environment = self.checked_args(args)
         previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
-        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(previous_keys)))
-        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
         bundle = cfg.dags.git_bundle
         if bundle is not None:
             # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
-            if _conn_env(bundle.connection_id) in environment:
-                raise ValueError(
-                    f"connection {bundle.connection_id!r} is declared in `connections` and is also the git DAG "
-                    "bundle's (airflow.dags.gitBundle.connectionId); use another id for one of them"
-                )
             credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
             connection: pulumi.Output[str] = pulumi.Output.secret(
                 credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
             )
             environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
-        logs_cfg = self._logs_settings(args)
-        # The guarantees on the final chart values (components/airflow/invariants.py), before anything is declared.
-        has_remote_conn = bool(
-            logs_cfg is not None
-            and logs_cfg.remote is not None
-            and logs_cfg.remote.connection_id
-            and args.get("logs_connection") is not None
-        )
-        check_airflow_config(cfg, key="settings")
-        check_airflow(
-            cfg,
-            logs=logs_cfg,
-            extra=args.get("extra_values") or {},
-            connections_secret=SecretNames(cfg.release_name).environment if environment or has_remote_conn else None,
-            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
-        )
         super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
-        if logs_cfg is not None and logs_cfg.remote is not None and logs_cfg.remote.connection_id:
-            clash = _conn_env(logs_cfg.remote.connection_id)
-            if clash in environment:
-                raise ValueError(
-                    f"connection {logs_cfg.remote.connection_id!r} is declared in `connections` and is also the "
-                    "remote-logging connection (logs.remote.connectionId); use another id for one of them"
-                )
-        remote_conn = logs_cfg is not None and logs_cfg.remote is not None and bool(logs_cfg.remote.connection_id)
-        if environment or remote_conn:
-            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
         self.config = cfg
         child = pulumi.ResourceOptions(parent=self)
         # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
@@ -300,10 +291,15 @@ class AirflowRelease(pulumi.ComponentResource):
         secret(
             "metadata-secret",
             names.metadata,
-            {
-                "connection": target.apply(lambda t: metadata_connection(cfg, t)),
-                METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t)),
-            },
+            {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
+            retain=True,
+        )
+        # The async engine's URL in a Secret of its own: adding a key to the metadata Secret of a
+        # deployed stack would replace it, and it is protected (docs/upgrades.md).
+        secret(
+            "metadata-async-secret",
+            names.metadata_async,
+            {METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t))},
             retain=True,
         )
         if cfg.database.pgbouncer.enabled:
@@ -405,6 +401,20 @@ class AirflowRelease(pulumi.ComponentResource):
                 spec=cast(Any, policy),
                 opts=child,
             )
+        # The schema migration: our own Job (jobs.migrate_job), beside the Release, not after it: the
+        # chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
+        # Release's airflow.cfg ConfigMap (and, bundled, the database) is there.
+        migration = migrate_job(cfg)
+        k8s.batch.v1.Job(
+            f"{name}-migrate",
+            metadata={**migration["metadata"], "namespace": namespace},
+            spec=migration["spec"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[by_role["fernet-key"], by_role["metadata"]],
+                custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
+            ),
+        )
         self.release = helm_release(
             cfg.chart,
             f"{name}-release",
@@ -454,6 +464,53 @@ class AirflowRelease(pulumi.ComponentResource):
         )
 
     @staticmethod
+    def checked_args(args: AirflowReleaseArgs) -> tuple[AirflowConfig, LogsConfig | None, dict[str, Any]]:
+        """(settings, logs, connections and variables by environment name) of these arguments, parsed
+        and checked before anything is declared: whatever AirflowRelease would refuse raises a
+        ConfigError naming the argument (`settings.<key>`, `logs.<key>`, `extra_values`, `connections`)."""
+        for arg in ("settings", "logs", "extra_values", "maintenance", "connections", "variables"):
+            if isinstance(args.get(arg), Mapping):
+                bounded(arg, args.get(arg))
+        for arg in ("extra_values", "connections", "variables"):
+            if args.get(arg) is not None and not isinstance(args.get(arg), Mapping):
+                raise ConfigError(arg, "[not shown]", f"expected a mapping, got {type_name(args.get(arg))}.")
+        cfg = AirflowRelease._settings(args)
+        cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(args.get("previous_fernet_keys") or ())))
+        environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
+        bundle = cfg.dags.git_bundle
+        if bundle is not None and _conn_env(bundle.connection_id) in environment:
+            raise ConfigError(
+                f"connections.{bundle.connection_id}",
+                bundle.connection_id,
+                "this connection is also the git DAG bundle's (settings.dags.gitBundle.connectionId).",
+                "use another id for one of them.",
+            )
+        logs_cfg = AirflowRelease._logs_settings(args)
+        remote_id = logs_cfg.remote.connection_id if logs_cfg is not None and logs_cfg.remote is not None else ""
+        if remote_id and _conn_env(remote_id) in environment:
+            raise ConfigError(
+                f"connections.{remote_id}",
+                remote_id,
+                "this connection is also the remote-logging connection (logs.remote.connectionId).",
+                "use another id for one of them.",
+            )
+        has_remote_conn = bool(remote_id and args.get("logs_connection") is not None)
+        # The guarantees on the final chart values (components/airflow/invariants.py).
+        check_airflow_config(cfg, key="settings")
+        check_airflow(
+            cfg,
+            logs=logs_cfg,
+            extra=args.get("extra_values") or {},
+            connections_secret=SecretNames(cfg.release_name).environment
+            if environment or bundle is not None or has_remote_conn
+            else None,
+            dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
+        )
+        if environment or bundle is not None or remote_id:
+            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
+        return cfg, logs_cfg, environment
+
+    @staticmethod
     def _logs_settings(args: AirflowReleaseArgs) -> LogsConfig | None:
         logs = args.get("logs")
         if logs is None or isinstance(logs, LogsConfig):
@@ -462,9 +519,16 @@ class AirflowRelease(pulumi.ComponentResource):
 
     @staticmethod
     def _settings(args: AirflowReleaseArgs) -> AirflowConfig:
-        settings = args["settings"]
+        settings = args.get("settings")
         if isinstance(settings, AirflowConfig):
             return settings
+        if not isinstance(settings, Mapping):
+            raise ConfigError(
+                "settings",
+                "[not shown]",
+                "expected an AirflowConfig or a mapping shaped like the `airflow` stack key, got "
+                f"{type_name(settings)}.",
+            )
         # Secrets given as Outputs count as present; their contents are checked when known.
         secrets = StackSecrets(
             git_token=args.get("git_token"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 from components.airflow.dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
@@ -24,12 +23,17 @@ from components.airflow.pools import Pool, parse_pools
 from components.airflow.secret_paths import ENV_PATHS, FILE_ONLY_ENV, VOLUME_NAMES
 from components.airflow.spread_config import Spread, parse_spread
 from components.airflow.upgrades import check_chart_supports
+from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
+from components.core.durations import go_duration_seconds
+from components.core.git_refs import git_ref
 from components.core.reader import (
-    QUANTITY,
+    QUANTITY as QUANTITY,
     ConfigError,
     Node,
     dns_label,
+    matches,
+    quantity_value as quantity_value,
     semver,
     version_tuple,
 )
@@ -53,36 +57,6 @@ MAX_RELEASE_NAME = 30
 
 # ---------------------------------------------------------------------------
 # Quantities
-
-
-_SUFFIX = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def quantity_value(text: str) -> Decimal:
-    """The numeric value of a Kubernetes quantity ("500m" -> 0.5, "1Gi" -> 1073741824)."""
-    match = QUANTITY.match(text)
-    if not match:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    number = match.group(1)
-    suffix = match.group(3) or ""
-    if suffix.startswith("e"):
-        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
-    return Decimal(number) * _SUFFIX[suffix]
 
 
 # ---------------------------------------------------------------------------
@@ -495,8 +469,9 @@ def _git_source(sub: Node, secrets: StackSecrets) -> tuple[str, GitAuth, str | N
     """The repository URL, its authentication and known hosts, checked against the secret keys
     (the same rules for git-sync and the git DAG bundle)."""
     repo = sub.string("repo")
-    is_ssh = bool(_SSH_URL.match(repo))
-    if not is_ssh and not _HTTPS_URL.match(repo):
+    names.url_host(sub.key("repo"), repo)
+    is_ssh = matches(_SSH_URL, repo)
+    if not is_ssh and not matches(_HTTPS_URL, repo):
         raise ConfigError(
             sub.key("repo"),
             repo,
@@ -542,16 +517,11 @@ def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
     repo, auth, known_hosts = _git_source(sub, secrets)
     git = GitSync(
         repo=repo,
-        branch=sub.string("branch", "main"),
-        rev=sub.string("rev", "HEAD"),
-        sub_path=sub.string("subPath", ""),
+        branch=git_ref(sub.key("branch"), sub.string("branch", "main")),
+        rev=git_ref(sub.key("rev"), sub.string("rev", "HEAD")),
+        sub_path=names.sub_path(sub.key("subPath"), sub.string("subPath", ""), inside="the repository"),
         depth=sub.integer("depth", 1, low=0, high=1000),
-        period=sub.string(
-            "period",
-            "60s",
-            pattern=re.compile(r"^\d+(ms|s|m|h)$"),
-            describe="expected a Go duration such as 30s or 5m.",
-        ),
+        period=_sync_period(sub.key("period"), sub.string("period", "60s")),
         auth=auth,
         username=sub.string("username", "git"),
         known_hosts=known_hosts,
@@ -560,7 +530,28 @@ def _git_sync(node: Node, secrets: StackSecrets) -> GitSync:
     return git
 
 
-_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
+# git-sync refuses a --period under 10ms; under a second it polls the remote without pause.
+MIN_SYNC_PERIOD = 1.0
+
+
+def _sync_period(key: str, value: str) -> str:
+    """git-sync's --period: a Go duration (time.ParseDuration) of at least a second."""
+    seconds = go_duration_seconds(value)
+    if seconds is None:
+        raise ConfigError(
+            key,
+            value,
+            "git-sync cannot parse this: expected a Go duration such as 30s or 5m (or 1m30s: a unit on every number).",
+        )
+    if seconds < MIN_SYNC_PERIOD:
+        raise ConfigError(
+            key,
+            value,
+            "a sync period under 1s makes git-sync poll the repository without pause (git-sync itself refuses under "
+            "10ms); expected 1s or more.",
+            "use 30s or 60s (the default).",
+        )
+    return value
 
 
 def _git_bundle(node: Node, secrets: StackSecrets, major: int) -> GitBundle:
@@ -582,9 +573,7 @@ def _git_bundle(node: Node, secrets: StackSecrets, major: int) -> GitBundle:
             pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"),
             describe="expected letters, digits, '_', '.' and '-' (the bundle's name in the UI and the database).",
         ),
-        tracking_ref=sub.string(
-            "trackingRef", "main", pattern=_REF, describe="expected a branch, a tag or a full commit SHA."
-        ),
+        tracking_ref=git_ref(sub.key("trackingRef"), sub.string("trackingRef", "main")),
         subdir=sub.string("subdir", ""),
         refresh_interval=sub.integer("refreshInterval", 60, low=10, high=86400),
         auth=auth,
@@ -597,8 +586,7 @@ def _git_bundle(node: Node, secrets: StackSecrets, major: int) -> GitBundle:
             describe="expected letters, digits and underscores (an id that also works as AIRFLOW_CONN_<ID>).",
         ),
     )
-    if bundle.subdir.startswith("/") or ".." in bundle.subdir.split("/"):
-        raise ConfigError(sub.key("subdir"), bundle.subdir, "expected a folder inside the repository (relative).")
+    names.sub_path(sub.key("subdir"), bundle.subdir, inside="the repository")
     sub.finish()
     return bundle
 
@@ -617,6 +605,8 @@ def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Da
         hp = sub.mapping("hostPath")
         path = hp.string("path", pattern=re.compile(r"^/\S*$"), describe="expected an absolute path on the node.")
         node_name = hp.string("node", None)
+        if node_name is not None:
+            names.node_name(hp.key("node"), node_name)
         size = hp.quantity("size", "1Gi", what="a storage size")
         hp.finish()
         dags = Dags(mode=mode, mount_path=mount_path, host_path=HostPathDags(path=path, node=node_name, size=size))
@@ -624,6 +614,8 @@ def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Da
         pvc = sub.mapping("persistentVolumeClaim")
         claim = dns_label(pvc.key("claimName"), pvc.string("claimName"), max_len=253)
         sub_path = pvc.string("subPath", None)
+        if sub_path is not None:
+            names.sub_path(pvc.key("subPath"), sub_path, inside="the claim")
         pvc.finish()
         dags = Dags(mode=mode, mount_path=mount_path, claim=ClaimDags(claim_name=claim, sub_path=sub_path))
     elif image.repository == DEFAULT_IMAGE_REPOSITORY:
@@ -691,7 +683,6 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _VOLUME_SOURCES = (
     "configMap",
     "secret",
@@ -707,11 +698,19 @@ _VOLUME_SOURCES = (
 _CHART_POD_VOLUMES = ("logs", "config", "dags", *VOLUME_NAMES)
 
 
+def _scalars_as_text(raw: dict[str, Any]) -> dict[str, Any]:
+    """YAML scalars as the text Kubernetes takes (`true` -> 'true', 2 -> '2'); other values unchanged."""
+    return {
+        k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, bool | int | float) else v
+        for k, v in raw.items()
+    }
+
+
 def _string_map(node: Node, name: str, key_pattern: re.Pattern[str], what: str) -> dict[str, str]:
     raw = node.plain_object(name)
     out: dict[str, str] = {}
     for key, value in raw.items():
-        if not key_pattern.match(key):
+        if not matches(key_pattern, key):
             raise ConfigError(f"{node.key(name)}.{key}", key, f"not a valid {what}.")
         if not isinstance(value, str | int | float | bool):
             raise ConfigError(f"{node.key(name)}.{key}", value, "expected a string value.")
@@ -735,6 +734,7 @@ def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
         effect = t.string("effect", None, choices=("NoSchedule", "PreferNoSchedule", "NoExecute"))
         if effect is not None:
             tol["effect"] = effect
+        names.toleration(t.path, operator, key, value)
         seconds = t.integer("tolerationSeconds", None, low=0)
         if seconds is not None:
             if effect != "NoExecute":
@@ -748,7 +748,7 @@ def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
 def _task_pods(node: Node) -> TaskPods:
     sub = node.mapping("taskPods")
     resources = _resources(sub, "resources")
-    node_selector = _string_map(sub, "nodeSelector", _LABEL_KEY, "label key")
+    node_selector = names.label_map(sub.key("nodeSelector"), _scalars_as_text(sub.plain_object("nodeSelector")))
     tolerations = _tolerations(sub)
     env = _string_map(sub, "env", _ENV_NAME, "environment variable name")
     volumes_raw = sub.raw("extraVolumes", [])
@@ -767,7 +767,7 @@ def _task_pods(node: Node) -> TaskPods:
             raise ConfigError(f"{key}.name", vol["name"], "this name is the chart's own volume; choose another.")
         volumes.append(dict(vol))
     known = {v["name"] for v in volumes} | set(_CHART_POD_VOLUMES)
-    mounts = []
+    mounts: list[dict[str, Any]] = []
     for m in sub.nodes("extraVolumeMounts", "volume mounts"):
         mount: dict[str, Any] = {
             "name": m.string("name"),
@@ -780,8 +780,16 @@ def _task_pods(node: Node) -> TaskPods:
             mount["readOnly"] = read_only
         sub_path = m.string("subPath", None)
         if sub_path is not None:
-            mount["subPath"] = sub_path
+            mount["subPath"] = names.sub_path(m.key("subPath"), sub_path)
         m.finish()
+        earlier = next((j for j, other in enumerate(mounts) if other["mountPath"] == mount["mountPath"]), None)
+        if earlier is not None:
+            raise ConfigError(
+                m.key("mountPath"),
+                mount["mountPath"],
+                f"{sub.key('extraVolumeMounts')}[{earlier}] mounts at the same path; the API server refuses two mounts "
+                "at one path in a container.",
+            )
         mounts.append(mount)
     sec = sub.mapping("securityContext")
     task_pods = TaskPods(
@@ -805,10 +813,21 @@ _HTTPS_AUTH = re.compile(r"^https://[^\s/]+(/\S*)?$")
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 
 
+def _ingress_host(node: Node, name: str, example: str) -> str | None:
+    """An Ingress host: ASCII (a look-alike is named), lowercase labels, a top-level domain (or one label)."""
+    host = node.string(name, None)
+    if host is None:
+        return None
+    names.host_name(node.key(name), host, wildcard=True)
+    if not matches(_HOSTNAME, host):
+        raise ConfigError(node.key(name), host, f"expected a lowercase DNS host name such as {example}.")
+    return str(host)
+
+
 def _ingress(node: Node, *, flower_enabled: bool) -> Ingress:
     sub = node.mapping("ingress")
     enabled = sub.boolean("enabled", False)
-    host = sub.string("host", None, pattern=_HOSTNAME, describe="expected a DNS host name such as airflow.example.com.")
+    host = _ingress_host(sub, "host", "airflow.example.com")
     path = sub.string("path", "/", pattern=re.compile(r"^/\S*$"), describe="expected a path starting with /.")
     class_name = sub.string("className", None)
     if class_name is not None:
@@ -839,21 +858,20 @@ def _ingress(node: Node, *, flower_enabled: bool) -> Ingress:
         signin = auth_node.string(
             "signin", None, pattern=_HTTPS_AUTH, describe="the sign-in page must be an https:// URL."
         )
+        names.url_host(auth_node.key("url"), url)
+        if signin is not None:
+            names.url_host(auth_node.key("signin"), signin)
         headers = auth_node.string_list("responseHeaders", [])
         for i, header in enumerate(headers):
-            if not _HEADER.match(header):
+            if not matches(_HEADER, header):
                 raise ConfigError(f"{auth_node.key('responseHeaders')}[{i}]", header, "expected an HTTP header name.")
         auth = IngressAuth(url=url, signin=signin, response_headers=tuple(headers))
     else:
         auth_node.string_list("responseHeaders", [])
     auth_node.finish()
-    annotations = {}
-    for key, value in sub.plain_object("annotations").items():
-        if not isinstance(value, str):
-            raise ConfigError(f"{sub.key('annotations')}.{key}", value, "expected a string (quote numbers).")
-        annotations[key] = value
+    annotations = names.annotation_map(sub.key("annotations"), sub.plain_object("annotations"))
     flower = sub.mapping("flower")
-    flower_host = flower.string("host", None, pattern=_HOSTNAME, describe="expected a DNS host name.")
+    flower_host = _ingress_host(flower, "host", "flower.example.com")
     flower_path = flower.string("path", "/flower", pattern=re.compile(r"^/\S*$"), describe="expected a path.")
     flower.finish()
     if enabled and not host and (issuer or secret or auth):

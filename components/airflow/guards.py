@@ -7,6 +7,7 @@ the bad value (never a secret's text) and the fix.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
 SYSTEM_PREFIXES = ("kube-", "openshift-")
 MIN_STORAGE = Decimal(2**20)
+# Where the chart mounts the DAGs (dags.mountPath, default `<airflowHome>/dags`) and airflow.cfg.
+DAGS_MOUNT_PATH = "/opt/airflow/dags"
+AIRFLOW_CFG_PATH = "/opt/airflow/airflow.cfg"
 
 
 # ---------------------------------------------------------------------------
@@ -109,7 +113,19 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_k
                 "temporary files or its home).",
                 "use a folder of its own, such as /opt/airflow/dags (the chart's default).",
             )
+    # Where the task pod template already mounts something: a second mount at one path is refused by the API server.
+    dags_path = (cfg.dags.mount_path or DAGS_MOUNT_PATH) if cfg.dags.mode != "image" else None
+    taken = {path: what for path, what in ((dags_path, "the DAGs"), (AIRFLOW_CFG_PATH, "airflow.cfg")) if path}
     for i, mount in enumerate(cfg.task_pods.extra_volume_mounts):
+        path = posixpath.normpath(str(mount.get("mountPath", "")))
+        if path in taken:
+            raise ConfigError(
+                f"{key}.taskPods.extraVolumeMounts[{i}].mountPath",
+                mount.get("mountPath"),
+                f"the task pods already mount {taken[path]} at this path; the API server refuses two mounts at one "
+                "path in a container.",
+                "mount it somewhere else, such as /opt/airflow/extra.",
+            )
         clash = invariants.overlapping(str(mount.get("mountPath", "")), (SECRETS_DIR, LOGS_PATH))
         if clash:
             raise ConfigError(

@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
+from components.core.names import host_name
 from components.core.reader import QUANTITY, ConfigError
 
 Path = tuple[str | int, ...]
@@ -98,12 +100,6 @@ _ASSIGNED_SECRET = re.compile(
     r"(?i)[\"']?\b(password|passwd|client_secret|secret_key|api_key|apikey|access_token|auth_token|token)\b[\"']?"
     r"\s*[:=]\s*[\"']([^\"'\s$]{3,})[\"']"
 )
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]*)@")
-_URL_SECRET_QUERY = re.compile(
-    r"(?i)[?&](token|access_token|auth_token|password|passwd|pwd|secret|sig|signature|x-amz-signature"
-    r"|x-amz-credential|api_key|apikey|key)=([^&#\s]+)"
-)
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 _FERNET_SHAPED = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{43}=(?![A-Za-z0-9_\-=])")
 
 # Host folders a pod must never mount: the node's own system.
@@ -132,6 +128,9 @@ _DANGEROUS_CAPABILITIES = frozenset(
 # Container runtimes refuse memory limits below 6 MiB (runc's minimum); no Airflow process
 # starts in less than this either.
 MIN_MEMORY = Decimal(6 * 2**20)
+# No node offers more than this to one pod: a request above it is never scheduled.
+MAX_CPU = Decimal(1000)
+MAX_MEMORY = Decimal(64 * 2**40)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _REPOSITORY = re.compile(
     r"^(?:(?:[a-z0-9]([a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?"
@@ -300,30 +299,6 @@ def secret_shaped(key: str) -> bool:
     return bool(_SECRET_KEY.search(key)) and not _is_reference_key(key)
 
 
-def url_credentials(text: str) -> str | None:
-    """What kind of credential a URL in `text` carries, or None. A user name alone is fine for
-    SSH (`ssh://git@host/...`); over HTTP(S) it is where tokens go. Azure's blob and data-lake
-    URLs (`wasb://container@account.blob.core.windows.net/...`, abfs likewise) name the
-    container there: a credential only with a ':'."""
-    for match in _URL_USERINFO.finditer(text):
-        userinfo, scheme = match.group(2), match.group(1).lower()
-        named_user_ok = scheme.startswith(("ssh", "git+ssh", "wasb", "abfs"))
-        if ":" in userinfo or (userinfo and not named_user_ok):
-            return "user information (a user name, password or token before '@')"
-    query = _URL_SECRET_QUERY.search(text)
-    if query:
-        return f"a credential in its query ('{query.group(1)}=')"
-    return None
-
-
-def redact_url(text: str) -> str:
-    """The URL with its user information and credential query values replaced."""
-    text = _URL_USERINFO.sub(
-        lambda m: f"{m.group(1)}[credentials]@" if url_credentials(m.group(0)) else m.group(0), text
-    )
-    return _URL_SECRET_QUERY.sub(lambda m: m.group(0).split("=")[0] + "=[credentials]", text)
-
-
 def fernet_shaped(text: str) -> bool:
     for match in _FERNET_SHAPED.finditer(text):
         try:
@@ -394,12 +369,13 @@ def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozen
                     f"remove '{origins.key(path)}'; AirflowRelease generates and mounts its secrets (see the "
                     "README's secret keys: databaseUrl, gitToken, logsConnection, connections, teamSecrets).",
                 )
-            if _PRIVATE_KEY.search(value):
+            found = text_credential(value, urls=False)
+            if found is not None:
                 raise ConfigError(
                     origins.key(path),
                     HIDDEN,
-                    "a private key in the Helm values.",
-                    "set it with `pulumi config set --secret gitSshKey` (or a teamSecrets entry) instead.",
+                    f"{found.detail} in the Helm values (Helm stores them in clear in the release Secret).",
+                    f"put it in a secret key instead: {found.shape.belongs}.",
                 )
             kind = url_credentials(value)
             if kind:
@@ -620,8 +596,9 @@ def resources_valid(values: Mapping[str, Any], origins: Origins) -> None:
         amount_valid(origins.key(path), str(path[-1]), value)
 
 
-def amount_valid(key: str, resource: str, value: Any) -> None:
-    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more."""
+def amount_valid(key: str, resource: str, value: Any, *, one_pod: bool = True) -> None:
+    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more; for
+    `one_pod` (not a namespace's quota) no more than a node can offer."""
     amount = quantity(value)
     if amount is None:
         return
@@ -635,6 +612,21 @@ def amount_valid(key: str, resource: str, value: Any) -> None:
         )
     if resource == "cpu" and amount < Decimal("0.001"):
         raise ConfigError(key, value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1.")
+    if one_pod and resource == "cpu" and amount > MAX_CPU:
+        raise ConfigError(
+            key,
+            value,
+            f"CPU of at most {MAX_CPU} cores: no node has more, so the pod would never be scheduled (a bare number "
+            "is cores: 500 is five hundred, 500m half of one).",
+            "use a value such as 500m or 2.",
+        )
+    if one_pod and resource == "memory" and amount > MAX_MEMORY:
+        raise ConfigError(
+            key,
+            value,
+            "memory of at most 64Ti: no node has more, so the pod would never be scheduled.",
+            "use a value such as 512Mi or 4Gi.",
+        )
 
 
 def budgets_drain(values: Mapping[str, Any], origins: Origins) -> None:
@@ -680,17 +672,9 @@ def budget_drains(key: str, field: str, value: Any, replicas: int) -> None:
 
 
 def host_valid(key: str, host: str) -> None:
-    """A DNS name the API server accepts in an Ingress: labels of at most 63, at most 253 in all."""
-    if not host:
-        return
-    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
-        raise ConfigError(
-            key,
-            host,
-            "a DNS name is at most 253 characters with labels (the parts between dots) of at most 63; the API "
-            "server refuses the Ingress otherwise.",
-            "use a shorter host name.",
-        )
+    """A DNS name the API server accepts in an Ingress, in ASCII (components/core/names.py)."""
+    if host:
+        host_name(key, host, wildcard=True)
 
 
 def no_templates(values: Mapping[str, Any], origins: Origins) -> None:
@@ -734,6 +718,7 @@ OWNED_PATHS: tuple[Path, ...] = (
     ("createUserJob", "command"),
     ("createUserJob", "useHelmHooks"),
     ("migrateDatabaseJob", "useHelmHooks"),
+    ("migrateDatabaseJob", "enabled"),
     ("migrateDatabaseJob", "args"),
     ("migrateDatabaseJob", "command"),
     ("webserver", "defaultUser"),
@@ -779,6 +764,15 @@ def _owned(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins)
             pick = next((sub for sub in leaves if isinstance(sub[-1], str) and secret_shaped(sub[-1])), leaves[0])
             where = (*path, *pick)
         shown = HIDDEN
+        if path == ("migrateDatabaseJob", "enabled"):
+            raise ConfigError(
+                origins.key(where),
+                theirs,
+                "AirflowRelease runs the schema migration itself, as a Job named after its pod template "
+                "(<release>-migrate-<hash>): kept once finished, replaced by the next image's. The chart's Job "
+                "has one name on every upgrade, and a Job cannot change (apache/airflow#27561).",
+                f"remove '{origins.key(where)}'.",
+            )
         if path[-1] in _HOOK_KEYS:
             raise ConfigError(
                 origins.key(where),

@@ -1,9 +1,11 @@
-"""One-off Airflow CLI Jobs AirflowRelease declares: Fernet key rotation and pool import.
+"""One-off Airflow CLI Jobs AirflowRelease declares: the schema migration, Fernet key rotation and
+pool import.
 
 Plain functions returning Kubernetes objects (without namespace), testable without Pulumi.
 Each Job runs the release's own Airflow image with the chart's airflow.cfg, and the database
 connection and the Fernet keys from the Secrets AirflowRelease owns (as files: secret_files.py),
-waits for the schema first (`airflow db check-migrations`, like the chart's own pods), and runs
+waits for the schema first (`airflow db check-migrations`, like the chart's own pods; the
+migration itself aside), and runs
 hardened: non-root, no privilege escalation, no capabilities, read-only root (with /tmp), no
 service account token. Labelled `tier: airflow` and `release: <release>`, so the chart's
 NetworkPolicies let it reach PgBouncer.
@@ -11,6 +13,8 @@ NetworkPolicies let it reach PgBouncer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from components.airflow.config import AirflowConfig
@@ -27,7 +31,7 @@ from components.airflow.secret_files import (
     secret_files,
     tmp_volume,
 )
-from components.airflow.values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
+from components.airflow.values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SIDECAR_RESOURCES, SecretNames
 
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating
@@ -45,7 +49,7 @@ def _labels(cfg: AirflowConfig, component: str) -> dict[str, str]:
 def _files(cfg: AirflowConfig) -> list[SecretFile]:
     """The database connection and the Fernet keys, as files (see secret_files.py)."""
     names = SecretNames(cfg.release_name)
-    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata)]
+    return [f for f in secret_files(cfg, "job") if f.secret in (names.fernet_key, names.metadata, names.metadata_async)]
 
 
 # The API token of a Job that calls the Kubernetes API, mounted explicitly where the automatic one
@@ -81,6 +85,7 @@ def cli_job(
     volumes: list[dict[str, Any]] | None = None,
     mounts: list[dict[str, Any]] | None = None,
     service_account: str | None = None,
+    wait_for_schema: bool = True,
 ) -> dict[str, Any]:
     """A Job running `command` (an `airflow ...` command line) once, after the schema is current.
 
@@ -114,7 +119,9 @@ def cli_job(
                 "name": "wait-for-airflow-migrations",
                 "args": list(WAIT_FOR_MIGRATIONS_ARGS),
             }
-        ],
+        ]
+        if wait_for_schema
+        else [],
         "containers": [
             {
                 **container,
@@ -140,6 +147,24 @@ def cli_job(
         "metadata": {"name": name, "labels": labels},
         "spec": {"backoffLimit": BACKOFF_LIMIT, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
     }
+
+
+def migrate_job(cfg: AirflowConfig) -> dict[str, Any]:
+    """`airflow db migrate`, as `<release>-migrate-<hash of its pod template>`.
+
+    Jobs are immutable (apache/airflow#27561) and the chart names its migration Job the same on
+    every upgrade, so it had to be deleted as soon as it finished (a failed migration vanished with
+    its log). Named after its template, this Job is kept once finished, with its pod and log, and a
+    new image (or any other change to the template) is a new Job, which Pulumi creates before it
+    deletes the old one: a second upgrade right after the first never meets an immutable Job.
+    `pulumi up` waits for it and fails if it fails; in the cluster only the pods that need the
+    schema wait for it (their wait-for-airflow-migrations), so it runs beside the Release."""
+    job = cli_job(cfg, "", "run-airflow-migrations", "airflow db migrate", wait_for_schema=False)
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["resources"] = {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()}
+    template = json.dumps(job["spec"]["template"], sort_keys=True).encode()
+    job["metadata"]["name"] = f"{cfg.release_name}-migrate-{hashlib.sha256(template).hexdigest()[:10]}"
+    return job
 
 
 def rotate_fernet_key_job(cfg: AirflowConfig) -> dict[str, Any]:

@@ -14,17 +14,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from components.core.cron import schedule
 from components.core.reader import ConfigError, Node, dns_label
 
 if TYPE_CHECKING:
     from components.logs.config import LogsConfig
-
-# Five cron fields (minute hour day-of-month month day-of-week), or a macro Kubernetes accepts.
-_CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\*|\d+|\d+-\d+)(/\d+)?)*|[A-Za-z]{3}(-[A-Za-z]{3})?(,[A-Za-z]{3})*"
-CRON = re.compile(
-    rf"^({_CRON_FIELD})( ({_CRON_FIELD})){{4}}$|^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$"
-)
-
 
 BackupTarget = Literal["claim", "bucket"]
 # Remote-logging targets a backup can follow into their bucket (Airflow's object storage: s3://, gs://).
@@ -65,14 +59,8 @@ class MaintenanceConfig:
 
 
 def _schedule(node: Node, default: str) -> str:
-    value = str(node.string("schedule", default))
-    if not CRON.match(value):
-        raise ConfigError(
-            node.key("schedule"),
-            value,
-            "expected a cron schedule of five fields (minute hour day month weekday, e.g. '17 2 * * *') or @daily.",
-        )
-    return value
+    """A CronJob schedule the API server accepts and that fires (components/core/cron.py)."""
+    return schedule(node.key("schedule"), node.string("schedule", default))
 
 
 def parse_maintenance(raw: Any, *, production: bool = True) -> MaintenanceConfig:

@@ -81,7 +81,7 @@ def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
     ]
     if cfg.major >= 3:
         # The async engine's own URL: the one Airflow would derive keeps `sslmode`, which asyncpg refuses.
-        files.append(SecretFile(ASYNC_CONN_ENV, names.metadata, METADATA_ASYNC_KEY, "sql-alchemy-conn-async"))
+        files.append(SecretFile(ASYNC_CONN_ENV, names.metadata_async, METADATA_ASYNC_KEY, "sql-alchemy-conn-async"))
         files.append(SecretFile("AIRFLOW__API__SECRET_KEY", names.api_secret_key, "api-secret-key", "api-secret-key"))
         if component in JWT_COMPONENTS:
             files.append(SecretFile("AIRFLOW__API_AUTH__JWT_SECRET", names.jwt_secret, "jwt-secret", "jwt-secret"))

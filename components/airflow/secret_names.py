@@ -47,6 +47,12 @@ class SecretNames:
         return self._n("metadata")
 
     @property
+    def metadata_async(self) -> str:
+        """The async engine's URL: a Secret of its own, so a stack deployed before it keeps its
+        metadata Secret unchanged (a changed Secret is replaced, and that one is protected)."""
+        return self._n("metadata-async")
+
+    @property
     def postgres(self) -> str:
         return self._n("postgres")
 

@@ -31,6 +31,7 @@ from components.airflow.secret_files import (
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from components.core.reader import ConfigError
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
 SERVICE_ACCOUNT_KEYS: dict[str, str] = {
@@ -58,7 +59,6 @@ def service_account_names(cfg: AirflowConfig) -> dict[str, str]:
         "scheduler": f"{r}-scheduler",
         "triggerer": f"{r}-triggerer",
         "dagProcessor": f"{r}-dag-processor",
-        "migrateDatabaseJob": f"{r}-migrate-database-job",
     }
     names[cfg.ui_component] = f"{r}-{SERVICE_ACCOUNT_KEYS[cfg.ui_component]}"
     if not cfg.triggerer.enabled:
@@ -255,11 +255,13 @@ def chart_values(
         "fernetKeySecretName": names.fernet_key,
         "data": {"metadataSecretName": names.metadata},
         # Jobs are immutable (apache/airflow#27561): a Job whose pod template changes (a new image)
-        # can only be applied once the old one is gone. Deleted as soon as they finish, the next
-        # upgrade creates them afresh (and runs the migration with the new image) at any time,
-        # instead of failing while the chart's default 5-minute TTL has not yet run out.
+        # can only be applied once the old one is gone, and the chart names its Jobs the same on
+        # every upgrade. The migration is therefore AirflowRelease's own Job, named after its pod
+        # template (jobs.migrate_job): kept after it finishes (its log readable), replaced by the
+        # next image's. The create-user Job is deleted as soon as it finishes, so the next upgrade
+        # creates it afresh at any time instead of failing while a TTL has not yet run out.
         "createUserJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
-        "migrateDatabaseJob": {"useHelmHooks": False, "ttlSecondsAfterFinished": 0},
+        "migrateDatabaseJob": {"enabled": False, "useHelmHooks": False, "serviceAccount": {"create": False}},
         "config": {"celery": {"worker_concurrency": cfg.workers.concurrency}},
         "scheduler": _component_values(cfg.scheduler),
         "triggerer": {**_component_values(cfg.triggerer), "enabled": cfg.triggerer.enabled},
@@ -546,11 +548,12 @@ def airflow_environment(connections: Mapping[str, Any], variables: Mapping[str, 
     env: dict[str, Any] = {}
     for prefix, entries in ((CONN_PREFIX, connections), (VAR_PREFIX, variables)):
         for key, value in entries.items():
-            if not _ENV_ID.match(key):
-                raise ValueError(f"{prefix.lower().rstrip('_')} id {key!r}: use letters, digits and underscores only")
+            arg = "connections" if prefix == CONN_PREFIX else "variables"
+            if not isinstance(key, str) or not _ENV_ID.match(key):
+                raise ConfigError(f"{arg}.{key}", key, "use letters, digits and underscores only.")
             name = prefix + key.upper()
             if name in env:
-                raise ValueError(f"{key!r} is declared twice (as {name})")
+                raise ConfigError(f"{arg}.{key}", key, f"declared twice (as {name}: ids are upper-cased).")
             env[name] = (key, value)
     return env
 
@@ -635,10 +638,6 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
         "workers": {"celery": dict(groomer)},
         "flower": {"serviceAccount": {"automountServiceAccountToken": False}},
         "createUserJob": {
-            "resources": dict(SIDECAR_RESOURCES["job"]),
-            "serviceAccount": {"automountServiceAccountToken": False},
-        },
-        "migrateDatabaseJob": {
             "resources": dict(SIDECAR_RESOURCES["job"]),
             "serviceAccount": {"automountServiceAccountToken": False},
         },

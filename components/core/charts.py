@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from components.core.names import url_host
 from components.core.reader import ConfigError, Node, semver
 
 _REPOSITORY = re.compile(r"^(https?|oci|file)://\S+$")
@@ -38,6 +39,7 @@ def parse_chart_source(node: Node, default: ChartSource) -> ChartSource:
         ),
         path=chart_node.string("path", None),
     )
+    url_host(chart_node.key("repository"), chart.repository)
     if chart.path is not None and chart_node.has("repository"):
         raise ConfigError(chart_node.key("path"), chart.path, "set either chart.path or chart.repository, not both.")
     chart_node.finish()

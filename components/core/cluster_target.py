@@ -9,11 +9,20 @@ resource is declared.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from components.core.reader import _MISSING, ConfigError
 
 TARGET_KEYS = ("kubernetes:context", "kubernetes:kubeconfig")
+
+#: The Kubernetes releases a stack may target (`cluster.kubernetesVersion`, the preview's
+#: `--kube-version`): all four charts support them (the Airflow chart asks for 1.23 or later,
+#: spark-operator and KEDA for 1.25 or later) and the preview has their API schemas.
+KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(27, 36))
+#: An API a cluster serves, as Helm's `.Capabilities.APIVersions.Has` takes it: `group/version`
+#: or `group/version/Kind` (`cluster.apiVersions`, the preview's `--api-versions`).
+API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
 
 
 def require_target(production: bool, kubernetes_config: Mapping[str, str | None]) -> None:

@@ -11,6 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +24,54 @@ SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 )
+
+
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """The numeric value of a Kubernetes quantity ("500m" -> 0.5, "1Gi" -> 1073741824)."""
+    match = re.fullmatch(QUANTITY.pattern, text, re.ASCII)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    number = match.group(1)
+    suffix = match.group(3) or ""
+    if suffix.startswith("e"):
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * _SUFFIX[suffix]
+
+
+def matches(pattern: re.Pattern[str], value: Any) -> bool:
+    r"""Does the whole of `value` match `pattern`, read in ASCII? Every pattern check of a config value
+    goes through here: `re.match` with `$` takes a trailing newline ('airflow\n' would pass as a
+    namespace) and `\d` takes any script's digits (ARABIC-INDIC DIGIT THREE would pass as 3); the
+    cluster and the tools behind it take neither."""
+    if not isinstance(value, str):
+        return False
+    return re.fullmatch(pattern.pattern, value, (pattern.flags & ~re.UNICODE) | re.ASCII) is not None
+
+
+# Bounds on any config value, checked before it is parsed: a stack file, a Pulumi config value
+# or a component argument nested deeper, larger or longer than this is refused with the key named,
+# so no input can exhaust the stack (RecursionError) or the memory of a walk over it.
+MAX_DEPTH = 32
+MAX_ITEMS = 50_000
+MAX_TEXT = 4 * 1024 * 1024  # characters, all texts of one value together
 
 
 # Texts of this stack's secret config values (and their parts), never to appear in a message.
@@ -39,23 +88,23 @@ def register_secrets(values: Iterable[Any]) -> None:
     string inside them (JSON secrets), of the password inside a URL and of its parts, and of each
     line of a key."""
     texts: set[str] = set()
-
-    def add(value: Any) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                add(item)
-        elif isinstance(value, list):
-            for item in value:
-                add(item)
-        elif isinstance(value, str):
+    # Walked without recursion, and no further than any value the parsers accept (`bounded`).
+    pending: list[tuple[Any, int]] = [(value, 0) for value in values]
+    walked = 0
+    while pending and walked < MAX_ITEMS:
+        value, depth = pending.pop()
+        walked += 1
+        if isinstance(value, dict | list) and depth < MAX_DEPTH:
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+        elif isinstance(value, str) and len(value) <= MAX_TEXT:
             if len(value) >= 6:
                 texts.add(value)
             try:
                 decoded = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 decoded = None
             if isinstance(decoded, dict | list):
-                add(decoded)
+                pending.append((decoded, depth + 1))
             password = _PASSWORD.search(value)
             if password:
                 raw = password.group(1)
@@ -67,8 +116,6 @@ def register_secrets(values: Iterable[Any]) -> None:
                 if len(line.strip()) >= 8 and "-----" not in line:
                     texts.add(line.strip())
 
-    for value in values:
-        add(value)
     _SECRET_TEXTS[:] = sorted(texts, key=len, reverse=True)
 
 
@@ -97,20 +144,130 @@ class ConfigError(ValueError):
     The message never carries a secret: it is scrubbed of every value registered with
     `register_secrets` (the stack's secret keys) and of passwords inside URLs."""
 
-    def __init__(self, key: str, value: Any, allowed: str, fix: str | None = None) -> None:
+    def __init__(
+        self, key: str, value: Any, allowed: str, fix: str | None = None, *, caller_fix: str | None = None
+    ) -> None:
+        """`fix` is worded for a stack file; `caller_fix`, when the fix reads differently for a
+        program that passes the same settings as component arguments (see `text`)."""
         self.key = key
         self.value = value
         self.allowed = scrub(allowed)
-        shown = "<unset>" if value is _MISSING else _show(value)
-        message = f"config key '{key}': {shown} is not valid; {allowed}"
+        self.fix = fix
+        self.caller_fix = caller_fix
+        super().__init__(self.text(key))
+
+    def text(self, key: str, *, caller: bool = False) -> str:
+        """The message for a stack file ("config key '<key>'"), or for a program that called a
+        component (`caller`: "argument '<key>'", and no fix that speaks of the stack file or of
+        `pulumi config`: such a fix is left out unless a `caller_fix` says it another way)."""
+        return f"{'argument' if caller else 'config key'} '{key}': {self.detail(caller=caller)}"
+
+    def detail(self, *, caller: bool = False) -> str:
+        """What is wrong and how to fix it, without the key (see `text`)."""
+        shown = "<unset>" if self.value is _MISSING else _show(self.value)
+        message = f"{shown} is not valid; {self.allowed}"
+        fix = self.fix
+        if caller:
+            fix = self.caller_fix or (None if fix and _STACK_FILE_WORDING.search(fix) else fix)
         if fix:
             message += f" Fix: {fix}"
-        super().__init__(scrub(message))
+        return scrub(message)
+
+
+#: A fix that only a stack file's author can follow.
+_STACK_FILE_WORDING = re.compile(r"stack file|pulumi config|Pulumi\.<stack>", re.IGNORECASE)
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    """A short text of a bad value: JSON where it is JSON-like, else its repr; never an exception
+    (the value may be anything a caller passed)."""
+    if isinstance(value, str):
+        text = repr(value[:200])
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True, default=repr)
+        except (TypeError, ValueError, RecursionError):
+            text = f"<{type(value).__name__}>"
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+_JSON_LEAVES = (str, int, float, bool, type(None))
+
+
+def bounded(key: str, value: Any, *, secret: bool = False, plain: bool = False) -> Any:
+    """`value` itself, once it is shown to be within MAX_DEPTH levels of objects and lists,
+    MAX_ITEMS entries and MAX_TEXT characters, with text keys only (and, with `plain`, nothing
+    but text, numbers, booleans and null inside). Walked without recursion; a secret value's
+    inner keys are never named."""
+    items = chars = 0
+    stack: list[tuple[Any, str, int]] = [(value, key, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        items += 1
+        where = key if secret else path
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, Mapping | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(where)
+            if isinstance(item, Mapping):
+                for name, inner in item.items():
+                    if not isinstance(name, str):
+                        raise ConfigError(where, "[not shown]", f"keys must be text, not {type_name(name)}.")
+                    chars += len(name)
+                    stack.append((inner, f"{path}.{name}", depth + 1))
+            else:
+                stack.extend((inner, f"{path}[{i}]", depth + 1) for i, inner in enumerate(item))
+        elif plain and not isinstance(item, _JSON_LEAVES):
+            raise ConfigError(
+                where,
+                "[not shown]",
+                f"expected text, a number, true/false, a list or an object, got a {type(item).__name__}.",
+            )
+        if items > MAX_ITEMS or chars > MAX_TEXT:
+            raise _too_large(key)
+    return value
+
+
+_SEGMENT = re.compile(r"\[\d+\]|\.?[^.\[]+")
+
+
+def _too_deep(key: str) -> ConfigError:
+    parts = _SEGMENT.findall(key)
+    if len(parts) > 6:  # name where it starts: 'airflow.extraValues.a[0][0]...'
+        key = "".join(parts[:5]) + "..."
+    return ConfigError(
+        key,
+        "[not shown]",
+        f"nested deeper than {MAX_DEPTH} levels of objects and lists; no setting needs that many.",
+        "flatten the value (the configuration reference shows the shape of each key).",
+    )
+
+
+def _too_large(key: str) -> ConfigError:
+    return ConfigError(
+        key,
+        "[not shown]",
+        f"larger than any setting needs (at most {MAX_ITEMS} entries and {MAX_TEXT // (1024 * 1024)} MiB of text "
+        "in one value).",
+        "keep large data out of the stack config (in the DAG repository, or an object store).",
+    )
+
+
+def json_value(key: str, text: str, *, secret: bool = False) -> Any:
+    """`text` parsed as JSON, within the bounds of `bounded`. Text that is not JSON raises
+    json.JSONDecodeError (each caller says what it expected); too deep or large a ConfigError."""
+    if len(text) > MAX_TEXT:
+        raise _too_large(key)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise _too_deep(key) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise json.JSONDecodeError(str(exc), text, 0) from None
+    return bounded(key, value, secret=secret)
 
 
 def type_name(value: Any) -> str:
@@ -186,7 +343,7 @@ class Node:
             options = list(choices)
             if value not in options:
                 raise ConfigError(self.key(name), value, f"allowed: {', '.join(options)}.")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not matches(pattern, value):
             raise ConfigError(self.key(name), value, describe or f"must match {pattern.pattern}.")
         return value
 
@@ -215,9 +372,10 @@ class Node:
         value = self.raw(name, default)
         if value is None or (value is default and default is not _MISSING):
             return value
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        if number and matches(QUANTITY, str(value)):
             return str(value)
-        if not isinstance(value, str) or not QUANTITY.match(value):
+        if not matches(QUANTITY, value):
             raise ConfigError(self.key(name), value, f"expected {what} such as 500m, 1, 512Mi or 10Gi.")
         return value
 
@@ -261,6 +419,7 @@ class Node:
                 self.data[name],
                 f"unknown key.{hint} Known keys here: {', '.join(known)}.",
                 f"rename or remove '{self.key(name)}' in the stack file.",
+                caller_fix=f"rename or remove '{self.key(name)}'.",
             )
 
 
@@ -276,20 +435,20 @@ def _range_text(low: int | None, high: int | None) -> str:
 
 def dns_label(key: str, value: Any, *, max_len: int = 63) -> str:
     """Validate a Kubernetes DNS-1123 label (namespace, release and object names)."""
-    if not isinstance(value, str) or not DNS1123_LABEL.match(value) or len(value) > max_len:
+    if not matches(DNS1123_LABEL, value) or len(value) > max_len:
         raise ConfigError(
             key,
             value,
             f"expected a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
             f"with a letter or digit, at most {max_len} characters.",
         )
-    return value
+    return str(value)
 
 
 def semver(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not SEMVER.match(value):
+    if not matches(SEMVER, value):
         raise ConfigError(key, value, "expected a semantic version such as 1.21.0.")
-    return value
+    return str(value)
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:

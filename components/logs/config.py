@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from components.core import names
 from components.core.reader import ConfigError, Node, dns_label
 
 LogsMode = Literal["emptyDir", "hostPath", "nfs", "dynamic", "remote"]
@@ -63,7 +64,6 @@ class LogsConfig:
         return self.mode in ("hostPath", "nfs", "dynamic")
 
 
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]+\]?$")
 _ABS = re.compile(r"^/\S*$")
 
 
@@ -101,7 +101,7 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
             storage_class=hp.string("storageClass", None),
         )
         if cfg.node is not None:
-            dns_label(hp.key("node"), cfg.node, max_len=253)
+            names.node_name(hp.key("node"), cfg.node)
         if cfg.storage_class is not None:
             dns_label(hp.key("storageClass"), cfg.storage_class, max_len=253)
         hp.finish()
@@ -111,7 +111,7 @@ def parse_logs(raw: Any, *, logs_connection: Any = None, production: bool = Fals
             mode=mode,
             size=size,
             retention=retention,
-            nfs_server=nfs.string("server", pattern=_HOST, describe="expected a host name or IP address."),
+            nfs_server=names.host_or_ip(nfs.key("server"), nfs.string("server")),
             nfs_path=nfs.string("path", pattern=_ABS, describe="expected an absolute export path."),
             mount_options=tuple(nfs.string_list("mountOptions", ["nfsvers=4.1", "hard"])),
         )
@@ -151,6 +151,7 @@ def _remote(node: Node, logs_connection: Any) -> Remote:
             pattern=re.compile(rf"^{re.escape(scheme)}[^/\s]+(/\S*)?$"),
             describe=f"expected a {target} location starting with {scheme} (bucket or container, then a prefix).",
         )
+        names.no_look_alike(sub.key("baseLogFolder"), folder.split("://", 1)[1].split("/", 1)[0], "bucket or account")
     elif sub.has("baseLogFolder"):
         raise ConfigError(sub.key("baseLogFolder"), sub.data["baseLogFolder"], "Elasticsearch logging has no folder.")
     if target == "elasticsearch" and identity:

@@ -15,8 +15,9 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from components.airflow.config import AirflowConfig, Resources, _resources, quantity_value
+from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, Node, dns_label
+from components.core.reader import ConfigError, Node, dns_label, matches
 
 MonitoringMode = Literal["off", "install", "existing", "annotations"]
 MODES: tuple[MonitoringMode, ...] = ("off", "install", "existing", "annotations")
@@ -35,10 +36,6 @@ MAX_STACK_RELEASE = 26
 DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
 BYTE_SIZE = re.compile(r"^(0|([0-9]*[.])?[0-9]+((K|M|G|T|E|P)i?)?B)$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-K8S_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-K8S_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 @dataclass(frozen=True)
@@ -150,14 +147,14 @@ def _labels(node: Node, name: str, default: dict[str, str], *, prometheus: bool)
     out: dict[str, str] = {}
     for key, value in raw.items():
         where = f"{node.key(name)}.{key}"
-        if prometheus and not LABEL_NAME.match(str(key)):
+        if prometheus and not matches(LABEL_NAME, key):
             raise ConfigError(where, key, "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*).")
-        if not prometheus and not K8S_LABEL_KEY.match(str(key)):
-            raise ConfigError(where, key, "not a Kubernetes label key.")
+        if not prometheus:
+            names.label_key(where, key)
         if not isinstance(value, str):
             raise ConfigError(where, value, "expected a string value (quote numbers and booleans).")
-        if not prometheus and not K8S_LABEL_VALUE.match(value):
-            raise ConfigError(where, value, "not a Kubernetes label value (at most 63 of A-Z a-z 0-9 - _ .).")
+        if not prometheus:
+            names.label_value(where, value)
         if prometheus and key in ("alertname", "severity", "namespace"):
             raise ConfigError(where, key, "this label is set by the rules themselves; choose another name.")
         out[str(key)] = value

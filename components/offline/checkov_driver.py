@@ -165,7 +165,7 @@ def _answer(conn: socket.socket) -> int:
             return 0  # the preview did not need the scan after all
         try:
             scan(json.loads(line))
-            answer: dict[str, Any] = {"ok": True}
+            answer: dict[str, Any] = {"ok": True, "server": os.getppid()}  # which scanner answered
         except Exception as exc:  # reported to the preview, which says what failed
             answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[-2000:]}
         try:

@@ -9,12 +9,13 @@ with the same Helm (`helm template`) and hands it those capabilities explicitly.
 Where the binary comes from, first found wins:
 
 1. `$AIRFLOW_K8S_HELM` (a path to a helm v3.20 binary);
-2. `helm` on PATH, if it is v3.20;
+2. `helm` on PATH, if it is v3.20 (any patch: a `go install`ed Helm says just "v3.20");
 3. the project's toolchain: `../shared/tools/helm-tools.tar.xz` unpacked alone into the cache
    (checked and stamped as `install.sh` does), else `../shared/tools/install.sh`, which
    unpacks every archive and prints its bin folder;
 4. the tools cache (`$AIRFLOW_K8S_TOOLS_CACHE`, default `~/.cache/airflow-k8s-tools`) `bin/helm`;
-5. `go install helm.sh/helm/v3/cmd/helm@v3.20.2` into that cache (about 2 minutes, once).
+5. `go install helm.sh/helm/v3/cmd/helm@v3.20.2` into that cache (a few minutes, once, with a
+   progress line every 15 seconds); the cache's binary is found by step 4 after that.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,9 +38,19 @@ from typing import Any
 
 HELM_VERSION = "v3.20.2"
 HELM_MODULE = "helm.sh/helm/v3"
-#: Helm minor releases accepted from PATH (the Go library of pulumi-resource-kubernetes 4.32.0).
-HELM_SERIES = "v3.20."
+#: The Helm minor release accepted (the Go library of pulumi-resource-kubernetes 4.32.0).
+HELM_SERIES = "v3.20"
 DEFAULT_KUBE_VERSION = "1.31"
+#: Seconds between the progress lines of a `go install` of Helm.
+BUILD_PROGRESS_EVERY = 15.0
+
+
+def in_series(version: str | None) -> bool:
+    """Is `version` (what `helm version --template {{.Version}}` prints) a Helm v3.20?
+
+    A release build says "v3.20.2"; a `go install`ed one says "v3.20" (Helm's version
+    variable without the patch number the release build stamps in), or "v3.20+unreleased"."""
+    return bool(version) and re.match(rf"^{re.escape(HELM_SERIES)}(?:$|[.+-])", str(version)) is not None
 
 
 class HelmNotFoundError(RuntimeError):
@@ -104,6 +116,7 @@ def _from_install_script(root: Path) -> str | None:
 
 def _go_install(tried: list[str]) -> str:
     go = shutil.which("go")
+    every = BUILD_PROGRESS_EVERY
     target = tools_cache() / "bin"
     if not go:
         raise HelmNotFoundError(
@@ -112,21 +125,55 @@ def _go_install(tried: list[str]) -> str:
             f"(it runs `go install {HELM_MODULE}/cmd/helm@{HELM_VERSION}`)."
         )
     target.mkdir(parents=True, exist_ok=True)
-    print(
+    command = [go, "install", "-v", f"{HELM_MODULE}/cmd/helm@{HELM_VERSION}"]
+    say(
         f"building helm {HELM_VERSION} with `go install {HELM_MODULE}/cmd/helm@{HELM_VERSION}` into {target} "
-        "(about 2 minutes, once)",
-        file=sys.stderr,
-        flush=True,
+        f"(a few minutes, once; progress every {every:g} s)"
     )
     env = {**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0"}
-    out = subprocess.run(
-        [go, "install", f"{HELM_MODULE}/cmd/helm@{HELM_VERSION}"], capture_output=True, text=True, env=env, check=False
-    )
-    if out.returncode != 0:
-        raise HelmNotFoundError(
-            f"`go install {HELM_MODULE}/cmd/helm@{HELM_VERSION}` failed: {(out.stderr or out.stdout)[-1500:]}"
-        )
+    returncode, tail = _run_with_progress(command, env, every)
+    if returncode != 0:
+        raise HelmNotFoundError(f"`go install {HELM_MODULE}/cmd/helm@{HELM_VERSION}` failed: {tail[-1500:]}")
+    say(f"built helm {HELM_VERSION} into {target}")
     return str(target / "helm")
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _run_with_progress(command: list[str], env: dict[str, str], every: float) -> tuple[int, str]:
+    """Run `go install -v`, printing a line every `every` seconds: the time so far, the modules
+    downloaded and the packages compiled (go prints one line per package with -v). Returns the
+    exit code and the end of go's output (for the error)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, errors="replace"
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    counts = {"downloaded": 0, "compiled": 0}
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            del lines[:-40]
+            counts["downloaded" if line.startswith("go: downloading ") else "compiled"] += 1
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    started = time.monotonic()
+    while True:
+        try:
+            process.wait(timeout=every)
+            break
+        except subprocess.TimeoutExpired:
+            say(
+                f"  ... building helm: {time.monotonic() - started:.0f} s, {counts['downloaded']} modules downloaded, "
+                f"{counts['compiled']} packages compiled"
+            )
+    reader.join()
+    return process.returncode, "".join(lines)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -154,9 +201,9 @@ def _helm_binary(root: Path) -> str:
     on_path = shutil.which("helm")
     if on_path:
         version = _version_of(on_path)
-        if version and version.startswith(HELM_SERIES):
+        if in_series(version):
             return on_path
-        tried.append(f"PATH: {on_path} is {version or 'not runnable'}, not {HELM_SERIES}x")
+        tried.append(f"PATH: {on_path} is {version or 'not runnable'}, not {HELM_SERIES}")
     else:
         tried.append("PATH: no helm")
     for where, find in (
@@ -167,7 +214,7 @@ def _helm_binary(root: Path) -> str:
         candidate = find(root)
         if candidate and Path(candidate).is_file():
             version = _version_of(candidate)
-            if version and version.startswith(HELM_SERIES):
+            if in_series(version):
                 return candidate
             tried.append(f"{where}: {candidate} is {version or 'not runnable'}")
         else:

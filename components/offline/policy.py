@@ -239,6 +239,7 @@ class Scanner:
         self.process: subprocess.Popen[str] | None = None  # the one-shot driver, or a server starting
         self.connection: socket.socket | None = None  # to the scanner that stays
         self.socket: Path | None = None
+        self.server_pid: int | None = None  # the scanner that stays which answered this preview's scan
         self.started = False
         self.alone = False  # True once the scanner that stays failed us: one checkov for this preview
         if not self.likely_reused():
@@ -349,6 +350,7 @@ class Scanner:
         answer = json.loads(line)
         if not answer.get("ok"):
             raise RuntimeError(f"checkov failed: {answer.get('error')}")
+        self.server_pid = int(answer.get("server") or 0) or None
         return json.loads(output.read_text())
 
     def scan(self, files: dict[str, list[str]], content_digest: str) -> PolicyResult:

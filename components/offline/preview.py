@@ -26,7 +26,9 @@ from typing import Any
 
 from components.airflow.invariants import rendered_problems
 from components.offline import checks, policy, yamlout
+from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
+from components.offline.deployed_state import DeployedState, DeployedStateError, read_export
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
 from components.offline.program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
@@ -44,16 +46,19 @@ from components.offline.render import (
     set_namespace,
 )
 from components.offline.report import (
+    Baseline,
     Node,
     Row,
     counts,
-    load_state,
+    diff_summary,
+    last_successful,
     mask_secret_object,
     object_key,
     outputs_text,
     render_tree,
     rows,
     summary_line,
+    unchanged_note,
     write_state,
 )
 
@@ -90,6 +95,7 @@ class PreviewResult:
     rows: list[Row] = field(default_factory=list)
     capabilities: Capabilities | None = None
     policy: policy.PolicyResult | None = None
+    baseline: Baseline | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -196,6 +202,14 @@ def release_problems(res: Registered) -> list[Problem]:
         )
         for path in secret_paths(res.inputs)
     ]
+
+
+def wanted_chart(res: Registered) -> Wanted:
+    """The chart a Release installs: name, version and repository (repositoryOpts.repo)."""
+    inputs = unwrap(res.inputs)
+    repository = (inputs.get("repositoryOpts") or {}).get("repo")
+    version = inputs.get("version")
+    return Wanted(str(inputs["chart"]), str(version) if version else None, str(repository) if repository else None)
 
 
 def release_identity(inputs: dict[str, Any], res: Registered) -> tuple[str, str]:
@@ -439,11 +453,14 @@ def preview(
     program_run: ProgramRun | None = None,
     releases_exist: bool | None = None,
     api_versions: set[str] | None = None,
+    baseline_state: Path | None = None,
 ) -> PreviewResult:
     """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files.
 
     `releases_exist`: render every Release as an upgrade (True) or a first install (False);
-    default: the Releases of the previous preview of the stack are upgrades."""
+    default: the Releases of the baseline are upgrades. `baseline_state`: a `pulumi stack export`
+    of the stack to compare with (components/offline/deployed_state.py) instead of the last
+    successful preview."""
     # A preview is a short batch that allocates much and frees most of it at the end: the cyclic
     # collector is held off until it is done (it would pass over the same live objects again and
     # again, about a tenth of a warm preview) and runs as usual after.
@@ -451,7 +468,7 @@ def preview(
     gc.disable()
     try:
         return _timed_preview(
-            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions
+            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions, baseline_state
         )
     finally:
         if collecting:
@@ -468,20 +485,41 @@ def _timed_preview(
     program_run: ProgramRun | None,
     releases_exist: bool | None,
     api_versions: set[str] | None,
+    baseline_state: Path | None,
 ) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
-    scanner = (
-        policy.Scanner(root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None)
-        if run_checkov
-        else None
-    )
+    started: list[policy.Scanner] = []
+
+    def start_scanner() -> policy.Scanner | None:
+        if run_checkov and not started:
+            started.append(
+                policy.Scanner(
+                    root, stack, out / stack, out / policy.CACHE_DIR, options if program_run is None else None
+                )
+            )
+        return started[0] if started else None
+
+    # checkov's start overlaps the program's run, unless a chart may have to be fetched: a preview
+    # that cannot have its charts stops before anything slow starts.
+    if at_hand(root):
+        start_scanner()
     try:
         return _preview(
-            root, stack, out, progress, scanner, kube_version, echo, program_run, releases_exist, api_versions
+            root,
+            stack,
+            out,
+            progress,
+            start_scanner,
+            kube_version,
+            echo,
+            program_run,
+            releases_exist,
+            api_versions,
+            baseline_state,
         )
     finally:
-        if scanner is not None:
+        for scanner in started:
             scanner.close()
 
 
@@ -490,12 +528,13 @@ def _preview(
     stack: str,
     out: Path,
     progress: Progress,
-    scanner: policy.Scanner | None,
+    start_scanner: Callable[[], policy.Scanner | None],
     kube_version: str | None,
     echo: Callable[[str], None] | None,
     program_run: ProgramRun | None,
     releases_exist: bool | None,
     api_versions: set[str] | None,
+    baseline_state: Path | None,
 ) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
         "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
@@ -504,15 +543,34 @@ def _preview(
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
 
+    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
+    deployed = read_export(baseline_state, run.resources) if baseline_state is not None else None
+    charts = [wanted_chart(r) for r in releases + (deployed.releases if deployed else [])]
+    if charts:
+        progress.step(
+            "charts",
+            f"finding the chart archives of {len(charts)} release(s) (local, cached, else fetched)",
+            lambda: resolve(root, charts, echo),
+        )
+    scanner = start_scanner()
+
     target = out / stack
-    previous = load_state(target)
-    upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
     capabilities = stack_capabilities(root, run, kube_version, api_versions)
+    if deployed is not None:
+        state = deployed
+        baseline = progress.step(
+            "baseline",
+            f"rendering the {len(state.releases)} deployed Release(s) of {state.path} with their deployed values",
+            lambda: deployed_baseline(root, state, capabilities),
+        )
+    else:
+        baseline = last_successful(target, stack)
+    previous = baseline.state
+    upgrades: set[str] | bool = existing_releases(previous) if releases_exist is None else releases_exist
 
     sources: list[Source] = []
     problems: list[Problem] = []
     crds: list[dict[str, Any]] = []
-    releases = [r for r in run.resources if r.type == RELEASE_TYPE]
 
     written = PreviewFiles(target)
     declared: dict[int, Source] = {}  # the Kubernetes objects the program declares itself
@@ -647,12 +705,48 @@ def _preview(
     problem_counts = Counter(p.source for p in problems)
     tree = rows(STACK_TYPE, f"{run.project}-{stack}", nodes, previous, lambda name: problem_counts.get(name, 0))
     outputs = masked_outputs(run)
-    write_state(target, stack, nodes, outputs)
+    if not problems:  # only a successful preview is the next one's baseline
+        write_state(target, stack, nodes, outputs)
     result = PreviewResult(
-        stack, run, sources, problems, checkov_summary, progress.timings, target, tree, capabilities, policy_result
+        stack,
+        run,
+        sources,
+        problems,
+        checkov_summary,
+        progress.timings,
+        target,
+        tree,
+        capabilities,
+        policy_result,
+        baseline,
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
+
+
+def deployed_baseline(root: Path, deployed: DeployedState, capabilities: Capabilities) -> Baseline:
+    """The baseline of a stack export: its resources, and the objects its Releases' deployed values
+    render (as upgrades: they are installed) with the preview's Helm and capabilities."""
+    rendered = render_releases(root, deployed.releases, capabilities, True)
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for res, (source, problems, _) in zip(deployed.releases, rendered, strict=True):
+        if problems:
+            raise DeployedStateError(
+                f"--baseline-state {deployed.path}: the deployed Release {res.name} does not render: "
+                + "; ".join(p.message for p in problems)
+            )
+        objects[res.urn] = [mask_secret_object(o) for o in source.objects]
+    hidden = (
+        f"; encrypted in the export, rendered as [secret]: {', '.join(deployed.hidden)} (export with --show-secrets)"
+        if deployed.hidden
+        else ""
+    )
+    description = (
+        f"the deployed state in {deployed.path} (a stack export of stack '{deployed.stack}': "
+        f"{len(deployed.resources)} resources, {len(deployed.releases)} Helm Release(s) rendered from their deployed "
+        f"values{hidden})"
+    )
+    return Baseline(deployed.state(objects), description, "state", str(deployed.path))
 
 
 def masked_outputs(run: ProgramRun) -> dict[str, Any]:
@@ -708,13 +802,31 @@ def summary(result: PreviewResult) -> dict[str, Any]:
     }
 
 
-def table(result: PreviewResult, *, show_diff: bool = False) -> str:
-    """What the command prints: the tree with change marks, problems, the policy scan, outputs."""
-    lines = [
-        render_tree(result.rows, show_diff=show_diff),
-        "",
-        outputs_text(result.run.outputs, result.run.secret_outputs),
-    ]
+def ci_summary(result: PreviewResult) -> dict[str, Any]:
+    """What `--json FILE` writes for CI: the baseline, the counts, every changed row with its
+    changed fields, the problems."""
+    return {
+        "stack": result.stack,
+        "baseline": result.baseline.to_json() if result.baseline else None,
+        "changes": counts(result.rows),
+        "changed": diff_summary(result.rows),
+        "problems": [asdict(p) for p in result.problems],
+        "checkov": {k: result.checkov.get(k) for k in ("ran", "passed", "new", "accepted", "cached")},
+        "exitCode": 1 if result.problems else 0,
+    }
+
+
+def table(result: PreviewResult, *, show_diff: bool = False, show_same: bool = False) -> str:
+    """What the command prints: the baseline, the tree with change marks (unchanged rows only where
+    a changed one sits under them, unless `show_same`), outputs, problems, the policy scan."""
+    lines = []
+    if result.baseline is not None:
+        lines += [f"Compared with {result.baseline.description}.", ""]
+    lines.append(render_tree(result.rows, show_diff=show_diff, show_same=show_same))
+    hidden = unchanged_note(result.rows, show_same)
+    if hidden:
+        lines.append(f"     ({hidden})")
+    lines += ["", outputs_text(result.run.outputs, result.run.secret_outputs)]
     lines += ["", summary_line(result.rows)]
     lines.append(
         f"\n{len(result.objects)} objects from {len(result.sources)} sources; {len(result.problems)} problems."
@@ -734,4 +846,4 @@ def table(result: PreviewResult, *, show_diff: bool = False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "preview", "render_release", "summary", "table"]
+__all__ = ["CLUSTER_SCOPED", "PreviewResult", "Source", "ci_summary", "preview", "render_release", "summary", "table"]

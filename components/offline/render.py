@@ -1,4 +1,5 @@
-"""Find chart archives locally and render them with `helm template` (Helm v3.20, the Helm that deploys)."""
+"""Render chart archives with `helm template` (Helm v3.20, the Helm that deploys); where archives are
+found is `chart_archives`."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from components.offline.chart_archives import ChartNotFoundError, all_archives, chart_dirs, find_chart
 from components.offline.helm import Capabilities, helm_binary
+
+# Where archives are found lives in chart_archives; these names stay importable from here.
+__all__ = ["ChartNotFoundError", "all_archives", "chart_dirs", "find_chart"]
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -58,40 +62,6 @@ _YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: load
 
 def load_all(text: str) -> list[Any]:
     return list(yaml.load_all(text, Loader=_YamlLoader))
-
-
-class ChartNotFoundError(FileNotFoundError):
-    pass
-
-
-def chart_dirs(root: Path) -> list[Path]:
-    """Where chart archives are looked for: $AIRFLOW_K8S_CHARTS first, then ../shared/charts."""
-    dirs = []
-    env = os.environ.get("AIRFLOW_K8S_CHARTS")
-    if env:
-        dirs.append(Path(env))
-    dirs.append(root.resolve().parent / "shared" / "charts")
-    return dirs
-
-
-def find_chart(root: Path, chart: str, version: str | None) -> Path:
-    """The local archive of `chart` at `version` (or a local chart path as given)."""
-    candidate = Path(chart)
-    if candidate.suffix == ".tgz" or "/" in chart or candidate.is_dir() or (root / candidate).is_dir():
-        path = candidate if candidate.is_absolute() else root / candidate
-        if path.exists():
-            return path
-        raise ChartNotFoundError(f"chart path {chart!r} does not exist (looked for {path})")
-    wanted = f"{chart}-{version}.tgz" if version else f"{chart}-*.tgz"
-    dirs = chart_dirs(root)
-    for directory in dirs:
-        matches = sorted(directory.glob(wanted))
-        if matches:
-            return matches[-1]
-    raise ChartNotFoundError(
-        f"chart archive {wanted} not found; looked in: {', '.join(str(d) for d in dirs)} "
-        "(set AIRFLOW_K8S_CHARTS to a folder holding it)"
-    )
 
 
 @dataclass(frozen=True)
@@ -294,12 +264,3 @@ def _crds(path: str, mtime: float) -> tuple[dict[str, Any], ...]:
         rendered = render_chart(Path(path), {}, name, name)
         found.extend(r.obj for r in rendered.objects if r.obj.get("kind") == "CustomResourceDefinition")
     return tuple(found)
-
-
-def all_archives(root: Path) -> Iterator[Path]:
-    seen: set[str] = set()
-    for directory in chart_dirs(root):
-        for path in sorted(directory.glob("*.tgz")):
-            if path.name not in seen:
-                seen.add(path.name)
-                yield path

@@ -16,9 +16,14 @@ under its parent, and the objects of a Release in Helm's install order.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
+import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +92,28 @@ class Change:
 _MISSING = object()
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
+
+
+def key_path(path: str, key: Any) -> str:
+    """`path.key`, or `path["key"]` for a key that is not a plain name (`data["airflow.cfg"]`,
+    `metadata.labels["app.kubernetes.io/name"]`)."""
+    text = str(key)
+    if _PLAIN_KEY.match(text):
+        return f"{path}.{text}" if path else text
+    return f"{path}[{json.dumps(text)}]"
+
+
 def diff(old: Any, new: Any, path: str = "") -> list[Change]:
     """Leaf changes between two JSON-like values (lists compared by index)."""
     if old is new or (type(old) is type(new) and old == new):  # most of a preview is unchanged
         return []
+    if (old == REDACTED and _all_secret(new)) or (new == REDACTED and _all_secret(old)):
+        return []  # a secret whole (as an encrypted stack export holds it) and the same secret by its keys
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[Change] = []
         for key in list(old) + [k for k in new if k not in old]:
-            sub = f"{path}.{key}" if path else str(key)
-            out += diff(old.get(key, _MISSING), new.get(key, _MISSING), sub)
+            out += diff(old.get(key, _MISSING), new.get(key, _MISSING), key_path(path, key))
         return out
     if isinstance(old, list) and isinstance(new, list) and old and new:
         out = []
@@ -107,8 +125,17 @@ def diff(old: Any, new: Any, path: str = "") -> list[Change]:
     return [Change(path or ".", None if old is _MISSING else old, None if new is _MISSING else new)]
 
 
+def _all_secret(value: Any) -> bool:
+    """A masked secret: `[secret]`, or an object or list of nothing else."""
+    if isinstance(value, dict):
+        return bool(value) and all(_all_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return bool(value) and all(_all_secret(v) for v in value)
+    return bool(value == REDACTED)
+
+
 def _under(path: str, prefix: tuple[str, ...]) -> bool:
-    dotted = ".".join(prefix)
+    dotted = functools.reduce(key_path, prefix, "")
     return path == dotted or path.startswith(dotted + ".") or path.startswith(dotted + "[")
 
 
@@ -161,6 +188,35 @@ class Node:
         )
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What a preview's change marks compare with: `state` (None: nothing, everything is created)
+    and a sentence that says which it is."""
+
+    state: dict[str, Any] | None
+    description: str
+    kind: str  # "preview" (the last successful preview of the stack), "state" (a stack export) or "none"
+    path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "description": self.description}
+
+
+def last_successful(folder: Path, stack: str) -> Baseline:
+    """The state of the last preview of `stack` that found no problem (a failed one never is)."""
+    state = load_state(folder)
+    path = folder / STATE_FILE
+    if state is None:
+        return Baseline(
+            None,
+            f"none: no successful preview of stack '{stack}' yet ({path}), so everything shows as to create",
+            "none",
+            str(path),
+        )
+    when = f", {state['writtenAt']}" if state.get("writtenAt") else ""
+    return Baseline(state, f"the last successful preview of stack '{stack}' ({path}{when})", "preview", str(path))
+
+
 def load_state(folder: Path) -> dict[str, Any] | None:
     path = folder / STATE_FILE
     if not path.is_file():
@@ -173,7 +229,13 @@ def load_state(folder: Path) -> dict[str, Any] | None:
 
 
 def write_state(folder: Path, stack: str, nodes: list[Node], outputs: dict[str, Any]) -> None:
-    state = {"version": STATE_VERSION, "stack": stack, "resources": [n.to_state() for n in nodes], "outputs": outputs}
+    state = {
+        "version": STATE_VERSION,
+        "stack": stack,
+        "writtenAt": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "resources": [n.to_state() for n in nodes],
+        "outputs": outputs,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STATE_FILE).write_text(json.dumps(state, separators=(",", ":"), default=str) + "\n")
 
@@ -296,14 +358,100 @@ def counts(all_rows: list[Row]) -> dict[str, int]:
 # --------------------------------------------------------------------------- text
 
 
-def _short(value: Any, limit: int = 100) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
-def render_tree(all_rows: list[Row], *, show_diff: bool = False, show_same: bool = True) -> str:
-    """The rows as `pulumi preview` prints them: mark, type, name, plan."""
-    shown = [r for r in all_rows if show_same or r.op != SAME or r.depth == 0]
+def terminal_width() -> int:
+    """The width lines are wrapped at: the terminal's ($COLUMNS), at least 80; 120 when not a terminal."""
+    return max(80, shutil.get_terminal_size((120, 24)).columns)
+
+
+def wrap(first: str, text: str, indent: str, width: int) -> list[str]:
+    """`first + text` in lines of at most `width` characters, continuation lines under `indent`,
+    broken after a space where there is one in the second half of a line; nothing is left out
+    (the lines' texts, indents taken off, join back into `text`)."""
+    lines: list[str] = []
+    lead, rest = first, text
+    while True:
+        room = max(20, width - len(lead))
+        if len(rest) <= room:
+            lines.append(lead + rest)
+            return lines
+        cut = rest.rfind(" ", room // 2, room) + 1 or room
+        lines.append(lead + rest[:cut])
+        lead, rest = indent, rest[cut:]
+
+
+def _multiline(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value.strip("\n")
+
+
+_SECTION = re.compile(r"^\s*\[[^\]]+\]\s*$")
+
+
+def line_diff(old: str, new: str) -> tuple[list[str], int]:
+    """The changed lines of a multi-line string: each changed part under the line it starts at
+    (and the `[section]` it is in, for INI files such as airflow.cfg), then `- old` / `+ new`.
+    Returns those lines and how many lines changed."""
+    before, after = old.splitlines(), new.splitlines()
+    out: list[str] = []
+    changed = 0
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        section = next((line.strip() for line in reversed(after[:j1]) if _SECTION.match(line)), "")
+        out.append(f"@@ line {j1 + 1}{' in ' + section if section else ''}")
+        out += [f"- {line}" for line in before[i1:i2]]
+        out += [f"+ {line}" for line in after[j1:j2]]
+        changed += max(i2 - i1, j2 - j1)
+    return out, changed
+
+
+def change_lines(change: Change, pad: str, width: int) -> list[str]:
+    """One changed field as the diff prints it: `~ path: old => new` (wrapped, never cut), or for
+    a multi-line string (a config file in a ConfigMap) only its changed lines."""
+    old, new, path = change.old, change.new, change.path
+    if _multiline(old) or _multiline(new):
+        before = old if isinstance(old, str) else ("" if old is None else _json(old))
+        after = new if isinstance(new, str) else ("" if new is None else _json(new))
+        lines, count = line_diff(before, after)
+        mark = "+" if old is None else "-" if new is None else "~"
+        total = len(after.splitlines()) if new is not None else len(before.splitlines())
+        out = [f"{pad}{mark} {path}: {count} of {total} lines {'changed' if mark == '~' else 'in all'}"]
+        for line in lines:
+            out += wrap(f"{pad}    ", line, f"{pad}      ", width)
+        return out
+    if old is None:
+        return wrap(f"{pad}+ {path}: ", _json(new), f"{pad}    ", width)
+    if new is None:
+        return wrap(f"{pad}- {path}: ", _json(old), f"{pad}    ", width)
+    text = f"{_json(old)} => {_json(new)}"
+    return wrap(f"{pad}~ {path}: ", text, f"{pad}    ", width)
+
+
+def shown_rows(all_rows: list[Row], show_same: bool) -> list[Row]:
+    """Every row, or (the default) the changed ones with the rows above them, for where they sit."""
+    if show_same:
+        return list(all_rows)
+    keep: set[int] = {0} if all_rows else set()
+    above: list[int] = []  # the index of the last row seen at each depth
+    for i, r in enumerate(all_rows):
+        del above[r.depth :]
+        above.append(i)
+        if r.op != SAME or r.problems:
+            keep.update(above)
+    return [r for i, r in enumerate(all_rows) if i in keep]
+
+
+def render_tree(
+    all_rows: list[Row], *, show_diff: bool = False, show_same: bool = False, width: int | None = None
+) -> str:
+    """The rows as `pulumi preview` prints them: mark, type, name, plan; unchanged rows only where
+    a changed one sits under them, unless `show_same`."""
+    width = width or terminal_width()
+    shown = shown_rows(all_rows, show_same)
     prefixes = _tree_prefixes([r.depth for r in shown])
     type_width = min(max(len(p + r.type) for p, r in zip(prefixes, shown, strict=True)), 72)
     name_width = min(max(len(r.name) for r in shown), 60)
@@ -319,13 +467,32 @@ def render_tree(all_rows: list[Row], *, show_diff: bool = False, show_same: bool
         if show_diff and r.changes:
             pad = " " * (5 + len(prefix) + 3)
             for c in r.changes:
-                if c.old is None:
-                    lines.append(f"{pad}+ {c.path}: {_short(c.new)}")
-                elif c.new is None:
-                    lines.append(f"{pad}- {c.path}: {_short(c.old)}")
-                else:
-                    lines.append(f"{pad}~ {c.path}: {_short(c.old)} => {_short(c.new)}")
+                lines += change_lines(c, pad, width)
     return "\n".join(lines)
+
+
+def unchanged_note(all_rows: list[Row], show_same: bool) -> str:
+    hidden = len(all_rows) - len(shown_rows(all_rows, show_same))
+    return f"{hidden} unchanged not shown (--show-sames lists them)" if hidden else ""
+
+
+def diff_summary(all_rows: list[Row]) -> list[dict[str, Any]]:
+    """The changed rows for a machine: op, type, name, note and each changed field (multi-line
+    strings also as their changed lines)."""
+    out = []
+    for r in all_rows:
+        if r.op == SAME:
+            continue
+        changes = []
+        for c in r.changes:
+            entry: dict[str, Any] = {"path": c.path, "old": c.old, "new": c.new}
+            if _multiline(c.old) or _multiline(c.new):
+                entry["lines"] = line_diff(
+                    c.old if isinstance(c.old, str) else "", c.new if isinstance(c.new, str) else ""
+                )[0]
+            changes.append(entry)
+        out.append({"op": r.op, "type": r.type, "name": r.name, "note": r.note, "changes": changes})
+    return out
 
 
 def _tree_prefixes(depths: list[int]) -> list[str]:
@@ -366,6 +533,6 @@ def outputs_text(outputs: dict[str, Any], secret: set[str]) -> str:
     width = max(len(k) for k in outputs)
     lines = ["Outputs:"]
     for key in sorted(outputs):
-        value = REDACTED if key in secret else _short(outputs[key], 200)
-        lines.append(f"    {key:<{width}}: {value}")
+        value = REDACTED if key in secret else _json(outputs[key])
+        lines += wrap(f"    {key:<{width}}: ", value, " " * (width + 6), terminal_width())
     return "\n".join(lines)

@@ -28,6 +28,7 @@ import pulumi
 from components.airflow.component import AirflowRelease
 from components.airflow.task_images import task_image_variables
 from components.airflow.values import airflow_api_port, deep_merge
+from components.core.arguments import as_arguments
 from components.core.reader import ConfigError
 from components.keda.component import KedaOperator
 from components.keda.values import airflow_values as keda_airflow_values
@@ -65,6 +66,9 @@ CONFIG_KEYS: dict[str, str] = {
     "team_secrets": "teamSecrets",
     "previous_fernet_keys": "previousFernetKeys",
 }
+
+ARGUMENTS: dict[str, str] = {key: arg for arg, key in CONFIG_KEYS.items()}
+"""Stack config key -> the Python argument that holds it (messages name the argument)."""
 
 SECRET_ARGS: tuple[str, ...] = tuple(arg for arg, key in CONFIG_KEYS.items() if key in SECRET_KEYS)
 """Arguments that hold credentials: marked secret in the package schema, kept secret in state."""
@@ -189,7 +193,9 @@ class AirflowPlatform(pulumi.ComponentResource):
     """The team task namespaces, in config order."""
 
     def __init__(self, name: str, args: AirflowPlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        config = config_of(args)
+        # A mistake in the arguments is told as the argument path the caller wrote, as one message.
+        with as_arguments("AirflowPlatform", name, ARGUMENTS):
+            config = config_of(args)
         super().__init__(f"{PACKAGE}:index:AirflowPlatform", name, {}, opts)
         self._declare(name, config)
 

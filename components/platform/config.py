@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,13 +18,23 @@ from components.airflow.fernet_config import parse_previous_keys
 from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
 from components.airflow.secret_files import other_secrets_backend
 from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
-from components.core.cluster_target import require_target
-from components.core.reader import DNS1123_LABEL, ConfigError, Node, dns_label, register_secrets
+from components.core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
+from components.core.names import is_label_value, is_qualified_name
+from components.core.reader import (
+    DNS1123_LABEL,
+    ConfigError,
+    Node,
+    bounded,
+    dns_label,
+    json_value,
+    matches,
+    register_secrets,
+)
 from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
 from components.monitoring.config import parse_monitoring
 from components.platform.environment import check_no_clash, parse_environment
-from components.platform.guards import check_stack, foreign_keys
+from components.platform.guards import check_plain_credentials, check_stack, foreign_keys
 from components.platform.identity_config import parse_identity
 from components.platform.identity_values import backup_identity, check_identity
 from components.platform.types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
@@ -70,26 +80,22 @@ def _claim_ref(key: str, value: str) -> str:
     return value
 
 
-_LABEL_KEY = r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_LABEL_VALUE = r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
-_LABEL_PAIR = re.compile(f"^{_LABEL_KEY}={_LABEL_VALUE}$")
-
-
 def _pod_labels(key: str, value: str) -> str:
     """A pre-existing pod, by its labels: 'kube-system/k8s-app=kube-dns' (pairs joined by ',')."""
     ns, _, labels = value.partition("/")
-    pairs = labels.split(",") if labels else []
-    if not DNS1123_LABEL.match(ns) or not pairs or not all(_LABEL_PAIR.match(p) for p in pairs):
+    pairs = [pair.partition("=") for pair in labels.split(",")] if labels else []
+    if (
+        not matches(DNS1123_LABEL, ns)
+        or not pairs
+        or not all(sep and is_qualified_name(k) and is_label_value(v) for k, sep, v in pairs)
+    ):
         raise ConfigError(key, value, "expected 'namespace/key=value' or 'namespace/key=value,key=value'.")
     return value
 
 
-_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?(/[A-Z][A-Za-z0-9]*)?$")
-
-
 def _api_version(key: str, value: str) -> str:
     """An API the cluster serves: 'group/version' or 'group/version/Kind' (as Helm's APIVersions.Has takes)."""
-    if not _API_VERSION.match(value):
+    if not matches(API_VERSION, value):
         raise ConfigError(key, value, "expected 'group/version' or 'group/version/Kind', e.g. 'cert-manager.io/v1'.")
     return value
 
@@ -107,7 +113,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
         kubernetes_version=node.string(
             "kubernetesVersion",
             "1.31",
-            choices=[f"1.{m}" for m in range(27, 36)],
+            choices=KUBERNETES_VERSIONS,
         ),
         environment=node.string("environment", "production", choices=("laptop", "production")),
         api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
@@ -119,7 +125,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
 def _decode(key: str, value: Any, secret: bool = False) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json_value(key, value, secret=secret)
         except json.JSONDecodeError:
             shown = "[secret]" if secret else value  # never echo a secret
             raise ConfigError(key, shown, "expected an object (set it in the stack file, or with --path).") from None
@@ -141,6 +147,8 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
 
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    for key, value in values.items():
+        bounded(key, value, secret=key in secret_keys, plain=True)
     register_secrets([values[k] for k in secret_keys if k in values])
     for key in values:
         if key not in KNOWN_KEYS:
@@ -167,6 +175,9 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
                 "[secret]",
                 f"this object must not be a secret; credentials go in the top-level keys {', '.join(SECRET_KEYS)}.",
             )
+    # Credentials by their shape in any plain key, before a parser could show one in its message
+    # (URLs with credentials last, after the keys that say where theirs belong).
+    check_plain_credentials(values, secret_keys, urls=False, either=EITHER_KEYS)
     secrets = StackSecrets(
         git_token=values.get("gitToken"),
         git_ssh_key=values.get("gitSshKey"),
@@ -272,6 +283,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
     # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
     # invariants on the final values of every Release (components/airflow/invariants.py).
     check_stack(stack)
+    check_plain_credentials(values, secret_keys, urls=True, either=EITHER_KEYS)
     return stack
 
 
@@ -293,32 +305,34 @@ def cfg_network_needs(airflow: AirflowConfig, namespace: str) -> bool:
     return net.enabled and namespace not in net.metrics_namespaces
 
 
-def read_pulumi_config(project: str) -> tuple[dict[str, Any], set[str]]:
-    """This project's keys and which are secret, from the running Pulumi program."""
+def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
+    """Every config key of the running Pulumi program (full names, `<namespace>:<key>`) and which are secret."""
     from pulumi.runtime import config as runtime_config
 
-    prefix = f"{project}:"
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
-    register_secrets([v for k, v in merged.items() if k in secret_full])
-    foreign_keys(merged, project, KNOWN_KEYS)
-    values = {k[len(prefix) :]: v for k, v in merged.items() if k.startswith(prefix)}
+    return merged, secret_full
+
+
+def check_config(config: Mapping[str, Any], secret_full: Iterable[str], project: str = PROJECT) -> StackConfig:
+    """The stack edge, whole: the config Pulumi hands the program (full key names, as `pulumi config
+    --json` shows them) with no key under a look-alike namespace, this project's keys parsed and
+    checked (`parse_stack`), and a production stack naming its cluster. What `load()` runs."""
+    secret_full = set(secret_full)
+    register_secrets([v for k, v in config.items() if k in secret_full])
+    foreign_keys(config, project, KNOWN_KEYS)
+    prefix = f"{project}:"
+    values = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
     secrets = {k[len(prefix) :] for k in secret_full if k.startswith(prefix)}
-    return values, secrets
+    cfg = parse_stack(values, secrets)
+    target = {name: config.get(f"kubernetes:{name}") for name in ("context", "kubeconfig")}
+    require_target(cfg.cluster.production, target)
+    return cfg
 
 
 def load() -> StackConfig:
     """Read and validate this stack's config. Call once, before declaring resources."""
     import pulumi
 
-    values, secret_keys = read_pulumi_config(pulumi.get_project())
-    cfg = parse_stack(values, secret_keys)
-    require_target(cfg.cluster.production, kubernetes_config())
-    return cfg
-
-
-def kubernetes_config() -> dict[str, str | None]:
-    """The stack's `kubernetes:context` and `kubernetes:kubeconfig` (secret or not; only whether set counts)."""
-    from pulumi.runtime.config import get_config
-
-    return {"context": get_config("kubernetes:context"), "kubeconfig": get_config("kubernetes:kubeconfig")}
+    config, secret_full = read_pulumi_config()
+    return check_config(config, secret_full, pulumi.get_project())

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from components.core.reader import ConfigError, type_name
+from components.core.reader import ConfigError, json_value, type_name
 from components.logs.config import LogsConfig
 from components.spark.config import SparkConfig
 from components.spark.values import airflow_connections, airflow_variables
@@ -50,7 +50,7 @@ def _check_id(key: str, ident: str, prefix: str) -> None:
 def _decode_object(key: str, raw: Any, secret: bool) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = json_value(key, raw, secret=secret)
         except json.JSONDecodeError:
             raise ConfigError(
                 key, HIDDEN if secret else raw, "expected a JSON object {id: value}.", _set_command(key, secret)
@@ -87,7 +87,7 @@ def parse_connections(raw: Any, key: str = "connections") -> dict[str, str]:
         _check_id(item, conn_id, "AIRFLOW_CONN_")
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
-                value = json.loads(value)
+                value = json_value(item, value, secret=True)
             except json.JSONDecodeError:
                 raise ConfigError(item, HIDDEN, "starts with '{' but is not valid JSON.") from None
         if isinstance(value, str):
@@ -172,6 +172,34 @@ def platform_variables(spark: SparkConfig) -> dict[str, tuple[str, str]]:
     return {key: ("spark", advice) for key in airflow_variables(spark)}
 
 
+# The API server refuses a Secret whose values hold more than 1 MiB together (MaxSecretSize).
+MAX_SECRET_BYTES = 1024 * 1024
+# What the platform adds to the same Secret (Spark's connection and variables, task images, the
+# remote-logging and git bundle connections) stays well under this.
+PLATFORM_ENTRIES_BYTES = 16 * 1024
+
+
+def check_secret_size(connections: Mapping[str, str], variables: Mapping[str, str]) -> None:
+    """connections.json and variables.json share one Secret: together they must fit in 1 MiB."""
+    from components.airflow.secret_files import connections_file, variables_file
+
+    size = len(connections_file(connections).encode()) + len(variables_file(variables).encode())
+    if size + PLATFORM_ENTRIES_BYTES <= MAX_SECRET_BYTES:
+        return
+    entries = [(f"connections.{k}", v) for k, v in connections.items()] + [
+        (f"variables.{k}", v) for k, v in variables.items()
+    ]
+    key, value = max(entries, key=lambda entry: len(entry[1].encode()))
+    raise ConfigError(
+        key,
+        f"[{len(value.encode())} bytes]",
+        f"connections and variables reach Airflow in one Secret, and together they hold {size} bytes; the API server "
+        f"refuses a Secret over 1 MiB ({MAX_SECRET_BYTES} bytes, {PLATFORM_ENTRIES_BYTES} of them kept for the "
+        "platform's own entries). This is the largest entry.",
+        "keep large data out of Variables: in the DAG repository, or an object store the DAG reads.",
+    )
+
+
 def parse_environment(
     values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, spark: SparkConfig, logs: LogsConfig
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -181,4 +209,5 @@ def parse_environment(
     variables = parse_variables(values["variables"], secret="variables" in secret_keys) if "variables" in values else {}
     check_no_clash("connections", connections, platform_connections(spark, logs))
     check_no_clash("variables", variables, platform_variables(spark))
+    check_secret_size(connections, variables)
     return connections, variables

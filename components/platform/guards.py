@@ -13,11 +13,12 @@ Messages name the config key, the bad value (never a secret's text) and the fix.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from components.airflow import invariants
 from components.airflow.guards import (
@@ -27,7 +28,10 @@ from components.airflow.guards import (
     resources_valid,
     size_valid,
 )
-from components.core.reader import ConfigError
+from components.core.credentials import credential_in
+from components.core.reader import ConfigError, json_value
+from components.platform.contradictions import check_contradictions
+from components.teams.config import check_limit_range
 
 if TYPE_CHECKING:
     from components.platform.types import StackConfig
@@ -73,6 +77,10 @@ def namespaces(stack: StackConfig) -> list[NamespaceUse]:
         uses.append(NamespaceUse("spark.namespace", stack.spark.namespace, "the Spark operator"))
         for i, job in enumerate(stack.spark.job_namespaces):
             uses.append(NamespaceUse(f"spark.jobNamespaces[{i}]", job.name, "Spark jobs", job.create))
+    keda = stack.keda
+    if keda.enabled:
+        where = "install" if keda.install is not None else "existing"
+        uses.append(NamespaceUse(f"keda.{where}.namespace", keda.namespace, "KEDA", created=keda.install is not None))
     for i, team in enumerate(stack.teams):
         uses.append(NamespaceUse(f"teams[{i}].namespace", team.namespace, f"team {team.name!r}"))
     return uses
@@ -94,7 +102,7 @@ def check_namespaces(stack: StackConfig) -> None:
                 f"set {use.key} to a dedicated namespace such as 'airflow', 'spark-jobs' or '<team>-tasks'.",
             )
         known = KNOWN_CONTROLLER_NAMESPACES.get(use.namespace)
-        if known and use.role != "the ingress controller":
+        if known and use.role not in ("the ingress controller", known):
             raise ConfigError(
                 use.key,
                 use.namespace,
@@ -184,6 +192,38 @@ def check_urls(stack: StackConfig) -> None:
         )
 
 
+def check_plain_credentials(
+    values: Mapping[str, Any], secret_keys: Iterable[str], *, urls: bool, either: Iterable[str] = ()
+) -> None:
+    """Secrets by shape (components/core/credentials.py), in every key that is not secret: a private
+    key, a token, a chat webhook, a kubeconfig with credentials or (with `urls`) a URL with
+    credentials is refused, naming the key and the secret key it belongs in, never the value.
+    `either`: keys that may be set plain or secret (`variables`): the fix says to make them secret."""
+    secret = set(secret_keys)
+    for key, raw in values.items():
+        if key in secret:
+            continue
+        value = raw
+        if isinstance(raw, str) and raw[:1] in "{[":
+            try:
+                value = json_value(key, raw)
+            except json.JSONDecodeError:
+                value = raw
+        found = credential_in(value, urls=urls)
+        if found is None:
+            continue
+        fix = f"put it in a secret key: {found.shape.belongs}."
+        if key in either:
+            fix = f"set '{key}' as a secret (pulumi config set --secret {key} '<json>'), or {fix}"
+        raise ConfigError(
+            f"{key}{found.where}",
+            "[not shown]",
+            f"this looks like {found.detail}; a plain config key is stored in clear in the stack file, shown by "
+            "`pulumi config` and in every preview.",
+            fix,
+        )
+
+
 # ---------------------------------------------------------------------------
 # Connection URIs and the database URL
 
@@ -203,6 +243,13 @@ def uri_problem(text: str) -> str | None:
     except ValueError:
         return "its port is not a number (a ':' or '/' in the password must be percent-encoded)"
     del port
+    if not parts.scheme:
+        scheme = text.split("://", 1)[0]
+        return (
+            f"Airflow reads its type from the scheme with urlsplit, which takes no {scheme!r} (a scheme is letters, "
+            "digits, '+', '-' and '.'): the type would be empty; write '_' as '-' (google-cloud-platform://), "
+            "Airflow turns it back"
+        )
     if parts.netloc.count("@") > 1:
         return "its user information contains '@'"
     if "@" in parts.path or "@" in parts.query:
@@ -306,7 +353,9 @@ def check_teams(stack: StackConfig) -> None:
         ):
             for name, text in amounts.items():
                 resource = "memory" if "memory" in name.lower() else "cpu" if "cpu" in name.lower() else ""
-                invariants.amount_valid(f"teams[{i}].{part}.{quota_keys.get(name, name)}", resource, text)
+                key = f"teams[{i}].{part}.{quota_keys.get(name, name)}"
+                invariants.amount_valid(key, resource, text, one_pod=part != "quota")
+        check_limit_range(f"teams[{i}].limits", team)
 
 
 def check_logs(stack: StackConfig) -> None:
@@ -376,6 +425,7 @@ def check_stack(stack: StackConfig) -> None:
     check_teams(stack)
     check_logs(stack)
     check_monitoring(stack)
+    check_contradictions(stack)
     check_releases(stack)
 
 

@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.core.reader import ConfigError, Node
+from components.core import names
+from components.core.reader import ConfigError, Node, matches
 
 Provider = Literal["aws", "gcp", "azure"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")
@@ -54,9 +55,6 @@ _VALUE: dict[str, tuple[re.Pattern[str], str]] = {
 AIRFLOW_COMPONENTS = ("scheduler", "apiServer", "webserver", "triggerer", "dagProcessor", "workers", "taskPods")
 SPARK_COMPONENTS = ("sparkDriver", "sparkExecutor")
 COMPONENTS = (*AIRFLOW_COMPONENTS, *SPARK_COMPONENTS, "metadataBackup")
-
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 @dataclass(frozen=True)
@@ -94,21 +92,9 @@ class IdentityConfig:
 
 def _identity(key: str, provider: str, value: Any) -> str:
     pattern, what = _VALUE[provider]
-    if not isinstance(value, str) or not pattern.match(value):
+    if not matches(pattern, value):
         raise ConfigError(key, value, f"expected {what} (identity.provider is {provider!r}).")
-    return value
-
-
-def _string_map(node: Node, name: str, *, values: re.Pattern[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in node.plain_object(name).items():
-        if not _LABEL_KEY.match(k):
-            raise ConfigError(f"{node.key(name)}.{k}", k, "not a valid Kubernetes annotation or label key.")
-        if not isinstance(v, str) or (values is not None and not values.match(v)):
-            what = "a label value (63 characters of A-Z a-z 0-9 - _ .)" if values else "a string (quote numbers)"
-            raise ConfigError(f"{node.key(name)}.{k}", v, f"expected {what}.")
-        out[k] = v
-    return out
+    return str(value)
 
 
 def parse_identity(raw: Any) -> IdentityConfig:
@@ -137,8 +123,8 @@ def parse_identity(raw: Any) -> IdentityConfig:
             None,
             "an identity needs a value: identity.default (every Airflow component) or identity.components.<name>.",
         )
-    annotations = _string_map(node, "annotations", values=None)
-    labels = _string_map(node, "labels", values=_LABEL_VALUE)
+    annotations = names.annotation_map(node.key("annotations"), node.plain_object("annotations"))
+    labels = names.label_map(node.key("labels"), node.plain_object("labels"))
     for k in (*annotations, *labels):
         if k.startswith(("eks.amazonaws.com/", "iam.gke.io/", "azure.workload.identity/")):
             where = node.key("annotations") if k in annotations else node.key("labels")

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from components.core.reader import ConfigError
+from components.core.reader import MAX_DEPTH, MAX_TEXT, ConfigError, bounded
 
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _OCTAL_OLD = re.compile(r"^[-+]?0[0-7_]+$")
@@ -138,20 +138,94 @@ _Loader.add_implicit_resolver(PLAIN, re.compile(r".*", re.DOTALL), None)
 _Loader.add_constructor(PLAIN, _scalar)
 
 
+# A stack file nests its values two levels down (`config:`, then the key).
+_FILE_DEPTH = MAX_DEPTH + 2
+
+
 def load(text: str) -> Any:
-    """A YAML document as the Pulumi CLI reads it (Go values: ints, floats, bools, strings, times)."""
-    loader = _Loader(text)
+    """A YAML document as the Pulumi CLI reads it (Go values: ints, floats, bools, strings, times).
+
+    Bounded before it is built: a file over MAX_TEXT characters, or nested deeper than a config
+    value may be (read event by event, which takes no recursion), is refused with where it is;
+    what aliases expand to is bounded like any config value."""
+    if len(text) > MAX_TEXT:
+        raise ConfigError(
+            "<stack file>",
+            "[not shown]",
+            f"larger than any stack file needs ({len(text)} characters, at most {MAX_TEXT}).",
+            "keep large data out of the stack config (in the DAG repository, or an object store).",
+        )
+    try:
+        _depth_within(text)
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise _not_yaml(exc) from None
     loader.parents = {}
     try:
-        return loader.get_single_data()
+        doc = loader.get_single_data()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "the file"
-        raise ConfigError(
-            "<stack file>", "[not shown]", f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}."
-        ) from None
+        raise _not_yaml(exc) from None
+    except RecursionError:  # aliases that refer to themselves
+        raise ConfigError("<stack file>", "[not shown]", "an alias refers to the value that holds it.") from None
     finally:
         loader.dispose()
+    return doc
+
+
+def _not_yaml(exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}" if mark is not None else "the file"
+    return ConfigError("<stack file>", "[not shown]", f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}.")
+
+
+def _depth_within(text: str) -> None:
+    """Read the YAML events, stopping at the first collection nested deeper than _FILE_DEPTH,
+    which is refused naming the config key that holds it."""
+    parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    # One frame per open collection: [the key or index being read, expecting a mapping key].
+    frames: list[list[Any]] = []
+
+    def value_done() -> None:
+        if frames:
+            frame = frames[-1]
+            if isinstance(frame[0], int):
+                frame[0] += 1
+            else:
+                frame[1] = True
+
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(frames) >= _FILE_DEPTH:
+                    raise _too_deep_at(frames, event.start_mark.line + 1 if event.start_mark else 0)
+                frames.append([0, False] if isinstance(event, yaml.SequenceStartEvent) else ["", True])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                frames.pop()
+                value_done()
+            elif isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+                if frames and frames[-1][1] and not isinstance(frames[-1][0], int):
+                    frames[-1] = [getattr(event, "value", "*"), False]
+                else:
+                    value_done()
+    finally:
+        parser.dispose()
+
+
+def _too_deep_at(frames: list[list[Any]], line: int) -> ConfigError:
+    inside = frames[1:] if frames and frames[0][0] == "config" else frames
+    parts = [f"[{f[0]}]" if isinstance(f[0], int) else f".{f[0]}" for f in inside]
+    if parts and ":" in parts[0]:
+        parts[0] = parts[0].split(":", 1)[1]  # airflow-k8s:airflow -> airflow
+    key = "".join(parts).lstrip(".")
+    if len(parts) > 6:  # name where it starts: 'airflow.extraValues.a[0][0]...'
+        key = "".join(parts[:5]).lstrip(".") + "..."
+    return ConfigError(
+        key or "<stack file>",
+        "[not shown]",
+        f"nested deeper than {MAX_DEPTH} levels of objects and lists (line {line}); no setting needs that many.",
+        "flatten the value (the configuration reference shows the shape of each key).",
+    )
 
 
 def _go_float(number: float) -> str:
@@ -197,11 +271,14 @@ def _go_time(stamp: datetime.datetime) -> str:
     return f"{text} {sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d} {zone}".rstrip()
 
 
-def _json_ready(value: Any) -> Any:
+def _json_ready(value: Any, key: str) -> Any:
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): _json_ready(v, f"{key}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_ready(v) for v in value]
+        return [_json_ready(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON has no infinity or NaN: the Pulumi CLI cannot hand this value to a program.
+        raise ConfigError(key, value, "expected a finite number (JSON, in which Pulumi passes objects, has no .inf).")
     if isinstance(value, float) and value == int(value) and abs(value) < 1e21:
         return int(value)
     if isinstance(value, datetime.datetime):
@@ -232,11 +309,15 @@ def config_values(raw: Any, project: str) -> tuple[dict[str, Any], set[str]]:
                 "keep one of them.",
             )
         written[full] = key
+        # Aliases are references: what they expand to is bounded like any config value.
+        secure = isinstance(value, dict) and set(value) == {"secure"}
+        bounded(full.split(":", 1)[1] if full.startswith(f"{project}:") else full, value, secret=secure)
         if isinstance(value, dict) and set(value) == {"secure"}:
             out[full] = value
             secrets.add(full)
         elif isinstance(value, dict | list):
-            out[full] = json.dumps(_json_ready(value), sort_keys=True, separators=(",", ":"))
+            name = full.split(":", 1)[1] if full.startswith(f"{project}:") else full
+            out[full] = json.dumps(_json_ready(value, name), sort_keys=True, separators=(",", ":"))
         else:
             out[full] = _text(value)
     return out, secrets

@@ -11,11 +11,14 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.reader import ConfigError, Node, dns_label
+from components.core.reader import ConfigError, Node, dns_label, quantity_value
 
 # Namespaces no team may take: the cluster's own, and those the platform uses.
 RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 RESERVED_PREFIXES = ("kube-", "openshift-")
+
+# The API server refuses a Secret whose values hold more than 1 MiB together (MaxSecretSize).
+MAX_SECRET_BYTES = 1024 * 1024
 
 POD_SECURITY_LEVEL = "restricted"
 # Pod Security levels a team namespace may enforce; `baseline` needs a stated reason.
@@ -47,10 +50,48 @@ class Team:
     """The Pod Security Admission level enforced in the namespace: `restricted` or `baseline`."""
     pod_security_reason: str | None = None
     """Why the team needs `baseline` (recorded on the namespace)."""
+    limits_set: frozenset[str] = frozenset()
+    """The parts of `limits` the team wrote (default, defaultRequest, max); the others are ours."""
 
     @property
     def service_account(self) -> str:
         return f"{self.name}-tasks"
+
+
+# The LimitRange defaults a team gets when it sets none.
+DEFAULT_LIMITS = {"cpu": "500m", "memory": "512Mi"}
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+
+
+def check_limit_range(key: str, team: Team) -> None:
+    """ValidateLimitRange on a container item: default request <= default limit <= max, and default
+    request <= max; a default this module applies (the team set none) counts like a written one.
+    Run after each amount has been checked on its own (components/platform/guards.py)."""
+    given = team.limits_set
+
+    def said(part: str, res: str, value: str) -> str:
+        applied = "" if part in given else f" (applied when {key}.{part} is unset)"
+        return f"{key}.{part}.{res} is {value}{applied}"
+
+    for res in ("cpu", "memory"):
+        amounts = {
+            "defaultRequest": team.default_requests.get(res),
+            "default": team.default_limits.get(res),
+            "max": team.max_limits.get(res),
+        }
+        for low_part, high_part in (("defaultRequest", "default"), ("default", "max"), ("defaultRequest", "max")):
+            low, high = amounts[low_part], amounts[high_part]
+            if low is None or high is None or quantity_value(low) <= quantity_value(high):
+                continue
+            blamed = high_part if high_part in given else low_part
+            raise ConfigError(
+                f"{key}.{blamed}.{res}",
+                amounts[blamed],
+                f"the API server refuses this LimitRange: {said(low_part, res, low)}, above "
+                f"{said(high_part, res, high)}; a default request may not exceed the default limit, and neither may "
+                "exceed the largest container (max).",
+                f"raise {key}.{high_part}.{res} or lower {key}.{low_part}.{res} (set it to apply your own).",
+            )
 
 
 _QUOTA_KEYS = {
@@ -86,8 +127,12 @@ def _egress(node: Node) -> tuple[Egress, ...]:
                 inner = ipaddress.ip_network(ex, strict=True)
             except ValueError:
                 raise ConfigError(f"{e.key('except')}[{j}]", ex, "expected a CIDR.") from None
-            if not inner.subnet_of(network):  # type: ignore[arg-type]
-                raise ConfigError(f"{e.key('except')}[{j}]", ex, f"must lie inside {cidr}.")
+            if inner.version != network.version or not inner.subnet_of(network):  # type: ignore[arg-type]
+                raise ConfigError(
+                    f"{e.key('except')}[{j}]",
+                    ex,
+                    f"must lie inside {cidr} (an IPv{network.version} block takes IPv{network.version} exceptions).",
+                )
         ports_raw = e.raw("ports", [])
         if not isinstance(ports_raw, list) or not all(
             isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports_raw
@@ -167,9 +212,9 @@ def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str
         max_limits = _quantities(limits, "max", ("cpu", "memory"))
         limits.finish()
         if not default_limits:
-            default_limits = {"cpu": "500m", "memory": "512Mi"}
+            default_limits = dict(DEFAULT_LIMITS)
         if not default_requests:
-            default_requests = {"cpu": "100m", "memory": "128Mi"}
+            default_requests = dict(DEFAULT_REQUESTS)
         secrets = node.string_list("secrets", [], item=lambda k, v: dns_label(k, v, max_len=253))
         level, reason = _pod_security(node)
         teams.append(
@@ -185,6 +230,7 @@ def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str
                 secrets=tuple(secrets),
                 pod_security=level,
                 pod_security_reason=reason,
+                limits_set=frozenset(p for p in ("default", "defaultRequest", "max") if limits.has(p)),
             )
         )
         node.finish()
@@ -216,6 +262,14 @@ def parse_team_secrets(raw: Any, teams: tuple[Team, ...]) -> dict[str, dict[str,
                 )
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise ConfigError(f"teamSecrets.{team_name}.{secret_name}", "[secret]", "expected {key: string}.")
+            size = sum(len(v.encode()) for v in data.values())
+            if size > MAX_SECRET_BYTES:
+                raise ConfigError(
+                    f"teamSecrets.{team_name}.{secret_name}",
+                    f"[{size} bytes]",
+                    f"the API server refuses a Secret whose values hold more than 1 MiB ({MAX_SECRET_BYTES} bytes).",
+                    "keep large files out of Secrets (an object store the task reads with its credentials).",
+                )
         out[team_name] = {k: dict(v) for k, v in secrets.items()}
     for team in teams:
         missing = [s for s in team.secrets if s not in out.get(team.name, {})]

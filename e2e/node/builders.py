@@ -54,9 +54,9 @@ class Context:
         (self.rootfs / "tmp").chmod(0o1777)
         return self.rootfs
 
-    def debian_base(self, packages: tuple[str, ...] = ()) -> Path:
-        with self.step("Debian base"):
-            base = debian.base(self.cache, self.log)
+    def debian_base(self, packages: tuple[str, ...] = (), suite: str = debian.SUITE) -> Path:
+        with self.step(f"Debian base ({suite})"):
+            base = debian.base(self.cache, self.log, suite)
         with self.step("copy of the base"):
             debian.copy_tree(base, self.rootfs)
             debian.with_network(self.rootfs)
@@ -112,20 +112,22 @@ def _users(root: Path, passwd: str, group: str) -> None:
     _write(root / "etc/group", group)
 
 
-def _busybox_tree(ctx: Context) -> Path:
-    """An empty tree holding Debian's busybox-static and a link per applet in /bin, with the
-    users of the official busybox image (root, nobody)."""
+def _busybox_tree(ctx: Context, suite: str) -> Path:
+    """An empty tree holding Debian's busybox-static (trixie's: BusyBox 1.37.0, a static binary
+    that needs nothing else) and a link per applet in /bin, with the users of the official
+    busybox image (root, nobody)."""
     root = ctx.empty()
     scratch = ctx.work / "busybox"
-    with ctx.step("busybox-static from Debian"):
+    with ctx.step(f"busybox-static from Debian {suite}"):
         helper = ctx.work / "apt-root"
         debian.copy_tree(debian.base(ctx.cache, ctx.log), helper)
         debian.with_network(helper)
-        (deb,) = debian.download_debs(helper, ["busybox-static"], ctx.cache / "apt-archives", ctx.log, scratch)
+        (deb,) = debian.download_debs(helper, ["busybox-static"], ctx.log, scratch, suite)
         shutil.rmtree(helper)
         debian.run_logged(["dpkg-deb", "-x", str(deb), str(scratch / "x")], ctx.log)
     busybox = root / "bin/busybox"
-    _install(scratch / "x/bin/busybox", busybox)
+    unpacked = [scratch / "x" / where for where in ("usr/bin/busybox", "bin/busybox")]  # trixie: /usr/bin
+    _install(next(path for path in unpacked if path.is_file()), busybox)
     applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout.split()
     for applet in applets:
         if applet != "busybox":
@@ -191,7 +193,7 @@ def coredns(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
 
 
 def busybox(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
-    _busybox_tree(ctx)
+    _busybox_tree(ctx, debian.NEWER)
     return ImageConfig(env={"PATH": PATH}, cmd=("sh",))
 
 
@@ -202,7 +204,7 @@ def statsd_exporter(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
         for key, value in (("Version", version), ("Branch", "HEAD"), ("BuildUser", "e2e.node.images"))
     )
     binary = ctx.go_binary(f"github.com/prometheus/statsd_exporter@v{version}", stamp)
-    root = _busybox_tree(ctx)
+    root = _busybox_tree(ctx, debian.NEWER)
     _install(binary, root / "bin/statsd_exporter")
     return ImageConfig(user="65534", env={"PATH": PATH}, entrypoint=("/bin/statsd_exporter",))
 
@@ -347,7 +349,7 @@ def redis(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
 
 
 def pgbouncer(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
-    ctx.debian_base(("pgbouncer", "psmisc"))
+    ctx.debian_base(("pgbouncer", "psmisc"), debian.NEWER)
     with ctx.step("pgbouncer folders for nobody"):
         ctx.in_root(
             "rm -f /etc/pgbouncer/pgbouncer.ini /etc/pgbouncer/userlist.txt\nchown -R nobody /var/run/postgresql"

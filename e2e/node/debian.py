@@ -16,13 +16,19 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # Debian 12, the base of every image but those that need a newer package
+NEWER = "trixie"  # Debian 13: PgBouncer 1.24 (bookworm's 1.18 lacks max_prepared_statements)
 MIRROR = "http://deb.debian.org/debian"
-SOURCES = (
-    f"deb {MIRROR} {SUITE} main\n"
-    f"deb {MIRROR} {SUITE}-updates main\n"
-    f"deb http://deb.debian.org/debian-security {SUITE}-security main\n"
-)
+
+
+def sources(suite: str) -> str:
+    return (
+        f"deb {MIRROR} {suite} main\n"
+        f"deb {MIRROR} {suite}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {suite}-security main\n"
+    )
+
+
 # What Debian's slim images leave out (documentation, manuals, translations), and no
 # recommended packages: the images carry what they run.
 DPKG_SLIM = """path-exclude /usr/share/doc/*
@@ -48,9 +54,9 @@ class BuildError(RuntimeError):
     """A build step failed; the message names the command and ends with its last output lines."""
 
 
-def base_key() -> str:
+def base_key(suite: str = SUITE) -> str:
     """What the base tree is made from: a change to any of it makes a new base."""
-    text = "\0".join([SUITE, MIRROR, SOURCES, DPKG_SLIM, APT_CONF, POLICY_RC, _BASE_SCRIPT])
+    text = "\0".join([suite, MIRROR, sources(suite), DPKG_SLIM, APT_CONF, POLICY_RC, _BASE_SCRIPT])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -113,7 +119,9 @@ def in_root(
     outer = " && ".join(mounts) + f" && exec chroot {_q(root)} " + " ".join(_q(part) for part in inner)
     (root / "proc").mkdir(exist_ok=True)
     (root / "dev").mkdir(exist_ok=True)
-    run_logged(["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root / 'proc'}", "sh", "-ec", outer], log)
+    # --kill-child: an interrupted build takes the namespace's processes with it.
+    unshare = ["unshare", "--mount", "--pid", "--fork", "--kill-child", f"--mount-proc={root / 'proc'}"]
+    run_logged([*unshare, "sh", "-ec", outer], log)
 
 
 def _q(value: object) -> str:
@@ -129,24 +137,24 @@ rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* /
 """
 
 
-def base(cache: Path, log: Path) -> Path:
+def base(cache: Path, log: Path, suite: str = SUITE) -> Path:
     """The cached Debian base tree (debootstrap minbase, updates applied), made once per key."""
-    target = cache / "base" / f"{SUITE}-{base_key()[:16]}"
+    target = cache / "base" / f"{suite}-{base_key(suite)[:16]}"
     done = target.with_name(target.name + ".done")
     if done.exists() and target.is_dir():
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    run_logged(["debootstrap", "--variant=minbase", SUITE, str(partial), MIRROR], log)
-    (partial / "etc/apt/sources.list").write_text(SOURCES)
+    run_logged(["debootstrap", "--variant=minbase", suite, str(partial), MIRROR], log)
+    (partial / "etc/apt/sources.list").write_text(sources(suite))
     (partial / "etc/dpkg/dpkg.cfg.d/slim").write_text(DPKG_SLIM)
     (partial / "etc/apt/apt.conf.d/10images").write_text(APT_CONF)
     with_network(partial)
     in_root(partial, _BASE_SCRIPT, log)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    done.write_text(base_key() + "\n")
+    done.write_text(base_key(suite) + "\n")
     return target
 
 
@@ -197,19 +205,17 @@ def apt_install(root: Path, packages: Sequence[str], archives: Path, log: Path) 
     in_root(root, script, log, binds=[(archives, "/var/cache/apt/archives")])
 
 
-def download_debs(root: Path, packages: Sequence[str], archives: Path, log: Path, into: Path) -> list[Path]:
-    """The .deb files of `packages` (no dependencies) fetched with `root`'s apt, copied into `into`."""
-    archives.mkdir(parents=True, exist_ok=True)
+def download_debs(root: Path, packages: Sequence[str], log: Path, into: Path, suite: str = SUITE) -> list[Path]:
+    """The .deb files of `packages` (without their dependencies) from `suite`, fetched with the
+    apt of `root` (a scratch copy of a base: its package lists are replaced) into `into`."""
     into.mkdir(parents=True, exist_ok=True)
-    names = " ".join(packages)
-    script = f"apt-get update -qq\napt-get install -y -qq --download-only --no-install-recommends {names}\n"
-    in_root(root, script, log, binds=[(archives, "/var/cache/apt/archives")])
+    (root / "etc/apt/sources.list").write_text(sources(suite))
+    script = f"apt-get update -qq\ncd /tmp/debs\napt-get download -qq {' '.join(packages)}\n"
+    in_root(root, script, log, binds=[(into, "/tmp/debs")])
     found = []
     for package in packages:
-        debs = sorted(archives.glob(f"{package}_*.deb"))
+        debs = sorted(into.glob(f"{package}_*.deb"))
         if not debs:
-            raise BuildError(f"apt downloaded no {package}_*.deb into {archives}")
-        copy = into / debs[-1].name
-        shutil.copy2(debs[-1], copy)
-        found.append(copy)
+            raise BuildError(f"apt downloaded no {package}_*.deb into {into}")
+        found.append(debs[-1])
     return found

@@ -1,3 +1,5 @@
+# Longer than 600 lines: one node's whole life (network, containerd, kubelet, kube-proxy, CoreDNS,
+# storage, images, stop), in the order it runs.
 """A real node beside the control plane: containerd + runc, the CNI bridge, the kubelet and
 kube-proxy, then CoreDNS, the default StorageClass and its provisioner (e2e/node/config.py says
 what each runs with).

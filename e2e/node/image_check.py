@@ -16,8 +16,8 @@ image's own entrypoint, environment and user, as the pod specs ask:
 3. PostgreSQL killed and started again on the same volume: the data is kept (migrations stay
    current, the admin user is there).
 
-Every process of the check is stopped at the end, also on failure or interrupt (each
-namespace's first process is killed with its `unshare`), and its folder removed.
+Every process of the check is stopped at the end, also on failure or interrupt (SIGTERM, then
+SIGKILL, to the first process of each PID namespace), and its folder removed.
 """
 
 from __future__ import annotations
@@ -131,20 +131,9 @@ class Processes:
         return proc
 
     def stop(self, name: str) -> None:
-        """SIGTERM to the namespace's first process (unshare itself ignores SIGTERM), then,
-        after a grace period, SIGKILL to unshare, whose --kill-child takes the namespace down."""
         proc = self.running.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-        for child in children.read_text().split() if children.exists() else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child), signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_container(proc)
 
     def stop_all(self) -> None:
         for name in list(self.running):
@@ -155,12 +144,41 @@ class Processes:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+def stop_container(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """Stop a container started with Container.argv(): SIGTERM to the first process of its
+    PID namespace (unshare itself ignores SIGTERM), then SIGKILL to it, which ends every
+    process of the namespace. (unshare's --kill-child does not reach a child that changed its
+    user, as `chroot --userspec` does: the kernel clears the parent-death signal then.)"""
+    if proc.poll() is not None:
+        return
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    firsts = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in firsts:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    proc.wait()
+
+
 def run_once(container: Container, log: Path, timeout: float) -> None:
     with log.open("ab") as out:
-        proc = subprocess.run(container.argv(), stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
-    if proc.returncode != 0:
+        proc = subprocess.Popen(container.argv(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_container(proc, grace=5)
+            raise CheckError(f"still running after {timeout:.0f} s") from None
+        finally:
+            stop_container(proc, grace=5)  # an interrupt, too
+    if returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise CheckError(f"exited {proc.returncode}:\n{tail}")
+        raise CheckError(f"exited {returncode}:\n{tail}")
 
 
 def free_port() -> int:
@@ -255,7 +273,7 @@ def check(ref: str, cache: Path | None = None, echo: Callable[[str], None] | Non
         procs = Processes(work)
         try:
             _run_check(work, archives[ref], archives[POSTGRES_REF], procs, echo)
-        except (CheckError, subprocess.TimeoutExpired) as exc:
+        except CheckError as exc:
             echo(f"check FAILED: {exc}")
             for name in list(procs.running):
                 echo(f"--- last lines of {name}:\n{procs.tail(name)}")

@@ -4,6 +4,7 @@
     python -m e2e.node.images build --stack dev       # every image the dev stack's preview renders
     python -m e2e.node.images build --stack dev --import /run/containerd/containerd.sock
     python -m e2e.node.images list                    # recipes, and which references are cached
+    python -m e2e.node.images prune                   # remove archives built from inputs that changed
     python -m e2e.node.images check apache/airflow:3.2.0   # run the image's processes (see image_check)
 
 Each reference is built by the recipe that covers it (recipes.py) into an archive in
@@ -265,35 +266,69 @@ def stack_images(stack: str, repo: Path = REPO, echo: Echo | None = None) -> set
 # Command line
 
 
+def archives(cache: Path) -> list[tuple[dict[str, Any], bool]]:
+    """Each archive in the cache (its record) and whether it is current: built from what the
+    recipes and files of this checkout make for its reference now."""
+    found = []
+    for record_file in sorted((cache / "images").glob("*.json")):
+        record = json.loads(record_file.read_text())
+        record["archive"] = record_file.with_suffix(".tar")
+        selected = select(record["ref"])
+        current = selected is not None and selected.recipe.build is not None and cache_key(selected) == record["key"]
+        found.append((record, current))
+    return found
+
+
+def prune(cache: Path, echo: Echo = say) -> int:
+    """Remove the archives no reference would use now (an input changed since); bytes freed."""
+    freed = 0
+    with _locked(cache, echo):
+        for record, current in archives(cache):
+            if not current:
+                freed += record["bytes"]
+                record["archive"].unlink(missing_ok=True)
+                record["archive"].with_suffix(".json").unlink()
+                echo(f"removed {record['archive'].name} (stale: {record['name']})")
+    return freed
+
+
 def _list(cache: Path) -> int:
     print(f"cache: {cache}")
     for recipe in RECIPES:
         state = f"UNAVAILABLE: {recipe.unavailable}" if recipe.unavailable else recipe.summary
         print(f"{recipe.name:20} {recipe.repository}:{recipe.tag}\n{'':20} {state}")
-    archives = sorted((cache / "images").glob("*.json")) if (cache / "images").is_dir() else []
-    for meta_file in archives:
-        meta = json.loads(meta_file.read_text())
-        print(f"cached: {meta['name']}  {_human(meta['bytes'])}  built in {meta['seconds']} s  ({meta_file.stem}.tar)")
+    for record, current in archives(cache):
+        print(
+            f"{'cached' if current else 'stale '}: {record['name']}  {_human(record['bytes'])}  "
+            f"built in {record['seconds']} s  ({record['archive'].name})"
+        )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.node.images", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=None, help="archive cache (default: %(default)s)")
+    where = "default: $AIRFLOW_K8S_IMAGES_CACHE, else ~/.cache/airflow-k8s-images"
+    parser.add_argument("--cache", type=Path, default=None, help=f"archive cache ({where})")
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="build (or find cached) the archives of references")
     build_cmd.add_argument("refs", nargs="*")
     build_cmd.add_argument("--stack", action="append", default=[], help="add every image this stack renders")
     build_cmd.add_argument("--no-dags", action="store_true", help="with --stack: leave out the DAGs' task images")
     build_cmd.add_argument("--import", dest="address", help="then import them into containerd at this socket")
-    build_cmd.add_argument("--keep-going", action="store_true", help="build what can be built, name the rest")
-    sub.add_parser("list", help="the recipes, and the archives in the cache")
+    build_cmd.add_argument(
+        "--keep-going", action="store_true", help="build what can be built, name the rest (exit 3 when any is left out)"
+    )
+    sub.add_parser("list", help="the recipes, and the archives in the cache (current or stale)")
+    sub.add_parser("prune", help="remove the stale archives (built from inputs that changed since)")
     check_cmd = sub.add_parser("check", help="run an Airflow image's processes without a cluster")
     check_cmd.add_argument("ref")
     args = parser.parse_args(argv)
     cache = args.cache or default_cache()
     if args.command == "list":
         return _list(cache)
+    if args.command == "prune":
+        print(f"images: {_human(prune(cache))} freed")
+        return 0
     if args.command == "check":
         from e2e.node.image_check import check
 
@@ -306,24 +341,23 @@ def main(argv: list[str] | None = None) -> int:
     refs = list(dict.fromkeys(refs))
     if not refs:
         parser.error("name references, or --stack")
-    bad = explain(refs)
-    if bad and not args.keep_going:
-        print(f"cannot build:\n{bad}", file=sys.stderr)
-        return 2
-    if bad:
-        print(f"cannot build (left out):\n{bad}", file=sys.stderr)
+    left_out = reasons(refs)
+    if left_out:
+        print(f"cannot build{' (left out)' if args.keep_going else ''}:\n{explain(refs)}", file=sys.stderr)
+        if not args.keep_going:
+            return 2
     started = time.monotonic()
     try:
-        archives = build([r for r in refs if r not in reasons([r])], cache)
+        built = build([ref for ref in refs if ref not in left_out], cache)
         if args.address:
-            import_archives(archives.values(), args.address)
+            import_archives(built.values(), args.address)
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for ref, path in archives.items():
+    for ref, path in built.items():
         print(f"{ref}\t{path}")
-    print(f"images: {len(archives)} ready in {time.monotonic() - started:.1f} s")
-    return 0 if not bad else 3
+    print(f"images: {len(built)} ready in {time.monotonic() - started:.1f} s")
+    return 3 if left_out else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.node import builders
-from e2e.node.debian import base_key
+from e2e.node.debian import NEWER, base_key
 from e2e.node.oci import ImageConfig, normalise, sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,7 @@ class Recipe:
     summary: str  # what the image holds, and how it differs from the official one
     build: Builder | None = None
     base: bool = False  # starts from the Debian base tree (else from an empty one)
+    suite: str = "bookworm"  # which Debian release that base is
     debian: tuple[str, ...] = ()  # Debian packages the build installs or unpacks
     files: tuple[str, ...] = ()  # repository files the build reads ({name} from parameters)
     go: tuple[str, ...] = ()  # Go modules it builds, module@version ({name} from parameters)
@@ -88,7 +89,7 @@ RECIPES: tuple[Recipe, ...] = (
         "busybox",
         "docker.io/library/busybox",
         r"(?P<version>1\.\d+\.\d+)",
-        "Debian's busybox-static (1.35.0, whatever the tag) with every applet linked in /bin",
+        "Debian trixie's busybox-static (BusyBox 1.37.0) with every applet linked in /bin",
         builders.busybox,
         debian=("busybox-static",),
     ),
@@ -150,9 +151,10 @@ RECIPES: tuple[Recipe, ...] = (
         "pgbouncer",
         "docker.io/apache/airflow",
         r"airflow-pgbouncer-(?P<date>\d{4}\.\d{2}\.\d{2})-(?P<version>\d+\.\d+\.\d+)",
-        "Debian's pgbouncer (1.18, the tag names its version) and killall, user nobody",
+        "Debian trixie's pgbouncer (1.24.1; the tag names 1.23.1) and killall, user nobody",
         builders.pgbouncer,
         base=True,
+        suite=NEWER,
         debian=("pgbouncer", "psmisc"),
     ),
     R(
@@ -260,7 +262,7 @@ def cache_key(selected: Selected, repo: Path = REPO) -> str:
         "params": params,
         "debian": list(recipe.debian),
         "go": recipe.modules(params),
-        "base": base_key() if recipe.base else "",
+        "base": base_key(recipe.suite) if recipe.base else "",
         "build": inspect.getsource(recipe.build),
         "helpers": HELPERS_REVISION,
         "files": {},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -105,21 +106,28 @@ class TestTheScannerThatStays:
         monkeypatch.setenv(policy.SERVER_ENV, "on")
         monkeypatch.setenv(policy.IDLE_ENV, "60")
         files = _objects(tmp_path / "objects")
-        pids = []
+        started = 0
+        answered = []
         try:
             for i in range(2):
                 scanner = policy.Scanner(ROOT, "t", tmp_path, tmp_path / "cache", None)
+                if i == 0:  # no scanner yet: the first preview starts the one that stays
+                    assert scanner.process is not None and scanner.connection is None
+                    started = scanner.process.pid
+                else:  # the second connects to it at once and starts nothing
+                    assert scanner.process is None and scanner.connection is not None
                 try:
                     report = scanner.run(files, _baseline(tmp_path), tmp_path / f"report-{i}.json")
                 finally:
                     scanner.close()
                 assert report["summary"]["failed"] > 0
                 assert scanner.socket is not None and scanner.socket.exists()
-                pids.append(_server_pids(scanner.socket))
-            assert len(pids[0]) == 1 and pids[0] == pids[1]
+                answered.append(scanner.server_pid)
+            assert answered == [started, started]
+            assert scanner.socket is not None and _serving(started, scanner.socket)  # it stays for the next
         finally:
-            for pid in {p for group in pids for p in group}:
-                os.kill(pid, 15)
+            if started:
+                os.kill(started, signal.SIGTERM)
 
     def test_with_the_scanner_off_nothing_stays(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _python()
@@ -160,15 +168,10 @@ def _baseline(folder: Path) -> Path:
     return path
 
 
-def _server_pids(sock: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"--serve" in cmdline and str(sock).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
+def _serving(pid: int, sock: Path) -> bool:
+    """Is `pid` a live scanner that stays, serving `sock`?"""
+    try:
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"--serve" in cmdline and str(sock).encode() in cmdline

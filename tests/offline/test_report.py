@@ -24,6 +24,7 @@ from components.offline.report import (
     UPDATE,
     Change,
     Row,
+    change_lines,
     diff,
     render_tree,
 )
@@ -35,6 +36,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 config = pulumi.Config()
+SHOP_CFG = "[core]\\ndags_folder = /dags\\nparallelism = {parallelism}\\n\\n[logging]\\nlevel = INFO\\n"
 
 
 class Shop(pulumi.ComponentResource):
@@ -57,12 +59,22 @@ class Shop(pulumi.ComponentResource):
                 data={"color": config.get("color") or "blue"},
                 opts=child,
             )
+        if config.get_int("parallelism"):
+            k8s.core.v1.ConfigMap(
+                f"{name}-config",
+                metadata={"name": "shop-config", "namespace": ns.metadata["name"]},
+                data={"shop.cfg": SHOP_CFG.format(parallelism=config.get_int("parallelism"))},
+                opts=child,
+            )
+        values = {"replicas": config.get_int("replicas") or 1, "port": 8793, "image": config.get("image") or "a:1"}
+        if config.get_bool("leak"):
+            values["password"] = self.password.result  # a secret in a Release's values: a problem
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             chart="./chart",
             name="shop",
             namespace=ns.metadata["name"],
-            values={"replicas": config.get_int("replicas") or 1, "port": 8793, "image": config.get("image") or "a:1"},
+            values=values,
             opts=child,
         )
         self.register_outputs({})
@@ -182,8 +194,9 @@ class TestTheTree:
     def test_the_printed_tree_has_marks_types_names_and_plans(self, shop):
         text = table(shop.preview())
         lines = text.splitlines()
-        assert lines[0].split() == ["Type", "Name", "Plan"]
-        assert " +   pulumi:pulumi:Stack" in lines[1] and lines[1].rstrip().endswith("create")
+        assert lines[0].startswith("Compared with none: no successful preview of stack 'shop' yet")
+        assert lines[2].split() == ["Type", "Name", "Plan"]
+        assert " +   pulumi:pulumi:Stack" in lines[3] and lines[3].rstrip().endswith("create")
         assert any("└─ batch/v1/Job" in line and "shop/shop-migrate" in line for line in lines)
         assert any("   ├─ kubernetes:core/v1:Namespace" in line for line in lines)
         assert any("   └─ kubernetes:helm.sh/v3:Release" in line for line in lines)
@@ -254,6 +267,14 @@ class TestChangeMarks:
 
 
 class TestDiffAndSecrets:
+    def test_a_secret_held_whole_is_the_same_as_that_secret_by_its_keys(self):
+        """An encrypted stack export holds a Secret's stringData as one secret; the preview by its keys."""
+        assert diff({"stringData": "[secret]"}, {"stringData": {"password": "[secret]", "user": "[secret]"}}) == []
+        assert diff({"stringData": {"a": "[secret]"}}, {"stringData": "[secret]"}) == []
+        assert diff({"stringData": "[secret]"}, {"stringData": {"a": "plain"}}) == [
+            Change("stringData", "[secret]", {"a": "plain"})
+        ]
+
     def test_diff_shows_each_changed_field_with_old_and_new_values(self, shop):
         shop.preview()
         text = table(shop.preview(replicas=3), show_diff=True)
@@ -294,7 +315,94 @@ class TestDiffAndSecrets:
         assert len(lines) == 3 and "└─ t" in lines[2]
 
 
+class TestWhatTheDiffShows:
+    def test_a_one_option_change_in_a_config_file_shows_as_that_one_line(self, shop):
+        shop.preview(parallelism=32)
+        text = table(shop.preview(parallelism=64), show_diff=True)
+        lines = text.splitlines()
+        at = next(i for i, line in enumerate(lines) if '~ data["shop.cfg"]: 1 of 6 lines changed' in line)
+        assert [line.strip() for line in lines[at + 1 : at + 4]] == [
+            "@@ line 3 in [core]",
+            "- parallelism = 32",
+            "+ parallelism = 64",
+        ]
+        assert "dags_folder" not in text and "level = INFO" not in text
+
+    def test_long_values_are_wrapped_and_never_cut(self):
+        image = "registry.example.com/" + "team/" * 40 + "airflow:3.2.0"
+        lines = change_lines(Change("spec.image", "a:1", image), " " * 8, 80)
+        assert all(len(line) <= 80 for line in lines) and len(lines) > 2
+        assert lines[0][8:] + "".join(line[12:] for line in lines[1:]) == f'~ spec.image: "a:1" => "{image}"'
+
+    def test_only_changed_rows_and_the_rows_above_them_are_listed_with_a_count_of_the_rest(self, shop):
+        shop.preview()
+        again = shop.preview(replicas=3)
+        text = table(again)
+        assert "shop/shop-web" in text and "Release" in text
+        assert "batch/v1/Job" not in text and "kubernetes:core/v1:Secret" not in text
+        hidden = sum(1 for r in again.rows if r.op == SAME) - 2  # the stack and the component row stay
+        assert f"({hidden} unchanged not shown (--show-sames lists them))" in text
+        everything = table(again, show_same=True)
+        assert "batch/v1/Job" in everything and "unchanged not shown" not in everything
+
+    def test_an_unchanged_stack_prints_only_its_stack_row(self, shop):
+        shop.preview()
+        text = table(shop.preview())
+        tree = text.split("\n\n")[1].splitlines()
+        assert len(tree) == 3 and "pulumi:pulumi:Stack" in tree[1] and "(7 unchanged not shown" in tree[2]
+
+    def test_keys_that_are_not_plain_names_are_quoted_in_brackets(self):
+        old = {"data": {"airflow.cfg": "a"}, "metadata": {"labels": {"app.kubernetes.io/name": "x", "tier": "a"}}}
+        new = {"data": {"airflow.cfg": "b"}, "metadata": {"labels": {"app.kubernetes.io/name": "y", "tier": "b"}}}
+        assert [c.path for c in diff(old, new)] == [
+            'data["airflow.cfg"]',
+            'metadata.labels["app.kubernetes.io/name"]',
+            "metadata.labels.tier",
+        ]
+
+
+class TestBaseline:
+    def test_a_failed_preview_is_never_the_baseline(self, shop):
+        shop.preview(replicas=2)
+        failed = shop.preview(replicas=3, leak=True)
+        assert [p.rule for p in failed.problems] == ["release-secret"]
+        fixed = shop.preview(replicas=2)
+        assert {r.op for r in fixed.rows} == {SAME}
+        assert fixed.baseline is not None and fixed.baseline.kind == "preview"
+
+    def test_the_baseline_used_is_printed(self, shop):
+        first = shop.preview()
+        assert table(first).startswith(
+            f"Compared with none: no successful preview of stack 'shop' yet ({shop.out / 'shop' / 'state.json'}), "
+            "so everything shows as to create."
+        )
+        text = table(shop.preview())
+        assert text.startswith(
+            f"Compared with the last successful preview of stack 'shop' ({shop.out / 'shop' / 'state.json'}, 20"
+        )
+
+
 class TestTheCommand:
+    def test_json_writes_the_changes_for_ci(self, shop, tmp_path, capsys):
+        shop.preview(parallelism=32)
+        (shop.root / "Pulumi.shop.yaml").write_text(yaml.safe_dump({"config": {"small:parallelism": 64}}))
+        report = tmp_path / "ci" / "changes.json"
+        args = ["shop", "--root", str(shop.root), "--out", str(shop.out), "--no-checkov", "--json", str(report)]
+        assert main(args) == 0
+        assert f"Changes written to {report}" in capsys.readouterr().out
+        written = json.loads(report.read_text())
+        assert written["baseline"]["kind"] == "preview" and written["exitCode"] == 0
+        assert written["changes"] == {"same": 8, "update": 1}
+        (changed,) = written["changed"]
+        assert (changed["op"], changed["type"], changed["name"]) == (
+            "update",
+            "kubernetes:core/v1:ConfigMap",
+            "shop-config",
+        )
+        (field,) = changed["changes"]
+        assert field["path"] == 'data["shop.cfg"]'
+        assert field["lines"] == ["@@ line 3 in [core]", "- parallelism = 32", "+ parallelism = 64"]
+
     def test_diff_flag_prints_changed_fields(self, shop, capsys):
         shop.preview()
         shop.preview(replicas=3)  # state now has 3

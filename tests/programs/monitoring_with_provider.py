@@ -5,7 +5,7 @@ import pulumi_kubernetes as k8s
 
 from components import AirflowRelease, Monitoring
 
-provider = k8s.Provider("laptop", context="kind-airflow")
+provider = k8s.Provider("laptop", context="kind-kind")
 opts = pulumi.ResourceOptions(providers=[provider])
 airflow = AirflowRelease(
     "airflow",
