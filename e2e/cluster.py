@@ -130,6 +130,27 @@ class Process:
     handle: IO[bytes]
 
 
+def spawn(logs: Path, name: str, args: list[str], cwd: Path | None = None) -> Process:
+    """`args` in a process group of its own (stopped as a group, by id), output in logs/<name>.log."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    handle = log.open("ab")
+    handle.write(f"$ {' '.join(args)}\n".encode())
+    handle.flush()
+    popen = subprocess.Popen(
+        args, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd
+    )
+    return Process(name, popen, log, handle)
+
+
+def first_exited(processes: list[Process]) -> str | None:
+    """The first of `processes` that has exited, with its code and log (None while all run)."""
+    for p in processes:
+        if p.popen.poll() is not None:
+            return f"{p.name} exited with {p.popen.returncode} (log: {p.log})"
+    return None
+
+
 @dataclass
 class ControlPlane:
     """Starts the processes in order and stops them in reverse, whatever happened."""
@@ -174,27 +195,12 @@ class ControlPlane:
         return self.logs / f"{name}.log"
 
     def _spawn(self, name: str, args: list[str]) -> Process:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.log_of(name)
-        handle = log.open("ab")
-        handle.write(f"$ {' '.join(args)}\n".encode())
-        handle.flush()
-        popen = subprocess.Popen(
-            args,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopped as a group, by id
-        )
-        proc = Process(name, popen, log, handle)
+        proc = spawn(self.logs, name, args)
         self.processes.append(proc)
         return proc
 
     def _check_alive(self) -> str | None:
-        for p in self.processes:
-            if p.popen.poll() is not None:
-                return f"{p.name} exited with {p.popen.returncode} (log: {p.log})"
-        return None
+        return first_exited(self.processes)
 
     def start(self) -> Kube:
         if not (self.pki / "ca.crt").is_file():  # a kept control plane (./run.sh up) keeps its CA

@@ -83,28 +83,19 @@ class TestNetwork:
 
     def test_the_api_servers_certificate_holds_the_nodes_address_and_the_kubernetes_service(self, tmp_path):
         make_certificates(tmp_path, config.NODE_ADDRESS, "airflow-k8s-node")
-        text = subprocess.run(
-            ["openssl", "x509", "-in", str(tmp_path / "apiserver.crt"), "-noout", "-text"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        apiserver = certificate(tmp_path / "apiserver.crt", "-text")
         for ip in ("127.0.0.1", config.NODE_ADDRESS, KUBERNETES_SERVICE_IP):
-            assert f"IP Address:{ip}" in text
-        kubelet = subprocess.run(
-            ["openssl", "x509", "-in", str(tmp_path / "kubelet.crt"), "-noout", "-text"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        assert f"IP Address:{config.NODE_ADDRESS}" in kubelet
-        node = subprocess.run(
-            ["openssl", "x509", "-in", str(tmp_path / "node.crt"), "-noout", "-subject"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+            assert f"IP Address:{ip}" in apiserver
+        assert f"IP Address:{config.NODE_ADDRESS}" in certificate(tmp_path / "kubelet.crt", "-text")
+        node = certificate(tmp_path / "node.crt", "-subject")
         assert "O = system:nodes" in node and "CN = system:node:airflow-k8s-node" in node
+
+
+def certificate(path: Path, what: str) -> str:
+    """`openssl x509 -noout <what>` of a certificate."""
+    proc = subprocess.run(["openssl", "x509", "-in", str(path), "-noout", what], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 class TestEgressRules:

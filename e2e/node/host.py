@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
 
-from ..cluster import ControlPlane
+from ..cluster import ControlPlane, Process, first_exited, spawn
 from ..kube import ApiError, Kube, wait_for
 from . import cleanup, config
 from .oci import archive_tags, normalise
@@ -169,14 +169,6 @@ def sh(*cmd: str, input: str | None = None) -> str:
     return proc.stdout
 
 
-@dataclass
-class Spawned:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    handle: IO[bytes]
-
-
 def runtime_folders(folder: Path) -> list[Path]:
     """What a node's runtime keeps below the run's folder; removed with the node (the data stays)."""
     node = folder / "node"
@@ -191,7 +183,7 @@ class Node:
     purpose: str = "e2e"
     echo: Callable[[str], None] = print
     python: str = sys.executable
-    processes: list[Spawned] = field(default_factory=list)
+    processes: list[Process] = field(default_factory=list)
     record: Record | None = None
     kube: Kube | None = None
     server: str = ""
@@ -287,31 +279,13 @@ class Node:
 
     # --- the programs ----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Spawned:
-        logs = self.layout.logs
-        logs.mkdir(parents=True, exist_ok=True)
-        log = logs / f"{name}.log"
-        handle = log.open("ab")
-        handle.write(f"$ {' '.join(args)}\n".encode())
-        handle.flush()
-        popen = subprocess.Popen(
-            args,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=ROOT,
-            env=env,
-        )
-        spawned = Spawned(name, popen, log, handle)
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        spawned = spawn(self.layout.logs, name, args, cwd=ROOT)
         self.processes.append(spawned)
         return spawned
 
     def dead(self) -> str | None:
-        for p in self.processes:
-            if p.popen.poll() is not None:
-                return f"{p.name} exited with {p.popen.returncode} (log: {p.log})"
-        return None
+        return first_exited(self.processes)
 
     def _alive(self) -> None:
         why = self.dead()
