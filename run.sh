@@ -21,6 +21,8 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   up [STACK]                  Airflow on a real node on this machine (root; dev by default)
   down [--purge]              remove it (volumes kept unless --purge)
   status                      what the real node runs
+  screenshots [options]       the Airflow UI of `up` (or --url) in headless Chromium, checked,
+                              into docs/images (./run.sh screenshots --help)
   dags-check [FOLDER] [--stack NAME]
                               will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
   help                        this text
@@ -95,12 +97,13 @@ ensure_postgres() {
 }
 
 # The real node (./run.sh up, and the e2e run's node scenario): Debian's containerd, runc, the CNI
-# plugins, iptables, conntrack and ipset, installed here when one is missing. Without root or
+# plugins, iptables, conntrack and ipset, and chromium (the scenario's screenshots of the Airflow
+# UI, headless; tests/test_node_screenshots.py), installed here when one is missing. Without root or
 # apt-get it says what is missing and goes on: the node then names it and how to do without.
-NODE_PACKAGES="containerd runc containernetworking-plugins iptables conntrack ipset"
+NODE_PACKAGES="containerd runc containernetworking-plugins iptables conntrack ipset chromium"
 ensure_node_packages() {
   local missing=""
-  for program in containerd runc ctr iptables conntrack ipset; do
+  for program in containerd runc ctr iptables conntrack ipset chromium; do
     command -v "$program" >/dev/null 2>&1 || missing="$missing $program"
   done
   [ -x /usr/lib/cni/bridge ] || missing="$missing /usr/lib/cni/bridge"
@@ -202,6 +205,13 @@ case "$job" in
     venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
     [ "$job" = status ] || ensure_node_packages
     exec .venv/bin/python -m e2e.node.local "$job" "$@"
+    ;;
+  screenshots)
+    # The Airflow UI of a running Airflow (./run.sh up's, by default) in headless Chromium: the
+    # DAG list, a successful run, a task's log, each checked, into docs/images (e2e/node/screenshots.py).
+    venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    ensure_node_packages
+    exec .venv/bin/python -m e2e.node.screenshots "$@"
     ;;
   dags-check)
     setup dags

@@ -61,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--charts", type=Path, default=None, help="folder of chart archives (default: ../shared/charts)"
     )
+    parser.add_argument(
+        "--screenshots",
+        type=Path,
+        default=tools.default_cache() / "screenshots",
+        metavar="DIR",
+        help="where the node scenario keeps its screenshots of the Airflow UI (default: screenshots/ in the "
+        "cache; ./run.sh screenshots: docs/images)",
+    )
     parser.add_argument("--build-only", action="store_true", help="only find or build the binaries")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, state)")
     args = parser.parse_args(argv)
@@ -72,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         chart_source=args.chart_source,
         keep=args.keep,
         build_only=args.build_only,
+        screenshots=args.screenshots.expanduser().resolve(),
     )
     if args.charts is not None:
         opts.charts = args.charts.resolve()

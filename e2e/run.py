@@ -107,6 +107,7 @@ class Options:
     build_only: bool = False
     charts: Path = field(default_factory=lambda: ROOT.parent / "shared" / "charts")
     deadline: float = 0  # seconds; scenarios that would start later are not run (0: none)
+    screenshots: Path | None = None  # the node scenario's UI screenshots are copied here too
 
 
 # --- tools -----------------------------------------------------------------------------
@@ -619,7 +620,7 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
 
         every = {**SCENARIOS, **HOUSE_SCENARIOS, **NODE_SCENARIOS}
 
-        harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes)
+        harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes, screenshots=opts.screenshots)
         jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(every[n], harness)) for n in scenarios]
         jobs += [(f"stack-{s}", functools.partial(scenario_stack, harness, s)) for s in stacks]
         for name, job in jobs:

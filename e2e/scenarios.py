@@ -74,6 +74,7 @@ class Harness:
     charts_dir: Path  # the chart archives (the offline preview reads them for the fidelity check)
     planes: list[ControlPlane] = field(default_factory=list)
     plugins_installed: bool = False
+    screenshots: Path | None = None  # where the node scenario's UI screenshots are kept (besides the run's folder)
 
     def chart(self, name: str) -> dict[str, str]:
         return self.charts(name)

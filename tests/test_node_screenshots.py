@@ -13,12 +13,16 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from e2e.node import screenshots
+from e2e.node import scenario, screenshots
+from e2e.node.airflow_api import AirflowApi
 from e2e.node.cdp import Browser, BrowserError, chromium_args
 from e2e.node.screenshots import DAG, OUTPUT, TASK, ScreenshotError, pages, shows_dag, shows_output, shows_success
+from e2e.run import StepError
+from e2e.scenarios import Deployment
 from tests.helpers import ROOT
 
 UI = ROOT / "tests" / "fixtures" / "airflow_ui"
@@ -164,6 +168,60 @@ class TestTake:
         screen = FakeScreen({}, redirect=f"{BASE}/auth/login/?next=x")
         with pytest.raises(ScreenshotError, match="the login page instead: the _token cookie was not accepted"):
             screenshots.take(screen, BASE, "bad", pages(DAG, RUN, TASK, OUTPUT), tmp_path, timeout=30, settle=0)
+
+
+class EchoOnly:
+    """The one thing the step uses of its Deployment."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def echo(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def deployment(d: EchoOnly) -> Deployment:
+    return cast(Deployment, d)
+
+
+API = AirflowApi(BASE, token="jwt")
+
+
+class TestTheNodeScenarioStep:
+    """e2e/node/scenario.py's `ui_screenshots`, with the browser part stood in for."""
+
+    def test_the_pngs_are_kept_in_the_runs_folder_and_copied_where_asked(self, tmp_path, monkeypatch):
+        def shots(api, dag, run, task, output, out, echo):
+            out.mkdir(parents=True)
+            assert (dag, run, task, output) == (DAG, RUN, TASK, OUTPUT)
+            for name in ("a.png", "b.png"):
+                (out / name).write_bytes(PNG)
+            return [out / "a.png", out / "b.png"]
+
+        monkeypatch.setattr(screenshots, "screenshot_run", shots)
+        d = EchoOnly()
+        written = scenario.ui_screenshots(
+            deployment(d), API, RUN, [{"task_id": TASK}], tmp_path / "run", tmp_path / "kept"
+        )
+        assert [p.name for p in written] == ["a.png", "b.png"]
+        assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["a.png", "b.png"]
+        assert d.lines == [f"screenshots kept in {tmp_path / 'kept'}: a.png, b.png"]
+
+    def test_a_page_that_does_not_show_what_it_must_fails_the_step_with_the_checks_words(self, tmp_path, monkeypatch):
+        def shots(*args, **kwargs):
+            raise ScreenshotError(f"the run of {DAG} (...): the run x is Failed, not Success")
+
+        monkeypatch.setattr(screenshots, "screenshot_run", shots)
+        with pytest.raises(StepError, match=f"^the Airflow UI: the run of {DAG} .*: the run x is Failed, not Success$"):
+            scenario.ui_screenshots(deployment(EchoOnly()), API, RUN, [{"task_id": TASK}], tmp_path, None)
+
+    def test_a_dag_without_the_task_is_named_with_the_tasks_it_has(self, tmp_path):
+        with pytest.raises(
+            StepError, match=f"^{DAG} has no task {TASK} to show the log of \\(its tasks: load, report\\)$"
+        ):
+            scenario.ui_screenshots(
+                deployment(EchoOnly()), API, RUN, [{"task_id": "load"}, {"task_id": "report"}], tmp_path, None
+            )
 
 
 class TestChromiumFlags:

@@ -10,7 +10,11 @@ dropped at the host (its DROP rule counts it) and a name outside the cluster doe
 by its own probes and no container restarting for a minute; then through the REST API, reached
 on 127.0.0.1 through a forwarder to the api-server Service: log in with the generated admin
 password, unpause and trigger `example_etl`, see the KubernetesExecutor's task pods run and the
-run succeed, and read each task's log back (and find its file on the logs volume's folder).
+run succeed, and read each task's log back (and find its file on the logs volume's folder); then
+the UI in headless Chromium, logged in with the same token: the DAG list shows the DAG, the run's
+page shows it a success, the task's page shows its output in the log, each page's screenshot
+kept (e2e.node.screenshots; the run's `--screenshots` folder, docs/images with `./run.sh
+screenshots`).
 
 A failing step prints each pod that is not Ready with its events and the last lines of each of
 its containers' logs.
@@ -22,6 +26,7 @@ import ast
 import base64
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -36,15 +41,16 @@ from .. import tools
 from ..kube import Kube, wait_for
 from ..run import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import config, host, images
+from . import config, host, images, screenshots
 from .airflow_api import AirflowApi, AirflowApiError
+from .cdp import BrowserError
 from .host import Node, pod_report
 
 NAME = "node"
 # Dev without `spark` and `monitoring`: the Spark operator's and kube-prometheus-stack's images
 # are not built yet (e2e.node.images).
 KEYS = ("airflow", "logs", "cluster", "maintenance")
-DAG = "example_etl"
+DAG = screenshots.DAG
 MISSING_IMAGE = "docker.io/library/airflow-k8s-never-imported:0"
 PROBE_IMAGE = "busybox:1.37.0"
 PULL_FAILS_WITHIN = 20.0  # seconds from the pod's creation to the kubelet's "connection refused"
@@ -231,6 +237,9 @@ def scenario_node(h: Harness) -> None:
             run_id, tasks = run_dag(d, api, namespace)
         with steps.step(f"[{NAME}] {DAG}: each task's log through the API, and its file on the logs volume"):
             read_logs(d, api, run_id, tasks, folder)
+        title = "the UI in headless Chromium: the DAG list, the run a success, the task's log; screenshots"
+        with steps.step(f"[{NAME}] {title}"):
+            ui_screenshots(d, api, run_id, tasks, folder / "screenshots", h.screenshots)
 
 
 def build_images(project: Path, stack: str, charts: Path, echo: Callable[[str], None]) -> dict[str, Path]:
@@ -482,6 +491,28 @@ def read_logs(d: Deployment, api: AirflowApi, run_id: str, tasks: list[dict[str,
         if not files:
             raise StepError(f"no file for {task['task_id']} try {tries} under {logs}")
         d.echo(f"file on the logs volume: {files[0].relative_to(folder)} ({files[0].stat().st_size} bytes)")
+
+
+def ui_screenshots(
+    d: Deployment, api: AirflowApi, run_id: str, tasks: list[dict[str, Any]], folder: Path, keep: Path | None
+) -> list[Path]:
+    """The three pages of the run in headless Chromium (logged in with the API's token), each
+    checked for what it must show, their PNGs in `folder` and copied to `keep`."""
+    task_ids = [str(t["task_id"]) for t in tasks]
+    if screenshots.TASK not in task_ids:
+        raise StepError(f"{DAG} has no task {screenshots.TASK} to show the log of (its tasks: {', '.join(task_ids)})")
+    try:
+        written = screenshots.screenshot_run(
+            api, DAG, run_id, screenshots.TASK, screenshots.OUTPUT, folder, echo=lambda line: d.echo(f"    {line}")
+        )
+    except (screenshots.ScreenshotError, BrowserError) as exc:
+        raise StepError(f"the Airflow UI: {exc}") from None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in written:
+            shutil.copyfile(path, keep / path.name)
+        d.echo(f"screenshots kept in {keep}: {', '.join(p.name for p in written)}")
+    return written
 
 
 NODE_SCENARIOS = {NAME: scenario_node}
