@@ -224,6 +224,15 @@ class TestTheNodeScenarioStep:
             )
 
 
+class TestTheDocsImages:
+    @pytest.mark.parametrize("name", [p.name for p in pages(DAG, RUN, TASK, OUTPUT)])
+    def test_each_screenshot_is_in_the_docs_small_and_1280_by_800(self, name):
+        path = ROOT / "docs" / "images" / f"{name}.png"
+        assert path.stat().st_size < 200 * 1024
+        assert png_size(path.read_bytes()) == (1280, 800)
+        assert f"images/{name}.png" in (ROOT / "docs" / "e2e.md").read_text()
+
+
 class TestChromiumFlags:
     def test_only_the_named_hosts_resolve_and_nothing_reaches_out(self, tmp_path):
         args = chromium_args(tmp_path, ("127.0.0.1",), root=False)
