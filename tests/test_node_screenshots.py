@@ -164,6 +164,20 @@ class TestTake:
         with pytest.raises(ScreenshotError, match=re.escape(f"no line of {TASK}'s log ends with {OUTPUT!r}")):
             screenshots.take(FakeScreen(shown), BASE, "jwt", pages(DAG, RUN, TASK, OUTPUT), tmp_path, 1, 0)
 
+    def test_a_page_that_is_navigating_meanwhile_is_asked_again(self, tmp_path):
+        screen = FakeScreen(saved_pages(RUN, "dag-run-success", "task-log-success"))
+        answers = [BrowserError("Runtime.evaluate: Cannot find context with specified id")]
+        real_text = screen.text
+
+        def text() -> str:
+            if answers:
+                raise answers.pop()
+            return real_text()
+
+        screen.text = text  # type: ignore[method-assign]
+        written = screenshots.take(screen, BASE, "jwt", pages(DAG, RUN, TASK, OUTPUT)[:1], tmp_path, 5, 0)
+        assert [p.name for p in written] == ["airflow-dag-list.png"] and not answers
+
     def test_the_login_page_says_the_cookie_was_not_accepted_at_once(self, tmp_path):
         screen = FakeScreen({}, redirect=f"{BASE}/auth/login/?next=x")
         with pytest.raises(ScreenshotError, match="the login page instead: the _token cookie was not accepted"):

@@ -168,8 +168,13 @@ def take(
         missing: str | None = "nothing read yet"
         text = ""
         while time.monotonic() - started < timeout:
-            text = browser.text()
-            if login_page(browser.url()):
+            try:
+                text, at = browser.text(), browser.url()
+            except BrowserError as exc:  # the page navigating meanwhile (the UI's own redirects)
+                missing = f"the page did not answer: {exc}"
+                time.sleep(0.5)
+                continue
+            if login_page(at):
                 missing = f"the login page instead: the {TOKEN_COOKIE} cookie was not accepted"
                 break
             missing = page.check(text)
