@@ -6,6 +6,7 @@ Chromium itself (e2e/node/cdp.py) against a page served on 127.0.0.1."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -112,15 +113,26 @@ class FakeScreen:
         self.redirect = redirect
         self.cookies: list[tuple[str, str, str]] = []
         self.at = ""
+        self.visited: list[str] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.row = 0  # the log row that MARK_ROW finds
 
     def set_cookie(self, url: str, name: str, value: str, http_only: bool = True) -> None:
         self.cookies.append((url, name, value))
 
+    def resize(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+    def evaluate(self, expression: str) -> object:
+        assert "virtualized-item-" in expression and json.dumps(OUTPUT) in expression
+        return self.row
+
     def navigate(self, url: str) -> None:
         self.at = self.redirect or url
+        self.visited.append(self.at)
 
     def text(self) -> str:
-        return next((t for p, t in self.shown.items() if self.at.endswith(p)), "")
+        return next((t for p, t in self.shown.items() if self.at.split("#")[0].endswith(p)), "")
 
     def url(self) -> str:
         return self.at
@@ -145,6 +157,23 @@ class TestTake:
         assert written[1].read_bytes().startswith(PNG)
         assert screen.cookies == [(BASE + "/", "_token", "jwt")]
         assert len(lines) == 3 and lines[0].startswith("the DAG list: shown after")
+
+    def test_pages_are_read_in_a_tall_window_and_shot_at_1280_by_800(self, tmp_path):
+        screen = FakeScreen(saved_pages(RUN, "dag-run-success", "task-log-success"))
+        screenshots.take(screen, BASE, "jwt", pages(DAG, RUN, TASK, OUTPUT)[:1], tmp_path, 1, 0)
+        assert screen.sizes == [(1280, screenshots.READ_HEIGHT), (1280, 800)]
+
+    def test_the_log_line_with_the_output_is_scrolled_to_and_marked_by_its_number(self, tmp_path):
+        screen = FakeScreen(saved_pages(RUN, "dag-run-success", "task-log-success"))
+        screen.row = 7
+        screenshots.take(screen, BASE, "jwt", pages(DAG, RUN, TASK, OUTPUT), tmp_path, 1, 0)
+        log = BASE + pages(DAG, RUN, TASK, OUTPUT)[2].path
+        assert screen.visited[2:] == [log, log + "#7"]
+
+    def test_a_log_view_without_the_rows_the_mark_looks_for_is_shot_unmarked(self, tmp_path):
+        screen = FakeScreen(saved_pages(RUN, "dag-run-success", "task-log-success"))
+        screenshots.take(screen, BASE, "jwt", pages(DAG, RUN, TASK, OUTPUT), tmp_path, 1, 0)
+        assert not any("#" in url for url in screen.visited)
 
     def test_a_failed_run_fails_naming_the_state_and_keeps_the_pages_screenshot(self, tmp_path):
         screen = FakeScreen(saved_pages(FAILED_RUN, "dag-run-failed", "task-log-failed"))

@@ -130,11 +130,7 @@ class Browser:
         self._send, self._recv = cmd_w, out_r
         target = self.command("Target.createTarget", {"url": "about:blank"})["targetId"]
         self._session = self.command("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        width, height = self.window
-        self.page(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-        )
+        self.resize(*self.window)
 
     def close(self) -> None:
         if self._proc is not None:
@@ -213,6 +209,11 @@ class Browser:
         )
         if not ok.get("success", True):
             raise BrowserError(f"Chromium refused the cookie {name} for {url}")
+
+    def resize(self, width: int, height: int) -> None:
+        """The page's viewport (what a screenshot shows), at one device pixel per CSS pixel."""
+        params = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.page("Emulation.setDeviceMetricsOverride", params)
 
     def navigate(self, url: str) -> None:
         """Go to `url` and wait until its document has loaded (Page.navigate answers once the new

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import re
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .airflow_api import AirflowApi, AirflowApiError
-from .cdp import Browser, BrowserError
+from .cdp import WINDOW, Browser, BrowserError
 
 # The example the screenshots show (dags/example_etl.py): its DAG, its one task, what it prints.
 DAG = "example_etl"
@@ -34,6 +35,16 @@ OUTPUT = "This can be the extract part of an ETL"
 TOKEN_COOKIE = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
 PAGE_TIMEOUT = 60.0  # seconds for a page to show what it must (the UI loads its data after rendering)
 SETTLE = 1.5  # seconds between "it shows" and the screenshot: icons and late rows drawn
+# Pages are read in a window this tall and shot at the browser's own size (1280x800): the UI's log
+# view draws only the rows in view and 10 more (a virtual list kept at its end), about 190 here.
+READ_HEIGHT = 4000
+# The row of the UI's log view that ends with `text`, as the number its address takes (`#<n>`
+# scrolls the view to row n and marks it), else 0.
+MARK_ROW = """(() => {
+  const rows = [...document.querySelectorAll('[data-testid^="virtualized-item-"]')];
+  const row = rows.find((r) => r.innerText.trim().endsWith(%s));
+  return row ? Number(row.dataset.index) + 1 : 0;
+})()"""
 
 
 # How the UI names a state (its English locale, common.json `states`).
@@ -55,6 +66,7 @@ class Page:
     what: str  # for messages: "the DAG list"
     path: str
     check: Callable[[str], str | None]  # the page's text -> None, or what is missing
+    mark: str = ""  # a log line that ends with this is scrolled to and marked before the screenshot
 
 
 def quote(part: str) -> str:
@@ -120,6 +132,7 @@ def pages(dag_id: str, run_id: str, task_id: str, output: str) -> list[Page]:
             f"the log of {task_id}",
             f"{run}/tasks/{quote(task_id)}",
             both(shows_success(task_id, "the task"), shows_output(task_id, output)),
+            mark=output,
         ),
     ]
 
@@ -139,7 +152,9 @@ class Screen(Protocol):
     """What `take` needs of a browser (cdp.Browser)."""
 
     def set_cookie(self, url: str, name: str, value: str, http_only: bool = True) -> None: ...
+    def resize(self, width: int, height: int) -> None: ...
     def navigate(self, url: str) -> None: ...
+    def evaluate(self, expression: str) -> object: ...
     def text(self) -> str: ...
     def url(self) -> str: ...
     def screenshot(self) -> bytes: ...
@@ -153,16 +168,19 @@ def take(
     out: Path,
     timeout: float = PAGE_TIMEOUT,
     settle: float = SETTLE,
+    window: tuple[int, int] = WINDOW,
     echo: Callable[[str], None] = print,
 ) -> list[Path]:
-    """Each page in `wanted`, logged in with `token`: wait until it shows what it must, then write
-    `<out>/<name>.png`. The first page that does not show it fails (its screenshot kept)."""
+    """Each page in `wanted`, logged in with `token`: wait until it shows what it must (read in a
+    window READ_HEIGHT tall), mark its line, then write `<out>/<name>.png` (`window` big). The first
+    page that does not show it fails (its screenshot kept)."""
     out.mkdir(parents=True, exist_ok=True)
     base = base_url.rstrip("/")
     browser.set_cookie(base + "/", TOKEN_COOKIE, token)
     written = []
     for page in wanted:
         url = base + page.path
+        browser.resize(window[0], READ_HEIGHT)
         browser.navigate(url)
         started = time.monotonic()
         missing: str | None = "nothing read yet"
@@ -181,6 +199,11 @@ def take(
             if missing is None:
                 break
             time.sleep(0.5)
+        if page.mark and missing is None:
+            row = browser.evaluate(MARK_ROW % json.dumps(page.mark))
+            if isinstance(row, int) and row > 0:
+                browser.navigate(f"{url}#{row}")
+        browser.resize(*window)
         if missing is not None:
             failed = out / f"{page.name}.failed.png"
             failed.write_bytes(browser.screenshot())
