@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         default=tools.default_cache() / "screenshots",
         metavar="DIR",
         help="where the node scenario keeps its screenshots of the Airflow UI (default: screenshots/ in the "
-        "cache; ./run.sh screenshots: docs/images)",
+        "cache; docs/images refreshes the docs' pictures)",
     )
     parser.add_argument("--build-only", action="store_true", help="only find or build the binaries")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, state)")
