@@ -1,0 +1,164 @@
+"""A small Kubernetes API client over HTTPS with client certificates (stdlib only).
+
+Enough for the end-to-end checks and the preview's server-side dry run (components/offline/dry_run.py):
+GET, LIST, server-side apply, DELETE and discovery.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FIELD_MANAGER = "airflow-k8s-e2e"  # the end-to-end run's objects (the dry run names its own)
+
+
+class ApiError(RuntimeError):
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {path}: HTTP {status}: {body[:2000]}")
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    group_version: str
+    name: str  # plural, e.g. "deployments"
+    kind: str
+    namespaced: bool
+
+
+class Kube:
+    def __init__(self, server: str, ca: Path, cert: Path, key: Path) -> None:
+        self.server = server.rstrip("/")
+        self.context = ssl.create_default_context(cafile=str(ca))
+        self.context.load_cert_chain(str(cert), str(key))
+        self._resources: dict[tuple[str, str], ApiResource] | None = None
+
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json", timeout: float = 30
+    ) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(method, path, exc.code, exc.read().decode(errors="replace")) from None
+        if not raw:
+            return None
+        return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode(errors="replace")
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def get_or_none(self, path: str) -> Any:
+        try:
+            return self.get(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- discovery -----------------------------------------------------------------
+
+    def resources(self) -> dict[tuple[str, str], ApiResource]:
+        """(apiVersion, kind) -> resource, from the server's discovery documents."""
+        if self._resources is None:
+            found: dict[tuple[str, str], ApiResource] = {}
+            versions = ["v1"]
+            for group in self.get("/apis")["groups"]:
+                versions += [v["groupVersion"] for v in group["versions"]]
+            for gv in versions:
+                path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+                try:
+                    doc = self.get(path)
+                except ApiError:
+                    continue
+                for r in doc.get("resources", []):
+                    if "/" in r["name"]:
+                        continue  # subresources
+                    found[(gv, r["kind"])] = ApiResource(gv, r["name"], r["kind"], bool(r["namespaced"]))
+            self._resources = found
+        return self._resources
+
+    def rediscover(self) -> dict[tuple[str, str], ApiResource]:
+        """Discovery read afresh: kinds that CRDs added since the last read are included."""
+        self._resources = None
+        return self.resources()
+
+    def path_of(self, api_version: str, kind: str, namespace: str | None = None, name: str | None = None) -> str:
+        res = self.resources().get((api_version, kind))
+        if res is None:
+            self._resources = None  # CRDs may just have been added
+            res = self.resources().get((api_version, kind))
+        if res is None:
+            raise ApiError("DISCOVER", f"{api_version}/{kind}", 404, "no such kind on the server")
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if res.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{res.name}"
+        return base + (f"/{urllib.parse.quote(name)}" if name else "")
+
+    # --- objects ---------------------------------------------------------------------
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(self.path_of(api_version, kind, namespace))["items"]
+        return items
+
+    def read(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        obj: dict[str, Any] | None = self.get_or_none(self.path_of(api_version, kind, namespace, name))
+        return obj
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply (the API server validates, defaults and admits the object)."""
+        meta = obj["metadata"]
+        path = self.path_of(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
+        result: dict[str, Any] = self.request(
+            "PATCH", f"{path}?{query}", obj, content_type="application/apply-patch+yaml"
+        )
+        return result
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        result: dict[str, Any] = self.request(
+            "POST", self.path_of(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj
+        )
+        return result
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+        try:
+            self.request(
+                "DELETE",
+                self.path_of(api_version, kind, namespace, name),
+                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+def wait_for(what: str, check: Callable[[], str | None], timeout: float, interval: float = 1.0) -> None:
+    """Poll `check` until it returns None (done); it returns a reason while not done."""
+    deadline = time.monotonic() + timeout
+    reason: str | None = "not checked yet"
+    while time.monotonic() < deadline:
+        try:
+            reason = check()
+        except (ApiError, OSError) as exc:
+            reason = str(exc)
+        if reason is None:
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not done after {timeout:.0f}s: {reason}")
