@@ -6,12 +6,12 @@ GET, LIST, server-side apply, DELETE and discovery.
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,25 +36,81 @@ class ApiResource:
 
 
 class Kube:
-    def __init__(self, server: str, ca: Path, cert: Path, key: Path) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca: Path | None,
+        cert: Path | None,
+        key: Path | None,
+        *,
+        token: str | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        """A client of `server`: TLS trusting `ca` (or `context`, made by the caller), authenticated by the
+        client certificate `cert`/`key` or a bearer `token`."""
         self.server = server.rstrip("/")
-        self.context = ssl.create_default_context(cafile=str(ca))
-        self.context.load_cert_chain(str(cert), str(key))
+        self.context = context or ssl.create_default_context(cafile=str(ca) if ca else None)
+        if cert is not None and key is not None:
+            self.context.load_cert_chain(str(cert), str(key))
+        self.token = token
+        self._local = threading.local()
         self._resources: dict[tuple[str, str], ApiResource] | None = None
+
+    def _connection(self, timeout: float) -> http.client.HTTPSConnection:
+        """This thread's connection to the server, kept open between requests (a TLS handshake per
+        request costs as much as the request itself)."""
+        conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            url = urllib.parse.urlsplit(self.server)
+            conn = http.client.HTTPSConnection(
+                str(url.hostname), url.port or 443, context=self.context, timeout=timeout
+            )
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     def request(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json", timeout: float = 30
     ) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.server + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if data is not None:
-            req.add_header("Content-Type", content_type)
-        try:
-            with urllib.request.urlopen(req, context=self.context, timeout=timeout) as resp:
+            headers["Content-Type"] = content_type
+        target = urllib.parse.urlsplit(self.server).path.rstrip("/") + path
+        for attempt in (1, 2):
+            conn = self._connection(timeout)
+            try:
+                conn.request(method, target, body=data, headers=headers)
+                resp = conn.getresponse()
                 raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise ApiError(method, path, exc.code, exc.read().decode(errors="replace")) from None
+                break
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+                http.client.CannotSendRequest,
+            ):
+                self._drop_connection()  # the server closed a kept connection: once more on a new one
+                if attempt == 2:
+                    raise
+            except http.client.HTTPException as exc:
+                self._drop_connection()
+                raise ConnectionError(f"{method} {path}: {exc!r}") from None
+            except OSError:
+                self._drop_connection()
+                raise
+        if resp.status >= 400:
+            raise ApiError(method, path, resp.status, raw.decode(errors="replace"))
         if not raw:
             return None
         return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode(errors="replace")
@@ -120,11 +176,15 @@ class Kube:
         obj: dict[str, Any] | None = self.get_or_none(self.path_of(api_version, kind, namespace, name))
         return obj
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply (the API server validates, defaults and admits the object)."""
+    def apply(
+        self, obj: dict[str, Any], *, dry_run: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply (the API server validates, defaults and admits the object); with `dry_run`
+        it goes through every stage (admission included) and nothing is stored."""
         meta = obj["metadata"]
         path = self.path_of(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        query = urllib.parse.urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
+        params = {"fieldManager": field_manager, "force": "true"} | ({"dryRun": "All"} if dry_run else {})
+        query = urllib.parse.urlencode(params)
         result: dict[str, Any] = self.request(
             "PATCH", f"{path}?{query}", obj, content_type="application/apply-patch+yaml"
         )
