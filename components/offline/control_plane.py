@@ -134,16 +134,16 @@ def first_exited(processes: list[Process]) -> str | None:
     return None
 
 
-def stop_all(processes: list[Process]) -> list[str]:
+def stop_all(processes: list[Process], grace: float = 20) -> list[str]:
     """Stop `processes` in reverse order, each by its process group id (SIGTERM, then SIGKILL
-    after 20 s); the problems met."""
+    after `grace` seconds); the problems met."""
     problems = []
     for p in reversed(processes):
         if p.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.popen.pid, signal.SIGTERM)
             try:
-                p.popen.wait(timeout=20)
+                p.popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(p.popen.pid, signal.SIGKILL)
                 p.popen.wait(timeout=10)

@@ -190,11 +190,10 @@ class Kube:
         )
         return result
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
-        result: dict[str, Any] = self.request(
-            "POST", self.path_of(obj["apiVersion"], obj["kind"], meta.get("namespace")), obj
-        )
+        path = self.path_of(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        result: dict[str, Any] = self.request("POST", path + ("?dryRun=All" if dry_run else ""), obj)
         return result
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from components.airflow.invariants import rendered_problems
-from components.offline import checks, policy, yamlout
+from components.offline import airflow_checks, checks, policy, yamlout
 from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
 from components.offline.deployed_state import DeployedState, DeployedStateError, read_export
@@ -98,6 +98,7 @@ class PreviewResult:
     policy: policy.PolicyResult | None = None
     baseline: Baseline | None = None
     dry_run: Outcome | None = None
+    airflow: airflow_checks.Verdict | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -505,6 +506,7 @@ def _timed_preview(
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
     started: list[policy.Scanner] = []
+    judges: list[airflow_checks.Judge] = []  # the Airflow checks' process, stopped if the preview stops early
 
     def start_scanner() -> policy.Scanner | None:
         if run_checkov and not started:
@@ -533,10 +535,13 @@ def _timed_preview(
             api_versions,
             baseline_state,
             dry_run,
+            judges,
         )
     finally:
         for scanner in started:
             scanner.close()
+        for judge in judges:
+            airflow_checks.cancel(judge)
 
 
 def _preview(
@@ -552,10 +557,13 @@ def _preview(
     api_versions: set[str] | None,
     baseline_state: Path | None,
     dry_run: Target,
+    judges: list[airflow_checks.Judge],
 ) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
         "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
     )
+    judge = airflow_checks.start(root)  # imports Airflow while the charts render
+    judges.append(judge)
     if echo:
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
@@ -713,6 +721,15 @@ def _preview(
     if echo and outcome.note:
         echo(f"    dry run: {outcome.note}")
     problems.extend(outcome.problems)
+    verdict = progress.step(
+        "airflow",
+        "judging connections, schedules, pools, variables and airflow.cfg with Airflow's own code",
+        lambda: airflow_checks.finish(judge, airflow_checks.request_of(run.config, run.placeholders, items)),
+    )
+    judges.remove(judge)
+    if echo and verdict.note:
+        echo(f"    Airflow checks: {verdict.note}")
+    problems.extend(verdict.problems)
 
     checkov_summary: dict[str, Any] = {"ran": False}
     policy_result: policy.PolicyResult | None = None
@@ -753,6 +770,7 @@ def _preview(
         policy_result,
         baseline,
         outcome,
+        verdict,
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
@@ -832,6 +850,7 @@ def summary(result: PreviewResult) -> dict[str, Any]:
         "problems": [asdict(p) for p in result.problems],
         "checkov": result.checkov,
         "dryRun": result.dry_run.summary() if result.dry_run else {"ran": False},
+        "airflowChecks": result.airflow.summary() if result.airflow else {"ran": False},
         "outputs": masked_outputs(result.run),
         "timings": result.timings,
     }
@@ -883,6 +902,10 @@ def table(result: PreviewResult, *, show_diff: bool = False, show_same: bool = F
         )
     elif outcome is not None:
         lines.append(f"dry run: {outcome.note}")
+    verdict = result.airflow
+    if verdict is not None:
+        ran = f"{len(verdict.problems)} findings of Airflow {verdict.airflow}'s own checks" if verdict.ran else ""
+        lines.append(f"Airflow checks: {ran or verdict.note}")
     for p in result.problems:
         lines.append(f"PROBLEM [{p.rule}] {p.source}: {p.object}: {p.message}")
     lines.append(f"Written to {result.out_dir} (values handed to each Release: {result.out_dir / 'values'})")
