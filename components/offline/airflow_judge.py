@@ -51,7 +51,11 @@ def connection_findings(connections: dict[str, Any]) -> list[dict[str, str]]:
         try:
             conn = _create_connection(conn_id, value)
         except Exception as exc:
-            out.append({"key": key, "message": f"Airflow cannot read this connection: {type(exc).__name__}: {exc}"})
+            text = str(exc)
+            for secret in (value, value.get("password") if isinstance(value, dict) else None):
+                if isinstance(secret, str) and secret:
+                    text = text.replace(secret, "[not shown]")
+            out.append({"key": key, "message": f"Airflow cannot read this connection: {type(exc).__name__}: {text}"})
             continue
         if not conn.conn_type:
             out.append(
