@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.offline.checks import Item, Problem
+from components.offline.dry_run import config_tree
 
 JUDGE = Path(__file__).with_name("airflow_judge.py")
 PYTHON_ENV = "AIRFLOW_K8S_AIRFLOW_PYTHON"
@@ -59,18 +60,6 @@ def start(root: Path) -> Judge:
     return Judge(process, "")
 
 
-def _tree(config: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for full, raw in config.items():
-        if full.startswith("kubernetes:"):
-            continue
-        try:
-            tree[full.rpartition(":")[2]] = json.loads(raw)
-        except ValueError:
-            tree[full.rpartition(":")[2]] = raw
-    return tree
-
-
 def _schedules(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, Mapping):
         for k, v in value.items():
@@ -105,7 +94,7 @@ def _config_options(items: list[Item], tree: Mapping[str, Any]) -> list[dict[str
 
 
 def request_of(config: Mapping[str, str], placeholders: Mapping[str, str], items: list[Item]) -> dict[str, Any]:
-    tree = _tree(config)
+    tree = config_tree(config)
     secret_stand_ins = {full.rpartition(":")[2] for full, origin in placeholders.items() if origin == "placeholder"}
     connections = {} if "connections" in secret_stand_ins else tree.get("connections") or {}
     variables = {} if "variables" in secret_stand_ins else tree.get("variables") or {}

@@ -343,7 +343,7 @@ def _exec_credential(spec: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- which stack key
 
 
-def _config_tree(config: Mapping[str, str]) -> dict[str, Any]:
+def config_tree(config: Mapping[str, str]) -> dict[str, Any]:
     """The stack's config by short key (`airflow`, `variables`, ...), structured values parsed."""
     tree: dict[str, Any] = {}
     for full, raw in config.items():
@@ -420,7 +420,7 @@ def stack_key(config: Mapping[str, str], obj: Mapping[str, Any], field: str, mes
     field_names = _names(field) - {"spec", "template", "metadata", "containers", "initcontainers", "jobtemplate"}
     best: tuple[float, int] = (0.0, 0)
     found = None
-    for order, (path, text, _is_key) in enumerate(_entries(_config_tree(config), "")):
+    for order, (path, text, _is_key) in enumerate(_entries(config_tree(config), "")):
         score = 0.0
         if text in quoted:
             score += 100
