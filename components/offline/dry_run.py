@@ -144,6 +144,9 @@ def local_folder(version: str) -> Local:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # started by this process: reap it once it exited
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
