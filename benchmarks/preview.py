@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.offline import airflow_checks, dry_run, policy  # noqa: E402
+from components.offline import airflow_checks, dry_run, local_apiserver, policy  # noqa: E402
 from components.offline.helm import Capabilities  # noqa: E402
 from components.offline.preview import RELEASE_TYPE, preview, stack_capabilities  # noqa: E402
 from components.offline.program import run_program, unwrap  # noqa: E402
@@ -82,10 +82,10 @@ def main() -> None:
         preview_once(out)
         shutil.rmtree(out / policy.CACHE_DIR, ignore_errors=True)
         preview_once(out, checkov=True)  # starts the scanner that stays
-        version = dry_run.emulated(caps.kube_version)[0]
-        dry_run.stop_local(version)
+        version = local_apiserver.emulated(caps.kube_version)[0]
+        local_apiserver.stop_local(version)
         started = time.perf_counter()
-        dry_run.local_server(ROOT, version)
+        local_apiserver.local_server(ROOT, version)
         first_start = time.perf_counter() - started
         preview_once(out, server=True)  # creates the CRDs, namespaces and ServiceAccounts once
         renders, previews, scanned, fresh, cold, served, judged = [], [], [], [], [], [], []

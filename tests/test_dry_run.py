@@ -22,7 +22,9 @@ import yaml
 from components.core import names
 from components.core.reader import ConfigError
 from components.offline.checks import Problem
-from components.offline.dry_run import Target, binaries, emulated, local_server, stack_key, stop_local
+from components.offline.control_plane import kubeconfig
+from components.offline.dry_run import Target, preview_dry_run, stack_key
+from components.offline.local_apiserver import binaries, emulated, local_folder, local_server, stop_local
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import load_stack_config, run_program
 from tests.helpers import ROOT
@@ -240,6 +242,38 @@ class TestCleanStacks:
         first = local_server(ROOT, VERSION)
         second = local_server(ROOT, VERSION)
         assert first.server == second.server
+
+
+class TestAUsersCluster:
+    def test_with_a_kubeconfig_context_the_cluster_judges_and_nothing_is_created_there(self, tmp_path, monkeypatch):
+        local = local_server(ROOT, VERSION)  # stands in for a user's cluster, reached through a kubeconfig
+        pki = local_folder(VERSION).pki
+        # What an earlier deployment left: the namespace and the task pods' ServiceAccount (admission looks
+        # it up before validation; where it is missing, the pod is left out and the output says so).
+        local.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "airflow"}})
+        account = {"name": "airflow-worker-kubernetes", "namespace": "airflow"}
+        local.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account})
+        (tmp_path / "kubeconfig").write_text(kubeconfig(local.server, pki))
+        doc = light(task_pods(tolerations=[{"operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]))
+        monkeypatch.setattr(names, "toleration", no_rule)
+        target = Target("cluster", "e2e", tmp_path / "kubeconfig")
+        result = preview(
+            ROOT, "dev", tmp_path / "out", program_run=run_of(tmp_path, doc), run_checkov=False, dry_run=target
+        )
+        problems = refused(result)
+        assert problems and {p.message.split(":")[0] for p in problems} == {
+            "stack key airflow.taskPods.tolerations[0].operator"
+        }, problems
+        assert result.dry_run is not None and "context e2e" in result.dry_run.server
+        assert local.read("v1", "ConfigMap", "airflow-config", "airflow") is None  # a dry run stores nothing
+
+    def test_an_unknown_context_is_a_problem_not_a_skip(self, tmp_path):
+        (tmp_path / "kubeconfig").write_text(kubeconfig("https://127.0.0.1:9", tmp_path))
+        outcome = preview_dry_run(ROOT, Target("cluster", "nope", tmp_path / "kubeconfig"), "1.31.0", [], [], {})
+        assert not outcome.ran
+        assert [p.message for p in outcome.problems] == [
+            f"no dry run: no context 'nope' in {tmp_path / 'kubeconfig'}; it has: e2e"
+        ]
 
 
 class TestStackKeys:

@@ -4,10 +4,8 @@ target Kubernetes version, each refusal reported under the stack key that produc
 
 Offline, the API server is a local kube-apiserver and etcd (the binaries of `../shared/tools`, or
 on PATH, or in the tools cache), emulating the stack's Kubernetes minor (`--emulated-version`,
-1.31 to 1.34 for a 1.34 binary). It is started by the first preview that needs it, in a process
-of its own (`python -m components.offline.dry_run --serve DIR`) that stops it after
-`AIRFLOW_K8S_APISERVER_IDLE` seconds without a preview (default 900), and reused meanwhile, like
-the checkov scanner. The charts' CRDs, the namespaces and the ServiceAccounts are created there
+1.31 to 1.34 for a 1.34 binary), started once and reused (components/offline/local_apiserver.py).
+The charts' CRDs, the namespaces and the ServiceAccounts are created there
 for real first (a pod's ServiceAccount must exist for admission); everything else is a dry run.
 
 With `--cluster` the API server is the user's own (a kubeconfig context): nothing is created
@@ -19,19 +17,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,233 +35,13 @@ from typing import Any
 import yaml
 
 from components.offline.checks import Item, Problem
-from components.offline.control_plane import (
-    LOCALHOST,
-    admin_client,
-    first_exited,
-    free_port,
-    make_certificates,
-    start_apiserver,
-    start_etcd,
-    stop_all,
-    wait_ready,
-)
-from components.offline.helm import tools_cache
 from components.offline.kube_api import ApiError, Kube, wait_for
-from components.offline.policy import socket_dir
+from components.offline.local_apiserver import DryRunUnavailableError, emulated, local_folder, local_server
 
 FIELD_MANAGER = "airflow-k8s-preview"
-IDLE_ENV = "AIRFLOW_K8S_APISERVER_IDLE"  # seconds the local API server stays without a preview
-DEFAULT_IDLE = 900
 DRY_RUN_ENV = "AIRFLOW_K8S_DRY_RUN"  # "off": no dry run; "required": a missing API server is a problem
-BINARY_MINOR = (1, 34)  # the kube-apiserver of ../shared/tools (v1.34.4)
-OLDEST_EMULATED = (1, 31)  # what it can emulate: three minors back
 CREATED_FIRST = ("CustomResourceDefinition", "Namespace", "ServiceAccount")
-START_TIMEOUT = 180
 REFUSED = (400, 403, 404, 409, 413, 422)  # what the API server answers for an object it will not take
-
-
-class DryRunUnavailableError(RuntimeError):
-    """No API server to send the dry run to: says what was looked for."""
-
-
-# --------------------------------------------------------------------------- binaries
-
-
-def _bin_folders(root: Path) -> Iterator[tuple[str, Path]]:
-    script = root.resolve().parent / "shared" / "tools" / "install.sh"
-    if script.is_file():
-        out = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-        lines = out.stdout.strip().splitlines()
-        if out.returncode == 0 and lines:
-            yield "../shared/tools/install.sh", Path(lines[-1])
-    yield "the tools cache", tools_cache() / "bin"
-
-
-def binaries(root: Path) -> dict[str, Path]:
-    """kube-apiserver and etcd: from PATH when both are there, else ../shared/tools, else the tools cache."""
-    on_path = {name: shutil.which(name) for name in ("kube-apiserver", "etcd")}
-    if all(on_path.values()):
-        return {name: Path(str(found)) for name, found in on_path.items()}
-    tried = ["PATH"]
-    for where, folder in _bin_folders(root):
-        found = {name: folder / name for name in ("kube-apiserver", "etcd")}
-        if all(p.is_file() for p in found.values()):
-            return found
-        tried.append(where)
-    raise DryRunUnavailableError(
-        f"no kube-apiserver and etcd found (looked in: {', '.join(tried)}); put them on PATH (Kubernetes "
-        f"{'.'.join(map(str, BINARY_MINOR))} and etcd 3.6), or run the preview with --cluster CONTEXT or --no-dry-run"
-    )
-
-
-def emulated(kube_version: str) -> tuple[str, str]:
-    """The minor the local API server emulates for a stack's Kubernetes version, and a note when it
-    is not that version ("" when it is)."""
-    major, minor = (int(p) for p in kube_version.lstrip("v").split(".")[:2])
-    wanted = (major, minor)
-    used = min(max(wanted, OLDEST_EMULATED), BINARY_MINOR)
-    text = f"{used[0]}.{used[1]}"
-    if used == wanted:
-        return text, ""
-    return text, f"the local API server validates as Kubernetes {text}, the closest it can emulate to {major}.{minor}"
-
-
-# --------------------------------------------------------------------------- the local API server
-
-
-@dataclass(frozen=True)
-class Local:
-    folder: Path
-
-    @property
-    def state(self) -> Path:
-        return self.folder / "state.json"
-
-    @property
-    def used(self) -> Path:
-        return self.folder / "used"
-
-    @property
-    def pki(self) -> Path:
-        return self.folder / "pki"
-
-    @property
-    def log(self) -> Path:
-        return self.folder / "serve.log"
-
-
-def local_folder(version: str) -> Local:
-    folder = socket_dir() / f"apiserver-{version}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return Local(folder)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # started by this process: reap it once it exited
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _running(local: Local) -> Kube | None:
-    try:
-        state = json.loads(local.state.read_text())
-    except (OSError, ValueError):
-        return None
-    if not _alive(int(state.get("pid", 0))):
-        return None
-    kube = admin_client(state["server"], local.pki)
-    try:
-        kube.request("GET", "/readyz", timeout=5)
-    except Exception:
-        return None
-    return kube
-
-
-def local_server(root: Path, version: str) -> Kube:
-    """The local API server emulating Kubernetes `version` (major.minor): the running one, else one
-    started now in a process that outlives this preview (see the module docstring)."""
-    local = local_folder(version)
-    with (local.folder / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        local.used.touch()
-        kube = _running(local)
-        if kube is not None:
-            return kube
-        found = binaries(root)
-        local.state.unlink(missing_ok=True)
-        with local.log.open("ab") as log:
-            serving = subprocess.Popen(
-                [
-                    sys.executable, "-m", "components.offline.dry_run", "--serve", str(local.folder),
-                    "--version", version, "--apiserver", str(found["kube-apiserver"]), "--etcd", str(found["etcd"]),
-                ],
-                cwd=Path(__file__).resolve().parents[2],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-        def started() -> str | None:
-            if serving.poll() is not None:
-                raise DryRunUnavailableError(
-                    f"the local API server did not start (exit {serving.returncode}): {_tail(local.log)}"
-                )
-            return None if local.state.is_file() else "starting"
-
-        wait_for("the local API server", started, timeout=START_TIMEOUT, interval=0.1)
-        kube = _running(local)
-        if kube is None:
-            raise DryRunUnavailableError(f"the local API server started but does not answer: {_tail(local.log)}")
-        return kube
-
-
-def stop_local(version: str) -> None:
-    """Stop the local API server of `version`, if one runs (its serving process stops its children)."""
-    local = local_folder(version)
-    try:
-        pid = int(json.loads(local.state.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def serve(folder: Path, version: str, apiserver: Path, etcd_binary: Path) -> int:
-    """Run etcd and kube-apiserver until no preview used them for the idle time, or until SIGTERM."""
-    local = Local(folder)
-    idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE)
-    if not (local.pki / "ca.crt").is_file() or time.time() - (local.pki / "ca.crt").stat().st_mtime > 86400:
-        shutil.rmtree(local.pki, ignore_errors=True)
-        make_certificates(local.pki, days=2)
-    shutil.rmtree(folder / "etcd", ignore_errors=True)  # a fresh store: nothing of an earlier run stays
-    stopping: list[int] = []
-    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
-    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
-    processes = []
-    try:
-        etcd, etcd_port = start_etcd(folder / "logs", etcd_binary, folder / "etcd")
-        processes.append(etcd)
-        port = free_port()
-        flags = ["--endpoint-reconciler-type=none"]
-        if version != f"{BINARY_MINOR[0]}.{BINARY_MINOR[1]}":
-            flags.append(f"--emulated-version=kube={version}")
-        processes.append(
-            start_apiserver(folder / "logs", apiserver, local.pki, etcd_port, address=LOCALHOST, port=port, extra=flags)
-        )
-        server = f"https://{LOCALHOST}:{port}"
-        wait_ready(admin_client(server, local.pki), processes, timeout=START_TIMEOUT)
-        local.state.write_text(json.dumps({"pid": os.getpid(), "server": server, "version": version}))
-        while not stopping:
-            dead = first_exited(processes)
-            if dead:
-                print(dead, flush=True)
-                return 1
-            if time.time() - local.used.stat().st_mtime > idle:
-                return 0
-            time.sleep(1)
-        return 0
-    finally:
-        local.state.unlink(missing_ok=True)
-        stop_all(processes, grace=3)  # nothing to keep: the next start begins with an empty store
 
 
 # --------------------------------------------------------------------------- a user's cluster
@@ -375,7 +149,7 @@ def _entries(value: Any, path: str) -> Iterator[tuple[str, str, bool]]:
 
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_INVALID = re.compile(r'Invalid value: "((?:[^"\\]|\\.)*)"')
+_INVALID = re.compile(r'"((?:[^"\\]|\\.)*)"')  # a quoted value: `Invalid value: "7"`, `serviceaccount "x"`
 
 
 def _names(path: str) -> set[str]:
@@ -419,7 +193,8 @@ def stack_key(config: Mapping[str, str], obj: Mapping[str, Any], field: str, mes
     None when no config value is in it (a value of the components or of a chart's defaults)."""
     quoted = set(_INVALID.findall(message))
     part = _at(obj, field)
-    inside = list(_strings(part, secret_data=obj.get("kind") == "Secret"))
+    # No field: the refusal is about the whole object (admission), and only a value it quotes says which key.
+    inside = list(_strings(part, secret_data=obj.get("kind") == "Secret")) if field else []
     field_names = _names(field) - {"spec", "template", "metadata", "containers", "initcontainers", "jobtemplate"}
     best: tuple[float, int] = (0.0, 0)
     found = None
@@ -515,11 +290,13 @@ def dry_run(
     local: bool,
     server: str = "the API server",
     created: set[str] | None = None,
+    unjudged: list[str] | None = None,
 ) -> list[Problem]:
     """Send every object to `kube` as a dry run; a Problem (rule `api-server`) per refused field, under
     its stack key. `local`: create the CRDs, namespaces and ServiceAccounts there first, except those
     whose digest is in `created` (made by an earlier preview on the same server; new ones are added:
-    re-applying the charts' CRDs, 4 MB, takes seconds)."""
+    re-applying the charts' CRDs, 4 MB, takes seconds). `unjudged` gets the objects a user's cluster
+    could not judge because something the stack creates is not there yet."""
     created = set() if created is None else created
     refusals: list[Refusal] = []
     declared = {(o.get("kind"), (o.get("metadata") or {}).get("name")) for o in (i.obj for i in items)}
@@ -549,6 +326,8 @@ def dry_run(
     problems = []
     for refusal in refusals:
         if not local and _missing_from_the_stack(refusal, declared):
+            if unjudged is not None:
+                unjudged.append(_ident(refusal.obj))
             continue
         for field, message in refusal.causes:
             key = stack_key(config, refusal.obj, field, message)
@@ -563,30 +342,12 @@ def dry_run(
 def _missing_from_the_stack(refusal: Refusal, declared: set[tuple[Any, Any]]) -> bool:
     """On a user's cluster: refused only because a namespace, CRD or ServiceAccount the stack creates
     is not there yet."""
-    if refusal.status != 404 and refusal.reason != "NotFound":
-        return False
     text = " ".join(m for _, m in refusal.causes)
     match = re.search(r'(namespaces|serviceaccounts?) "([^"]+)" not found', text)
     if match:
         kind = "Namespace" if match[1] == "namespaces" else "ServiceAccount"
         return (kind, match[2]) in declared
     return "no such kind on the server" in text or "the server could not find the requested resource" in text
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="the local API server of the preview's dry run")
-    parser.add_argument("--serve", type=Path, required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--apiserver", type=Path, required=True)
-    parser.add_argument("--etcd", type=Path, required=True)
-    args = parser.parse_args(argv)
-    return serve(args.serve, args.version, args.apiserver, args.etcd)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # --------------------------------------------------------------------------- in the preview
@@ -651,7 +412,15 @@ def preview_dry_run(
             return Outcome(False, "", f"not run: {exc}", [])
         return Outcome(False, "", str(exc), [Problem("api-server", "(dry run)", "-", f"no dry run: {exc}")])
     if target.mode == "cluster":
-        return Outcome(True, server, note, dry_run(kube, items, crds, config, local=False, server=server))
+        unjudged: list[str] = []
+        problems = dry_run(kube, items, crds, config, local=False, server=server, unjudged=unjudged)
+        if unjudged:
+            note = (
+                f"{len(unjudged)} objects not judged: their namespace, CRD or ServiceAccount is the stack's own "
+                f"and not on the cluster yet (the API server refuses anything in a missing namespace before it "
+                f"validates it), such as {unjudged[0]}"
+            )
+        return Outcome(True, server, note, problems)
     record = local_folder(minor).folder / "created.json"
     try:
         known = json.loads(record.read_text())
