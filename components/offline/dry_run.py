@@ -41,7 +41,6 @@ from components.offline.local_apiserver import DryRunUnavailableError, emulated,
 FIELD_MANAGER = "airflow-k8s-preview"
 DRY_RUN_ENV = "AIRFLOW_K8S_DRY_RUN"  # "off": no dry run; "required": a missing API server is a problem
 CREATED_FIRST = ("CustomResourceDefinition", "Namespace", "ServiceAccount")
-REFUSED = (400, 403, 404, 409, 413, 422)  # what the API server answers for an object it will not take
 
 
 # --------------------------------------------------------------------------- a user's cluster
@@ -254,12 +253,8 @@ def _send(kube: Kube, source: str, obj: dict[str, Any], *, dry_run: bool) -> Ref
             try:
                 kube.create(obj, dry_run=True)
             except ApiError as created:
-                if created.status in REFUSED:
-                    return _refusal(source, obj, created)
-            return _refusal(source, obj, exc)
-        if exc.status in REFUSED:
-            return _refusal(source, obj, exc)
-        raise
+                return _refusal(source, obj, created)
+        return _refusal(source, obj, exc)  # any answer but success: `pulumi up` would fail on it too
     return None
 
 
@@ -395,6 +390,7 @@ def preview_dry_run(
     cannot be reached is a problem."""
     if target.mode == "off":
         return Outcome(False, "", "off (--no-dry-run or AIRFLOW_K8S_DRY_RUN=off)", [])
+    minor = ""  # the local server's Kubernetes minor
     try:
         if target.mode == "cluster":
             kube = cluster_client(target.context, target.kubeconfig)
@@ -411,6 +407,24 @@ def preview_dry_run(
         if not target.required:
             return Outcome(False, "", f"not run: {exc}", [])
         return Outcome(False, "", str(exc), [Problem("api-server", "(dry run)", "-", f"no dry run: {exc}")])
+    try:
+        return _judged(kube, target, items, crds, config, server, note, minor)
+    except OSError as exc:  # the server stopped answering midway
+        return Outcome(
+            False, server, "", [Problem("api-server", "(dry run)", "-", f"{server} stopped answering: {exc}")]
+        )
+
+
+def _judged(
+    kube: Kube,
+    target: Target,
+    items: list[Item],
+    crds: list[dict[str, Any]],
+    config: Mapping[str, str],
+    server: str,
+    note: str,
+    minor: str,
+) -> Outcome:
     if target.mode == "cluster":
         unjudged: list[str] = []
         problems = dry_run(kube, items, crds, config, local=False, server=server, unjudged=unjudged)
