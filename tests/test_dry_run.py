@@ -21,9 +21,9 @@ import yaml
 
 from components.core import names
 from components.core.reader import ConfigError
-from components.offline.checks import Problem
+from components.offline.checks import Item, Problem
 from components.offline.control_plane import kubeconfig
-from components.offline.dry_run import Target, preview_dry_run, stack_key
+from components.offline.dry_run import Target, dry_run, preview_dry_run, stack_key
 from components.offline.local_apiserver import binaries, emulated, local_folder, local_server, stop_local
 from components.offline.preview import PreviewResult, preview
 from components.offline.program import load_stack_config, run_program
@@ -237,6 +237,19 @@ class TestCleanStacks:
         assert result.dry_run.server.startswith("kube-apiserver v1.34.4 as Kubernetes")
         summary = json.loads((tmp_path / "out" / stack / "summary.json").read_text())
         assert summary["dryRun"] == {"ran": True, "server": result.dry_run.server, "note": "", "refused": 0}
+
+    def test_a_pod_that_names_no_service_account_is_judged_under_its_namespaces_default_one(self):
+        pod: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "team-without-accounts"},
+            "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1"}]},
+        }
+        kube = local_server(ROOT, VERSION)
+        assert dry_run(kube, [Item("s", pod)], [], {}, local=True) == []
+        pod["spec"]["tolerations"] = [{"operator": "Equal", "value": "gpu"}]
+        [problem] = dry_run(kube, [Item("s", pod)], [], {}, local=True)
+        assert 'spec.tolerations[0].operator: Invalid value: "Equal"' in problem.message
 
     def test_a_second_preview_reuses_the_running_server(self):
         first = local_server(ROOT, VERSION)

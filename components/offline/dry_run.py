@@ -302,9 +302,12 @@ def dry_run(
             listed = {str((i.obj.get("metadata") or {}).get("name")) for i in first}
             extra = [Item("(a chart's crds/)", c) for c in crds if c["metadata"]["name"] not in listed]
             namespaces = sorted({ns for i in items if (ns := (i.obj.get("metadata") or {}).get("namespace"))})
+            # Each namespace with its `default` ServiceAccount, which a cluster's controller-manager makes (a
+            # pod that names none runs under it; this server runs no controllers).
             made = [
-                Item("(namespace of an object)", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}})
+                Item("(namespace of an object)", {"apiVersion": "v1", "kind": kind, "metadata": meta})
                 for n in namespaces
+                for kind, meta in (("Namespace", {"name": n}), ("ServiceAccount", {"name": "default", "namespace": n}))
             ]
             for kind in CREATED_FIRST:
                 batch = [
