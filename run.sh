@@ -130,12 +130,13 @@ job=${1:-preview}
 shift || true
 case "$job" in
   preview)
-    # ./run.sh preview [STACK] [options]; --help lists the options. No checkov virtualenv
-    # is needed for --help or --no-checkov.
+    # ./run.sh preview [STACK] [options]; --help lists the options. No checkov or Airflow
+    # virtualenv is set up for --help or --no-checkov (the Airflow checks then say they did not run
+    # unless .venv-dags is there).
     if [[ " $* " == *" --no-checkov "* || " $* " == *" --help "* || " $* " == *" -h "* ]]; then
       venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
     else
-      setup
+      setup dags  # .venv-dags: Airflow's own checks of what the stack hands it
     fi
     exec .venv/bin/python -m components.offline "$@"
     ;;

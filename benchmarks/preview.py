@@ -12,7 +12,15 @@ in the same run (medians of several runs after a warm-up):
   checkov scanner that stays between previews (policy.Scanner): the scan of a changed stack;
   goal: at most 3x rendering too;
 - the same with that scanner off (AIRFLOW_K8S_CHECKOV_SERVER=off: checkov imported afresh, as
-  in a first preview), printed for reference.
+  in a first preview), printed for reference;
+- what Kubernetes' own validation adds (components/offline/dry_run.py): the preview with the
+  server-side dry run on the local API server that stays between previews, and that server's
+  first start (certificates kept), once;
+- what Airflow's own checks add (components/offline/airflow_checks.py: Airflow imported in
+  .venv-dags while the charts render).
+
+The lines before the last two run with neither (`--no-dry-run`, AIRFLOW_K8S_AIRFLOW_CHECKS=off), so
+that they stay comparable with earlier runs.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.offline import policy  # noqa: E402
+from components.offline import airflow_checks, dry_run, local_apiserver, policy  # noqa: E402
 from components.offline.helm import Capabilities  # noqa: E402
 from components.offline.preview import RELEASE_TYPE, preview, stack_capabilities  # noqa: E402
 from components.offline.program import run_program, unwrap  # noqa: E402
@@ -48,9 +56,11 @@ def render_only(jobs: list[tuple[Path, dict[str, Any], str, str]], caps: Capabil
     return time.perf_counter() - start
 
 
-def preview_once(out: Path, checkov: bool = False) -> float:
+def preview_once(out: Path, checkov: bool = False, server: bool = False, judge: bool = False) -> float:
+    os.environ[airflow_checks.MODE_ENV] = "on" if judge else "off"
+    target = dry_run.Target("local" if server else "off")
     start = time.perf_counter()
-    result = preview(ROOT, "prod", out, run_checkov=checkov)
+    result = preview(ROOT, "prod", out, run_checkov=checkov, dry_run=target)
     elapsed = time.perf_counter() - start
     if result.problems:
         raise SystemExit(f"the prod preview has problems: {result.problems[:3]}")
@@ -72,10 +82,18 @@ def main() -> None:
         preview_once(out)
         shutil.rmtree(out / policy.CACHE_DIR, ignore_errors=True)
         preview_once(out, checkov=True)  # starts the scanner that stays
-        renders, previews, scanned, fresh, cold = [], [], [], [], []
+        version = local_apiserver.emulated(caps.kube_version)[0]
+        local_apiserver.stop_local(version)
+        started = time.perf_counter()
+        local_apiserver.local_server(ROOT, version)
+        first_start = time.perf_counter() - started
+        preview_once(out, server=True)  # creates the CRDs, namespaces and ServiceAccounts once
+        renders, previews, scanned, fresh, cold, served, judged = [], [], [], [], [], [], []
         for _ in range(RUNS):  # interleaved, so that the machine's load weighs on all alike
             renders.append(render_only(jobs, caps.upgrade()))
             previews.append(preview_once(out))
+            served.append(preview_once(out, server=True))
+            judged.append(preview_once(out, judge=True))
             shutil.rmtree(out / policy.CACHE_DIR, ignore_errors=True)
             fresh.append(preview_once(out, checkov=True))
             scanned.append(preview_once(out, checkov=True))  # same files: the scan is reused
@@ -97,6 +115,10 @@ def main() -> None:
     print(f"ratio preview + scan / render:     {s / r:.2f}x (goal <= {SCAN_GOAL:.2f}x)")
     print(f"ratio preview + fresh scan / render: {f / r:.2f}x (goal <= {SCAN_GOAL:.2f}x)")
     print(f"ratio preview + fresh scan, scanner off / render: {c / r:.2f}x (for reference: a first preview)")
+    d, a = statistics.median(served), statistics.median(judged)
+    print(f"offline preview + server-side dry run (running server): {d:.3f} s (+{d - p:.3f} s)")
+    print(f"the local API server's first start (once, then reused):  {first_start:.3f} s")
+    print(f"offline preview + Airflow's own checks:                 {a:.3f} s (+{a - p:.3f} s)")
 
 
 if __name__ == "__main__":

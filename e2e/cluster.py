@@ -9,27 +9,45 @@ bridge interface the node made) instead, so that pods reach it; kwok does not ru
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+
+from components.offline.control_plane import (
+    KUBERNETES_SERVICE_IP,
+    LOCALHOST,
+    SERVICE_CIDR,
+    Process,
+    admin_client,
+    first_exited,
+    free_port,
+    kubeconfig,
+    make_certificates,
+    spawn,
+    start_apiserver,
+    start_etcd,
+    stop_all,
+    wait_ready,
+)
 
 from .kube import Kube, wait_for
 from .volumes import Provisioner
 
-LOCALHOST = "127.0.0.1"
+__all__ = [
+    "KUBERNETES_SERVICE_IP",
+    "SERVICE_CIDR",
+    "ControlPlane",
+    "Process",
+    "first_exited",
+    "make_certificates",
+    "spawn",
+    "tail",
+]
 NODE_COUNT = 2
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 STORAGE_CLASS = "standard"  # what Pulumi.dev.yaml declares (minikube's and kind's default)
 VOLUME_COUNT = 8
 VOLUME_SIZE = "20Gi"
-SERVICE_CIDR = "10.96.0.0/16"
-KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR
 
 # kwok's own default stages (what `kwokctl create cluster` loads), read from the kwok
 # module in the Go module cache: nodes become Ready and keep heartbeating, pods on them
@@ -41,114 +59,6 @@ KWOK_STAGES = (
     "kustomize/stage/pod/fast/pod-complete.yaml",
     "kustomize/stage/pod/fast/pod-delete.yaml",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOCALHOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    proc = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"`openssl {' '.join(args)}` failed: {proc.stderr.strip()}")
-
-
-def make_certificates(pki: Path, address: str = LOCALHOST, node: str | None = None, days: int = 2) -> None:
-    """A throwaway CA, the API server's serving certificate (127.0.0.1, and `address` when the API
-    server listens there), an admin client certificate (system:masters) and the service-account
-    signing key pair. With a real `node`: the kubelet's serving certificate (on `address`), the
-    API server's client certificate towards the kubelet, and the client certificates of the
-    kubelet (system:node:<node>) and kube-proxy (system:kube-proxy)."""
-    pki.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", str(days), "-subj", "/CN=airflow-k8s-e2e-ca", cwd=pki,
-    )  # fmt: skip
-    # The `kubernetes` Service's address too: pods reach the API server there (through kube-proxy).
-    ips = ",".join(f"IP:{ip}" for ip in dict.fromkeys([LOCALHOST, address, KUBERNETES_SERVICE_IP]))
-    server = "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment"
-    client = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment"
-    leaves = {
-        "apiserver": (
-            "/CN=kube-apiserver",
-            f"subjectAltName={ips},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-            f"DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n{server}",
-        ),
-        "admin": ("/O=system:masters/CN=airflow-k8s-e2e-admin", client),
-    }
-    if node is not None:
-        leaves |= {
-            "kubelet": (f"/CN={node}", f"subjectAltName=IP:{address},DNS:{node}\n{server}"),
-            "apiserver-kubelet-client": ("/O=system:masters/CN=kube-apiserver-kubelet-client", client),
-            "node": (f"/O=system:nodes/CN=system:node:{node}", client),
-            "kube-proxy": ("/CN=system:kube-proxy", client),
-        }
-    for name, (subject, ext) in leaves.items():
-        (pki / f"{name}.ext").write_text(ext + "\n")
-        _openssl(
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", subject, cwd=pki,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.crt", "-days", str(days), "-extfile", f"{name}.ext", cwd=pki,
-        )  # fmt: skip
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
-    for key in pki.glob("*.key"):
-        key.chmod(0o600)
-
-
-def kubeconfig(server: str, pki: Path) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: {server}
-    certificate-authority: {pki / "ca.crt"}
-users:
-- name: admin
-  user:
-    client-certificate: {pki / "admin.crt"}
-    client-key: {pki / "admin.key"}
-contexts:
-- name: e2e
-  context: {{cluster: e2e, user: admin}}
-current-context: e2e
-"""
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    handle: IO[bytes]
-
-
-def spawn(logs: Path, name: str, args: list[str], cwd: Path | None = None) -> Process:
-    """`args` in a process group of its own (stopped as a group, by id), output in logs/<name>.log."""
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    handle = log.open("ab")
-    handle.write(f"$ {' '.join(args)}\n".encode())
-    handle.flush()
-    popen = subprocess.Popen(
-        args, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd
-    )
-    return Process(name, popen, log, handle)
-
-
-def first_exited(processes: list[Process]) -> str | None:
-    """The first of `processes` that has exited, with its code and log (None while all run)."""
-    for p in processes:
-        if p.popen.poll() is not None:
-            return f"{p.name} exited with {p.popen.returncode} (log: {p.log})"
-    return None
 
 
 @dataclass
@@ -205,23 +115,8 @@ class ControlPlane:
     def start(self) -> Kube:
         if not (self.pki / "ca.crt").is_file():  # a kept control plane (./run.sh up) keeps its CA
             make_certificates(self.pki, self.address, self.real_node, self.certificate_days)
-        etcd_client, etcd_peer = free_port(), free_port()
-        etcd = self._spawn(
-            "etcd",
-            [
-                str(self.binaries["etcd"]),
-                "--name=e2e",
-                f"--data-dir={self.work / 'etcd'}",
-                f"--listen-client-urls=http://{LOCALHOST}:{etcd_client}",
-                f"--advertise-client-urls=http://{LOCALHOST}:{etcd_client}",
-                f"--listen-peer-urls=http://{LOCALHOST}:{etcd_peer}",
-                f"--initial-advertise-peer-urls=http://{LOCALHOST}:{etcd_peer}",
-                f"--initial-cluster=e2e=http://{LOCALHOST}:{etcd_peer}",
-                "--unsafe-no-fsync",
-                "--quota-backend-bytes=2147483648",
-            ],
-        )
-        self._wait_port("etcd", etcd, etcd_client)
+        etcd, etcd_client = start_etcd(self.logs, self.binaries["etcd"], self.work / "etcd")
+        self.processes.append(etcd)
 
         port = self.port or free_port()
         self.server = f"https://{self.address}:{port}"
@@ -236,44 +131,21 @@ class ControlPlane:
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
             ]
-        apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                str(self.binaries["kube-apiserver"]),
-                f"--etcd-servers=http://{LOCALHOST}:{etcd_client}",
-                f"--bind-address={self.address}",
-                f"--advertise-address={self.address}",
-                f"--secure-port={port}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                "--authorization-mode=Node,RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                *node_args,
-                "--allow-privileged=true",
-                "--profiling=false",
-                f"--cert-dir={pki}",
-            ],
+        self.processes.append(
+            start_apiserver(
+                self.logs,
+                self.binaries["kube-apiserver"],
+                pki,
+                etcd_client,
+                address=self.address,
+                port=port,
+                extra=node_args,
+            )
         )
         self.kubeconfig_path.write_text(kubeconfig(self.server, pki))
-        kube = Kube(self.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
+        kube = admin_client(self.server, pki)
         self.kube = kube
-
-        def ready() -> str | None:
-            dead = self._check_alive()
-            if dead:
-                raise RuntimeError(dead)
-            try:
-                kube.request("GET", "/readyz", timeout=5)
-            except Exception as exc:
-                return str(exc)
-            return None
-
-        wait_for("kube-apiserver /readyz", ready, timeout=180)
-        del apiserver
+        wait_ready(kube, self.processes)
 
         kubeconfig_arg = f"--kubeconfig={self.kubeconfig_path}"
         self._spawn(
@@ -331,18 +203,6 @@ class ControlPlane:
         """The default nodes, then the ones asked for (each once)."""
         names = [f"kwok-node-{i}" for i in range(NODE_COUNT)]
         return names + [n for n in dict.fromkeys(self.node_names) if n not in names]
-
-    def _wait_port(self, name: str, proc: Process, port: int) -> None:
-        def up() -> str | None:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.popen.returncode} (log: {proc.log})")
-            try:
-                with socket.create_connection((LOCALHOST, port), timeout=1):
-                    return None
-            except OSError as exc:
-                return str(exc)
-
-        wait_for(f"{name} on {LOCALHOST}:{port}", up, timeout=60, interval=0.2)
 
     def _seed(self, kube: Kube) -> None:
         """Fake nodes (kwok): the default ones and those a stack pins; a default StorageClass and
@@ -414,17 +274,7 @@ class ControlPlane:
         if self.provisioner is not None:
             self.provisioner.stop()
             self.provisioner = None
-        for p in reversed(self.processes):
-            if p.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.popen.pid, signal.SIGTERM)
-                try:
-                    p.popen.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.popen.pid, signal.SIGKILL)
-                    p.popen.wait(timeout=10)
-                    problems.append(f"{p.name} needed SIGKILL")
-            p.handle.close()
+        problems += stop_all(self.processes)
         self.processes.clear()
         return problems
 

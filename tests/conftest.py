@@ -16,3 +16,9 @@ os.environ["AIRFLOW_K8S_CHART_REPOSITORY"] = "http://127.0.0.1:9"
 _CHART_CACHE = tempfile.mkdtemp(prefix="airflow-k8s-test-charts-")
 os.environ["AIRFLOW_K8S_CHART_CACHE"] = _CHART_CACHE
 atexit.register(shutil.rmtree, _CHART_CACHE, ignore_errors=True)
+
+# The preview's server-side dry run starts a local kube-apiserver: only tests/test_dry_run.py asks for
+# it (Target("local")), every other preview of the suite runs without.
+os.environ["AIRFLOW_K8S_DRY_RUN"] = "off"
+# Likewise Airflow's own checks (an Airflow import per preview): tests/test_airflow_checks.py turns them on.
+os.environ["AIRFLOW_K8S_AIRFLOW_CHECKS"] = "off"

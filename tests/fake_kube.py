@@ -110,7 +110,7 @@ class FakeKube(Kube):
             return self._as_served(obj, api_version)
         return None
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         self.objects.append(copy.deepcopy(obj))
         return copy.deepcopy(obj)
 

@@ -12,6 +12,7 @@ is allowed.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -745,6 +746,13 @@ def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+def same_mount_path(mounts: list[dict[str, Any]], path: str) -> int | None:
+    """The index of an earlier mount at `path`, as the container runtime sees paths: `/data/` and
+    `/data/./` are `/data` (the API server compares the text only, and lets them through)."""
+    wanted = posixpath.normpath(path)
+    return next((j for j, other in enumerate(mounts) if posixpath.normpath(other["mountPath"]) == wanted), None)
+
+
 def _task_pods(node: Node) -> TaskPods:
     sub = node.mapping("taskPods")
     resources = _resources(sub, "resources")
@@ -782,7 +790,7 @@ def _task_pods(node: Node) -> TaskPods:
         if sub_path is not None:
             mount["subPath"] = names.sub_path(m.key("subPath"), sub_path)
         m.finish()
-        earlier = next((j for j, other in enumerate(mounts) if other["mountPath"] == mount["mountPath"]), None)
+        earlier = same_mount_path(mounts, mount["mountPath"])
         if earlier is not None:
             raise ConfigError(
                 m.key("mountPath"),

@@ -129,6 +129,24 @@ def parser() -> argparse.ArgumentParser:
         "from their deployed values (default: the last successful preview)",
     )
     parser.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
+    dry = parser.add_mutually_exclusive_group()
+    dry.add_argument(
+        "--cluster",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CONTEXT",
+        help="send the server-side dry run to your own cluster: a kubeconfig context (default: the current one) "
+        "instead of the local API server",
+    )
+    dry.add_argument("--no-dry-run", action="store_true", help="skip the server-side dry run")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the kubeconfig of --cluster (default: $KUBECONFIG)",
+    )
     return parser
 
 
@@ -140,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = args.stack or args.stack_option or "dev"
 
     from components.offline.deployed_state import DeployedStateError
+    from components.offline.dry_run import Target
     from components.offline.helm import HelmNotFoundError
     from components.offline.preview import ci_summary, preview, table
 
@@ -156,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             releases_exist=args.releases_exist,
             api_versions=args.api_versions,
             baseline_state=args.baseline_state,
+            dry_run=(
+                Target("off")
+                if args.no_dry_run
+                else Target("cluster", args.cluster or None, args.kubeconfig)
+                if args.cluster is not None
+                else None
+            ),
         )
     except (ConfigError, FileNotFoundError, HelmNotFoundError, DeployedStateError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from components.airflow.invariants import rendered_problems
-from components.offline import checks, policy, yamlout
+from components.offline import airflow_checks, checks, policy, yamlout
 from components.offline.chart_archives import Wanted, at_hand, resolve
 from components.offline.checks import ClusterFacts, Item, Problem
 from components.offline.deployed_state import DeployedState, DeployedStateError, read_export
+from components.offline.dry_run import Outcome, Target, preview_dry_run
 from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
 from components.offline.policy import resource_id
 from components.offline.program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
@@ -96,6 +97,8 @@ class PreviewResult:
     capabilities: Capabilities | None = None
     policy: policy.PolicyResult | None = None
     baseline: Baseline | None = None
+    dry_run: Outcome | None = None
+    airflow: airflow_checks.Verdict | None = None
 
     @property
     def objects(self) -> list[dict[str, Any]]:
@@ -454,13 +457,15 @@ def preview(
     releases_exist: bool | None = None,
     api_versions: set[str] | None = None,
     baseline_state: Path | None = None,
+    dry_run: Target | None = None,
 ) -> PreviewResult:
     """Preview `stack`; `program_run` supplies an already recorded run (tests) instead of the stack files.
 
     `releases_exist`: render every Release as an upgrade (True) or a first install (False);
     default: the Releases of the baseline are upgrades. `baseline_state`: a `pulumi stack export`
     of the stack to compare with (components/offline/deployed_state.py) instead of the last
-    successful preview."""
+    successful preview. `dry_run`: where every object is sent as a server-side dry run (default: the
+    local API server, unless AIRFLOW_K8S_DRY_RUN=off)."""
     # A preview is a short batch that allocates much and frees most of it at the end: the cyclic
     # collector is held off until it is done (it would pass over the same live objects again and
     # again, about a tenth of a warm preview) and runs as usual after.
@@ -468,7 +473,17 @@ def preview(
     gc.disable()
     try:
         return _timed_preview(
-            root, stack, out, kube_version, run_checkov, echo, program_run, releases_exist, api_versions, baseline_state
+            root,
+            stack,
+            out,
+            kube_version,
+            run_checkov,
+            echo,
+            program_run,
+            releases_exist,
+            api_versions,
+            baseline_state,
+            dry_run or Target.default(),
         )
     finally:
         if collecting:
@@ -486,10 +501,12 @@ def _timed_preview(
     releases_exist: bool | None,
     api_versions: set[str] | None,
     baseline_state: Path | None,
+    dry_run: Target,
 ) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
     started: list[policy.Scanner] = []
+    judges: list[airflow_checks.Judge] = []  # the Airflow checks' process, stopped if the preview stops early
 
     def start_scanner() -> policy.Scanner | None:
         if run_checkov and not started:
@@ -517,10 +534,14 @@ def _timed_preview(
             releases_exist,
             api_versions,
             baseline_state,
+            dry_run,
+            judges,
         )
     finally:
         for scanner in started:
             scanner.close()
+        for judge in judges:
+            airflow_checks.cancel(judge)
 
 
 def _preview(
@@ -535,10 +556,14 @@ def _preview(
     releases_exist: bool | None,
     api_versions: set[str] | None,
     baseline_state: Path | None,
+    dry_run: Target,
+    judges: list[airflow_checks.Judge],
 ) -> PreviewResult:
     run: ProgramRun = program_run or progress.step(
         "program", f"running the {stack} program under Pulumi mocks", lambda: run_program(root, stack)
     )
+    judge = airflow_checks.start(root)  # imports Airflow while the charts render
+    judges.append(judge)
     if echo:
         for key, origin in sorted(run.placeholders.items()):
             echo(f"    secure value {key}: {origin}")
@@ -681,6 +706,31 @@ def _preview(
         )
     )
 
+    # Kubernetes' own judgement: every object as a server-side dry run (the Secrets' real values, as applied).
+    revealed = {(r.type, r.name): manifest_of(r, reveal=True) for r in run.resources if r.type != RELEASE_TYPE}
+    sent = [
+        Item(s.name, revealed.get((s.pulumi_type, s.name)) or o) if s.kind == "resource" else Item(s.name, o)
+        for s in sources
+        for o in s.objects
+    ]
+    outcome: Outcome = progress.step(
+        "dry run",
+        "sending every object to an API server as a server-side dry run",
+        lambda: preview_dry_run(root, dry_run, capabilities.kube_version, sent, crd_list, run.config),
+    )
+    if echo and outcome.note:
+        echo(f"    dry run: {outcome.note}")
+    problems.extend(outcome.problems)
+    verdict = progress.step(
+        "airflow",
+        "judging connections, schedules, pools, variables and airflow.cfg with Airflow's own code",
+        lambda: airflow_checks.finish(judge, airflow_checks.request_of(run.config, run.placeholders, items)),
+    )
+    judges.remove(judge)
+    if echo and verdict.note:
+        echo(f"    Airflow checks: {verdict.note}")
+    problems.extend(verdict.problems)
+
     checkov_summary: dict[str, Any] = {"ran": False}
     policy_result: policy.PolicyResult | None = None
     if scan_thread is not None:
@@ -719,6 +769,8 @@ def _preview(
         capabilities,
         policy_result,
         baseline,
+        outcome,
+        verdict,
     )
     (target / "summary.json").write_text(json.dumps(summary(result), indent=2, sort_keys=False) + "\n")
     return result
@@ -797,6 +849,8 @@ def summary(result: PreviewResult) -> dict[str, Any]:
         ],
         "problems": [asdict(p) for p in result.problems],
         "checkov": result.checkov,
+        "dryRun": result.dry_run.summary() if result.dry_run else {"ran": False},
+        "airflowChecks": result.airflow.summary() if result.airflow else {"ran": False},
         "outputs": masked_outputs(result.run),
         "timings": result.timings,
     }
@@ -840,6 +894,18 @@ def table(result: PreviewResult, *, show_diff: bool = False, show_same: bool = F
         )
         for stale in checkov.get("staleAllowListEntries") or []:
             lines.append(f"warning: allow-list entry matches no finding any more: {stale}")
+    outcome = result.dry_run
+    if outcome is not None and outcome.ran:
+        lines.append(
+            f"dry run: {len(outcome.problems)} refused by {outcome.server}"
+            f"{f' ({outcome.note})' if outcome.note else ''}"
+        )
+    elif outcome is not None:
+        lines.append(f"dry run: {outcome.note}")
+    verdict = result.airflow
+    if verdict is not None:
+        ran = f"{len(verdict.problems)} findings of Airflow {verdict.airflow}'s own checks" if verdict.ran else ""
+        lines.append(f"Airflow checks: {ran or verdict.note}")
     for p in result.problems:
         lines.append(f"PROBLEM [{p.rule}] {p.source}: {p.object}: {p.message}")
     lines.append(f"Written to {result.out_dir} (values handed to each Release: {result.out_dir / 'values'})")
