@@ -361,6 +361,8 @@ class TestStepReport:
         assert re.match(pattern.group(1), steps.summary().splitlines()[-1])
 
     def test_a_run_whose_steps_checked_nothing_fails(self, monkeypatch, tmp_path):
+        from e2e import tools as e2e_tools
+
         lines: list[str] = []
 
         def only_setup(opts, steps):
@@ -369,8 +371,8 @@ class TestStepReport:
             return {}, {}
 
         monkeypatch.setattr(run, "resolve_tools", only_setup)
-        monkeypatch.setattr(run.tools, "CLUSTER_TOOLS", ())
-        monkeypatch.setattr(run.tools, "PULUMI_TOOLS", ())
+        monkeypatch.setattr(e2e_tools, "CLUSTER_TOOLS", ())
+        monkeypatch.setattr(e2e_tools, "PULUMI_TOOLS", ())
         monkeypatch.setattr(run, "kwok_stage_files", lambda cache: [])
         opts = run.Options(cache=tmp_path, scenarios=(), chart_source="path", charts=tmp_path)
         assert run.run(opts, echo=lines.append) == 1

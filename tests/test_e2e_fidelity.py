@@ -125,7 +125,55 @@ SERVER_DEFAULTED: list[dict[str, Any]] = [
         "subjects": [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": NS}],
     },
     rich_scheduler(),
+    {  # a Helm hook, kept after it ran: compared like any other object
+        **workload("Job", "airflow-run-migrations", pod_spec(container("migrate"))),
+        "metadata": meta("airflow-run-migrations", annotations={"helm.sh/hook": "post-install"}),
+    },
+    workload("CronJob", "airflow-cleanup", pod_spec(container("cleanup"))),
+    {
+        **workload("StatefulSet", "airflow-worker", {**pod_spec(container("worker")), "nodeSelector": {"pool": "a"}}),
+    },
+    {"apiVersion": "v1", "kind": "Secret", "metadata": meta("fernet"), "stringData": {"fernet-key": "placeholder"}},
+    {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta("airflow-worker", annotations={"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/w"}),
+        "automountServiceAccountToken": False,
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": meta(NS, namespace=None, labels={"pod-security.kubernetes.io/enforce": "restricted"}),
+    },
+    {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta("web"),
+        "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "web"}},
+    },
+    {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": meta("airflow"),
+        "spec": {"groups": [{"name": "airflow", "rules": [{"alert": "SchedulerDown", "expr": "up == 0"}]}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": meta("limits"),
+        "spec": {"limits": [{"type": "Container", "default": {"memory": "1024Mi", "cpu": "500m"}}]},
+    },
 ]
+for _obj in SERVER_DEFAULTED:
+    if _obj["kind"] == "CronJob":
+        _obj["spec"]["jobTemplate"]["spec"]["ttlSecondsAfterFinished"] = 600
+    if _obj["kind"] == "StatefulSet":
+        _obj["spec"]["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": "logs"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "100Gi"}}},
+            }
+        ]
 
 
 def server_defaults(by_kind: dict[str, dict[str, Any]]) -> None:
@@ -170,6 +218,35 @@ def server_defaults(by_kind: dict[str, dict[str, Any]]) -> None:
         terminationGracePeriodSeconds=30,
     )
     deployment_obj["spec"].update(revisionHistoryLimit=10, progressDeadlineSeconds=600)
+    job = by_kind["Job"]
+    job["spec"].update(backoffLimit=6, completions=1, parallelism=1, completionMode="NonIndexed", suspend=False)
+    job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}}
+    job["spec"]["template"]["metadata"]["labels"].update(
+        {"batch.kubernetes.io/controller-uid": "u-1", "controller-uid": "u-1", "job-name": "x"}
+    )
+    job["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    cron = by_kind["CronJob"]["spec"]
+    cron.update(concurrencyPolicy="Allow", suspend=False, successfulJobsHistoryLimit=3, failedJobsHistoryLimit=1)
+    cron["jobTemplate"]["spec"]["backoffLimit"] = 6
+    claim = by_kind["StatefulSet"]["spec"]["volumeClaimTemplates"][0]
+    claim.update(apiVersion="v1", kind="PersistentVolumeClaim", status={"phase": "Pending"})
+    claim["spec"].update(volumeMode="Filesystem", resources={"requests": {"storage": "100Gi"}})
+    by_kind["StatefulSet"]["spec"].update(podManagementPolicy="OrderedReady", replicas=1)
+    secret = by_kind["Secret"]
+    secret.update(type="Opaque", data={"fernet-key": "Z2VuZXJhdGVk"})  # written as stringData, read as data
+    del secret["stringData"]
+    by_kind["ServiceAccount"]["secrets"] = []
+    namespace = by_kind["Namespace"]
+    namespace["metadata"]["labels"]["kubernetes.io/metadata.name"] = NS
+    namespace["spec"] = {"finalizers": ["kubernetes"]}
+    by_kind["HorizontalPodAutoscaler"]["spec"].update(
+        minReplicas=1,
+        scaleTargetRef={"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        behavior={"scaleDown": {"stabilizationWindowSeconds": 300}},
+    )
+    by_kind["PrometheusRule"]["spec"]["groups"][0]["interval"] = "30s"  # a CRD schema's default
+    by_kind["LimitRange"]["spec"]["limits"][0]["default"] = {"memory": "1Gi", "cpu": "500m"}  # canonical
+    by_kind["LimitRange"]["spec"]["limits"][0]["defaultRequest"] = {"memory": "1Gi", "cpu": "500m"}
 
 
 def changed(kind: str, change: Callable[[dict[str, Any]], None]) -> list[str]:
@@ -238,6 +315,95 @@ class TestCompareFindsEveryDifferenceThatChangesBehaviour:
         ),
         ("service-ports", "Service", lambda o: o["spec"]["ports"][0].update(targetPort=9999), "spec.ports"),
         (
+            "hook-job-run-as-root",
+            "Job",
+            lambda o: o["spec"]["template"]["spec"].update(securityContext={"runAsUser": 0}),
+            "pod securityContext",
+        ),
+        ("job-retries", "Job", lambda o: o["spec"].update(backoffLimit=100), "spec.job backoffLimit"),
+        (
+            "template-labels",
+            "Job",
+            lambda o: o["spec"]["template"]["metadata"]["labels"].update(app="api-server"),
+            "pod template labels.app",
+        ),
+        ("cron-schedule", "CronJob", lambda o: o["spec"].update(schedule="* * * * *"), "spec.schedule"),
+        ("cron-suspended", "CronJob", lambda o: o["spec"].update(suspend=True), "spec.suspend"),
+        (
+            "tolerations",
+            "StatefulSet",
+            lambda o: o["spec"]["template"]["spec"].update(tolerations=[{"operator": "Exists"}]),
+            "pod tolerations",
+        ),
+        (
+            "node-selector",
+            "StatefulSet",
+            lambda o: o["spec"]["template"]["spec"].update(nodeSelector={"pool": "b"}),
+            "pod nodeSelector",
+        ),
+        (
+            "token-mounted",
+            "StatefulSet",
+            lambda o: o["spec"]["template"]["spec"].update(automountServiceAccountToken=True, hostPID=True),
+            "pod hostPID",
+        ),
+        (
+            "container-port",
+            "StatefulSet",
+            lambda o: main_container(o).update(ports=[{"containerPort": 22}]),
+            "container worker ports",
+        ),
+        (
+            "claim-template-size",
+            "StatefulSet",
+            lambda o: o["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"].update(storage="1Gi"),
+            "volumeClaimTemplate.logs",
+        ),
+        ("secret-keys", "Secret", lambda o: o["stringData"].update({"extra": "x"}), "secret.keys"),
+        ("secret-type", "Secret", lambda o: o.update(type="kubernetes.io/tls"), "secret.type"),
+        (
+            "service-account-identity",
+            "ServiceAccount",
+            lambda o: o["metadata"]["annotations"].update({"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/admin"}),
+            "serviceAccount.identity",
+        ),
+        (
+            "service-account-token",
+            "ServiceAccount",
+            lambda o: o.pop("automountServiceAccountToken"),
+            "serviceAccount.automountServiceAccountToken",
+        ),
+        (
+            "pod-security-level",
+            "Namespace",
+            lambda o: o["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}),
+            "namespace.podSecurity",
+        ),
+        (
+            "autoscaler-bounds",
+            "HorizontalPodAutoscaler",
+            lambda o: o["spec"].update(maxReplicas=50),
+            "spec.maxReplicas",
+        ),
+        (
+            "custom-resource-field",
+            "PrometheusRule",
+            lambda o: o["spec"]["groups"][0]["rules"][0].update(expr="vector(0)"),
+            "spec.groups[0].rules[0].expr",
+        ),
+        (
+            "custom-resource-list",
+            "PrometheusRule",
+            lambda o: o["spec"]["groups"][0]["rules"].clear(),
+            "spec.groups[0].rules: 1 items predicted, 0 live",
+        ),
+        (
+            "limit-range-quantity",
+            "LimitRange",
+            lambda o: o["spec"]["limits"][0]["default"].update(memory="64Gi"),
+            "spec.limits[0].default.memory",
+        ),
+        (
             "claim-size",
             "PersistentVolumeClaim",
             lambda o: o["spec"]["resources"]["requests"].update(storage="1Mi"),
@@ -268,7 +434,15 @@ class TestCompareFindsNothingOnAMatch:
         predicted = [config_map("airflow-config"), scheduler(), *SERVER_DEFAULTED]
         live = copy.deepcopy(predicted)
         for obj in live:
-            obj["metadata"].update({"uid": "u", "resourceVersion": "7", "annotations": HELM})
+            obj["metadata"].update(
+                uid="u",
+                resourceVersion="7",
+                generation=2,
+                creationTimestamp="2026-12-07T04:00:00Z",
+                managedFields=[{"manager": "pulumi-kubernetes-2c0f", "operation": "Apply", "fieldsV1": {}}],
+                annotations={**obj["metadata"].get("annotations", {}), **HELM},
+            )
+            obj["status"] = {"observedGeneration": 2}
         live[1]["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
         live[1]["status"] = {"availableReplicas": 1}
         server_defaults({o["kind"]: o for o in live[2:]})
@@ -370,7 +544,31 @@ class TestLiveObjects:
                 ),
                 config_map("by-nobody"),
                 config_map("kube-root-ca.crt"),
-                config_map("helm-elsewhere", namespace="other", annotations=HELM),
+                config_map("helm-elsewhere", namespace="kube-system", annotations=HELM),  # our release's
+                config_map(
+                    "other-release",
+                    namespace="other",
+                    annotations={"meta.helm.sh/release-name": "x", "meta.helm.sh/release-namespace": "other"},
+                ),
+                # Made by hand: an allow-all policy and a grant in our namespace count; elsewhere not.
+                {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("allow-all")},
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": meta("theirs", namespace="other"),
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": meta("grant-ours", namespace=None),
+                    "subjects": [{"kind": "ServiceAccount", "name": "airflow-worker", "namespace": NS}],
+                },
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": meta("system:grant", namespace=None),
+                    "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "kube-system"}],
+                },
                 {  # Helm's record of the release, written through the provider (its field manager)
                     "apiVersion": "v1",
                     "kind": "Secret",
@@ -420,7 +618,7 @@ class TestLiveObjects:
     def names(self, objects: list[dict[str, Any]]) -> list[str]:
         return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
 
-    def test_predicted_objects_and_what_helm_or_pulumi_made_in_the_namespaces_are_found(self):
+    def test_predicted_objects_what_our_releases_or_pulumi_made_anywhere_and_hand_made_grants_are_found(self):
         kube = self.cluster()
         predicted = [
             config_map("predicted-plain"),
@@ -430,13 +628,16 @@ class TestLiveObjects:
         live = live_objects(kube, predicted, [NS])
         assert self.names(live) == [
             "ClusterRole/ours",
+            "ClusterRoleBinding/grant-ours",
             "ConfigMap/by-helm",
             "ConfigMap/by-pulumi-label",
             "ConfigMap/by-pulumi-ssa",
+            "ConfigMap/helm-elsewhere",
             "ConfigMap/predicted-plain",
             "Deployment/web",
             "HorizontalPodAutoscaler/web",
             "Namespace/airflow",
+            "NetworkPolicy/allow-all",
         ]
         assert all(o.get("apiVersion") and o.get("kind") for o in live)
 
@@ -501,3 +702,72 @@ class TestCompareReadsVolumesAsTheServerKeepsThem:
         assert compare([volume], [live]) == []
         live["spec"]["storageClassName"] = "fast"
         assert compare([volume], [live]) == ["PersistentVolume dags spec.storageClassName: null predicted, 'fast' live"]
+
+
+class TestTheTamperedSchedulerOfTheIssue:
+    """The live scheduler tried by hand against the old check (which found 0 differences): each of
+    its seven changes is reported, read through live_objects as the e2e step reads the cluster."""
+
+    def predicted(self) -> list[dict[str, Any]]:
+        scheduler_ = rich_scheduler()
+        scheduler_["metadata"]["name"] = "airflow-scheduler"
+        cfg = {**config_map("airflow-config"), "data": {"airflow.cfg": "[core]\nexecutor = KubernetesExecutor\n"}}
+        deny = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta("airflow-scheduler-policy"),
+            "spec": {"podSelector": {"matchLabels": {"component": "scheduler"}}, "policyTypes": ["Ingress"]},
+        }
+        return [scheduler_, cfg, deny]
+
+    def tampered(self) -> list[dict[str, Any]]:
+        scheduler_, cfg, deny = copy.deepcopy(self.predicted())
+        pod = scheduler_["spec"]["template"]["spec"]
+        main = pod["containers"][0]
+        main["securityContext"]["privileged"] = True
+        del pod["serviceAccountName"]  # runs under `default`
+        pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+        main["volumeMounts"].append({"name": "host", "mountPath": "/host"})
+        main["env"][2] = {"name": "AIRFLOW__CORE__FERNET_KEY", "value": "cGxhaW4ta2V5LXBsYWluLWtleS1wbGFpbi1rZXktMTI="}
+        scheduler_["spec"]["replicas"] = 5
+        cfg["data"]["airflow.cfg"] = "[core]\nexecutor = CeleryExecutor\n"
+        allow_all = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta("allow-all"),  # made by hand: no Helm or Pulumi mark
+            "spec": {"podSelector": {}, "ingress": [{}], "egress": [{}], "policyTypes": ["Ingress", "Egress"]},
+        }
+        for obj in (scheduler_, cfg, deny):
+            obj["metadata"]["annotations"] = {**obj["metadata"].get("annotations", {}), **HELM}
+        return [scheduler_, cfg, deny, allow_all]
+
+    def test_each_of_the_seven_changes_is_reported(self):
+        predicted = self.predicted()
+        differences = compare(predicted, live_objects(FakeKube(self.tampered()), predicted, [NS]))
+        expected = {
+            "privileged": "container scheduler securityContext",
+            "the default service account": "pod serviceAccountName: 'airflow-scheduler' predicted, 'default' live",
+            "hostPath /": 'volume.host: live, not predicted ({"hostPath": {"path": "/"}})',
+            "the mount of it": "volume mount paths differ (live only: /host)",
+            "the Fernet key as a plain value": "env.AIRFLOW__CORE__FERNET_KEY",
+            "five replicas": "replicas: 1 predicted, 5 live",
+            "another executor": "ConfigMap airflow/airflow-config data.airflow.cfg",
+            "an allow-all NetworkPolicy": "extra NetworkPolicy airflow/allow-all: in the cluster (made by unknown)",
+        }
+        missed = [what for what, text in expected.items() if not any(text in d for d in differences)]
+        assert missed == [], differences
+        assert len(differences) >= len(expected)
+
+    def test_the_plain_fernet_key_is_not_printed(self):
+        predicted = self.predicted()
+        differences = compare(predicted, live_objects(FakeKube(self.tampered()), predicted, [NS]))
+        assert differences and not any("cGxhaW4ta2V5" in d for d in differences), differences
+
+    def test_the_untampered_cluster_has_no_difference(self):
+        predicted = self.predicted()
+        live = copy.deepcopy(predicted)
+        for obj in live:
+            obj["metadata"]["annotations"] = {**obj["metadata"].get("annotations", {}), **HELM}
+        server_defaults({"Deployment": live[0], **{k: o for o in SERVER_DEFAULTED if (k := o["kind"]) != "Deployment"}})
+        found = live_objects(FakeKube(live), predicted, [NS])
+        assert len(found) == 3 and compare(predicted, found) == []

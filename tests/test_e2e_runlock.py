@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,8 +90,16 @@ class TestOneRunAtATime:
         proc, lock = holder
         monkeypatch.setenv("AIRFLOW_K8S_E2E_LOCK", str(lock))
         called: list[str] = []
-        monkeypatch.setattr(local, "up", lambda *a, **k: called.append("up") or 0)
-        monkeypatch.setattr(local, "down", lambda *a, **k: called.append("down") or 0)
+
+        def record(name: str) -> Callable[..., int]:
+            def call(*args: Any, **kwargs: Any) -> int:
+                called.append(name)
+                return 0
+
+            return call
+
+        monkeypatch.setattr(local, "up", record("up"))
+        monkeypatch.setattr(local, "down", record("down"))
         lines: list[str] = []
         monkeypatch.setattr("builtins.print", lambda line, **kw: lines.append(line))
         assert local.main([command]) == runlock.BUSY
@@ -102,7 +111,12 @@ class TestOneRunAtATime:
 
         monkeypatch.setenv("AIRFLOW_K8S_E2E_LOCK", str(tmp_path / "e2e.lock"))
         seen: list[str] = []
-        monkeypatch.setattr(local, "up", lambda *a, **k: seen.append((tmp_path / "e2e.lock").read_text()) or 0)
+
+        def up(*args: Any, **kwargs: Any) -> int:
+            seen.append((tmp_path / "e2e.lock").read_text())
+            return 0
+
+        monkeypatch.setattr(local, "up", up)
         assert local.main(["up"]) == 0
         assert len(seen) == 1 and seen[0].startswith(f"pid {os.getpid()}, ")
 
