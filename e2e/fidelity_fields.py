@@ -149,7 +149,16 @@ def _volume(volume: dict[str, Any]) -> Any:
     return _clean(source)
 
 
-def _container(container: dict[str, Any]) -> dict[str, Any]:
+def _port(port: dict[str, Any], host_network: bool) -> Any:
+    """A container port, protocol TCP when unset; on the host's network the host port is the
+    container port when unset (the API server's defaulting)."""
+    out = {"protocol": "TCP", **port}
+    if host_network:
+        out.setdefault("hostPort", port.get("containerPort"))
+    return _clean(out)
+
+
+def _container(container: dict[str, Any], host_network: bool = False) -> dict[str, Any]:
     return {
         "image": container.get("image"),
         "command": container.get("command") or [],
@@ -168,7 +177,7 @@ def _container(container: dict[str, Any]) -> dict[str, Any]:
         "readinessProbe": _probe(container.get("readinessProbe")),
         "startupProbe": _probe(container.get("startupProbe")),
         "ports": sorted(
-            (_clean({"protocol": "TCP", **p}) for p in container.get("ports") or []),
+            (_port(p, host_network) for p in container.get("ports") or []),
             key=lambda p: json.dumps(p, sort_keys=True),
         ),
         "lifecycle": _clean(container.get("lifecycle") or {}),
@@ -295,7 +304,7 @@ def workload_differences(predicted: dict[str, Any], live: dict[str, Any], scaled
         a = {str(c.get("name")): c for c in want_pod.get(group) or []}
         b = {str(c.get("name")): c for c in have_pod.get(group) or []}
         for name in sorted(a.keys() & b.keys()):
-            ca, cb = _container(a[name]), _container(b[name])
+            ca, cb = _container(a[name], pod_a["hostNetwork"]), _container(b[name], pod_b["hostNetwork"])
             for field in ca:
                 if field == "image":
                     continue  # with the containers, env names and mount paths: template_differences
@@ -390,10 +399,14 @@ _IDENTITY_ANNOTATIONS = ("eks.amazonaws.com/", "iam.gke.io/", "azure.workload.id
 _POD_SECURITY = "pod-security.kubernetes.io/"
 
 
+_FILLED_BY_KUBERNETES = ("kubernetes.io/service-account-token",)  # the token controller writes its keys
+
+
 def _secret(obj: dict[str, Any]) -> dict[str, Any]:
     """A Secret's type and keys (its values are generated: the preview holds placeholders)."""
+    kind = obj.get("type") or "Opaque"
     keys = {*(obj.get("data") or {}), *(obj.get("stringData") or {})}
-    return {"type": obj.get("type") or "Opaque", "keys": sorted(keys)}
+    return {"type": kind, "keys": sorted(keys) if kind not in _FILLED_BY_KUBERNETES else "(filled in by Kubernetes)"}
 
 
 def _service_account(obj: dict[str, Any]) -> dict[str, Any]:

@@ -687,6 +687,29 @@ class TestPredictedObjects:
         assert [o["metadata"]["name"] for o in predicted_objects(Path(tmp_path), "dev")] == ["kept"]
 
 
+class TestCompareKnowsWhatTheServerFillsIn:
+    def test_a_host_network_pods_host_ports_default_to_its_container_ports(self):
+        spec = {**pod_spec(container("exporter")), "hostNetwork": True}
+        spec["containers"][0]["ports"] = [{"name": "metrics", "containerPort": 9100}]
+        predicted = workload("DaemonSet", "node-exporter", spec)
+        live = copy.deepcopy(predicted)
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(hostPort=9100, protocol="TCP")
+        assert compare([predicted], [live]) == []
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] = 22
+        assert [d for d in compare([predicted], [live]) if "ports" in d]
+
+    def test_a_service_account_token_secrets_keys_are_written_by_kubernetes(self):
+        token = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": meta("operator-token"),
+        }
+        live = {**copy.deepcopy(token), "data": {"ca.crt": "x", "namespace": "eA==", "token": "dA=="}}
+        assert compare([token], [live]) == []
+        assert compare([token], [{**live, "type": "Opaque"}]) != []
+
+
 class TestCompareReadsVolumesAsTheServerKeepsThem:
     def test_a_volume_without_a_class_reads_back_without_the_empty_class(self):
         volume: dict[str, Any] = {
