@@ -116,6 +116,14 @@ def _probe(probe: dict[str, Any] | None) -> Any:
     return _clean(out)
 
 
+def _handler(handler: dict[str, Any] | None) -> Any:
+    """A lifecycle hook: an httpGet's scheme is HTTP when unset."""
+    handler = dict(handler or {})
+    if "httpGet" in handler:
+        handler["httpGet"] = {"scheme": "HTTP", **handler["httpGet"]}
+    return _clean(handler)
+
+
 def _downward_items(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
     for item in items or []:
@@ -180,7 +188,7 @@ def _container(container: dict[str, Any], host_network: bool = False) -> dict[st
             (_port(p, host_network) for p in container.get("ports") or []),
             key=lambda p: json.dumps(p, sort_keys=True),
         ),
-        "lifecycle": _clean(container.get("lifecycle") or {}),
+        "lifecycle": {k: _handler(v) for k, v in (container.get("lifecycle") or {}).items()},
         "workingDir": container.get("workingDir") or "",
         "restartPolicy": container.get("restartPolicy") or "",  # Always: a sidecar init container
         "stdin": bool(container.get("stdin")),

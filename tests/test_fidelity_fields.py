@@ -298,6 +298,16 @@ class TestCompareKnowsWhatTheServerFillsIn:
         live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] = 22
         assert [d for d in compare([predicted], [live]) if "ports" in d]
 
+    def test_a_lifecycle_hooks_http_scheme_defaults_to_http(self):
+        spec = pod_spec(container("web"))
+        spec["containers"][0]["lifecycle"] = {"preStop": {"httpGet": {"path": "/drain", "port": 8080}}}
+        predicted = workload("Deployment", "web", spec)
+        live = copy.deepcopy(predicted)
+        live["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["scheme"] = "HTTP"
+        assert compare([predicted], [live]) == []
+        live["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["httpGet"]["path"] = "/kill"
+        assert [d for d in compare([predicted], [live]) if "lifecycle" in d]
+
     def test_a_service_account_token_secrets_keys_are_written_by_kubernetes(self):
         token = {
             "apiVersion": "v1",
