@@ -7,7 +7,8 @@ runs the stack scenario on Pulumi.NAME.yaml only. `manifests` needs no Pulumi en
 
 Exit codes: 0 passed; 1 a step failed (or a tool is missing and AIRFLOW_K8S_E2E=required);
 3 the cluster steps passed but the Pulumi steps could not run (scenario auto without a Pulumi
-binary: the manifests scenario ran instead); 4 a tool is missing, nothing ran (skipped).
+binary: the manifests scenario ran instead); 4 a tool is missing, nothing ran (skipped); 5 another
+run holds this machine (e2e/runlock.py), nothing ran.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import tools
+from . import runlock, tools
 from .run import ALL, PULUMI_SCENARIOS, Options, run
 
 
@@ -86,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         opts.charts = args.charts.resolve()
     # A terminated run still stops its processes and removes its files (run's `finally`).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    return run(opts, echo=lambda line: print(line, flush=True))
+    try:
+        with runlock.machine_run():
+            return run(opts, echo=lambda line: print(line, flush=True))
+    except runlock.BusyError as exc:
+        print(f"e2e: {exc}", flush=True)
+        return runlock.BUSY
 
 
 if __name__ == "__main__":

@@ -168,9 +168,31 @@ def _preferred_versions(kube: Kube) -> dict[str, str]:
     return preferred
 
 
+# Kinds that open or grant something in a namespace: counted whoever made them (an allow-all
+# NetworkPolicy or a RoleBinding made by hand changes what the deployment may do).
+OPENING_KINDS = frozenset({"NetworkPolicy", "Role", "RoleBinding", "ResourceQuota", "LimitRange"})
+
+
+def _ours(obj: dict[str, Any], kind: str, namespaced: bool, namespaces: set[str]) -> bool:
+    """Made by a release of `namespaces` or by Pulumi, in any namespace or cluster-wide; or, made
+    by anyone, an object that opens or grants something in `namespaces`."""
+    meta = obj.get("metadata") or {}
+    who = made_by(obj)
+    release_ns = (meta.get("annotations") or {}).get(RELEASE_NAMESPACE_ANNOTATION)
+    if who is None:
+        if namespaced:
+            return kind in OPENING_KINDS and meta.get("namespace") in namespaces
+        subjects = obj.get("subjects") if kind == "ClusterRoleBinding" else None
+        return any(s.get("namespace") in namespaces for s in subjects or [])
+    if release_ns:
+        return release_ns in namespaces  # not another release's
+    return not namespaced or meta.get("namespace") in namespaces or who == "Pulumi"
+
+
 def live_objects(kube: Kube, predicted: list[dict[str, Any]], namespaces: list[str]) -> list[dict[str, Any]]:
-    """Every predicted object the API server holds, and every other object in `namespaces` (or
-    cluster-scoped) that a Helm release or Pulumi made, less what controllers make."""
+    """Every predicted object the API server holds; every other object, in any namespace or
+    cluster-wide, that a Helm release of `namespaces` or Pulumi made; and every object that opens
+    or grants something in `namespaces`, whoever made it (_ours); less what controllers make."""
     found: dict[Key, dict[str, Any]] = {}
     for obj in predicted:
         meta = obj.get("metadata") or {}
@@ -194,15 +216,8 @@ def live_objects(kube: Kube, predicted: list[dict[str, Any]], namespaces: list[s
         except ApiError:
             continue  # not listable (reviews, bindings)
         for item in items:
-            meta = item.get("metadata") or {}
-            who = made_by(item)
-            if who is None or _controlled(item) or _helm_storage(item):
+            if _controlled(item) or _helm_storage(item) or not _ours(item, kind, resource.namespaced, wanted):
                 continue
-            if resource.namespaced and meta.get("namespace") not in wanted:
-                continue
-            release_ns = (meta.get("annotations") or {}).get(RELEASE_NAMESPACE_ANNOTATION)
-            if not resource.namespaced and release_ns and release_ns not in wanted:
-                continue  # another release's cluster-wide objects
             item.setdefault("apiVersion", group_version)
             item.setdefault("kind", kind)
             found.setdefault(key_of(item), item)

@@ -183,7 +183,7 @@ def scenario_moved(h: Harness) -> None:
         if changed:
             raise StepError("Secrets changed by the move under AirflowPlatform: " + ", ".join(changed))
         check_cluster(d.kube, d.namespace)
-    with d.step("pulumi destroy"):
+    with d.step("pulumi destroy", setup=True):
         destroy(d)
 
 
@@ -193,7 +193,7 @@ def scenario_examples(h: Harness) -> None:
     if missing:
         raise StepError(f"the examples need the language hosts beside pulumi: missing {', '.join(missing)}")
     d = start(h, "examples", dev_config(h))
-    with d.step("copy examples/ and components/; the package's virtualenv"):
+    with d.step("copy examples/ and components/; the package's virtualenv", setup=True):
         checkout = example_copy(d.project.parent)
     for example in EXAMPLES:
         folder = checkout / "examples" / example
@@ -202,7 +202,7 @@ def scenario_examples(h: Harness) -> None:
         env = {**d.pulumi.env, **pulumi_env(d.project.parent / f"example-{example}", h.found, d.plane.kubeconfig_path)}
         env["PULUMI_HOME"] = d.pulumi.env["PULUMI_HOME"]  # the plugins the harness installed
         pulumi = Pulumi(h.found["pulumi"], folder, env, logs)
-        with d.step(f"examples/{example}: pulumi package add ../../components; stack init"):
+        with d.step(f"examples/{example}: pulumi package add ../../components; stack init", setup=True):
             pulumi.run("login", env["PULUMI_BACKEND_URL"])
             pulumi.run("package", "add", "../../components")
             namespace = example_program(example, folder, h.chart("airflow"), kube_minor(d.kube))
@@ -215,7 +215,7 @@ def scenario_examples(h: Harness) -> None:
             outputs = json.loads(pulumi.run("stack", "output", "--json", "--show-secrets").stdout)
             if outputs.get("namespace") != namespace or not outputs.get("adminPassword"):
                 raise StepError(f"examples/{example}: unexpected outputs {sorted(outputs)}")
-        with d.step(f"examples/{example}: pulumi destroy"):
+        with d.step(f"examples/{example}: pulumi destroy", setup=True):
             proc = pulumi.run("destroy", "--yes", "--skip-preview", check=False)
             if proc.returncode != 0:
                 pulumi.run("destroy", "--yes", "--skip-preview", "--exclude-protected")

@@ -60,38 +60,62 @@ class StepError(RuntimeError):
 
 @dataclass
 class Steps:
-    """Prints each step with its duration; remembers the results for the summary."""
+    """Prints each step with its duration; remembers the results for the summary.
+
+    A step is a check (of cluster state: it fails on a wrong outcome, not only on a command
+    that fails) unless it is marked `setup` (tools, control planes, project copies, stack
+    init, stand-ins, a plain `up` or `destroy` whose outcome the next step checks, cleanup).
+    The summary's `e2e: N passed` counts checks only; setup and tooling steps are counted
+    apart, so a run that checked nothing cannot look like one that checked much."""
 
     echo: Callable[[str], None] = print
     results: list[tuple[str, str, float]] = field(default_factory=list)
+    setup_steps: set[int] = field(default_factory=set)  # indexes into results
 
     @contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str, *, setup: bool = False) -> Iterator[None]:
         self.echo(f"==> {name}")
         start = time.monotonic()
         try:
             yield
         except BaseException:
             took = time.monotonic() - start
-            self.results.append((name, "FAILED", took))
+            self.record(name, "FAILED", took, setup=setup)
             self.echo(f"<== {name}: FAILED after {took:.1f}s")
             raise
         took = time.monotonic() - start
-        self.results.append((name, "ok", took))
+        self.record(name, "ok", took, setup=setup)
         self.echo(f"<== {name}: ok ({took:.1f}s)")
 
-    def skipped(self, name: str, why: str) -> None:
-        self.results.append((name, "NOT RUN", 0.0))
+    def record(self, name: str, result: str, took: float, *, setup: bool = False) -> None:
+        if setup:
+            self.setup_steps.add(len(self.results))
+        self.results.append((name, result, took))
+
+    def skipped(self, name: str, why: str, *, setup: bool = False) -> None:
+        self.record(name, "NOT RUN", 0.0, setup=setup)
         self.echo(f"==> {name}: NOT RUN ({why})")
+
+    def counts(self, *, setup: bool) -> tuple[int, int, int]:
+        """(ok, failed, not run) of the checks, or of the setup and tooling steps."""
+        mine = [r for i, (_, r, _) in enumerate(self.results) if (i in self.setup_steps) == setup]
+        ok, failed = mine.count("ok"), mine.count("FAILED")
+        return ok, failed, len(mine) - ok - failed
 
     def summary(self) -> str:
         width = max((len(n) for n, _, _ in self.results), default=10)
-        lines = [f"{'STEP':<{width}}  RESULT   SECONDS"]
-        lines += [f"{n:<{width}}  {r:<7}  {s:7.1f}" for n, r, s in self.results]
-        lines.append(f"{'total':<{width}}  {'':<7}  {sum(s for _, _, s in self.results):7.1f}")
-        count = {r: sum(1 for _, res, _ in self.results if res == r) for r in ("ok", "FAILED")}
-        skipped = len(self.results) - count["ok"] - count["FAILED"]
-        lines.append(f"e2e: {count['ok']} passed, {count['FAILED']} failed, {skipped} skipped")
+        lines = [f"{'STEP':<{width}}  {'KIND':<5}  RESULT   SECONDS"]
+        lines += [
+            f"{n:<{width}}  {'setup' if i in self.setup_steps else 'check':<5}  {r:<7}  {s:7.1f}"
+            for i, (n, r, s) in enumerate(self.results)
+        ]
+        lines.append(f"{'total':<{width}}  {'':<5}  {'':<7}  {sum(s for _, _, s in self.results):7.1f}")
+        ok, failed, skipped = self.counts(setup=False)
+        set_ok, set_failed, set_skipped = self.counts(setup=True)
+        lines.append(
+            f"e2e: {ok} passed, {failed} failed, {skipped} skipped (checks of cluster state); "
+            f"setup and tooling steps apart: {set_ok} ok, {set_failed} failed, {set_skipped} not run"
+        )
         return "\n".join(lines)
 
 
@@ -126,10 +150,10 @@ def resolve_tools(opts: Options, steps: Steps) -> tuple[dict[str, Path], dict[st
         took = time.monotonic() - start
         if r.path is not None:
             found[name] = r.path
-            steps.results.append((f"tool {name} ({r.origin})", "ok", took))
+            steps.record(f"tool {name} ({r.origin})", "ok", took, setup=True)
             steps.echo(f"<== tool {name}: {r.origin} {r.path} ({took:.1f}s)")
         else:
-            steps.results.append((f"tool {name}", "MISSING", took))
+            steps.record(f"tool {name}", "MISSING", took, setup=True)
             steps.echo(f"<== tool {name}: NOT AVAILABLE ({took:.1f}s)\n" + _indent(r.error, "      "))
     return found, report
 
@@ -486,10 +510,10 @@ def manifests_scenario(steps: Steps, kube: Kube, work: Path, chart: dict[str, st
     namespace = config["airflow-k8s:airflow"].get("namespace", "airflow")
     write_stack_config(project, config)
 
-    with steps.step("render the e2e stack (program under mocks, chart by the Helm SDK)"):
+    with steps.step("render the e2e stack (program under mocks, chart by the Helm SDK)", setup=True):
         stack = render_stack(project)
         steps.echo(f"    {len(stack.objects)} objects, {len(stack.retained)} retained on destroy")
-    with steps.step("server-side apply every object to the API server"):
+    with steps.step("server-side apply every object to the API server", setup=True):
         apply_all(kube, stack.objects)
     with steps.step("check: Deployments Available, migration Job complete, referenced Secrets present"):
         check_cluster(kube, namespace)
@@ -579,7 +603,7 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
         if scenarios == ["auto"]:
             scenarios = ["manifests"] if missing_pulumi else ["pulumi"]
 
-        with steps.step(f"serve the charts from {opts.charts} on 127.0.0.1"):
+        with steps.step(f"serve the charts from {opts.charts} on 127.0.0.1", setup=True):
             if opts.chart_source == "path":
                 charts = {m.name.rsplit("-", 1)[0]: m for m in opts.charts.glob("*.tgz")}
 
@@ -605,7 +629,9 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
             )
             for step in ("pulumi preview", "pulumi up", "pulumi up (no changes)", "pulumi destroy"):
                 steps.skipped(step, why)
-            with steps.step("start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok on 127.0.0.1"):
+            with steps.step(
+                "start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok on 127.0.0.1", setup=True
+            ):
                 plane = ControlPlane(work / "cluster", found, stages, echo)
                 planes.append(plane)
                 kube = plane.start()
@@ -647,7 +673,10 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
     finally:
         if code == 0 and any(result == "FAILED" for _, result, _ in steps.results):
             code = 1  # a step that failed without ending its scenario
-        with steps.step("stop every process and remove temporary files"):
+        checked_nothing = code == 0 and not opts.build_only and steps.counts(setup=False)[0] == 0
+        if checked_nothing:
+            code = 1  # a run that checked nothing is not a pass
+        with steps.step("stop every process and remove temporary files", setup=True):
             if repo is not None:
                 repo.stop()
             for plane in planes:
@@ -659,6 +688,8 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
                 shutil.rmtree(work, ignore_errors=True)
         echo("")
         echo(steps.summary())
+        if checked_nothing:
+            echo("e2e: FAILED: no check of cluster state ran (only setup and tooling steps)")
         if code == 4:
             echo("e2e: SKIPPED (tools not found)")
         if code == 3:

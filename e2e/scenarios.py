@@ -98,8 +98,8 @@ class Deployment:
         return self.harness.steps
 
     @contextmanager
-    def step(self, what: str) -> Iterator[None]:
-        with self.steps.step(f"[{self.name}] {what}"):
+    def step(self, what: str, *, setup: bool = False) -> Iterator[None]:
+        with self.steps.step(f"[{self.name}] {what}", setup=setup):
             yield
 
     def echo(self, line: str) -> None:
@@ -151,7 +151,7 @@ def start(harness: Harness, name: str, config: dict[str, Any], node_names: list[
     """A fresh control plane and project copy for scenario `name`, its stack initialised."""
     work = harness.work / name
     steps = harness.steps
-    with steps.step(f"[{name}] start a control plane; copy the project; stack init"):
+    with steps.step(f"[{name}] start a control plane; copy the project; stack init", setup=True):
         kwargs: dict[str, Any] = {"node_names": node_names} if node_names else {}
         plane = ControlPlane(work / "cluster", harness.found, harness.stages, steps.echo, **kwargs)
         harness.planes.append(plane)
@@ -268,6 +268,12 @@ def fidelity(d: Deployment) -> None:
         raise StepError(f"the offline preview's prediction differs from the cluster in {len(differences)} ways")
 
 
+def fidelity_step(d: Deployment, when: str = "") -> None:
+    """The fidelity check as a step of its own (after every `up` that changes what runs)."""
+    with d.step(f"fidelity{' ' + when if when else ''}: the offline preview's objects against the live ones"):
+        fidelity(d)
+
+
 def finished_and_deleted(kube: Kube, predicted: list[dict[str, Any]]) -> set[str]:
     """`namespace/name` of each predicted Job with a ttlSecondsAfterFinished that is no longer in
     the cluster but whose Completed Event is: it ran, and was deleted as its TTL says."""
@@ -341,13 +347,12 @@ def wait_images(d: Deployment, image: str) -> None:
 def scenario_dev(h: Harness) -> None:
     """The dev stack without Spark and monitoring: preview, up, up again, a replica change, destroy."""
     d = start(h, "dev", dev_config(h))
-    with d.step("pulumi preview"):
+    with d.step("pulumi preview", setup=True):
         d.echo(d.pulumi.summary(d.pulumi.run("preview", "--diff")))
     with d.step("pulumi up: workloads Available, referenced Secrets present"):
         d.up()
         d.check_all()
-    with d.step("fidelity: the offline preview's objects against the live ones"):
-        fidelity(d)
+    fidelity_step(d)
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
     with d.step("scheduler replicas 1 -> 2: only the Release updates, no Secret changed"):
@@ -359,6 +364,7 @@ def scenario_dev(h: Harness) -> None:
             raise StepError("the replica change would do more than update the Release:\n" + "\n".join(problems))
         d.up()
         check_replica_change(d.kube, d.namespace, before)
+    fidelity_step(d, "after the replica change")
     with d.step("pulumi destroy: retained objects stay"):
         destroy_and_verify(d)
 
@@ -367,9 +373,8 @@ def again_fidelity_destroy(d: Deployment) -> None:
     """The end of a deployed stack's scenario: up again (no changes), fidelity, destroy."""
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
-    with d.step("fidelity: the offline preview's objects against the live ones"):
-        fidelity(d)
-    with d.step("pulumi destroy"):
+    fidelity_step(d)
+    with d.step("pulumi destroy", setup=True):
         destroy(d)
 
 
@@ -413,7 +418,7 @@ def scenario_platform(h: Harness) -> None:
     config = dev_config(h, ("airflow", "logs", "cluster", "spark", "monitoring"))
     config["airflow-k8s:teams"] = json.loads(json.dumps(TEAMS))
     d = start(h, "platform", config)
-    with d.step("pulumi up (first): every release, ServiceMonitors and PrometheusRule after their CRDs"):
+    with d.step("pulumi up (first): every release, ServiceMonitors and PrometheusRule after their CRDs", setup=True):
         d.up()
     with d.step("check: workloads Available in every namespace; monitors and rules exist"):
         d.check_all()
@@ -435,6 +440,7 @@ def scenario_upgrade(h: Harness) -> None:
     with d.step("pulumi up on Airflow 3.2.0"):
         d.up()
         wait_images(d, "apache/airflow:3.2.0")
+    fidelity_step(d, "on 3.2.0")
     for version, tag in UPGRADE_IMAGES[1:]:
         image = f"apache/airflow:{tag or version}"
 
@@ -445,6 +451,7 @@ def scenario_upgrade(h: Harness) -> None:
 
         with d.step(f"upgrade to {image}: no random replaced, no Secret changed, workloads Available"):
             guarded_change(d, f"the image change to {image}", change, functools.partial(wait_images, d, image))
+        fidelity_step(d, f"after the upgrade to {image}")
     with d.step("executor KubernetesExecutor -> CeleryExecutor: same guarantees"):
 
         def celery() -> None:
@@ -457,6 +464,7 @@ def scenario_upgrade(h: Harness) -> None:
                 raise StepError(f"no Celery workers or Redis after the executor change: {sorted(kinds)}")
 
         guarded_change(d, "the executor change", celery, workers)
+    fidelity_step(d, "after the executor change")
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
 
@@ -489,6 +497,7 @@ def scenario_comeback(h: Harness) -> None:
         if changed:
             raise StepError("Secrets changed across destroy + up:\n" + "\n".join(changed))
         d.echo(f"Fernet key Secret {fernet[0]}: same data; kept Secrets compared: {sorted(before)}")
+    fidelity_step(d, "after destroy and up again")
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
 
@@ -601,6 +610,7 @@ def scenario_tenants(h: Harness) -> None:
         for ns in ("tenant-a", "tenant-b"):
             check_cluster(d.kube, ns)
             d.echo(f"{ns}: {describe_workloads(d.kube, ns)}")
+    fidelity_step(d, "of both tenants")
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
     with d.step("pulumi destroy: both releases' workloads gone, retained objects stay"):
@@ -693,13 +703,15 @@ def scenario_stack(h: Harness, stack: str) -> None:
         if key in d.config:
             d.config[key] = value
     d.write()
-    with d.step("stand-in values for the stack's secrets, each of its key's shape (pulumi config set --secret)"):
+    with d.step(
+        "stand-in values for the stack's secrets, each of its key's shape (pulumi config set --secret)", setup=True
+    ):
         for key, value in sorted(stackinfo.stand_ins(raw).items()):
             d.pulumi.run("config", "set", "--secret", key, "--", value)
         d.echo(f"secrets: {sorted(secure) or 'none'}; pinned nodes: {nodes or 'none'}")
-    with d.step("pulumi preview"):
+    with d.step("pulumi preview", setup=True):
         d.echo(d.pulumi.summary(d.pulumi.run("preview")))
-    with d.step("pulumi up (a stuck up stops, naming the pending object)"):
+    with d.step("pulumi up (a stuck up stops, naming the pending object)", setup=True):
         d.up()
     with d.step("check: workloads Available in every namespace"):
         d.check_all()

@@ -32,6 +32,7 @@ BUILTIN = (
     ApiResource("rbac.authorization.k8s.io/v1", "roles", "Role", True),
     ApiResource("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding", True),
     ApiResource("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", False),
+    ApiResource("rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ApiResource("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
     ApiResource("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", True),
     ApiResource("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),

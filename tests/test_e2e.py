@@ -327,7 +327,56 @@ class TestStepReport:
         assert "third: NOT RUN (missing: pulumi)" in lines[4]
         summary = steps.summary()
         assert "second" in summary and "FAILED" in summary and "NOT RUN" in summary
-        assert summary.splitlines()[-1] == "e2e: 1 passed, 1 failed, 1 skipped"
+        assert summary.splitlines()[-1] == (
+            "e2e: 1 passed, 1 failed, 1 skipped (checks of cluster state); "
+            "setup and tooling steps apart: 0 ok, 0 failed, 0 not run"
+        )
+
+    def test_setup_and_tooling_steps_are_counted_apart_from_the_checks(self):
+        steps = run.Steps(lambda line: None)
+        for name in ("tool pulumi", "start a control plane", "stack init"):
+            with steps.step(name, setup=True):
+                pass
+        with steps.step("pulumi up: workloads Available"):
+            pass
+        with pytest.raises(RuntimeError), steps.step("copy the project", setup=True):
+            raise RuntimeError("disk full")
+        steps.skipped("node up", "no root", setup=True)
+        summary = steps.summary()
+        assert summary.splitlines()[-1] == (
+            "e2e: 1 passed, 0 failed, 0 skipped (checks of cluster state); "
+            "setup and tooling steps apart: 3 ok, 1 failed, 1 not run"
+        )
+        kinds = {line.split()[0]: line.split()[-3] for line in summary.splitlines()[1:-2] if len(line.split()) > 3}
+        assert kinds["tool"] == "setup" and kinds["pulumi"] == "check"
+
+    def test_run_sh_still_finds_the_summary_line(self):
+        import re
+
+        pattern = re.search(r"grep -E '(\^e2e: [^']+)'", (ROOT / "run.sh").read_text())
+        assert pattern is not None
+        steps = run.Steps(lambda line: None)
+        with steps.step("check"):
+            pass
+        assert re.match(pattern.group(1), steps.summary().splitlines()[-1])
+
+    def test_a_run_whose_steps_checked_nothing_fails(self, monkeypatch, tmp_path):
+        from e2e import tools as e2e_tools
+
+        lines: list[str] = []
+
+        def only_setup(opts, steps):
+            with steps.step("tool pulumi", setup=True):
+                pass
+            return {}, {}
+
+        monkeypatch.setattr(run, "resolve_tools", only_setup)
+        monkeypatch.setattr(e2e_tools, "CLUSTER_TOOLS", ())
+        monkeypatch.setattr(e2e_tools, "PULUMI_TOOLS", ())
+        monkeypatch.setattr(run, "kwok_stage_files", lambda cache: [])
+        opts = run.Options(cache=tmp_path, scenarios=(), chart_source="path", charts=tmp_path)
+        assert run.run(opts, echo=lines.append) == 1
+        assert "e2e: FAILED: no check of cluster state ran (only setup and tooling steps)" in lines
 
 
 def test_secret_fingerprints_never_hold_secret_values():

@@ -82,6 +82,7 @@ class TestStandIns:
         "airflow-k8s:variables": {"secure": "v1:ghi"},
         "airflow-k8s:gitToken": {"secure": "v1:jkl"},
         "airflow-k8s:logsConnection": {"secure": "v1:mno"},
+        "airflow-k8s:previousFernetKeys": {"secure": "v1:pqr"},
     }
 
     def test_team_secrets_get_a_mapping_shaped_after_the_stacks_teams(self):
@@ -106,6 +107,15 @@ class TestStandIns:
         config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.HAND_MADE.items() if k not in secure}
         stack = check_config({**config, **values}, secure)
         assert stack.team_secrets["data"]["sftp"] and stack.logs.remote is not None
+
+    def test_every_secret_key_the_stack_edge_knows_is_among_those_shown_to_load_clean(self):
+        from components.platform.config import EITHER_KEYS, PROJECT, SECRET_KEYS
+
+        shown = {k for k, v in self.HAND_MADE.items() if isinstance(v, dict) and "secure" in v}
+        for name in ("dev", "prod"):
+            raw = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+            shown |= {k for k, v in raw.items() if isinstance(v, dict) and "secure" in v}
+        assert {f"{PROJECT}:{key}" for key in (*SECRET_KEYS, *EITHER_KEYS)} <= shown
 
     def test_the_shipped_stacks_load_clean_with_their_stand_ins(self):
         import json

@@ -36,7 +36,7 @@ import yaml
 
 from components.airflow.config import DEFAULT_CHART_VERSION
 
-from .. import tools
+from .. import runlock, tools
 from ..kube import Kube
 from ..run import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env
 from . import config, host
@@ -425,11 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status")
     args = parser.parse_args(argv)
     echo: Callable[[str], None] = lambda line: print(line, flush=True)  # noqa: E731
-    if args.command == "up":
-        return up(args.stack, echo)
-    if args.command == "down":
-        return down(args.purge, echo)
-    return status(echo)
+    if args.command == "status":
+        return status(echo)
+    try:
+        with runlock.machine_run():
+            return up(args.stack, echo) if args.command == "up" else down(args.purge, echo)
+    except runlock.BusyError as exc:
+        echo(f"{args.command}: {exc}")
+        return runlock.BUSY
 
 
 if __name__ == "__main__":

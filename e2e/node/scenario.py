@@ -201,18 +201,20 @@ def scenario_node(h: Harness) -> None:
     if problems:
         why = "; ".join(problems)
         if required:
-            with steps.step(f"[{NAME}] a real node can run here"):
+            with steps.step(f"[{NAME}] a real node can run here", setup=True):
                 raise StepError(f"a real node cannot run here: {why}")
         steps.skipped(f"[{NAME}] the dev stack on a real node", f"a real node cannot run here: {why}")
         return
 
-    with steps.step(f"[{NAME}] images: every image the stack and the example DAGs name, built or from the cache"):
+    with steps.step(
+        f"[{NAME}] images: every image the stack and the example DAGs name, built or from the cache", setup=True
+    ):
         project = copy_project(folder / "images-project")
         write_stack_config(project, with_kube_minor(config_))
         archives = build_images(project, STACK, h.charts_dir, steps.echo)
 
     title = "node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
-    with steps.step(f"[{NAME}] {title}"):
+    with steps.step(f"[{NAME}] {title}", setup=True):
         plane, kube = host.bring_up(node, binaries, archives)
         h.planes.append(plane)
 
@@ -222,10 +224,10 @@ def scenario_node(h: Harness) -> None:
             missing_image_fails(kube, steps.echo)
         with steps.step(f"[{NAME}] a pod cannot reach outside: its connection is dropped at the host, counted"):
             egress_dropped(node, kube, steps.echo)
-        with steps.step(f"[{NAME}] copy the project; stack init"):
+        with steps.step(f"[{NAME}] copy the project; stack init", setup=True):
             d = deploy_project(h, NAME, plane, kube, config_)
             d.pulumi.stall_seconds = UP_STALL_SECONDS
-        with steps.step(f"[{NAME}] pulumi up of dev (monitoring and Spark off)"):
+        with steps.step(f"[{NAME}] pulumi up of dev (monitoring and Spark off)", setup=True):
             d.up()
         with steps.step(f"[{NAME}] every pod Ready by its own probes"):
             wait_ready(d, namespace)
