@@ -21,6 +21,8 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   up [STACK]                  Airflow on a real node on this machine (root; dev by default)
   down [--purge]              remove it (volumes kept unless --purge)
   status                      what the real node runs
+  schema [--check]            write schemas/stack.schema.json (the stack files' JSON Schema) from
+                              the config parsers; --check: fail when it is stale
   dags-check [FOLDER] [--stack NAME]
                               will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
   help                        this text
@@ -135,6 +137,10 @@ case "$job" in
       setup
     fi
     exec .venv/bin/python -m components.offline "$@"
+    ;;
+  schema)
+    venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    exec .venv/bin/python -m components.offline.stack_schema "$@"
     ;;
   test)
     # Every stage runs; the summary at the end names each one's result. The end-to-end run
