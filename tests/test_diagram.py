@@ -10,6 +10,7 @@ import pytest
 
 from components.offline import diagram
 from components.offline.diagram import DOC, END, START, Box, House
+from components.offline.generated import write_or_check
 from tests.helpers import ROOT
 
 
@@ -97,3 +98,21 @@ class TestCounts:
 
     def test_a_kind_only_one_stack_has_names_that_stack(self) -> None:
         assert diagram._count({"dev": 1}, ["dev", "prod"]) == "1 (dev)"
+
+
+class TestGeneratedFiles:
+    def test_a_stale_file_fails_the_check_naming_the_command_that_regenerates_it(self, tmp_path, capsys):
+        target = tmp_path / "docs" / "page.md"
+        target.parent.mkdir()
+        target.write_text("old\n")
+        assert write_or_check(target, "new\n", what="the page", command="./run.sh page", check=True) == 1
+        assert capsys.readouterr().err == "the page is stale: run `./run.sh page`\n"
+        assert target.read_text() == "old\n"
+
+    def test_a_missing_file_is_stale_and_writing_creates_it(self, tmp_path, capsys):
+        target = tmp_path / "schemas" / "x.json"
+        assert write_or_check(target, "{}\n", what="x", command="make x", check=True) == 1
+        assert write_or_check(target, "{}\n", what="x", command="make x", check=False) == 0
+        assert target.read_text() == "{}\n"
+        assert write_or_check(target, "{}\n", what="x", command="make x", check=True) == 0
+        assert capsys.readouterr().out.splitlines() == ["wrote x", "x is up to date"]

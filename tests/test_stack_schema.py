@@ -98,7 +98,7 @@ class TestTheShippedSchema:
             (tmp_path / name).write_text((ROOT / name).read_text())
         (tmp_path / "schemas" / "stack.schema.json").write_text("{}\n")
         assert main(["--check", "--root", str(tmp_path)]) == 1
-        assert "stack.schema.json is stale: run `python -m components.offline.stack_schema`" in capsys.readouterr().err
+        assert "stack.schema.json is stale: run `./run.sh schema`" in capsys.readouterr().err
 
     def test_it_is_a_draft_7_schema_with_every_top_level_key_by_its_full_and_short_name(self, schema):
         assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"

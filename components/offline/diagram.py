@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.offline.generated import write_or_check
 from components.offline.program import Registered, run_program
 from components.platform import config as stack_config
 from components.platform.component import AirflowPlatform
@@ -227,17 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
     args = parser.parse_args(argv)
     target = args.root / DOC
-    text = target.read_text()
-    new = updated(text, section(house(args.root)))
-    if args.check:
-        if new != text:
-            print(f"the diagram in {DOC} is stale: run `./run.sh diagram`", file=sys.stderr)
-            return 1
-        print(f"the diagram in {DOC} is up to date")
-        return 0
-    target.write_text(new)
-    print(f"wrote the diagram into {DOC}")
-    return 0
+    new = updated(target.read_text(), section(house(args.root)))
+    return write_or_check(target, new, what=f"the diagram in {DOC}", command="./run.sh diagram", check=args.check)
 
 
 if __name__ == "__main__":

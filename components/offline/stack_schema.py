@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.reader import ConfigError, Shapes, recording, register_secrets
+from components.offline.generated import write_or_check
 from components.offline.program import placeholder_for
 from components.platform import stack_file
 from components.platform.config import (
@@ -357,18 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help=f"fail (exit 1) when {SCHEMA_FILE} is not up to date")
     parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
     args = parser.parse_args(argv)
-    text = generate(args.root)
-    target = args.root / SCHEMA_FILE
-    if args.check:
-        if not target.is_file() or target.read_text() != text:
-            print(f"{SCHEMA_FILE} is stale: run `./run.sh schema`", file=sys.stderr)
-            return 1
-        print(f"{SCHEMA_FILE} is up to date")
-        return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
-    print(f"wrote {SCHEMA_FILE}")
-    return 0
+    return write_or_check(
+        args.root / SCHEMA_FILE, generate(args.root), what=str(SCHEMA_FILE), command="./run.sh schema", check=args.check
+    )
 
 
 if __name__ == "__main__":
