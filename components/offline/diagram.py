@@ -15,14 +15,13 @@ now (tests/test_diagram.py runs it).
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.offline.generated import write_or_check
+from components.offline.generated import command_line
 from components.offline.program import Registered, run_program
 from components.platform import config as stack_config
 from components.platform.component import AirflowPlatform
@@ -220,16 +219,18 @@ def updated(text: str, new_section: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    def make(root: Path) -> tuple[Path, str]:
+        target = root / DOC
+        return target, updated(target.read_text(), section(house(root)))
+
+    return command_line(
+        argv,
         prog="python -m components.offline.diagram",
-        description=f"Write the architecture diagram into {DOC}, from what the shipped stacks declare.",
+        what=f"the diagram in {DOC}",
+        command="./run.sh diagram",
+        root=ROOT,
+        make=make,
     )
-    parser.add_argument("--check", action="store_true", help=f"fail (exit 1) when the diagram in {DOC} is stale")
-    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
-    args = parser.parse_args(argv)
-    target = args.root / DOC
-    new = updated(target.read_text(), section(house(args.root)))
-    return write_or_check(target, new, what=f"the diagram in {DOC}", command="./run.sh diagram", check=args.check)
 
 
 if __name__ == "__main__":

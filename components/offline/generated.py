@@ -3,7 +3,9 @@ diagram): written by a command, or checked against what the code makes now."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,3 +23,21 @@ def write_or_check(target: Path, text: str, *, what: str, command: str, check: b
     target.write_text(text)
     print(f"wrote {what}")
     return 0
+
+
+def command_line(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    what: str,
+    command: str,
+    root: Path,
+    make: Callable[[Path], tuple[Path, str]],
+) -> int:
+    """`prog [--check] [--root DIR]`: `make(root)` gives the file and its text, written or checked."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Write {what} from the code ({command}).")
+    parser.add_argument("--check", action="store_true", help=f"fail (exit 1) when {what} is stale")
+    parser.add_argument("--root", type=Path, default=root, help="the project (default: this checkout)")
+    args = parser.parse_args(argv)
+    target, text = make(args.root)
+    return write_or_check(target, text, what=what, command=command, check=args.check)

@@ -24,7 +24,6 @@ names as `*` (`airflow.pools.*.slots`). Descriptions come from the configuration
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.reader import ConfigError, Shapes, recording, register_secrets
-from components.offline.generated import write_or_check
+from components.offline.generated import command_line
 from components.offline.program import placeholder_for
 from components.platform import stack_file
 from components.platform.config import (
@@ -351,15 +350,13 @@ def generate(root: Path = ROOT) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return command_line(
+        argv,
         prog="python -m components.offline.stack_schema",
-        description=f"Write {SCHEMA_FILE}, the JSON Schema of Pulumi.<stack>.yaml, from the config parsers.",
-    )
-    parser.add_argument("--check", action="store_true", help=f"fail (exit 1) when {SCHEMA_FILE} is not up to date")
-    parser.add_argument("--root", type=Path, default=ROOT, help="the project (default: this checkout)")
-    args = parser.parse_args(argv)
-    return write_or_check(
-        args.root / SCHEMA_FILE, generate(args.root), what=str(SCHEMA_FILE), command="./run.sh schema", check=args.check
+        what=str(SCHEMA_FILE),
+        command="./run.sh schema",
+        root=ROOT,
+        make=lambda root: (root / SCHEMA_FILE, generate(root)),
     )
 
 
