@@ -83,6 +83,10 @@ class TestWhatItShows:
         assert (release, monitoring) not in house.uses
         assert '  Monitoring_monitoring -->|"Namespace, Release"| AirflowRelease_airflow_own' in diagram.mermaid(house)
 
+    def test_the_components_no_shipped_stack_declares_are_named_under_it(self, house: House) -> None:
+        assert diagram.not_drawn(house) == ["TaskNamespace"]
+        assert "The package's other components, which they do not declare: TaskNamespace." in diagram.section(house)
+
     def test_the_path_from_the_stack_file_names_the_functions_that_take_it(self, house: House) -> None:
         text = diagram.mermaid(house)
         assert "components.platform.config.load()" in text

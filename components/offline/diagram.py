@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pulumi
+
 from components.offline.generated import command_line
 from components.offline.program import Registered, run_program
 from components.platform import config as stack_config
@@ -197,14 +199,29 @@ def mermaid(h: House) -> str:
     return "\n".join(lines) + "\n"
 
 
+def not_drawn(h: House) -> list[str]:
+    """The package's components (`components.__all__`) that no shipped stack declares."""
+    import components
+
+    drawn = {kind(box.type) for box in h.boxes.values()}
+    exported = (getattr(components, name) for name in components.__all__)
+    return sorted(
+        c.__name__
+        for c in exported
+        if isinstance(c, type) and issubclass(c, pulumi.ComponentResource) and c.__name__ not in drawn
+    )
+
+
 def section(h: House) -> str:
-    """What goes between the markers: the diagram and the line that says what it shows."""
+    """What goes between the markers: the diagram and the lines that say what it shows."""
+    missing = not_drawn(h)
+    others = f" The package's other components, which they do not declare: {', '.join(missing)}." if missing else ""
     return (
         f"{START}\n\n"
         f"What the shipped stacks ({', '.join(h.stacks)}) declare, drawn from a run of the program under the offline "
         "preview's mocks: each component with the resources it owns directly (a count range when the stacks "
         "differ), and an arrow from a component to one whose resources its own depend on, labelled with what "
-        "they depend on.\n\n"
+        f"they depend on.{others}\n\n"
         f"```mermaid\n{mermaid(h)}```\n\n"
         f"{END}"
     )
