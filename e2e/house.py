@@ -114,7 +114,8 @@ def example_copy(work: Path) -> Path:
     """examples/ and the component package side by side (so `../../components` resolves), with the
     package's virtualenv made by uv from its requirements (the plugin runtime reuses it), and the
     Python example's virtualenv made from its own requirements in its folder, as Pulumi's pip
-    toolchain would (the checkout's distribution, built from the files copied beside)."""
+    toolchain would (the checkout's distribution, built from the files copied beside). Without uv
+    on PATH, Pulumi makes both itself (the Python example's on its first `up`)."""
     dest = work / "examples-checkout"
     dest.mkdir(parents=True)
     for name in ("requirements.txt", *DISTRIBUTION_FILES):
