@@ -23,6 +23,10 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   status                      what the real node runs
   screenshots [options]       the Airflow UI of `up` (or --url) in headless Chromium, checked,
                               into docs/images (./run.sh screenshots --help)
+  schema [--check]            write schemas/stack.schema.json (the stack files' JSON Schema) from
+                              the config parsers; --check: fail when it is stale
+  diagram [--check]           write the architecture diagram into docs/architecture.md from what the
+                              shipped stacks declare; --check: fail when it is stale
   dags-check [FOLDER] [--stack NAME]
                               will the DAGs run on the Airflow this stack deploys? (default: dags/, dev)
   help                        this text
@@ -139,6 +143,14 @@ case "$job" in
       setup dags  # .venv-dags: Airflow's own checks of what the stack hands it
     fi
     exec .venv/bin/python -m components.offline "$@"
+    ;;
+  schema)
+    venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    exec .venv/bin/python -m components.offline.stack_schema "$@"
+    ;;
+  diagram)
+    venv .venv "project and test dependencies" requirements-test.txt requirements.txt requirements-test.txt
+    exec .venv/bin/python -m components.offline.diagram "$@"
     ;;
   test)
     # Every stage runs; the summary at the end names each one's result. The end-to-end run

@@ -9,8 +9,9 @@ then leaves the Secrets' contents as they were.
 
 `examples`: `examples/yaml` (the YAML language host) and `examples/typescript` (the Node.js
 language host, `@pulumi/pulumi` from npm) add the component package with
-`pulumi package add ../../components` and deploy Airflow: up, the workloads' checks, up again
-with no changes, destroy.
+`pulumi package add ../../components`; `examples/python` imports the components from the
+distribution its requirements install (the checkout, `../..`). Each deploys Airflow: up, the
+workloads' checks, up again with no changes, destroy.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from .scenarios import Harness, destroy, dev_config, start
 
 PLATFORM_PATHS = ("components/platform.py", "components/platform/component.py")
 PLATFORM_TYPE = "airflow-k8s:index:AirflowPlatform"
-EXAMPLES = ("yaml", "typescript")
+EXAMPLES = ("yaml", "typescript", "python")
 LANGUAGE_HOSTS = {"yaml": "pulumi-language-yaml", "typescript": "pulumi-language-nodejs"}
+# The examples that use the component package (a plugin); the Python one imports the components.
+PACKAGE_EXAMPLES = ("yaml", "typescript")
+# What the Python example's requirements install (`../..`): the distribution's build files.
+DISTRIBUTION_FILES = ("pyproject.toml", "README.md")
 
 
 def base_before_platform() -> str:
@@ -107,10 +112,14 @@ def _as_e2e_project(folder: Path) -> Path:
 
 def example_copy(work: Path) -> Path:
     """examples/ and the component package side by side (so `../../components` resolves), with the
-    package's virtualenv made by uv from its requirements (the plugin runtime reuses it)."""
+    package's virtualenv made by uv from its requirements (the plugin runtime reuses it), and the
+    Python example's virtualenv made from its own requirements in its folder, as Pulumi's pip
+    toolchain would (the checkout's distribution, built from the files copied beside). Without uv
+    on PATH, Pulumi makes both itself (the Python example's on its first `up`)."""
     dest = work / "examples-checkout"
     dest.mkdir(parents=True)
-    shutil.copy2(ROOT / "requirements.txt", dest / "requirements.txt")
+    for name in ("requirements.txt", *DISTRIBUTION_FILES):
+        shutil.copy2(ROOT / name, dest / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "venv", "node_modules", "sdks", "bin", "package-lock.json")
     shutil.copytree(ROOT / "components", dest / "components", ignore=ignore)
     shutil.copytree(ROOT / "examples", dest / "examples", ignore=ignore)
@@ -131,6 +140,13 @@ def example_copy(work: Path) -> Path:
             ],
             check=True,
         )
+        python = dest / "examples" / "python"
+        subprocess.run([uv, "venv", "--quiet", "--seed", "venv"], cwd=python, check=True)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", "venv/bin/python", "-r", "requirements.txt"],
+            cwd=python,
+            check=True,
+        )
     return dest
 
 
@@ -144,15 +160,19 @@ def example_program(example: str, folder: Path, chart: dict[str, str], kube_vers
         props["cluster"]["kubernetesVersion"] = kube_version
         path.write_text(yaml.safe_dump(program, sort_keys=False))
         return str(program["config"]["namespace"]["default"])
+    project, namespace = {
+        "typescript": ("airflow-typescript", "airflow-ts"),
+        "python": ("airflow-python", "airflow-py"),
+    }[example]
     config = {
         "config": {
-            "airflow-typescript:chart": chart,
-            "airflow-typescript:kubernetesVersion": kube_version,
-            "airflow-typescript:namespace": "airflow-ts",
+            f"{project}:chart": chart,
+            f"{project}:kubernetesVersion": kube_version,
+            f"{project}:namespace": namespace,
         }
     }
     (folder / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return "airflow-ts"
+    return namespace
 
 
 def scenario_moved(h: Harness) -> None:
@@ -188,7 +208,8 @@ def scenario_moved(h: Harness) -> None:
 
 
 def scenario_examples(h: Harness) -> None:
-    """examples/yaml and examples/typescript add the component package and deploy Airflow."""
+    """examples/yaml and examples/typescript add the component package, examples/python imports the
+    components; each deploys Airflow."""
     missing = [host for host in LANGUAGE_HOSTS.values() if not (h.found["pulumi"].parent / host).exists()]
     if missing:
         raise StepError(f"the examples need the language hosts beside pulumi: missing {', '.join(missing)}")
@@ -202,9 +223,11 @@ def scenario_examples(h: Harness) -> None:
         env = {**d.pulumi.env, **pulumi_env(d.project.parent / f"example-{example}", h.found, d.plane.kubeconfig_path)}
         env["PULUMI_HOME"] = d.pulumi.env["PULUMI_HOME"]  # the plugins the harness installed
         pulumi = Pulumi(h.found["pulumi"], folder, env, logs)
-        with d.step(f"examples/{example}: pulumi package add ../../components; stack init", setup=True):
+        adds = "pulumi package add ../../components; " if example in PACKAGE_EXAMPLES else ""
+        with d.step(f"examples/{example}: {adds}stack init", setup=True):
             pulumi.run("login", env["PULUMI_BACKEND_URL"])
-            pulumi.run("package", "add", "../../components")
+            if example in PACKAGE_EXAMPLES:
+                pulumi.run("package", "add", "../../components")
             namespace = example_program(example, folder, h.chart("airflow"), kube_minor(d.kube))
             pulumi.run("stack", "init", STACK, "--secrets-provider", "passphrase")
         with d.step(f"examples/{example}: pulumi up; workloads ready; up again with no changes"):

@@ -60,19 +60,26 @@ class TestDocsSite:
 
 
 def python_snippets(page: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.DOTALL)
+
+
+# Every Python snippet of the documentation: the README and each page of docs/.
+PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+SNIPPETS = [(page, index) for page in PAGES for index in range(len(python_snippets(page)))]
 
 
 class TestSnippetsStandAlone:
-    """The Python snippets of the pages on using the components run as they are, as a stack
-    program (under Pulumi's mocks): every name they use, they define or import."""
+    """The Python snippets of the documentation run as they are, as a stack program (under
+    Pulumi's mocks): every name they use, they define or import."""
 
-    @pytest.mark.parametrize(
-        ("page", "index"), [("usage.md", 0), ("usage.md", 1), ("packages.md", 0), ("packages.md", 1)]
-    )
+    def test_every_page_that_shows_how_to_use_the_components_has_its_snippets_run(self):
+        pages = {page for page, _ in SNIPPETS}
+        assert {"docs/usage.md", "docs/packages.md", "docs/monitoring.md", "docs/spark.md"} <= pages
+        assert len(SNIPPETS) >= 6
+
+    @pytest.mark.parametrize(("page", "index"), SNIPPETS)
     def test_the_snippet_runs_as_a_program_of_its_own(self, page, index, tmp_path: Path):
         snippets = python_snippets(page)
-        assert len(snippets) == 2, f"{page}: add the new snippet to this test"
         program = tmp_path / "__main__.py"
         program.write_text(snippets[index])
         dags = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/org/dags.git", "auth": "token"}}

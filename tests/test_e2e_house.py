@@ -4,6 +4,7 @@ examples at the local control plane (the runs themselves need the engine: `./run
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -74,3 +75,25 @@ class TestExamplesOnTheControlPlane:
         index = (ROOT / "examples" / "typescript" / "index.ts").read_text()
         for key in ("chart", "kubernetesVersion", "namespace"):
             assert f'"{key}"' in index
+
+    def test_the_python_example_gets_them_as_stack_config_and_is_deployed_without_the_package(self, tmp_path: Path):
+        chart = {"repository": "http://127.0.0.1:1", "version": "1.21.0"}
+        assert house.example_program("python", tmp_path, chart, "1.34") == "airflow-py"
+        config = yaml.safe_load((tmp_path / f"Pulumi.{STACK}.yaml").read_text())["config"]
+        assert config == {
+            "airflow-python:chart": chart,
+            "airflow-python:kubernetesVersion": "1.34",
+            "airflow-python:namespace": "airflow-py",
+        }
+        program = (ROOT / "examples" / "python" / "__main__.py").read_text()
+        for key in ("chart", "kubernetesVersion", "namespace"):
+            assert f'"{key}"' in program
+        assert "python" in house.EXAMPLES and "python" not in house.PACKAGE_EXAMPLES
+
+    def test_the_examples_copy_holds_what_the_python_examples_requirements_install(self):
+        requirements = (ROOT / "examples" / "python" / "requirements.txt").read_text().splitlines()
+        assert "../.." in requirements
+        for name in house.DISTRIBUTION_FILES:
+            assert (ROOT / name).is_file()
+        readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"]
+        assert readme in house.DISTRIBUTION_FILES

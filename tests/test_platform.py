@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,12 @@ from pulumi.output import _OutputData
 
 from components.core.arguments import ArgumentError
 from components.core.reader import ConfigError
-from components.offline.program import is_secret, run_program
+from components.offline.preview import preview
+from components.offline.program import ProgramRun, is_secret, run_program, unwrap
 from components.platform.component import CONFIG_KEYS, SECRET_ARGS, _known, config_of
 from components.platform.config import SECRET_KEYS, parse_stack
 from components.provider import AirflowK8sProvider
-from tests.helpers import ROOT, of_type, run_stack
+from tests.helpers import ROOT, of_type, release, run_stack
 
 GIT_DAGS = {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}}
 
@@ -184,3 +187,65 @@ class TestExamples:
         for example in ("yaml", "typescript"):
             project = yaml.safe_load((ROOT / "examples" / example / "Pulumi.yaml").read_text())
             assert project["packages"] == {"airflow-k8s": "../../components"}
+
+
+PYTHON_EXAMPLE = ROOT / "examples" / "python"
+
+
+def run_python_example(**config: str) -> ProgramRun:
+    """examples/python/__main__.py under the offline preview's mocks, with this stack config."""
+    return run_program(
+        PYTHON_EXAMPLE,
+        "dev",
+        config={f"airflow-python:{k}": v for k, v in config.items()},
+        secret_keys=set(),
+        project="airflow-python",
+    )
+
+
+class TestThePythonExample:
+    def test_it_is_a_python_project_that_installs_the_components_from_this_checkout_with_the_pinned_engine(self):
+        project = yaml.safe_load((PYTHON_EXAMPLE / "Pulumi.yaml").read_text())
+        assert project["name"] == "airflow-python"
+        assert project["runtime"]["name"] == "python"
+        lines = [
+            line
+            for line in (PYTHON_EXAMPLE / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+        assert lines == ["../..", "-r ../../requirements.txt"]
+        assert "pulumi==3.259.0" in (ROOT / "requirements.txt").read_text().splitlines()
+
+    def test_it_imports_only_what_a_user_would_the_package_and_pulumi(self):
+        tree = ast.parse((PYTHON_EXAMPLE / "__main__.py").read_text())
+        imported = {
+            (node.module if isinstance(node, ast.ImportFrom) else alias.name)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert imported == {"pulumi", "components"}
+
+    def test_it_declares_airflow_through_one_platform_and_exports_what_the_other_examples_do(self):
+        run = run_python_example()
+        (platform,) = of_type(run, "AirflowPlatform")
+        assert platform.name == "airflow" and platform.parent.endswith("::airflow-python-dev")
+        (airflow,) = of_type(run, "AirflowRelease")
+        assert airflow.parent == platform.urn
+        chart = unwrap(release(run).inputs)
+        assert (chart["chart"], chart["version"], chart["namespace"]) == ("airflow", "1.21.0", "airflow-py")
+        assert run.outputs["namespace"] == "airflow-py"
+        assert sorted(run.outputs) == ["adminPassword", "adminUsername", "namespace", "uiServiceName", "uiServicePort"]
+        assert "adminPassword" in run.secret_outputs
+
+    def test_the_e2e_run_points_it_at_its_chart_version_and_namespace_through_stack_config(self):
+        chart = {"repository": "http://127.0.0.1:1", "version": "1.21.0"}
+        run = run_python_example(namespace="airflow-e2e", kubernetesVersion="1.33", chart=json.dumps(chart))
+        inputs = unwrap(release(run).inputs)
+        assert inputs["namespace"] == "airflow-e2e"
+        assert inputs["repositoryOpts"] == {"repo": "http://127.0.0.1:1"}
+
+    def test_its_preview_renders_and_validates_every_object_without_a_problem(self, tmp_path: Path):
+        result = preview(ROOT, "python-example", tmp_path, run_checkov=False, program_run=run_python_example())
+        assert result.problems == []
+        assert any(o["kind"] == "Deployment" and o["metadata"]["namespace"] == "airflow-py" for o in result.objects)

@@ -31,6 +31,7 @@ from components.core.git_refs import git_ref
 from components.core.reader import (
     QUANTITY as QUANTITY,
     ConfigError,
+    ConfigTypeError,
     Node,
     dns_label,
     matches,
@@ -708,13 +709,13 @@ def _scalars_as_text(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _string_map(node: Node, name: str, key_pattern: re.Pattern[str], what: str) -> dict[str, str]:
-    raw = node.plain_object(name)
+    raw = node.plain_object(name, values={"type": ["string", "number", "boolean"]})
     out: dict[str, str] = {}
     for key, value in raw.items():
         if not matches(key_pattern, key):
             raise ConfigError(f"{node.key(name)}.{key}", key, f"not a valid {what}.")
         if not isinstance(value, str | int | float | bool):
-            raise ConfigError(f"{node.key(name)}.{key}", value, "expected a string value.")
+            raise ConfigTypeError(f"{node.key(name)}.{key}", value, "expected a string value.")
         out[key] = str(value).lower() if isinstance(value, bool) else str(value)
     return out
 
@@ -756,7 +757,10 @@ def same_mount_path(mounts: list[dict[str, Any]], path: str) -> int | None:
 def _task_pods(node: Node) -> TaskPods:
     sub = node.mapping("taskPods")
     resources = _resources(sub, "resources")
-    node_selector = names.label_map(sub.key("nodeSelector"), _scalars_as_text(sub.plain_object("nodeSelector")))
+    node_selector = names.label_map(
+        sub.key("nodeSelector"),
+        _scalars_as_text(sub.plain_object("nodeSelector", values={"type": ["string", "number", "boolean"]})),
+    )
     tolerations = _tolerations(sub)
     env = _string_map(sub, "env", _ENV_NAME, "environment variable name")
     volumes_raw = sub.raw("extraVolumes", [])
@@ -877,7 +881,9 @@ def _ingress(node: Node, *, flower_enabled: bool) -> Ingress:
     else:
         auth_node.string_list("responseHeaders", [])
     auth_node.finish()
-    annotations = names.annotation_map(sub.key("annotations"), sub.plain_object("annotations"))
+    annotations = names.annotation_map(
+        sub.key("annotations"), sub.plain_object("annotations", values={"type": "string"})
+    )
     flower = sub.mapping("flower")
     flower_host = _ingress_host(flower, "host", "flower.example.com")
     flower_path = flower.string("path", "/flower", pattern=re.compile(r"^/\S*$"), describe="expected a path.")

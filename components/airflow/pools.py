@@ -33,17 +33,14 @@ class Pool:
 
 def parse_pools(node: Node) -> tuple[Pool, ...]:
     """Read `<airflow>.pools`: {name: {slots, description, includeDeferred}}."""
-    raw = node.plain_object("pools")
     pools = []
-    for name, spec in raw.items():
-        key = f"{node.key('pools')}.{name}"
+    for name, sub in node.entries("pools"):
         if not _POOL_NAME.match(name):
             raise ConfigError(
-                key,
+                sub.path,
                 name,
                 "a pool name is 1-256 of letters, digits, '_', '.', ':' and '-', starting with a letter or digit.",
             )
-        sub = Node(spec, key)
         pools.append(
             Pool(
                 name=name,

@@ -56,7 +56,7 @@ def variable_name(role: str) -> str:
 
 def parse_task_images(raw: Any, key: str = "taskImages") -> dict[str, str]:
     """Role -> pinned image reference."""
-    node = Node(raw, key)
+    node = Node(raw, key, named_by_user=True)
     images: dict[str, str] = {}
     for role in node.data:
         if not isinstance(role, str) or not _ROLE.match(role):

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from components.core.reader import ConfigError, matches
+from components.core.reader import ConfigError, ConfigTypeError, matches
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
@@ -82,7 +82,7 @@ def annotation_map(key: str, raw: Any) -> dict[str, str]:
     for k, v in raw.items():
         label_key(f"{key}.{k}", k, "annotation key")
         if not isinstance(v, str):
-            raise ConfigError(f"{key}.{k}", v, "expected a string (quote numbers and booleans).")
+            raise ConfigTypeError(f"{key}.{k}", v, "expected a string (quote numbers and booleans).")
         out[k] = v
     size = sum(len(k.encode()) + len(v.encode()) for k, v in out.items())
     if size > ANNOTATIONS_MAX_BYTES:

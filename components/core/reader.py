@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -284,23 +286,91 @@ def type_name(value: Any) -> str:
     return "null"
 
 
+class ConfigTypeError(ConfigError):
+    """The value is not of the JSON type the key takes (a list for a string, a word for a boolean)."""
+
+
+# --------------------------------------------------------------------------- what the keys take
+#
+# While `recording()` is on, every key a Node reads is recorded with the JSON Schema of what its
+# accessor accepts, under its shape: the key path with list items as `[]` and the entries of an
+# object whose keys the user names (pools, task images) as `*` ("teams[].name",
+# "airflow.pools.*.slots"). The stack file's schema is built from this record
+# (components/offline/stack_schema.py): the parsers are the one registry of keys and their types.
+
+_ITEM = re.compile(r"\[\d+\]")
+
+
+@dataclass
+class Shapes:
+    """What a recording saw: per shape, the schemas its accessors accept; the objects that refuse
+    keys they did not read (`finish()`)."""
+
+    accepts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # shape -> {json: schema}
+    closed: set[str] = field(default_factory=set)
+
+    def add(self, shape: str, schema: dict[str, Any]) -> None:
+        self.accepts.setdefault(shape, {})[json.dumps(schema, sort_keys=True)] = schema
+
+
+_recording: list[Shapes] = []
+
+
+@contextmanager
+def recording() -> Iterator[Shapes]:
+    """Record what every Node reads while inside (see `Shapes`)."""
+    shapes = Shapes()
+    _recording.append(shapes)
+    try:
+        yield shapes
+    finally:
+        _recording.remove(shapes)
+
+
+def _record(shape: str, schema: dict[str, Any]) -> None:
+    for shapes in _recording:
+        shapes.add(shape, schema)
+
+
+_BOOLEAN: dict[str, Any] = {"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}
+_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def _integer(low: int | None, high: int | None) -> dict[str, Any]:
+    number: dict[str, Any] = {"type": "integer"}
+    if low is not None:
+        number["minimum"] = low
+    if high is not None:
+        number["maximum"] = high
+    return {"anyOf": [number, {"type": "string", "pattern": "^-?[0-9]+$"}]}
+
+
 class Node:
     """A mapping in stack config, read key by key; `finish()` rejects leftovers."""
 
     # Every key path any Node was asked for (the docs' configuration reference is tested against it).
     asked: set[str] = set()
 
-    def __init__(self, data: Any, path: str) -> None:
+    def __init__(self, data: Any, path: str, *, shape: str | None = None, named_by_user: bool = False) -> None:
+        """`shape`: the key's shape (see `recording`) when `path` names an entry the user named
+        (`airflow.pools.default` is `airflow.pools.*`); list items are found by themselves.
+        `named_by_user`: this object's keys are names the user chooses (task image roles)."""
+        self.shape = shape or _ITEM.sub("[]", path)
+        self.named_by_user = named_by_user
+        _record(self.shape, _OBJECT)
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
-            raise ConfigError(path, data, f"expected an object (a YAML mapping), got {type_name(data)}.")
+            raise ConfigTypeError(path, data, f"expected an object (a YAML mapping), got {type_name(data)}.")
         self.data: Mapping[str, Any] = data
         self.path = path
         self.seen: set[str] = set()
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}"
+
+    def shape_of(self, name: str) -> str:
+        return f"{self.shape}.{'*' if self.named_by_user else name}"
 
     def has(self, name: str) -> bool:
         return name in self.data
@@ -316,9 +386,12 @@ class Node:
                     f"remove '{self.key(other)}' or set {self.key('mode')} to {other!r}.",
                 )
 
-    def raw(self, name: str, default: Any = _MISSING) -> Any:
+    def raw(self, name: str, default: Any = _MISSING, *, accepts: dict[str, Any] | None = None) -> Any:
+        """The value of `name` (or `default`); `accepts`: the JSON Schema of what the caller then
+        accepts, for the record (see `recording`; any value when not given)."""
         self.seen.add(name)
         Node.asked.add(self.key(name))
+        _record(self.shape_of(name), {} if accepts is None else accepts)
         if name in self.data and self.data[name] is not None:
             return self.data[name]
         if default is _MISSING:
@@ -334,42 +407,42 @@ class Node:
         pattern: re.Pattern[str] | None = None,
         describe: str = "",
     ) -> Any:
-        value = self.raw(name, default)
+        options = list(choices) if choices is not None else None
+        value = self.raw(name, default, accepts={"type": "string", **({"enum": options} if options else {})})
         if value is None or (value is default and default is not _MISSING):
             return value
         if not isinstance(value, str):
-            raise ConfigError(self.key(name), value, f"expected a string, got {type_name(value)}.")
-        if choices is not None:
-            options = list(choices)
-            if value not in options:
-                raise ConfigError(self.key(name), value, f"allowed: {', '.join(options)}.")
+            raise ConfigTypeError(self.key(name), value, f"expected a string, got {type_name(value)}.")
+        if options is not None and value not in options:
+            raise ConfigError(self.key(name), value, f"allowed: {', '.join(options)}.")
         if pattern is not None and not matches(pattern, value):
             raise ConfigError(self.key(name), value, describe or f"must match {pattern.pattern}.")
         return value
 
     def boolean(self, name: str, default: Any = _MISSING) -> Any:
-        value = self.raw(name, default)
+        value = self.raw(name, default, accepts=_BOOLEAN)
         if isinstance(value, str) and value in ("true", "false"):
             return value == "true"
         if value is not default and not isinstance(value, bool):
-            raise ConfigError(self.key(name), value, "expected true or false.")
+            raise ConfigTypeError(self.key(name), value, "expected true or false.")
         return value
 
     def integer(self, name: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> Any:
-        value = self.raw(name, default)
+        value = self.raw(name, default, accepts=_integer(low, high))
         if value is None or (value is default and default is not _MISSING):
             return value
         if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
             value = int(value)
         rng = _range_text(low, high)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self.key(name), value, f"expected a whole number{rng}.")
+            raise ConfigTypeError(self.key(name), value, f"expected a whole number{rng}.")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ConfigError(self.key(name), value, f"expected a whole number{rng}.")
         return value
 
     def quantity(self, name: str, default: Any = _MISSING, *, what: str = "a Kubernetes quantity") -> Any:
-        value = self.raw(name, default)
+        quantity = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": QUANTITY.pattern}]}
+        value = self.raw(name, default, accepts=quantity)
         if value is None or (value is default and default is not _MISSING):
             return value
         number = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
@@ -380,34 +453,48 @@ class Node:
         return value
 
     def string_list(self, name: str, default: Any = _MISSING, *, item: Callable[[str, str], str] | None = None) -> Any:
-        value = self.raw(name, default)
+        value = self.raw(name, default, accepts={"type": "array", "items": {"type": "string"}})
         if value is default and default is not _MISSING:
             return value
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(self.key(name), value, "expected a list of strings.")
+            raise ConfigTypeError(self.key(name), value, "expected a list of strings.")
         if item is not None:
             return [item(f"{self.key(name)}[{i}]", v) for i, v in enumerate(value)]
         return list(value)
 
     def nodes(self, name: str, describe: str) -> list[Node]:
         """A list of objects, one Node per item (`<key>[<i>]`); anything but a list is an error."""
-        raw = self.raw(name, [])
+        raw = self.raw(name, [], accepts={"type": "array"})
         if not isinstance(raw, list):
-            raise ConfigError(self.key(name), raw, f"expected a list of {describe}.")
-        return [Node(item, f"{self.key(name)}[{i}]") for i, item in enumerate(raw)]
+            raise ConfigTypeError(self.key(name), raw, f"expected a list of {describe}.")
+        _record(self.shape_of(name) + "[]", _OBJECT)  # the items' keys, even of an empty list
+        return [Node(item, f"{self.key(name)}[{i}]", shape=self.shape_of(name) + "[]") for i, item in enumerate(raw)]
 
     def mapping(self, name: str) -> Node:
         self.seen.add(name)
         Node.asked.add(self.key(name))
-        return Node(self.data.get(name), self.key(name))
+        return Node(self.data.get(name), self.key(name), shape=self.shape_of(name))
 
-    def plain_object(self, name: str) -> dict[str, Any]:
-        value = self.raw(name, {})
+    def plain_object(self, name: str, *, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An object whose keys the user names; `values`: the JSON Schema of its values, for the
+        record (any, when not given)."""
+        accepts = {"type": "object", **({"additionalProperties": values} if values is not None else {})}
+        value = self.raw(name, {}, accepts=accepts)
         if not isinstance(value, Mapping):
-            raise ConfigError(self.key(name), value, f"expected an object, got {type_name(value)}.")
+            raise ConfigTypeError(self.key(name), value, f"expected an object, got {type_name(value)}.")
         return dict(value)
 
+    def entries(self, name: str) -> list[tuple[str, Node]]:
+        """An object of user-named entries, each an object read as a Node of its own (its key
+        `<path>.<name>.<entry>`, its shape `<shape>.<name>.*`)."""
+        raw = self.plain_object(name)
+        shape = self.shape_of(name) + ".*"
+        _record(shape, _OBJECT)  # the entries' keys, even of an empty object
+        return [(str(entry), Node(value, f"{self.key(name)}.{entry}", shape=shape)) for entry, value in raw.items()]
+
     def finish(self) -> None:
+        for shapes in _recording:
+            shapes.closed.add(self.shape)
         unknown = sorted(k for k in self.data if k not in self.seen)
         if unknown:
             name = unknown[0]

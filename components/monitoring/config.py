@@ -17,7 +17,7 @@ from typing import Any, Literal
 from components.airflow.config import AirflowConfig, Resources, _resources, quantity_value
 from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, Node, dns_label, matches
+from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches
 
 MonitoringMode = Literal["off", "install", "existing", "annotations"]
 MODES: tuple[MonitoringMode, ...] = ("off", "install", "existing", "annotations")
@@ -139,11 +139,11 @@ class MonitoringConfig:
 
 def _labels(node: Node, name: str, default: dict[str, str], *, prometheus: bool) -> dict[str, str]:
     """A map of labels: Prometheus label names (alerts) or Kubernetes label keys (selectors)."""
-    raw = node.raw(name, None)
+    raw = node.raw(name, None, accepts={"type": "object", "additionalProperties": {"type": "string"}})
     if raw is None:
         return dict(default)
     if not isinstance(raw, dict):
-        raise ConfigError(node.key(name), raw, "expected an object of label names to string values.")
+        raise ConfigTypeError(node.key(name), raw, "expected an object of label names to string values.")
     out: dict[str, str] = {}
     for key, value in raw.items():
         where = f"{node.key(name)}.{key}"

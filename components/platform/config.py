@@ -23,6 +23,7 @@ from components.core.names import is_label_value, is_qualified_name
 from components.core.reader import (
     DNS1123_LABEL,
     ConfigError,
+    ConfigTypeError,
     Node,
     bounded,
     dns_label,
@@ -128,7 +129,9 @@ def _decode(key: str, value: Any, secret: bool = False) -> Any:
             return json_value(key, value, secret=secret)
         except json.JSONDecodeError:
             shown = "[secret]" if secret else value  # never echo a secret
-            raise ConfigError(key, shown, "expected an object (set it in the stack file, or with --path).") from None
+            raise ConfigTypeError(
+                key, shown, "expected an object (set it in the stack file, or with --path)."
+            ) from None
     return value
 
 
@@ -146,7 +149,20 @@ def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> Non
 
 
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
-    """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl')."""
+    """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl'), then check the
+    guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the invariants
+    on the final values of every Release (components/airflow/invariants.py), and credentials by
+    their shape in the plain keys (URLs with credentials last, after the keys that say where
+    theirs belong)."""
+    stack = read_stack(values, secret_keys)
+    check_stack(stack)
+    check_plain_credentials(values, secret_keys, urls=True, either=EITHER_KEYS)
+    return stack
+
+
+def read_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
+    """Read and type the project's config keys, each checked on its own and against the others; the
+    guards on the values the stack would deploy are `parse_stack`'s."""
     for key, value in values.items():
         bounded(key, value, secret=key in secret_keys, plain=True)
     register_secrets([values[k] for k in secret_keys if k in values])
@@ -280,10 +296,6 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         identity=identity,
         identity_change=_identity_change(values.get("identityChange")),
     )
-    # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
-    # invariants on the final values of every Release (components/airflow/invariants.py).
-    check_stack(stack)
-    check_plain_credentials(values, secret_keys, urls=True, either=EITHER_KEYS)
     return stack
 
 

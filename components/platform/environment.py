@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from components.core.reader import ConfigError, json_value, type_name
+from components.core.reader import ConfigError, ConfigTypeError, json_value, type_name
 from components.logs.config import LogsConfig
 from components.spark.config import SparkConfig
 from components.spark.values import airflow_connections, airflow_variables
@@ -56,7 +56,9 @@ def _decode_object(key: str, raw: Any, secret: bool) -> dict[str, Any]:
                 key, HIDDEN if secret else raw, "expected a JSON object {id: value}.", _set_command(key, secret)
             ) from None
     if not isinstance(raw, Mapping):
-        raise ConfigError(key, HIDDEN if secret else raw, f"expected an object {{id: value}}, got {type_name(raw)}.")
+        raise ConfigTypeError(
+            key, HIDDEN if secret else raw, f"expected an object {{id: value}}, got {type_name(raw)}."
+        )
     return dict(raw)
 
 
@@ -101,7 +103,7 @@ def parse_connections(raw: Any, key: str = "connections") -> dict[str, str]:
             out[conn_id] = value
             continue
         if not isinstance(value, Mapping):
-            raise ConfigError(item, HIDDEN, f"expected a URI or an object, got {type_name(value)}.")
+            raise ConfigTypeError(item, HIDDEN, f"expected a URI or an object, got {type_name(value)}.")
         unknown = sorted(k for k in value if k not in CONNECTION_FIELDS)
         if unknown:
             raise ConfigError(

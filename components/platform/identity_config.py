@@ -123,8 +123,10 @@ def parse_identity(raw: Any) -> IdentityConfig:
             None,
             "an identity needs a value: identity.default (every Airflow component) or identity.components.<name>.",
         )
-    annotations = names.annotation_map(node.key("annotations"), node.plain_object("annotations"))
-    labels = names.label_map(node.key("labels"), node.plain_object("labels"))
+    annotations = names.annotation_map(
+        node.key("annotations"), node.plain_object("annotations", values={"type": "string"})
+    )
+    labels = names.label_map(node.key("labels"), node.plain_object("labels", values={"type": "string"}))
     for k in (*annotations, *labels):
         if k.startswith(("eks.amazonaws.com/", "iam.gke.io/", "azure.workload.identity/")):
             where = node.key("annotations") if k in annotations else node.key("labels")

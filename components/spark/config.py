@@ -14,7 +14,7 @@ from typing import Any
 
 from components.airflow.config import Resources, _resources
 from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, Node, dns_label
+from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label
 
 DEFAULT_CHART_VERSION = "2.5.2"
 DEFAULT_CHART_REPOSITORY = "https://kubeflow.github.io/spark-operator"
@@ -97,9 +97,10 @@ def _not_system(key: str, value: str, what: str) -> str:
 
 def _job_namespaces(node: Node, operator_namespace: str, airflow_namespace: str | None) -> tuple[JobNamespace, ...]:
     key = node.key("jobNamespaces")
-    raw = node.raw("jobNamespaces", [DEFAULT_JOB_NAMESPACE])
+    names_or_objects = {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "object"}]}}
+    raw = node.raw("jobNamespaces", [DEFAULT_JOB_NAMESPACE], accepts=names_or_objects)
     if not isinstance(raw, list):
-        raise ConfigError(key, raw, "expected a list of namespace names (or {name, create} objects).")
+        raise ConfigTypeError(key, raw, "expected a list of namespace names (or {name, create} objects).")
     if not raw:
         raise ConfigError(
             key,
@@ -119,7 +120,7 @@ def _job_namespaces(node: Node, operator_namespace: str, airflow_namespace: str 
             job = JobNamespace(name, create=sub.boolean("create", True))
             sub.finish()
         else:
-            raise ConfigError(item_key, entry, "expected a namespace name, or an object {name, create}.")
+            raise ConfigTypeError(item_key, entry, "expected a namespace name, or an object {name, create}.")
         where = f"{item_key}.name" if isinstance(entry, dict) else item_key
         _not_system(where, job.name, "a Spark job namespace")
         if job.name in (j.name for j in found):

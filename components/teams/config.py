@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.reader import ConfigError, Node, dns_label, quantity_value
+from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, quantity_value
 
 # Namespaces no team may take: the cluster's own, and those the platform uses.
 RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
@@ -167,7 +167,7 @@ def parse_teams(raw: Any, *, airflow_namespace: str, other_namespaces: tuple[str
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise ConfigError("teams", raw, "expected a list of teams: [{name, namespace, ...}].")
+        raise ConfigTypeError("teams", raw, "expected a list of teams: [{name, namespace, ...}].")
     teams: list[Team] = []
     seen_names: dict[str, int] = {}
     seen_ns: dict[str, int] = {}
