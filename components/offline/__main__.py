@@ -126,7 +126,13 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="compare with what is deployed: a `pulumi stack export` of the stack, its Helm Releases rendered "
-        "from their deployed values (default: the last successful preview)",
+        "from their deployed values (default: the stack's state in the Pulumi backend you are logged into, "
+        "else the last successful preview)",
+    )
+    parser.add_argument(
+        "--no-backend",
+        action="store_true",
+        help="do not ask the Pulumi backend you are logged into for the stack's deployed state",
     )
     parser.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
     dry = parser.add_mutually_exclusive_group()
@@ -164,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.root)
     print(f"Offline preview of stack '{stack}' (project at {root.resolve().name}/)", flush=True)
+    baseline_state = args.baseline_state
+    if baseline_state is None and not args.no_backend:
+        from components.offline.backend_state import export_from_backend
+
+        baseline_state = export_from_backend(root, stack, Path(args.out) / stack, lambda line: print(line, flush=True))
     try:
         result = preview(
             root,
@@ -174,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             echo=lambda line: print(line, flush=True),
             releases_exist=args.releases_exist,
             api_versions=args.api_versions,
-            baseline_state=args.baseline_state,
+            baseline_state=baseline_state,
             dry_run=(
                 Target("off")
                 if args.no_dry_run
