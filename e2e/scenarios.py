@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from components.core.merge import deep_merge
+
 from . import checks, stuck
 from .cluster import ControlPlane
 from .kube import Kube, wait_for
@@ -230,16 +232,6 @@ def local_charts(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
         install["chart"] = harness.chart("keda")
         install["webhooks"] = False  # the typed key (README: keda.install.webhooks)
     return config
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- checks shared by scenarios ---------------------------------------------------------------

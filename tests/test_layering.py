@@ -3,6 +3,7 @@ chart values below the Pulumi wiring (import-linter contracts in pyproject.toml)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,26 @@ class TestContracts:
         proc = lint_imports(tmp_path, "--config", str(tmp_path / ".importlinter"))
         assert proc.returncode == 1
         assert "no loops BROKEN" in proc.stdout
+
+    def test_a_capability_that_reaches_into_airflow_internals_breaks_a_contract(self, tmp_path: Path):
+        shutil.copytree(ROOT / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+        keda_values = tmp_path / "components" / "keda" / "values.py"
+        keda_values.write_text(keda_values.read_text() + "\nfrom components.airflow.values import chart_values\n")
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 1
+        assert "Capabilities see only Airflow's public surface" in proc.stdout
+        assert "components.keda.values -> components.airflow.values" in proc.stdout
+
+    def test_a_capability_may_use_airflow_config_and_its_component(self, tmp_path: Path):
+        shutil.copytree(ROOT / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+        spark_component = tmp_path / "components" / "spark" / "component.py"
+        spark_component.write_text(
+            spark_component.read_text() + "\nfrom components.airflow.config import AirflowConfig as _AirflowConfig\n"
+        )
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 LIMIT = 600

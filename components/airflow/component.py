@@ -36,7 +36,6 @@ from components.airflow.values import (
     broker_url,
     chart_values,
     database_target,
-    deep_merge,
     log_serving_policy,
     merge_extra_values,
     metadata_async_connection,
@@ -52,6 +51,7 @@ from components.airflow.values import (
 )
 from components.core.arguments import as_arguments
 from components.core.chart_release import helm_release
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError, bounded, type_name
 from components.logs.component import LogStorage
 from components.logs.config import LogsConfig, parse_logs

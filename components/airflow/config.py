@@ -33,10 +33,10 @@ from components.core.reader import (
     Node,
     dns_label,
     matches,
-    quantity_value as quantity_value,
     semver,
     version_tuple,
 )
+from components.core.resources import Resources, parse_resources
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
@@ -56,27 +56,7 @@ MAX_RELEASE_NAME = 30
 
 
 # ---------------------------------------------------------------------------
-# Quantities
-
-
-# ---------------------------------------------------------------------------
 # Shared pieces
-
-
-@dataclass(frozen=True)
-class Resources:
-    """CPU and memory requests and limits of one container."""
-
-    requests: dict[str, str] = field(default_factory=dict)
-    limits: dict[str, str] = field(default_factory=dict)
-
-    def as_values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.requests:
-            out["requests"] = dict(self.requests)
-        if self.limits:
-            out["limits"] = dict(self.limits)
-        return out
 
 
 @dataclass(frozen=True)
@@ -341,31 +321,6 @@ class AirflowConfig:
 # Parsing
 
 
-def _resources(node: Node, name: str) -> Resources:
-    sub = node.mapping(name)
-    parts: dict[str, dict[str, str]] = {}
-    for part in ("requests", "limits"):
-        spec = sub.mapping(part)
-        values = {}
-        for res in ("cpu", "memory"):
-            what = "a CPU quantity" if res == "cpu" else "a memory quantity"
-            value = spec.quantity(res, None, what=what)
-            if value is not None:
-                values[res] = value
-        spec.finish()
-        parts[part] = values
-    sub.finish()
-    for res in ("cpu", "memory"):
-        req, lim = parts["requests"].get(res), parts["limits"].get(res)
-        if req and lim and quantity_value(req) > quantity_value(lim):
-            raise ConfigError(
-                f"{sub.path}.limits.{res}",
-                lim,
-                f"a limit must be at least the request ({sub.path}.requests.{res} is {req!r}).",
-            )
-    return Resources(requests=parts["requests"], limits=parts["limits"])
-
-
 _PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
 
 
@@ -424,7 +379,7 @@ def _component(
     sub = node.mapping(name)
     enabled = True if enabled_default is None else sub.boolean("enabled", enabled_default)
     replicas = sub.integer("replicas", default_replicas, low=min_replicas, high=max_replicas) if scalable else 1
-    resources = _resources(sub, "resources")
+    resources = parse_resources(sub, "resources")
     disruption = _disruption(sub, "podDisruptionBudget", replicas) if scalable else Disruption()
     if not extra:
         sub.finish()
@@ -674,7 +629,7 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
         max_client_conn=pgb_node.integer("maxClientConn", 100, low=1, high=100000),
         metadata_pool_size=pgb_node.integer("metadataPoolSize", 10, low=1, high=1000),
         result_backend_pool_size=pgb_node.integer("resultBackendPoolSize", 5, low=1, high=1000),
-        resources=_resources(pgb_node, "resources"),
+        resources=parse_resources(pgb_node, "resources"),
         disruption=_disruption(pgb_node, "podDisruptionBudget", replicas),
     )
     pgb_node.finish()
@@ -747,7 +702,7 @@ def _tolerations(node: Node) -> tuple[dict[str, Any], ...]:
 
 def _task_pods(node: Node) -> TaskPods:
     sub = node.mapping("taskPods")
-    resources = _resources(sub, "resources")
+    resources = parse_resources(sub, "resources")
     node_selector = names.label_map(sub.key("nodeSelector"), _scalars_as_text(sub.plain_object("nodeSelector")))
     tolerations = _tolerations(sub)
     env = _string_map(sub, "env", _ENV_NAME, "environment variable name")
@@ -1148,7 +1103,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     redis = Redis(
         persistence_size=redis_node.quantity("persistenceSize", "1Gi", what="a storage size"),
         storage_class=redis_node.string("storageClass", None),
-        resources=_resources(redis_node, "resources"),
+        resources=parse_resources(redis_node, "resources"),
     )
     if redis.storage_class is not None:
         dns_label(redis_node.key("storageClass"), redis.storage_class, max_len=253)

@@ -31,6 +31,7 @@ from components.airflow.secret_files import (
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
@@ -149,32 +150,6 @@ def _set_sa(values: dict[str, Any], key: str, name: str) -> None:
     for part in key.split("."):
         target = target.setdefault(part, {})
     target.setdefault("serviceAccount", {}).update({"create": True, "name": name})
-
-
-def _copy(value: Any) -> Any:
-    """A copy of the mappings and lists of a values tree (what a merge may change later);
-    anything else (strings, numbers, Pulumi outputs) is shared, as it is never changed in place."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _merge_into(target: dict[str, Any], override: dict[str, Any]) -> None:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge_into(target[key], value)
-        else:
-            target[key] = _copy(value)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Merge `override` into a copy of `base`; mappings merge, everything else replaces.
-    Neither argument is changed, and the result shares no mapping or list with them."""
-    out: dict[str, Any] = _copy(base)
-    _merge_into(out, override)
-    return out
 
 
 def admin_job_args(cfg: AirflowConfig) -> list[str]:

@@ -27,8 +27,9 @@ import pulumi
 
 from components.airflow.component import AirflowRelease
 from components.airflow.task_images import task_image_variables
-from components.airflow.values import airflow_api_port, deep_merge
+from components.airflow.values import airflow_api_port
 from components.core.arguments import as_arguments
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError
 from components.keda.component import KedaOperator
 from components.keda.values import airflow_values as keda_airflow_values

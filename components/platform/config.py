@@ -281,7 +281,7 @@ def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str
         identity_change=_identity_change(values.get("identityChange")),
     )
     # The guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the
-    # invariants on the final values of every Release (components/airflow/invariants.py).
+    # invariants on the final values of every Release (components/core/invariants.py).
     check_stack(stack)
     check_plain_credentials(values, secret_keys, urls=True, either=EITHER_KEYS)
     return stack
