@@ -438,11 +438,11 @@ def airflow_release_values(
     dags_claim: str | None = None,
 ) -> dict[str, Any]:
     """The final values AirflowRelease declares its Release with (pod annotations aside)."""
-    from components.airflow.values import chart_values, merge_extra_values
+    from components.airflow.values import merge_extra_values, typed_values
     from components.core.merge import deep_merge
     from components.logs.config import claim_name, logs_values
 
-    base = chart_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
+    base = typed_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
     if logs is not None:
         claim = claim_name(cfg.release_name) if logs.uses_claim else None
         base = deep_merge(base, logs_values(logs, cfg.release_name, claim))

@@ -200,12 +200,37 @@ def create_user_init_containers(cfg: AirflowConfig) -> list[dict[str, Any]]:
 def chart_values(
     cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
 ) -> dict[str, Any]:
-    """The complete values for the Airflow chart.
+    """The complete values for the Airflow chart: those of the typed settings, then `extraValues`.
 
     `dags_claim` is the PVC AirflowRelease created for hostPath DAGs (None otherwise);
     `connections_secret` the Secret holding connections.json/variables.json (None when the
     stack declares no connections or variables).
     """
+    return merge_extra_values(typed_values(cfg, dags_claim, connections_secret), cfg.extra_values)
+
+
+# The typed values, per (settings without extraValues, DAG claim, connections Secret). They are a
+# pure function of these, and the stack's check, AirflowRelease's own check and its Release all
+# ask for the same ones: a program run builds them once per Release (tests/test_stability.py).
+_BUILT: list[tuple[tuple[AirflowConfig, str | None, str | None], dict[str, Any]]] = []
+_KEPT = 8
+
+
+def typed_values(
+    cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
+) -> dict[str, Any]:
+    """The chart values of the typed settings alone (no `extraValues`), a copy of their own."""
+    key = (replace(cfg, extra_values={}), dags_claim, connections_secret)
+    built = next((values for known, values in _BUILT if known == key), None)
+    if built is None:
+        built = build_values(cfg, dags_claim, connections_secret)
+        _BUILT.insert(0, (key, built))
+        del _BUILT[_KEPT:]
+    return deep_merge(built, {})
+
+
+def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret: str | None) -> dict[str, Any]:
+    """Build the typed values (`typed_values` keeps them for the program run)."""
     names = SecretNames(cfg.release_name)
     r = cfg.release_name
     v: dict[str, Any] = {
@@ -385,7 +410,7 @@ def chart_values(
 
     for key, name in service_account_names(cfg).items():
         _set_sa(v, key, name)
-    return merge_extra_values(v, cfg.extra_values)
+    return v
 
 
 def merge_extra_values(values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
