@@ -211,7 +211,7 @@ def chart_values(
 
 # The typed values, per (settings without extraValues, DAG claim, connections Secret). They are a
 # pure function of these, and the stack's check, AirflowRelease's own check and its Release all
-# ask for the same ones: a program run builds them once per Release (tests/test_stability.py).
+# ask for the same ones: a program run builds them once per Release (tests/test_chart_values_once.py).
 _BUILT: list[tuple[tuple[AirflowConfig, str | None, str | None], dict[str, Any]]] = []
 _KEPT = 8
 
