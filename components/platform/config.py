@@ -310,8 +310,8 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
-    return merged, secret_full
+    secret_full = {key for key in merged if runtime_config.is_config_secret(key)}
+    return merged, secret_full | set(runtime_config.get_config_secret_keys_env())
 
 
 def check_config(config: Mapping[str, Any], secret_full: Iterable[str], project: str = PROJECT) -> StackConfig:
