@@ -29,8 +29,7 @@ from components.core.merge import deep_merge
 
 from . import checks, stuck
 from .cluster import ControlPlane
-from .kube import Kube, wait_for
-from .run import (
+from .harness import (
     ROOT,
     STACK,
     WAIT_SECONDS,
@@ -50,6 +49,7 @@ from .run import (
     verify_retention,
     write_stack_config,
 )
+from .kube import Kube, wait_for
 
 CHART_VERSIONS = {"airflow": "1.21.0", "spark-operator": "2.5.2", "kube-prometheus-stack": "88.5.3", "keda": "2.20.2"}
 TEAMS = [
