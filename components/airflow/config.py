@@ -27,6 +27,7 @@ from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
 from components.core.durations import go_duration_seconds
 from components.core.git_refs import git_ref
+from components.core.invariants import budget_drains
 from components.core.reader import (
     QUANTITY as QUANTITY,
     ConfigError,
@@ -346,15 +347,10 @@ def _disruption(node: Node, name: str, replicas: int) -> Disruption:
             min_a,
             f"set either maxUnavailable or minAvailable, not both ({sub.key('maxUnavailable')} is {max_u!r}).",
         )
-    if enabled and isinstance(min_a, int) and min_a >= replicas:
-        raise ConfigError(
-            sub.key("minAvailable"),
-            min_a,
-            f"must be below the component's replicas ({replicas}), or no pod could ever be evicted "
-            "and node drains would block.",
-        )
-    if enabled and max_u == 0:
-        raise ConfigError(sub.key("maxUnavailable"), max_u, "must be at least 1, or node drains would block.")
+    if enabled:
+        field_name, value = ("minAvailable", min_a) if min_a is not None else ("maxUnavailable", max_u)
+        if value is not None:
+            budget_drains(sub.key(field_name), field_name, value, replicas)
     if max_u is None and min_a is None:
         max_u = 1
     return Disruption(enabled=enabled, max_unavailable=max_u, min_available=min_a)

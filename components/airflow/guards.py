@@ -17,8 +17,7 @@ from components.core import invariants as chart_invariants
 from components.core.reader import ConfigError, quantity
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig, Disruption
-    from components.core.resources import Resources
+    from components.airflow.config import AirflowConfig
 
 # The cluster's own namespaces: nothing of this stack goes there.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -31,21 +30,6 @@ AIRFLOW_CFG_PATH = "/opt/airflow/airflow.cfg"
 
 # ---------------------------------------------------------------------------
 # Values the cluster rejects at deploy time
-
-
-def resources_valid(key: str, resources: Resources) -> None:
-    for part, amounts in (("requests", resources.requests), ("limits", resources.limits)):
-        for res, text in amounts.items():
-            chart_invariants.amount_valid(f"{key}.{part}.{res}", res, text)
-
-
-def _budget(key: str, disruption: Disruption, replicas: int) -> None:
-    if not disruption.enabled:
-        return
-    if disruption.min_available is not None:
-        chart_invariants.budget_drains(f"{key}.minAvailable", "minAvailable", disruption.min_available, replicas)
-    elif disruption.max_unavailable is not None:
-        chart_invariants.budget_drains(f"{key}.maxUnavailable", "maxUnavailable", disruption.max_unavailable, replicas)
 
 
 def size_valid(key: str, text: str | None) -> None:
@@ -74,24 +58,8 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_k
     chart_invariants.image_tag(
         f"{key}.image.tag", cfg.image.tag, airflow_major=cfg.major if stock or "airflow" in cfg.image.tag else None
     )
-    ui = cfg.ui_component
-    for name, component in (
-        ("scheduler", cfg.scheduler),
-        (ui, cfg.api_server),
-        ("triggerer", cfg.triggerer),
-        ("dagProcessor", cfg.dag_processor),
-        ("workers", cfg.workers),
-        ("flower", cfg.flower),
-        ("statsd", cfg.statsd),
-    ):
-        resources_valid(f"{key}.{name}.resources", component.resources)
-        _budget(f"{key}.{name}.podDisruptionBudget", component.disruption, component.replicas)
-    resources_valid(f"{key}.redis.resources", cfg.redis.resources)
-    resources_valid(f"{key}.taskPods.resources", cfg.task_pods.resources)
-    pgb = cfg.database.pgbouncer
-    if pgb.enabled:
-        resources_valid(f"{key}.database.pgbouncer.resources", pgb.resources)
-        _budget(f"{key}.database.pgbouncer.podDisruptionBudget", pgb.disruption, pgb.replicas)
+    # Resource amounts and disruption budgets are checked where they are read (core/resources.py,
+    # airflow/config.py `_disruption`) and again on the final chart values (core/invariants.py).
     if cfg.database.mode == "bundled":
         size_valid(f"{key}.database.storageSize", cfg.database.storage_size)
     if cfg.uses_celery:

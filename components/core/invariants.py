@@ -37,7 +37,8 @@ import yaml
 
 from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
 from components.core.names import host_name
-from components.core.reader import ConfigError, quantity
+from components.core.reader import ConfigError
+from components.core.resources import amount_valid
 
 Path = tuple[str | int, ...]
 
@@ -120,12 +121,6 @@ SYSTEM_FOLDERS = (
 _DANGEROUS_CAPABILITIES = frozenset(
     {"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "DAC_READ_SEARCH", "NET_RAW", "SYS_RAWIO", "BPF"}
 )
-# Container runtimes refuse memory limits below 6 MiB (runc's minimum); no Airflow process
-# starts in less than this either.
-MIN_MEMORY = Decimal(6 * 2**20)
-# No node offers more than this to one pod: a request above it is never scheduled.
-MAX_CPU = Decimal(1000)
-MAX_MEMORY = Decimal(64 * 2**40)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _REPOSITORY = re.compile(
     r"^(?:(?:[a-z0-9]([a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?"
@@ -536,39 +531,6 @@ def resources_valid(values: Mapping[str, Any], origins: Origins) -> None:
         amount_valid(origins.key(path), str(path[-1]), value)
 
 
-def amount_valid(key: str, resource: str, value: Any, *, one_pod: bool = True) -> None:
-    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more; for
-    `one_pod` (not a namespace's quota) no more than a node can offer."""
-    amount = quantity(value)
-    if amount is None:
-        return
-    if resource == "memory" and amount < MIN_MEMORY:
-        raise ConfigError(
-            key,
-            value,
-            "memory below 6Mi: a bare number is bytes, and container runtimes refuse limits under 6 MiB "
-            "(no Airflow process starts in that either).",
-            "use a unit: 512Mi, 2Gi.",
-        )
-    if resource == "cpu" and amount < Decimal("0.001"):
-        raise ConfigError(key, value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1.")
-    if one_pod and resource == "cpu" and amount > MAX_CPU:
-        raise ConfigError(
-            key,
-            value,
-            f"CPU of at most {MAX_CPU} cores: no node has more, so the pod would never be scheduled (a bare number "
-            "is cores: 500 is five hundred, 500m half of one).",
-            "use a value such as 500m or 2.",
-        )
-    if one_pod and resource == "memory" and amount > MAX_MEMORY:
-        raise ConfigError(
-            key,
-            value,
-            "memory of at most 64Ti: no node has more, so the pod would never be scheduled.",
-            "use a value such as 512Mi or 4Gi.",
-        )
-
-
 def budgets_drain(values: Mapping[str, Any], origins: Origins) -> None:
     """No PodDisruptionBudget that lets no pod be evicted (every node drain would block)."""
     for path, value in walk(values):
@@ -606,7 +568,7 @@ def budget_drains(key: str, field: str, value: Any, replicas: int) -> None:
             key,
             value,
             f"with {replicas} replica(s) this budget lets no pod be evicted ({field} {value} = {pods} pod(s); "
-            "Kubernetes rounds percentages up), so every node drain and cluster upgrade would block.",
+            "Kubernetes rounds percentages up), so node drains would block, and every cluster upgrade with them.",
             "use maxUnavailable: 1, or raise the replicas.",
         )
 

@@ -25,12 +25,12 @@ from components.airflow.guards import (
     SYSTEM_NAMESPACES,
     SYSTEM_PREFIXES,
     check_airflow_config,
-    resources_valid,
     size_valid,
 )
 from components.core import invariants as chart_invariants
 from components.core.credentials import credential_in
 from components.core.reader import ConfigError, json_value
+from components.core.resources import amount_valid
 from components.platform.contradictions import check_contradictions
 from components.teams.config import check_limit_range
 
@@ -329,7 +329,6 @@ def check_monitoring(stack: StackConfig) -> None:
             ("grafana", install.grafana),
             ("alertmanager", install.alertmanager),
         ):
-            resources_valid(f"monitoring.install.{part}.resources", settings.resources)
             if install.persistence:
                 size_valid(f"monitoring.install.{part}.storageSize", getattr(settings, "storage_size", None))
     existing = stack.monitoring.existing
@@ -355,7 +354,7 @@ def check_teams(stack: StackConfig) -> None:
             for name, text in amounts.items():
                 resource = "memory" if "memory" in name.lower() else "cpu" if "cpu" in name.lower() else ""
                 key = f"teams[{i}].{part}.{quota_keys.get(name, name)}"
-                chart_invariants.amount_valid(key, resource, text, one_pod=part != "quota")
+                amount_valid(key, resource, text, one_pod=part != "quota")
         check_limit_range(f"teams[{i}].limits", team)
 
 
@@ -398,8 +397,6 @@ def check_releases(stack: StackConfig) -> None:
         production=stack.cluster.production,
     )
     if stack.spark.enabled:
-        for name, pods in (("controller", stack.spark.controller), ("webhook", stack.spark.webhook)):
-            resources_valid(f"spark.{name}.resources", pods.resources)
         chart_invariants.check_other_release(
             spark_chart_values(stack.spark),
             extra_key="spark.extraValues",
