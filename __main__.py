@@ -2,13 +2,12 @@
 
 import pulumi
 
-from components.platform import config as stack_config, deployed
+from components.platform import config as stack_config
 from components.platform.component import AirflowPlatform
 
 cfg = stack_config.load()
-# A change that would lose data because of what it changes from (release name, namespace, Fernet
-# generation) is refused before anything is declared: components/platform/deployed.py.
-deployed.check_change(deployed.previous_identity(), cfg, cfg.identity_change)
+# AirflowPlatform refuses a change that would lose data (components/platform/deployed.py) before
+# anything is declared, and exports what it deployed as `deployedIdentity`.
 platform = AirflowPlatform.from_config("airflow", cfg)
 airflow = platform.airflow
 
@@ -47,7 +46,6 @@ if spark is not None:
 if platform.keda is not None:
     pulumi.export("kedaNamespace", platform.keda.namespace)
 
-pulumi.export(deployed.OUTPUT, deployed.identity(cfg))
 pulumi.export("namespace", airflow.namespace)
 pulumi.export("releaseName", airflow.release_name)
 pulumi.export("serviceAccounts", airflow.service_accounts)

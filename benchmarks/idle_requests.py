@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.airflow.config import quantity_value  # noqa: E402
+from components.core.reader import quantity_value  # noqa: E402
 from components.offline.preview import preview  # noqa: E402
 from components.offline.program import load_stack_config, run_program  # noqa: E402
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
+
+from components.core import workloads
 
 from .kube import Kube
 
@@ -19,14 +21,8 @@ WORKLOAD_KINDS = (
 
 
 def pod_spec_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    kind = obj.get("kind")
-    spec: dict[str, Any] = obj.get("spec") or {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    pod: dict[str, Any] | None = (spec.get("template") or {}).get("spec")
-    return pod
+    """The pod spec of a live workload (components/core/workloads.py), as the API returned it."""
+    return cast("dict[str, Any] | None", workloads.pod_spec_of(obj))
 
 
 def secret_references(pod_spec: dict[str, Any]) -> Iterator[tuple[str, str | None, bool]]:

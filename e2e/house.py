@@ -25,10 +25,13 @@ from typing import Any
 import yaml
 
 from . import checks
-from .run import ROOT, STACK, Pulumi, StepError, check_cluster, describe_workloads, kube_minor, pulumi_env
+from .harness import ROOT, STACK, Pulumi, StepError, check_cluster, describe_workloads, kube_minor, pulumi_env
 from .scenarios import Harness, destroy, dev_config, start
 
-PLATFORM_PATHS = ("components/platform.py", "components/platform/component.py")
+# The project as existing stacks were deployed with before AirflowPlatform: main just before the
+# platform was merged (1348687 introduced it). A commit, not a file path: moving or renaming the
+# platform's files later does not move the base (tests/test_e2e_house.py checks the record).
+UPGRADE_BASE = "e9c7bd429f4e0100593eb135ddd209041b605221"
 PLATFORM_TYPE = "airflow-k8s:index:AirflowPlatform"
 EXAMPLES = ("yaml", "typescript", "python")
 LANGUAGE_HOSTS = {"yaml": "pulumi-language-yaml", "typescript": "pulumi-language-nodejs"}
@@ -38,18 +41,18 @@ PACKAGE_EXAMPLES = ("yaml", "typescript")
 DISTRIBUTION_FILES = ("pyproject.toml", "README.md")
 
 
-def base_before_platform() -> str:
-    """The newest ancestor of HEAD without AirflowPlatform: the layout (and the features) existing
-    stacks were deployed with, so the upgrade shows what the platform itself changes."""
-    for commit in _git("rev-list", "HEAD").split():
-        if not any(_has(commit, path) for path in PLATFORM_PATHS):
-            return commit
-    raise StepError("every commit has AirflowPlatform: there is no layout before it to upgrade from")
-
-
-def _has(commit: str, path: str) -> bool:
-    proc = subprocess.run(["git", "cat-file", "-e", f"{commit}:{path}"], cwd=ROOT, capture_output=True, check=False)
-    return proc.returncode == 0
+def upgrade_base() -> str:
+    """The commit the `moved` scenario upgrades from (UPGRADE_BASE), once this clone is known to
+    hold it as an ancestor of HEAD."""
+    proc = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", UPGRADE_BASE, "HEAD"], cwd=ROOT, capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        raise StepError(
+            f"the upgrade base {UPGRADE_BASE[:12]} (the project before AirflowPlatform) is not an ancestor of HEAD "
+            "in this clone: a shallow clone has no history to upgrade from (fetch it: git fetch --unshallow)"
+        )
+    return UPGRADE_BASE
 
 
 def _git(*args: str) -> str:
@@ -177,7 +180,7 @@ def example_program(example: str, folder: Path, chart: dict[str, str], kube_vers
 
 def scenario_moved(h: Harness) -> None:
     """A stack deployed before AirflowPlatform, then this checkout over it: only the platform is created."""
-    base = base_before_platform()
+    base = upgrade_base()
     d = start(h, "moved", dev_config(h))
     new = d.project
     old = _as_e2e_project(export_commit(base, new.parent / "before-platform"))

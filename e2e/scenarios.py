@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
+from components.core.merge import deep_merge
+
 from . import checks, stuck
 from .cluster import ControlPlane
-from .kube import Kube, wait_for
-from .run import (
+from .harness import (
     ROOT,
     STACK,
     WAIT_SECONDS,
@@ -48,6 +49,7 @@ from .run import (
     verify_retention,
     write_stack_config,
 )
+from .kube import Kube, wait_for
 
 CHART_VERSIONS = {"airflow": "1.21.0", "spark-operator": "2.5.2", "kube-prometheus-stack": "88.5.3", "keda": "2.20.2"}
 TEAMS = [
@@ -231,16 +233,6 @@ def local_charts(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
         install["chart"] = harness.chart("keda")
         install["webhooks"] = False  # the typed key (README: keda.install.webhooks)
     return config
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- checks shared by scenarios ---------------------------------------------------------------

@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from components.airflow.config import quantity_value
+from components.core.reader import quantity_value
 from components.offline.reachability import selector_matches
 
 from .kube import Kube

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from components.airflow.values import SecretNames
+from components.core.reader import ConfigError
 from components.offline.program import secret_paths, unwrap
 from tests.helpers import (
     DB_URL,
@@ -539,11 +540,45 @@ class TestConnectionsAndVariables:
         )
 
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
-        from components.airflow.component import _no_other_secrets_backend
+        from components.airflow.secret_files import check_one_secrets_backend
 
         with pytest.raises(ValueError, match=r"'extra_values.config.secrets.backend': 'my.Backend'.*LocalFilesystem"):
-            _no_other_secrets_backend({"config": {"secrets": {"backend": "my.Backend"}}}, {})
-        _no_other_secrets_backend({"config": {"secrets": {}}}, {"config": {"core": {}}})
+            check_one_secrets_backend([("extra_values", {"config": {"secrets": {"backend": "my.Backend"}}})])
+        check_one_secrets_backend(
+            [("extra_values", {"config": {"secrets": {}}}), ("airflow.extraValues", {"config": {"core": {}}})]
+        )
+
+    @pytest.mark.parametrize(
+        ("settings", "logs", "owner"),
+        [
+            (
+                {"dags": {"mode": "gitBundle", "gitBundle": {"repo": "https://github.com/example/dags.git"}}},
+                None,
+                "settings.dags.gitBundle.connectionId",
+            ),
+            (
+                {"dags": {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}},
+                {
+                    "mode": "remote",
+                    "remote": {"target": "s3", "baseLogFolder": "s3://logs/airflow", "connectionId": "dags_git"},
+                },
+                "logs.remote.connectionId",
+            ),
+        ],
+        ids=["git-bundle", "remote-logging"],
+    )
+    def test_a_connection_airflow_release_sets_itself_is_not_declared_again(self, settings, logs, owner):
+        from components.airflow.component import AirflowRelease
+
+        args: dict[str, Any] = {"settings": settings, "connections": {"DAGS_GIT": "https://x:y@example.com"}}
+        if logs is not None:
+            args |= {"logs": logs, "logs_connection": "aws://"}
+        with pytest.raises(ConfigError) as err:
+            AirflowRelease.checked_args(args)  # type: ignore[arg-type]
+        assert err.value.key == "connections.DAGS_GIT"
+        assert f"already set by the '{owner}' config" in str(err.value)
+        del args["connections"]
+        AirflowRelease.checked_args(args)  # type: ignore[arg-type]
 
     def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
         from components.airflow.values import airflow_environment

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.airflow.config import parse_airflow, parse_database_url, quantity_value
+from components.airflow.config import parse_airflow, parse_database_url
+from components.core.reader import quantity_value
 from components.platform.config import parse_stack
 from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, run_stack
 

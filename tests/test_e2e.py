@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.platform.config import parse_stack
-from e2e import checks, run, tools
+from e2e import checks, harness, run, tools
 from e2e.charts import ChartRepository, index
 from tests.helpers import ROOT
 
@@ -175,7 +175,7 @@ class TestLocalChartRepository:
 
 class TestStackShapedLikeDev:
     def test_the_e2e_config_is_dev_with_the_chart_from_the_local_repository(self):
-        config = run.e2e_config({"repository": "http://127.0.0.1:8879", "version": "1.21.0"}, "1.34")
+        config = harness.e2e_config({"repository": "http://127.0.0.1:8879", "version": "1.21.0"}, "1.34")
         dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
         assert config["airflow-k8s:airflow"]["executor"] == dev["airflow-k8s:airflow"]["executor"]
         parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
@@ -183,18 +183,18 @@ class TestStackShapedLikeDev:
         assert parsed.cluster.kubernetes_version == "1.34"
 
     def test_a_local_chart_path_is_accepted_too(self):
-        config = run.e2e_config({"path": str(CHARTS / "airflow-1.21.0.tgz")}, "1.34")
+        config = harness.e2e_config({"path": str(CHARTS / "airflow-1.21.0.tgz")}, "1.34")
         parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
         assert parsed.airflow.chart.path == str(CHARTS / "airflow-1.21.0.tgz")
 
     def test_the_replica_change_is_a_valid_config(self):
-        config = run.e2e_config({"repository": "http://127.0.0.1:8879", "version": "1.21.0"}, "1.34")
-        run.set_replicas(config, "scheduler", 2)
+        config = harness.e2e_config({"repository": "http://127.0.0.1:8879", "version": "1.21.0"}, "1.34")
+        harness.set_replicas(config, "scheduler", 2)
         parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
         assert parsed.airflow.scheduler.replicas == 2
 
     def test_the_project_copy_runs_the_program_in_the_harness_python(self, tmp_path):
-        project = run.copy_project(tmp_path / "p")
+        project = harness.copy_project(tmp_path / "p")
         doc = yaml.safe_load((project / "Pulumi.yaml").read_text())
         assert doc["runtime"]["options"]["virtualenv"] == sys.prefix
         assert (project / "components" / "airflow" / "component.py").exists()
@@ -316,7 +316,7 @@ class TestPlanAndState:
 class TestStepReport:
     def test_each_step_is_printed_with_its_duration_and_a_failure_is_named(self):
         lines: list[str] = []
-        steps = run.Steps(lines.append)
+        steps = harness.Steps(lines.append)
         with steps.step("first"):
             pass
         with pytest.raises(RuntimeError), steps.step("second"):
@@ -333,7 +333,7 @@ class TestStepReport:
         )
 
     def test_setup_and_tooling_steps_are_counted_apart_from_the_checks(self):
-        steps = run.Steps(lambda line: None)
+        steps = harness.Steps(lambda line: None)
         for name in ("tool pulumi", "start a control plane", "stack init"):
             with steps.step(name, setup=True):
                 pass
@@ -355,7 +355,7 @@ class TestStepReport:
 
         pattern = re.search(r"grep -E '(\^e2e: [^']+)'", (ROOT / "run.sh").read_text())
         assert pattern is not None
-        steps = run.Steps(lambda line: None)
+        steps = harness.Steps(lambda line: None)
         with steps.step("check"):
             pass
         assert re.match(pattern.group(1), steps.summary().splitlines()[-1])
@@ -394,7 +394,7 @@ def test_the_built_python_language_host_gets_its_exec_shim_from_the_pinned_sdk_m
 def test_the_resources_block_of_pulumi_output_is_summarised_on_one_line(tmp_path):
     out = 'Updating (e2e)\n\nOutputs:\n    namespace: "airflow"\n\nResources:\n    + 24 created\n\nDuration: 1m2s\n'
     proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
-    assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "+ 24 created"
+    assert harness.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "+ 24 created"
 
 
 def test_the_summary_ends_at_the_blank_line_after_the_resources_block(tmp_path):
@@ -403,7 +403,7 @@ def test_the_summary_ends_at_the_blank_line_after_the_resources_block(tmp_path):
         "    ~ 1 updated\n    24 unchanged\n\nDuration: 18s\n\nwarning: something later\n"
     )
     proc = subprocess.CompletedProcess(["pulumi", "up"], 0, stdout=out, stderr="")
-    assert run.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "~ 1 updated; 24 unchanged"
+    assert harness.Pulumi(tmp_path / "pulumi", tmp_path, {}, tmp_path).summary(proc) == "~ 1 updated; 24 unchanged"
 
 
 class TestScenarioHelpers:
@@ -435,15 +435,15 @@ class TestScenarioHelpers:
     def test_every_stack_chart_comes_from_the_local_repository_with_the_webhooks_off(self):
         from e2e import scenarios
 
-        harness = scenarios.Harness(
-            run.Steps(),
+        stack_harness = scenarios.Harness(
+            harness.Steps(),
             {},
             ROOT,
             [],
             lambda name: {"repository": "http://127.0.0.1:1", "version": scenarios.CHART_VERSIONS[name]},
             CHARTS,
         )
-        config = scenarios.dev_config(harness, ("airflow", "logs", "cluster", "spark", "monitoring"))
+        config = scenarios.dev_config(stack_harness, ("airflow", "logs", "cluster", "spark", "monitoring"))
         assert config["airflow-k8s:spark"]["extraValues"]["webhook"] == {"enable": False}
         install = config["airflow-k8s:monitoring"]["install"]
         assert install["extraValues"]["prometheusOperator"]["admissionWebhooks"] == {"enabled": False}

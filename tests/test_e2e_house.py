@@ -4,13 +4,15 @@ examples at the local control plane (the runs themselves need the engine: `./run
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from e2e import house
-from e2e.run import STACK
+from e2e.harness import STACK, StepError
 from tests.helpers import ROOT
 
 PLATFORM = "urn:pulumi:e2e::airflow-k8s::airflow-k8s:index:AirflowPlatform::airflow"
@@ -48,14 +50,28 @@ class TestUpgradePlan:
         }
         assert house.upgrade_problems(plan) == [f"replace {SECRET}", f"delete {SECRET}", f"create {SECRET}"]
 
-    def test_the_base_is_the_newest_ancestor_without_the_platform(self):
-        base = house.base_before_platform()
-        assert len(base) == 40
+    def test_the_base_is_a_recorded_commit_and_the_newest_ancestor_without_the_platform(self):
+        base = house.upgrade_base()
+        assert base == house.UPGRADE_BASE and len(base) == 40
         files = house._git("ls-tree", "-r", "--name-only", base).split()
-        assert not set(house.PLATFORM_PATHS) & set(files)
         assert "components/__init__.py" in files
+        assert not has_platform(base)
         newer = house._git("rev-list", f"{base}..HEAD").split()
-        assert newer and any(house._has(newer[0], p) for p in house.PLATFORM_PATHS)  # HEAD has it
+        assert newer and all(has_platform(commit) for commit in newer)  # every commit since has it
+        assert has_platform("HEAD")
+
+    def test_a_commit_that_is_not_in_the_history_is_named_with_the_way_out(self, monkeypatch):
+        monkeypatch.setattr(house, "UPGRADE_BASE", "0" * 40)
+        with pytest.raises(StepError, match=r"is not an ancestor of HEAD.*git fetch --unshallow"):
+            house.upgrade_base()
+
+
+def has_platform(commit: str) -> bool:
+    """Does the tree of `commit` declare AirflowPlatform (found by its class, wherever its file is)?"""
+    proc = subprocess.run(
+        ["git", "grep", "-q", "-e", "^class AirflowPlatform(", commit, "--", "*.py"], cwd=ROOT, check=False
+    )
+    return proc.returncode == 0
 
 
 class TestExamplesOnTheControlPlane:

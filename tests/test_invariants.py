@@ -15,6 +15,7 @@ import pytest
 
 from components.airflow import invariants
 from components.airflow.config import parse_airflow
+from components.core import invariants as chart_invariants
 from components.core.reader import ConfigError
 from components.offline.program import load_stack_config
 from components.platform.config import parse_stack
@@ -122,9 +123,11 @@ class TestHelpers:
         ],
     )
     def test_credentials_in_urls(self, url, bad):
-        assert bool(invariants.url_credentials(url)) is bad
+        assert bool(chart_invariants.url_credentials(url)) is bad
         if bad:
-            assert "[credentials]" in invariants.redact_url(url) or "=[credentials]" in invariants.redact_url(url)
+            assert "[credentials]" in chart_invariants.redact_url(
+                url
+            ) or "=[credentials]" in chart_invariants.redact_url(url)
 
     @pytest.mark.parametrize(
         ("path", "system"),
@@ -132,7 +135,7 @@ class TestHelpers:
          ("/mnt/logs", False), ("/etc/../data", False), ("/./etc", True)],
     )  # fmt: skip
     def test_system_folders(self, path, system):
-        assert invariants.system_folder(path) is system
+        assert chart_invariants.system_folder(path) is system
 
     @pytest.mark.parametrize(
         ("key", "secret"),
@@ -141,7 +144,7 @@ class TestHelpers:
          ("automountServiceAccountToken", False), ("tokenPath", False)],
     )  # fmt: skip
     def test_secret_shaped_keys(self, key, secret):
-        assert invariants.secret_shaped(key) is secret
+        assert chart_invariants.secret_shaped(key) is secret
 
 
 def pod(container: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -11,14 +11,16 @@ data claim into a ConfigError before anything is declared (components/platform/d
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.core.reader import ConfigError
+from components.offline.program import run_program
 from components.platform.deployed import OUTPUT
 from tests.golden import inventory
-from tests.helpers import DB_URL, run_stack
+from tests.helpers import DB_URL, ROOT, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 CLUSTER = {"environment": "laptop", "storageClasses": ["standard", "efs"]}
@@ -189,3 +191,50 @@ class TestTheLastDeploymentIsRemembered:
             extra={"identityChange": "airflow/airflow"},
             previous_outputs={OUTPUT: before},
         )
+
+
+PLATFORM = """\
+from components import AirflowPlatform
+
+AirflowPlatform("data", {"airflow": AIRFLOW, "cluster": {"environment": "laptop"}, **ARGS})
+"""
+
+
+def run_platform(
+    tmp_path: Path, previous: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None, **args: Any
+) -> Any:
+    """A Python stack of its own that declares AirflowPlatform 'data' (not this project's __main__.py);
+    `previous` its record from the last deployment, `outputs` the last deployment's outputs."""
+    path = tmp_path / "platform_stack.py"
+    airflow = {"namespace": "data", "dags": GIT}
+    path.write_text(f"AIRFLOW = {airflow!r}\nARGS = {args!r}\n" + PLATFORM)
+    previous_outputs = {f"{OUTPUT}-data": previous} if previous else outputs
+    return run_program(
+        ROOT,
+        "test",
+        config={},
+        secret_keys=set(),
+        project="airflow-k8s",
+        program=path,
+        previous_outputs=previous_outputs,
+    )
+
+
+class TestAnyStackDeclaringThePlatformIsGuarded:
+    def test_the_platform_exports_its_identity_under_its_own_name(self, tmp_path):
+        out = run_platform(tmp_path).outputs
+        assert out[f"{OUTPUT}-data"] == identity(namespace="data")
+        assert OUTPUT not in out
+
+    def test_a_new_namespace_is_refused_before_anything_is_declared(self, tmp_path):
+        with pytest.raises(ConfigError) as err:
+            run_platform(tmp_path, identity(namespace="warehouse"))
+        assert err.value.key == "airflow.namespace" and "Nothing has been changed" in str(err.value)
+        assert err.value.declared_before_error == []  # type: ignore[attr-defined]
+
+    def test_the_identity_change_argument_confirms_a_deliberate_move(self, tmp_path):
+        moved = run_platform(tmp_path, identity(namespace="warehouse"), identity_change="warehouse/airflow")
+        assert moved.outputs[f"{OUTPUT}-data"]["namespace"] == "data"
+
+    def test_the_record_of_the_platform_named_airflow_is_not_this_ones(self, tmp_path):
+        run_platform(tmp_path, outputs={OUTPUT: identity(namespace="warehouse")})

@@ -3,6 +3,7 @@ chart values below the Pulumi wiring (import-linter contracts in pyproject.toml)
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,12 +20,20 @@ def lint_imports(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def packages_copy(dest: Path) -> None:
+    """The packages the contracts cover and the contracts themselves, to break one in a copy."""
+    for package in ("components", "e2e"):
+        shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
+
+
 class TestContracts:
     def test_every_contract_of_the_project_is_kept(self):
         proc = lint_imports(ROOT)
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "0 broken" in proc.stdout
         assert "No import cycles in components/, between packages or modules KEPT" in proc.stdout
+        assert "e2e: nothing imports the dispatcher, and the harness imports no scenario KEPT" in proc.stdout
 
     def test_the_cycle_contract_catches_a_loop_even_through_a_type_checking_import(self, tmp_path: Path):
         package = tmp_path / "loop"
@@ -48,6 +57,33 @@ class TestContracts:
         proc = lint_imports(tmp_path, "--config", str(tmp_path / ".importlinter"))
         assert proc.returncode == 1
         assert "no loops BROKEN" in proc.stdout
+
+    def test_a_capability_that_reaches_into_airflow_internals_breaks_a_contract(self, tmp_path: Path):
+        packages_copy(tmp_path)
+        keda_values = tmp_path / "components" / "keda" / "values.py"
+        keda_values.write_text(keda_values.read_text() + "\nfrom components.airflow.values import chart_values\n")
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 1
+        assert "Capabilities see only Airflow's public surface" in proc.stdout
+        assert "components.keda.values -> components.airflow.values" in proc.stdout
+
+    def test_a_capability_may_use_airflow_config_and_its_component(self, tmp_path: Path):
+        packages_copy(tmp_path)
+        spark_component = tmp_path / "components" / "spark" / "component.py"
+        spark_component.write_text(
+            spark_component.read_text() + "\nfrom components.airflow.config import AirflowConfig as _AirflowConfig\n"
+        )
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+
+    def test_a_scenario_importing_the_e2e_dispatcher_breaks_a_contract(self, tmp_path: Path):
+        packages_copy(tmp_path)
+        scenarios = tmp_path / "e2e" / "scenarios.py"
+        scenarios.write_text(scenarios.read_text() + "\nfrom e2e.run import PULUMI_SCENARIOS\n")
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 1
+        assert "e2e: nothing imports the dispatcher" in proc.stdout
+        assert "No import cycles in e2e/" in proc.stdout and "BROKEN" in proc.stdout
 
 
 LIMIT = 600

@@ -18,11 +18,11 @@ from typing import cast
 
 import pytest
 
+from e2e.harness import StepError
 from e2e.node import scenario, screenshots
 from e2e.node.airflow_api import AirflowApi
 from e2e.node.cdp import Browser, BrowserError, chromium_args
 from e2e.node.screenshots import DAG, OUTPUT, TASK, ScreenshotError, pages, shows_dag, shows_output, shows_success
-from e2e.run import StepError
 from e2e.scenarios import Deployment
 from tests.helpers import ROOT
 

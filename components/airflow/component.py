@@ -26,8 +26,9 @@ from components.airflow.secret_files import (
     CONNECTIONS_FILE,
     METADATA_ASYNC_KEY,
     VARIABLES_FILE,
+    check_one_secrets_backend,
+    connection_owners,
     connections_file,
-    other_secrets_backend,
     variables_file,
 )
 from components.airflow.values import (
@@ -36,7 +37,6 @@ from components.airflow.values import (
     broker_url,
     chart_values,
     database_target,
-    deep_merge,
     log_serving_policy,
     merge_extra_values,
     metadata_async_connection,
@@ -52,6 +52,8 @@ from components.airflow.values import (
 )
 from components.core.arguments import as_arguments
 from components.core.chart_release import helm_release
+from components.core.ids import check_no_clash
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError, bounded, type_name
 from components.logs.component import LogStorage
 from components.logs.config import LogsConfig, parse_logs
@@ -60,20 +62,6 @@ from components.logs.config import LogsConfig, parse_logs
 def _conn_env(conn_id: str) -> str:
     """Connection ids as AirflowRelease's `connections` arg takes them."""
     return "AIRFLOW_CONN_" + conn_id.upper()
-
-
-def _no_other_secrets_backend(extra: Mapping[str, Any], stack_extra: Mapping[str, Any]) -> None:
-    """Connections/variables reach Airflow through LocalFilesystemBackend: no other `[secrets] backend`."""
-    for source, overrides in (("extra_values", extra), ("airflow.extraValues", stack_extra)):
-        backend = other_secrets_backend(overrides)
-        if backend:
-            raise ConfigError(
-                f"{source}.config.secrets.backend",
-                backend,
-                "no other [secrets] backend while connections or variables are declared: AirflowRelease "
-                "delivers those as files through Airflow's LocalFilesystemBackend.",
-                "keep them in your own secrets backend instead, or drop the override.",
-            )
 
 
 def _resolved(entries: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[dict[str, str]]:
@@ -478,22 +466,11 @@ class AirflowRelease(pulumi.ComponentResource):
         cfg = replace(cfg, fernet=replace(cfg.fernet, imported=len(args.get("previous_fernet_keys") or ())))
         environment = airflow_environment(args.get("connections") or {}, args.get("variables") or {})
         bundle = cfg.dags.git_bundle
-        if bundle is not None and _conn_env(bundle.connection_id) in environment:
-            raise ConfigError(
-                f"connections.{bundle.connection_id}",
-                bundle.connection_id,
-                "this connection is also the git DAG bundle's (settings.dags.gitBundle.connectionId).",
-                "use another id for one of them.",
-            )
         logs_cfg = AirflowRelease._logs_settings(args)
+        check_no_clash(
+            "connections", args.get("connections") or {}, connection_owners(bundle, logs_cfg, settings="settings")
+        )
         remote_id = logs_cfg.remote.connection_id if logs_cfg is not None and logs_cfg.remote is not None else ""
-        if remote_id and _conn_env(remote_id) in environment:
-            raise ConfigError(
-                f"connections.{remote_id}",
-                remote_id,
-                "this connection is also the remote-logging connection (logs.remote.connectionId).",
-                "use another id for one of them.",
-            )
         has_remote_conn = bool(remote_id and args.get("logs_connection") is not None)
         # The guarantees on the final chart values (components/airflow/invariants.py).
         check_airflow_config(cfg, key="settings")
@@ -507,7 +484,9 @@ class AirflowRelease(pulumi.ComponentResource):
             dags_claim=f"{cfg.release_name}-dags" if cfg.dags.host_path is not None else None,
         )
         if environment or bundle is not None or remote_id:
-            _no_other_secrets_backend(args.get("extra_values") or {}, cfg.extra_values)
+            check_one_secrets_backend(
+                [("extra_values", args.get("extra_values") or {}), ("airflow.extraValues", cfg.extra_values)]
+            )
         return cfg, logs_cfg, environment
 
     @staticmethod

@@ -28,6 +28,7 @@ from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
 from components.core.durations import go_duration_seconds
 from components.core.git_refs import git_ref
+from components.core.invariants import budget_drains
 from components.core.reader import (
     QUANTITY as QUANTITY,
     ConfigError,
@@ -35,10 +36,10 @@ from components.core.reader import (
     Node,
     dns_label,
     matches,
-    quantity_value as quantity_value,
     semver,
     version_tuple,
 )
+from components.core.resources import Resources, parse_resources
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"
@@ -58,27 +59,7 @@ MAX_RELEASE_NAME = 30
 
 
 # ---------------------------------------------------------------------------
-# Quantities
-
-
-# ---------------------------------------------------------------------------
 # Shared pieces
-
-
-@dataclass(frozen=True)
-class Resources:
-    """CPU and memory requests and limits of one container."""
-
-    requests: dict[str, str] = field(default_factory=dict)
-    limits: dict[str, str] = field(default_factory=dict)
-
-    def as_values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.requests:
-            out["requests"] = dict(self.requests)
-        if self.limits:
-            out["limits"] = dict(self.limits)
-        return out
 
 
 @dataclass(frozen=True)
@@ -343,31 +324,6 @@ class AirflowConfig:
 # Parsing
 
 
-def _resources(node: Node, name: str) -> Resources:
-    sub = node.mapping(name)
-    parts: dict[str, dict[str, str]] = {}
-    for part in ("requests", "limits"):
-        spec = sub.mapping(part)
-        values = {}
-        for res in ("cpu", "memory"):
-            what = "a CPU quantity" if res == "cpu" else "a memory quantity"
-            value = spec.quantity(res, None, what=what)
-            if value is not None:
-                values[res] = value
-        spec.finish()
-        parts[part] = values
-    sub.finish()
-    for res in ("cpu", "memory"):
-        req, lim = parts["requests"].get(res), parts["limits"].get(res)
-        if req and lim and quantity_value(req) > quantity_value(lim):
-            raise ConfigError(
-                f"{sub.path}.limits.{res}",
-                lim,
-                f"a limit must be at least the request ({sub.path}.requests.{res} is {req!r}).",
-            )
-    return Resources(requests=parts["requests"], limits=parts["limits"])
-
-
 _PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
 
 
@@ -393,15 +349,10 @@ def _disruption(node: Node, name: str, replicas: int) -> Disruption:
             min_a,
             f"set either maxUnavailable or minAvailable, not both ({sub.key('maxUnavailable')} is {max_u!r}).",
         )
-    if enabled and isinstance(min_a, int) and min_a >= replicas:
-        raise ConfigError(
-            sub.key("minAvailable"),
-            min_a,
-            f"must be below the component's replicas ({replicas}), or no pod could ever be evicted "
-            "and node drains would block.",
-        )
-    if enabled and max_u == 0:
-        raise ConfigError(sub.key("maxUnavailable"), max_u, "must be at least 1, or node drains would block.")
+    if enabled:
+        field_name, value = ("minAvailable", min_a) if min_a is not None else ("maxUnavailable", max_u)
+        if value is not None:
+            budget_drains(sub.key(field_name), field_name, value, replicas)
     if max_u is None and min_a is None:
         max_u = 1
     return Disruption(enabled=enabled, max_unavailable=max_u, min_available=min_a)
@@ -426,7 +377,7 @@ def _component(
     sub = node.mapping(name)
     enabled = True if enabled_default is None else sub.boolean("enabled", enabled_default)
     replicas = sub.integer("replicas", default_replicas, low=min_replicas, high=max_replicas) if scalable else 1
-    resources = _resources(sub, "resources")
+    resources = parse_resources(sub, "resources")
     disruption = _disruption(sub, "podDisruptionBudget", replicas) if scalable else Disruption()
     if not extra:
         sub.finish()
@@ -676,7 +627,7 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
         max_client_conn=pgb_node.integer("maxClientConn", 100, low=1, high=100000),
         metadata_pool_size=pgb_node.integer("metadataPoolSize", 10, low=1, high=1000),
         result_backend_pool_size=pgb_node.integer("resultBackendPoolSize", 5, low=1, high=1000),
-        resources=_resources(pgb_node, "resources"),
+        resources=parse_resources(pgb_node, "resources"),
         disruption=_disruption(pgb_node, "podDisruptionBudget", replicas),
     )
     pgb_node.finish()
@@ -756,7 +707,7 @@ def same_mount_path(mounts: list[dict[str, Any]], path: str) -> int | None:
 
 def _task_pods(node: Node) -> TaskPods:
     sub = node.mapping("taskPods")
-    resources = _resources(sub, "resources")
+    resources = parse_resources(sub, "resources")
     node_selector = names.label_map(
         sub.key("nodeSelector"),
         _scalars_as_text(sub.plain_object("nodeSelector", values={"type": ["string", "number", "boolean"]})),
@@ -1162,7 +1113,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     redis = Redis(
         persistence_size=redis_node.quantity("persistenceSize", "1Gi", what="a storage size"),
         storage_class=redis_node.string("storageClass", None),
-        resources=_resources(redis_node, "resources"),
+        resources=parse_resources(redis_node, "resources"),
     )
     if redis.storage_class is not None:
         dns_label(redis_node.key("storageClass"), redis.storage_class, max_len=253)

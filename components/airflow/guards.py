@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from components.airflow import invariants
-from components.core.reader import ConfigError
+from components.core import invariants as chart_invariants
+from components.core.reader import ConfigError, quantity
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig, Disruption, Resources
+    from components.airflow.config import AirflowConfig
 
 # The cluster's own namespaces: nothing of this stack goes there.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -31,23 +32,8 @@ AIRFLOW_CFG_PATH = "/opt/airflow/airflow.cfg"
 # Values the cluster rejects at deploy time
 
 
-def resources_valid(key: str, resources: Resources) -> None:
-    for part, amounts in (("requests", resources.requests), ("limits", resources.limits)):
-        for res, text in amounts.items():
-            invariants.amount_valid(f"{key}.{part}.{res}", res, text)
-
-
-def _budget(key: str, disruption: Disruption, replicas: int) -> None:
-    if not disruption.enabled:
-        return
-    if disruption.min_available is not None:
-        invariants.budget_drains(f"{key}.minAvailable", "minAvailable", disruption.min_available, replicas)
-    elif disruption.max_unavailable is not None:
-        invariants.budget_drains(f"{key}.maxUnavailable", "maxUnavailable", disruption.max_unavailable, replicas)
-
-
 def size_valid(key: str, text: str | None) -> None:
-    amount = invariants.quantity(text) if text is not None else None
+    amount = quantity(text) if text is not None else None
     if amount is not None and amount < MIN_STORAGE:
         raise ConfigError(
             key,
@@ -59,7 +45,7 @@ def size_valid(key: str, text: str | None) -> None:
 
 def _host(key: str, host: str | None) -> None:
     if host:
-        invariants.host_valid(key, host)
+        chart_invariants.host_valid(key, host)
 
 
 def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
@@ -67,36 +53,20 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_k
     from components.airflow.secret_files import SECRETS_DIR
     from components.logs.config import LOGS_PATH
 
-    invariants.image_repository(f"{key}.image.repository", cfg.image.repository)
+    chart_invariants.image_repository(f"{key}.image.repository", cfg.image.repository)
     stock = cfg.image.repository.endswith("apache/airflow")
-    invariants.image_tag(
+    chart_invariants.image_tag(
         f"{key}.image.tag", cfg.image.tag, airflow_major=cfg.major if stock or "airflow" in cfg.image.tag else None
     )
-    ui = cfg.ui_component
-    for name, component in (
-        ("scheduler", cfg.scheduler),
-        (ui, cfg.api_server),
-        ("triggerer", cfg.triggerer),
-        ("dagProcessor", cfg.dag_processor),
-        ("workers", cfg.workers),
-        ("flower", cfg.flower),
-        ("statsd", cfg.statsd),
-    ):
-        resources_valid(f"{key}.{name}.resources", component.resources)
-        _budget(f"{key}.{name}.podDisruptionBudget", component.disruption, component.replicas)
-    resources_valid(f"{key}.redis.resources", cfg.redis.resources)
-    resources_valid(f"{key}.taskPods.resources", cfg.task_pods.resources)
-    pgb = cfg.database.pgbouncer
-    if pgb.enabled:
-        resources_valid(f"{key}.database.pgbouncer.resources", pgb.resources)
-        _budget(f"{key}.database.pgbouncer.podDisruptionBudget", pgb.disruption, pgb.replicas)
+    # Resource amounts and disruption budgets are checked where they are read (core/resources.py,
+    # airflow/config.py `_disruption`) and again on the final chart values (core/invariants.py).
     if cfg.database.mode == "bundled":
         size_valid(f"{key}.database.storageSize", cfg.database.storage_size)
     if cfg.uses_celery:
         size_valid(f"{key}.redis.persistenceSize", cfg.redis.persistence_size)
     if cfg.dags.host_path is not None:
         size_valid(f"{key}.dags.hostPath.size", cfg.dags.host_path.size)
-        if invariants.system_folder(cfg.dags.host_path.path):
+        if chart_invariants.system_folder(cfg.dags.host_path.path):
             raise ConfigError(
                 f"{key}.dags.hostPath.path",
                 cfg.dags.host_path.path,
@@ -184,7 +154,7 @@ def _typed_strings(cfg: AirflowConfig, key: str) -> None:
     data.pop("extra_values", None)
     data[cfg.ui_component] = data.pop("api_server")
     data["taskPods"] = data.pop("task_pods")
-    for path, value in invariants.walk(data):
+    for path, value in chart_invariants.walk(data):
         if isinstance(value, str) and "{{" in value:
             parts = list(path)
             name = ".".join(_camel(p) if isinstance(p, str) and "_" in p and p.islower() else str(p) for p in parts)
@@ -207,17 +177,17 @@ def _task_pods(cfg: AirflowConfig, key: str) -> None:
             raise ConfigError(
                 f"{key}.taskPods.env.{name}", name, invariants.OWNED_ENV, f"remove '{key}.taskPods.env.{name}'."
             )
-        if value.strip() and invariants.secret_shaped(name.lower().replace("__", "_")):
+        if value.strip() and chart_invariants.secret_shaped(name.lower().replace("__", "_")):
             raise ConfigError(
                 f"{key}.taskPods.env.{name}",
-                invariants.HIDDEN,
+                chart_invariants.HIDDEN,
                 "an environment variable named like a credential with its value written into the Helm values.",
                 "put it in the secret key 'connections' (or 'variables' set with --secret), or a team's Secret.",
             )
     for i, volume in enumerate(pods.extra_volumes):
         host = volume.get("hostPath")
         folder = host.get("path") if isinstance(host, dict) else None
-        if isinstance(folder, str) and invariants.system_folder(folder):
+        if isinstance(folder, str) and chart_invariants.system_folder(folder):
             raise ConfigError(
                 f"{key}.taskPods.extraVolumes[{i}].hostPath.path",
                 folder,

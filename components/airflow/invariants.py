@@ -1,263 +1,54 @@
-# Longer than 600 lines: one function per guarantee on the final chart values, each named by an error
-# message and a test, checked together by check_airflow_values: one catalogue, read top to bottom.
-"""Guarantees checked on what is deployed, whatever path put it there.
+"""Guarantees on the final values of the Airflow Release, whatever path put a value there.
 
-The typed keys validate what they read, and `extraValues` (Airflow, Spark, monitoring),
-`taskPods`, LogStorage and Monitoring all add chart values next to them. A list of
-forbidden `extraValues` keys only knows the paths it names; its twin one level over walks
-around it. These checks therefore run on the FINAL merged values of every Helm Release,
-the same values the Release is declared with, and say which config key put the bad value
-there:
+The chart-generic guarantees (no credential in values, no root or privileged container, pullable
+images, runnable resources, drainable budgets) are components/core/invariants.py. On top of them,
+the Airflow Release keeps:
 
-- no secret value at any path (secret-shaped keys, env entries, `extraEnv` text, private
-  keys, Fernet-key-shaped strings, credentials inside URLs);
-- the values AirflowRelease owns (Secret names, the admin Job, the built-in secret
-  variables it replaces with files, hooks off, NetworkPolicies, ingress authentication)
-  are exactly what it rendered;
-- no container as uid 0, privileged, with privilege escalation, host namespaces, added
-  dangerous capabilities, or a hostPath of `/` or a system folder;
+- the values AirflowRelease owns (Secret names, the admin Job, the built-in secret variables it
+  replaces with files, hooks off, NetworkPolicies, ingress authentication) are exactly what it
+  rendered;
 - nothing the Airflow chart passes through `tpl` carries `{{` (every string is);
-- what the cluster would reject at deploy time (image references, `latest`, memory and
-  CPU amounts, disruption budgets that block every drain, mounts over the secrets folder).
+- no mount over the folders AirflowRelease mounts (secrets, logs).
 
-Plain functions, no Pulumi: AirflowRelease, SparkOperator and Monitoring call them before
-they declare their Release, the stack edge (`components.platform.config.parse_stack`) before any
-resource, and the offline preview on the rendered objects (`check_rendered`).
+Plain functions, no Pulumi: AirflowRelease calls `check_airflow` before it declares its Release, the
+stack edge (`components.platform.config.parse_stack`) before any resource, and the offline preview
+`rendered_problems` on the rendered objects.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from decimal import Decimal
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
 
-from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
-from components.core.names import host_name
-from components.core.reader import QUANTITY, ConfigError
-
-Path = tuple[str | int, ...]
-
-HIDDEN = "[not shown]"
-
-# Keys whose string value is a credential. Names of Secrets (`...SecretName`, `existingSecret`,
-# `credentialsSecret`, `secretKeyRef`, ...) are references, never values.
-_SECRET_KEY = re.compile(
-    r"(?i)(^pass$|passw|pwd$|secret|token|fernet|sql_?alchemy_?conn|private_?key|api_?key|access_?key|credential"
-    r"|^auth$|connection_?string|^conn$|broker_?url|result_?backend|^dsn$|jwt_?secret|jwt_?private)"
+from components.core.invariants import (
+    ABSENT,
+    HIDDEN,
+    Origins,
+    Path,
+    Source,
+    budgets_drain,
+    containers_safe,
+    dotted,
+    env_entries,
+    extra_env_text,
+    get,
+    host_valid,
+    images_valid,
+    no_templates,
+    resources_valid,
+    secret_shaped,
+    secrets_in,
+    system_folder,
+    walk,
+    walked,
 )
-_REFERENCE_KEY = re.compile(
-    r"(?i)(name|names|ref|refs|from|file|path|mode|enabled|items|type|kind|mount|userkey|passwordkey|secretkey"
-    r"|keyref|volume|policy|selector|annotations|labels)$"
-)
-# Keys that are references although they look like values.
-_REFERENCE_KEYS = frozenset(
-    {
-        "existingSecret",
-        "credentialsSecret",
-        "sshKeySecret",
-        "passwordSecretName",
-        "secretName",
-        "knownHosts",
-        "secretKeyRef",
-        "secretRef",
-        "automountServiceAccountToken",
-    }
-)
-# Keys whose value is a credential whatever it looks like.
-_ALWAYS_SECRET_KEYS = frozenset(
-    {
-        "password",
-        "pass",
-        "fernetKey",
-        "webserverSecretKey",
-        "apiSecretKey",
-        "jwtSecret",
-        "postgresPassword",
-        "adminPassword",
-        "sql_alchemy_conn",
-        "brokerUrl",
-        "secret_key",
-        "fernet_key",
-        "jwt_secret",
-        "token",
-    }
-)
-# Subtrees whose keys are names, not settings (annotations, labels, selectors).
-_METADATA = frozenset(
-    {"annotations", "podAnnotations", "airflowPodAnnotations", "labels", "podLabels", "nodeSelector", "matchLabels"}
-)
-# A credential assigned inside a text value (a config file, JSON kwargs, a script): `password = 'x'`.
-_ASSIGNED_SECRET = re.compile(
-    r"(?i)[\"']?\b(password|passwd|client_secret|secret_key|api_key|apikey|access_token|auth_token|token)\b[\"']?"
-    r"\s*[:=]\s*[\"']([^\"'\s$]{3,})[\"']"
-)
-_FERNET_SHAPED = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{43}=(?![A-Za-z0-9_\-=])")
-
-# Host folders a pod must never mount: the node's own system.
-SYSTEM_FOLDERS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var",
-    "/home",
-    "/opt",
-    "/snap",
-)
-_DANGEROUS_CAPABILITIES = frozenset(
-    {"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "DAC_READ_SEARCH", "NET_RAW", "SYS_RAWIO", "BPF"}
-)
-# Container runtimes refuse memory limits below 6 MiB (runc's minimum); no Airflow process
-# starts in less than this either.
-MIN_MEMORY = Decimal(6 * 2**20)
-# No node offers more than this to one pod: a request above it is never scheduled.
-MAX_CPU = Decimal(1000)
-MAX_MEMORY = Decimal(64 * 2**40)
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-_REPOSITORY = re.compile(
-    r"^(?:(?:[a-z0-9]([a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
-_VERSION_IN_TAG = re.compile(r"(?<![0-9.])([0-9]+)\.([0-9]+)\.([0-9]+)")
-
-
-# ---------------------------------------------------------------------------
-# Paths and where a value came from
-
-
-def dotted(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _walk(value: Any, path: Path, out: list[tuple[Path, Any]]) -> None:
-    out.append((path, value))
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            _walk(item, (*path, str(key)), out)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _walk(item, (*path, i), out)
-
-
-# Trees walked during one check (`walked()`): each guarantee walks the same values again.
-_WALKED: dict[int, tuple[Any, list[tuple[Path, Any]]]] | None = None
-
-
-def walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every node of a values tree, parents before children."""
-    if _WALKED is not None and not path:
-        seen = _WALKED.get(id(value))
-        if seen is None or seen[0] is not value:
-            seen = _WALKED[id(value)] = (value, [])
-            _walk(value, (), seen[1])
-        return iter(seen[1])
-    out: list[tuple[Path, Any]] = []
-    _walk(value, path, out)
-    return iter(out)
-
-
-@contextmanager
-def walked() -> Iterator[None]:
-    """Within it, a values tree is walked once, however many guarantees look at it (the trees
-    must not change meanwhile: checks only read them)."""
-    global _WALKED
-    outer = _WALKED
-    _WALKED = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _WALKED = outer
-
-
-_ABSENT: Any = object()
-
-
-def get(values: Any, path: Path) -> Any:
-    node = values
-    for part in path:
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                return _ABSENT
-            node = node[part]
-        else:
-            if not isinstance(node, Mapping) or part not in node:
-                return _ABSENT
-            node = node[part]
-    return node
-
-
-@dataclass(frozen=True)
-class Source:
-    """Chart values a config key contributed: `key` is its config path (e.g. `airflow.extraValues`)."""
-
-    key: str
-    values: Mapping[str, Any]
-
-
-def _locate(source: Any, merged: Any, path: Path) -> Path | None:
-    """`path` of the merged values inside `source`, following list items by equality."""
-    node, current = source, merged
-    out: list[str | int] = []
-    for part in path:
-        if isinstance(part, int):
-            if not isinstance(node, list) or not isinstance(current, list) or part >= len(current):
-                return None
-            wanted = current[part]
-            index = next((i for i, item in enumerate(node) if item == wanted), None)
-            if index is None:
-                if part < len(node) and isinstance(node[part], dict) and isinstance(wanted, dict):
-                    index = part
-                else:
-                    return None
-            node, current = node[index], current[part]
-            out.append(index)
-        else:
-            if not isinstance(node, Mapping) or part not in node:
-                return None
-            node = node[part]
-            current = current[part] if isinstance(current, Mapping) else None
-            out.append(part)
-    return tuple(out)
-
-
-class Origins:
-    """Name the config key behind a path of merged values."""
-
-    def __init__(self, merged: Mapping[str, Any], sources: list[Source], typed: Callable[[Path], str]) -> None:
-        self.merged = merged
-        self.sources = sources
-        self.typed = typed
-
-    def key(self, path: Path) -> str:
-        for source in self.sources:
-            found = _locate(source.values, self.merged, path)
-            if found is not None:
-                return f"{source.key}.{dotted(found)}" if found else source.key
-        return self.typed(path)
-
-    def from_user(self, path: Path) -> bool:
-        return any(_locate(s.values, self.merged, path) is not None for s in self.sources)
+from components.core.reader import ConfigError
+from components.core.workloads import pod_spec_of
 
 
 def _airflow_typed_key(path: Path) -> str:
@@ -282,173 +73,6 @@ def _airflow_typed_key(path: Path) -> str:
     return f"airflow.{text} (a chart value AirflowRelease renders)"
 
 
-# ---------------------------------------------------------------------------
-# Checks that apply to the values of any Release
-
-
-def _is_reference_key(key: str) -> bool:
-    return key in _REFERENCE_KEYS or (
-        key not in _ALWAYS_SECRET_KEYS and bool(_REFERENCE_KEY.search(key)) and not key.lower().endswith("password")
-    )
-
-
-def secret_shaped(key: str) -> bool:
-    """A key whose string value would be a credential (`password`, `pass`, `fernetKey`, `token`, ...)."""
-    if key in _ALWAYS_SECRET_KEYS:
-        return True
-    return bool(_SECRET_KEY.search(key)) and not _is_reference_key(key)
-
-
-def fernet_shaped(text: str) -> bool:
-    for match in _FERNET_SHAPED.finditer(text):
-        try:
-            if len(base64.urlsafe_b64decode(match.group(0))) == 32:
-                return True
-        except (ValueError, binascii.Error):
-            continue
-    return False
-
-
-def system_folder(path: str) -> bool:
-    """`/`, or a node's system folder or anything inside one (`/etc`, `/var/run/docker.sock`, ...)."""
-    norm = "/" + posixpath.normpath("/" + path.strip()).lstrip("/")
-    if norm in ("/", "/."):
-        return True
-    return any(norm == folder or norm.startswith(folder + "/") for folder in SYSTEM_FOLDERS)
-
-
-def quantity(text: Any) -> Decimal | None:
-    """A Kubernetes quantity's value, or None when it is not one."""
-    from components.airflow.config import quantity_value
-
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, int | float):
-        return Decimal(str(text))
-    if isinstance(text, str) and QUANTITY.match(text):
-        return quantity_value(text)
-    return None
-
-
-def _env_entries(path: Path, value: Any) -> Iterator[tuple[Path, dict[str, Any]]]:
-    if path and path[-1] in ("env", "extraEnv", "envs") and isinstance(value, list):
-        for i, entry in enumerate(value):
-            if isinstance(entry, dict):
-                yield (*path, i), entry
-
-
-def _extra_env_text(path: Path, value: Any) -> list[dict[str, Any]] | None:
-    """The Airflow chart's `extraEnv` / `extraEnvFrom` strings are YAML lists (rendered with tpl)."""
-    if path and path[-1] in ("extraEnv", "extraEnvFrom") and isinstance(value, str):
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            return []
-        return [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, list) else []
-    return None
-
-
-def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozenset[str] = frozenset()) -> None:
-    """No credential at any path: secret-shaped keys, env entries, `extraEnv` text, URLs, keys."""
-    for path, value in walk(values):
-        key = str(path[-1]) if path and isinstance(path[-1], str) else ""
-        if isinstance(value, str) and value.strip():
-            if secret_shaped(key) and not _METADATA.intersection(p for p in path if isinstance(p, str)):
-                legacy = "defaultUser" in path
-                raise ConfigError(
-                    origins.key(path),
-                    HIDDEN,
-                    "a credential in the Helm values: Helm stores values in clear in the release Secret and "
-                    "`helm get values` shows them to anyone who can read it"
-                    + (
-                        "; the chart's defaultUser password is the legacy admin/admin path (AirflowRelease creates "
-                        "the admin from a generated Secret)."
-                        if legacy
-                        else "."
-                    ),
-                    f"remove '{origins.key(path)}'; AirflowRelease generates and mounts its secrets (see the "
-                    "README's secret keys: databaseUrl, gitToken, logsConnection, connections, teamSecrets).",
-                )
-            found = text_credential(value, urls=False)
-            if found is not None:
-                raise ConfigError(
-                    origins.key(path),
-                    HIDDEN,
-                    f"{found.detail} in the Helm values (Helm stores them in clear in the release Secret).",
-                    f"put it in a secret key instead: {found.shape.belongs}.",
-                )
-            kind = url_credentials(value)
-            if kind:
-                raise ConfigError(
-                    origins.key(path),
-                    redact_url(value)[:120],
-                    f"a URL carrying {kind} in the Helm values.",
-                    "remove the credential from the URL; connections go in the secret key 'connections', the "
-                    "database in 'databaseUrl', git credentials in 'gitToken'/'gitSshKey'.",
-                )
-            assigned = _ASSIGNED_SECRET.search(value)
-            if assigned:
-                raise ConfigError(
-                    origins.key(path),
-                    HIDDEN,
-                    f"this text assigns a credential ('{assigned.group(1)}' = ...) in the Helm values (configuration "
-                    "files, backend_kwargs and scripts in values are stored in clear with the release).",
-                    "read it from a file or Secret instead (Airflow's *_CMD or *_SECRET options, a secrets backend "
-                    "authenticating by its workload identity).",
-                )
-            if fernet_shaped(value):
-                raise ConfigError(
-                    origins.key(path),
-                    HIDDEN,
-                    "a Fernet-key-shaped string (44 characters of URL-safe base64) in the Helm values.",
-                    "AirflowRelease generates the Fernet key; rotate it with airflow.fernetKey.generation, import "
-                    "old keys with the secret key 'previousFernetKeys'.",
-                )
-        if key in ("extraSecrets", "extraConfigMaps") and isinstance(value, Mapping):
-            for name, spec in value.items():
-                data = spec.get("data") or spec.get("stringData") if isinstance(spec, Mapping) else None
-                if key == "extraSecrets" and data:
-                    raise ConfigError(
-                        origins.key((*path, str(name))),
-                        HIDDEN,
-                        "a Secret's data written into the Helm values (the chart's extraSecrets): Helm stores it in "
-                        "clear in the release.",
-                        "put the values in the secret config key 'teamSecrets' or 'connections', or create the Secret "
-                        "outside the chart and reference it by name.",
-                    )
-        for entry_path, entry in _env_entries(path, value):
-            _env_entry(entry_path, entry, origins, owned_env)
-        parsed = _extra_env_text(path, value)
-        for i, entry in enumerate(parsed or []):
-            _env_entry((*path, i), entry, origins, owned_env, text=True)
-
-
-def _env_entry(
-    path: Path, entry: Mapping[str, Any], origins: Origins, owned_env: frozenset[str], *, text: bool = False
-) -> None:
-    name = entry.get("name")
-    if not isinstance(name, str):
-        return
-    key = origins.key(path[:-1] if text else path) + (f" (entry {name!r})" if text else ".name")
-    literal = entry.get("value")
-    reads_file = name.endswith("_CMD") and isinstance(literal, str) and re.fullmatch(r"cat /\S+", literal.strip())
-    if name in owned_env and not reads_file:
-        raise ConfigError(key, name, "this variable is AirflowRelease's.", "remove the entry.")
-    if (
-        isinstance(literal, str)
-        and literal.strip()
-        and not reads_file
-        and secret_shaped(name.lower().replace("__", "_"))
-    ):
-        raise ConfigError(
-            key,
-            name,
-            "an environment variable named like a credential with its value written into the Helm values.",
-            "take it from a Secret (valueFrom.secretKeyRef, or a team's secret in teamSecrets), or put the "
-            "connection in the secret key 'connections'.",
-        )
-
-
 _OWNED_ENV_PREFIXES = (
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
@@ -467,228 +91,6 @@ _OWNED_ENV_PREFIXES = (
 def owned_env_name(name: str) -> bool:
     """Our secret variables, their `_CMD` and `_SECRET` forms, and the secrets backend."""
     return any(name == p or name in (f"{p}_CMD", f"{p}_SECRET") for p in _OWNED_ENV_PREFIXES)
-
-
-def containers_safe(values: Mapping[str, Any], origins: Origins, *, uid_keys: tuple[str, ...] = ("uid",)) -> None:
-    """No root, privileged or escalating container, no host namespaces, no system hostPath."""
-    for path, value in walk(values):
-        if not path or not isinstance(path[-1], str):
-            continue
-        key = path[-1]
-        if key in ("runAsUser", *uid_keys) and value == 0 and not isinstance(value, bool):
-            raise ConfigError(
-                origins.key(path),
-                0,
-                "uid 0 is root: a process escaping its container would be root on the node.",
-                "use a non-root uid (Airflow's image: 50000) or remove the override.",
-            )
-        if key in ("privileged", "allowPrivilegeEscalation", "hostNetwork", "hostPID", "hostIPC") and value is True:
-            raise ConfigError(
-                origins.key(path),
-                True,
-                f"{key} gives a container the node's privileges; no Airflow, Spark or monitoring pod needs it.",
-                f"remove '{origins.key(path)}' or set it to false.",
-            )
-        if key == "runAsNonRoot" and value is False and origins.from_user(path):
-            raise ConfigError(
-                origins.key(path), False, "containers must run as non-root.", f"remove '{origins.key(path)}'."
-            )
-        if key == "add" and len(path) >= 2 and path[-2] == "capabilities" and isinstance(value, list):
-            bad = [c for c in value if isinstance(c, str) and c.upper().removeprefix("CAP_") in _DANGEROUS_CAPABILITIES]
-            if bad:
-                raise ConfigError(
-                    origins.key(path),
-                    value,
-                    f"capabilities {', '.join(bad)} let a container act on the node.",
-                    "drop them; the containers run with every capability dropped.",
-                )
-        if key == "hostPath" and isinstance(value, Mapping):
-            folder = value.get("path")
-            if isinstance(folder, str) and system_folder(folder):
-                raise ConfigError(
-                    origins.key((*path, "path")),
-                    folder,
-                    "a hostPath volume of '/' or of a system folder ("
-                    + ", ".join(SYSTEM_FOLDERS[:8])
-                    + ", ...) hands the container the node.",
-                    "mount a folder of its own (such as /data/airflow-dags), or use a PersistentVolumeClaim.",
-                )
-
-
-def images_valid(values: Mapping[str, Any], origins: Origins, *, airflow_major: int | None = None) -> None:
-    """Image references the kubelet can pull: a repository without a tag or spaces, a tag that is not `latest`."""
-    for path, value in walk(values):
-        if not isinstance(value, Mapping):
-            continue
-        image_like = any(p in ("images", "image") for p in path) or not path
-        if not image_like:
-            continue
-        pairs = (("defaultAirflowRepository", "defaultAirflowTag"),) if not path else (("repository", "tag"),)
-        for repo_key, tag_key in pairs:
-            repo, tag = value.get(repo_key), value.get(tag_key)
-            if isinstance(repo, str):
-                image_repository(origins.key((*path, repo_key)), repo)
-            if isinstance(tag, str):
-                airflow_image = not path or "airflow" in path or "pod_template" in path
-                stock = isinstance(repo, str) and repo.endswith("apache/airflow")
-                if airflow_image and not isinstance(repo, str):
-                    parent = values.get("defaultAirflowRepository")
-                    stock = isinstance(parent, str) and parent.endswith("apache/airflow")
-                major = airflow_major if airflow_image and (stock or "airflow" in tag) else None
-                image_tag(origins.key((*path, tag_key)), tag, airflow_major=major)
-
-
-def image_repository(key: str, value: str) -> None:
-    if value != value.strip() or any(c.isspace() for c in value):
-        raise ConfigError(key, value, "an image repository has no spaces.", "remove the whitespace.")
-    if "@" in value:
-        raise ConfigError(
-            key, value, "a repository, not a reference: the digest goes in airflow.image.digest.", "drop '@...'."
-        )
-    last = value.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, _, tag = value.rpartition(":")
-        raise ConfigError(
-            key,
-            value,
-            "a repository without a tag: the kubelet would pull '<repository>:<tag>:<tag>'.",
-            f"set the repository to {repo!r} and the tag ({tag!r}) in the matching tag key (airflow.image.tag).",
-        )
-    if not _REPOSITORY.match(value):
-        raise ConfigError(
-            key,
-            value,
-            "expected an image repository such as apache/airflow or registry.example.com:5000/team/airflow "
-            "(lowercase letters, digits, '.', '_', '-', separated by '/').",
-        )
-
-
-def image_tag(key: str, value: str, *, airflow_major: int | None = None) -> None:
-    value_tag, _, digest = value.partition("@")
-    if digest and re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        value = value_tag  # `<tag>@<digest>`: how the chart's pod template is pinned
-    if not _TAG.match(value):
-        raise ConfigError(key, value, "an image tag is 1-128 letters, digits, '_', '.' or '-' (no ':', '@' or spaces).")
-    if value.lower() == "latest":
-        raise ConfigError(
-            key,
-            value,
-            "'latest' moves: every pod start may run another image (and another Airflow than airflow.version).",
-            "pin a tag such as 3.2.0 (and airflow.image.digest for an immutable image).",
-        )
-    if airflow_major is not None:
-        found = _VERSION_IN_TAG.search(value)
-        if found and int(found.group(1)) != airflow_major and int(found.group(1)) in (1, 2, 3, 4):
-            raise ConfigError(
-                key,
-                value,
-                f"this tag is Airflow {found.group(1)}.x, but airflow.version is {airflow_major}.x: the chart renders "
-                f"Airflow {airflow_major}'s commands and configuration, which the image would not understand.",
-                "make airflow.version and the image tag the same Airflow version.",
-            )
-
-
-def resources_valid(values: Mapping[str, Any], origins: Origins) -> None:
-    """CPU and memory amounts a container can run with."""
-    for path, value in walk(values):
-        if len(path) < 3 or path[-2] not in ("requests", "limits") or path[-1] not in ("cpu", "memory"):
-            continue
-        amount_valid(origins.key(path), str(path[-1]), value)
-
-
-def amount_valid(key: str, resource: str, value: Any, *, one_pod: bool = True) -> None:
-    """A container's CPU or memory amount it can run with: memory of 6Mi or more, CPU of 1m or more; for
-    `one_pod` (not a namespace's quota) no more than a node can offer."""
-    amount = quantity(value)
-    if amount is None:
-        return
-    if resource == "memory" and amount < MIN_MEMORY:
-        raise ConfigError(
-            key,
-            value,
-            "memory below 6Mi: a bare number is bytes, and container runtimes refuse limits under 6 MiB "
-            "(no Airflow process starts in that either).",
-            "use a unit: 512Mi, 2Gi.",
-        )
-    if resource == "cpu" and amount < Decimal("0.001"):
-        raise ConfigError(key, value, "CPU of at least 1m (0.001 of a core).", "use a value such as 100m or 1.")
-    if one_pod and resource == "cpu" and amount > MAX_CPU:
-        raise ConfigError(
-            key,
-            value,
-            f"CPU of at most {MAX_CPU} cores: no node has more, so the pod would never be scheduled (a bare number "
-            "is cores: 500 is five hundred, 500m half of one).",
-            "use a value such as 500m or 2.",
-        )
-    if one_pod and resource == "memory" and amount > MAX_MEMORY:
-        raise ConfigError(
-            key,
-            value,
-            "memory of at most 64Ti: no node has more, so the pod would never be scheduled.",
-            "use a value such as 512Mi or 4Gi.",
-        )
-
-
-def budgets_drain(values: Mapping[str, Any], origins: Origins) -> None:
-    """No PodDisruptionBudget that lets no pod be evicted (every node drain would block)."""
-    for path, value in walk(values):
-        if not path or path[-1] != "podDisruptionBudget" or not isinstance(value, Mapping):
-            continue
-        if value.get("enabled") is not True:
-            continue
-        parent = get(values, path[:-1])
-        replicas = parent.get("replicas", 1) if isinstance(parent, Mapping) else 1
-        config = value.get("config", value)
-        if not isinstance(config, Mapping) or not isinstance(replicas, int):
-            continue
-        for field in ("minAvailable", "maxUnavailable"):
-            if field in config and config[field] is not None:
-                budget_drains(origins.key((*path, "config", field)), field, config[field], replicas)
-
-
-def budget_drains(key: str, field: str, value: Any, replicas: int) -> None:
-    """Refuse a budget that allows no eviction of `replicas` pods (Kubernetes rounds percentages up)."""
-    if replicas < 1:
-        return
-    if isinstance(value, str) and value.endswith("%"):
-        try:
-            percent = Decimal(value[:-1])
-        except ArithmeticError:
-            return
-        pods = math.ceil(percent * replicas / 100)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        pods = value
-    else:
-        return
-    blocked = pods >= replicas if field == "minAvailable" else pods <= 0
-    if blocked:
-        raise ConfigError(
-            key,
-            value,
-            f"with {replicas} replica(s) this budget lets no pod be evicted ({field} {value} = {pods} pod(s); "
-            "Kubernetes rounds percentages up), so every node drain and cluster upgrade would block.",
-            "use maxUnavailable: 1, or raise the replicas.",
-        )
-
-
-def host_valid(key: str, host: str) -> None:
-    """A DNS name the API server accepts in an Ingress, in ASCII (components/core/names.py)."""
-    if host:
-        host_name(key, host, wildcard=True)
-
-
-def no_templates(values: Mapping[str, Any], origins: Origins) -> None:
-    """The Airflow chart renders nearly every string of its values through `tpl`: `{{` in one would run
-    as a template inside the chart (reading `.Values`, other Secrets' names, or failing the install)."""
-    for path, value in walk(values):
-        if isinstance(value, str) and "{{" in value:
-            raise ConfigError(
-                origins.key(path),
-                value if len(value) < 80 else value[:77] + "...",
-                "no '{{' in chart values: the Airflow chart passes this string through Helm's `tpl`, so it "
-                "would be executed as a template.",
-                "write the literal value; a `{{ ds }}`-style Jinja template belongs in a DAG, not in chart values.",
-            )
 
 
 # ---------------------------------------------------------------------------
@@ -838,7 +240,7 @@ def _network_policies(
     if production and final is not True:
         raise ConfigError(
             origins.key(path) if origins.from_user(path) else "airflow.networkPolicies.enabled",
-            final if final is not _ABSENT else None,
+            final if final is not ABSENT else None,
             "NetworkPolicies stay on in production (cluster.environment 'production'): without them every pod "
             "in the cluster reaches the database, Redis and the execution API.",
             "remove the override; to allow more, use airflow.networkPolicies.uiNamespaces / metricsNamespaces.",
@@ -888,7 +290,7 @@ def _mounts(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins
         if missing:
             raise ConfigError(
                 origins.key(path),
-                final if final is not _ABSENT else None,
+                final if final is not ABSENT else None,
                 "AirflowRelease keeps its own volumes and mounts here (the secrets Airflow reads as files, its "
                 "writable /tmp): a list in chart values replaces the whole list, so these would be gone "
                 f"({', '.join(str(m.get('name')) for m in missing if isinstance(m, Mapping))}).",
@@ -990,8 +392,8 @@ def _env_overrides(values: Mapping[str, Any], ours: Mapping[str, Any], origins: 
                         "Secret, in place of the file AirflowRelease hands Airflow.",
                         "remove the entry.",
                     )
-        entries: list[tuple[Path, Mapping[str, Any], bool]] = [(p, e, False) for p, e in _env_entries(path, value)]
-        entries += [((*path, i), e, True) for i, e in enumerate(_extra_env_text(path, value) or [])]
+        entries: list[tuple[Path, Mapping[str, Any], bool]] = [(p, e, False) for p, e in env_entries(path, value)]
+        entries += [((*path, i), e, True) for i, e in enumerate(extra_env_text(path, value) or [])]
         mine = get(ours, path)
         for entry_path, entry, text in entries:
             name = entry.get("name")
@@ -1036,10 +438,11 @@ def airflow_release_values(
     dags_claim: str | None = None,
 ) -> dict[str, Any]:
     """The final values AirflowRelease declares its Release with (pod annotations aside)."""
-    from components.airflow.values import chart_values, deep_merge, merge_extra_values
+    from components.airflow.values import merge_extra_values, typed_values
+    from components.core.merge import deep_merge
     from components.logs.config import claim_name, logs_values
 
-    base = chart_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
+    base = typed_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
     if logs is not None:
         claim = claim_name(cfg.release_name) if logs.uses_claim else None
         base = deep_merge(base, logs_values(logs, cfg.release_name, claim))
@@ -1073,25 +476,8 @@ def check_airflow(
 
 
 # ---------------------------------------------------------------------------
-# Other Releases (Spark operator, kube-prometheus-stack)
-
-
-def check_other_release(values: Mapping[str, Any], *, extra_key: str, extra: Mapping[str, Any], typed: str) -> None:
-    """The guarantees that hold for every chart: no credential, no root or privileged container, no
-    system hostPath, pullable images, runnable resources, drainable budgets."""
-    origins = Origins(values, [Source(extra_key, extra)], lambda p: f"{typed}.{dotted(p)} (a chart value)")
-    with walked():
-        secrets_in(values, origins)
-        containers_safe(values, origins, uid_keys=())
-        images_valid(values, origins)
-        resources_valid(values, origins)
-        budgets_drain(values, origins)
-
-
-# ---------------------------------------------------------------------------
 # Rendered objects (the offline preview)
 
-_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod", "CronJob")
 # Objects that need the node by design, each with the reason. Matched by kind and name suffix.
 RENDERED_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("DaemonSet", "-prometheus-node-exporter"): "node-exporter reads the node's /proc, /sys and root filesystem "
@@ -1099,18 +485,6 @@ RENDERED_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("Job", "-logs-permissions"): "AirflowRelease's one-off chown of a root-owned hostPath logs folder: uid 0 with "
     "only CHOWN and FOWNER, no escalation, read-only root",
 }
-
-
-def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    kind = obj.get("kind")
-    raw = obj.get("spec")
-    spec: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    template = spec.get("template") if isinstance(spec, Mapping) else None
-    return template.get("spec") if isinstance(template, Mapping) else None
 
 
 def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
@@ -1124,10 +498,8 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
     owned = set(FILE_ONLY_ENV)
     out: list[tuple[str, str, str]] = []
     for source, obj in objects:
-        if obj.get("kind") not in _WORKLOADS:
-            continue
-        spec = _pod_spec(obj)
-        if not isinstance(spec, Mapping):
+        spec = pod_spec_of(obj)
+        if spec is None:
             continue
         name = str(obj.get("metadata", {}).get("name", "?"))
         ident = f"{obj.get('kind')}/{name}"

@@ -50,9 +50,12 @@ from components.airflow.secret_paths import (  # re-exported: the values and the
     VARIABLES_FILE as VARIABLES_FILE,
     VOLUME_NAMES as VOLUME_NAMES,
 )
+from components.core.reader import ConfigError
 
 if TYPE_CHECKING:
     from components.airflow.config import AirflowConfig
+    from components.airflow.dag_bundles import GitBundle
+    from components.logs.config import LogsConfig
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,43 @@ def other_secrets_backend(extra_values: Mapping[str, Any]) -> Any:
     config = extra_values.get("config")
     secrets = config.get("secrets") if isinstance(config, Mapping) else None
     return secrets.get("backend") if isinstance(secrets, Mapping) else None
+
+
+def check_one_secrets_backend(sources: list[tuple[str, Mapping[str, Any]]]) -> None:
+    """While AirflowRelease delivers connections or variables, no chart values (`sources`: the config key
+    of each, and the values) may name another `[secrets] backend`."""
+    for key, extra_values in sources:
+        backend = other_secrets_backend(extra_values)
+        if backend:
+            raise ConfigError(
+                f"{key}.config.secrets.backend",
+                backend,
+                "no other [secrets] backend while connections or variables are set (`connections`, `variables`, "
+                "`taskImages`, the `spark` key's kubernetes_default, a remote-logging connection, a git DAG "
+                "bundle's): AirflowRelease delivers them as files read by Airflow's LocalFilesystemBackend.",
+                "keep connections and variables in your own secrets backend and drop those keys, or remove the "
+                "override.",
+            )
+
+
+def connection_owners(
+    bundle: GitBundle | None, logs: LogsConfig | None, *, settings: str = "airflow"
+) -> dict[str, tuple[str, str]]:
+    """Connection ids AirflowRelease sets itself (the git DAG bundle's, remote logging's): id -> (the
+    config key that sets it, what to do instead). `settings`: where the Airflow settings are."""
+    owners: dict[str, tuple[str, str]] = {}
+    if logs is not None and logs.remote is not None and logs.remote.connection_id:
+        owners[logs.remote.connection_id] = (
+            "logs.remote.connectionId",
+            "remote logging takes its value from the secret 'logsConnection'; or set another logs.remote.connectionId.",
+        )
+    if bundle is not None:
+        owners[bundle.connection_id] = (
+            f"{settings}.dags.gitBundle.connectionId",
+            "the git DAG bundle's connection is made from gitToken / gitSshKey; or set another "
+            f"{settings}.dags.gitBundle.connectionId.",
+        )
+    return owners
 
 
 def connections_file(connections: Mapping[str, str]) -> str:

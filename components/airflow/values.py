@@ -31,6 +31,7 @@ from components.airflow.secret_files import (
 from components.airflow.secret_names import SecretNames as SecretNames
 from components.airflow.spread import spread_values
 from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
@@ -151,32 +152,6 @@ def _set_sa(values: dict[str, Any], key: str, name: str) -> None:
     target.setdefault("serviceAccount", {}).update({"create": True, "name": name})
 
 
-def _copy(value: Any) -> Any:
-    """A copy of the mappings and lists of a values tree (what a merge may change later);
-    anything else (strings, numbers, Pulumi outputs) is shared, as it is never changed in place."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
-def _merge_into(target: dict[str, Any], override: dict[str, Any]) -> None:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge_into(target[key], value)
-        else:
-            target[key] = _copy(value)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Merge `override` into a copy of `base`; mappings merge, everything else replaces.
-    Neither argument is changed, and the result shares no mapping or list with them."""
-    out: dict[str, Any] = _copy(base)
-    _merge_into(out, override)
-    return out
-
-
 def admin_job_args(cfg: AirflowConfig) -> list[str]:
     """`airflow users create` that reads the password from its mounted Secret file, never from values."""
     a = cfg.admin
@@ -225,12 +200,37 @@ def create_user_init_containers(cfg: AirflowConfig) -> list[dict[str, Any]]:
 def chart_values(
     cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
 ) -> dict[str, Any]:
-    """The complete values for the Airflow chart.
+    """The complete values for the Airflow chart: those of the typed settings, then `extraValues`.
 
     `dags_claim` is the PVC AirflowRelease created for hostPath DAGs (None otherwise);
     `connections_secret` the Secret holding connections.json/variables.json (None when the
     stack declares no connections or variables).
     """
+    return merge_extra_values(typed_values(cfg, dags_claim, connections_secret), cfg.extra_values)
+
+
+# The typed values, per (settings without extraValues, DAG claim, connections Secret). They are a
+# pure function of these, and the stack's check, AirflowRelease's own check and its Release all
+# ask for the same ones: a program run builds them once per Release (tests/test_chart_values_once.py).
+_BUILT: list[tuple[tuple[AirflowConfig, str | None, str | None], dict[str, Any]]] = []
+_KEPT = 8
+
+
+def typed_values(
+    cfg: AirflowConfig, dags_claim: str | None = None, connections_secret: str | None = None
+) -> dict[str, Any]:
+    """The chart values of the typed settings alone (no `extraValues`), a copy of their own."""
+    key = (replace(cfg, extra_values={}), dags_claim, connections_secret)
+    built = next((values for known, values in _BUILT if known == key), None)
+    if built is None:
+        built = build_values(cfg, dags_claim, connections_secret)
+        _BUILT.insert(0, (key, built))
+        del _BUILT[_KEPT:]
+    return deep_merge(built, {})
+
+
+def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret: str | None) -> dict[str, Any]:
+    """Build the typed values (`typed_values` keeps them for the program run)."""
     names = SecretNames(cfg.release_name)
     r = cfg.release_name
     v: dict[str, Any] = {
@@ -410,7 +410,7 @@ def chart_values(
 
     for key, name in service_account_names(cfg).items():
         _set_sa(v, key, name)
-    return merge_extra_values(v, cfg.extra_values)
+    return v
 
 
 def merge_extra_values(values: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ A value is a credential, whatever key holds it, when it is (or contains):
 
 `credential_in` finds the first one inside any JSON-like value (walked without recursion).
 The stack edge applies it to every key that is not secret (components/platform/guards.py),
-the invariants to every string of every Release's values (components/airflow/invariants.py).
+the invariants to every string of every Release's values (components/core/invariants.py).
 """
 
 from __future__ import annotations

@@ -58,6 +58,18 @@ def quantity_value(text: str) -> Decimal:
     return Decimal(number) * _SUFFIX[suffix]
 
 
+def quantity(value: Any) -> Decimal | None:
+    """The value of a Kubernetes quantity as chart values hold it (a string, or a bare number), or
+    None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    if isinstance(value, str) and QUANTITY.match(value):
+        return quantity_value(value)
+    return None
+
+
 def matches(pattern: re.Pattern[str], value: Any) -> bool:
     r"""Does the whole of `value` match `pattern`, read in ASCII? Every pattern check of a config value
     goes through here: `re.match` with `$` takes a trailing newline ('airflow\n' would pass as a

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.airflow.config import AirflowConfig, Resources, _resources
+from components.airflow.config import AirflowConfig
 from components.core.charts import ChartSource, parse_chart_source
 from components.core.reader import ConfigError, Node, dns_label
+from components.core.resources import Resources, parse_resources
 
 KedaMode = Literal["off", "install", "existing"]
 MODES: tuple[KedaMode, ...] = ("off", "install", "existing")
@@ -103,7 +104,7 @@ def _install(node: Node, airflow: AirflowConfig) -> KedaInstall:
     defaults = KedaInstall()
 
     def sized(part: str, default: Resources) -> Resources:
-        return _resources(res, part) if res.has(part) else default
+        return parse_resources(res, part) if res.has(part) else default
 
     operator = sized("operator", defaults.operator_resources)
     metrics = sized("metricsServer", defaults.metrics_server_resources)

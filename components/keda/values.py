@@ -23,7 +23,8 @@ import shlex
 from typing import Any
 
 from components.airflow.config import AirflowConfig
-from components.airflow.values import SecretNames, deep_merge
+from components.airflow.secret_names import SecretNames
+from components.core.merge import deep_merge
 from components.keda.config import KedaConfig, KedaInstall
 
 KEDA_CONNECTION_ENV = "AIRFLOW_CONN_AIRFLOW_DB"
@@ -33,7 +34,7 @@ KEDA_OPERATOR_LABEL = "keda-operator"
 def worker_args(airflow: AirflowConfig) -> list[str]:
     """The chart's worker command (chart 1.21.0 `workers.args`), with the KEDA variable dropped
     first. Written out literally, not as the chart's template: the chart passes these strings
-    through `tpl`, and no value of ours carries a template (components/airflow/invariants.py). The queue
+    through `tpl`, and no value of ours carries a template (components/core/invariants.py). The queue
     is the one `workers.queue` sets through extraValues, as the chart's own template would read it."""
     workers = airflow.extra_values.get("workers")
     queue = workers.get("queue") if isinstance(workers, dict) else None

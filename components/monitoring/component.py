@@ -11,8 +11,8 @@ import pulumi_random as random
 
 from components.airflow.component import AirflowRelease
 from components.airflow.config import AirflowConfig, parse_airflow
-from components.airflow.invariants import check_other_release
 from components.core.chart_release import helm_release
+from components.core.invariants import check_other_release
 from components.monitoring.config import MonitoringConfig, check_with_airflow, parse_monitoring
 from components.monitoring.values import (
     GRAFANA_ADMIN_PASSWORD_KEY,
@@ -92,7 +92,7 @@ class Monitoring(pulumi.ComponentResource):
         cfg = settings if isinstance(settings, MonitoringConfig) else parse_monitoring(settings, airflow=airflow_cfg)
         check_with_airflow(cfg, airflow_cfg)
         if cfg.install is not None:
-            # The guarantees every Release keeps (components/airflow/invariants.py), before anything is declared.
+            # The guarantees every Release keeps (components/core/invariants.py), before anything is declared.
             check_other_release(
                 stack_values(cfg.install),
                 extra_key="monitoring.install.extraValues",

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from components.airflow.config import AirflowConfig, Resources, _resources, quantity_value
+from components.airflow.config import AirflowConfig
 from components.core import names
 from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches
+from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches, quantity_value
+from components.core.resources import Resources, parse_resources
 
 MonitoringMode = Literal["off", "install", "existing", "annotations"]
 MODES: tuple[MonitoringMode, ...] = ("off", "install", "existing", "annotations")
@@ -178,7 +179,7 @@ def _storage_class(node: Node) -> str | None:
 
 
 def _resources_or(node: Node, default: Resources) -> Resources:
-    given = _resources(node, "resources")
+    given = parse_resources(node, "resources")
     return given if (given.requests or given.limits) else default
 
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import yaml
 
-from components.airflow.config import AirflowConfig, Resources
-from components.airflow.values import deep_merge
+from components.airflow.config import AirflowConfig
+from components.core.merge import deep_merge
+from components.core.resources import Resources
 from components.monitoring.config import InstallSettings, MonitoringConfig
 from components.monitoring.statsd_names import AIRFLOW2_NAMES
 

@@ -17,15 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-WORKLOADS: dict[str, tuple[str, ...]] = {
-    "Pod": (),
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
+from components.core.workloads import pod_template_of
 
 
 @dataclass(frozen=True)
@@ -39,22 +31,12 @@ class Peer:
     ip: str | None = None  # set for peers that are not pods (matched by ipBlock only)
 
 
-def _dig(obj: Mapping[str, Any], path: Iterable[str]) -> Any:
-    node: Any = obj
-    for key in path:
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
-
-
 def pods(objects: Iterable[Mapping[str, Any]]) -> list[Peer]:
     """One Peer per pod template (or Pod) of the given objects."""
     out = []
     for obj in objects:
-        path = WORKLOADS.get(str(obj.get("kind")))
-        if path is None:
-            continue
-        template = obj if not path else _dig(obj, path)
-        if not isinstance(template, Mapping):
+        template = pod_template_of(obj)
+        if template is None:
             continue
         meta = template.get("metadata") or {}
         spec = template.get("spec") or {}

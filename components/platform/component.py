@@ -20,20 +20,22 @@ No `from __future__ import annotations` here: the component package's schema is 
 these annotations at run time (see components/provider.py).
 """
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
 from components.airflow.component import AirflowRelease
 from components.airflow.task_images import task_image_variables
-from components.airflow.values import airflow_api_port, deep_merge
+from components.airflow.values import airflow_api_port
 from components.core.arguments import as_arguments
+from components.core.merge import deep_merge
 from components.core.reader import ConfigError
 from components.keda.component import KedaOperator
 from components.keda.values import airflow_values as keda_airflow_values
 from components.monitoring.component import Monitoring
 from components.monitoring.values import airflow_values as monitoring_airflow_values
+from components.platform import deployed
 from components.platform.config import SECRET_KEYS, StackConfig, parse_stack
 from components.platform.environment import merged
 from components.platform.identity_values import airflow_values as identity_airflow_values, spark_accounts
@@ -42,7 +44,7 @@ from components.spark.values import airflow_connections, airflow_variables
 from components.teams.component import TaskNamespace
 
 PACKAGE = "airflow-k8s"
-STACK_PROGRAM_NAME = "airflow"
+STACK_PROGRAM_NAME = deployed.STACK_PROGRAM_NAME
 """The platform name of this project's own stack program: its children keep their historical names."""
 
 # Python argument name -> the stack config key it mirrors (Pulumi.<stack>.yaml, without the project prefix).
@@ -65,6 +67,7 @@ CONFIG_KEYS: dict[str, str] = {
     "logs_connection": "logsConnection",
     "team_secrets": "teamSecrets",
     "previous_fernet_keys": "previousFernetKeys",
+    "identity_change": "identityChange",
 }
 
 ARGUMENTS: dict[str, str] = {key: arg for arg, key in CONFIG_KEYS.items()}
@@ -118,6 +121,9 @@ class AirflowPlatformArgs(TypedDict):
     """Secret. Per team: Secret name -> key -> value, created in that team's namespace only."""
     previous_fernet_keys: NotRequired[pulumi.Input[list[str]]]
     """Secret. Fernet keys of an earlier installation: kept for decrypting only."""
+    identity_change: NotRequired[str]
+    """`<old namespace>/<old release name>`: confirms, for one `up`, a change of release name or namespace
+    (or the drop of a claim holding data) that the platform otherwise refuses because it loses data."""
 
 
 def _known(value: Any) -> tuple[Any, bool]:
@@ -131,14 +137,24 @@ def _known(value: Any) -> tuple[Any, bool]:
     """
     if not isinstance(value, pulumi.Output):
         return value, False
-    data = getattr(value, "_data", None)
-    if data is None or not data.done() or not data.result().is_known:
+    known = _settled(value.is_known())
+    if not known:
         raise ValueError(
             "the value is not known before the deployment, and the config is validated before any resource is "
             "declared. Pass the plain value (AirflowPlatform keeps every credential secret), not a resource output"
         )
-    result = data.result()
-    return result.value, bool(result.is_secret)
+    return _settled(value.future()), bool(_settled(value.is_secret()))
+
+
+def _settled(step: Coroutine[Any, Any, Any]) -> Any:
+    """What an Output's coroutine (`future()`, `is_known()`, `is_secret()`) returns when the Output
+    has already settled (it then returns without waiting); None when it would have to wait."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value
+    step.close()
+    return None
 
 
 def config_of(args: Mapping[str, Any]) -> StackConfig:
@@ -196,6 +212,9 @@ class AirflowPlatform(pulumi.ComponentResource):
         # A mistake in the arguments is told as the argument path the caller wrote, as one message.
         with as_arguments("AirflowPlatform", name, ARGUMENTS):
             config = config_of(args)
+        # A change that would lose data because of what it changes from (release name, namespace,
+        # Fernet generation) is refused before anything is declared: components/platform/deployed.py.
+        deployed.guard(name, config)
         super().__init__(f"{PACKAGE}:index:AirflowPlatform", name, {}, opts)
         self._declare(name, config)
 
@@ -204,6 +223,7 @@ class AirflowPlatform(pulumi.ComponentResource):
         cls, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
     ) -> "AirflowPlatform":
         """The platform of an already parsed stack config (`components.platform.config.load()`)."""
+        deployed.guard(name, config)
         platform = cls.__new__(cls)
         pulumi.ComponentResource.__init__(platform, f"{PACKAGE}:index:AirflowPlatform", name, {}, opts)
         platform._declare(name, config)
@@ -315,6 +335,7 @@ class AirflowPlatform(pulumi.ComponentResource):
         self.admin_password = airflow.admin_password
         self.task_service_accounts = airflow.task_service_accounts
         self.team_namespaces = pulumi.Output.all(*[t.namespace for t in self.teams.values()]).apply(list)
+        deployed.record(name, cfg)
         self.register_outputs(
             {
                 "namespace": self.namespace,

@@ -16,9 +16,10 @@ from typing import Any
 from components.airflow.config import AirflowConfig, StackSecrets, parse_airflow
 from components.airflow.fernet_config import parse_previous_keys
 from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
-from components.airflow.secret_files import other_secrets_backend
+from components.airflow.secret_files import check_one_secrets_backend
 from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
 from components.core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
+from components.core.ids import check_no_clash
 from components.core.names import is_label_value, is_qualified_name
 from components.core.reader import (
     DNS1123_LABEL,
@@ -34,7 +35,7 @@ from components.core.reader import (
 from components.keda.config import parse_keda
 from components.logs.config import adopt_host_path_class, parse_logs
 from components.monitoring.config import parse_monitoring
-from components.platform.environment import check_no_clash, parse_environment
+from components.platform.environment import parse_environment
 from components.platform.guards import check_plain_credentials, check_stack, foreign_keys
 from components.platform.identity_config import parse_identity
 from components.platform.identity_values import backup_identity, check_identity
@@ -135,23 +136,10 @@ def _decode(key: str, value: Any, secret: bool = False) -> Any:
     return value
 
 
-def _one_secrets_backend(extra_values: Mapping[str, Any], declared: bool) -> None:
-    backend = other_secrets_backend(extra_values)
-    if backend and declared:
-        raise ConfigError(
-            "airflow.extraValues.config.secrets.backend",
-            backend,
-            "no other [secrets] backend while connections or variables are set (`connections`, "
-            "`variables`, `taskImages`, the `spark` key's kubernetes_default, a remote-logging connection): "
-            "AirflowRelease delivers them as files read by Airflow's LocalFilesystemBackend.",
-            "keep connections and variables in your own secrets backend and drop those keys, or remove the override.",
-        )
-
-
 def parse_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str] = frozenset()) -> StackConfig:
     """Parse the project's config keys (short names, e.g. 'airflow', 'databaseUrl'), then check the
     guarantees on what would be deployed: namespaces, URLs, deploy-time values, and the invariants
-    on the final values of every Release (components/airflow/invariants.py), and credentials by
+    on the final values of every Release (components/core/invariants.py), and credentials by
     their shape in the plain keys (URLs with credentials last, after the keys that say where
     theirs belong)."""
     stack = read_stack(values, secret_keys)
@@ -240,27 +228,14 @@ def read_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str]
     team_secrets = parse_team_secrets(
         _decode("teamSecrets", values["teamSecrets"], secret=True) if "teamSecrets" in values else None, teams
     )
-    connections, variables = parse_environment(values, secret_keys, spark=spark, logs=logs)
+    connections, variables = parse_environment(
+        values, secret_keys, spark=spark, logs=logs, bundle=airflow.dags.git_bundle
+    )
     task_images = parse_task_images(_decode("taskImages", values.get("taskImages", {})))
-    bundle = airflow.dags.git_bundle
-    if bundle is not None:
-        check_no_clash(
-            "connections",
-            connections,
-            {
-                bundle.connection_id: (
-                    "airflow.dags.gitBundle.connectionId",
-                    "the git DAG bundle's connection is made "
-                    "from gitToken / gitSshKey; or set another airflow.dags.gitBundle.connectionId.",
-                )
-            },
-        )
     check_no_clash("variables", variables, task_image_owners(task_images))
     remote_conn = logs.remote is not None and bool(logs.remote.connection_id)
-    _one_secrets_backend(
-        airflow.extra_values,
-        bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn,
-    )
+    if bool(connections or variables or task_images or airflow.dags.git_bundle) or spark.enabled or remote_conn:
+        check_one_secrets_backend([("airflow.extraValues", airflow.extra_values)])
     previous_keys = parse_previous_keys(values["previousFernetKeys"]) if "previousFernetKeys" in values else ()
     keda = parse_keda(_decode("keda", values.get("keda", {})), airflow)
     maintenance = parse_maintenance(
@@ -322,8 +297,8 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
     from pulumi.runtime import config as runtime_config
 
     merged: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret_full = set(runtime_config._SECRET_KEYS.get()) | set(runtime_config.get_config_secret_keys_env())
-    return merged, secret_full
+    secret_full = {key for key in merged if runtime_config.is_config_secret(key)}
+    return merged, secret_full | set(runtime_config.get_config_secret_keys_env())
 
 
 def check_config(config: Mapping[str, Any], secret_full: Iterable[str], project: str = PROJECT) -> StackConfig:

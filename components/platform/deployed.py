@@ -6,14 +6,17 @@ every Secret (a new, empty bundled database and a new logs claim); a Fernet gene
 jumps by more than one or goes down, or drops the previous key in the same `up` that raises
 it, leaves data encrypted with a key no longer in the list.
 
-The stack exports its identity as the output `deployedIdentity` on every `up`. The next run
-reads it back through a StackReference to its own stack (resolved before anything is
-declared: the engine reads the last checkpoint) and refuses a lossy change with a
-ConfigError that says what would be lost and how to migrate. A stack deployed before this
-output existed has no record on its first `up` after the upgrade; from then on it has one.
+AirflowPlatform (whatever program declares it) exports its identity as the stack output
+`deployedIdentity` (`deployedIdentity-<name>` for a platform not named `airflow`) on every `up`.
+The next run reads it back through a StackReference to its own stack (resolved before anything
+is declared: the engine reads the last checkpoint) and refuses a lossy change with a
+ConfigError that says what would be lost and how to migrate (`guard`). A stack deployed before
+this output existed has no record on its first `up` after the upgrade; from then on it has one.
+Served as a component package to another language, the platform has no stack of its own to
+read or export to, and the guard does not run.
 
-`check_change` is a plain function (tested without Pulumi); `previous_identity` is the
-Pulumi part.
+`check_change` is a plain function (tested without Pulumi); `guard`, `record` and
+`previous_identity` are the Pulumi part.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
 
 OUTPUT = "deployedIdentity"
 ACCEPT_KEY = "identityChange"
+STACK_PROGRAM_NAME = "airflow"
+"""The platform name of this project's own stack program, whose record is `deployedIdentity` itself."""
+
+
+def output_name(platform: str) -> str:
+    """The stack output holding the identity of the platform named `platform`."""
+    return OUTPUT if platform == STACK_PROGRAM_NAME else f"{OUTPUT}-{platform}"
 
 
 def identity(stack: StackConfig) -> dict[str, Any]:
@@ -162,13 +172,34 @@ def _claim_key(claim: str, stack: StackConfig) -> str:
     return "monitoring.mode"
 
 
-def previous_identity() -> dict[str, Any] | None:
-    """The `deployedIdentity` output of this stack's last deployment (None on its first)."""
+def _in_stack() -> bool:
+    """Is the program a stack's own (not a component package serving another language)?"""
+    import pulumi.runtime
+
+    return pulumi.runtime.get_root_resource() is not None
+
+
+def guard(platform: str, stack: StackConfig) -> None:
+    """Refuse a change from what the platform named `platform` deployed last that would lose data."""
+    if _in_stack():
+        check_change(previous_identity(output_name(platform)), stack, stack.identity_change)
+
+
+def record(platform: str, stack: StackConfig) -> None:
+    """Export the identity the next run's `guard` compares with."""
+    import pulumi
+
+    if _in_stack():
+        pulumi.export(output_name(platform), identity(stack))
+
+
+def previous_identity(output: str = OUTPUT) -> dict[str, Any] | None:
+    """The identity output of this stack's last deployment (None on its first)."""
     import pulumi
     from pulumi.runtime.sync_await import _sync_await
 
     org = pulumi.get_organization() or "organization"
     ref = pulumi.StackReference(f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}")
-    details = _sync_await(ref.get_output_details(OUTPUT))
+    details = _sync_await(ref.get_output_details(output))
     value = details.value if details.value is not None else details.secret_value
     return dict(value) if isinstance(value, Mapping) else None

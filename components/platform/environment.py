@@ -24,6 +24,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from components.airflow.dag_bundles import GitBundle
+from components.airflow.secret_files import connection_owners
+from components.core.ids import check_no_clash
 from components.core.reader import ConfigError, ConfigTypeError, json_value, type_name
 from components.logs.config import LogsConfig
 from components.spark.config import SparkConfig
@@ -133,40 +136,21 @@ def parse_variables(raw: Any, *, secret: bool, key: str = "variables") -> dict[s
     return out
 
 
-def check_no_clash(key: str, declared: Mapping[str, Any], platform: Mapping[str, tuple[str, str]]) -> None:
-    """Ids the platform already sets cannot be declared again.
-
-    `platform`: id -> (the config key that sets it, what to do instead)."""
-    owners = {ident.upper(): (ident, owner) for ident, owner in platform.items()}
-    for ident in declared:
-        if ident.upper() in owners:
-            theirs, (owner, advice) = owners[ident.upper()]
-            raise ConfigError(
-                f"{key}.{ident}",
-                ident,
-                f"'{theirs}' is already set by the '{owner}' config; one id cannot have two values.",
-                f"remove '{ident}' from {key}; {advice}",
-            )
-
-
 def merged(declared: Mapping[str, V], platform: Mapping[str, V], key: str) -> dict[str, V]:
     """The platform's entries and the declared ones, refusing any id both set."""
     check_no_clash(key, declared, {ident: ("platform", "the platform's value is used.") for ident in platform})
     return {**platform, **declared}
 
 
-def platform_connections(spark: SparkConfig, logs: LogsConfig) -> dict[str, tuple[str, str]]:
+def platform_connections(
+    spark: SparkConfig, logs: LogsConfig, bundle: GitBundle | None = None
+) -> dict[str, tuple[str, str]]:
     """Connection ids the stack's own components set: id -> (config key, what to do instead)."""
     owners = {
         conn_id: ("spark", "SparkOperator sets it to the in-cluster Kubernetes API; name yours differently.")
         for conn_id in airflow_connections(spark)
     }
-    if logs.remote is not None and logs.remote.connection_id:
-        owners[logs.remote.connection_id] = (
-            "logs.remote.connectionId",
-            "remote logging takes its value from the secret 'logsConnection'; or set another logs.remote.connectionId.",
-        )
-    return owners
+    return {**owners, **connection_owners(bundle, logs)}
 
 
 def platform_variables(spark: SparkConfig) -> dict[str, tuple[str, str]]:
@@ -203,13 +187,18 @@ def check_secret_size(connections: Mapping[str, str], variables: Mapping[str, st
 
 
 def parse_environment(
-    values: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, spark: SparkConfig, logs: LogsConfig
+    values: Mapping[str, Any],
+    secret_keys: set[str] | frozenset[str],
+    *,
+    spark: SparkConfig,
+    logs: LogsConfig,
+    bundle: GitBundle | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The `connections` (secret) and `variables` (plain or secret) stack keys, checked against
     what the platform itself declares."""
     connections = parse_connections(values["connections"]) if "connections" in values else {}
     variables = parse_variables(values["variables"], secret="variables" in secret_keys) if "variables" in values else {}
-    check_no_clash("connections", connections, platform_connections(spark, logs))
+    check_no_clash("connections", connections, platform_connections(spark, logs, bundle))
     check_no_clash("variables", variables, platform_variables(spark))
     check_secret_size(connections, variables)
     return connections, variables

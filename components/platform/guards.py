@@ -3,9 +3,9 @@
 `check_stack` runs last in `components.platform.config.parse_stack`. It holds the rules that need
 more than one key (every namespace the stack creates or uses, under one rule), the rules on
 typed keys that the cluster or a tool would otherwise reject at deploy time, and then the
-invariants of `components.airflow.invariants` on the final values of every Release the stack
-declares (Airflow with LogStorage's and Monitoring's values merged, the Spark operator,
-kube-prometheus-stack).
+invariants of `components.core.invariants` (and `components.airflow.invariants` for Airflow) on
+the final values of every Release the stack declares (Airflow with LogStorage's and Monitoring's
+values merged, the Spark operator, kube-prometheus-stack).
 
 Messages name the config key, the bad value (never a secret's text) and the fix.
 """
@@ -25,11 +25,12 @@ from components.airflow.guards import (
     SYSTEM_NAMESPACES,
     SYSTEM_PREFIXES,
     check_airflow_config,
-    resources_valid,
     size_valid,
 )
+from components.core import invariants as chart_invariants
 from components.core.credentials import credential_in
 from components.core.reader import ConfigError, json_value
+from components.core.resources import amount_valid
 from components.platform.contradictions import check_contradictions
 from components.teams.config import check_limit_range
 
@@ -130,11 +131,11 @@ def check_namespaces(stack: StackConfig) -> None:
 def _no_url_credentials(key: str, url: str | None, where: str) -> None:
     if not url:
         return
-    kind = invariants.url_credentials(url)
+    kind = chart_invariants.url_credentials(url)
     if kind:
         raise ConfigError(
             key,
-            invariants.redact_url(url),
+            chart_invariants.redact_url(url),
             f"the URL carries {kind}; stack files and Helm values are read by many, and this key is plain text.",
             where,
         )
@@ -328,7 +329,6 @@ def check_monitoring(stack: StackConfig) -> None:
             ("grafana", install.grafana),
             ("alertmanager", install.alertmanager),
         ):
-            resources_valid(f"monitoring.install.{part}.resources", settings.resources)
             if install.persistence:
                 size_valid(f"monitoring.install.{part}.storageSize", getattr(settings, "storage_size", None))
     existing = stack.monitoring.existing
@@ -354,7 +354,7 @@ def check_teams(stack: StackConfig) -> None:
             for name, text in amounts.items():
                 resource = "memory" if "memory" in name.lower() else "cpu" if "cpu" in name.lower() else ""
                 key = f"teams[{i}].{part}.{quota_keys.get(name, name)}"
-                invariants.amount_valid(key, resource, text, one_pod=part != "quota")
+                amount_valid(key, resource, text, one_pod=part != "quota")
         check_limit_range(f"teams[{i}].limits", team)
 
 
@@ -362,7 +362,7 @@ def check_logs(stack: StackConfig) -> None:
     logs = stack.logs
     if logs.uses_claim:
         size_valid("logs.size", logs.size)
-    if logs.host_path and invariants.system_folder(logs.host_path):
+    if logs.host_path and chart_invariants.system_folder(logs.host_path):
         raise ConfigError(
             "logs.hostPath.path",
             logs.host_path,
@@ -397,9 +397,7 @@ def check_releases(stack: StackConfig) -> None:
         production=stack.cluster.production,
     )
     if stack.spark.enabled:
-        for name, pods in (("controller", stack.spark.controller), ("webhook", stack.spark.webhook)):
-            resources_valid(f"spark.{name}.resources", pods.resources)
-        invariants.check_other_release(
+        chart_invariants.check_other_release(
             spark_chart_values(stack.spark),
             extra_key="spark.extraValues",
             extra=stack.spark.extra_values,
@@ -407,7 +405,7 @@ def check_releases(stack: StackConfig) -> None:
         )
     install = stack.monitoring.install
     if install is not None:
-        invariants.check_other_release(
+        chart_invariants.check_other_release(
             stack_values(install),
             extra_key="monitoring.install.extraValues",
             extra=install.extra_values,

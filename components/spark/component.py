@@ -8,8 +8,8 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow.invariants import check_other_release
 from components.core.chart_release import helm_release
+from components.core.invariants import check_other_release
 from components.core.rbac import bound_role
 from components.core.reader import ConfigError
 from components.spark.config import SparkConfig, parse_spark
@@ -61,7 +61,7 @@ class SparkOperator(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SparkOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         cfg = self._settings(args)
-        # The guarantees every Release keeps (components/airflow/invariants.py), before anything is declared.
+        # The guarantees every Release keeps (components/core/invariants.py), before anything is declared.
         check_other_release(chart_values(cfg), extra_key="spark.extraValues", extra=cfg.extra_values, typed="spark")
         super().__init__(f"{PACKAGE}:index:SparkOperator", name, {}, opts)
         self.config = cfg

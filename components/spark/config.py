@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.airflow.config import Resources, _resources
 from components.core.charts import ChartSource, parse_chart_source
 from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label
+from components.core.resources import Resources, parse_resources
 
 DEFAULT_CHART_VERSION = "2.5.2"
 DEFAULT_CHART_REPOSITORY = "https://kubeflow.github.io/spark-operator"
@@ -149,7 +149,7 @@ def _operator_pods(node: Node, name: str) -> OperatorPods:
     sub = node.mapping(name)
     pods = OperatorPods(
         replicas=sub.integer("replicas", 1, low=1, high=10),
-        resources=_resources(sub, "resources"),
+        resources=parse_resources(sub, "resources"),
     )
     sub.finish()
     return pods

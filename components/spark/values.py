@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from components.airflow.values import deep_merge
+from components.core.merge import deep_merge
 from components.spark.config import OperatorPods, SparkConfig
 
 SPARK_GROUP = "sparkoperator.k8s.io"

@@ -37,8 +37,8 @@ import yaml
 from components.airflow.config import DEFAULT_CHART_VERSION
 
 from .. import runlock, tools
+from ..harness import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env
 from ..kube import Kube
-from ..run import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env
 from . import config, host
 from .airflow_api import AirflowApi
 from .host import Node, NodeError, Record

@@ -38,8 +38,8 @@ from typing import Any
 from components.airflow.secret_names import SecretNames
 
 from .. import tools
+from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
-from ..run import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
 from . import config, host, images, screenshots
 from .airflow_api import AirflowApi, AirflowApiError

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from tests.helpers import ROOT
 from tests.offline.test_deployed_state import export_of
 
 
-def fake_pulumi(folder: Path, export: dict | None, *, exit_code: int = 0, stderr: str = "") -> Path:
+def fake_pulumi(folder: Path, export: dict[str, Any] | None, *, exit_code: int = 0, stderr: str = "") -> Path:
     """A `pulumi` that records its arguments and writes `export` where --file says."""
     folder.mkdir(parents=True, exist_ok=True)
     calls = folder / "calls"
@@ -84,9 +85,8 @@ class TestTheExport:
         said: list[str] = []
         env = env_with(bin_dir, PULUMI_BACKEND_URL="file:///srv/state")
         path = export_from_backend(ROOT, "prod", tmp_path / "out", said.append, env)
-        assert path == tmp_path / "out" / EXPORT_FILE and json.loads(path.read_text()) == {
-            "deployment": {"resources": []}
-        }
+        assert path is not None and path == tmp_path / "out" / EXPORT_FILE
+        assert json.loads(path.read_text()) == {"deployment": {"resources": []}}
         assert calls(bin_dir) == [f"stack export --stack prod --cwd {ROOT} --file {path}"]
         assert said == ["    baseline: pulumi stack export --stack prod (backend file:///srv/state)"]
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow import invariants
-from components.airflow.values import deep_merge
+from components.core import invariants
+from components.core.merge import deep_merge
 from components.offline import yamlout
 from components.offline.checks import Item, schema_problems, schemas
 from components.offline.render import load_all, render

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.core.workloads import pod_template_of
+
 from .model import (
     _BUILTIN_CLUSTER_ROLES,
     _BUILTIN_NAMESPACES,
@@ -32,18 +34,6 @@ from .model import (
 )
 
 # --------------------------------------------------------------------------- references
-
-
-_WORKLOAD_TEMPLATE_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("", "Pod"): (),
-    ("", "ReplicationController"): ("spec", "template"),
-    ("apps", "Deployment"): ("spec", "template"),
-    ("apps", "StatefulSet"): ("spec", "template"),
-    ("apps", "DaemonSet"): ("spec", "template"),
-    ("apps", "ReplicaSet"): ("spec", "template"),
-    ("batch", "Job"): ("spec", "template"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template"),
-}
 
 
 def _mounted_files(container: Mapping[str, Any], spec: Mapping[str, Any]) -> set[str]:
@@ -178,13 +168,9 @@ def _container_ports(spec: Mapping[str, Any]) -> tuple[dict[str, set[int]], set[
 def _pod_template(
     obj: Mapping[str, Any],
 ) -> tuple[dict[str, str], dict[str, Any]] | None:
-    path = _WORKLOAD_TEMPLATE_PATHS.get(_gk(obj))
-    if path is None:
+    template = pod_template_of(obj)
+    if template is None:
         return None
-    node: Any = obj
-    for key in path:
-        node = _as_dict(node).get(key)
-    template = _as_dict(node)
     return _str_map(_meta(template).get("labels")), _as_dict(template.get("spec"))
 
 
@@ -754,7 +740,7 @@ class _Checker:
 
     def _binding(self, item: Item, ident: str, claim: Mapping[str, Any], volume: str) -> None:
         """A claim bound by name to a volume must fit it, or it stays Pending forever."""
-        from components.airflow.config import quantity_value
+        from components.core.reader import quantity_value
 
         pv = next(
             (i.obj for i in self.items if _gk(i.obj) == ("", "PersistentVolume") and _name(i.obj) == volume), None
