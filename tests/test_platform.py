@@ -235,7 +235,10 @@ class TestThePythonExample:
         chart = unwrap(release(run).inputs)
         assert (chart["chart"], chart["version"], chart["namespace"]) == ("airflow", "1.21.0", "airflow-py")
         assert run.outputs["namespace"] == "airflow-py"
-        assert sorted(run.outputs) == ["adminPassword", "adminUsername", "namespace", "uiServiceName", "uiServicePort"]
+        # what the YAML and TypeScript examples export, plus the record of the platform's deployed
+        # identity, which AirflowPlatform keeps in a Python program's stack (docs/guarantees.md)
+        shared = ["adminPassword", "adminUsername", "namespace", "uiServiceName", "uiServicePort"]
+        assert sorted(run.outputs) == sorted([*shared, "deployedIdentity"])
         assert "adminPassword" in run.secret_outputs
 
     def test_the_e2e_run_points_it_at_its_chart_version_and_namespace_through_stack_config(self):
