@@ -168,7 +168,13 @@ def local(command: list[str], env: dict[str, str], log: Path) -> tuple[float, st
 def up_row(label: str, took: float, output: str) -> str:
     phases = phase_times(output)
     parts = ", ".join(f"{name} {fmt(phases.get(name))}" for name in PHASES)
-    return f"{label}: {took:.1f} s ({parts})"
+    return f"{label}: {took:.1f} s ({parts}){load()}"
+
+
+def load() -> str:
+    """The machine's load average now: the numbers of a shared machine mean little without it."""
+    one, five, _ = os.getloadavg()
+    return f" [load average {one:.1f}, {five:.1f} over 5 min]"
 
 
 def image_rows(cache: Path | None) -> list[str]:
@@ -270,7 +276,7 @@ def dag_rows(runner: DagRunner, executor: str, runs: int) -> dict[str, dict[str,
         }
         say(
             f"  {executor:18} {dag_id:18} trigger to first task Running {fmt(result[dag_id]['to_running'])}, "
-            f"to run finished {fmt(result[dag_id]['to_finished'])} (median of {runs}; {', '.join(states)})"
+            f"to run finished {fmt(result[dag_id]['to_finished'])} (median of {runs}; {', '.join(states)}){load()}"
         )
         if dag_id == "example_one_task" and executor == "KubernetesExecutor":
             overheads = [o for s in samples for o in s["overheads"]]
@@ -389,7 +395,7 @@ def main() -> int:
     for name in FLOOR_STEPS:
         say(f"  {name}: {fmt(steps.get(name))}")
     floor_total = sum(steps[s] for s in FLOOR_STEPS) if all(s in steps for s in FLOOR_STEPS) else None
-    say(f"  floor total: {fmt(floor_total)}")
+    say(f"  floor total: {fmt(floor_total)}{load()}")
     ratios.insert(0, ratio_line("up from a warm image cache to the floor", warm_up, floor_total))
     if args.cold:
         ratios.insert(1, ratio_line("up from an empty image cache to the floor", cold_up, floor_total))

@@ -32,7 +32,7 @@ class TestUpPhases:
 
     def test_the_row_names_every_phase_and_a_missing_one_as_not_measured(self):
         row = bench.up_row("up", 190.0, UP_OUTPUT.replace("<== pulumi up: 131.0s\n", ""))
-        assert row == "up: 190.0 s (node 48.5 s, images 6.2 s, pulumi up n/a, Airflow answering 2.4 s)"
+        assert row.startswith("up: 190.0 s (node 48.5 s, images 6.2 s, pulumi up n/a, Airflow answering 2.4 s) [load")
 
 
 class TestDagRunTimings:
