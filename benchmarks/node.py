@@ -345,7 +345,7 @@ def main() -> int:
         say(lines[-1])
         warm_up = took if code == 0 else None
         if code != 0:
-            return 1
+            raise RuntimeError(f"./run.sh up exited {code} (its log: {work / 'up-warm.log'})")
         os.environ.update(env)  # the in-process steps below find the same state folder
         api, kube = connect(work / "state", port)
         memory = stack_memory(kube)
