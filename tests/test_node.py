@@ -615,6 +615,34 @@ class TestUpOnThisMachine:
         }
         assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags (already there)"]
 
+    def test_a_first_up_that_failed_removes_the_data_folders_it_made_and_keeps_only_its_logs(
+        self, tmp_path, monkeypatch
+    ):
+        stopped = []
+
+        class NodeStandIn:
+            def __init__(self, folder, *args, **kwargs):
+                self.folder = folder
+
+            def stop(self, everything=False):
+                stopped.append(everything)
+                return []
+
+        monkeypatch.setattr(local, "Node", NodeStandIn)
+        monkeypatch.setattr(local, "find_tools", lambda echo: ({}, []))
+        cfg = {
+            "airflow-k8s:airflow": {"dags": {"hostPath": {"path": str(tmp_path / "data" / "airflow-dags")}}},
+            "airflow-k8s:logs": {"hostPath": {"path": str(tmp_path / "data" / "airflow-logs")}},
+        }
+        state = tmp_path / "state"
+        (state / "logs").mkdir(parents=True)
+        local.link_dags(cfg, state)
+        (tmp_path / "data" / "airflow-logs").mkdir()  # the kubelet makes it for the logs volume
+        assert local.forget(state, purge=True, keep_folder=True) == []
+        assert stopped == [False]  # the node's runtime goes, the state folder stays
+        assert not (tmp_path / "data").exists()  # the link, the logs folder and /data it made
+        assert (state / "logs").is_dir()
+
     def test_a_stack_with_encrypted_values_is_refused_by_name(self):
         with pytest.raises(NodeError, match=r"Pulumi.prod.yaml holds secrets \(airflow-k8s:databaseUrl"):
             local.read_stack("prod")
