@@ -181,9 +181,9 @@ def image_rows(cache: Path | None) -> list[str]:
     """Each image's build seconds (as recorded when it was built) and size, from the cache."""
     import json
 
-    from e2e.node import images
+    from e2e.node import config, images
 
-    refs = sorted(images.stack_images("dev") | images.dag_images())
+    refs = sorted(images.stack_images("dev") | images.dag_images() | {config.PAUSE_IMAGE, config.COREDNS_IMAGE})
     refs = [r for r in refs if not images.unbuildable([r])]
     rows, total_s, total_b = [], 0.0, 0
     for ref, archive in images.cached(refs, cache).items():
