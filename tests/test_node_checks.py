@@ -59,17 +59,19 @@ class TestNothingLeftAfterTeardown:
         assert cleanup.leftovers(view, FOLDER) == ["process 16"]
 
 
-def obj(kind: str, name: str, replicas: int | None = None, owner: tuple[str, str] | None = None, **extra) -> dict:
+def obj(kind: str, name: str, replicas: int | None = None, owner: tuple[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "airflow"}
     if owner:
         meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
-    out: dict[str, Any] = {"kind": kind, "metadata": meta, **extra}
+    out: dict[str, Any] = {"kind": kind, "metadata": meta}
     if replicas is not None:
         out["spec"] = {"replicas": replicas}
     return out
 
 
-def running_pod(name: str, owner: tuple[str, str] | None, labels: dict | None = None, ready: bool = True) -> dict:
+def running_pod(
+    name: str, owner: tuple[str, str] | None, labels: dict[str, str] | None = None, ready: bool = True
+) -> dict[str, Any]:
     pod = obj("Pod", name, owner=owner)
     pod["metadata"]["labels"] = labels or {}
     pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": str(ready)}]}
