@@ -69,6 +69,11 @@ def obj(kind: str, name: str, replicas: int | None = None, owner: tuple[str, str
     return out
 
 
+def nameless(item: dict[str, Any]) -> dict[str, Any]:
+    """An item of a list the API server returns: no kind."""
+    return {k: v for k, v in item.items() if k != "kind"}
+
+
 def running_pod(
     name: str, owner: tuple[str, str] | None, labels: dict[str, str] | None = None, ready: bool = True
 ) -> dict[str, Any]:
@@ -86,11 +91,13 @@ class TestPreviewAgainstPods:
         obj("Job", "airflow-run-airflow-migrations"),
         obj("Service", "airflow-api-server"),
     ]
-    OWNERS = [
-        obj("ReplicaSet", "airflow-api-server-7f", owner=("Deployment", "airflow-api-server")),
-        obj("Job", "airflow-cleanup-2990", owner=("CronJob", "airflow-cleanup")),
-        obj("ReplicaSet", "stray-5c", owner=("Deployment", "stray")),
-    ]
+    OWNERS = {  # as a list from the API server: the items name no kind
+        "ReplicaSet": [
+            nameless(obj("ReplicaSet", "airflow-api-server-7f", owner=("Deployment", "airflow-api-server"))),
+            nameless(obj("ReplicaSet", "stray-5c", owner=("Deployment", "stray"))),
+        ],
+        "Job": [nameless(obj("Job", "airflow-cleanup-2990", owner=("CronJob", "airflow-cleanup")))],
+    }
 
     def compare(self, pods):
         return compare_pods(self.PREDICTED, pods, self.OWNERS)

@@ -46,14 +46,15 @@ def _running_ready(pod: dict[str, Any]) -> bool:
 
 
 def compare_pods(
-    predicted: list[dict[str, Any]], pods: list[dict[str, Any]], owners: list[dict[str, Any]]
+    predicted: list[dict[str, Any]], pods: list[dict[str, Any]], owners: dict[str, list[dict[str, Any]]]
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """(missing, unexpected, counts). `predicted`: the preview's objects; `pods`: the live pods of
-    the stack's namespaces; `owners`: their live ReplicaSets and Jobs. Missing: a predicted serving
-    workload with fewer pods Running and Ready than its replicas. Unexpected: a pod whose top owner
-    the preview did not predict, and which no DAG started."""
+    the stack's namespaces; `owners`: their live ReplicaSets and Jobs by kind (a list the API
+    server returns names no kind in its items). Missing: a predicted serving workload with fewer
+    pods Running and Ready than its replicas. Unexpected: a pod whose top owner the preview did
+    not predict, and which no DAG started."""
     by_key = {_key(o): o for o in predicted}
-    owner_map = {_key(o): o for o in owners}
+    owner_map = {_key({**o, "kind": kind}): o for kind, items in owners.items() for o in items}
     running: dict[Key, int] = {}
     unexpected = []
     counts = {"workload": 0, "job": 0, "dag": 0}

@@ -455,10 +455,12 @@ def preview_against_pods(d: Deployment) -> None:
     objects = predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
     kinds = (*predicted.SERVING, *predicted.RUN_TO_END)
     namespaces = sorted({str(o["metadata"].get("namespace")) for o in objects if o.get("kind") in kinds})
-    pods, owners = [], []
+    pods: list[dict[str, Any]] = []
+    owners: dict[str, list[dict[str, Any]]] = {"ReplicaSet": [], "Job": []}
     for ns in namespaces:
         pods += d.kube.list("v1", "Pod", ns)
-        owners += d.kube.list("apps/v1", "ReplicaSet", ns) + d.kube.list("batch/v1", "Job", ns)
+        owners["ReplicaSet"] += d.kube.list("apps/v1", "ReplicaSet", ns)
+        owners["Job"] += d.kube.list("batch/v1", "Job", ns)
     missing, unexpected, counts = predicted.compare_pods(objects, pods, owners)
     workloads = sorted(f"{o['kind']} {o['metadata']['name']}" for o in objects if o.get("kind") in predicted.SERVING)
     d.echo(f"predicted: {', '.join(workloads)}")
