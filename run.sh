@@ -17,6 +17,7 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   test [pytest options]       lint, types, the test suites, then the end-to-end run (what CI runs)
   bench                       benchmarks of the preview (prints numbers)
   bench-e2e [--whole]         end-to-end timings with the real Pulumi engine (minutes)
+  bench-node [--cold]         the real node's numbers: up, images, memory, DAG runs, the floor (root)
   e2e [options]               end to end against a local API server (./run.sh e2e --help)
   up [STACK]                  Airflow on a real node on this machine (root; dev by default)
   down [--purge]              remove it (volumes kept unless --purge)
@@ -207,6 +208,11 @@ case "$job" in
   bench-e2e)
     setup
     exec .venv/bin/python benchmarks/end_to_end.py "$@"
+    ;;
+  bench-node)
+    setup
+    ensure_node_packages
+    exec .venv/bin/python benchmarks/node.py "$@"
     ;;
   e2e)
     setup

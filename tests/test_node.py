@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,15 @@ from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.cleanup import Proc
 from e2e.node.host import NodeError, _hex_address, images_in, node_not_ready, pod_not_ready
-from e2e.node.scenario import dag_images, failed_job_pods, not_ready, restart_counts
+from e2e.node.scenario import (
+    NOT_RUN,
+    OUTCOMES,
+    dag_images,
+    expected_run_state,
+    failed_job_pods,
+    not_ready,
+    restart_counts,
+)
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
 from tests.helpers import ROOT
@@ -396,6 +405,15 @@ class TestScenarioChecks:
         assert not_ready(pods) == ["api-server (Running)"]
         assert failed_job_pods(pods) == ["create-user-1"]
 
+    def test_every_dag_in_the_dag_folder_is_run_or_said_why_not(self):
+        declared = {m for p in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
+        assert set(OUTCOMES) | set(NOT_RUN) == declared
+        assert not set(OUTCOMES) & set(NOT_RUN)
+
+    def test_a_run_succeeds_only_when_every_task_is_designed_to(self):
+        assert expected_run_state(OUTCOMES["example_etl"]) == "success"
+        assert expected_run_state(OUTCOMES["example_pod_pass_fail"]) == "failed"
+
     def test_restarts_are_counted_per_container_of_serving_pods(self):
         pods = [pod("scheduler", restarts=2), pod("migrate", "Succeeded", job=True, restarts=1)]
         assert restart_counts(pods) == {"scheduler/main": 2}
@@ -477,6 +495,34 @@ class TestUpOnThisMachine:
             "data": [f"{tmp_path}/data/airflow-logs"],
         }
         assert local.link_dags(cfg, state) == [f"DAGs: {tmp_path}/data/airflow-dags (already there)"]
+
+    def test_a_first_up_that_failed_removes_the_data_folders_it_made_and_keeps_only_its_logs(
+        self, tmp_path, monkeypatch
+    ):
+        stopped = []
+
+        class NodeStandIn:
+            def __init__(self, folder, *args, **kwargs):
+                self.folder = folder
+
+            def stop(self, everything=False):
+                stopped.append(everything)
+                return []
+
+        monkeypatch.setattr(local, "Node", NodeStandIn)
+        monkeypatch.setattr(local, "find_tools", lambda echo: ({}, []))
+        cfg = {
+            "airflow-k8s:airflow": {"dags": {"hostPath": {"path": str(tmp_path / "data" / "airflow-dags")}}},
+            "airflow-k8s:logs": {"hostPath": {"path": str(tmp_path / "data" / "airflow-logs")}},
+        }
+        state = tmp_path / "state"
+        (state / "logs").mkdir(parents=True)
+        local.link_dags(cfg, state)
+        (tmp_path / "data" / "airflow-logs").mkdir()  # the kubelet makes it for the logs volume
+        assert local.forget(state, purge=True, keep_folder=True) == []
+        assert stopped == [False]  # the node's runtime goes, the state folder stays
+        assert not (tmp_path / "data").exists()  # the link, the logs folder and /data it made
+        assert (state / "logs").is_dir()
 
     def test_a_stack_with_encrypted_values_is_refused_by_name(self):
         with pytest.raises(NodeError, match=r"Pulumi.prod.yaml holds secrets \(airflow-k8s:databaseUrl"):

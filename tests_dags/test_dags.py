@@ -30,7 +30,10 @@ OUR_DAGS = {
     "example_etl": {"extract"},
     "example_pod_pass_fail": {"run_this_first", "passing_task", "failing_task"},
     "example_task_image": {"hello"},
+    "example_one_task": {"hello"},
 }
+# Tasks that are not KubernetesPodOperators: they run in the executor's own pod or process.
+NOT_POD_TASKS = {("example_pod_pass_fail", "run_this_first"), ("example_one_task", "hello")}
 # Owned by the Spark example (SparkOperator): loaded and checked here when present.
 SPARK_DAG_FILE = DAGS / "spark_pi.py"
 SPARK_FILES = {SPARK_DAG_FILE, DAGS / "spark" / "spark-pi.yaml"}
@@ -144,7 +147,7 @@ class TestTheDagFolder:
     def test_the_shared_conventions_module_is_not_parsed_as_a_dag_file(self, dagbag):
         parsed = {Path(stat.file).name for stat in dagbag.dagbag_stats}
         assert "k8s_conventions.py" not in parsed
-        assert {"example_etl.py", "example_pod_pass_fail.py", "example_task_image.py"} <= parsed
+        assert {"example_etl.py", "example_pod_pass_fail.py", "example_task_image.py", "example_one_task.py"} <= parsed
 
     def test_every_dag_is_started_by_hand_and_tagged_as_an_example(self, dagbag):
         for dag_id in OUR_DAGS:
@@ -227,8 +230,21 @@ class TestTheTaskImageExample:
         assert env["GREETING"] == "Hello from example_task_image / hello"
 
 
+class TestTheOneTaskExample:
+    def test_it_is_one_python_task_that_runs_in_the_executors_own_pod(self, dagbag):
+        dag, task = the_task(dagbag, "example_one_task", "hello")
+        assert dag.task_ids == ["hello"]
+        assert type(task).__name__ == "_PythonDecoratedOperator"
+        assert not isinstance(task, KubernetesPodOperator)
+
+    def test_it_prints_its_greeting(self, dagbag, capsys):
+        _, task = the_task(dagbag, "example_one_task", "hello")
+        assert task.python_callable() == "hello"
+        assert capsys.readouterr().out == "hello from example_one_task\n"
+
+
 def all_pod_tasks() -> list[tuple[str, str]]:
-    return sorted((dag, task) for dag, tasks in OUR_DAGS.items() for task in tasks if task != "run_this_first")
+    return sorted((dag, task) for dag, tasks in OUR_DAGS.items() for task in tasks if (dag, task) not in NOT_POD_TASKS)
 
 
 class TestEveryTaskPod:

@@ -51,6 +51,10 @@ class AirflowApi:
         health: dict[str, Any] = self.request("GET", "/api/v2/monitor/health")
         return health
 
+    def dag_ids(self) -> list[str]:
+        answer = self.request("GET", "/api/v2/dags?limit=100")
+        return [str(dag["dag_id"]) for dag in answer["dags"]]
+
     def dag(self, dag_id: str) -> dict[str, Any]:
         dag: dict[str, Any] = self.request("GET", f"/api/v2/dags/{dag_id}")
         return dag

@@ -291,6 +291,58 @@ def stop_processes(pids: Callable[[], list[int]], echo: Callable[[str], None], g
     return [f"processes still alive after SIGKILL: {left}"] if left else []
 
 
+@dataclass(frozen=True)
+class MachineView:
+    """What the machine shows of nodes, read at one moment (`read_machine`)."""
+
+    procs: list[Proc]
+    mountinfo: str
+    netns: dict[str, list[str]]
+    links: list[dict[str, object]]
+    firewall: dict[str, str]  # "iptables" / "ip6tables" -> its -save output
+    cgroups: dict[str, list[str]]
+    cni_results: list[str]
+    record: bool  # the record of a running node is there
+
+
+def read_machine(record: Path) -> MachineView:
+    firewall = {
+        cmd.removesuffix("-save"): _run([cmd]).stdout
+        for cmd in ("iptables-save", "ip6tables-save")
+        if shutil.which(cmd)
+    }
+    return MachineView(
+        read_processes(),
+        Path("/proc/self/mountinfo").read_text(errors="replace"),
+        read_netns(),
+        read_links(),
+        firewall,
+        read_cgroups(),
+        existing_cni_results(),
+        record.exists(),
+    )
+
+
+def leftovers(view: MachineView, folder: Path, spare: Iterable[int] = ()) -> list[str]:
+    """What a sweep would still find of a node of `folder` (and of any node, where it can tell: its
+    cgroup root, its pods' namespaces, its interfaces and chains, its network's CNI results, the
+    record): empty on a machine the node left clean. Each item named, for a failure message."""
+    netns = node_netns(view.netns)
+    found = [f"process {pid}" for pid in node_processes(view.procs, folder, spare)]
+    found += [f"mount {point}" for point in mounts_to_unmount(view.mountinfo, folder, netns)]
+    found += [f"network namespace {name}" for name in netns]
+    found += [f"interface {link}" for link in links_to_delete(view.links)]
+    for tool, save in view.firewall.items():
+        for plan in firewall_plan(save):
+            found += [f"{tool} {plan.table} chain {chain}" for chain in plan.chains]
+            found += [f"{tool} {plan.table} rule {rule[3:]}" for rule in plan.delete_rules]
+    found += [f"cgroup {d}" for d in cgroup_dirs(view.cgroups)]
+    found += [f"CNI result {n}" for n in view.cni_results if n.startswith(config.CNI_NETWORK + "-")]
+    if view.record:
+        found.append("the record of a running node")
+    return found
+
+
 def sweep(
     folder: Path,
     *,

@@ -252,14 +252,23 @@ SECRET_ENV = {
 
 
 @contextmanager
-def _step(what: str, echo: Callable[[str], None]) -> Iterator[None]:
+def _step(what: str, echo: Callable[[str], None], timings: dict[str, float] | None = None) -> Iterator[None]:
     started = time.monotonic()
     yield
-    echo(f"  check: {what} ({time.monotonic() - started:.1f} s)")
+    took = time.monotonic() - started
+    if timings is not None:
+        timings[what] = took
+    echo(f"  check: {what} ({took:.1f} s)")
 
 
-def check(ref: str, cache: Path | None = None, echo: Callable[[str], None] | None = None) -> int:
-    """Run the check for the Airflow image `ref`; 0 when every step passed."""
+def check(
+    ref: str,
+    cache: Path | None = None,
+    echo: Callable[[str], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> int:
+    """Run the check for the Airflow image `ref`; 0 when every step passed. `timings`, when
+    given, receives each step's seconds (benchmarks/node.py's floor)."""
     from e2e.node.images import build, say
 
     echo = echo or say
@@ -272,7 +281,7 @@ def check(ref: str, cache: Path | None = None, echo: Callable[[str], None] | Non
         work = Path(tmp)
         procs = Processes(work)
         try:
-            _run_check(work, archives[ref], archives[POSTGRES_REF], procs, echo)
+            _run_check(work, archives[ref], archives[POSTGRES_REF], procs, echo, timings)
         except CheckError as exc:
             echo(f"check FAILED: {exc}")
             for name in list(procs.running):
@@ -285,9 +294,14 @@ def check(ref: str, cache: Path | None = None, echo: Callable[[str], None] | Non
 
 
 def _run_check(
-    work: Path, airflow_archive: Path, postgres_archive: Path, procs: Processes, echo: Callable[[str], None]
+    work: Path,
+    airflow_archive: Path,
+    postgres_archive: Path,
+    procs: Processes,
+    echo: Callable[[str], None],
+    timings: dict[str, float] | None = None,
 ) -> None:
-    with _step("unpack both images", echo):
+    with _step("unpack both images", echo, timings):
         airflow = unpack(airflow_archive, work / "airflow")
         postgres = unpack(postgres_archive, work / "postgresql")
     pg_port, api_port = free_port(), free_port()
@@ -323,7 +337,7 @@ def _run_check(
         return subprocess.run(probe.argv(), capture_output=True, check=False).returncode == 0
 
     def start_postgres(what: str) -> None:
-        with _step(what, echo):
+        with _step(what, echo, timings):
             proc = procs.start("postgresql", pg)
             wait_for("PostgreSQL readiness probe", postgres_ready, 90, lambda: proc.poll() is None)
 
@@ -369,7 +383,7 @@ def _run_check(
         return Container(airflow, args=args, env=env or SECRET_ENV, mounts=mounts, user="50000:0", read_only=True)
 
     def once(what: str, args: list[str], timeout: float = 600) -> None:
-        with _step(what, echo):
+        with _step(what, echo, timings):
             try:
                 run_once(airflow_container(args), work / "once.log", timeout)
             except CheckError as exc:
@@ -384,10 +398,10 @@ def _run_check(
         "airflow users create (the create-user Job)",
         ["bash", "-c", CREATE_USER, "--", *ADMIN],
     )
-    with _step("airflow api-server answers /api/v2/monitor/health", echo):
+    with _step("airflow api-server answers /api/v2/monitor/health", echo, timings):
         api = procs.start("api-server", airflow_container(["bash", "-c", "exec airflow api-server"]))
         wait_for("api-server health", lambda: bool(health(api_port)), 240, lambda: api.poll() is None)
-    with _step("airflow scheduler reported healthy", echo):
+    with _step("airflow scheduler reported healthy", echo, timings):
         scheduler = procs.start("scheduler", airflow_container(["bash", "-c", "exec airflow scheduler"]))
         wait_for(
             "scheduler health",
@@ -402,7 +416,7 @@ def _run_check(
     os.utime(old, (time.time() - 9 * 86400, time.time() - 9 * 86400))
     for path in (old.parent, old):  # written by Airflow's tasks (uid 50000) on a real node
         os.chown(path, 50000, 0)
-    with _step("/clean-logs deletes a 9-day-old log (retention 7 days)", echo):
+    with _step("/clean-logs deletes a 9-day-old log (retention 7 days)", echo, timings):
         # The groomer's environment as the chart renders it (no database, no airflow.cfg), but
         # for CONNECTION_CHECK_MAX_COUNT=0: without it the entrypoint's `airflow db check` falls
         # back to SQLite in AIRFLOW_HOME, which a read-only root cannot hold, and gives up.

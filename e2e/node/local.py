@@ -244,8 +244,9 @@ def up(stack: str, echo: Callable[[str], None] = print) -> int:
     except (NodeError, StepError, TimeoutError, RuntimeError) as exc:
         log = f" (log: {exc.log})" if isinstance(exc, StepError) and exc.log else ""
         echo(f"up: FAILED: {exc}{log}")
-        if fresh:  # nothing half-made: a first `up` that failed leaves its logs only
-            forget(folder, purge=False)
+        if fresh:  # nothing half-made: a first `up` that failed leaves its logs only (not the
+            # stack's data folders it made, which a later `down --purge` could no longer name)
+            forget(folder, purge=True, keep_folder=True)
             for entry in folder.iterdir() if folder.is_dir() else []:
                 if entry.is_dir() and entry.name != "logs":
                     shutil.rmtree(entry, ignore_errors=True)
@@ -334,12 +335,13 @@ def node_images(node: Node) -> set[str]:
     return set(host.sh(*node.ctr("images", "list", "--quiet")).split())
 
 
-def forget(folder: Path, purge: bool) -> list[str]:
-    """Stop and remove the node of `folder`; the links `up` made; with `purge`, the data too."""
+def forget(folder: Path, purge: bool, keep_folder: bool = False) -> list[str]:
+    """Stop and remove the node of `folder`; the links `up` made; with `purge`, the data too (the
+    state folder as well, unless `keep_folder`: a first `up` that failed keeps its logs there)."""
     found, _ = find_tools(lambda line: None)
     node = Node(folder, found, purpose="up", echo=lambda line: None)
     made = json.loads((folder / "made.json").read_text()) if (folder / "made.json").is_file() else {}
-    problems = node.stop(everything=purge)  # with `purge`, made.json goes with the folder
+    problems = node.stop(everything=purge and not keep_folder)  # with `purge`, made.json goes with the folder
     for link in made.get("links", []):
         if Path(link).is_symlink():
             Path(link).unlink()
@@ -349,7 +351,8 @@ def forget(folder: Path, purge: bool) -> list[str]:
         for made_dir in sorted(made.get("dirs", []), key=lambda d: -d.count("/")):
             with contextlib.suppress(OSError):
                 Path(made_dir).rmdir()  # only when empty
-        shutil.rmtree(folder, ignore_errors=True)
+        if not keep_folder:
+            shutil.rmtree(folder, ignore_errors=True)
     return problems
 
 

@@ -38,10 +38,11 @@ from typing import Any
 from components.airflow.secret_names import SecretNames
 
 from .. import tools
+from ..fidelity import predicted_objects
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import config, host, images, screenshots
+from . import cleanup, config, host, images, predicted, screenshots
 from .airflow_api import AirflowApi, AirflowApiError
 from .cdp import BrowserError
 from .host import Node, pod_report
@@ -50,7 +51,16 @@ NAME = "node"
 # Dev without `spark` and `monitoring`: the Spark operator's and kube-prometheus-stack's images
 # are not built yet (e2e.node.images).
 KEYS = ("airflow", "logs", "cluster", "maintenance")
-DAG = screenshots.DAG
+DAG = screenshots.DAG  # the one the UI is shown and checked with
+# Every example DAG the dev stack runs, and how each task of a run ends (example_pod_pass_fail's
+# failing_task fails by design); spark_pi needs the Spark operator, left out of this stack.
+OUTCOMES = {
+    "example_etl": {"extract": "success"},
+    "example_one_task": {"hello": "success"},
+    "example_task_image": {"hello": "success"},
+    "example_pod_pass_fail": {"run_this_first": "success", "passing_task": "success", "failing_task": "failed"},
+}
+NOT_RUN = {"spark_pi": "the Spark operator is left out of the stack (its images are not built yet)"}
 MISSING_IMAGE = "docker.io/library/airflow-k8s-never-imported:0"
 PROBE_IMAGE = "busybox:1.37.0"
 PULL_FAILS_WITHIN = 20.0  # seconds from the pod's creation to the kubelet's "connection refused"
@@ -206,6 +216,9 @@ def scenario_node(h: Harness) -> None:
         steps.skipped(f"[{NAME}] the dev stack on a real node", f"a real node cannot run here: {why}")
         return
 
+    with steps.step(f"[{NAME}] the machine holds nothing of a node (whatever ran before left it clean)"):
+        machine_clean(folder, "before the node starts")
+
     with steps.step(
         f"[{NAME}] images: every image the stack and the example DAGs name, built or from the cache", setup=True
     ):
@@ -216,7 +229,7 @@ def scenario_node(h: Harness) -> None:
     title = "node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
     with steps.step(f"[{NAME}] {title}", setup=True):
         plane, kube = host.bring_up(node, binaries, archives)
-        h.planes.append(plane)
+        h.planes.append(plane)  # stopped here at the end, and by the harness on a failure
 
     namespace = str(config_["airflow-k8s:airflow"].get("namespace", "airflow"))
     with evidence(kube, steps.echo, ("default", "kube-system", namespace)):
@@ -233,15 +246,28 @@ def scenario_node(h: Harness) -> None:
             wait_ready(d, namespace)
         with steps.step(f"[{NAME}] no container restarts for {STABLE_SECONDS}s"):
             stays_ready(d, namespace)
+        with steps.step(f"[{NAME}] the offline preview's pods against the pods that run"):
+            preview_against_pods(d)
         with steps.step(f"[{NAME}] REST API on 127.0.0.1 (forwarder to the api-server Service): log in as admin"):
             api = airflow_api(d, node, namespace)
-        with steps.step(f"[{NAME}] {DAG}: unpause, trigger; task pods run on the KubernetesExecutor; the run succeeds"):
-            run_id, tasks = run_dag(d, api, namespace)
-        with steps.step(f"[{NAME}] {DAG}: each task's log through the API, and its file on the logs volume"):
-            read_logs(d, api, run_id, tasks, folder)
-        title = "the UI in headless Chromium: the DAG list, the run a success, the task's log; screenshots"
+        title = (
+            "every example DAG: unpause, trigger; task pods run on the KubernetesExecutor; each run ends as designed"
+        )
         with steps.step(f"[{NAME}] {title}"):
+            runs = run_dags(d, api, namespace)
+        with steps.step(f"[{NAME}] every task's log through the API, and its file on the logs volume"):
+            for dag_id, (run_id, tasks) in runs.items():
+                read_logs(d, api, dag_id, run_id, tasks, folder)
+        title = f"the UI in headless Chromium: the DAG list, {DAG}'s run a success, its task's log; screenshots"
+        with steps.step(f"[{NAME}] {title}"):
+            run_id, tasks = runs[DAG]
             ui_screenshots(d, api, run_id, tasks, folder / "screenshots", h.screenshots)
+
+    with steps.step(f"[{NAME}] teardown: nothing of the node is left on the machine"):
+        problems = plane.stop()
+        if problems:
+            raise StepError("the node's teardown: " + "; ".join(problems))
+        machine_clean(folder, "after the teardown")
 
 
 def build_images(project: Path, stack: str, charts: Path, echo: Callable[[str], None]) -> dict[str, Path]:
@@ -428,70 +454,135 @@ def airflow_api(d: Deployment, node: Node, namespace: str) -> AirflowApi:
     return api
 
 
-def run_dag(d: Deployment, api: AirflowApi, namespace: str) -> tuple[str, list[dict[str, Any]]]:
-    def parsed() -> str | None:
-        try:
-            api.dag(DAG)
-        except AirflowApiError as exc:
-            return str(exc)
-        return None
+def machine_clean(folder: Path, when: str) -> None:
+    """Nothing of a node on the machine (processes, mounts, network namespaces, interfaces,
+    iptables chains, cgroups, CNI results, the record): a second run starts as clean as the first."""
+    left = cleanup.leftovers(cleanup.read_machine(host.RECORD), folder, cleanup.ancestors())
+    if left:
+        raise StepError(f"{when}, the machine still holds of a node: " + ", ".join(left[:40]))
 
-    wait_for(f"{DAG} parsed by the dag-processor", parsed, timeout=300, interval=3)
-    api.unpause(DAG)
+
+def preview_against_pods(d: Deployment) -> None:
+    """Scenario 7: every pod of a Deployment or StatefulSet the offline preview predicts is
+    Running and Ready, and no pod the preview did not predict runs (but those a DAG starts)."""
+    objects = predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
+    kinds = (*predicted.SERVING, *predicted.RUN_TO_END)
+    namespaces = sorted({str(o["metadata"].get("namespace")) for o in objects if o.get("kind") in kinds})
+    pods: list[dict[str, Any]] = []
+    owners: dict[str, list[dict[str, Any]]] = {"ReplicaSet": [], "Job": []}
+    for ns in namespaces:
+        pods += d.kube.list("v1", "Pod", ns)
+        owners["ReplicaSet"] += d.kube.list("apps/v1", "ReplicaSet", ns)
+        owners["Job"] += d.kube.list("batch/v1", "Job", ns)
+    missing, unexpected, counts = predicted.compare_pods(objects, pods, owners)
+    workloads = sorted(f"{o['kind']} {o['metadata']['name']}" for o in objects if o.get("kind") in predicted.SERVING)
+    d.echo(f"predicted: {', '.join(workloads)}")
+    d.echo(f"pods in {', '.join(namespaces)}: {counts['workload']} of predicted workloads, {counts['job']} of Jobs")
+    if missing or unexpected:
+        raise StepError("the preview and the pods differ:\n  " + "\n  ".join(missing + unexpected))
+
+
+def expected_run_state(outcome: dict[str, str]) -> str:
+    return "success" if all(state == "success" for state in outcome.values()) else "failed"
+
+
+def wait_dags_parsed(api: AirflowApi) -> None:
+    """Every example DAG parsed, and none this scenario does not know (a new example names its
+    outcome in OUTCOMES, or why it cannot run here in NOT_RUN)."""
+    known = set(OUTCOMES) | set(NOT_RUN)
+    found: set[str] = set()
+
+    def parsed() -> str | None:
+        nonlocal found
+        found = set(api.dag_ids())
+        missing = set(OUTCOMES) - found
+        return f"not parsed yet: {', '.join(sorted(missing))}" if missing else None
+
+    wait_for("the example DAGs parsed by the dag-processor", parsed, timeout=300, interval=3)
+    unknown = found - known
+    if unknown:
+        raise StepError(f"DAGs this scenario does not know (add each to OUTCOMES or NOT_RUN): {sorted(unknown)}")
+
+
+def run_dags(d: Deployment, api: AirflowApi, namespace: str) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Trigger every example DAG at once; each run ends as OUTCOMES says, its tasks run in
+    KubernetesExecutor pods."""
+    wait_dags_parsed(api)
+    for dag_id, why in NOT_RUN.items():
+        d.echo(f"not run: {dag_id} ({why})")
     started = time.monotonic()
-    run_id = api.trigger(DAG)
-    d.echo(f"triggered {DAG}: run {run_id}")
+    run_ids = {}
+    for dag_id in OUTCOMES:
+        api.unpause(dag_id)
+        run_ids[dag_id] = api.trigger(dag_id)
+        d.echo(f"triggered {dag_id}: run {run_ids[dag_id]}")
     seen: dict[str, str] = {}
 
     def watch_pods() -> None:
         for pod in d.kube.list("v1", "Pod", namespace):
             labels = pod["metadata"].get("labels") or {}
-            if labels.get("dag_id") == DAG:
+            if labels.get("dag_id") in OUTCOMES:
                 kind = "executor" if labels.get("kubernetes_executor") == "True" else "operator"
                 phase = (pod.get("status") or {}).get("phase", "?")
-                key = f"{kind} pod {pod['metadata']['name']} (task {labels.get('task_id')})"
+                key = f"{labels['dag_id']}: {kind} pod {pod['metadata']['name']} (task {labels.get('task_id')})"
                 if seen.get(key) != phase:
                     d.echo(f"{key}: {phase} at {time.monotonic() - started:.1f}s")
                 seen[key] = phase
 
-    state = api.wait_run(DAG, run_id, RUN_TIMEOUT, on_poll=watch_pods)
-    tasks = api.task_instances(DAG, run_id)
-    d.echo(
-        f"run {state} after {time.monotonic() - started:.1f}s: "
-        + ", ".join(f"{t['task_id']}={t['state']}" for t in tasks)
-    )
-    if not any(k.startswith("executor pod") for k in seen):
-        raise StepError("no KubernetesExecutor task pod was seen")
-    if state != "success" or any(t["state"] != "success" for t in tasks):
-        for task in tasks:
-            try:
-                text = api.task_log(DAG, run_id, task["task_id"], int(task.get("try_number") or 1))
-            except AirflowApiError as exc:
-                text = f"(no log: {exc})"
-            d.echo(f"log of {task['task_id']} ({task['state']}), last lines:")
-            for line in text.splitlines()[-25:]:
-                d.echo(f"  | {line[:300]}")
-        raise StepError(f"the run of {DAG} ended {state}")
-    return run_id, tasks
+    runs, wrong = {}, []
+    for dag_id, run_id in run_ids.items():
+        left = max(RUN_TIMEOUT - (time.monotonic() - started), 30)
+        state = api.wait_run(dag_id, run_id, left, on_poll=watch_pods)
+        tasks = api.task_instances(dag_id, run_id)
+        states = {t["task_id"]: t["state"] for t in tasks}
+        d.echo(
+            f"{dag_id}: run {state} after {time.monotonic() - started:.1f}s: "
+            + ", ".join(f"{k}={v}" for k, v in states.items())
+        )
+        if state != expected_run_state(OUTCOMES[dag_id]) or states != OUTCOMES[dag_id]:
+            wrong.append(dag_id)
+            show_logs(d, api, dag_id, run_id, tasks)
+        if not any(k.startswith(f"{dag_id}: executor pod") for k in seen):
+            wrong.append(f"{dag_id} (no KubernetesExecutor task pod was seen)")
+        runs[dag_id] = (run_id, tasks)
+    if wrong:
+        raise StepError(f"runs that did not end as designed ({OUTCOMES}): {', '.join(wrong)}")
+    return runs
 
 
-def read_logs(d: Deployment, api: AirflowApi, run_id: str, tasks: list[dict[str, Any]], folder: Path) -> None:
+def show_logs(d: Deployment, api: AirflowApi, dag_id: str, run_id: str, tasks: list[dict[str, Any]]) -> None:
+    for task in tasks:
+        try:
+            text = api.task_log(dag_id, run_id, task["task_id"], int(task.get("try_number") or 1))
+        except AirflowApiError as exc:
+            text = f"(no log: {exc})"
+        d.echo(f"log of {dag_id}.{task['task_id']} ({task['state']}), last lines:")
+        for line in text.splitlines()[-25:]:
+            d.echo(f"  | {line[:300]}")
+
+
+def read_logs(
+    d: Deployment, api: AirflowApi, dag_id: str, run_id: str, tasks: list[dict[str, Any]], folder: Path
+) -> None:
     logs = logs_folder(folder)
     for task in tasks:
+        if task.get("operator") == "EmptyOperator":  # Airflow 3 marks it done without running it
+            d.echo(f"{dag_id}.{task['task_id']}: an EmptyOperator, not executed, so no log")
+            continue
         tries = int(task.get("try_number") or 1)
-        text = api.task_log(DAG, run_id, task["task_id"], tries)
+        text = api.task_log(dag_id, run_id, task["task_id"], tries)
         if not text.strip():
-            raise StepError(f"the log of {task['task_id']} (try {tries}) is empty")
-        d.echo(f"log of {task['task_id']} (try {tries}), last lines:")
-        for line in text.splitlines()[-6:]:
+            raise StepError(f"the log of {dag_id}.{task['task_id']} (try {tries}) is empty")
+        d.echo(f"log of {dag_id}.{task['task_id']} ({task['state']}, try {tries}), last lines:")
+        for line in text.splitlines()[-4:]:
             d.echo(f"  | {line[:200]}")
         files = [
             p
-            for p in logs.glob(f"dag_id={DAG}/run_id=*/task_id={task['task_id']}/attempt={tries}.log")
+            for p in logs.glob(f"dag_id={dag_id}/run_id=*/task_id={task['task_id']}/attempt={tries}.log")
             if run_id in str(p)
         ]
         if not files:
-            raise StepError(f"no file for {task['task_id']} try {tries} under {logs}")
+            raise StepError(f"no file for {dag_id}.{task['task_id']} try {tries} under {logs}")
         d.echo(f"file on the logs volume: {files[0].relative_to(folder)} ({files[0].stat().st_size} bytes)")
 
 
