@@ -36,6 +36,14 @@ def airflow_constraints_file(params: dict[str, str]) -> dict[str, str]:
     return {"constraints": version if exact.is_file() else version.rsplit(".", 1)[0]}
 
 
+# The Spark each Spark operator release's own image starts from (its Dockerfile's SPARK_IMAGE).
+SPARK_OF_SPARK_OPERATOR = {"2.5.2": "4.0.4"}
+
+
+def spark_operator_spark(params: dict[str, str]) -> dict[str, str]:
+    return {"spark": SPARK_OF_SPARK_OPERATOR[params["version"]]}
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -172,6 +180,91 @@ RECIPES: tuple[Recipe, ...] = (
         "",
         unavailable="its source, the Go module k8s.io/git-sync, is not served by the Go module proxy "
         "these machines reach",
+    ),
+    R(
+        "keda",
+        "ghcr.io/kedacore/keda",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda (the operator) built in the Go module github.com/kedacore/keda/v2 at the tag's version, "
+        "user nonroot 65532 as distroless's static:nonroot; no CA certificates or time zones",
+        builders.keda,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "keda-metrics-apiserver",
+        "ghcr.io/kedacore/keda-metrics-apiserver",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda-adapter (the metrics API server) built in the Go module github.com/kedacore/keda/v2, "
+        "user nonroot 65532; no CA certificates or time zones",
+        builders.keda_metrics_apiserver,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "keda-admission-webhooks",
+        "ghcr.io/kedacore/keda-admission-webhooks",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda-admission-webhooks built in the Go module github.com/kedacore/keda/v2, user nonroot 65532; "
+        "no CA certificates or time zones",
+        builders.keda_admission_webhooks,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "prometheus",
+        "quay.io/prometheus/prometheus",
+        r"v(?P<version>3\.\d+\.\d+)-distroless",
+        "/bin/prometheus and /bin/promtool built in the Go module github.com/prometheus/prometheus "
+        "(v0.3xx.y for 3.xx.y) without the web UI's assets (the API answers, the UI pages do not), "
+        "user nonroot 65532, /prometheus; no CA certificates or time zones",
+        builders.prometheus,
+        go=("github.com/prometheus/prometheus@{module}",),
+        derive=lambda params: {"module": builders.prometheus_module_version(params["version"])},
+    ),
+    R(
+        "prometheus-operator",
+        "quay.io/prometheus-operator/prometheus-operator",
+        r"v(?P<version>0\.\d+\.\d+)",
+        "/bin/operator built in the Go module github.com/prometheus-operator/prometheus-operator, "
+        "on busybox, user nobody",
+        builders.prometheus_operator,
+        debian=("busybox-static",),
+        go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
+    ),
+    R(
+        "prometheus-config-reloader",
+        "quay.io/prometheus-operator/prometheus-config-reloader",
+        r"v(?P<version>0\.\d+\.\d+)",
+        "/bin/prometheus-config-reloader built in the Go module "
+        "github.com/prometheus-operator/prometheus-operator, on busybox, user nobody",
+        builders.prometheus_config_reloader,
+        debian=("busybox-static",),
+        go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
+    ),
+    R(
+        "spark",
+        "docker.io/library/spark",
+        r"(?P<version>4\.\d+\.\d+)",
+        "Spark at the tag's version from Maven Central's jars (spark-core, spark-sql, spark-kubernetes "
+        "and their run-time dependencies, images/spark/pom.xml) on Debian's Java 17 JRE; SparkPi of our "
+        "own (images/spark/SparkPi.java) as examples/jars/spark-examples.jar; our own entrypoint and "
+        "launcher scripts; user spark 185; no Python, no PySpark, no R, no Hive",
+        builders.spark,
+        base=True,
+        debian=builders.SPARK_DEBIAN + builders.SPARK_BUILD_DEBIAN,
+        files=builders.SPARK_FILES,
+    ),
+    R(
+        "spark-operator",
+        "ghcr.io/kubeflow/spark-operator/controller",
+        r"(?P<version>2\.5\.2)",
+        "/usr/bin/spark-operator built in the Go module github.com/kubeflow/spark-operator/v2, on the "
+        "Spark image built here at the version the operator's own image starts from (Spark 4.0.4 for "
+        "2.5.2), tini, user spark 185",
+        builders.spark_operator,
+        base=True,
+        debian=builders.SPARK_DEBIAN + builders.SPARK_BUILD_DEBIAN,
+        files=(*builders.SPARK_FILES, "images/spark-operator/entrypoint.sh"),
+        go=("github.com/kubeflow/spark-operator/v2@v{version}",),
+        derive=spark_operator_spark,
     ),
     R(
         "python",
