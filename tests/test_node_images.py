@@ -120,9 +120,13 @@ class TestUnbuildable:
             "registry.k8s.io/git-sync/git-sync:v4.4.2",
             "apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.18.0",
         ]
+        refs += ["ghcr.io/jkroepke/kube-webhook-certgen:1.8.7", "docker.io/grafana/grafana:13.2.0"]
         found = reasons(refs)
         assert "the Go module k8s.io/git-sync, is not served by the Go module proxy" in found[refs[0]]
         assert "the Go module github.com/jbub/pgbouncer_exporter, is not served" in found[refs[1]]
+        assert "github.com/jkroepke/kube-webhook-certgen, is not served by the Go module proxy" in found[refs[2]]
+        assert "(403: This module version is not available)" in found[refs[2]]
+        assert "the Go module github.com/grafana/grafana, is not served" in found[refs[3]]
 
     def test_a_reference_pinned_by_digest_is_never_built(self) -> None:
         ref = "busybox:1.37.0@sha256:" + "0" * 64

@@ -267,6 +267,22 @@ RECIPES: tuple[Recipe, ...] = (
         derive=spark_operator_spark,
     ),
     R(
+        "kube-webhook-certgen",
+        "ghcr.io/jkroepke/kube-webhook-certgen",
+        r"(?P<version>\d+\.\d+\.\d+)",
+        "",
+        unavailable="its source, the Go module github.com/jkroepke/kube-webhook-certgen, is not served by the "
+        "Go module proxy these machines reach (403: This module version is not available)",
+    ),
+    R(
+        "grafana",
+        "docker.io/grafana/grafana",
+        r"(?P<version>\d+\.\d+\.\d+)",
+        "",
+        unavailable="its source, the Go module github.com/grafana/grafana, is not served by the Go module proxy "
+        "these machines reach (403: This module version is not available), and its web UI needs a Node.js build",
+    ),
+    R(
         "python",
         "docker.io/library/python",
         r"(?P<version>3\.\d+\.\d+)-slim-bookworm",
