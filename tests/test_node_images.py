@@ -376,3 +376,17 @@ class TestProdStackImages:
     def test_what_no_recipe_builds_for_prod_is_named_and_nothing_else(self, prod_preview: Any) -> None:
         needed = images.pod_images(prod_preview.objects) | images.operator_images(prod_preview.objects)
         assert set(images.unbuildable(needed | images.dag_images())) == PROD_UNBUILDABLE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check runs the image in namespaces: root only")
+@pytest.mark.skipif(
+    None in images.cached(["docker.io/library/spark:4.0.0"]).values(),
+    reason="the Spark image is not cached (python -m e2e.node.images build spark:4.0.0)",
+)
+class TestSparkImageRuns:
+    def test_spark_pi_runs_from_the_image_as_user_spark(self) -> None:
+        from e2e.node.image_check import check
+
+        lines: list[str] = []
+        assert check("docker.io/library/spark:4.0.0", echo=lines.append) == 0, "\n".join(lines)
+        assert any(line.strip().startswith("Pi is roughly 3.1") for line in lines), lines

@@ -304,7 +304,11 @@ def check_spark(ref: str, archive: Path, echo: Callable[[str], None]) -> int:
                 image = unpack(archive, work / "spark")
             log = work / "spark-pi.log"
             args = ["spark-submit", "--master", "local[2]", "--class", "org.apache.spark.examples.SparkPi"]
-            container = Container(image, args=[*args, SPARK_PI, "10"], user="185:185", mounts={"/tmp": (TMPFS, False)})
+            # The machine's host name is not in the image's /etc/hosts (a pod's is): loopback.
+            local = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_HOSTNAME": "localhost"}
+            container = Container(
+                image, args=[*args, SPARK_PI, "10"], env=local, user="185:185", mounts={"/tmp": (TMPFS, False)}
+            )
             with _step("spark-submit SparkPi (local[2], 10 slices)", echo):
                 run_once(container, log, timeout=600)
             lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("Pi is roughly ")]
