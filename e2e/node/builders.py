@@ -175,6 +175,19 @@ def _users(root: Path, passwd: str, group: str) -> None:
     _write(root / "etc/group", group)
 
 
+def _nonroot_tree(ctx: Context) -> Path:
+    """An empty tree with the users of distroless's `static:nonroot` (root, nonroot 65532)."""
+    root = ctx.empty()
+    _users(
+        root,
+        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+        "root:x:0:\nnonroot:x:65532:\n",
+    )
+    (root / "home/nonroot").mkdir(parents=True)
+    os.chown(root / "home/nonroot", 65532, 65532)
+    return root
+
+
 def _busybox_tree(ctx: Context, suite: str) -> Path:
     """An empty tree holding Debian's busybox-static (trixie's: BusyBox 1.37.0, a static binary
     that needs nothing else) and a link per applet in /bin, with the users of the official
@@ -241,17 +254,10 @@ def _coredns_binary(ctx: Context, version: str) -> Path:
 
 
 def coredns(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
-    root = ctx.empty()
+    root = _nonroot_tree(ctx)
     binary = root / "coredns"
     _install(_coredns_binary(ctx, params["version"]), binary)
     os.setxattr(binary, "security.capability", NET_BIND_SERVICE)
-    _users(
-        root,
-        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-        "root:x:0:\nnonroot:x:65532:\n",
-    )
-    (root / "home/nonroot").mkdir(parents=True)
-    os.chown(root / "home/nonroot", 65532, 65532)
     return ImageConfig(user="65532:65532", entrypoint=("/coredns",), env={"PATH": PATH})
 
 
@@ -457,19 +463,6 @@ def _prometheus_version_flags(version: str) -> str:
         f"-X github.com/prometheus/common/version.{key}={value}"
         for key, value in (("Version", version), ("Branch", "HEAD"), ("BuildUser", "e2e.node.images"))
     )
-
-
-def _nonroot_tree(ctx: Context) -> Path:
-    """An empty tree with the users of distroless's `static:nonroot` (root, nonroot 65532)."""
-    root = ctx.empty()
-    _users(
-        root,
-        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-        "root:x:0:\nnonroot:x:65532:\n",
-    )
-    (root / "home/nonroot").mkdir(parents=True)
-    os.chown(root / "home/nonroot", 65532, 65532)
-    return root
 
 
 KEDA_MODULE = "github.com/kedacore/keda/v2"
