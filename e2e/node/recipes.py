@@ -36,8 +36,11 @@ def airflow_constraints_file(params: dict[str, str]) -> dict[str, str]:
     return {"constraints": version if exact.is_file() else version.rsplit(".", 1)[0]}
 
 
-# The Spark each Spark operator release's own image starts from (its Dockerfile's SPARK_IMAGE).
-SPARK_OF_SPARK_OPERATOR = {"2.5.2": "4.0.4"}
+# The Spark each Spark operator release's image is built on (its controller runs that Spark's
+# spark-submit). 2.5.2's own image starts from Spark 4.0.4, but Maven Central has no
+# spark-kubernetes 4.0.3 or 4.0.4 (4.0.2 is the newest 4.0.x there): 4.0.0 is the Spark of the
+# example DAG's SparkApplication, so the submitting client and the driver agree.
+SPARK_OF_SPARK_OPERATOR = {"2.5.2": "4.0.0"}
 
 
 def spark_operator_spark(params: dict[str, str]) -> dict[str, str]:
@@ -257,8 +260,8 @@ RECIPES: tuple[Recipe, ...] = (
         "ghcr.io/kubeflow/spark-operator/controller",
         r"(?P<version>2\.5\.2)",
         "/usr/bin/spark-operator built in the Go module github.com/kubeflow/spark-operator/v2, on the "
-        "Spark image built here at the version the operator's own image starts from (Spark 4.0.4 for "
-        "2.5.2), tini, user spark 185",
+        "Spark image built here (Spark 4.0.0 for 2.5.2, whose own image has 4.0.4: Maven Central lacks "
+        "spark-kubernetes 4.0.4), tini, user spark 185",
         builders.spark_operator,
         base=True,
         debian=builders.SPARK_DEBIAN + builders.SPARK_BUILD_DEBIAN,
