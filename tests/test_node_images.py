@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from components.offline.preview import preview
-from e2e.node import builders, images
+from e2e.node import builders, images, operator_builders
 from e2e.node.builders import airflow_constraints
 from e2e.node.recipes import RECIPES, Recipe, Selected, cache_key, reasons, select, split
 from tests.helpers import ROOT
@@ -166,7 +166,7 @@ class TestCacheKeys:
                     "images/airflow/clean-logs",
                 )
             ),
-            *(("spark:4.0.0", relative) for relative in builders.SPARK_FILES),
+            *(("spark:4.0.0", relative) for relative in operator_builders.SPARK_FILES),
             ("ghcr.io/kubeflow/spark-operator/controller:2.5.2", "images/spark-operator/entrypoint.sh"),
         ],
     )
@@ -300,8 +300,8 @@ class TestAirflowImageRuns:
 
 class TestProdRecipes:
     def test_prometheus_3_is_built_from_the_go_module_version_that_carries_it(self) -> None:
-        assert builders.prometheus_module_version("3.14.0") == "v0.314.0"
-        assert builders.prometheus_module_version("2.55.1") == "v0.55.1"
+        assert operator_builders.prometheus_module_version("3.14.0") == "v0.314.0"
+        assert operator_builders.prometheus_module_version("2.55.1") == "v0.55.1"
         choice = selected("quay.io/prometheus/prometheus:v3.14.0-distroless")
         assert choice.recipe.modules(choice.params) == ["github.com/prometheus/prometheus@v0.314.0"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.node import builders
+from e2e.node import builders, operator_builders
 from e2e.node.debian import NEWER, base_key
 from e2e.node.oci import ImageConfig, normalise, sha256_file
 
@@ -190,7 +190,7 @@ RECIPES: tuple[Recipe, ...] = (
         r"(?P<version>2\.\d+\.\d+)",
         "/keda (the operator) built in the Go module github.com/kedacore/keda/v2 at the tag's version, "
         "user nonroot 65532 as distroless's static:nonroot; no CA certificates or time zones",
-        builders.keda,
+        operator_builders.keda,
         go=("github.com/kedacore/keda/v2@v{version}",),
     ),
     R(
@@ -199,7 +199,7 @@ RECIPES: tuple[Recipe, ...] = (
         r"(?P<version>2\.\d+\.\d+)",
         "/keda-adapter (the metrics API server) built in the Go module github.com/kedacore/keda/v2, "
         "user nonroot 65532; no CA certificates or time zones",
-        builders.keda_metrics_apiserver,
+        operator_builders.keda_metrics_apiserver,
         go=("github.com/kedacore/keda/v2@v{version}",),
     ),
     R(
@@ -208,7 +208,7 @@ RECIPES: tuple[Recipe, ...] = (
         r"(?P<version>2\.\d+\.\d+)",
         "/keda-admission-webhooks built in the Go module github.com/kedacore/keda/v2, user nonroot 65532; "
         "no CA certificates or time zones",
-        builders.keda_admission_webhooks,
+        operator_builders.keda_admission_webhooks,
         go=("github.com/kedacore/keda/v2@v{version}",),
     ),
     R(
@@ -218,9 +218,9 @@ RECIPES: tuple[Recipe, ...] = (
         "/bin/prometheus and /bin/promtool built in the Go module github.com/prometheus/prometheus "
         "(v0.3xx.y for 3.xx.y) without the web UI's assets (the API answers, the UI pages do not), "
         "user nonroot 65532, /prometheus; no CA certificates or time zones",
-        builders.prometheus,
+        operator_builders.prometheus,
         go=("github.com/prometheus/prometheus@{module}",),
-        derive=lambda params: {"module": builders.prometheus_module_version(params["version"])},
+        derive=lambda params: {"module": operator_builders.prometheus_module_version(params["version"])},
     ),
     R(
         "prometheus-operator",
@@ -228,7 +228,7 @@ RECIPES: tuple[Recipe, ...] = (
         r"v(?P<version>0\.\d+\.\d+)",
         "/bin/operator built in the Go module github.com/prometheus-operator/prometheus-operator, "
         "on busybox, user nobody",
-        builders.prometheus_operator,
+        operator_builders.prometheus_operator,
         debian=("busybox-static",),
         go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
     ),
@@ -238,7 +238,7 @@ RECIPES: tuple[Recipe, ...] = (
         r"v(?P<version>0\.\d+\.\d+)",
         "/bin/prometheus-config-reloader built in the Go module "
         "github.com/prometheus-operator/prometheus-operator, on busybox, user nobody",
-        builders.prometheus_config_reloader,
+        operator_builders.prometheus_config_reloader,
         debian=("busybox-static",),
         go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
     ),
@@ -250,10 +250,10 @@ RECIPES: tuple[Recipe, ...] = (
         "and their run-time dependencies, images/spark/pom.xml) on Debian's Java 17 JRE; SparkPi of our "
         "own (images/spark/SparkPi.java) as examples/jars/spark-examples.jar; our own entrypoint and "
         "launcher scripts; user spark 185; no Python, no PySpark, no R, no Hive",
-        builders.spark,
+        operator_builders.spark,
         base=True,
-        debian=builders.SPARK_DEBIAN + builders.SPARK_BUILD_DEBIAN,
-        files=builders.SPARK_FILES,
+        debian=operator_builders.SPARK_DEBIAN + operator_builders.SPARK_BUILD_DEBIAN,
+        files=operator_builders.SPARK_FILES,
     ),
     R(
         "spark-operator",
@@ -262,10 +262,10 @@ RECIPES: tuple[Recipe, ...] = (
         "/usr/bin/spark-operator built in the Go module github.com/kubeflow/spark-operator/v2, on the "
         "Spark image built here (Spark 4.0.0 for 2.5.2, whose own image has 4.0.4: Maven Central lacks "
         "spark-kubernetes 4.0.4), tini, user spark 185",
-        builders.spark_operator,
+        operator_builders.spark_operator,
         base=True,
-        debian=builders.SPARK_DEBIAN + builders.SPARK_BUILD_DEBIAN,
-        files=(*builders.SPARK_FILES, "images/spark-operator/entrypoint.sh"),
+        debian=operator_builders.SPARK_DEBIAN + operator_builders.SPARK_BUILD_DEBIAN,
+        files=(*operator_builders.SPARK_FILES, "images/spark-operator/entrypoint.sh"),
         go=("github.com/kubeflow/spark-operator/v2@v{version}",),
         derive=spark_operator_spark,
     ),
