@@ -16,6 +16,7 @@ import pytest
 from components.offline.preview import preview
 from e2e.node import builders, images, operator_builders
 from e2e.node.builders import airflow_constraints
+from e2e.node.debian import BuildError
 from e2e.node.recipes import RECIPES, Recipe, Selected, cache_key, reasons, select, split
 from tests.helpers import ROOT
 
@@ -395,3 +396,21 @@ class TestSparkImageRuns:
         lines: list[str] = []
         assert check("docker.io/library/spark:4.0.0", echo=lines.append) == 0, "\n".join(lines)
         assert any(line.strip().startswith("Pi is roughly 3.1") for line in lines), lines
+
+
+class TestGoBuilds:
+    def test_a_build_without_go_on_the_path_names_the_module_it_needed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        ctx = builders.Context("x", tmp_path, ROOT, tmp_path / "work", tmp_path / "log", lambda _: None, Path)
+        with pytest.raises(BuildError, match=r"`go` \(1.24 or newer\) is needed to build k8s.io/x@v1"):
+            ctx.go_build("k8s.io/x@v1", "./cmd/x", "x")
+
+    def test_a_cached_binary_is_used_without_go(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        binary = tmp_path / "go" / "k8s.io_x@v1" / "x" / "x"
+        binary.parent.mkdir(parents=True)
+        binary.write_bytes(b"")
+        ctx = builders.Context("x", tmp_path, ROOT, tmp_path / "work", tmp_path / "log", lambda _: None, Path)
+        assert ctx.go_build("k8s.io/x@v1", "./cmd/x", "x") == binary

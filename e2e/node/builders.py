@@ -80,14 +80,9 @@ class Context:
         binary = folder / name
         if binary.is_file():
             return binary
-        go = shutil.which("go")
-        if go is None:
-            raise debian.BuildError(f"`go` (1.24 or newer) is needed to build {module_version}")
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        env = dict(os.environ, GOBIN=str(partial), CGO_ENABLED="0")
-        env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
-        env.setdefault("GOTOOLCHAIN", "local")
+        go, env = _go(module_version, GOBIN=str(partial))
         with self.step(f"go install {module_version}"):
             cmd = [go, "install", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), module_version]
             debian.run_logged(cmd, self.log, env)
@@ -106,8 +101,8 @@ class Context:
     ) -> Path:
         """`go build` of `package` (a folder of the module, ./cmd/x) inside the source of a Go
         module fetched from the Go module proxy (`go mod download`), CGO off, static; cached by
-        module@version and `name` (the binary's). For modules whose go.mod has `replace` directives, which
-        `go install module@version` refuses. `nested` names folders of the module that are
+        module@version and `name` (the binary's). For modules whose go.mod has `replace`
+        directives, which `go install module@version` refuses. `nested` names folders of the module that are
         modules of their own (so not in its zip) that a replace points at: each is fetched at
         the same version and put in its place."""
         module, _, version = module_version.partition("@")
@@ -115,12 +110,7 @@ class Context:
         binary = folder / name
         if binary.is_file():
             return binary
-        go = shutil.which("go")
-        if go is None:
-            raise debian.BuildError(f"`go` (1.24 or newer) is needed to build {module_version}")
-        env = dict(os.environ, CGO_ENABLED="0", GOWORK="off")
-        env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
-        env.setdefault("GOTOOLCHAIN", "local")
+        go, env = _go(module_version, GOWORK="off")
         source = self.work / "go-src" / module.replace("/", "_")
         with self.step(f"go mod download {module_version}"):
             shutil.rmtree(source, ignore_errors=True)
@@ -137,6 +127,17 @@ class Context:
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
         return binary
+
+
+def _go(module_version: str, **extra: str) -> tuple[str, dict[str, str]]:
+    """The `go` command and the environment of a static build with the local toolchain."""
+    go = shutil.which("go")
+    if go is None:
+        raise debian.BuildError(f"`go` (1.24 or newer) is needed to build {module_version}")
+    env = dict(os.environ, CGO_ENABLED="0", **extra)
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
+    env.setdefault("GOTOOLCHAIN", "local")
+    return go, env
 
 
 def _copy_module(go: str, module_version: str, target: Path, log: Path, env: Mapping[str, str]) -> None:
