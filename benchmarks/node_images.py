@@ -5,6 +5,7 @@ base, every package, wheel and Go module is fetched and built); cached is the sa
 again. Needs root, like every image build. Prints one line per image and the totals:
 
     .venv/bin/python benchmarks/node_images.py                  # the dev stack's images + pause + CoreDNS
+    .venv/bin/python benchmarks/node_images.py --stack prod     # the prod stack's (those that can be built)
     .venv/bin/python benchmarks/node_images.py busybox:1.37.0   # or the references named
     .venv/bin/python benchmarks/node_images.py --keep DIR       # keep the cold cache in DIR
 """
@@ -64,11 +65,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("refs", nargs="*")
     parser.add_argument("--keep", type=Path, help="build the cold cache here and keep it")
+    parser.add_argument("--stack", default="dev", help="without references: this stack's images (default dev)")
     args = parser.parse_args()
     refs = args.refs or NODE + sorted(
         ref
-        for ref in images.stack_images("dev") | images.dag_images()
-        if not images.unbuildable([ref])  # the Spark operator's and monitoring's: no recipe
+        for ref in images.stack_images(args.stack) | images.dag_images()
+        if not images.unbuildable([ref])  # some of monitoring's and prod's: see docs/images.md
     )
     cache = args.keep or Path(tempfile.mkdtemp(prefix="node-images-bench-"))
     try:

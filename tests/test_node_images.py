@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from components.offline.preview import preview
-from e2e.node import builders, images
+from e2e.node import builders, images, operator_builders
 from e2e.node.builders import airflow_constraints
+from e2e.node.debian import BuildError
 from e2e.node.recipes import RECIPES, Recipe, Selected, cache_key, reasons, select, split
 from tests.helpers import ROOT
 
@@ -32,6 +33,30 @@ DEV_IMAGES = {
     "apache/airflow:airflow-pgbouncer-2026.04.17-1.23.1": "pgbouncer",
 }
 
+# The prod stack's images built here: what its rendered pods name, what its operators make
+# (Prometheus, the config reloader) and the image of the SparkApplication the example DAG submits.
+PROD_IMAGES = {
+    "ghcr.io/kedacore/keda:2.20.2": "keda",
+    "ghcr.io/kedacore/keda-metrics-apiserver:2.20.2": "keda-metrics-apiserver",
+    "ghcr.io/kedacore/keda-admission-webhooks:2.20.2": "keda-admission-webhooks",
+    "quay.io/prometheus/prometheus:v3.14.0-distroless": "prometheus",
+    "quay.io/prometheus-operator/prometheus-operator:v0.93.1": "prometheus-operator",
+    "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1": "prometheus-config-reloader",
+    "ghcr.io/kubeflow/spark-operator/controller:2.5.2": "spark-operator",
+    "docker.io/library/spark:4.0.0": "spark",
+}
+# What the prod stack runs that no recipe builds (docs/images.md says why, per image).
+PROD_UNBUILDABLE = {
+    "apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.18.0",
+    "registry.k8s.io/git-sync/git-sync:v4.4.2",
+    "docker.io/grafana/grafana:13.2.0",
+    "quay.io/kiwigrid/k8s-sidecar:2.10.1",
+    "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7",
+    "quay.io/prometheus/node-exporter:v1.12.1-distroless",
+    "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
+    "quay.io/prometheus/alertmanager:v0.34.0",
+}
+
 
 def selected(ref: str) -> Selected:
     found = select(ref)
@@ -40,7 +65,7 @@ def selected(ref: str) -> Selected:
 
 
 class TestSelection:
-    @pytest.mark.parametrize(("ref", "recipe"), sorted(DEV_IMAGES.items()))
+    @pytest.mark.parametrize(("ref", "recipe"), sorted({**DEV_IMAGES, **PROD_IMAGES}.items()))
     def test_each_image_the_stacks_run_is_built_by_its_recipe(self, ref: str, recipe: str) -> None:
         assert selected(ref).recipe.name == recipe
 
@@ -59,7 +84,8 @@ class TestSelection:
         assert selected("apache/airflow:3.2.0").recipe.suite == "bookworm"
 
     def test_no_reference_is_covered_by_two_recipes(self) -> None:
-        for ref in [*DEV_IMAGES, "apache/airflow:3.2.1-python3.12", "registry.k8s.io/git-sync/git-sync:v4.4.2"]:
+        others = ["apache/airflow:3.2.1-python3.12", "registry.k8s.io/git-sync/git-sync:v4.4.2"]
+        for ref in [*DEV_IMAGES, *PROD_IMAGES, *others]:
             repository, tag = split(ref)
             matching = [r for r in RECIPES if r.repository == repository and r.params(tag) is not None]
             assert len(matching) == 1, (ref, [r.name for r in matching])
@@ -71,7 +97,7 @@ class TestSelection:
 
 class TestUnbuildable:
     def test_every_image_the_stacks_run_can_be_built(self) -> None:
-        assert images.unbuildable(DEV_IMAGES) == []
+        assert images.unbuildable({**DEV_IMAGES, **PROD_IMAGES}) == []
 
     def test_an_unknown_repository_is_named_with_where_the_recipes_are_listed(self) -> None:
         assert reasons(["ghcr.io/example/thing:1.0"]) == {
@@ -95,9 +121,13 @@ class TestUnbuildable:
             "registry.k8s.io/git-sync/git-sync:v4.4.2",
             "apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.18.0",
         ]
+        refs += ["ghcr.io/jkroepke/kube-webhook-certgen:1.8.7", "docker.io/grafana/grafana:13.2.0"]
         found = reasons(refs)
         assert "the Go module k8s.io/git-sync, is not served by the Go module proxy" in found[refs[0]]
         assert "the Go module github.com/jbub/pgbouncer_exporter, is not served" in found[refs[1]]
+        assert "github.com/jkroepke/kube-webhook-certgen, is not served by the Go module proxy" in found[refs[2]]
+        assert "(403: This module version is not available)" in found[refs[2]]
+        assert "the Go module github.com/grafana/grafana, is not served" in found[refs[3]]
 
     def test_a_reference_pinned_by_digest_is_never_built(self) -> None:
         ref = "busybox:1.37.0@sha256:" + "0" * 64
@@ -127,11 +157,24 @@ class TestCacheKeys:
         assert cache_key(selected("apache/airflow:3.2.0")) != cache_key(selected("apache/airflow:3.2.1"))
 
     @pytest.mark.parametrize(
-        "relative",
-        ["images/airflow/constraints-3.2.txt", "images/airflow/entrypoint", "images/airflow/clean-logs"],
+        ("ref", "relative"),
+        [
+            *(
+                ("apache/airflow:3.2.0", relative)
+                for relative in (
+                    "images/airflow/constraints-3.2.txt",
+                    "images/airflow/entrypoint",
+                    "images/airflow/clean-logs",
+                )
+            ),
+            *(("spark:4.0.0", relative) for relative in operator_builders.SPARK_FILES),
+            ("ghcr.io/kubeflow/spark-operator/controller:2.5.2", "images/spark-operator/entrypoint.sh"),
+        ],
     )
-    def test_a_change_to_a_file_the_build_reads_gives_another_key(self, tmp_path: Path, relative: str) -> None:
-        choice = selected("apache/airflow:3.2.0")
+    def test_a_change_to_a_file_the_build_reads_gives_another_key(
+        self, tmp_path: Path, ref: str, relative: str
+    ) -> None:
+        choice = selected(ref)
         repo = copy_inputs(tmp_path, choice.recipe, choice.params)
         before = cache_key(choice, repo)
         with (repo / relative).open("a") as handle:
@@ -231,9 +274,13 @@ class TestStackImages:
         assert {"apache/airflow:3.2.0", "busybox:1.37.0", "quay.io/prometheus/statsd-exporter:v0.29.0"} <= needed
         assert images.unbuildable(needed | images.dag_images()) == []
 
-    def test_the_images_no_recipe_builds_are_those_of_spark_and_monitoring(self, dev_preview: Any) -> None:
-        optional = [o for s in dev_preview.sources if s.name.startswith(OPTIONAL) for o in s.objects]
-        assert images.unbuildable(images.pod_images(dev_preview.objects)) == sorted(images.pod_images(optional))
+    def test_the_images_no_recipe_builds_are_some_of_monitorings_and_none_of_sparks(self, dev_preview: Any) -> None:
+        monitoring = [o for s in dev_preview.sources if s.name.startswith("monitoring-release") for o in s.objects]
+        spark = [o for s in dev_preview.sources if s.name.startswith("spark-release") for o in s.objects]
+        left = images.unbuildable(images.pod_images(dev_preview.objects))
+        assert left and set(left) <= images.pod_images(monitoring)
+        assert "quay.io/prometheus-operator/prometheus-operator:v0.93.1" not in left
+        assert images.unbuildable(images.pod_images(spark) | images.operator_images(spark)) == []
 
     def test_the_dags_task_images_are_read_from_their_conventions(self) -> None:
         assert images.dag_images() == {"python:3.13.7-slim-bookworm", "busybox:1.37.0", "airflow-k8s-task:1.0.0"}
@@ -250,3 +297,120 @@ class TestAirflowImageRuns:
 
         lines: list[str] = []
         assert check("apache/airflow:3.2.0", echo=lines.append) == 0, "\n".join(lines)
+
+
+class TestProdRecipes:
+    def test_prometheus_3_is_built_from_the_go_module_version_that_carries_it(self) -> None:
+        assert operator_builders.prometheus_module_version("3.14.0") == "v0.314.0"
+        assert operator_builders.prometheus_module_version("2.55.1") == "v0.55.1"
+        choice = selected("quay.io/prometheus/prometheus:v3.14.0-distroless")
+        assert choice.recipe.modules(choice.params) == ["github.com/prometheus/prometheus@v0.314.0"]
+
+    def test_only_the_distroless_prometheus_is_built(self) -> None:
+        why = reasons(["quay.io/prometheus/prometheus:v3.14.0"])["quay.io/prometheus/prometheus:v3.14.0"]
+        assert why.startswith("no recipe builds tag 'v3.14.0' of quay.io/prometheus/prometheus")
+
+    def test_the_three_keda_images_come_from_one_go_module_at_the_tags_version(self) -> None:
+        refs = [ref for ref in PROD_IMAGES if ref.startswith("ghcr.io/kedacore/")]
+        modules = {tuple(selected(ref).recipe.modules(selected(ref).params)) for ref in refs}
+        assert modules == {("github.com/kedacore/keda/v2@v2.20.2",)}
+        assert len({cache_key(selected(ref)) for ref in refs}) == 3
+
+    def test_the_spark_operator_submits_with_the_spark_of_the_dags_application(self) -> None:
+        # its own image has Spark 4.0.4, whose spark-kubernetes Maven Central does not carry
+        operator = selected("ghcr.io/kubeflow/spark-operator/controller:2.5.2")
+        assert operator.params == {"version": "2.5.2", "spark": "4.0.0"}
+        (application,) = images.spark_application_images()
+        assert split(application)[1] == operator.params["spark"]
+
+    def test_a_spark_operator_release_whose_spark_is_not_known_is_named(self) -> None:
+        ref = "ghcr.io/kubeflow/spark-operator/controller:2.6.0"
+        assert reasons([ref])[ref].startswith(
+            "no recipe builds tag '2.6.0' of ghcr.io/kubeflow/spark-operator/controller"
+        )
+
+    def test_the_spark_version_comes_from_the_tag(self) -> None:
+        assert selected("spark:4.0.0").params == {"version": "4.0.0"}
+        assert cache_key(selected("spark:4.0.0")) != cache_key(selected("spark:4.0.1"))
+
+
+def prometheus_cr(image: str) -> dict[str, Any]:
+    return {"kind": "Prometheus", "metadata": {"name": "p"}, "spec": {"image": image}}
+
+
+def deployment(image: str, *args: str) -> dict[str, Any]:
+    container = {"name": "c", "image": image, "args": list(args)}
+    return {"kind": "Deployment", "spec": {"template": {"spec": {"containers": [container]}}}}
+
+
+class TestOperatorImages:
+    def test_the_image_a_prometheus_resource_names_is_an_image_the_stack_runs(self) -> None:
+        assert images.operator_images([prometheus_cr("quay.io/prometheus/prometheus:v3.14.0-distroless")]) == {
+            "quay.io/prometheus/prometheus:v3.14.0-distroless"
+        }
+
+    def test_the_config_reloader_the_operator_is_told_to_use_is_an_image_the_stack_runs(self) -> None:
+        operator = deployment(
+            "quay.io/prometheus-operator/prometheus-operator:v0.93.1",
+            "--kubelet-service=kube-system/k",
+            "--prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1",
+        )
+        assert images.operator_images([operator]) == {"quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1"}
+
+    def test_the_spark_applications_of_the_dags_count_only_when_the_spark_operator_runs(self) -> None:
+        assert images.spark_application_images() == {"docker.io/library/spark:4.0.0"}
+        assert images.operator_images([deployment("ghcr.io/kubeflow/spark-operator/controller:2.5.2")]) == {
+            "docker.io/library/spark:4.0.0"
+        }
+        assert images.operator_images([deployment("busybox:1.37.0")]) == set()
+
+
+@pytest.fixture(scope="module")
+def prod_preview(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return preview(ROOT, "prod", tmp_path_factory.mktemp("prod"), run_checkov=False, releases_exist=False)
+
+
+class TestProdStackImages:
+    def test_the_recipes_names_are_those_of_the_prod_stacks_rendered_pods_and_operators(
+        self, prod_preview: Any
+    ) -> None:
+        needed = images.pod_images(prod_preview.objects) | images.operator_images(prod_preview.objects)
+        recipe_of = {ref: select(ref) for ref in needed}
+        chosen = {ref for ref, found in recipe_of.items() if found and found.recipe.name in PROD_IMAGES.values()}
+        assert chosen == set(PROD_IMAGES)
+
+    def test_what_no_recipe_builds_for_prod_is_named_and_nothing_else(self, prod_preview: Any) -> None:
+        needed = images.pod_images(prod_preview.objects) | images.operator_images(prod_preview.objects)
+        assert set(images.unbuildable(needed | images.dag_images())) == PROD_UNBUILDABLE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the check runs the image in namespaces: root only")
+@pytest.mark.skipif(
+    None in images.cached(["docker.io/library/spark:4.0.0"]).values(),
+    reason="the Spark image is not cached (python -m e2e.node.images build spark:4.0.0)",
+)
+class TestSparkImageRuns:
+    def test_spark_pi_runs_from_the_image_as_user_spark(self) -> None:
+        from e2e.node.image_check import check
+
+        lines: list[str] = []
+        assert check("docker.io/library/spark:4.0.0", echo=lines.append) == 0, "\n".join(lines)
+        assert any(line.strip().startswith("Pi is roughly 3.1") for line in lines), lines
+
+
+class TestGoBuilds:
+    def test_a_build_without_go_on_the_path_names_the_module_it_needed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        ctx = builders.Context("x", tmp_path, ROOT, tmp_path / "work", tmp_path / "log", lambda _: None, Path)
+        with pytest.raises(BuildError, match=r"`go` \(1.24 or newer\) is needed to build k8s.io/x@v1"):
+            ctx.go_build("k8s.io/x@v1", "./cmd/x", "x")
+
+    def test_a_cached_binary_is_used_without_go(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PATH", str(tmp_path))
+        binary = tmp_path / "go" / "k8s.io_x@v1" / "x" / "x"
+        binary.parent.mkdir(parents=True)
+        binary.write_bytes(b"")
+        ctx = builders.Context("x", tmp_path, ROOT, tmp_path / "work", tmp_path / "log", lambda _: None, Path)
+        assert ctx.go_build("k8s.io/x@v1", "./cmd/x", "x") == binary

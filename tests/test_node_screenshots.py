@@ -14,16 +14,14 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from e2e.harness import StepError
-from e2e.node import scenario, screenshots
+from e2e.node import screenshots
 from e2e.node.airflow_api import AirflowApi
 from e2e.node.cdp import Browser, BrowserError, chromium_args
 from e2e.node.screenshots import DAG, OUTPUT, TASK, ScreenshotError, pages, shows_dag, shows_output, shows_success
-from e2e.scenarios import Deployment
 from tests.helpers import ROOT
 
 UI = ROOT / "tests" / "fixtures" / "airflow_ui"
@@ -214,7 +212,7 @@ class TestTake:
 
 
 class EchoOnly:
-    """The one thing the step uses of its Deployment."""
+    """Where the step says what it did."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -223,15 +221,11 @@ class EchoOnly:
         self.lines.append(line)
 
 
-def deployment(d: EchoOnly) -> Deployment:
-    return cast(Deployment, d)
-
-
 API = AirflowApi(BASE, token="jwt")
 
 
 class TestTheNodeScenarioStep:
-    """e2e/node/scenario.py's `ui_screenshots`, with the browser part stood in for."""
+    """The node scenario's step (`screenshots.of_run`), with the browser part stood in for."""
 
     def test_the_pngs_are_kept_in_the_runs_folder_and_copied_where_asked(self, tmp_path, monkeypatch):
         def shots(api, dag, run, task, output, out, echo):
@@ -243,9 +237,7 @@ class TestTheNodeScenarioStep:
 
         monkeypatch.setattr(screenshots, "screenshot_run", shots)
         d = EchoOnly()
-        written = scenario.ui_screenshots(
-            deployment(d), API, RUN, [{"task_id": TASK}], tmp_path / "run", tmp_path / "kept"
-        )
+        written = screenshots.of_run(API, RUN, [{"task_id": TASK}], tmp_path / "run", tmp_path / "kept", d.echo)
         assert [p.name for p in written] == ["a.png", "b.png"]
         assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["a.png", "b.png"]
         assert d.lines == [f"screenshots kept in {tmp_path / 'kept'}: a.png, b.png"]
@@ -256,15 +248,13 @@ class TestTheNodeScenarioStep:
 
         monkeypatch.setattr(screenshots, "screenshot_run", shots)
         with pytest.raises(StepError, match=f"^the Airflow UI: the run of {DAG} .*: the run x is Failed, not Success$"):
-            scenario.ui_screenshots(deployment(EchoOnly()), API, RUN, [{"task_id": TASK}], tmp_path, None)
+            screenshots.of_run(API, RUN, [{"task_id": TASK}], tmp_path, None, EchoOnly().echo)
 
     def test_a_dag_without_the_task_is_named_with_the_tasks_it_has(self, tmp_path):
         with pytest.raises(
             StepError, match=f"^{DAG} has no task {TASK} to show the log of \\(its tasks: load, report\\)$"
         ):
-            scenario.ui_screenshots(
-                deployment(EchoOnly()), API, RUN, [{"task_id": "load"}, {"task_id": "report"}], tmp_path, None
-            )
+            screenshots.of_run(API, RUN, [{"task_id": "load"}, {"task_id": "report"}], tmp_path, None, EchoOnly().echo)
 
 
 class TestTheDocsImages:

@@ -8,6 +8,7 @@ docs/images.md.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -79,20 +80,82 @@ class Context:
         binary = folder / name
         if binary.is_file():
             return binary
-        go = shutil.which("go")
-        if go is None:
-            raise debian.BuildError(f"`go` (1.24 or newer) is needed to build {module_version}")
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        env = dict(os.environ, GOBIN=str(partial), CGO_ENABLED="0")
-        env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
-        env.setdefault("GOTOOLCHAIN", "local")
+        go, env = _go(module_version, GOBIN=str(partial))
         with self.step(f"go install {module_version}"):
             cmd = [go, "install", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), module_version]
             debian.run_logged(cmd, self.log, env)
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
         return binary
+
+    def go_build(
+        self,
+        module_version: str,
+        package: str,
+        name: str,
+        ldflags: str = "",
+        tags: tuple[str, ...] = (),
+        nested: tuple[str, ...] = (),
+    ) -> Path:
+        """`go build` of `package` (a folder of the module, ./cmd/x) inside the source of a Go
+        module fetched from the Go module proxy (`go mod download`), CGO off, static; cached by
+        module@version and `name` (the binary's). For modules whose go.mod has `replace`
+        directives, which `go install module@version` refuses. `nested` names folders of the module that are
+        modules of their own (so not in its zip) that a replace points at: each is fetched at
+        the same version and put in its place."""
+        module, _, version = module_version.partition("@")
+        folder = self.cache / "go" / f"{module.replace('/', '_')}@{version}" / name
+        binary = folder / name
+        if binary.is_file():
+            return binary
+        go, env = _go(module_version, GOWORK="off")
+        source = self.work / "go-src" / module.replace("/", "_")
+        with self.step(f"go mod download {module_version}"):
+            shutil.rmtree(source, ignore_errors=True)
+            _copy_module(go, module_version, source, self.log, env)
+            for relative in nested:
+                _copy_module(go, f"{module}/{relative}@{version}", source / relative, self.log, env)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        with self.step(f"go build {package} of {module_version}"):
+            cmd = [go, "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", str(partial / name)]
+            cmd += [f"-tags={','.join(tags)}"] if tags else []
+            debian.run_logged([*cmd, package], self.log, env, cwd=source)
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+        return binary
+
+
+def _go(module_version: str, **extra: str) -> tuple[str, dict[str, str]]:
+    """The `go` command and the environment of a static build with the local toolchain."""
+    go = shutil.which("go")
+    if go is None:
+        raise debian.BuildError(f"`go` (1.24 or newer) is needed to build {module_version}")
+    env = dict(os.environ, CGO_ENABLED="0", **extra)
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=mod").strip()
+    env.setdefault("GOTOOLCHAIN", "local")
+    return go, env
+
+
+def _copy_module(go: str, module_version: str, target: Path, log: Path, env: Mapping[str, str]) -> None:
+    """A writable copy of a module's source as the Go module proxy serves it."""
+    proc = subprocess.run(
+        [go, "mod", "download", "-json", module_version], capture_output=True, text=True, env=env, check=False
+    )
+    with log.open("a") as handle:
+        handle.write(f"$ go mod download -json {module_version}\n{proc.stdout}{proc.stderr}")
+    found = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    if proc.returncode != 0 or "Dir" not in found:
+        why = found.get("Error") or proc.stderr.strip()[-800:]
+        raise debian.BuildError(f"`go mod download {module_version}` failed: {why}")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(found["Dir"], target, symlinks=True)
+    for path in (target, *target.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -110,6 +173,19 @@ def _install(source: Path, target: Path, mode: int = 0o755) -> None:
 def _users(root: Path, passwd: str, group: str) -> None:
     _write(root / "etc/passwd", passwd)
     _write(root / "etc/group", group)
+
+
+def _nonroot_tree(ctx: Context) -> Path:
+    """An empty tree with the users of distroless's `static:nonroot` (root, nonroot 65532)."""
+    root = ctx.empty()
+    _users(
+        root,
+        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+        "root:x:0:\nnonroot:x:65532:\n",
+    )
+    (root / "home/nonroot").mkdir(parents=True)
+    os.chown(root / "home/nonroot", 65532, 65532)
+    return root
 
 
 def _busybox_tree(ctx: Context, suite: str) -> Path:
@@ -178,17 +254,10 @@ def _coredns_binary(ctx: Context, version: str) -> Path:
 
 
 def coredns(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
-    root = ctx.empty()
+    root = _nonroot_tree(ctx)
     binary = root / "coredns"
     _install(_coredns_binary(ctx, params["version"]), binary)
     os.setxattr(binary, "security.capability", NET_BIND_SERVICE)
-    _users(
-        root,
-        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-        "root:x:0:\nnonroot:x:65532:\n",
-    )
-    (root / "home/nonroot").mkdir(parents=True)
-    os.chown(root / "home/nonroot", 65532, 65532)
     return ImageConfig(user="65532:65532", entrypoint=("/coredns",), env={"PATH": PATH})
 
 

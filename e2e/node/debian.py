@@ -87,13 +87,13 @@ def ensure_host_packages(log: Path) -> list[str]:
     return missing
 
 
-def run_logged(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:
-    """Run `cmd` with its output appended to `log`; a failure raises BuildError with its tail."""
+def run_logged(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    """Run `cmd` (in `cwd`) with its output appended to `log`; a failure raises BuildError with its tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.run(list(cmd), stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+        proc = subprocess.run(list(cmd), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
         raise BuildError(f"`{' '.join(cmd)[:300]}` exited {proc.returncode} (log: {log}):\n{tail}")

@@ -267,14 +267,18 @@ def check(
     echo: Callable[[str], None] | None = None,
     timings: dict[str, float] | None = None,
 ) -> int:
-    """Run the check for the Airflow image `ref`; 0 when every step passed. `timings`, when
-    given, receives each step's seconds (benchmarks/node.py's floor)."""
+    """Run the check for the Airflow (or Spark) image `ref`; 0 when every step passed. `timings`,
+    when given, receives each Airflow check step's seconds (benchmarks/node.py's floor)."""
     from e2e.node.images import build, say
+    from e2e.node.recipes import select
 
     echo = echo or say
     if os.geteuid() != 0:
         echo("check: needs root (mount and PID namespaces, chroot)")
         return 2
+    chosen = select(ref)
+    if chosen is not None and chosen.recipe.name == "spark":
+        return check_spark(ref, build([ref], cache, echo)[ref], echo)
     archives = build([ref, POSTGRES_REF], cache, echo)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="airflow-image-check-") as tmp:
@@ -289,6 +293,40 @@ def check(
             return 1
         finally:
             procs.stop_all()
+    echo(f"check: {ref} passed in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+SPARK_PI = "local:///opt/spark/examples/jars/spark-examples.jar"
+
+
+def check_spark(ref: str, archive: Path, echo: Callable[[str], None]) -> int:
+    """SparkPi from the Spark image, as user spark (185) through the image's entrypoint, in
+    local mode (a driver and its executor threads in one JVM): Spark's jars, the launcher
+    scripts and the program work together. The Kubernetes driver and executor paths of the
+    entrypoint need a cluster (the node)."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="spark-image-check-") as tmp:
+        work = Path(tmp)
+        try:
+            with _step("unpack the image", echo):
+                image = unpack(archive, work / "spark")
+            log = work / "spark-pi.log"
+            args = ["spark-submit", "--master", "local[2]", "--class", "org.apache.spark.examples.SparkPi"]
+            # The machine's host name is not in the image's /etc/hosts (a pod's is): loopback.
+            local = {"SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOCAL_HOSTNAME": "localhost"}
+            container = Container(
+                image, args=[*args, SPARK_PI, "10"], env=local, user="185:185", mounts={"/tmp": (TMPFS, False)}
+            )
+            with _step("spark-submit SparkPi (local[2], 10 slices)", echo):
+                run_once(container, log, timeout=600)
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("Pi is roughly ")]
+            if not lines or not 3.0 < float(lines[-1].split()[-1]) < 3.3:
+                raise CheckError(f"no estimate of pi in the output:\n{log.read_text(errors='replace')[-2000:]}")
+            echo(f"  {lines[-1]}")
+        except CheckError as exc:
+            echo(f"check FAILED: {exc}")
+            return 1
     echo(f"check: {ref} passed in {time.monotonic() - started:.1f} s")
     return 0
 

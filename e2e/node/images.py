@@ -36,7 +36,7 @@ from typing import Any
 from e2e.node import debian
 from e2e.node.builders import Context
 from e2e.node.oci import write_archive
-from e2e.node.recipes import RECIPES, REPO, Selected, cache_key, reasons, select
+from e2e.node.recipes import RECIPES, REPO, Selected, cache_key, reasons, select, split
 
 Echo = Callable[[str], None]
 
@@ -246,6 +246,54 @@ def pod_images(objects: Iterable[dict[str, Any]]) -> set[str]:
     return found
 
 
+# Operators that make pods at run time, and where the rendered objects name those pods' images.
+OPERATED_KINDS = ("Prometheus", "Alertmanager", "ThanosRuler")  # prometheus-operator: spec.image
+CONFIG_RELOADER_FLAG = "--prometheus-config-reloader="  # prometheus-operator's argument
+SPARK_OPERATOR = "ghcr.io/kubeflow/spark-operator/controller"
+
+
+def operator_images(objects: Iterable[dict[str, Any]], repo: Path = REPO) -> set[str]:
+    """The images of pods the stack's operators make at run time, as the rendered objects name
+    them: a Prometheus's (Alertmanager's, ThanosRuler's) `spec.image`, the config reloader
+    prometheus-operator's `--prometheus-config-reloader` names, and, when the Spark operator
+    runs, the images of the SparkApplications the example DAGs submit (dags/spark/*.yaml)."""
+    objects = [obj for obj in objects if isinstance(obj, dict)]
+    found: set[str] = set()
+    for obj in objects:
+        if obj.get("kind") in OPERATED_KINDS and (obj.get("spec") or {}).get("image"):
+            found.add(obj["spec"]["image"])
+    for image, args in _containers(objects):
+        found.update(arg.split("=", 1)[1] for arg in args if arg.startswith(CONFIG_RELOADER_FLAG))
+        if split(image)[0] == SPARK_OPERATOR:
+            found |= spark_application_images(repo)
+    return found
+
+
+def _containers(objects: Iterable[dict[str, Any]]) -> Iterator[tuple[str, list[str]]]:
+    from e2e.checks import pod_spec_of
+
+    for obj in objects:
+        spec = pod_spec_of(obj) or {}
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            yield container.get("image", ""), [*(container.get("command") or []), *(container.get("args") or [])]
+
+
+def spark_application_images(repo: Path = REPO) -> set[str]:
+    """The images of the SparkApplications in dags/spark/*.yaml (spec.image, the driver's and
+    the executors' own)."""
+    import yaml
+
+    found: set[str] = set()
+    for path in sorted((repo / "dags" / "spark").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "SparkApplication":
+                spec = doc.get("spec") or {}
+                for part in (spec, spec.get("driver") or {}, spec.get("executor") or {}):
+                    if part.get("image"):
+                        found.add(part["image"])
+    return found
+
+
 def dag_images(repo: Path = REPO) -> set[str]:
     """The task images the example DAGs run by default (dags/k8s_conventions.py)."""
     text = (repo / "dags/k8s_conventions.py").read_text()
@@ -254,12 +302,13 @@ def dag_images(repo: Path = REPO) -> set[str]:
 
 def stack_images(stack: str, repo: Path = REPO, echo: Echo | None = None) -> set[str]:
     """The images of every pod the offline preview of `stack` renders (charts and the program's
-    own objects, the KubernetesExecutor's pod template included)."""
+    own objects, the KubernetesExecutor's pod template included), and of the pods its
+    operators make (`operator_images`)."""
     from components.offline.preview import preview
 
     with tempfile.TemporaryDirectory(prefix="stack-images-") as out:
         result = preview(repo, stack, Path(out), run_checkov=False, echo=echo, releases_exist=False)
-    return pod_images(result.objects)
+    return pod_images(result.objects) | operator_images(result.objects, repo)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.node import builders
+from e2e.node import builders, operator_builders
 from e2e.node.debian import NEWER, base_key
 from e2e.node.oci import ImageConfig, normalise, sha256_file
 
@@ -34,6 +34,17 @@ def airflow_constraints_file(params: dict[str, str]) -> dict[str, str]:
     version = params["version"]
     exact = REPO / "images" / "airflow" / f"constraints-{version}.txt"
     return {"constraints": version if exact.is_file() else version.rsplit(".", 1)[0]}
+
+
+# The Spark each Spark operator release's image is built on (its controller runs that Spark's
+# spark-submit). 2.5.2's own image starts from Spark 4.0.4, but Maven Central has no
+# spark-kubernetes 4.0.3 or 4.0.4 (4.0.2 is the newest 4.0.x there): 4.0.0 is the Spark of the
+# example DAG's SparkApplication, so the submitting client and the driver agree.
+SPARK_OF_SPARK_OPERATOR = {"2.5.2": "4.0.0"}
+
+
+def spark_operator_spark(params: dict[str, str]) -> dict[str, str]:
+    return {"spark": SPARK_OF_SPARK_OPERATOR[params["version"]]}
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,107 @@ RECIPES: tuple[Recipe, ...] = (
         "",
         unavailable="its source, the Go module k8s.io/git-sync, is not served by the Go module proxy "
         "these machines reach",
+    ),
+    R(
+        "keda",
+        "ghcr.io/kedacore/keda",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda (the operator) built in the Go module github.com/kedacore/keda/v2 at the tag's version, "
+        "user nonroot 65532 as distroless's static:nonroot; no CA certificates or time zones",
+        operator_builders.keda,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "keda-metrics-apiserver",
+        "ghcr.io/kedacore/keda-metrics-apiserver",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda-adapter (the metrics API server) built in the Go module github.com/kedacore/keda/v2, "
+        "user nonroot 65532; no CA certificates or time zones",
+        operator_builders.keda_metrics_apiserver,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "keda-admission-webhooks",
+        "ghcr.io/kedacore/keda-admission-webhooks",
+        r"(?P<version>2\.\d+\.\d+)",
+        "/keda-admission-webhooks built in the Go module github.com/kedacore/keda/v2, user nonroot 65532; "
+        "no CA certificates or time zones",
+        operator_builders.keda_admission_webhooks,
+        go=("github.com/kedacore/keda/v2@v{version}",),
+    ),
+    R(
+        "prometheus",
+        "quay.io/prometheus/prometheus",
+        r"v(?P<version>3\.\d+\.\d+)-distroless",
+        "/bin/prometheus and /bin/promtool built in the Go module github.com/prometheus/prometheus "
+        "(v0.3xx.y for 3.xx.y) without the web UI's assets (the API answers, the UI pages do not), "
+        "user nonroot 65532, /prometheus; no CA certificates or time zones",
+        operator_builders.prometheus,
+        go=("github.com/prometheus/prometheus@{module}",),
+        derive=lambda params: {"module": operator_builders.prometheus_module_version(params["version"])},
+    ),
+    R(
+        "prometheus-operator",
+        "quay.io/prometheus-operator/prometheus-operator",
+        r"v(?P<version>0\.\d+\.\d+)",
+        "/bin/operator built in the Go module github.com/prometheus-operator/prometheus-operator, "
+        "on busybox, user nobody",
+        operator_builders.prometheus_operator,
+        debian=("busybox-static",),
+        go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
+    ),
+    R(
+        "prometheus-config-reloader",
+        "quay.io/prometheus-operator/prometheus-config-reloader",
+        r"v(?P<version>0\.\d+\.\d+)",
+        "/bin/prometheus-config-reloader built in the Go module "
+        "github.com/prometheus-operator/prometheus-operator, on busybox, user nobody",
+        operator_builders.prometheus_config_reloader,
+        debian=("busybox-static",),
+        go=("github.com/prometheus-operator/prometheus-operator@v{version}",),
+    ),
+    R(
+        "spark",
+        "docker.io/library/spark",
+        r"(?P<version>4\.\d+\.\d+)",
+        "Spark at the tag's version from Maven Central's jars (spark-core, spark-sql, spark-kubernetes "
+        "and their run-time dependencies, images/spark/pom.xml) on Debian's Java 17 JRE; SparkPi of our "
+        "own (images/spark/SparkPi.java) as examples/jars/spark-examples.jar; our own entrypoint and "
+        "launcher scripts; user spark 185; no Python, no PySpark, no R, no Hive",
+        operator_builders.spark,
+        base=True,
+        debian=operator_builders.SPARK_DEBIAN + operator_builders.SPARK_BUILD_DEBIAN,
+        files=operator_builders.SPARK_FILES,
+    ),
+    R(
+        "spark-operator",
+        "ghcr.io/kubeflow/spark-operator/controller",
+        r"(?P<version>2\.5\.2)",
+        "/usr/bin/spark-operator built in the Go module github.com/kubeflow/spark-operator/v2, on the "
+        "Spark image built here (Spark 4.0.0 for 2.5.2, whose own image has 4.0.4: Maven Central lacks "
+        "spark-kubernetes 4.0.4), tini, user spark 185",
+        operator_builders.spark_operator,
+        base=True,
+        debian=operator_builders.SPARK_DEBIAN + operator_builders.SPARK_BUILD_DEBIAN,
+        files=(*operator_builders.SPARK_FILES, "images/spark-operator/entrypoint.sh"),
+        go=("github.com/kubeflow/spark-operator/v2@v{version}",),
+        derive=spark_operator_spark,
+    ),
+    R(
+        "kube-webhook-certgen",
+        "ghcr.io/jkroepke/kube-webhook-certgen",
+        r"(?P<version>\d+\.\d+\.\d+)",
+        "",
+        unavailable="its source, the Go module github.com/jkroepke/kube-webhook-certgen, is not served by the "
+        "Go module proxy these machines reach (403: This module version is not available)",
+    ),
+    R(
+        "grafana",
+        "docker.io/grafana/grafana",
+        r"(?P<version>\d+\.\d+\.\d+)",
+        "",
+        unavailable="its source, the Go module github.com/grafana/grafana, is not served by the Go module proxy "
+        "these machines reach (403: This module version is not available), and its web UI needs a Node.js build",
     ),
     R(
         "python",

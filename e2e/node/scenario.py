@@ -26,7 +26,6 @@ import ast
 import base64
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -44,7 +43,6 @@ from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
 from . import cleanup, config, host, images, predicted, screenshots
 from .airflow_api import AirflowApi, AirflowApiError
-from .cdp import BrowserError
 from .host import Node, pod_report
 
 NAME = "node"
@@ -261,7 +259,7 @@ def scenario_node(h: Harness) -> None:
         title = f"the UI in headless Chromium: the DAG list, {DAG}'s run a success, its task's log; screenshots"
         with steps.step(f"[{NAME}] {title}"):
             run_id, tasks = runs[DAG]
-            ui_screenshots(d, api, run_id, tasks, folder / "screenshots", h.screenshots)
+            screenshots.of_run(api, run_id, tasks, folder / "screenshots", h.screenshots, d.echo)
 
     with steps.step(f"[{NAME}] teardown: nothing of the node is left on the machine"):
         problems = plane.stop()
@@ -584,28 +582,6 @@ def read_logs(
         if not files:
             raise StepError(f"no file for {dag_id}.{task['task_id']} try {tries} under {logs}")
         d.echo(f"file on the logs volume: {files[0].relative_to(folder)} ({files[0].stat().st_size} bytes)")
-
-
-def ui_screenshots(
-    d: Deployment, api: AirflowApi, run_id: str, tasks: list[dict[str, Any]], folder: Path, keep: Path | None
-) -> list[Path]:
-    """The three pages of the run in headless Chromium (logged in with the API's token), each
-    checked for what it must show, their PNGs in `folder` and copied to `keep`."""
-    task_ids = [str(t["task_id"]) for t in tasks]
-    if screenshots.TASK not in task_ids:
-        raise StepError(f"{DAG} has no task {screenshots.TASK} to show the log of (its tasks: {', '.join(task_ids)})")
-    try:
-        written = screenshots.screenshot_run(
-            api, DAG, run_id, screenshots.TASK, screenshots.OUTPUT, folder, echo=lambda line: d.echo(f"    {line}")
-        )
-    except (screenshots.ScreenshotError, BrowserError) as exc:
-        raise StepError(f"the Airflow UI: {exc}") from None
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        for path in written:
-            shutil.copyfile(path, keep / path.name)
-        d.echo(f"screenshots kept in {keep}: {', '.join(p.name for p in written)}")
-    return written
 
 
 NODE_SCENARIOS = {NAME: scenario_node}

@@ -17,6 +17,7 @@ import getpass
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..harness import StepError
 from .airflow_api import AirflowApi, AirflowApiError
 from .cdp import WINDOW, Browser, BrowserError
 
@@ -240,6 +242,32 @@ def latest_success(api: AirflowApi, dag_id: str) -> str:
     if not runs:
         raise ScreenshotError(f"{dag_id} has no successful run: trigger it first (or pass --trigger)")
     return str(runs[0]["dag_run_id"])
+
+
+def of_run(
+    api: AirflowApi,
+    run_id: str,
+    tasks: list[dict[str, object]],
+    folder: Path,
+    keep: Path | None,
+    echo: Callable[[str], None],
+) -> list[Path]:
+    """The node scenario's step: the three pages of DAG's run `run_id` in headless Chromium
+    (logged in with the API's token), each checked for what it must show, their PNGs in `folder`
+    and copied to `keep`; a page that does not show it is a StepError."""
+    task_ids = [str(t["task_id"]) for t in tasks]
+    if TASK not in task_ids:
+        raise StepError(f"{DAG} has no task {TASK} to show the log of (its tasks: {', '.join(task_ids)})")
+    try:
+        written = screenshot_run(api, DAG, run_id, TASK, OUTPUT, folder, echo=lambda line: echo(f"    {line}"))
+    except (ScreenshotError, BrowserError) as exc:
+        raise StepError(f"the Airflow UI: {exc}") from None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in written:
+            shutil.copyfile(path, keep / path.name)
+        echo(f"screenshots kept in {keep}: {', '.join(p.name for p in written)}")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
