@@ -46,7 +46,14 @@ from .checks import pod_spec_of
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
 _SCALED = ("Deployment", "StatefulSet")
-_PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+# initialDelaySeconds 0 is omitted when read back (a plain int, not a pointer like runAsUser).
+_PROBE_DEFAULTS = {
+    "initialDelaySeconds": 0,
+    "timeoutSeconds": 1,
+    "periodSeconds": 10,
+    "successThreshold": 1,
+    "failureThreshold": 3,
+}
 _MODE_DEFAULT = 420  # 0644
 
 
@@ -163,6 +170,8 @@ def _port(port: dict[str, Any], host_network: bool) -> Any:
     out = {"protocol": "TCP", **port}
     if host_network:
         out.setdefault("hostPort", port.get("containerPort"))
+    if not out.get("hostPort"):
+        out.pop("hostPort", None)  # 0 is omitted when read back
     return _clean(out)
 
 

@@ -298,6 +298,20 @@ class TestCompareKnowsWhatTheServerFillsIn:
         live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["hostPort"] = 22
         assert [d for d in compare([predicted], [live]) if "ports" in d]
 
+    def test_a_probes_zero_initial_delay_and_a_zero_host_port_read_back_omitted(self):
+        spec = pod_spec(container("web"))
+        spec["containers"][0].update(
+            startupProbe={"httpGet": {"path": "/health", "port": 8080}, "initialDelaySeconds": 0},
+            ports=[{"containerPort": 8080, "hostPort": 0}],
+        )
+        predicted = workload("Deployment", "web", spec)
+        live = copy.deepcopy(predicted)
+        main = live["spec"]["template"]["spec"]["containers"][0]
+        del main["startupProbe"]["initialDelaySeconds"], main["ports"][0]["hostPort"]
+        assert compare([predicted], [live]) == []
+        main["startupProbe"]["initialDelaySeconds"] = 600
+        assert [d for d in compare([predicted], [live]) if "startupProbe" in d]
+
     def test_a_lifecycle_hooks_http_scheme_defaults_to_http(self):
         spec = pod_spec(container("web"))
         spec["containers"][0]["lifecycle"] = {"preStop": {"httpGet": {"path": "/drain", "port": 8080}}}
