@@ -5,18 +5,22 @@ credential inputs marked secret; see components/provider.py) to YAML, TypeScript
 Java and Python programs.
 """
 
+import importlib
 import sys
 from pathlib import Path
 
-if not __package__:
+package = __package__
+if not package:
     # Run as a folder (`python components/`), as the plugin runtime does: the folder itself is
     # sys.path[0], where our modules would shadow the standard library's (platform.py). Import the
-    # package from its parent instead.
+    # package from its parent instead, under the folder's own name (`components` in the
+    # repository, `pulumi_airflow_k8s` installed).
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     sys.path.insert(0, str(here.parent))
+    package = here.name
 
-from components.provider import serve
+serve = importlib.import_module(f"{package}.provider").serve
 
 if __name__ == "__main__":
     serve()

@@ -15,8 +15,8 @@ from pulumi.provider.experimental.util import camel_case
 from pulumi.provider.provider import ConstructResult
 from pulumi.provider.server import ComponentInitError
 
-from components.core.arguments import ArgumentError
-from components.platform.component import PACKAGE, SECRET_ARGS, AirflowPlatform
+from .core.arguments import ArgumentError
+from .platform.component import PACKAGE, SECRET_ARGS, AirflowPlatform
 
 VERSION = "0.2.0"
 """The package version (kept equal to the distribution's in pyproject.toml by a test)."""

@@ -224,7 +224,7 @@ class TestThePythonExample:
             if isinstance(node, ast.Import | ast.ImportFrom)
             for alias in node.names
         }
-        assert imported == {"pulumi", "components"}
+        assert imported == {"pulumi", "pulumi_airflow_k8s"}
 
     def test_it_declares_airflow_through_one_platform_and_exports_what_the_other_examples_do(self):
         run = run_python_example()

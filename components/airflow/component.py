@@ -13,16 +13,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.airflow import maintenance
-from components.airflow.config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
-from components.airflow.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
-from components.airflow.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
-from components.airflow.guards import check_airflow_config
-from components.airflow.invariants import check_airflow
-from components.airflow.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
-from components.airflow.maintenance_config import MaintenanceConfig
-from components.airflow.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
-from components.airflow.secret_files import (
+from ..core.arguments import as_arguments
+from ..core.chart_release import helm_release
+from ..core.ids import check_no_clash
+from ..core.merge import deep_merge
+from ..core.reader import ConfigError, bounded, type_name
+from ..logs.component import LogStorage
+from ..logs.config import LogsConfig, parse_logs
+from . import maintenance
+from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
+from .fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
+from .guards import check_airflow_config
+from .invariants import check_airflow
+from .jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
+from .maintenance_config import MaintenanceConfig
+from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
+from .secret_files import (
     CONNECTIONS_FILE,
     METADATA_ASYNC_KEY,
     VARIABLES_FILE,
@@ -31,7 +38,7 @@ from components.airflow.secret_files import (
     connections_file,
     variables_file,
 )
-from components.airflow.values import (
+from .values import (
     SecretNames,
     airflow_environment,
     broker_url,
@@ -50,13 +57,6 @@ from components.airflow.values import (
     task_service_accounts,
     ui_service,
 )
-from components.core.arguments import as_arguments
-from components.core.chart_release import helm_release
-from components.core.ids import check_no_clash
-from components.core.merge import deep_merge
-from components.core.reader import ConfigError, bounded, type_name
-from components.logs.component import LogStorage
-from components.logs.config import LogsConfig, parse_logs
 
 
 def _conn_env(conn_id: str) -> str:

@@ -18,18 +18,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.airflow.dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
-from components.airflow.fernet_config import FernetConfig, parse_fernet
-from components.airflow.pools import Pool, parse_pools
-from components.airflow.secret_paths import ENV_PATHS, FILE_ONLY_ENV, VOLUME_NAMES
-from components.airflow.spread_config import Spread, parse_spread
-from components.airflow.upgrades import check_chart_supports
-from components.core import names
-from components.core.charts import ChartSource, parse_chart_source
-from components.core.durations import go_duration_seconds
-from components.core.git_refs import git_ref
-from components.core.invariants import budget_drains
-from components.core.reader import (
+from ..core import names
+from ..core.charts import ChartSource, parse_chart_source
+from ..core.durations import go_duration_seconds
+from ..core.git_refs import git_ref
+from ..core.invariants import budget_drains
+from ..core.reader import (
     QUANTITY as QUANTITY,
     ConfigError,
     ConfigTypeError,
@@ -39,7 +33,13 @@ from components.core.reader import (
     semver,
     version_tuple,
 )
-from components.core.resources import Resources, parse_resources
+from ..core.resources import Resources, parse_resources
+from .dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
+from .fernet_config import FernetConfig, parse_fernet
+from .pools import Pool, parse_pools
+from .secret_paths import ENV_PATHS, FILE_ONLY_ENV, VOLUME_NAMES
+from .spread_config import Spread, parse_spread
+from .upgrades import check_chart_supports
 
 DEFAULT_CHART_VERSION = "1.21.0"
 DEFAULT_CHART_REPOSITORY = "https://airflow.apache.org"

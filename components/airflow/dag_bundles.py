@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from components.airflow.secret_paths import SECRETS_DIR
+from .secret_paths import SECRETS_DIR
 
 GIT_BUNDLE_CLASS = "airflow.providers.git.bundles.git.GitDagBundle"
 KNOWN_HOSTS_FILE = "git-known-hosts"

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from components.airflow.fernet_config import (
+from .fernet_config import (
     MAX_GENERATION as MAX_GENERATION,
     FernetConfig as FernetConfig,
     parse_fernet as parse_fernet,
     parse_previous_keys as parse_previous_keys,
 )
-from components.airflow.rollout import pod_annotations
+from .rollout import pod_annotations
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig
+    from .config import AirflowConfig
 
 # Pod annotation that changes whenever the key list changes, so every long-running Airflow
 # pod restarts and reads the new `AIRFLOW__CORE__FERNET_KEY` (a changed Secret alone never

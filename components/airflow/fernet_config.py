@@ -10,7 +10,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from components.core.reader import ConfigError, Node
+from ..core.reader import ConfigError, Node
 
 MAX_GENERATION = 100
 

@@ -12,12 +12,12 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from components.airflow import invariants
-from components.core import invariants as chart_invariants
-from components.core.reader import ConfigError, quantity
+from ..core import invariants as chart_invariants
+from ..core.reader import ConfigError, quantity
+from . import invariants
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig
+    from .config import AirflowConfig
 
 # The cluster's own namespaces: nothing of this stack goes there.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -50,8 +50,8 @@ def _host(key: str, host: str | None) -> None:
 
 def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
     """Rules on the typed Airflow keys that the cluster would enforce too late (or never)."""
-    from components.airflow.secret_files import SECRETS_DIR
-    from components.logs.config import LOGS_PATH
+    from ..logs.config import LOGS_PATH
+    from .secret_files import SECRETS_DIR
 
     chart_invariants.image_repository(f"{key}.image.repository", cfg.image.repository)
     stock = cfg.image.repository.endswith("apache/airflow")
@@ -168,7 +168,7 @@ def _typed_strings(cfg: AirflowConfig, key: str) -> None:
 
 
 def _task_pods(cfg: AirflowConfig, key: str) -> None:
-    from components.airflow.secret_files import FILE_ONLY_ENV
+    from .secret_files import FILE_ONLY_ENV
 
     pods = cfg.task_pods
     owned = set(FILE_ONLY_ENV) | {f"{n}_CMD" for n in FILE_ONLY_ENV}

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from components.core.invariants import (
+from ..core.invariants import (
     ABSENT,
     HIDDEN,
     Origins,
@@ -47,8 +47,8 @@ from components.core.invariants import (
     walk,
     walked,
 )
-from components.core.reader import ConfigError
-from components.core.workloads import pod_spec_of
+from ..core.reader import ConfigError
+from ..core.workloads import pod_spec_of
 
 
 def _airflow_typed_key(path: Path) -> str:
@@ -278,8 +278,8 @@ def _network_policies(
 
 def _mounts(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins) -> None:
     """No user mount at, over or inside the folders AirflowRelease mounts (secrets, /tmp, logs)."""
-    from components.airflow.secret_files import SECRETS_DIR
-    from components.logs.config import LOGS_PATH
+    from ..logs.config import LOGS_PATH
+    from .secret_files import SECRETS_DIR
 
     reserved = (SECRETS_DIR, LOGS_PATH)
     for path, value in walk(ours):
@@ -336,7 +336,7 @@ def check_airflow_values(
 ) -> None:
     """Every guarantee on the final values of an Airflow Release. `ours` are the same values without
     what users added (extraValues); `sources` are what they added, to name their keys."""
-    from components.airflow.secret_files import FILE_ONLY_ENV
+    from .secret_files import FILE_ONLY_ENV
 
     origins = Origins(values, sources, _airflow_typed_key)
     owned_env = frozenset(FILE_ONLY_ENV) | {f"{n}_CMD" for n in FILE_ONLY_ENV}
@@ -438,9 +438,9 @@ def airflow_release_values(
     dags_claim: str | None = None,
 ) -> dict[str, Any]:
     """The final values AirflowRelease declares its Release with (pod annotations aside)."""
-    from components.airflow.values import merge_extra_values, typed_values
-    from components.core.merge import deep_merge
-    from components.logs.config import claim_name, logs_values
+    from ..core.merge import deep_merge
+    from ..logs.config import claim_name, logs_values
+    from .values import merge_extra_values, typed_values
 
     base = typed_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
     if logs is not None:
@@ -492,8 +492,8 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
     escalating or host-namespace containers, system hostPath volumes, Airflow's secret variables
     set to anything but the file AirflowRelease mounts, and containers running Airflow without what
     it reads and writes (airflow_runtime.py)."""
-    from components.airflow.airflow_runtime import runtime_problems
-    from components.airflow.secret_files import FILE_ONLY_ENV, SECRETS_DIR
+    from .airflow_runtime import runtime_problems
+    from .secret_files import FILE_ONLY_ENV, SECRETS_DIR
 
     owned = set(FILE_ONLY_ENV)
     out: list[tuple[str, str, str]] = []

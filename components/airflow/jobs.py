@@ -17,10 +17,10 @@ import hashlib
 import json
 from typing import Any
 
-from components.airflow.config import AirflowConfig
-from components.airflow.fernet import rotate_job_name
-from components.airflow.pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
-from components.airflow.secret_files import (
+from .config import AirflowConfig
+from .fernet import rotate_job_name
+from .pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
+from .secret_files import (
     SECRETS_DIR,
     SECRETS_VOLUME,
     TMP_VOLUME,
@@ -31,7 +31,7 @@ from components.airflow.secret_files import (
     secret_files,
     tmp_volume,
 )
-from components.airflow.values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SIDECAR_RESOURCES, SecretNames
+from .values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SIDECAR_RESOURCES, SecretNames
 
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating

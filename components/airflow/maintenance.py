@@ -12,9 +12,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow.config import AirflowConfig, DatabaseUrl
-from components.airflow.maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
-from components.airflow.maintenance_values import (
+from ..logs.config import LogsConfig
+from .config import AirflowConfig, DatabaseUrl
+from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
+from .maintenance_values import (
     PG_SERVICE_FILE,
     backup_claim,
     backup_cronjob,
@@ -27,7 +28,6 @@ from components.airflow.maintenance_values import (
     cleanup_pods_role,
     pg_service_file,
 )
-from components.logs.config import LogsConfig
 
 
 def settings(value: MaintenanceConfig | Mapping[str, Any] | None, logs: LogsConfig | None) -> MaintenanceConfig:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from components.airflow.spread import spread_components
+from .spread import spread_components
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig
+    from .config import AirflowConfig
 
 PREFIX = "airflow-k8s/"
 

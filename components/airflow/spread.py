@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from components.airflow.spread_config import (
+from .spread_config import (
     WHEN_UNSATISFIABLE as WHEN_UNSATISFIABLE,
     Spread as Spread,
     parse_spread as parse_spread,
 )
 
 if TYPE_CHECKING:
-    from components.airflow.config import AirflowConfig
+    from .config import AirflowConfig
 
 REVISION_LABELS = ("pod-template-hash", "controller-revision-hash")
 # Chart values path of each scalable component -> the `component` label of its pods.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.core.reader import Node
+from ..core.reader import Node
 
 WHEN_UNSATISFIABLE = ("ScheduleAnyway", "DoNotSchedule")
 # A label key: optional DNS prefix and '/', then a name (the Kubernetes rule).

@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from components.airflow.config import AirflowConfig, Component, DatabaseUrl, pg_url
-from components.airflow.dag_bundles import bundle_values
-from components.airflow.fernet import fernet_values
-from components.airflow.secret_files import (
+from ..core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from ..core.merge import deep_merge
+from ..core.reader import ConfigError
+from .config import AirflowConfig, Component, DatabaseUrl, pg_url
+from .dag_bundles import bundle_values
+from .fernet import fernet_values
+from .secret_files import (
     ADMIN_PASSWORD_FILE,
     ENV_PATHS,
     SECRETS_DIR,
@@ -28,11 +31,8 @@ from components.airflow.secret_files import (
     file_values,
     secret_files,
 )
-from components.airflow.secret_names import SecretNames as SecretNames
-from components.airflow.spread import spread_values
-from components.core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
-from components.core.merge import deep_merge
-from components.core.reader import ConfigError
+from .secret_names import SecretNames as SecretNames
+from .spread import spread_values
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.
 SERVICE_ACCOUNT_KEYS: dict[str, str] = {

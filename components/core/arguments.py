@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pulumi
 
-from components.core.reader import ConfigError
+from .reader import ConfigError
 
 PROJECT_PREFIX = "airflow-k8s:"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi_kubernetes as k8s
 
-from components.core.charts import ChartSource
+from .charts import ChartSource
 
 
 def helm_release(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.core.names import url_host
-from components.core.reader import ConfigError, Node, semver
+from .names import url_host
+from .reader import ConfigError, Node, semver
 
 _REPOSITORY = re.compile(r"^(https?|oci|file)://\S+$")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from components.core.reader import _MISSING, ConfigError
+from .reader import _MISSING, ConfigError
 
 TARGET_KEYS = ("kubernetes:context", "kubernetes:kubeconfig")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.core.durations import go_duration_seconds
-from components.core.reader import ConfigError
+from .durations import go_duration_seconds
+from .reader import ConfigError
 
 _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _MONTHS = {

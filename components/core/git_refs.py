@@ -3,7 +3,7 @@ what git accepts; a name git refuses makes every sync fail)."""
 
 from __future__ import annotations
 
-from components.core.reader import ConfigError
+from .reader import ConfigError
 
 RULE = (
     "a git branch or ref: no space, '~', '^', ':', '?', '*', '[', '\\\\' or control character, no '..' or '@{', "

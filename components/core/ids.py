@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.core.reader import ConfigError
+from .reader import ConfigError
 
 
 def check_no_clash(key: str, declared: Mapping[str, Any], platform: Mapping[str, tuple[str, str]]) -> None:

@@ -35,10 +35,10 @@ from typing import Any
 
 import yaml
 
-from components.core.credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
-from components.core.names import host_name
-from components.core.reader import ConfigError
-from components.core.resources import amount_valid
+from .credentials import redact_url as redact_url, text_credential, url_credentials as url_credentials
+from .names import host_name
+from .reader import ConfigError
+from .resources import amount_valid
 
 Path = tuple[str | int, ...]
 

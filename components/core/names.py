@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from components.core.reader import ConfigError, ConfigTypeError, matches
+from .reader import ConfigError, ConfigTypeError, matches
 
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253

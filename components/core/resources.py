@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from components.core.reader import ConfigError, Node, quantity, quantity_value
+from .reader import ConfigError, Node, quantity, quantity_value
 
 # Container runtimes refuse memory limits below 6 MiB (runc's minimum); no Airflow process
 # starts in less than this either.

@@ -8,11 +8,11 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.airflow.config import AirflowConfig, parse_airflow
-from components.core.chart_release import helm_release
-from components.core.reader import ConfigError
-from components.keda.config import KedaConfig, KedaInstall, parse_keda
-from components.keda.values import chart_values
+from ..airflow.config import AirflowConfig, parse_airflow
+from ..core.chart_release import helm_release
+from ..core.reader import ConfigError
+from .config import KedaConfig, KedaInstall, parse_keda
+from .values import chart_values
 
 PACKAGE = "airflow-k8s"
 

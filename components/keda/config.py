@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.airflow.config import AirflowConfig
-from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, Node, dns_label
-from components.core.resources import Resources, parse_resources
+from ..airflow.config import AirflowConfig
+from ..core.charts import ChartSource, parse_chart_source
+from ..core.reader import ConfigError, Node, dns_label
+from ..core.resources import Resources, parse_resources
 
 KedaMode = Literal["off", "install", "existing"]
 MODES: tuple[KedaMode, ...] = ("off", "install", "existing")

@@ -22,10 +22,10 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from components.airflow.config import AirflowConfig
-from components.airflow.secret_names import SecretNames
-from components.core.merge import deep_merge
-from components.keda.config import KedaConfig, KedaInstall
+from ..airflow.config import AirflowConfig
+from ..airflow.secret_names import SecretNames
+from ..core.merge import deep_merge
+from .config import KedaConfig, KedaInstall
 
 KEDA_CONNECTION_ENV = "AIRFLOW_CONN_AIRFLOW_DB"
 KEDA_OPERATOR_LABEL = "keda-operator"

@@ -8,8 +8,8 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.core.airflow_user import AIRFLOW_UID
-from components.logs.config import (
+from ..core.airflow_user import AIRFLOW_UID
+from .config import (
     LOGS_PATH,
     LogsConfig,
     claim_name,

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from components.core import names
-from components.core.reader import ConfigError, Node, dns_label
+from ..core import names
+from ..core.reader import ConfigError, Node, dns_label
 
 LogsMode = Literal["emptyDir", "hostPath", "nfs", "dynamic", "remote"]
 RemoteTarget = Literal["s3", "gcs", "wasb", "elasticsearch"]

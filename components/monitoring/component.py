@@ -9,12 +9,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.airflow.component import AirflowRelease
-from components.airflow.config import AirflowConfig, parse_airflow
-from components.core.chart_release import helm_release
-from components.core.invariants import check_other_release
-from components.monitoring.config import MonitoringConfig, check_with_airflow, parse_monitoring
-from components.monitoring.values import (
+from ..airflow.component import AirflowRelease
+from ..airflow.config import AirflowConfig, parse_airflow
+from ..core.chart_release import helm_release
+from ..core.invariants import check_other_release
+from .config import MonitoringConfig, check_with_airflow, parse_monitoring
+from .values import (
     GRAFANA_ADMIN_PASSWORD_KEY,
     GRAFANA_ADMIN_USER_KEY,
     MONITORING_API,

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from components.airflow.config import AirflowConfig
-from components.core import names
-from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches, quantity_value
-from components.core.resources import Resources, parse_resources
+from ..airflow.config import AirflowConfig
+from ..core import names
+from ..core.charts import ChartSource, parse_chart_source
+from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches, quantity_value
+from ..core.resources import Resources, parse_resources
 
 MonitoringMode = Literal["off", "install", "existing", "annotations"]
 MODES: tuple[MonitoringMode, ...] = ("off", "install", "existing", "annotations")

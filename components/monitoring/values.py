@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 
-from components.airflow.config import AirflowConfig
-from components.core.merge import deep_merge
-from components.core.resources import Resources
-from components.monitoring.config import InstallSettings, MonitoringConfig
-from components.monitoring.statsd_names import AIRFLOW2_NAMES
+from ..airflow.config import AirflowConfig
+from ..core.merge import deep_merge
+from ..core.resources import Resources
+from .config import InstallSettings, MonitoringConfig
+from .statsd_names import AIRFLOW2_NAMES
 
 # The Airflow chart's StatsD exporter and PgBouncer exporter (ports of their Services).
 STATSD_SCRAPE_PORT = 9102

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from components.core.cluster_target import API_VERSION, KUBERNETES_VERSIONS
-from components.core.reader import ConfigError
+from ..core.cluster_target import API_VERSION, KUBERNETES_VERSIONS
+from ..core.reader import ConfigError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -163,16 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         cli.error(f"two stacks given: {args.stack} and --stack {args.stack_option}")
     stack = args.stack or args.stack_option or "dev"
 
-    from components.offline.deployed_state import DeployedStateError
-    from components.offline.dry_run import Target
-    from components.offline.helm import HelmNotFoundError
-    from components.offline.preview import ci_summary, preview, table
+    from .deployed_state import DeployedStateError
+    from .dry_run import Target
+    from .helm import HelmNotFoundError
+    from .preview import ci_summary, preview, table
 
     root = Path(args.root)
     print(f"Offline preview of stack '{stack}' (project at {root.resolve().name}/)", flush=True)
     baseline_state = args.baseline_state
     if baseline_state is None and not args.no_backend:
-        from components.offline.backend_state import export_from_backend
+        from .backend_state import export_from_backend
 
         baseline_state = export_from_backend(root, stack, Path(args.out) / stack, lambda line: print(line, flush=True))
     try:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.offline.checks import Item, Problem
-from components.offline.dry_run import config_tree
+from .checks import Item, Problem
+from .dry_run import config_tree
 
 JUDGE = Path(__file__).with_name("airflow_judge.py")
 PYTHON_ENV = "AIRFLOW_K8S_AIRFLOW_PYTHON"

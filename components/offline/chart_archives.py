@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from components.offline.chart_content import ChartContentError, content_digest
+from .chart_content import ChartContentError, content_digest
 
 LOCK_FILE = Path(__file__).resolve().parents[1] / "charts-lock.json"
 #: How the lock is named in messages: its place in the repository.

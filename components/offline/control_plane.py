@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from components.offline.kube_api import Kube, wait_for
+from .kube_api import Kube, wait_for
 
 LOCALHOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.offline.program import Registered
-from components.offline.report import REDACTED
+from .program import Registered
+from .report import REDACTED
 
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 STACK_TYPE = "pulumi:pulumi:Stack"

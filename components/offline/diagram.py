@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pulumi
 
-from components.offline.generated import command_line
-from components.offline.program import Registered, run_program
-from components.platform import config as stack_config
-from components.platform.component import AirflowPlatform
+from ..platform import config as stack_config
+from ..platform.component import AirflowPlatform
+from .generated import command_line
+from .program import Registered, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = Path("docs") / "architecture.md"
@@ -200,11 +200,11 @@ def mermaid(h: House) -> str:
 
 
 def not_drawn(h: House) -> list[str]:
-    """The package's components (`components.__all__`) that no shipped stack declares."""
-    import components
+    """The package's components (its `__all__`) that no shipped stack declares."""
+    from .. import __all__ as public, __name__ as package
 
     drawn = {kind(box.type) for box in h.boxes.values()}
-    exported = (getattr(components, name) for name in components.__all__)
+    exported = (getattr(sys.modules[package], name) for name in public)
     return sorted(
         c.__name__
         for c in exported

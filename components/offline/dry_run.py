@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from components.offline.checks import Item, Problem
-from components.offline.kube_api import ApiError, Kube, wait_for
-from components.offline.local_apiserver import DryRunUnavailableError, emulated, local_folder, local_server
+from .checks import Item, Problem
+from .kube_api import ApiError, Kube, wait_for
+from .local_apiserver import DryRunUnavailableError, emulated, local_folder, local_server
 
 FIELD_MANAGER = "airflow-k8s-preview"
 DRY_RUN_ENV = "AIRFLOW_K8S_DRY_RUN"  # "off": no dry run; "required": a missing API server is a problem

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.offline.control_plane import (
+from .control_plane import (
     LOCALHOST,
     admin_client,
     first_exited,
@@ -31,9 +31,9 @@ from components.offline.control_plane import (
     stop_all,
     wait_ready,
 )
-from components.offline.helm import tools_cache
-from components.offline.kube_api import Kube, wait_for
-from components.offline.policy import socket_dir
+from .helm import tools_cache
+from .kube_api import Kube, wait_for
+from .policy import socket_dir
 
 IDLE_ENV = "AIRFLOW_K8S_APISERVER_IDLE"  # seconds the local API server stays without a preview
 DEFAULT_IDLE = 900

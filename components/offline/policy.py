@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from components.offline.checks import checkov
+from .checks import checkov
 
 ALLOWLIST = Path("security") / "checkov-allowlist.yaml"
 BASELINE_COMMENT = "baseline-skipped"  # what checkov writes for a finding the baseline accepts
@@ -172,7 +172,7 @@ def inputs_fingerprint(root: Path, stack: str, options: str) -> str:
     digest = hashlib.sha256(options.encode())
     paths = [root / "Pulumi.yaml", root / f"Pulumi.{stack}.yaml", root / "__main__.py", root / ALLOWLIST]
     paths += [root / "requirements-checkov.txt", *sorted((root / "components").rglob("*.py"))]
-    from components.offline.render import chart_dirs
+    from .render import chart_dirs
 
     for directory in chart_dirs(root):
         paths += sorted(directory.glob("*.tgz"))

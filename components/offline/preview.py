@@ -24,16 +24,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.airflow.invariants import rendered_problems
-from components.offline import airflow_checks, checks, policy, yamlout
-from components.offline.chart_archives import Wanted, at_hand, resolve
-from components.offline.checks import ClusterFacts, Item, Problem
-from components.offline.deployed_state import DeployedState, DeployedStateError, read_export
-from components.offline.dry_run import Outcome, Target, preview_dry_run
-from components.offline.helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
-from components.offline.policy import resource_id
-from components.offline.program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
-from components.offline.render import (
+from ..airflow.invariants import rendered_problems
+from . import airflow_checks, checks, policy, yamlout
+from .chart_archives import Wanted, at_hand, resolve
+from .checks import ClusterFacts, Item, Problem
+from .deployed_state import DeployedState, DeployedStateError, read_export
+from .dry_run import Outcome, Target, preview_dry_run
+from .helm import HELM_VERSION, Capabilities, builtin_api_versions, crd_api_versions, helm_binary
+from .policy import resource_id
+from .program import ProgramRun, Registered, is_secret, run_program, secret_paths, unwrap
+from .render import (
     CLUSTER_SCOPED,
     ChartNotFoundError,
     HelmRenderError,
@@ -46,7 +46,7 @@ from components.offline.render import (
     render_chart,
     set_namespace,
 )
-from components.offline.report import (
+from .report import (
     Baseline,
     Node,
     Row,

@@ -233,7 +233,7 @@ def load_stack_config(
     if not stack_file.exists():
         stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise FileNotFoundError(f"no stack file {stack_file.name}; stacks here: {', '.join(stacks) or 'none'}")
-    from components.platform.stack_file import read as read_stack_file
+    from ..platform.stack_file import read as read_stack_file
 
     project = _load_yaml(project_file.read_text())["name"]
     # Read as the Pulumi CLI reads it (YAML scalars, duplicate keys): see components/platform/stack_file.py.

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.workloads import pod_template_of
+from ..core.workloads import pod_template_of
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from components.offline.chart_archives import ChartNotFoundError, all_archives, chart_dirs, find_chart
-from components.offline.helm import Capabilities, helm_binary
+from .chart_archives import ChartNotFoundError, all_archives, chart_dirs, find_chart
+from .helm import Capabilities, helm_binary
 
 # Where archives are found lives in chart_archives; these names stay importable from here.
 __all__ = ["ChartNotFoundError", "all_archives", "chart_dirs", "find_chart"]

@@ -34,11 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.reader import ConfigError, Shapes, recording, register_secrets
-from components.offline.generated import command_line
-from components.offline.program import placeholder_for
-from components.platform import stack_file
-from components.platform.config import (
+from ..core.reader import ConfigError, Shapes, recording, register_secrets
+from ..platform import stack_file
+from ..platform.config import (
     CONFIRM_KEYS,
     EITHER_KEYS,
     KNOWN_KEYS,
@@ -46,6 +44,8 @@ from components.platform.config import (
     SECRET_KEYS,
     read_stack,
 )
+from .generated import command_line
+from .program import placeholder_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = Path("schemas") / "stack.schema.json"

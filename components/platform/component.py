@@ -25,23 +25,23 @@ from typing import Any, NotRequired, TypedDict
 
 import pulumi
 
-from components.airflow.component import AirflowRelease
-from components.airflow.task_images import task_image_variables
-from components.airflow.values import airflow_api_port
-from components.core.arguments import as_arguments
-from components.core.merge import deep_merge
-from components.core.reader import ConfigError
-from components.keda.component import KedaOperator
-from components.keda.values import airflow_values as keda_airflow_values
-from components.monitoring.component import Monitoring
-from components.monitoring.values import airflow_values as monitoring_airflow_values
-from components.platform import deployed
-from components.platform.config import SECRET_KEYS, StackConfig, parse_stack
-from components.platform.environment import merged
-from components.platform.identity_values import airflow_values as identity_airflow_values, spark_accounts
-from components.spark.component import SparkOperator
-from components.spark.values import airflow_connections, airflow_variables
-from components.teams.component import TaskNamespace
+from ..airflow.component import AirflowRelease
+from ..airflow.task_images import task_image_variables
+from ..airflow.values import airflow_api_port
+from ..core.arguments import as_arguments
+from ..core.merge import deep_merge
+from ..core.reader import ConfigError
+from ..keda.component import KedaOperator
+from ..keda.values import airflow_values as keda_airflow_values
+from ..monitoring.component import Monitoring
+from ..monitoring.values import airflow_values as monitoring_airflow_values
+from ..spark.component import SparkOperator
+from ..spark.values import airflow_connections, airflow_variables
+from ..teams.component import TaskNamespace
+from . import deployed
+from .config import SECRET_KEYS, StackConfig, parse_stack
+from .environment import merged
+from .identity_values import airflow_values as identity_airflow_values, spark_accounts
 
 PACKAGE = "airflow-k8s"
 STACK_PROGRAM_NAME = deployed.STACK_PROGRAM_NAME

@@ -13,15 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from components.airflow.config import AirflowConfig, StackSecrets, parse_airflow
-from components.airflow.fernet_config import parse_previous_keys
-from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
-from components.airflow.secret_files import check_one_secrets_backend
-from components.airflow.task_images import parse_task_images, platform_variables as task_image_owners
-from components.core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
-from components.core.ids import check_no_clash
-from components.core.names import is_label_value, is_qualified_name
-from components.core.reader import (
+from ..airflow.config import AirflowConfig, StackSecrets, parse_airflow
+from ..airflow.fernet_config import parse_previous_keys
+from ..airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
+from ..airflow.secret_files import check_one_secrets_backend
+from ..airflow.task_images import parse_task_images, platform_variables as task_image_owners
+from ..core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
+from ..core.ids import check_no_clash
+from ..core.names import is_label_value, is_qualified_name
+from ..core.reader import (
     DNS1123_LABEL,
     ConfigError,
     ConfigTypeError,
@@ -32,16 +32,16 @@ from components.core.reader import (
     matches,
     register_secrets,
 )
-from components.keda.config import parse_keda
-from components.logs.config import adopt_host_path_class, parse_logs
-from components.monitoring.config import parse_monitoring
-from components.platform.environment import parse_environment
-from components.platform.guards import check_plain_credentials, check_stack, foreign_keys
-from components.platform.identity_config import parse_identity
-from components.platform.identity_values import backup_identity, check_identity
-from components.platform.types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
-from components.spark.config import SparkConfig, parse_spark
-from components.teams.config import parse_team_secrets, parse_teams
+from ..keda.config import parse_keda
+from ..logs.config import adopt_host_path_class, parse_logs
+from ..monitoring.config import parse_monitoring
+from ..spark.config import SparkConfig, parse_spark
+from ..teams.config import parse_team_secrets, parse_teams
+from .environment import parse_environment
+from .guards import check_plain_credentials, check_stack, foreign_keys
+from .identity_config import parse_identity
+from .identity_values import backup_identity, check_identity
+from .types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
 
 PROJECT = "airflow-k8s"
 

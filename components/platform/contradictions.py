@@ -29,12 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components.airflow.config import parse_database_url
-from components.core.airflow_user import AIRFLOW_UID
-from components.core.reader import ConfigError
+from ..airflow.config import parse_database_url
+from ..core.airflow_user import AIRFLOW_UID
+from ..core.reader import ConfigError
 
 if TYPE_CHECKING:
-    from components.platform.types import StackConfig
+    from .types import StackConfig
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def prometheus_seconds(text: str) -> float:
 
 def alert_windows(p: Platform) -> list[tuple[float, str]]:
     """(seconds, alert) of every range window in the stack's own alert rules."""
-    from components.monitoring.values import Target, alerts
+    from ..monitoring.values import Target, alerts
 
     target = Target(p.airflow, p.namespace, p.release, operator=True)
     return [(prometheus_seconds(w), alert.name) for alert in alerts(target) for w in _RANGE.findall(alert.expr)]

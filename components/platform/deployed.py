@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from components.core.reader import ConfigError
+from ..core.reader import ConfigError
 
 if TYPE_CHECKING:
-    from components.platform.config import StackConfig
+    from .config import StackConfig
 
 OUTPUT = "deployedIdentity"
 ACCEPT_KEY = "identityChange"
@@ -57,9 +57,9 @@ def retained_claims(stack: StackConfig) -> list[str]:
     """The claims holding data the stack declares with retainOnDelete ('namespace/name'): dropping one
     from the config leaves it (and its data) in the cluster, and declaring it again later fails with
     AlreadyExists (pulumi-kubernetes 4.29+ creates, it does not adopt)."""
-    from components.airflow.maintenance_values import backup_claim_name
-    from components.logs.config import claim_name
-    from components.monitoring.values import StackNames
+    from ..airflow.maintenance_values import backup_claim_name
+    from ..logs.config import claim_name
+    from ..monitoring.values import StackNames
 
     a = stack.airflow
     claims = []

@@ -24,13 +24,13 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from components.airflow.dag_bundles import GitBundle
-from components.airflow.secret_files import connection_owners
-from components.core.ids import check_no_clash
-from components.core.reader import ConfigError, ConfigTypeError, json_value, type_name
-from components.logs.config import LogsConfig
-from components.spark.config import SparkConfig
-from components.spark.values import airflow_connections, airflow_variables
+from ..airflow.dag_bundles import GitBundle
+from ..airflow.secret_files import connection_owners
+from ..core.ids import check_no_clash
+from ..core.reader import ConfigError, ConfigTypeError, json_value, type_name
+from ..logs.config import LogsConfig
+from ..spark.config import SparkConfig
+from ..spark.values import airflow_connections, airflow_variables
 
 V = TypeVar("V")
 
@@ -167,7 +167,7 @@ PLATFORM_ENTRIES_BYTES = 16 * 1024
 
 def check_secret_size(connections: Mapping[str, str], variables: Mapping[str, str]) -> None:
     """connections.json and variables.json share one Secret: together they must fit in 1 MiB."""
-    from components.airflow.secret_files import connections_file, variables_file
+    from ..airflow.secret_files import connections_file, variables_file
 
     size = len(connections_file(connections).encode()) + len(variables_file(variables).encode())
     if size + PLATFORM_ENTRIES_BYTES <= MAX_SECRET_BYTES:

@@ -20,22 +20,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from components.airflow import invariants
-from components.airflow.guards import (
+from ..airflow import invariants
+from ..airflow.guards import (
     SYSTEM_NAMESPACES,
     SYSTEM_PREFIXES,
     check_airflow_config,
     size_valid,
 )
-from components.core import invariants as chart_invariants
-from components.core.credentials import credential_in
-from components.core.reader import ConfigError, json_value
-from components.core.resources import amount_valid
-from components.platform.contradictions import check_contradictions
-from components.teams.config import check_limit_range
+from ..core import invariants as chart_invariants
+from ..core.credentials import credential_in
+from ..core.reader import ConfigError, json_value
+from ..core.resources import amount_valid
+from ..teams.config import check_limit_range
+from .contradictions import check_contradictions
 
 if TYPE_CHECKING:
-    from components.platform.types import StackConfig
+    from .types import StackConfig
 
 # Namespaces the platform's shared controllers usually run in, when the stack does not say.
 KNOWN_CONTROLLER_NAMESPACES = {
@@ -377,9 +377,9 @@ def check_logs(stack: StackConfig) -> None:
 
 def check_releases(stack: StackConfig) -> None:
     """The invariants on the final values of every Release the stack declares."""
-    from components.airflow.values import SecretNames
-    from components.monitoring.values import airflow_values as monitoring_airflow_values, stack_values
-    from components.spark.values import chart_values as spark_chart_values
+    from ..airflow.values import SecretNames
+    from ..monitoring.values import airflow_values as monitoring_airflow_values, stack_values
+    from ..spark.values import chart_values as spark_chart_values
 
     a = stack.airflow
     remote = stack.logs.remote

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.core import names
-from components.core.reader import ConfigError, Node, matches
+from ..core import names
+from ..core.reader import ConfigError, Node, matches
 
 Provider = Literal["aws", "gcp", "azure"]
 PROVIDERS: tuple[Provider, ...] = ("aws", "gcp", "azure")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.airflow.config import AirflowConfig
-from components.airflow.maintenance_config import MaintenanceConfig
-from components.core.reader import ConfigError
-from components.logs.config import LogsConfig
-from components.platform.identity_config import ANNOTATION, STORAGE, IdentityConfig
+from ..airflow.config import AirflowConfig
+from ..airflow.maintenance_config import MaintenanceConfig
+from ..core.reader import ConfigError
+from ..logs.config import LogsConfig
+from .identity_config import ANNOTATION, STORAGE, IdentityConfig
 
 # identity component -> the Airflow chart values key of its ServiceAccount and pods.
 CHART_KEYS = {

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from components.core.reader import MAX_DEPTH, MAX_TEXT, ConfigError, bounded
+from ..core.reader import MAX_DEPTH, MAX_TEXT, ConfigError, bounded
 
 _INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _OCTAL_OLD = re.compile(r"^[-+]?0[0-7_]+$")

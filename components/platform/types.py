@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.airflow.config import AirflowConfig, StackSecrets
-from components.airflow.maintenance_config import MaintenanceConfig
-from components.keda.config import KedaConfig
-from components.logs.config import LogsConfig
-from components.monitoring.config import MonitoringConfig
-from components.platform.identity_config import IdentityConfig
-from components.spark.config import SparkConfig
-from components.teams.config import Team
+from ..airflow.config import AirflowConfig, StackSecrets
+from ..airflow.maintenance_config import MaintenanceConfig
+from ..keda.config import KedaConfig
+from ..logs.config import LogsConfig
+from ..monitoring.config import MonitoringConfig
+from ..spark.config import SparkConfig
+from ..teams.config import Team
+from .identity_config import IdentityConfig
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.core.chart_release import helm_release
-from components.core.invariants import check_other_release
-from components.core.rbac import bound_role
-from components.core.reader import ConfigError
-from components.spark.config import SparkConfig, parse_spark
-from components.spark.values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
+from ..core.chart_release import helm_release
+from ..core.invariants import check_other_release
+from ..core.rbac import bound_role
+from ..core.reader import ConfigError
+from .config import SparkConfig, parse_spark
+from .values import AIRFLOW_SUBMITTER_RULES, DRIVER_RULES, SUBMITTER_ROLE, chart_values, subjects
 
 PACKAGE = "airflow-k8s"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.charts import ChartSource, parse_chart_source
-from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label
-from components.core.resources import Resources, parse_resources
+from ..core.charts import ChartSource, parse_chart_source
+from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label
+from ..core.resources import Resources, parse_resources
 
 DEFAULT_CHART_VERSION = "2.5.2"
 DEFAULT_CHART_REPOSITORY = "https://kubeflow.github.io/spark-operator"

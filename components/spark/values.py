@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from components.core.merge import deep_merge
-from components.spark.config import OperatorPods, SparkConfig
+from ..core.merge import deep_merge
+from .config import OperatorPods, SparkConfig
 
 SPARK_GROUP = "sparkoperator.k8s.io"
 

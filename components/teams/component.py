@@ -8,8 +8,8 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.core.rbac import bound_role
-from components.teams.config import Team, launcher_rules, namespace_annotations, namespace_labels, network_policies
+from ..core.rbac import bound_role
+from .config import Team, launcher_rules, namespace_annotations, namespace_labels, network_policies
 
 PACKAGE = "airflow-k8s"
 LAUNCHER_ROLE = "airflow-pod-launcher"

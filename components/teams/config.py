@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.reader import ConfigError, ConfigTypeError, Node, dns_label, quantity_value
+from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label, quantity_value
 
 # Namespaces no team may take: the cluster's own, and those the platform uses.
 RESERVED_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})

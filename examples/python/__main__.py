@@ -4,8 +4,7 @@ as a program of your own would declare it. `pulumi up` deploys it to the current
 """
 
 import pulumi
-
-from components import AirflowPlatform
+from pulumi_airflow_k8s import AirflowPlatform
 
 config = pulumi.Config()
 # Where the Airflow chart comes from (default: the chart's public repository, pinned by the package).

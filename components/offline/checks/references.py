@@ -11,8 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.workloads import pod_template_of
-
+from ...core.workloads import pod_template_of
 from .model import (
     _BUILTIN_CLUSTER_ROLES,
     _BUILTIN_NAMESPACES,
@@ -740,7 +739,7 @@ class _Checker:
 
     def _binding(self, item: Item, ident: str, claim: Mapping[str, Any], volume: str) -> None:
         """A claim bound by name to a volume must fit it, or it stays Pending forever."""
-        from components.core.reader import quantity_value
+        from ...core.reader import quantity_value
 
         pv = next(
             (i.obj for i in self.items if _gk(i.obj) == ("", "PersistentVolume") and _name(i.obj) == volume), None
