@@ -61,17 +61,17 @@ class TestContracts:
     def test_a_capability_that_reaches_into_airflow_internals_breaks_a_contract(self, tmp_path: Path):
         packages_copy(tmp_path)
         keda_values = tmp_path / "components" / "keda" / "values.py"
-        keda_values.write_text(keda_values.read_text() + "\nfrom components.airflow.values import chart_values\n")
+        keda_values.write_text(keda_values.read_text() + "\nfrom components.airflow.values.chart import chart_values\n")
         proc = lint_imports(tmp_path)
         assert proc.returncode == 1
         assert "Capabilities see only Airflow's public surface" in proc.stdout
-        assert "components.keda.values -> components.airflow.values" in proc.stdout
+        assert "components.keda.values -> components.airflow.values.chart" in proc.stdout
 
     def test_a_capability_may_use_airflow_config_and_its_component(self, tmp_path: Path):
         packages_copy(tmp_path)
         spark_component = tmp_path / "components" / "spark" / "component.py"
         spark_component.write_text(
-            spark_component.read_text() + "\nfrom components.airflow.config import AirflowConfig as _AirflowConfig\n"
+            spark_component.read_text() + "\nfrom components.airflow.config.airflow import AirflowConfig as _AirflowConfig\n"
         )
         proc = lint_imports(tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:]

@@ -21,24 +21,10 @@ from ..core.reader import ConfigError, bounded, type_name
 from ..logs.component import LogStorage
 from ..logs.config import LogsConfig, parse_logs
 from . import maintenance
-from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
-from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
-from .fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
-from .guards import check_airflow_config
-from .invariants import check_airflow
-from .jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
-from .maintenance_config import MaintenanceConfig
-from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
-from .secret_files import (
-    CONNECTIONS_FILE,
-    METADATA_ASYNC_KEY,
-    VARIABLES_FILE,
-    check_one_secrets_backend,
-    connection_owners,
-    connections_file,
-    variables_file,
-)
-from .values import (
+from .config.airflow import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
+from .config.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
+from .config.maintenance import MaintenanceConfig
+from .values.chart import (
     SecretNames,
     airflow_environment,
     broker_url,
@@ -56,6 +42,20 @@ from .values import (
     task_pod_launcher_binding,
     task_service_accounts,
     ui_service,
+)
+from .values.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
+from .values.guards import check_airflow_config
+from .values.invariants import check_airflow
+from .values.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
+from .values.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
+from .values.secret_files import (
+    CONNECTIONS_FILE,
+    METADATA_ASYNC_KEY,
+    VARIABLES_FILE,
+    check_one_secrets_backend,
+    connection_owners,
+    connections_file,
+    variables_file,
 )
 
 
@@ -472,7 +472,7 @@ class AirflowRelease(pulumi.ComponentResource):
         )
         remote_id = logs_cfg.remote.connection_id if logs_cfg is not None and logs_cfg.remote is not None else ""
         has_remote_conn = bool(remote_id and args.get("logs_connection") is not None)
-        # The guarantees on the final chart values (components/airflow/invariants.py).
+        # The guarantees on the final chart values (components/airflow/values/invariants.py).
         check_airflow_config(cfg, key="settings")
         check_airflow(
             cfg,
