@@ -71,10 +71,28 @@ class TestContracts:
         packages_copy(tmp_path)
         spark_component = tmp_path / "components" / "spark" / "component.py"
         spark_component.write_text(
-            spark_component.read_text() + "\nfrom components.airflow.config.airflow import AirflowConfig as _AirflowConfig\n"
+            spark_component.read_text()
+            + "\nfrom components.airflow.config.airflow import AirflowConfig as _AirflowConfig\n"
         )
         proc = lint_imports(tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:]
+
+    def test_an_airflow_config_module_importing_chart_values_breaks_the_layers(self, tmp_path: Path):
+        packages_copy(tmp_path)
+        pools = tmp_path / "components" / "airflow" / "config" / "pools.py"
+        pools.write_text(pools.read_text() + "\nfrom components.airflow.values.chart import chart_values\n")
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 1
+        assert "Airflow: config/ -> values/ -> the wiring (maintenance, component) BROKEN" in proc.stdout
+        assert "components.airflow.config.pools -> components.airflow.values.chart" in proc.stdout
+
+    def test_a_new_module_in_airflow_values_is_held_to_its_folder_without_being_listed(self, tmp_path: Path):
+        packages_copy(tmp_path)
+        (tmp_path / "components" / "airflow" / "values" / "brand_new.py").write_text("import pulumi\n")
+        proc = lint_imports(tmp_path)
+        assert proc.returncode == 1
+        assert "Chart values are plain functions: no Pulumi, no component BROKEN" in proc.stdout
+        assert "components.airflow.values.brand_new -> pulumi" in proc.stdout
 
     def test_a_scenario_importing_the_e2e_dispatcher_breaks_a_contract(self, tmp_path: Path):
         packages_copy(tmp_path)
