@@ -1,7 +1,7 @@
 """Pulumi components that run Apache Airflow on Kubernetes."""
 
 from .airflow.component import AirflowRelease, AirflowReleaseArgs
-from .airflow.config import AirflowConfig, parse_airflow
+from .airflow.config.airflow import AirflowConfig, parse_airflow
 from .core.reader import ConfigError
 from .keda.component import KedaOperator, KedaOperatorArgs
 from .keda.config import KedaConfig, parse_keda

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.airflow.task_images import pin_problem, task_image_variables
+from components.airflow.config.task_images import pin_problem, task_image_variables
 from components.platform.config import StackConfig
 from components.platform.environment import merged
 from components.spark.values import airflow_variables as spark_variables

@@ -496,7 +496,7 @@ def scenario_comeback(h: Harness) -> None:
 
 def fernet_secret(d: Deployment) -> tuple[str, str]:
     """(name, fingerprint) of the Fernet key Secret AirflowRelease owns."""
-    from components.airflow.values import SecretNames
+    from components.airflow.values.chart import SecretNames
 
     name = SecretNames(str(d.airflow.get("releaseName", "airflow"))).fernet_key
     fingerprints = checks.secret_fingerprints(checks.live_secrets(d.kube, d.namespace))

@@ -101,7 +101,7 @@ def inventory(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 def secret_file_sources(pod_spec: dict[str, Any], container: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """Files a container reads from AirflowRelease's secrets volume: path -> (Secret, key)."""
-    from components.airflow.secret_files import SECRETS_DIR, SECRETS_VOLUME
+    from components.airflow.values.secret_files import SECRETS_DIR, SECRETS_VOLUME
 
     mounted = any(
         m["name"] == SECRETS_VOLUME and m["mountPath"] == SECRETS_DIR for m in container.get("volumeMounts", [])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow.values import SecretNames
+from components.airflow.values.chart import SecretNames
 from components.core.reader import ConfigError
 from components.offline.program import secret_paths, unwrap
 from tests.helpers import (
@@ -540,7 +540,7 @@ class TestConnectionsAndVariables:
         )
 
     def test_another_secrets_backend_next_to_declared_connections_is_rejected(self):
-        from components.airflow.secret_files import check_one_secrets_backend
+        from components.airflow.values.secret_files import check_one_secrets_backend
 
         with pytest.raises(ValueError, match=r"'extra_values.config.secrets.backend': 'my.Backend'.*LocalFilesystem"):
             check_one_secrets_backend([("extra_values", {"config": {"secrets": {"backend": "my.Backend"}}})])
@@ -581,7 +581,7 @@ class TestConnectionsAndVariables:
         AirflowRelease.checked_args(args)  # type: ignore[arg-type]
 
     def test_a_connection_id_airflow_cannot_read_back_is_rejected(self):
-        from components.airflow.values import airflow_environment
+        from components.airflow.values.chart import airflow_environment
 
         with pytest.raises(ValueError, match="letters, digits and underscores"):
             airflow_environment({"my-conn": "x"}, {})

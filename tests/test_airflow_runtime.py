@@ -1,4 +1,4 @@
-"""Every container that runs Airflow gets what Airflow reads and writes (components/airflow/airflow_runtime.py).
+"""Every container that runs Airflow gets what Airflow reads and writes (components/airflow/values/airflow_runtime.py).
 
 Found by running real Airflow with what the stacks render, on a read-only root: the `db-clean`
 CronJob had no airflow.cfg (Airflow's attempt to write a default one failed), the chart's cleanup
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.airflow.airflow_runtime import runs_airflow, runtime_problems
-from components.airflow.invariants import rendered_problems
+from components.airflow.values.airflow_runtime import runs_airflow, runtime_problems
+from components.airflow.values.invariants import rendered_problems
 from components.offline.preview import PreviewResult, preview
 from tests.helpers import ROOT
 

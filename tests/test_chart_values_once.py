@@ -1,5 +1,5 @@
 """The Airflow chart values are built once per Release per program run: the stack's check, the
-Release's own check and the Release itself ask for the same values (components/airflow/values.py)."""
+Release's own check and the Release itself ask for the same values (components/airflow/values/chart.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components.airflow import values
-from components.airflow.config import parse_airflow
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values import chart as values
 from components.offline.program import run_program
 from tests.helpers import ROOT, run_stack
 

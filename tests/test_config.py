@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.airflow.config import parse_airflow, parse_database_url
+from components.airflow.config.airflow import parse_airflow, parse_database_url
 from components.core.reader import quantity_value
 from components.platform.config import parse_stack
 from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, run_stack
@@ -417,7 +417,7 @@ class TestGoodConfig:
 
 
 def parse_stack_secrets(database_url: str):
-    from components.airflow.config import StackSecrets
+    from components.airflow.config.airflow import StackSecrets
 
     return StackSecrets(database_url=database_url)
 

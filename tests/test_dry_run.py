@@ -114,7 +114,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[Any, str, Any], s
     (
         "cron-day-of-week-7",
         maintenance_schedule("0 3 * * 7"),
-        ("components.airflow.maintenance_config", "schedule", lambda key, value: value),
+        ("components.airflow.config.maintenance", "schedule", lambda key, value: value),
         "maintenance.backup.schedule",
         "maintenance.backup.schedule",
         "spec.schedule",
@@ -122,7 +122,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[Any, str, Any], s
     (
         "cron-arabic-indic-digit",
         maintenance_schedule("\u0663 2 * * *"),
-        ("components.airflow.maintenance_config", "schedule", lambda key, value: value),
+        ("components.airflow.config.maintenance", "schedule", lambda key, value: value),
         "maintenance.backup.schedule",
         "maintenance.backup.schedule",
         "spec.schedule",
@@ -159,7 +159,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[Any, str, Any], s
             extraVolumes=[{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}],
             extraVolumeMounts=[{"name": "a", "mountPath": "/data"}, {"name": "b", "mountPath": "/data"}],
         ),
-        ("components.airflow.config", "same_mount_path", lambda mounts, path: None),
+        ("components.airflow.config.airflow", "same_mount_path", lambda mounts, path: None),
         "airflow.taskPods.extraVolumeMounts[1].mountPath",
         "airflow.taskPods.extraVolumeMounts[1].mountPath",
         "must be unique",

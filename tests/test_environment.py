@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.airflow.config import parse_airflow
-from components.airflow.jobs import import_pools_job
-from components.airflow.pools import pools_file
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.config.pools import pools_file
+from components.airflow.values.jobs import import_pools_job
 from components.core.reader import ConfigError
 from components.offline.preview import preview
 from components.offline.program import ProgramRun, is_secret, unwrap

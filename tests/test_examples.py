@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow.config import parse_airflow
-from components.airflow.values import task_pod_launcher_binding
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values.chart import task_pod_launcher_binding
 from components.offline.program import load_stack_config, run_program, unwrap
 from tests.helpers import ROOT, docs_text, of_type, release, render_release, run_stack
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from components.airflow.config import parse_airflow
-from components.airflow.fernet import ANNOTATION, FernetConfig, key_list, parse_previous_keys
-from components.airflow.jobs import rotate_fernet_key_job
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values.fernet import ANNOTATION, FernetConfig, key_list, parse_previous_keys
+from components.airflow.values.jobs import rotate_fernet_key_job
 from components.core.reader import ConfigError
 from components.offline.preview import preview
 from components.offline.program import ProgramRun, secret_paths, unwrap

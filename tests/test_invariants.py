@@ -1,4 +1,4 @@
-"""The invariants of components/airflow/invariants.py: on merged values, whatever path put a value there.
+"""The invariants of components/airflow/values/invariants.py: on merged values, whatever path put a value there.
 
 The corpus (tests/bad_configs/) proves each class through the stack; these tests pin the
 functions themselves, the component path (a stack that imports AirflowRelease and passes its
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.airflow import invariants
-from components.airflow.config import parse_airflow
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values import invariants
 from components.core import invariants as chart_invariants
 from components.core.reader import ConfigError
 from components.offline.program import load_stack_config

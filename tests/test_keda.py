@@ -248,7 +248,7 @@ class TestKedaConfig:
         assert fragment in str(err.value)
 
     def test_parse_keda_checks_the_airflow_settings_it_scales(self):
-        from components.airflow.config import parse_airflow
+        from components.airflow.config.airflow import parse_airflow
 
         with pytest.raises(ConfigError, match="runs no Celery workers"):
             parse_keda({"mode": "existing"}, parse_airflow({"dags": GIT}))

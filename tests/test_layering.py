@@ -27,6 +27,15 @@ def packages_copy(dest: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
 
 
+def lint_copy_with(dest: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
+    """lint-imports over a copy of the packages in which `module` (a path, created when new) ends
+    with `line`."""
+    packages_copy(dest)
+    path = dest / module
+    path.write_text((path.read_text() if path.exists() else "") + f"\n{line}\n")
+    return lint_imports(dest)
+
+
 class TestContracts:
     def test_every_contract_of_the_project_is_kept(self):
         proc = lint_imports(ROOT)
@@ -59,28 +68,37 @@ class TestContracts:
         assert "no loops BROKEN" in proc.stdout
 
     def test_a_capability_that_reaches_into_airflow_internals_breaks_a_contract(self, tmp_path: Path):
-        packages_copy(tmp_path)
-        keda_values = tmp_path / "components" / "keda" / "values.py"
-        keda_values.write_text(keda_values.read_text() + "\nfrom components.airflow.values import chart_values\n")
-        proc = lint_imports(tmp_path)
+        proc = lint_copy_with(
+            tmp_path, "components/keda/values.py", "from components.airflow.values.chart import chart_values"
+        )
         assert proc.returncode == 1
         assert "Capabilities see only Airflow's public surface" in proc.stdout
-        assert "components.keda.values -> components.airflow.values" in proc.stdout
+        assert "components.keda.values -> components.airflow.values.chart" in proc.stdout
 
     def test_a_capability_may_use_airflow_config_and_its_component(self, tmp_path: Path):
-        packages_copy(tmp_path)
-        spark_component = tmp_path / "components" / "spark" / "component.py"
-        spark_component.write_text(
-            spark_component.read_text() + "\nfrom components.airflow.config import AirflowConfig as _AirflowConfig\n"
+        proc = lint_copy_with(
+            tmp_path,
+            "components/spark/component.py",
+            "from components.airflow.config.airflow import AirflowConfig as _AirflowConfig",
         )
-        proc = lint_imports(tmp_path)
         assert proc.returncode == 0, proc.stdout[-3000:]
 
+    def test_an_airflow_config_module_importing_chart_values_breaks_the_layers(self, tmp_path: Path):
+        proc = lint_copy_with(
+            tmp_path, "components/airflow/config/pools.py", "from components.airflow.values.chart import chart_values"
+        )
+        assert proc.returncode == 1
+        assert "Airflow: config/ -> values/ -> the wiring (maintenance, component) BROKEN" in proc.stdout
+        assert "components.airflow.config.pools -> components.airflow.values.chart" in proc.stdout
+
+    def test_a_new_module_in_airflow_values_is_held_to_its_folder_without_being_listed(self, tmp_path: Path):
+        proc = lint_copy_with(tmp_path, "components/airflow/values/brand_new.py", "import pulumi")
+        assert proc.returncode == 1
+        assert "Chart values are plain functions: no Pulumi, no component BROKEN" in proc.stdout
+        assert "components.airflow.values.brand_new -> pulumi" in proc.stdout
+
     def test_a_scenario_importing_the_e2e_dispatcher_breaks_a_contract(self, tmp_path: Path):
-        packages_copy(tmp_path)
-        scenarios = tmp_path / "e2e" / "scenarios.py"
-        scenarios.write_text(scenarios.read_text() + "\nfrom e2e.run import PULUMI_SCENARIOS\n")
-        proc = lint_imports(tmp_path)
+        proc = lint_copy_with(tmp_path, "e2e/scenarios.py", "from e2e.run import PULUMI_SCENARIOS")
         assert proc.returncode == 1
         assert "e2e: nothing imports the dispatcher" in proc.stdout
         assert "No import cycles in e2e/" in proc.stdout and "BROKEN" in proc.stdout

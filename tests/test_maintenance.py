@@ -298,7 +298,7 @@ class TestMaintenanceConfig:
         assert [k for k in keys if not documented(k)] == []
 
     def test_the_readme_documents_the_restore_command_the_test_proves(self):
-        from components.airflow.maintenance_values import RESTORE_COMMAND
+        from components.airflow.values.maintenance import RESTORE_COMMAND
 
         readme = docs_text()
         assert RESTORE_COMMAND.split(" --dbname")[0] in readme

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from components.airflow.config import DatabaseUrl
+from components.airflow.config.airflow import DatabaseUrl
 from tests.test_metadata_backup import AIRFLOW, PASSWORD, Server
 
 PYTHON = AIRFLOW.parent / "python"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components.airflow.config import DatabaseUrl, parse_airflow
-from components.airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
-from components.airflow.maintenance_values import (
+from components.airflow.config.airflow import DatabaseUrl, parse_airflow
+from components.airflow.config.maintenance import parse_maintenance, resolve_backup_bucket
+from components.airflow.values.maintenance import (
     BACKUP_SCRIPT,
     PG_SERVICE,
     RESTORE_COMMAND,

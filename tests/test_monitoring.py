@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components import ConfigError
-from components.airflow.config import parse_airflow
+from components.airflow.config.airflow import parse_airflow
 from components.core.reader import Node
 from components.monitoring.config import parse_monitoring
 from components.monitoring.statsd_names import (
@@ -367,7 +367,7 @@ class TestRulesAndDashboard:
     def test_every_rule_and_query_parses_and_reads_only_mapped_airflow_metrics(
         self, known, case, airflow, db, operator
     ):
-        from components.airflow.config import StackSecrets
+        from components.airflow.config.airflow import StackSecrets
 
         t = target(airflow, operator, StackSecrets(database_url=db))
         rules = [a.expr for a in alerts(t)]

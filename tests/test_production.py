@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow.config import parse_airflow
-from components.airflow.spread import REVISION_LABELS, spread_values
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values.spread import REVISION_LABELS, spread_values
 from components.offline.preview import PreviewResult, preview
 from tests.helpers import ROOT, release, render_release, run_stack
 

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow.config import parse_airflow
-from components.airflow.secret_files import (
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.values.chart import chart_values
+from components.airflow.values.secret_files import (
     SECRETS_DIR,
     connections_file,
     secret_files,
     secrets_backend_config,
     variables_file,
 )
-from components.airflow.values import chart_values
 from components.offline.checks.references import _mounted_files
 from tests.helpers import DB_URL, file_commands, release, render_release, run_stack, values as release_values
 from tests.test_airflow_release import executor_cases

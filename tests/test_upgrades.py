@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from components import ConfigError
-from components.airflow.config import parse_airflow
-from components.airflow.jobs import migrate_job
-from components.airflow.upgrades import AIRFLOW_SUPPORT
+from components.airflow.config.airflow import parse_airflow
+from components.airflow.config.upgrades import AIRFLOW_SUPPORT
+from components.airflow.values.jobs import migrate_job
 from components.offline.program import unwrap
 from tests.helpers import ROOT, of_type, release, render_release, run_stack
 

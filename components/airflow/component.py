@@ -21,24 +21,10 @@ from ..core.reader import ConfigError, bounded, type_name
 from ..logs.component import LogStorage
 from ..logs.config import LogsConfig, parse_logs
 from . import maintenance
-from .config import AirflowConfig, StackSecrets, parse_airflow, parse_database_url
-from .dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
-from .fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
-from .guards import check_airflow_config
-from .invariants import check_airflow
-from .jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
-from .maintenance_config import MaintenanceConfig
-from .rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
-from .secret_files import (
-    CONNECTIONS_FILE,
-    METADATA_ASYNC_KEY,
-    VARIABLES_FILE,
-    check_one_secrets_backend,
-    connection_owners,
-    connections_file,
-    variables_file,
-)
-from .values import (
+from .config.airflow import AirflowConfig, DatabaseUrl, StackSecrets, parse_airflow, parse_database_url
+from .config.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
+from .config.maintenance import MaintenanceConfig
+from .values.chart import (
     SecretNames,
     airflow_environment,
     broker_url,
@@ -56,6 +42,20 @@ from .values import (
     task_pod_launcher_binding,
     task_service_accounts,
     ui_service,
+)
+from .values.fernet import key_list as fernet_key_list, resource_name as fernet_resource_name
+from .values.guards import check_airflow_config
+from .values.invariants import check_airflow
+from .values.jobs import import_pools_job, migrate_job, pools_configmap, rotate_fernet_key_job
+from .values.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
+from .values.secret_files import (
+    CONNECTIONS_FILE,
+    METADATA_ASYNC_KEY,
+    VARIABLES_FILE,
+    check_one_secrets_backend,
+    connection_owners,
+    connections_file,
+    variables_file,
 )
 
 
@@ -137,6 +137,49 @@ class AirflowReleaseArgs(TypedDict):
     (`settings.fernetKey.rotate`). Secret."""
 
 
+class _Secrets:
+    """The Kubernetes Secrets an AirflowRelease declares, by role, and what its Release waits for
+    (those Secrets, the hostPath DAG claim, the LogStorage)."""
+
+    def __init__(
+        self,
+        owner: pulumi.Resource,
+        name: str,
+        release_name: str,
+        namespace: pulumi.Output[str],
+        keep: pulumi.ResourceOptions,
+    ) -> None:
+        self._owner, self._name, self._release_name, self._namespace, self._keep = (
+            owner,
+            name,
+            release_name,
+            namespace,
+            keep,
+        )
+        self.by_role: dict[str, k8s.core.v1.Secret] = {}
+        self.before_release: list[pulumi.Resource] = []
+
+    def add(self, role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], retain: bool = False) -> None:
+        """The Secret `<name>-<role>` holding `data` (retained and protected when it holds key material)."""
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-{role}",
+            metadata={
+                "name": secret_name,
+                "namespace": self._namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "pulumi",
+                    "app.kubernetes.io/part-of": "airflow",
+                    "release": self._release_name,
+                },
+            },
+            type="Opaque",
+            string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+            opts=self._keep if retain else pulumi.ResourceOptions(parent=self._owner),
+        )
+        self.by_role[role.removesuffix("-secret")] = secret
+        self.before_release.append(secret)
+
+
 class AirflowRelease(pulumi.ComponentResource):
     """Apache Airflow from the official chart, with generated secrets that never re-roll.
 
@@ -163,69 +206,91 @@ class AirflowRelease(pulumi.ComponentResource):
     """The admin user's generated password (secret)."""
 
     def __init__(self, name: str, args: AirflowReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        # Settings given as a mapping are checked here: a mistake is told as the argument path the
-        # caller wrote (`settings.excutor`), as one message (components/core/arguments.py).
+        cfg, logs_cfg, environment = self._checked(name, args)
+        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+        environment = self._with_bundle_connection(cfg, args, environment)
+        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
+        self.config = cfg
+        # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
+        # `pulumi destroy --exclude-protected`, which keeps it in the cluster *and* in the state), so
+        # the next `up` takes it over as it is instead of failing on "already exists".
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
+        namespace = self._namespace(name, cfg, keep)
+        secrets = _Secrets(self, name, cfg.release_name, namespace, keep)
+
+        admin_pw = self._generated_secrets(name, cfg, previous_keys, secrets)
+        target = self._database(name, cfg, args, secrets)
+        dags_claim = self._dag_delivery(name, cfg, args, namespace, keep, secrets)
+        log_values, environment = self._logs(name, cfg, logs_cfg, args, namespace, environment, secrets)
+        connections_secret = self._environment(cfg, environment, secrets)
+        values = self._values(cfg, args, dags_claim, connections_secret, log_values, secrets)
+        self._log_serving_policy(name, cfg, namespace)
+        self._migration(name, cfg, namespace, secrets)
+        self.release = helm_release(
+            cfg.chart,
+            f"{name}-release",
+            release_name=cfg.release_name,
+            namespace=namespace,
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets.before_release, *(args.get("after") or ())]),
+            timeout=900,
+        )
+        self._task_pod_launcher(name, cfg, namespace)
+        self._cli_jobs(name, cfg, namespace)
+        maintenance.declare(
+            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
+        )
+        self._outputs(cfg, namespace, admin_pw)
+
+    @classmethod
+    def _checked(cls, name: str, args: AirflowReleaseArgs) -> tuple[AirflowConfig, LogsConfig | None, dict[str, Any]]:
+        """checked_args, with settings given as a mapping checked here: a mistake is told as the
+        argument path the caller wrote (`settings.excutor`), as one message (components/core/arguments.py)."""
         checked = (
             nullcontext()
             if isinstance(args.get("settings"), AirflowConfig)
             else as_arguments("AirflowRelease", name, RELEASE_ARGUMENTS)
         )
         with checked:
-            cfg, logs_cfg, environment = self.checked_args(args)
-        previous_keys = [pulumi.Output.secret(k) for k in args.get("previous_fernet_keys") or ()]
+            return cls.checked_args(args)
+
+    @staticmethod
+    def _with_bundle_connection(
+        cfg: AirflowConfig, args: AirflowReleaseArgs, environment: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The git DAG bundle's connection (repository and credentials) travels with the others, as a file."""
         bundle = cfg.dags.git_bundle
-        if bundle is not None:
-            # The git DAG bundle's connection (repository and credentials) travels with the others, as a file.
-            credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
-            connection: pulumi.Output[str] = pulumi.Output.secret(
-                credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
-            )
-            environment = {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
-        super().__init__(f"{PACKAGE}:index:AirflowRelease", name, {}, opts)
-        self.config = cfg
-        child = pulumi.ResourceOptions(parent=self)
-        # What holds data is protected as well as retained: a plain `pulumi destroy` refuses (naming
-        # `pulumi destroy --exclude-protected`, which keeps it in the cluster *and* in the state), so
-        # the next `up` takes it over as it is instead of failing on "already exists".
-        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
+        if bundle is None:
+            return environment
+        credentials = pulumi.Output.all(args.get("git_token"), args.get("git_ssh_key"))
+        connection: pulumi.Output[str] = pulumi.Output.secret(
+            credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
+        )
+        return {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
+
+    def _namespace(self, name: str, cfg: AirflowConfig, keep: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        if not cfg.create_namespace:
+            return pulumi.Output.from_input(cfg.namespace)
+        ns_res = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+            opts=keep,
+        )
+        created: pulumi.Output[str] = ns_res.metadata.name
+        return created
+
+    def _generated_secrets(
+        self, name: str, cfg: AirflowConfig, previous_keys: list[pulumi.Output[str]], secrets: _Secrets
+    ) -> random.RandomPassword:
+        """The generated secrets and the Secrets that hold them; returns the admin password.
+
+        They are declared whatever the executor or Airflow major, so switching either never re-rolls
+        a key (their inputs are constants). Key material is protected: after `pulumi destroy
+        --exclude-protected` the next `up` finds the same Fernet key and Postgres password in the
+        state (what the retained Secret and the retained database volume hold), instead of
+        generating new ones."""
         names = SecretNames(cfg.release_name)
-
-        if cfg.create_namespace:
-            ns_res = k8s.core.v1.Namespace(
-                f"{name}-namespace",
-                metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
-                opts=keep,
-            )
-            namespace: pulumi.Output[str] = ns_res.metadata.name
-        else:
-            namespace = pulumi.Output.from_input(cfg.namespace)
-
-        secrets: list[pulumi.Resource] = []
-        by_role: dict[str, k8s.core.v1.Secret] = {}
-
-        def secret(role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], retain: bool = False) -> None:
-            by_role[role.removesuffix("-secret")] = k8s.core.v1.Secret(
-                f"{name}-{role}",
-                metadata={
-                    "name": secret_name,
-                    "namespace": namespace,
-                    "labels": {
-                        "app.kubernetes.io/managed-by": "pulumi",
-                        "app.kubernetes.io/part-of": "airflow",
-                        "release": cfg.release_name,
-                    },
-                },
-                type="Opaque",
-                string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
-                opts=keep if retain else child,
-            )
-            secrets.append(by_role[role.removesuffix("-secret")])
-
-        # Generated secrets. They are declared whatever the executor or Airflow major, so
-        # switching either never re-rolls a key (their inputs are constants).
-        # Key material is protected: after `pulumi destroy --exclude-protected` the next `up` finds
-        # the same Fernet key and Postgres password in the state (what the retained Secret and the
-        # retained database volume hold), instead of generating new ones.
+        child = pulumi.ResourceOptions(parent=self)
         key = pulumi.ResourceOptions(parent=self, protect=True)
         fernet = random.RandomBytes(f"{name}-fernet-key", length=32, opts=key)
         ui_secret = random.RandomPassword(f"{name}-ui-secret-key", length=64, special=False, opts=child)
@@ -236,7 +301,7 @@ class AirflowRelease(pulumi.ComponentResource):
 
         # A Fernet key is 32 random bytes, URL-safe base64 with padding (44 characters). Rotation
         # (airflow.fernetKey.generation N) adds one RandomBytes per generation, `<name>-fernet-key-<N>`;
-        # generation 1 above never changes. The Secret holds "newest,previous" (see fernet.py).
+        # generation 1 above never changes. The Secret holds "newest,previous" (see values/fernet.py).
         generations = {1: fernet} | {
             g: random.RandomBytes(fernet_resource_name(name, g), length=32, opts=key)
             for g in cfg.fernet.generations[1:]
@@ -247,36 +312,45 @@ class AirflowRelease(pulumi.ComponentResource):
                 dict(zip(active, keys[: len(active)], strict=True)), cfg.fernet, tuple(keys[len(active) :])
             )
         )
-        secret("fernet-key-secret", names.fernet_key, {"fernet-key": fernet_key}, retain=True)
+        secrets.add("fernet-key-secret", names.fernet_key, {"fernet-key": fernet_key}, retain=True)
         if cfg.major >= 3:
-            secret("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
-            secret("jwt-secret-secret", names.jwt_secret, {"jwt-secret": jwt.result})
+            secrets.add("api-secret-key-secret", names.api_secret_key, {"api-secret-key": ui_secret.result})
+            secrets.add("jwt-secret-secret", names.jwt_secret, {"jwt-secret": jwt.result})
         else:
-            secret(
+            secrets.add(
                 "webserver-secret-key-secret", names.webserver_secret_key, {"webserver-secret-key": ui_secret.result}
             )
         if cfg.uses_celery:
-            secret("redis-password-secret", names.redis_password, {"password": redis_pw.result})
-            secret(
+            secrets.add("redis-password-secret", names.redis_password, {"password": redis_pw.result})
+            secrets.add(
                 "broker-url-secret",
                 names.broker_url,
                 {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))},
             )
         if cfg.admin.enabled:
-            secret("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
+            secrets.add("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})
+        return admin_pw
 
-        # The metadata database: bundled Postgres with a generated password, or external. The
-        # password and its (retained) Secret are declared in both modes: the bundled volume keeps
-        # the password it was initialised with, so switching to external and back must find the
-        # same one (and not a retained Secret that "already exists").
+    def _database(
+        self, name: str, cfg: AirflowConfig, args: AirflowReleaseArgs, secrets: _Secrets
+    ) -> pulumi.Output[DatabaseUrl]:
+        """The metadata database: bundled Postgres with a generated password, or external; returns
+        where it really is.
+
+        The password and its (retained) Secret are declared in both modes: the bundled volume keeps
+        the password it was initialised with, so switching to external and back must find the same
+        one (and not a retained Secret that "already exists")."""
+        names = SecretNames(cfg.release_name)
+        key = pulumi.ResourceOptions(parent=self, protect=True)
         pg_pw = random.RandomPassword(f"{name}-postgres-password", length=32, special=False, opts=key)
-        secret("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
+        secrets.add("postgres-secret", names.postgres, {"postgres-password": pg_pw.result}, retain=True)
+        target: pulumi.Output[DatabaseUrl]
         if cfg.database.mode == "bundled":
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")
             target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u or ""), ""))
-        secret(
+        secrets.add(
             "metadata-secret",
             names.metadata,
             {"connection": target.apply(lambda t: metadata_connection(cfg, t))},
@@ -284,14 +358,14 @@ class AirflowRelease(pulumi.ComponentResource):
         )
         # The async engine's URL in a Secret of its own: adding a key to the metadata Secret of a
         # deployed stack would replace it, and it is protected (docs/upgrades.md).
-        secret(
+        secrets.add(
             "metadata-async-secret",
             names.metadata_async,
             {METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t))},
             retain=True,
         )
         if cfg.database.pgbouncer.enabled:
-            secret(
+            secrets.add(
                 "pgbouncer-config-secret",
                 names.pgbouncer_config,
                 {
@@ -299,17 +373,28 @@ class AirflowRelease(pulumi.ComponentResource):
                     "users.txt": target.apply(pgbouncer_users),
                 },
             )
-            secret(
+            secrets.add(
                 "pgbouncer-stats-secret",
                 names.pgbouncer_stats,
                 {"connection": target.apply(pgbouncer_stats_connection)},
             )
+        return target
 
-        # DAG delivery credentials and volumes.
+    def _dag_delivery(
+        self,
+        name: str,
+        cfg: AirflowConfig,
+        args: AirflowReleaseArgs,
+        namespace: pulumi.Output[str],
+        keep: pulumi.ResourceOptions,
+        secrets: _Secrets,
+    ) -> k8s.core.v1.PersistentVolumeClaim | None:
+        """DAG delivery credentials and volumes; returns the hostPath DAG claim when there is one."""
+        names = SecretNames(cfg.release_name)
         git = cfg.dags.git_sync
         if git is not None and git.auth == "token":
             token = args.get("git_token")
-            secret(
+            secrets.add(
                 "git-credentials-secret",
                 names.git_credentials,
                 {
@@ -320,46 +405,72 @@ class AirflowRelease(pulumi.ComponentResource):
                 },
             )
         if git is not None and git.auth == "ssh":
-            secret("git-ssh-secret", names.git_ssh, {"gitSshKey": args.get("git_ssh_key") or ""})
-        dags_claim = None
-        if cfg.dags.host_path is not None:
-            dags_claim = self._host_path_dags(name, cfg, namespace, keep)
-            secrets.append(dags_claim)
+            secrets.add("git-ssh-secret", names.git_ssh, {"gitSshKey": args.get("git_ssh_key") or ""})
+        if cfg.dags.host_path is None:
+            return None
+        dags_claim = self._host_path_dags(name, cfg, namespace, keep)
+        secrets.before_release.append(dags_claim)
+        return dags_claim
 
-        # Task logs: a LogStorage child when asked; its claim and values flow into the chart.
-        log_values: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input({})
-        if logs_cfg is not None:
-            self.logs = LogStorage(
-                f"{name}-logs",
-                {
-                    "settings": logs_cfg,
-                    "namespace": namespace,
-                    "namespace_name": cfg.namespace,
-                    "release_name": cfg.release_name,
-                    "connection": args.get("logs_connection"),
-                },
-                opts=child,
-            )
-            secrets.append(self.logs)
-            log_values = self.logs.values
-            environment = {**environment, **{_conn_env(k): (k, v) for k, v in self.logs.connections.items()}}
+    def _logs(
+        self,
+        name: str,
+        cfg: AirflowConfig,
+        logs_cfg: LogsConfig | None,
+        args: AirflowReleaseArgs,
+        namespace: pulumi.Output[str],
+        environment: dict[str, Any],
+        secrets: _Secrets,
+    ) -> tuple[pulumi.Output[dict[str, Any]], dict[str, Any]]:
+        """Task logs: a LogStorage child when asked; its claim and values flow into the chart, its
+        connections into the environment. Returns (its chart values, the environment)."""
+        if logs_cfg is None:
+            return pulumi.Output.from_input({}), environment
+        self.logs = LogStorage(
+            f"{name}-logs",
+            {
+                "settings": logs_cfg,
+                "namespace": namespace,
+                "namespace_name": cfg.namespace,
+                "release_name": cfg.release_name,
+                "connection": args.get("logs_connection"),
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        secrets.before_release.append(self.logs)
+        connections = {_conn_env(k): (k, v) for k, v in self.logs.connections.items()}
+        return self.logs.values, {**environment, **connections}
 
-        # Connections and variables as code: one Secret with connections.json and variables.json,
-        # mounted into every Airflow container and read by Airflow's LocalFilesystemBackend.
-        connections_secret = None
-        if environment:
-            conns, variables = split_environment(environment)
-            connections_secret = names.environment
-            secret(
-                "environment-secret",
-                names.environment,
-                {
-                    CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
-                    VARIABLES_FILE: _resolved(variables).apply(variables_file),
-                    **({KNOWN_HOSTS_FILE: hosts} if (hosts := known_hosts_file(cfg.dags.git_bundle)) else {}),
-                },
-            )
+    @staticmethod
+    def _environment(cfg: AirflowConfig, environment: dict[str, Any], secrets: _Secrets) -> str | None:
+        """Connections and variables as code: one Secret with connections.json and variables.json,
+        mounted into every Airflow container and read by Airflow's LocalFilesystemBackend; returns its
+        name when there is one."""
+        if not environment:
+            return None
+        names = SecretNames(cfg.release_name)
+        conns, variables = split_environment(environment)
+        secrets.add(
+            "environment-secret",
+            names.environment,
+            {
+                CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
+                VARIABLES_FILE: _resolved(variables).apply(variables_file),
+                **({KNOWN_HOSTS_FILE: hosts} if (hosts := known_hosts_file(cfg.dags.git_bundle)) else {}),
+            },
+        )
+        return names.environment
 
+    @staticmethod
+    def _values(
+        cfg: AirflowConfig,
+        args: AirflowReleaseArgs,
+        dags_claim: k8s.core.v1.PersistentVolumeClaim | None,
+        connections_secret: str | None,
+        log_values: pulumi.Output[dict[str, Any]],
+        secrets: _Secrets,
+    ) -> pulumi.Output[dict[str, Any]]:
+        """The chart values: ours, the logs', then the caller's extra values on top."""
         base = chart_values(
             cfg,
             dags_claim=f"{cfg.release_name}-dags" if dags_claim else None,
@@ -367,31 +478,36 @@ class AirflowRelease(pulumi.ComponentResource):
         )
         extra = dict(args.get("extra_values") or {})
         # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
+        by_role = secrets.by_role
         revisions = pulumi.Output.all(
             **{role: by_role[role].metadata.resource_version for role in ROLLOUT_SECRETS if role in by_role}
         )
-        values = pulumi.Output.all(log_values, revisions).apply(
+        return pulumi.Output.all(log_values, revisions).apply(
             lambda lr: merge_extra_values(
                 merge_extra_values(deep_merge(deep_merge(base, revision_values(cfg, lr[1])), lr[0]), extra),
                 cfg.extra_values,
             )
         )
 
+    def _log_serving_policy(self, name: str, cfg: AirflowConfig, namespace: pulumi.Output[str]) -> None:
         policy = log_serving_policy(cfg)
-        if policy is not None:
-            k8s.networking.v1.NetworkPolicy(
-                f"{name}-log-serving-policy",
-                metadata={
-                    "name": f"{cfg.release_name}-log-serving-policy",
-                    "namespace": namespace,
-                    "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
-                },
-                spec=cast(Any, policy),
-                opts=child,
-            )
-        # The schema migration: our own Job (jobs.migrate_job), beside the Release, not after it: the
-        # chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
-        # Release's airflow.cfg ConfigMap (and, bundled, the database) is there.
+        if policy is None:
+            return
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-log-serving-policy",
+            metadata={
+                "name": f"{cfg.release_name}-log-serving-policy",
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "pulumi", "release": cfg.release_name},
+            },
+            spec=cast(Any, policy),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _migration(self, name: str, cfg: AirflowConfig, namespace: pulumi.Output[str], secrets: _Secrets) -> None:
+        """The schema migration: our own Job (values/jobs.migrate_job), beside the Release, not after
+        it: the chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
+        Release's airflow.cfg ConfigMap (and, bundled, the database) is there."""
         migration = migrate_job(cfg)
         k8s.batch.v1.Job(
             f"{name}-migrate",
@@ -399,36 +515,26 @@ class AirflowRelease(pulumi.ComponentResource):
             spec=migration["spec"],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[by_role["fernet-key"], by_role["metadata"]],
+                depends_on=[secrets.by_role["fernet-key"], secrets.by_role["metadata"]],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
             ),
         )
-        self.release = helm_release(
-            cfg.chart,
-            f"{name}-release",
-            release_name=cfg.release_name,
-            namespace=namespace,
-            values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *(args.get("after") or ())]),
-            timeout=900,
-        )
 
-        # KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher
-        # Role, bound to the task pods' account too (see task_pod_launcher_binding).
+    def _task_pod_launcher(self, name: str, cfg: AirflowConfig, namespace: pulumi.Output[str]) -> None:
+        """KubernetesPodOperator inside KubernetesExecutor task pods: the chart's pod-launcher Role,
+        bound to the task pods' account too (see task_pod_launcher_binding)."""
         launcher = task_pod_launcher_binding(cfg)
-        if launcher is not None:
-            k8s.rbac.v1.RoleBinding(
-                f"{name}-task-pod-launcher",
-                metadata={**launcher["metadata"], "namespace": namespace},
-                role_ref=launcher["roleRef"],
-                subjects=launcher["subjects"],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
-            )
-        self._cli_jobs(name, cfg, namespace)
-        maintenance.declare(
-            self, name, cfg, maintenance.settings(args.get("maintenance"), logs_cfg), namespace, target, self.release
+        if launcher is None:
+            return
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-task-pod-launcher",
+            metadata={**launcher["metadata"], "namespace": namespace},
+            role_ref=launcher["roleRef"],
+            subjects=launcher["subjects"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
         )
 
+    def _outputs(self, cfg: AirflowConfig, namespace: pulumi.Output[str], admin_pw: random.RandomPassword) -> None:
         ui_name, ui_port = ui_service(cfg)
         self.namespace = namespace
         self.release_name = self.release.name.apply(lambda n: n or cfg.release_name)
@@ -472,7 +578,7 @@ class AirflowRelease(pulumi.ComponentResource):
         )
         remote_id = logs_cfg.remote.connection_id if logs_cfg is not None and logs_cfg.remote is not None else ""
         has_remote_conn = bool(remote_id and args.get("logs_connection") is not None)
-        # The guarantees on the final chart values (components/airflow/invariants.py).
+        # The guarantees on the final chart values (components/airflow/values/invariants.py).
         check_airflow_config(cfg, key="settings")
         check_airflow(
             cfg,
@@ -518,7 +624,7 @@ class AirflowRelease(pulumi.ComponentResource):
 
     def _cli_jobs(self, name: str, cfg: AirflowConfig, namespace: pulumi.Input[str]) -> None:
         """One-off `airflow` commands after the release has rolled out: Fernet key rotation
-        (`fernetKey.rotate`) and the pool import (`pools`). See airflow_jobs.py."""
+        (`fernetKey.rotate`) and the pool import (`pools`). See values/jobs.py."""
         after_release = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
         if cfg.fernet.rotate:
             job = rotate_fernet_key_job(cfg)

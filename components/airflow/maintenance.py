@@ -1,6 +1,6 @@
 """The metadata database's backup and cleanup, declared as children of AirflowRelease.
 
-Thin Pulumi wiring of maintenance_values.py: the backup Secret (a libpq service file for the
+Thin Pulumi wiring of values/maintenance.py: the backup Secret (a libpq service file for the
 database itself), the retained backup claim, and the two CronJobs, which start after the release.
 """
 
@@ -13,9 +13,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..logs.config import LogsConfig
-from .config import AirflowConfig, DatabaseUrl
-from .maintenance_config import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
-from .maintenance_values import (
+from .config.airflow import AirflowConfig, DatabaseUrl
+from .config.maintenance import MaintenanceConfig, parse_maintenance, resolve_backup_bucket
+from .values.maintenance import (
     PG_SERVICE_FILE,
     backup_claim,
     backup_cronjob,

@@ -16,7 +16,7 @@ bad value there (`Origins`):
   amounts, disruption budgets that block every drain).
 
 `check_other_release` runs them all on a chart's values (the Spark operator, kube-prometheus-stack,
-KEDA); the Airflow Release adds its own (components/airflow/invariants.py). Plain functions, no
+KEDA); the Airflow Release adds its own (components/airflow/values/invariants.py). Plain functions, no
 Pulumi.
 """
 

@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ..airflow.config import AirflowConfig, parse_airflow
+from ..airflow.config.airflow import AirflowConfig, parse_airflow
 from ..core.chart_release import helm_release
 from ..core.reader import ConfigError
 from .config import KedaConfig, KedaInstall, parse_keda

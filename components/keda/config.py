@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..airflow.config import AirflowConfig
+from ..airflow.config.airflow import AirflowConfig
 from ..core.charts import ChartSource, parse_chart_source
 from ..core.reader import ConfigError, Node, dns_label
 from ..core.resources import Resources, parse_resources

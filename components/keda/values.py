@@ -22,8 +22,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from ..airflow.config import AirflowConfig
-from ..airflow.secret_names import SecretNames
+from ..airflow.config.airflow import AirflowConfig
+from ..airflow.config.secret_names import SecretNames
 from ..core.merge import deep_merge
 from .config import KedaConfig, KedaInstall
 

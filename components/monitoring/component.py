@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from ..airflow.component import AirflowRelease
-from ..airflow.config import AirflowConfig, parse_airflow
+from ..airflow.config.airflow import AirflowConfig, parse_airflow
 from ..core.chart_release import helm_release
 from ..core.invariants import check_other_release
 from .config import MonitoringConfig, check_with_airflow, parse_monitoring

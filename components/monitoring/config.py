@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from ..airflow.config import AirflowConfig
+from ..airflow.config.airflow import AirflowConfig
 from ..core import names
 from ..core.charts import ChartSource, parse_chart_source
 from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label, matches, quantity_value

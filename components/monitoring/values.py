@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from ..airflow.config import AirflowConfig
+from ..airflow.config.airflow import AirflowConfig
 from ..core.merge import deep_merge
 from ..core.resources import Resources
 from .config import InstallSettings, MonitoringConfig

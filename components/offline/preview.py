@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..airflow.invariants import rendered_problems
+from ..airflow.values.invariants import rendered_problems
 from . import airflow_checks, checks, policy, yamlout
 from .chart_archives import Wanted, at_hand, resolve
 from .checks import ClusterFacts, Item, Problem
@@ -701,7 +701,7 @@ def _preview(
         Problem("guarantee", source, ident, message)
         for source, ident, message in progress.step(
             "guarantees",
-            "checking the guarantees on rendered pods (components/airflow/invariants.py)",
+            "checking the guarantees on rendered pods (components/airflow/values/invariants.py)",
             lambda: rendered_problems([(i.source, i.obj) for i in items]),
         )
     )

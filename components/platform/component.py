@@ -26,8 +26,8 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 
 from ..airflow.component import AirflowRelease
-from ..airflow.task_images import task_image_variables
-from ..airflow.values import airflow_api_port
+from ..airflow.config.task_images import task_image_variables
+from ..airflow.values.chart import airflow_api_port
 from ..core.arguments import as_arguments
 from ..core.merge import deep_merge
 from ..core.reader import ConfigError

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..airflow.config import AirflowConfig, StackSecrets, parse_airflow
-from ..airflow.fernet_config import parse_previous_keys
-from ..airflow.maintenance_config import parse_maintenance, resolve_backup_bucket
-from ..airflow.secret_files import check_one_secrets_backend
-from ..airflow.task_images import parse_task_images, platform_variables as task_image_owners
+from ..airflow.config.airflow import AirflowConfig, StackSecrets, parse_airflow
+from ..airflow.config.fernet import parse_previous_keys
+from ..airflow.config.maintenance import parse_maintenance, resolve_backup_bucket
+from ..airflow.config.task_images import parse_task_images, platform_variables as task_image_owners
+from ..airflow.values.secret_files import check_one_secrets_backend
 from ..core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
 from ..core.ids import check_no_clash
 from ..core.names import is_label_value, is_qualified_name

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..airflow.config import parse_database_url
+from ..airflow.config.airflow import parse_database_url
 from ..core.airflow_user import AIRFLOW_UID
 from ..core.reader import ConfigError
 

@@ -57,7 +57,7 @@ def retained_claims(stack: StackConfig) -> list[str]:
     """The claims holding data the stack declares with retainOnDelete ('namespace/name'): dropping one
     from the config leaves it (and its data) in the cluster, and declaring it again later fails with
     AlreadyExists (pulumi-kubernetes 4.29+ creates, it does not adopt)."""
-    from ..airflow.maintenance_values import backup_claim_name
+    from ..airflow.values.maintenance import backup_claim_name
     from ..logs.config import claim_name
     from ..monitoring.values import StackNames
 

@@ -3,7 +3,7 @@
 Both end up in one Kubernetes Secret (`<release>-pulumi-environment`), as
 `connections.json` and `variables.json`, that every Airflow container and the
 KubernetesExecutor pod template mount and Airflow reads through its LocalFilesystemBackend,
-before its database (secret_files.py).
+before its database (airflow/values/secret_files.py).
 
 - `connections` is always a secret (`pulumi config set --secret connections '<json>'`):
   an object of connection id -> Airflow connection URI (`postgresql://user:pw@host/db`) or
@@ -24,8 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from ..airflow.dag_bundles import GitBundle
-from ..airflow.secret_files import connection_owners
+from ..airflow.config.dag_bundles import GitBundle
+from ..airflow.values.secret_files import connection_owners
 from ..core.ids import check_no_clash
 from ..core.reader import ConfigError, ConfigTypeError, json_value, type_name
 from ..logs.config import LogsConfig
@@ -167,7 +167,7 @@ PLATFORM_ENTRIES_BYTES = 16 * 1024
 
 def check_secret_size(connections: Mapping[str, str], variables: Mapping[str, str]) -> None:
     """connections.json and variables.json share one Secret: together they must fit in 1 MiB."""
-    from ..airflow.secret_files import connections_file, variables_file
+    from ..airflow.values.secret_files import connections_file, variables_file
 
     size = len(connections_file(connections).encode()) + len(variables_file(variables).encode())
     if size + PLATFORM_ENTRIES_BYTES <= MAX_SECRET_BYTES:

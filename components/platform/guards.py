@@ -3,7 +3,7 @@
 `check_stack` runs last in `components.platform.config.parse_stack`. It holds the rules that need
 more than one key (every namespace the stack creates or uses, under one rule), the rules on
 typed keys that the cluster or a tool would otherwise reject at deploy time, and then the
-invariants of `components.core.invariants` (and `components.airflow.invariants` for Airflow) on
+invariants of `components.core.invariants` (and `components.airflow.values.invariants` for Airflow) on
 the final values of every Release the stack declares (Airflow with LogStorage's and Monitoring's
 values merged, the Spark operator, kube-prometheus-stack).
 
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..airflow import invariants
-from ..airflow.guards import (
+from ..airflow.values import invariants
+from ..airflow.values.guards import (
     SYSTEM_NAMESPACES,
     SYSTEM_PREFIXES,
     check_airflow_config,
@@ -377,7 +377,7 @@ def check_logs(stack: StackConfig) -> None:
 
 def check_releases(stack: StackConfig) -> None:
     """The invariants on the final values of every Release the stack declares."""
-    from ..airflow.values import SecretNames
+    from ..airflow.values.chart import SecretNames
     from ..monitoring.values import airflow_values as monitoring_airflow_values, stack_values
     from ..spark.values import chart_values as spark_chart_values
 

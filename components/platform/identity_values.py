@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..airflow.config import AirflowConfig
-from ..airflow.maintenance_config import MaintenanceConfig
+from ..airflow.config.airflow import AirflowConfig
+from ..airflow.config.maintenance import MaintenanceConfig
 from ..core.reader import ConfigError
 from ..logs.config import LogsConfig
 from .identity_config import ANNOTATION, STORAGE, IdentityConfig

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..airflow.config import AirflowConfig, StackSecrets
-from ..airflow.maintenance_config import MaintenanceConfig
+from ..airflow.config.airflow import AirflowConfig, StackSecrets
+from ..airflow.config.maintenance import MaintenanceConfig
 from ..keda.config import KedaConfig
 from ..logs.config import LogsConfig
 from ..monitoring.config import MonitoringConfig

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from components.airflow.config import DEFAULT_CHART_VERSION
+from components.airflow.config.airflow import DEFAULT_CHART_VERSION
 
 from .. import runlock, tools
 from ..harness import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from components.airflow.secret_names import SecretNames
+from components.airflow.config.secret_names import SecretNames
 
 from .. import tools
 from ..fidelity import predicted_objects

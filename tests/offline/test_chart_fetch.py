@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.airflow.config import AIRFLOW_CHART
+from components.airflow.config.airflow import AIRFLOW_CHART
 from components.keda.config import KEDA_CHART
 from components.monitoring.config import STACK_CHART
 from components.offline import helm, policy

@@ -1,7 +1,7 @@
 """Where AirflowRelease puts Airflow's secrets: the files, volumes and variables (constants only).
 
 Shared by the config parser (user volumes and env lists must not reuse these) and the values
-(components/airflow/secret_files.py, which mounts them); importing nothing keeps the config layer below
+(components/airflow/values/secret_files.py, which mounts them); importing nothing keeps the config layer below
 the values layer.
 """
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from ..core.invariants import (
+from ...core.invariants import (
     ABSENT,
     HIDDEN,
     Origins,
@@ -47,8 +47,8 @@ from ..core.invariants import (
     walk,
     walked,
 )
-from ..core.reader import ConfigError
-from ..core.workloads import pod_spec_of
+from ...core.reader import ConfigError
+from ...core.workloads import pod_spec_of
 
 
 def _airflow_typed_key(path: Path) -> str:
@@ -278,7 +278,7 @@ def _network_policies(
 
 def _mounts(values: Mapping[str, Any], ours: Mapping[str, Any], origins: Origins) -> None:
     """No user mount at, over or inside the folders AirflowRelease mounts (secrets, /tmp, logs)."""
-    from ..logs.config import LOGS_PATH
+    from ...logs.config import LOGS_PATH
     from .secret_files import SECRETS_DIR
 
     reserved = (SECRETS_DIR, LOGS_PATH)
@@ -438,9 +438,9 @@ def airflow_release_values(
     dags_claim: str | None = None,
 ) -> dict[str, Any]:
     """The final values AirflowRelease declares its Release with (pod annotations aside)."""
-    from ..core.merge import deep_merge
-    from ..logs.config import claim_name, logs_values
-    from .values import merge_extra_values, typed_values
+    from ...core.merge import deep_merge
+    from ...logs.config import claim_name, logs_values
+    from .chart import merge_extra_values, typed_values
 
     base = typed_values(cfg, dags_claim=dags_claim, connections_secret=connections_secret)
     if logs is not None:

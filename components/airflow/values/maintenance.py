@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import AirflowConfig, DatabaseUrl
+from ..config.airflow import AirflowConfig, DatabaseUrl
+from ..config.maintenance import MaintenanceConfig
+from .chart import AIRFLOW_UID, CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 from .jobs import _labels, cli_job
-from .maintenance_config import MaintenanceConfig
 from .secret_files import CONNECTIONS_FILE, LOCAL_FILESYSTEM_BACKEND, TMP_VOLUME, tmp_volume
-from .values import AIRFLOW_UID, CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 
 BACKUP_DIR = "/backups"
 BACKUP_SECRETS_DIR = "/opt/airflow/backup-secrets"

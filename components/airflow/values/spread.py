@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .spread_config import (
+from ..config.spread import (
     WHEN_UNSATISFIABLE as WHEN_UNSATISFIABLE,
     Spread as Spread,
     parse_spread as parse_spread,
 )
 
 if TYPE_CHECKING:
-    from .config import AirflowConfig
+    from ..config.airflow import AirflowConfig
 
 REVISION_LABELS = ("pod-template-hash", "controller-revision-hash")
 # Chart values path of each scalable component -> the `component` label of its pods.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .fernet_config import (
+from ..config.fernet import (
     MAX_GENERATION as MAX_GENERATION,
     FernetConfig as FernetConfig,
     parse_fernet as parse_fernet,
@@ -26,7 +26,7 @@ from .fernet_config import (
 from .rollout import pod_annotations
 
 if TYPE_CHECKING:
-    from .config import AirflowConfig
+    from ..config.airflow import AirflowConfig
 
 # Pod annotation that changes whenever the key list changes, so every long-running Airflow
 # pod restarts and reads the new `AIRFLOW__CORE__FERNET_KEY` (a changed Secret alone never

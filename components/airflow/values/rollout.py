@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .spread import spread_components
 
 if TYPE_CHECKING:
-    from .config import AirflowConfig
+    from ..config.airflow import AirflowConfig
 
 PREFIX = "airflow-k8s/"
 

@@ -1,7 +1,7 @@
 """`airflow.fernetKey` and `previousFernetKeys`: which Fernet keys exist, parsed at the edge.
 
 The values that use them (the key list, the restart annotation, the rotation Job) are in
-components/airflow/fernet.py.
+components/airflow/values/fernet.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from ..core.reader import ConfigError, Node
+from ...core.reader import ConfigError, Node
 
 MAX_GENERATION = 100
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .secret_paths import AIRFLOW_HOME, ASYNC_CONN_ENV
+from ..config.secret_paths import AIRFLOW_HOME, ASYNC_CONN_ENV
 
 SYNC_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 POD_TEMPLATE_CONTAINER = "base"

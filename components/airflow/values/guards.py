@@ -12,12 +12,12 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ..core import invariants as chart_invariants
-from ..core.reader import ConfigError, quantity
+from ...core import invariants as chart_invariants
+from ...core.reader import ConfigError, quantity
 from . import invariants
 
 if TYPE_CHECKING:
-    from .config import AirflowConfig
+    from ..config.airflow import AirflowConfig
 
 # The cluster's own namespaces: nothing of this stack goes there.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
@@ -50,7 +50,7 @@ def _host(key: str, host: str | None) -> None:
 
 def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_keys: int | None = None) -> None:
     """Rules on the typed Airflow keys that the cluster would enforce too late (or never)."""
-    from ..logs.config import LOGS_PATH
+    from ...logs.config import LOGS_PATH
     from .secret_files import SECRETS_DIR
 
     chart_invariants.image_repository(f"{key}.image.repository", cfg.image.repository)
@@ -59,7 +59,7 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_k
         f"{key}.image.tag", cfg.image.tag, airflow_major=cfg.major if stock or "airflow" in cfg.image.tag else None
     )
     # Resource amounts and disruption budgets are checked where they are read (core/resources.py,
-    # airflow/config.py `_disruption`) and again on the final chart values (core/invariants.py).
+    # airflow/config/airflow.py `_disruption`) and again on the final chart values (core/invariants.py).
     if cfg.database.mode == "bundled":
         size_valid(f"{key}.database.storageSize", cfg.database.storage_size)
     if cfg.uses_celery:

@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.reader import ConfigError
-from .secret_names import SecretNames
-from .secret_paths import (  # re-exported: the values and their file names, one import
+from ...core.reader import ConfigError
+from ..config.secret_names import SecretNames
+from ..config.secret_paths import (  # re-exported: the values and their file names, one import
     ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
     AIRFLOW_COMPONENTS as AIRFLOW_COMPONENTS,
     AIRFLOW_CONFIG_PATH as AIRFLOW_CONFIG_PATH,
@@ -53,9 +53,9 @@ from .secret_paths import (  # re-exported: the values and their file names, one
 )
 
 if TYPE_CHECKING:
-    from ..logs.config import LogsConfig
-    from .config import AirflowConfig
-    from .dag_bundles import GitBundle
+    from ...logs.config import LogsConfig
+    from ..config.airflow import AirflowConfig
+    from ..config.dag_bundles import GitBundle
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def secrets_volume(
     cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
 ) -> dict[str, Any]:
     """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
-    from .dag_bundles import KNOWN_HOSTS_FILE, known_hosts_file
+    from ..config.dag_bundles import KNOWN_HOSTS_FILE, known_hosts_file
 
     extra: list[dict[str, Any]] = []
     if connections_secret:

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..core.cron import schedule
-from ..core.reader import ConfigError, Node, dns_label
+from ...core.cron import schedule
+from ...core.reader import ConfigError, Node, dns_label
 
 if TYPE_CHECKING:
-    from ..logs.config import LogsConfig
+    from ...logs.config import LogsConfig
 
 BackupTarget = Literal["claim", "bucket"]
 # Remote-logging targets a backup can follow into their bucket (Airflow's object storage: s3://, gs://).

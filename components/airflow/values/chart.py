@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
-from ..core.merge import deep_merge
-from ..core.reader import ConfigError
-from .config import AirflowConfig, Component, DatabaseUrl, pg_url
-from .dag_bundles import bundle_values
+from ...core.airflow_user import AIRFLOW_UID as AIRFLOW_UID
+from ...core.merge import deep_merge
+from ...core.reader import ConfigError
+from ..config.airflow import AirflowConfig, Component, DatabaseUrl, pg_url
+from ..config.dag_bundles import bundle_values
+from ..config.secret_names import SecretNames as SecretNames
 from .fernet import fernet_values
 from .secret_files import (
     ADMIN_PASSWORD_FILE,
@@ -31,7 +32,6 @@ from .secret_files import (
     file_values,
     secret_files,
 )
-from .secret_names import SecretNames as SecretNames
 from .spread import spread_values
 
 # Chart values key -> the name suffix of the ServiceAccount we pin for it.

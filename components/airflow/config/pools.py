@@ -15,7 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..core.reader import ConfigError, Node
+from ...core.reader import ConfigError, Node
 
 # Airflow stores pool names in a 256-character column; we keep to characters that read the
 # same in a shell, a URL and the UI.

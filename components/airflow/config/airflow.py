@@ -18,12 +18,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..core import names
-from ..core.charts import ChartSource, parse_chart_source
-from ..core.durations import go_duration_seconds
-from ..core.git_refs import git_ref
-from ..core.invariants import budget_drains
-from ..core.reader import (
+from ...core import names
+from ...core.charts import ChartSource, parse_chart_source
+from ...core.durations import go_duration_seconds
+from ...core.git_refs import git_ref
+from ...core.invariants import budget_drains
+from ...core.reader import (
     QUANTITY as QUANTITY,
     ConfigError,
     ConfigTypeError,
@@ -33,12 +33,12 @@ from ..core.reader import (
     semver,
     version_tuple,
 )
-from ..core.resources import Resources, parse_resources
+from ...core.resources import Resources, parse_resources
 from .dag_bundles import DEFAULT_BUNDLE_NAME, DEFAULT_CONNECTION_ID, GitBundle
-from .fernet_config import FernetConfig, parse_fernet
+from .fernet import FernetConfig, parse_fernet
 from .pools import Pool, parse_pools
 from .secret_paths import ENV_PATHS, FILE_ONLY_ENV, VOLUME_NAMES
-from .spread_config import Spread, parse_spread
+from .spread import Spread, parse_spread
 from .upgrades import check_chart_supports
 
 DEFAULT_CHART_VERSION = "1.21.0"

@@ -9,8 +9,8 @@ minor are fine. Charts other than the ones listed are not checked (their support
 
 from __future__ import annotations
 
-from ..core.charts import ChartSource
-from ..core.reader import ConfigError, version_tuple
+from ...core.charts import ChartSource
+from ...core.reader import ConfigError, version_tuple
 
 # Airflow chart version -> (oldest, newest Airflow it supports): its values.schema.json says
 # "Version 2.11.0 and above is supported"; its appVersion is the newest minor it knows.

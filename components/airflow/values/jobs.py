@@ -17,9 +17,10 @@ import hashlib
 import json
 from typing import Any
 
-from .config import AirflowConfig
+from ..config.airflow import AirflowConfig
+from ..config.pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
+from .chart import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SIDECAR_RESOURCES, SecretNames
 from .fernet import rotate_job_name
-from .pools import POOLS_FILE, Pool, pools_configmap_name, pools_file, pools_job_name
 from .secret_files import (
     SECRETS_DIR,
     SECRETS_VOLUME,
@@ -31,7 +32,6 @@ from .secret_files import (
     secret_files,
     tmp_volume,
 )
-from .values import CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SIDECAR_RESOURCES, SecretNames
 
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 BACKOFF_LIMIT = 6  # retried with back-off (10 s, 20 s, ... up to 6 min): the database may still be migrating

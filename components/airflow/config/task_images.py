@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.reader import ConfigError, Node
+from ...core.reader import ConfigError, Node
 
 VARIABLE_PREFIX = "k8s_image_"
 # The roles dags/k8s_conventions.py uses (others are allowed: `image("<role>", default)`).

@@ -1,6 +1,6 @@
 """`airflow.spread`: the topology spread constraint of Airflow's replicated pods, parsed at the edge.
 
-The chart values it becomes are in components/airflow/spread.py.
+The chart values it becomes are in components/airflow/values/spread.py.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..core.reader import Node
+from ...core.reader import Node
 
 WHEN_UNSATISFIABLE = ("ScheduleAnyway", "DoNotSchedule")
 # A label key: optional DNS prefix and '/', then a name (the Kubernetes rule).
