@@ -177,3 +177,12 @@ class TestInThePreview:
         assert [p.object for p in found] == ["airflow.extraValues.config.core.paralelism"], found
         assert found[0].message.startswith("stack key airflow.extraValues.config.core.paralelism: Airflow 3.")
         assert result.airflow is not None and result.airflow.ran
+
+
+class TestTheProjectFolder:
+    def test_a_relative_project_folder_as_run_sh_preview_passes_it_still_runs_the_checks(self, monkeypatch):
+        monkeypatch.chdir(ROOT)
+        monkeypatch.setenv("AIRFLOW_K8S_AIRFLOW_CHECKS", "on")
+        verdict = airflow_checks.finish(airflow_checks.start(Path(".")), {"crons": BAD["crons"]})
+        assert verdict.ran, verdict
+        assert sorted(p.object for p in verdict.problems) == sorted(BAD["crons"])

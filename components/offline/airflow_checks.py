@@ -55,7 +55,8 @@ def start(root: Path) -> Judge:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "AIRFLOW_HOME": str(root / "build" / "airflow-judge-home")},
+        # Airflow refuses a relative path in its SQLite URL: the home is absolute, whatever --root was.
+        env={**os.environ, "AIRFLOW_HOME": str((root / "build" / "airflow-judge-home").resolve())},
     )
     return Judge(process, "")
 
