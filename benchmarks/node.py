@@ -287,8 +287,8 @@ def dag_rows(runner: DagRunner, executor: str, runs: int) -> dict[str, dict[str,
 
 def connect(folder: Path, port: int) -> tuple[Any, Any]:
     from e2e.node.airflow_api import AirflowApi
+    from e2e.node.airflow_steps import admin_login
     from e2e.node.local import node_kube
-    from e2e.node.scenario import admin_login
 
     kube = node_kube(folder)
     api = AirflowApi(f"http://127.0.0.1:{port}")
@@ -301,7 +301,7 @@ def to_local_executor(folder: Path, port: int) -> float:
     Airflow answers again."""
     from e2e.node import local
     from e2e.node.airflow_api import AirflowApi
-    from e2e.node.scenario import wait_answering
+    from e2e.node.airflow_steps import wait_answering
 
     started = time.monotonic()
     found, _ = local.find_tools(lambda line: None)

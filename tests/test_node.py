@@ -18,17 +18,10 @@ import yaml
 from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
 from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
+from e2e.node.airflow_steps import NOT_RUN, OUTCOMES, expected_run_state, failed_job_pods, not_ready, restart_counts
 from e2e.node.cleanup import Proc
 from e2e.node.host import NodeError, _hex_address, images_in, node_not_ready, pod_not_ready
-from e2e.node.scenario import (
-    NOT_RUN,
-    OUTCOMES,
-    dag_images,
-    expected_run_state,
-    failed_job_pods,
-    not_ready,
-    restart_counts,
-)
+from e2e.node.scenario import dag_images
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
 from tests.helpers import ROOT

@@ -277,7 +277,8 @@ def _up(
     for note in notes:
         echo(f"    {note}")
 
-    from .scenario import admin_login, api_target, build_images, wait_answering
+    from .airflow_steps import admin_login, api_target, wait_answering
+    from .scenario import build_images
 
     log = folder / "logs" / "images.log"
     log.parent.mkdir(parents=True, exist_ok=True)

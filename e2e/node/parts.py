@@ -1,0 +1,88 @@
+"""The parts of the node scenario after the first run: each a sequence of steps on the same node
+and the same deployed dev stack (team pods, keys, failures, upgrade, come back, enforcement...).
+
+A part is declared once (`Part`): its name, the function that runs its steps on a `NodeRun`,
+the images it needs beyond the stack's own (built and imported with the rest, before the node
+starts), and what it changes in the node's stack before the first `pulumi up`. The scenario runs
+them in the order of its list; `AIRFLOW_K8S_NODE_PARTS=name,name` runs only those (the first
+run, the preview's pods and the teardown always run), `none` runs none: a part under work can be
+run alone, on a node of its own, without the others' minutes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..harness import StepError
+from ..kube import Kube
+from ..scenarios import Deployment, Harness
+from .airflow_api import AirflowApi
+from .host import Node
+
+SELECT_ENV = "AIRFLOW_K8S_NODE_PARTS"
+
+
+@dataclass
+class NodeRun:
+    """What a part works with: the node, the deployed stack and Airflow's REST API, logged in."""
+
+    h: Harness
+    node: Node
+    plane: Any  # host.NodePlane: stopped by the scenario at the end
+    kube: Kube
+    d: Deployment
+    api: AirflowApi
+    namespace: str
+    folder: Path  # the node's folder (volumes/, screenshots/, logs)
+    config: dict[str, Any]  # the stack config deployed by the first `up`
+    # The first run's runs: dag_id -> (run_id, task instances)
+    runs: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
+
+    def echo(self, line: str) -> None:
+        self.h.steps.echo(line)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the node scenario.
+
+    name: short, used by AIRFLOW_K8S_NODE_PARTS and in each step's title (`[node:<name>] ...`).
+    run: its steps (`run.h.steps.step(...)`), on the node and stack the first run left.
+    images: references it needs beyond the stack's and the example DAGs' (e.g. an upgrade's image).
+    stack: changes it makes to the node's stack config before the first `up` (a copy in, a copy out).
+    """
+
+    name: str
+    run: Callable[[NodeRun], None]
+    images: tuple[str, ...] = ()
+    stack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+def selected(parts: Sequence[Part], env: str | None = None) -> list[Part]:
+    """The parts to run: all, or those AIRFLOW_K8S_NODE_PARTS names (`none`: none). An unknown
+    name is refused, naming the ones there are."""
+    raw = os.environ.get(SELECT_ENV) if env is None else env
+    if raw is None or not raw.strip():
+        return list(parts)
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    known = {p.name for p in parts}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise StepError(
+            f"{SELECT_ENV}: no part named {', '.join(unknown)}; there are: {', '.join(sorted(known))}, none"
+        )
+    return [p for p in parts if p.name in names]
+
+
+def stack_for(parts: Sequence[Part], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The node's stack config with each part's change applied, in order."""
+    for part in parts:
+        if part.stack is not None:
+            cfg = part.stack(cfg)
+    return cfg
