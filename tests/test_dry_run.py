@@ -256,6 +256,11 @@ class TestCleanStacks:
         second = local_server(ROOT, VERSION)
         assert first.server == second.server
 
+    def test_two_checkouts_never_share_a_server(self, tmp_path):
+        here, there = local_folder(VERSION), local_folder(VERSION, tmp_path / "other-clone" / "components")
+        assert here.folder != there.folder
+        assert here.folder == local_folder(VERSION).folder
+
 
 class TestAUsersCluster:
     def test_with_a_kubeconfig_context_the_cluster_judges_and_nothing_is_created_there(self, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ from .policy import socket_dir
 
 IDLE_ENV = "AIRFLOW_K8S_APISERVER_IDLE"  # seconds the local API server stays without a preview
 DEFAULT_IDLE = 900
+PACKAGE = Path(__file__).resolve().parents[1]  # this checkout's (or installation's) package folder
 BINARY_MINOR = (1, 34)  # the kube-apiserver of ../shared/tools (v1.34.4)
 OLDEST_EMULATED = (1, 31)  # what it can emulate: three minors back
 START_TIMEOUT = 180
@@ -112,8 +114,12 @@ class Local:
         return self.folder / "serve.log"
 
 
-def local_folder(version: str) -> Local:
-    folder = socket_dir() / f"apiserver-{version}"
+def local_folder(version: str, package: Path = PACKAGE) -> Local:
+    """The folder of the local API server of `version` started from this checkout (`package`): two
+    checkouts (a CI clone beside a working copy) never share one, so a server keeps serving the
+    code and CRDs of the checkout that started it, and stops with it unused."""
+    key = hashlib.sha256(str(package.resolve()).encode()).hexdigest()[:12]
+    folder = socket_dir() / f"apiserver-{version}-{key}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return Local(folder)
 
@@ -164,7 +170,7 @@ def local_server(root: Path, version: str) -> Kube:
                     sys.executable, "-m", "components.offline.local_apiserver", "--serve", str(local.folder),
                     "--version", version, "--apiserver", str(found["kube-apiserver"]), "--etcd", str(found["etcd"]),
                 ],
-                cwd=Path(__file__).resolve().parents[2],
+                cwd=PACKAGE.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
