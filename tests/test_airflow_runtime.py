@@ -121,6 +121,29 @@ class TestEveryAirflowContainerOfBothStacks:
         assert [p for p in previews[stack].problems if p.rule == "guarantee"] == []
 
 
+class TestStartingUnderLoad:
+    """A slow start is not a crash: on a 2-core node under load the chart's one-minute startup probes
+    restarted the scheduler and the api-server before Airflow had finished importing."""
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_the_scheduler_and_the_api_server_may_take_five_minutes_to_start(self, previews, stack):
+        budgets = {
+            ident: c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+            for _, ident, _, c in airflow_containers(previews[stack].objects)
+            if c["name"] in ("scheduler", "api-server")
+        }
+        assert budgets == {"Deployment/airflow-scheduler": 300, "Deployment/airflow-api-server": 300}
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_once_started_a_hung_server_is_restarted_as_quickly_as_the_chart_would(self, previews, stack):
+        liveness = {
+            c["name"]: (c["livenessProbe"]["periodSeconds"], c["livenessProbe"]["failureThreshold"])
+            for _, _, _, c in airflow_containers(previews[stack].objects)
+            if c["name"] in ("scheduler", "api-server")
+        }
+        assert liveness == {"scheduler": (60, 5), "api-server": (10, 5)}
+
+
 class TestTheRule:
     def test_a_complete_container_passes(self):
         assert runtime_problems("Job", SPEC, container()) == []

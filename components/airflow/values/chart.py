@@ -404,6 +404,7 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
 
     v = deep_merge(v, file_values(cfg, connections_secret, task_pods))
     v = deep_merge(v, security_values(cfg))
+    v = deep_merge(v, startup_values())
     v = deep_merge(v, ingress_values(cfg))
     v = deep_merge(v, network_values(cfg))
     v = deep_merge(deep_merge(v, spread_values(cfg)), fernet_values(cfg))
@@ -600,6 +601,21 @@ SIDECAR_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "statsd": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
     "job": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
 }
+
+
+# How long an Airflow server may take to start before its startup probe restarts it: five
+# minutes (30 x 10 s) instead of the chart's one (6 x 10 s). Airflow's import alone took 70 s in
+# a task pod on a 2-core node under load (a laptop cluster starting everything at once), and the
+# scheduler's probe command imports Airflow too; past the minute the kubelet restarted the
+# container, which then began again from zero. The startup probe passes as soon as the process
+# answers, so a healthy start is not slower, and once started the liveness probes (unchanged)
+# restart a hung process as quickly as before.
+STARTUP_PROBE = {"periodSeconds": 10, "failureThreshold": 30}
+STARTUP_PROBED = ("scheduler", "apiServer", "webserver")
+
+
+def startup_values() -> dict[str, Any]:
+    return {component: {"startupProbe": dict(STARTUP_PROBE)} for component in STARTUP_PROBED}
 
 
 def _pod(uid: int, gid: int) -> dict[str, Any]:
