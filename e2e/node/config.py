@@ -505,3 +505,9 @@ def storage_class(reclaim_policy: str = "Delete") -> dict[str, Any]:
         "reclaimPolicy": reclaim_policy,
         "volumeBindingMode": "Immediate",
     }
+
+
+# `pulumi up` on the node is stopped, naming what is pending, once the same objects stayed pending
+# this long (e2e.stuck), instead of waiting out a Release's timeout: the migration Job holds every
+# Airflow pod back for minutes on 2 cores, so it is longer than under kwok.
+UP_STALL_SECONDS = 420

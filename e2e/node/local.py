@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -39,6 +40,7 @@ from components.airflow.config.airflow import DEFAULT_CHART_VERSION
 from .. import runlock, tools
 from ..harness import ROOT, Pulumi, StepError, copy_project, install_plugins, pulumi_env
 from ..kube import Kube
+from ..scenarios import stall_watch
 from . import config, host
 from .airflow_api import AirflowApi
 from .host import Node, NodeError, Record
@@ -205,8 +207,11 @@ def write_project(folder: Path, stack: str, cfg: dict[str, Any]) -> Path:
     return folder
 
 
-def deploy(folder: Path, stack: str, cfg: dict[str, Any], found: dict[str, Path]) -> Pulumi:
-    """`pulumi up` of `stack` from a copy of this checkout, local backend in the state folder."""
+def deploy(folder: Path, stack: str, cfg: dict[str, Any], found: dict[str, Path], kube: Kube) -> Pulumi:
+    """`pulumi up` of `stack` from a copy of this checkout, local backend in the state folder. When
+    the same objects stay pending for config.UP_STALL_SECONDS (a failed Release's pods, a Job that
+    never completes), it stops and names them with their last Events instead of waiting out the
+    Release's timeout."""
     project = write_project(folder / "project", stack, cfg)
     pulumi_dir = folder / "pulumi"
     env = pulumi_env(pulumi_dir, found, folder / "cluster" / "kubeconfig")
@@ -214,6 +219,8 @@ def deploy(folder: Path, stack: str, cfg: dict[str, Any], found: dict[str, Path]
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     pulumi = Pulumi(found["pulumi"], project, env, logs)
+    pulumi.stall = functools.partial(stall_watch, kube)
+    pulumi.stall_seconds = config.UP_STALL_SECONDS
     install_plugins(pulumi, found)
     pulumi.run("login", env["PULUMI_BACKEND_URL"])
     pulumi.run("stack", "select", "--create", stack, "--secrets-provider", "passphrase")
@@ -299,7 +306,7 @@ def _up(
         phases.done("node", node.node_name)
 
     phases.begin(f"pulumi up: the {stack} stack (log: {folder / 'logs'})")
-    deploy(folder, stack, cfg, found)
+    deploy(folder, stack, cfg, found, kube)
     phases.done("pulumi up")
 
     phases.begin("Airflow answering on 127.0.0.1")

@@ -59,7 +59,6 @@ DAG = screenshots.DAG  # the one the UI is shown and checked with
 MISSING_IMAGE = "docker.io/library/airflow-k8s-never-imported:0"
 PROBE_IMAGE = "busybox:1.37.0"
 PULL_FAILS_WITHIN = 20.0  # seconds from the pod's creation to the kubelet's "connection refused"
-UP_STALL_SECONDS = 420  # the migration Job holds every Airflow pod back for minutes on 2 cores
 
 
 def node_stack_config(harness: Harness, folder: Path) -> dict[str, Any]:
@@ -178,7 +177,7 @@ def scenario_node(h: Harness) -> None:
             egress_dropped(node, kube, steps.echo)
         with steps.step(f"[{NAME}] copy the project; stack init", setup=True):
             d = deploy_project(h, NAME, plane, kube, config_)
-            d.pulumi.stall_seconds = UP_STALL_SECONDS
+            d.pulumi.stall_seconds = config.UP_STALL_SECONDS
         with steps.step(f"[{NAME}] pulumi up of dev (monitoring and Spark off)", setup=True):
             d.up()
         with steps.step(f"[{NAME}] every pod Ready by its own probes"):
