@@ -39,41 +39,22 @@ from ..spark.component import SparkOperator
 from ..spark.values import airflow_connections, airflow_variables
 from ..teams.component import TaskNamespace
 from . import deployed
-from .config import SECRET_KEYS, StackConfig, parse_stack
+from .config import StackConfig, parse_stack
 from .environment import merged
 from .identity_values import airflow_values as identity_airflow_values, spark_accounts
+from .keys import STACK_KEYS
 
 PACKAGE = "airflow-k8s"
 STACK_PROGRAM_NAME = deployed.STACK_PROGRAM_NAME
 """The platform name of this project's own stack program: its children keep their historical names."""
 
 # Python argument name -> the stack config key it mirrors (Pulumi.<stack>.yaml, without the project prefix).
-CONFIG_KEYS: dict[str, str] = {
-    "airflow": "airflow",
-    "cluster": "cluster",
-    "logs": "logs",
-    "spark": "spark",
-    "monitoring": "monitoring",
-    "teams": "teams",
-    "task_images": "taskImages",
-    "keda": "keda",
-    "maintenance": "maintenance",
-    "identity": "identity",
-    "variables": "variables",
-    "connections": "connections",
-    "database_url": "databaseUrl",
-    "git_token": "gitToken",
-    "git_ssh_key": "gitSshKey",
-    "logs_connection": "logsConnection",
-    "team_secrets": "teamSecrets",
-    "previous_fernet_keys": "previousFernetKeys",
-    "identity_change": "identityChange",
-}
+CONFIG_KEYS: dict[str, str] = {key.arg: key.name for key in STACK_KEYS}
 
-ARGUMENTS: dict[str, str] = {key: arg for arg, key in CONFIG_KEYS.items()}
+ARGUMENTS: dict[str, str] = {key.name: key.arg for key in STACK_KEYS}
 """Stack config key -> the Python argument that holds it (messages name the argument)."""
 
-SECRET_ARGS: tuple[str, ...] = tuple(arg for arg, key in CONFIG_KEYS.items() if key in SECRET_KEYS)
+SECRET_ARGS: tuple[str, ...] = tuple(key.arg for key in STACK_KEYS if key.secret)
 """Arguments that hold credentials: marked secret in the package schema, kept secret in state."""
 
 
