@@ -4,14 +4,12 @@ the configuration reference) comes from it or is checked against it."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import itertools
 import json
 import re
 
 import pytest
+from pulumi.provider.experimental.util import camel_case
 
 from components.core.reader import ConfigError
 from components.offline.stack_schema import SCHEMA_FILE, main, reference_with_table
@@ -19,20 +17,8 @@ from components.platform import component
 from components.platform.config import EITHER_KEYS, KNOWN_KEYS, OBJECT_KEYS, SECRET_KEYS, parse_stack
 from components.platform.keys import BY_NAME, STACK_KEYS, reference_table
 from components.platform.types import StackConfig
+from components.provider import schema
 from tests.helpers import ROOT
-
-
-def _argument_docstrings() -> dict[str, str]:
-    """AirflowPlatformArgs' field -> its docstring, whitespace folded, as Pulumi's schema reads it."""
-    tree = ast.parse(inspect.getsource(component.AirflowPlatformArgs))
-    cls = tree.body[0]
-    assert isinstance(cls, ast.ClassDef)
-    docs = {}
-    for field, doc in itertools.pairwise(cls.body):
-        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(doc, ast.Expr):
-            assert isinstance(doc.value, ast.Constant)
-            docs[field.target.id] = " ".join(str(doc.value.value).split())
-    return docs
 
 
 class TestOneDeclarationPerKey:
@@ -61,15 +47,20 @@ class TestTheComponentArguments:
     def test_the_typed_arguments_are_the_registrys_arguments(self):
         assert set(component.AirflowPlatformArgs.__annotations__) == {k.arg for k in STACK_KEYS}
 
-    def test_each_typed_arguments_docstring_is_the_registrys_doc_line(self):
-        docs = _argument_docstrings()
-        assert docs == {k.arg: k.docstring for k in STACK_KEYS}
+    def test_the_package_schema_describes_each_argument_with_the_registrys_doc_line(self):
+        inputs = schema()["resources"]["airflow-k8s:index:AirflowPlatform"]["inputProperties"]
+        assert {name: prop["description"] for name, prop in inputs.items()} == {
+            camel_case(k.arg): k.docstring for k in STACK_KEYS
+        }
+        assert {name for name, prop in inputs.items() if prop.get("secret")} == {
+            camel_case(k.arg) for k in STACK_KEYS if k.secret
+        }
 
 
 class TestTheTypedConfig:
     def test_every_field_of_the_stack_config_holds_a_registry_key(self):
         fields = {f.name for f in dataclasses.fields(StackConfig)}
-        assert fields == {k.field.split(".")[0] for k in STACK_KEYS}
+        assert fields == {k.target.split(".")[0] for k in STACK_KEYS}
 
     def test_each_key_lands_in_its_field(self):
         stack = parse_stack(
@@ -82,7 +73,7 @@ class TestTheTypedConfig:
             },
             {"gitToken"},
         )
-        head, _, attr = BY_NAME["gitToken"].field.partition(".")
+        head, _, attr = BY_NAME["gitToken"].target.partition(".")
         assert getattr(getattr(stack, head), attr) == "tok"
 
 

@@ -8,6 +8,7 @@ in docs/configuration.md (`reference_table`). tests/test_stack_keys.py fails whe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,10 +18,18 @@ Kind = Literal["object", "secret", "either", "confirm"]
 @dataclass(frozen=True)
 class StackKey:
     name: str  # in the stack file, without the project prefix
-    arg: str  # AirflowPlatform's argument
     kind: Kind  # object: a plain object; secret: set with --secret; either: plain or secret; confirm: plain text
-    field: str  # where the parsed value lands in StackConfig
-    doc: str  # one line: AirflowPlatformArgs' docstring, the reference's table, the schema's description
+    doc: str  # one line: the reference's table, the schema's and the package schema's description
+    field: str = ""  # where the parsed value lands in StackConfig (default: `arg`)
+
+    @property
+    def arg(self) -> str:
+        """AirflowPlatform's argument: the name in snake case (`taskImages` -> `task_images`)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+
+    @property
+    def target(self) -> str:
+        return self.field or self.arg
 
     @property
     def secret(self) -> bool:
@@ -34,134 +43,83 @@ class StackKey:
 STACK_KEYS: tuple[StackKey, ...] = (
     StackKey(
         "airflow",
-        "airflow",
         "object",
-        "airflow",
-        "The `airflow` object: version, executor, namespace, DAGs, database, ingress, resources... "
-        "(default: the laptop defaults of the configuration reference).",
+        "The `airflow` object: version, executor, namespace, DAGs, database, ingress, resources... (default: "
+        "the laptop defaults of the configuration reference).",
     ),
     StackKey(
         "cluster",
-        "cluster",
         "object",
-        "cluster",
         "The `cluster` object: what the cluster already has (storage classes, namespaces...) and its "
         "`environment`, `laptop` or `production` (default).",
     ),
+    StackKey("logs", "object", "The `logs` object: the shared logs volume, remote logging and retention."),
     StackKey(
-        "logs", "logs", "object", "logs", "The `logs` object: the shared logs volume, remote logging and retention."
-    ),
-    StackKey(
-        "spark",
         "spark",
         "object",
-        "spark",
         "The `spark` object: when set, the Kubeflow spark-operator and its job namespaces are installed.",
     ),
     StackKey(
         "monitoring",
-        "monitoring",
         "object",
-        "monitoring",
         "The `monitoring` object: scrape annotations, or a kube-prometheus-stack install with "
         "ServiceMonitors, alert rules and a Grafana dashboard.",
     ),
-    StackKey(
-        "teams",
-        "teams",
-        "object",
-        "teams",
-        "The `teams` list: one isolated task namespace per team for KubernetesPodOperator.",
-    ),
+    StackKey("teams", "object", "The `teams` list: one isolated task namespace per team for KubernetesPodOperator."),
     StackKey(
         "taskImages",
-        "task_images",
         "object",
-        "task_images",
         "The `taskImages` object: role -> pinned image, delivered as `k8s_image_<role>` Variables.",
     ),
     StackKey(
         "keda",
-        "keda",
         "object",
-        "keda",
         "The `keda` object: KEDA autoscaling of the Celery workers (and, with `install`, KEDA itself).",
     ),
     StackKey(
         "maintenance",
-        "maintenance",
         "object",
-        "maintenance",
         "The `maintenance` object: metadata database backups, `airflow db clean`, finished-pod cleanup.",
     ),
     StackKey(
         "identity",
-        "identity",
         "object",
-        "identity",
         "The `identity` object: the cloud identity (IRSA, GKE or Azure workload identity) of Airflow and Spark pods.",
     ),
     StackKey(
         "gitToken",
-        "git_token",
         "secret",
-        "secrets.git_token",
         "The token git-sync (and the git DAG bundle) uses for an HTTPS DAG repository.",
+        field="secrets.git_token",
     ),
     StackKey(
         "gitSshKey",
-        "git_ssh_key",
         "secret",
-        "secrets.git_ssh_key",
         "The private key git-sync (and the git DAG bundle) uses for an SSH DAG repository.",
+        field="secrets.git_ssh_key",
     ),
     StackKey(
         "databaseUrl",
-        "database_url",
         "secret",
-        "secrets.database_url",
         "An external Postgres URL (`postgresql://user:password@host:5432/db`) for the metadata database.",
+        field="secrets.database_url",
     ),
-    StackKey(
-        "logsConnection",
-        "logs_connection",
-        "secret",
-        "logs_connection",
-        "The remote-logging connection (URI or JSON) for `logs.remote`.",
-    ),
-    StackKey(
-        "teamSecrets",
-        "team_secrets",
-        "secret",
-        "team_secrets",
-        "Per team: Secret name -> key -> value, created in that team's namespace only.",
-    ),
+    StackKey("logsConnection", "secret", "The remote-logging connection (URI or JSON) for `logs.remote`."),
+    StackKey("teamSecrets", "secret", "Per team: Secret name -> key -> value, created in that team's namespace only."),
     StackKey(
         "connections",
-        "connections",
         "secret",
-        "connections",
         "The `connections` object: Airflow connections (id -> URI or JSON), delivered as a file.",
     ),
+    StackKey("previousFernetKeys", "secret", "Fernet keys of an earlier installation: kept for decrypting only."),
     StackKey(
-        "previousFernetKeys",
-        "previous_fernet_keys",
-        "secret",
-        "previous_fernet_keys",
-        "Fernet keys of an earlier installation: kept for decrypting only.",
-    ),
-    StackKey(
-        "variables",
         "variables",
         "either",
-        "variables",
         "The `variables` object: Airflow Variables (key -> text), delivered as a file; secret if you pass a secret.",
     ),
     StackKey(
         "identityChange",
-        "identity_change",
         "confirm",
-        "identity_change",
         "`<old namespace>/<old release name>`: confirms, for one `up`, a change of release name or namespace "
         "(or the drop of a claim holding data) that the platform otherwise refuses because it loses data.",
     ),
