@@ -3,8 +3,7 @@
 Pulumi infers the package schema from AirflowPlatform's annotations (components/platform/component.py);
 the inference has no way to mark an input secret, so the provider adds `secret: true` to the
 credential inputs (`SECRET_ARGS`) before it answers the engine: SDKs generated from the schema
-then keep those values secret everywhere. Each input's description is its key's doc line in the
-registry of stack keys (components/platform/keys.py).
+then keep those values secret everywhere.
 """
 
 import json
@@ -18,7 +17,6 @@ from pulumi.provider.server import ComponentInitError
 
 from .core.arguments import ArgumentError
 from .platform.component import PACKAGE, SECRET_ARGS, AirflowPlatform
-from .platform.keys import STACK_KEYS
 
 VERSION = "0.2.0"
 """The package version (kept equal to the distribution's in pyproject.toml by a test)."""
@@ -27,11 +25,8 @@ COMPONENTS: list[type[Any]] = [AirflowPlatform]
 
 
 def mark_secrets(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with every credential input of AirflowPlatform marked secret, and each input
-    described by the registry of stack keys."""
+    """The schema with every credential input of AirflowPlatform marked secret."""
     resource = schema["resources"][f"{PACKAGE}:index:AirflowPlatform"]
-    for key in STACK_KEYS:
-        resource["inputProperties"][camel_case(key.arg)]["description"] = key.docstring
     for arg in SECRET_ARGS:
         resource["inputProperties"][camel_case(arg)]["secret"] = True
     resource["properties"]["adminPassword"]["secret"] = True

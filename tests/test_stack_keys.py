@@ -47,11 +47,10 @@ class TestTheComponentArguments:
     def test_the_typed_arguments_are_the_registrys_arguments(self):
         assert set(component.AirflowPlatformArgs.__annotations__) == {k.arg for k in STACK_KEYS}
 
-    def test_the_package_schema_describes_each_argument_with_the_registrys_doc_line(self):
+    def test_each_arguments_docstring_and_so_its_package_schema_description_is_the_registrys_doc_line(self):
         inputs = schema()["resources"]["airflow-k8s:index:AirflowPlatform"]["inputProperties"]
-        assert {name: prop["description"] for name, prop in inputs.items()} == {
-            camel_case(k.arg): k.docstring for k in STACK_KEYS
-        }
+        described = {name: " ".join(prop["description"].split()) for name, prop in inputs.items()}
+        assert described == {camel_case(k.arg): k.docstring for k in STACK_KEYS}
         assert {name for name, prop in inputs.items() if prop.get("secret")} == {
             camel_case(k.arg) for k in STACK_KEYS if k.secret
         }

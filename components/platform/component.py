@@ -60,29 +60,51 @@ SECRET_ARGS: tuple[str, ...] = tuple(key.arg for key in STACK_KEYS if key.secret
 
 class AirflowPlatformArgs(TypedDict):
     """Everything the platform deploys, with the same keys and meaning as the stack config
-    (Pulumi.<stack>.yaml): each argument is the snake-case name of a key of the registry
-    (components/platform/keys.py), whose doc line describes it. Parsed and validated before any
-    resource is declared."""
+    (Pulumi.<stack>.yaml; the configuration reference in the docs describes each key).
+    Parsed and validated before any resource is declared."""
 
     airflow: NotRequired[dict[str, Any]]
+    """The `airflow` object: version, executor, namespace, DAGs, database, ingress, resources...
+    (default: the laptop defaults of the configuration reference)."""
     cluster: NotRequired[dict[str, Any]]
+    """The `cluster` object: what the cluster already has (storage classes, namespaces...) and its
+    `environment`, `laptop` or `production` (default)."""
     logs: NotRequired[dict[str, Any]]
+    """The `logs` object: the shared logs volume, remote logging and retention."""
     spark: NotRequired[dict[str, Any]]
+    """The `spark` object: when set, the Kubeflow spark-operator and its job namespaces are installed."""
     monitoring: NotRequired[dict[str, Any]]
+    """The `monitoring` object: scrape annotations, or a kube-prometheus-stack install with
+    ServiceMonitors, alert rules and a Grafana dashboard."""
     teams: NotRequired[list[dict[str, Any]]]
+    """The `teams` list: one isolated task namespace per team for KubernetesPodOperator."""
     task_images: NotRequired[dict[str, str]]
+    """The `taskImages` object: role -> pinned image, delivered as `k8s_image_<role>` Variables."""
     keda: NotRequired[dict[str, Any]]
+    """The `keda` object: KEDA autoscaling of the Celery workers (and, with `install`, KEDA itself)."""
     maintenance: NotRequired[dict[str, Any]]
+    """The `maintenance` object: metadata database backups, `airflow db clean`, finished-pod cleanup."""
     identity: NotRequired[dict[str, Any]]
+    """The `identity` object: the cloud identity (IRSA, GKE or Azure workload identity) of Airflow and Spark pods."""
     variables: NotRequired[pulumi.Input[dict[str, str]]]
+    """The `variables` object: Airflow Variables (key -> text), delivered as a file; secret if you pass a secret."""
     connections: NotRequired[pulumi.Input[dict[str, str]]]
+    """Secret. The `connections` object: Airflow connections (id -> URI or JSON), delivered as a file."""
     database_url: NotRequired[pulumi.Input[str]]
+    """Secret. An external Postgres URL (`postgresql://user:password@host:5432/db`) for the metadata database."""
     git_token: NotRequired[pulumi.Input[str]]
+    """Secret. The token git-sync (and the git DAG bundle) uses for an HTTPS DAG repository."""
     git_ssh_key: NotRequired[pulumi.Input[str]]
+    """Secret. The private key git-sync (and the git DAG bundle) uses for an SSH DAG repository."""
     logs_connection: NotRequired[pulumi.Input[str]]
+    """Secret. The remote-logging connection (URI or JSON) for `logs.remote`."""
     team_secrets: NotRequired[pulumi.Input[dict[str, dict[str, dict[str, str]]]]]
+    """Secret. Per team: Secret name -> key -> value, created in that team's namespace only."""
     previous_fernet_keys: NotRequired[pulumi.Input[list[str]]]
+    """Secret. Fernet keys of an earlier installation: kept for decrypting only."""
     identity_change: NotRequired[str]
+    """`<old namespace>/<old release name>`: confirms, for one `up`, a change of release name or namespace
+    (or the drop of a claim holding data) that the platform otherwise refuses because it loses data."""
 
 
 def _known(value: Any) -> tuple[Any, bool]:
