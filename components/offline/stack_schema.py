@@ -1,28 +1,16 @@
 """The JSON Schema of a stack file (`Pulumi.<stack>.yaml`), built from the config parsers themselves.
 
-The parsers are the one registry of keys: each key is read by an accessor of
-`components.core.reader.Node` that knows what it accepts (a string of some choices, a whole
-number in a range, a quantity, an object that refuses other keys...). With a recording on,
-every key read is written down with that (`reader.recording`). This module has the parsers
-read stacks (`read_stack`: the keys, without the guards on the values they make) and records
-what they read:
+Each key is read by an accessor of `components.core.reader.Node` that knows what it accepts;
+under `reader.recording` every key read is written down with that. `explore` has the parsers
+read the example stacks (the project's stack files and `schemas/examples/*.yaml`, secure values
+as placeholders) and variations of them (every other choice, both booleans, a key the parser
+then requires) until nothing new is read; `build` turns what they read into the schema. The
+top-level keys come from their registry (components/platform/keys.py); descriptions from the
+configuration reference (docs/configuration.md, "Checked while you type", says the rest).
 
-- the example stacks: the project's `Pulumi.<stack>.yaml` files and `schemas/examples/*.yaml`
-  (stacks that between them select every mode; secure values get placeholders of the right
-  shape, as in the offline preview);
-- variations of those, until nothing new is read: every other choice of a key with choices,
-  the other value of every boolean, and a key the parser then requires filled with a value an
-  example gives it.
-
-Keys are grouped by shape: list items as `[]`, the entries of an object whose keys the user
-names as `*` (`airflow.pools.*.slots`). The top-level keys, their kind and description come from
-their registry (components/platform/keys.py); the descriptions of the keys inside them from the
-configuration reference (docs/configuration.md), whose keys tests/test_readme.py checks against
-the parsers.
-
-`python -m components.offline.stack_schema` writes `schemas/stack.schema.json` and the table of
-top-level keys in docs/configuration.md; `--check` fails when either is not what the code makes
-now (tests/test_stack_schema.py runs it).
+`python -m components.offline.stack_schema` (`./run.sh schema`) writes `schemas/stack.schema.json`
+and the table of top-level keys in docs/configuration.md; `--check` fails when either is stale
+(tests/test_stack_schema.py).
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """AirflowPlatform: Airflow, its logs, Spark, monitoring and team namespaces from one config.
 
-The wiring the stack program used to do by hand lives here, so another stack (in any
-Pulumi language, through the component package) declares one resource:
-
-- monitoring's chart values (scrape annotations on StatsD/PgBouncer) go into AirflowRelease;
-- Spark's `kubernetes_default` connection and job-namespace Variables, and the `taskImages`
-  Variables, are merged with the stack's own `connections` and `variables` (a clash is an error);
-- Monitoring watches the AirflowRelease; SparkOperator and every TaskNamespace bind to its
-  namespace and task ServiceAccounts.
-
-Children and URNs. The AirflowRelease is named `name`. Monitoring, SparkOperator and the team
-namespaces are named `<name>-monitoring`, `<name>-spark`, `<name>-team-<team>`, except under the
-platform named `airflow` (the stack program's), whose children keep the names they had before
-the platform existed: `monitoring`, `spark`, `team-<team>`. Every child carries an alias to its
-old place at the root of the stack, so a stack deployed before AirflowPlatform moves under it
-with no replacement (proven by `python -m tests.golden` and the e2e run).
+It does the wiring between the capabilities (monitoring's and KEDA's values into AirflowRelease,
+Spark's and `taskImages`' connections and Variables merged with the stack's own, the operators
+bound to Airflow's namespace). The names of its children and their aliases to the places they had
+before it existed: docs/packages.md ("Names and URNs"), proven by `python -m tests.golden`.
 
 No `from __future__ import annotations` here: the component package's schema is inferred from
 these annotations at run time (see components/provider.py).
