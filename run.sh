@@ -25,7 +25,8 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   screenshots [options]       the Airflow UI of `up` (or --url) in headless Chromium, checked,
                               into docs/images (./run.sh screenshots --help)
   schema [--check]            write schemas/stack.schema.json (the stack files' JSON Schema) from
-                              the config parsers; --check: fail when it is stale
+                              the config parsers, and the table of top-level keys in
+                              docs/configuration.md; --check: fail when either is stale
   diagram [--check]           write the architecture diagram into docs/architecture.md from what the
                               shipped stacks declare; --check: fail when it is stale
   dags-check [FOLDER] [--stack NAME]

@@ -147,17 +147,23 @@ class ControlPlane:
         self.kube = kube
         wait_ready(kube, self.processes)
 
-        kubeconfig_arg = f"--kubeconfig={self.kubeconfig_path}"
-        self._spawn(
-            "kube-controller-manager",
-            [
-                str(self.binaries["kube-controller-manager"]),
-                kubeconfig_arg,
-                f"--authentication-kubeconfig={self.kubeconfig_path}",
-                f"--authorization-kubeconfig={self.kubeconfig_path}",
+        def common(component: str) -> list[str]:
+            """What the controller manager and the scheduler share: the kubeconfig, a loopback port, no election."""
+            kubeconfig = self.kubeconfig_path
+            return [
+                str(self.binaries[component]),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
                 f"--bind-address={LOCALHOST}",
                 f"--secure-port={free_port()}",
                 "--leader-elect=false",
+            ]
+
+        self._spawn(
+            "kube-controller-manager",
+            [
+                *common("kube-controller-manager"),
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=false",
@@ -166,18 +172,7 @@ class ControlPlane:
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             ],
         )
-        self._spawn(
-            "kube-scheduler",
-            [
-                str(self.binaries["kube-scheduler"]),
-                kubeconfig_arg,
-                f"--authentication-kubeconfig={self.kubeconfig_path}",
-                f"--authorization-kubeconfig={self.kubeconfig_path}",
-                f"--bind-address={LOCALHOST}",
-                f"--secure-port={free_port()}",
-                "--leader-elect=false",
-            ],
-        )
+        self._spawn("kube-scheduler", common("kube-scheduler"))
         if self.kwok:
             stages = self.work / "kwok-stages.yaml"
             stages.write_text("\n---\n".join(p.read_text() for p in self.kwok_stages))
@@ -185,7 +180,7 @@ class ControlPlane:
                 "kwok",
                 [
                     str(self.binaries["kwok"]),
-                    kubeconfig_arg,
+                    f"--kubeconfig={self.kubeconfig_path}",
                     f"--config={stages}",
                     "--manage-all-nodes=false",
                     f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",

@@ -306,15 +306,6 @@ def guarded_change(d: Deployment, what: str, change: Callable[[], None], expect:
         raise StepError(f"{what} changed Secrets:\n" + "\n".join(changed))
 
 
-def workload_images(kube: Kube, namespace: str) -> set[str]:
-    images = set()
-    for w in checks.live_workloads(kube, namespace):
-        spec = checks.pod_spec_of(w) or {}
-        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
-            images.add(str(c.get("image")))
-    return images
-
-
 def wait_images(d: Deployment, image: str) -> None:
     """Every Deployment and StatefulSet of the Airflow chart runs `image` and is Available."""
 

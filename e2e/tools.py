@@ -78,23 +78,17 @@ _PROVIDER_FROM_PROXY = (
 )
 
 
+def _replaces(pattern: re.Pattern[str], gomod: str, version: str) -> list[str]:
+    """`module => module version` for each module of go.mod that `pattern` matches."""
+    return [f"{m.group(1)} => {m.group(1)} {version}" for m in map(pattern.match, gomod.splitlines()) if m]
+
+
 def _staging_replaces(gomod: str, version: str) -> list[str]:
-    staging = "v0." + version.removeprefix("v1.")
-    out = []
-    for line in gomod.splitlines():
-        m = _STAGING_REPLACE.match(line)
-        if m:
-            out.append(f"{m.group(1)} => {m.group(1)} {staging}")
-    return out
+    return _replaces(_STAGING_REPLACE, gomod, "v0." + version.removeprefix("v1."))
 
 
 def _sibling_replaces(gomod: str, version: str) -> list[str]:
-    out = []
-    for line in gomod.splitlines():
-        m = _SIBLING_REPLACE.match(line)
-        if m:
-            out.append(f"{m.group(1)} => {m.group(1)} {version}")
-    return out
+    return _replaces(_SIBLING_REPLACE, gomod, version)
 
 
 def _kube(name: str) -> GoTool:

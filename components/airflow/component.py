@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from ..core.arguments import as_arguments
-from ..core.chart_release import helm_release
+from ..core.chart_release import helm_release, own_namespace
 from ..core.ids import check_no_clash
 from ..core.merge import deep_merge
 from ..core.reader import ConfigError, bounded, type_name
@@ -215,7 +215,13 @@ class AirflowRelease(pulumi.ComponentResource):
         # `pulumi destroy --exclude-protected`, which keeps it in the cluster *and* in the state), so
         # the next `up` takes it over as it is instead of failing on "already exists".
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True)
-        namespace = self._namespace(name, cfg, keep)
+        namespace, _ = own_namespace(
+            f"{name}-namespace",
+            cfg.namespace,
+            {"app.kubernetes.io/part-of": "airflow"},
+            create=cfg.create_namespace,
+            opts=keep,
+        )
         secrets = _Secrets(self, name, cfg.release_name, namespace, keep)
 
         admin_pw = self._generated_secrets(name, cfg, previous_keys, secrets)
@@ -267,17 +273,6 @@ class AirflowRelease(pulumi.ComponentResource):
             credentials.apply(lambda c: bundle_connection(bundle, c[0], c[1]))
         )
         return {**environment, _conn_env(bundle.connection_id): (bundle.connection_id, connection)}
-
-    def _namespace(self, name: str, cfg: AirflowConfig, keep: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        if not cfg.create_namespace:
-            return pulumi.Output.from_input(cfg.namespace)
-        ns_res = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": cfg.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
-            opts=keep,
-        )
-        created: pulumi.Output[str] = ns_res.metadata.name
-        return created
 
     def _generated_secrets(
         self, name: str, cfg: AirflowConfig, previous_keys: list[pulumi.Output[str]], secrets: _Secrets

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 from .charts import ChartSource
@@ -45,3 +46,14 @@ def helm_release(
         opts=opts,
         **chart,
     )
+
+
+def own_namespace(
+    resource_name: str, name: str, labels: dict[str, str], *, create: bool, opts: pulumi.ResourceOptions
+) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
+    """The namespace a component installs into: declared (and then a dependency) when `create`,
+    else the one the cluster already has, by name."""
+    if not create:
+        return pulumi.Output.from_input(name), []
+    ns = k8s.core.v1.Namespace(resource_name, metadata={"name": name, "labels": labels}, opts=opts)
+    return ns.metadata.name, [ns]

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from ..airflow.config.airflow import AirflowConfig, parse_airflow
-from ..core.chart_release import helm_release
+from ..core.chart_release import helm_release, own_namespace
 from ..core.reader import ConfigError
 from .config import KedaConfig, KedaInstall, parse_keda
 from .values import chart_values
@@ -52,20 +51,13 @@ class KedaOperator(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "keda"}
 
-        depends: list[pulumi.Resource] = []
-        if install.create_namespace:
-            ns = k8s.core.v1.Namespace(
-                f"{name}-namespace",
-                metadata={
-                    "name": install.namespace,
-                    "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
-                },
-                opts=child,
-            )
-            depends.append(ns)
-            namespace: pulumi.Output[str] = ns.metadata.name
-        else:
-            namespace = pulumi.Output.from_input(install.namespace)
+        namespace, depends = own_namespace(
+            f"{name}-namespace",
+            install.namespace,
+            {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+            create=install.create_namespace,
+            opts=child,
+        )
 
         # CRDs are templates of this chart (templates/crds/): installed and upgraded with it.
         self.release = helm_release(

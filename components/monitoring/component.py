@@ -11,7 +11,7 @@ import pulumi_random as random
 
 from ..airflow.component import AirflowRelease
 from ..airflow.config.airflow import AirflowConfig, parse_airflow
-from ..core.chart_release import helm_release
+from ..core.chart_release import helm_release, own_namespace
 from ..core.invariants import check_other_release
 from .config import MonitoringConfig, check_with_airflow, parse_monitoring
 from .values import (
@@ -122,12 +122,9 @@ class Monitoring(pulumi.ComponentResource):
         if install is not None:
             names = StackNames(install.release_name)
             labels = {"app.kubernetes.io/part-of": "monitoring", "app.kubernetes.io/managed-by": "pulumi"}
-            stack_ns: pulumi.Input[str] = install.namespace
-            if install.create_namespace:
-                ns_res = k8s.core.v1.Namespace(
-                    f"{name}-namespace", metadata={"name": install.namespace, "labels": labels}, opts=keep
-                )
-                stack_ns = ns_res.metadata.name
+            stack_ns, _ = own_namespace(
+                f"{name}-namespace", install.namespace, labels, create=install.create_namespace, opts=keep
+            )
             secret_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
             admin_secret = k8s.core.v1.Secret(
                 f"{name}-grafana-admin-secret",

@@ -5,7 +5,7 @@
 * `airflow_values`: the fragment of Airflow chart values monitoring needs (annotations
   for annotation-based scraping), handed to AirflowRelease's `extra_values`;
 * `stack_values`: kube-prometheus-stack's values (install mode);
-* `service_monitors`, `prometheus_rule`, `rules_file`: how Prometheus finds and judges
+* `service_monitor`, `prometheus_rule`, `rules_file`: how Prometheus finds and judges
   Airflow;
 * `dashboard`: the Grafana dashboard.
 
@@ -287,11 +287,6 @@ def service_monitor(target: Target, labels: Mapping[str, str], component: str) -
 
 def _own_labels(target: Target) -> dict[str, str]:
     return {"app.kubernetes.io/part-of": "airflow", "app.kubernetes.io/managed-by": "pulumi"}
-
-
-def service_monitors(target: Target, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-    """ServiceMonitors for the chart's StatsD exporter and, with PgBouncer, its exporter."""
-    return [service_monitor(target, labels, c) for c in monitored_components(target.airflow)]
 
 
 # ---------------------------------------------------------------------------

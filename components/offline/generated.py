@@ -33,11 +33,18 @@ def command_line(
     command: str,
     root: Path,
     make: Callable[[Path], tuple[Path, str]],
+    also: Callable[[Path], tuple[Path, str]] | None = None,
 ) -> int:
-    """`prog [--check] [--root DIR]`: `make(root)` gives the file and its text, written or checked."""
+    """`prog [--check] [--root DIR]`: `make(root)` gives the file and its text, written or checked;
+    `also(root)` a second file the same command writes."""
     parser = argparse.ArgumentParser(prog=prog, description=f"Write {what} from the code ({command}).")
     parser.add_argument("--check", action="store_true", help=f"fail (exit 1) when {what} is stale")
     parser.add_argument("--root", type=Path, default=root, help="the project (default: this checkout)")
     args = parser.parse_args(argv)
-    target, text = make(args.root)
-    return write_or_check(target, text, what=what, command=command, check=args.check)
+    results = []
+    for made in (make, also):
+        if made is not None:
+            target, text = made(args.root)
+            shown = what if made is make else str(target.relative_to(args.root))
+            results.append(write_or_check(target, text, what=shown, command=command, check=args.check))
+    return max(results)

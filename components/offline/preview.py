@@ -119,23 +119,16 @@ def api_version_kind(token: str, inputs: dict[str, Any]) -> tuple[str, str] | No
     return (version if group == "core" else f"{group}/{version}"), kind
 
 
-def redact(value: Any) -> Any:
-    """Replace every secret leaf by a marker, keeping keys (references are checked by key)."""
-    if is_secret(value):
-        return _mask(unwrap(value))
+def redact(value: Any, masked: bool = False) -> Any:
+    """Replace every secret leaf (every leaf below a secret) by a marker, keeping keys (references
+    are checked by key)."""
+    if not masked and is_secret(value):
+        return redact(unwrap(value), masked=True)
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: redact(v, masked) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    return REDACTED
+        return [redact(v, masked) for v in value]
+    return REDACTED if masked else value
 
 
 def _drop_nulls(value: Any) -> Any:

@@ -176,6 +176,3 @@ class Network:
             names = ", ".join(p["metadata"]["name"] for p in ingress)
             return f"ingress of {dst.name} is limited by {names}, and no rule admits {src.name} on {protocol}/{port}"
         return None
-
-    def allows(self, src: Peer, dst: Peer, port: int, protocol: str = "TCP") -> bool:
-        return self.explain(src, dst, port, protocol) is None

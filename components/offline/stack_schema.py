@@ -1,25 +1,16 @@
 """The JSON Schema of a stack file (`Pulumi.<stack>.yaml`), built from the config parsers themselves.
 
-The parsers are the one registry of keys: each key is read by an accessor of
-`components.core.reader.Node` that knows what it accepts (a string of some choices, a whole
-number in a range, a quantity, an object that refuses other keys...). With a recording on,
-every key read is written down with that (`reader.recording`). This module has the parsers
-read stacks (`read_stack`: the keys, without the guards on the values they make) and records
-what they read:
+Each key is read by an accessor of `components.core.reader.Node` that knows what it accepts;
+under `reader.recording` every key read is written down with that. `explore` has the parsers
+read the example stacks (the project's stack files and `schemas/examples/*.yaml`, secure values
+as placeholders) and variations of them (every other choice, both booleans, a key the parser
+then requires) until nothing new is read; `build` turns what they read into the schema. The
+top-level keys come from their registry (components/platform/keys.py); descriptions from the
+configuration reference (docs/configuration.md, "Checked while you type", says the rest).
 
-- the example stacks: the project's `Pulumi.<stack>.yaml` files and `schemas/examples/*.yaml`
-  (stacks that between them select every mode; secure values get placeholders of the right
-  shape, as in the offline preview);
-- variations of those, until nothing new is read: every other choice of a key with choices,
-  the other value of every boolean, and a key the parser then requires filled with a value an
-  example gives it.
-
-Keys are grouped by shape: list items as `[]`, the entries of an object whose keys the user
-names as `*` (`airflow.pools.*.slots`). Descriptions come from the configuration reference
-(docs/configuration.md), whose keys tests/test_readme.py checks against the parsers.
-
-`python -m components.offline.stack_schema` writes `schemas/stack.schema.json`;
-`--check` fails when it is not what the parsers make now (tests/test_stack_schema.py runs it).
+`python -m components.offline.stack_schema` (`./run.sh schema`) writes `schemas/stack.schema.json`
+and the table of top-level keys in docs/configuration.md; `--check` fails when either is stale
+(tests/test_stack_schema.py).
 """
 
 from __future__ import annotations
@@ -36,14 +27,8 @@ from typing import Any
 
 from ..core.reader import ConfigError, Shapes, recording, register_secrets
 from ..platform import stack_file
-from ..platform.config import (
-    CONFIRM_KEYS,
-    EITHER_KEYS,
-    KNOWN_KEYS,
-    PROJECT,
-    SECRET_KEYS,
-    read_stack,
-)
+from ..platform.config import PROJECT, read_stack
+from ..platform.keys import STACK_KEYS, reference_table
 from .generated import command_line
 from .program import placeholder_for
 
@@ -300,25 +285,26 @@ def build(shapes: Shapes, root: Path = ROOT) -> dict[str, Any]:
     descriptions = _descriptions(root)
     children = _tree(shapes)
     definitions: dict[str, Any] = {}
-    for key in KNOWN_KEYS:
-        description = _describe(key, descriptions)
-        if key in SECRET_KEYS:
+    for entry in STACK_KEYS:
+        key = entry.name
+        description = entry.doc.replace("`", "")
+        if entry.kind == "secret":
             schema: dict[str, Any] = {"$ref": "#/definitions/secure"}
-        elif key in CONFIRM_KEYS:
+        elif entry.kind == "confirm":
             schema = {"type": "string"}
         else:
             plain = _schema_of(key, shapes, children, descriptions)
             plain.pop("description", None)
-            if key in EITHER_KEYS:  # plain, or set with --secret
+            if entry.kind == "either":  # plain, or set with --secret
                 plain = {"if": {"required": ["secure"]}, "then": {"$ref": "#/definitions/secure"}, "else": plain}
             # `pulumi config set <key> '<JSON>'` keeps the JSON as text. if/then/else, not anyOf: an
             # editor then points at the key inside that is wrong.
             text = {"pattern": r"^\s*[\[{]", "description": "The same as JSON text."}
             schema = {"if": {"type": "string"}, "then": text, "else": plain}
-        definitions[key] = {"description": description, **schema} if description else schema
+        definitions[key] = {"description": description, **schema}
     definitions["secure"] = _SECURE
     properties: dict[str, Any] = {}
-    for key in KNOWN_KEYS:
+    for key in (entry.name for entry in STACK_KEYS):
         properties[f"{PROJECT}:{key}"] = {"$ref": f"#/definitions/{key}"}
         properties[key] = {"$ref": f"#/definitions/{key}"}
     names = sorted(properties)
@@ -349,6 +335,18 @@ def generate(root: Path = ROOT) -> str:
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
 
+_TABLE_START = "<!-- top-level keys: written by ./run.sh schema from components/platform/keys.py; do not edit -->\n"
+_TABLE_END = "<!-- end of the top-level keys -->\n"
+
+
+def reference_with_table(root: Path = ROOT) -> str:
+    """docs/configuration.md with its table of top-level keys as the registry makes it."""
+    text = (root / REFERENCE).read_text()
+    head, _, rest = text.partition(_TABLE_START)
+    _, _, tail = rest.partition(_TABLE_END)
+    return f"{head}{_TABLE_START}{reference_table()}{_TABLE_END}{tail}"
+
+
 def main(argv: list[str] | None = None) -> int:
     return command_line(
         argv,
@@ -357,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         command="./run.sh schema",
         root=ROOT,
         make=lambda root: (root / SCHEMA_FILE, generate(root)),
+        also=lambda root: (root / REFERENCE, reference_with_table(root)),
     )
 
 

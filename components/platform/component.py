@@ -1,20 +1,9 @@
 """AirflowPlatform: Airflow, its logs, Spark, monitoring and team namespaces from one config.
 
-The wiring the stack program used to do by hand lives here, so another stack (in any
-Pulumi language, through the component package) declares one resource:
-
-- monitoring's chart values (scrape annotations on StatsD/PgBouncer) go into AirflowRelease;
-- Spark's `kubernetes_default` connection and job-namespace Variables, and the `taskImages`
-  Variables, are merged with the stack's own `connections` and `variables` (a clash is an error);
-- Monitoring watches the AirflowRelease; SparkOperator and every TaskNamespace bind to its
-  namespace and task ServiceAccounts.
-
-Children and URNs. The AirflowRelease is named `name`. Monitoring, SparkOperator and the team
-namespaces are named `<name>-monitoring`, `<name>-spark`, `<name>-team-<team>`, except under the
-platform named `airflow` (the stack program's), whose children keep the names they had before
-the platform existed: `monitoring`, `spark`, `team-<team>`. Every child carries an alias to its
-old place at the root of the stack, so a stack deployed before AirflowPlatform moves under it
-with no replacement (proven by `python -m tests.golden` and the e2e run).
+It does the wiring between the capabilities (monitoring's and KEDA's values into AirflowRelease,
+Spark's and `taskImages`' connections and Variables merged with the stack's own, the operators
+bound to Airflow's namespace). The names of its children and their aliases to the places they had
+before it existed: docs/packages.md ("Names and URNs"), proven by `python -m tests.golden`.
 
 No `from __future__ import annotations` here: the component package's schema is inferred from
 these annotations at run time (see components/provider.py).
@@ -39,41 +28,22 @@ from ..spark.component import SparkOperator
 from ..spark.values import airflow_connections, airflow_variables
 from ..teams.component import TaskNamespace
 from . import deployed
-from .config import SECRET_KEYS, StackConfig, parse_stack
+from .config import StackConfig, parse_stack
 from .environment import merged
 from .identity_values import airflow_values as identity_airflow_values, spark_accounts
+from .keys import STACK_KEYS
 
 PACKAGE = "airflow-k8s"
 STACK_PROGRAM_NAME = deployed.STACK_PROGRAM_NAME
 """The platform name of this project's own stack program: its children keep their historical names."""
 
 # Python argument name -> the stack config key it mirrors (Pulumi.<stack>.yaml, without the project prefix).
-CONFIG_KEYS: dict[str, str] = {
-    "airflow": "airflow",
-    "cluster": "cluster",
-    "logs": "logs",
-    "spark": "spark",
-    "monitoring": "monitoring",
-    "teams": "teams",
-    "task_images": "taskImages",
-    "keda": "keda",
-    "maintenance": "maintenance",
-    "identity": "identity",
-    "variables": "variables",
-    "connections": "connections",
-    "database_url": "databaseUrl",
-    "git_token": "gitToken",
-    "git_ssh_key": "gitSshKey",
-    "logs_connection": "logsConnection",
-    "team_secrets": "teamSecrets",
-    "previous_fernet_keys": "previousFernetKeys",
-    "identity_change": "identityChange",
-}
+CONFIG_KEYS: dict[str, str] = {key.arg: key.name for key in STACK_KEYS}
 
-ARGUMENTS: dict[str, str] = {key: arg for arg, key in CONFIG_KEYS.items()}
+ARGUMENTS: dict[str, str] = {key.name: key.arg for key in STACK_KEYS}
 """Stack config key -> the Python argument that holds it (messages name the argument)."""
 
-SECRET_ARGS: tuple[str, ...] = tuple(arg for arg, key in CONFIG_KEYS.items() if key in SECRET_KEYS)
+SECRET_ARGS: tuple[str, ...] = tuple(key.arg for key in STACK_KEYS if key.secret)
 """Arguments that hold credentials: marked secret in the package schema, kept secret in state."""
 
 

@@ -1,7 +1,7 @@
 """The stack's configuration: read once from Pulumi, parsed into typed objects.
 
-Top-level keys (in the project's namespace) are listed in `KNOWN_KEYS`; any other key
-is an error, so a misspelt key never silently falls back to a default.
+Top-level keys (in the project's namespace) are those of the registry (components/platform/keys.py);
+any other key is an error, so a misspelt key never silently falls back to a default.
 """
 
 from __future__ import annotations
@@ -41,36 +41,17 @@ from .environment import parse_environment
 from .guards import check_plain_credentials, check_stack, foreign_keys
 from .identity_config import parse_identity
 from .identity_values import backup_identity, check_identity
+from .keys import STACK_KEYS, names
 from .types import ClusterConfig as ClusterConfig, StackConfig as StackConfig
 
 PROJECT = "airflow-k8s"
 
-SECRET_KEYS = (
-    "gitToken",
-    "gitSshKey",
-    "databaseUrl",
-    "logsConnection",
-    "teamSecrets",
-    "connections",
-    "previousFernetKeys",
-)
-OBJECT_KEYS = (
-    "airflow",
-    "cluster",
-    "logs",
-    "spark",
-    "monitoring",
-    "teams",
-    "taskImages",
-    "keda",
-    "maintenance",
-    "identity",
-)
-EITHER_KEYS = ("variables",)  # plain or secret: the user decides
-# Confirms a deliberate change of release name or namespace ('<old namespace>/<old release>';
-# components/platform/deployed.py).
-CONFIRM_KEYS = ("identityChange",)
-KNOWN_KEYS = OBJECT_KEYS + SECRET_KEYS + EITHER_KEYS + CONFIRM_KEYS
+# The top-level keys, from their registry (components/platform/keys.py).
+SECRET_KEYS = names("secret")
+OBJECT_KEYS = names("object")
+EITHER_KEYS = names("either")  # plain or secret: the user decides
+CONFIRM_KEYS = names("confirm")  # a deliberate change of identity (components/platform/deployed.py)
+KNOWN_KEYS = tuple(key.name for key in STACK_KEYS)
 
 
 def _claim_ref(key: str, value: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ..core.chart_release import helm_release
+from ..core.chart_release import helm_release, own_namespace
 from ..core.invariants import check_other_release
 from ..core.rbac import bound_role
 from ..core.reader import ConfigError
@@ -74,21 +74,14 @@ class SparkOperator(pulumi.ComponentResource):
             lambda pair: subjects(str(pair[0]), list(pair[1]))
         )
 
-        namespaces: list[pulumi.Resource] = []
-        if cfg.create_namespace:
-            operator_ns = k8s.core.v1.Namespace(
-                f"{name}-namespace",
-                metadata={
-                    "name": cfg.namespace,
-                    # The operator's pods are restricted-compliant (non-root, no capabilities, seccomp).
-                    "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
-                },
-                opts=child,
-            )
-            namespaces.append(operator_ns)
-            namespace: pulumi.Output[str] = operator_ns.metadata.name
-        else:
-            namespace = pulumi.Output.from_input(cfg.namespace)
+        # The operator's pods are restricted-compliant (non-root, no capabilities, seccomp).
+        namespace, namespaces = own_namespace(
+            f"{name}-namespace",
+            cfg.namespace,
+            {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+            create=cfg.create_namespace,
+            opts=child,
+        )
 
         for job in cfg.job_namespaces:
             prefix = f"{name}-{job.name}"

@@ -139,6 +139,10 @@ def crd_problems(items: list[Item], crds: list[dict[str, Any]]) -> list[Problem]
     scopes = {gk: _scope_from_crd(crd) == (gk, True) for gk, crd in by_gk.items()}
 
     problems: list[Problem] = []
+
+    def report(item: Item, ident: str, message: str) -> None:
+        problems.append(Problem("crd", item.source, ident, message))
+
     for item in items:
         obj = item.obj
         api_version, kind = obj.get("apiVersion"), obj.get("kind")
@@ -152,36 +156,19 @@ def crd_problems(items: list[Item], crds: list[dict[str, Any]]) -> list[Problem]
         if definition is None:
             same_group = sorted(k for g, k in by_gk if g == group)
             hint = f" (CRDs of group {group}: {', '.join(same_group)})" if same_group else ""
-            problems.append(
-                Problem(
-                    "crd",
-                    item.source,
-                    ident,
-                    f"{ident}: no CRD for {kind}.{group} ({api_version}) is declared{hint}",
-                )
-            )
+            report(item, ident, f"{ident}: no CRD for {kind}.{group} ({api_version}) is declared{hint}")
             continue
         crd_name = _name(definition)
         if scopes[(group, kind)] and _namespace(obj) is None and (group, kind) not in from_items:
             # (when the CRD is among the items, reference_problems reports this)
-            problems.append(
-                Problem(
-                    "crd",
-                    item.source,
-                    ident,
-                    f"{ident} is namespaced (CRD {crd_name}) but has no metadata.namespace",
-                )
-            )
+            report(item, ident, f"{ident} is namespaced (CRD {crd_name}) but has no metadata.namespace")
         served, schema, served_names = _crd_version_schema(definition, version)
         if not served:
-            problems.append(
-                Problem(
-                    "crd",
-                    item.source,
-                    ident,
-                    f"{ident}: CRD {crd_name} does not serve version {version} "
-                    f"(served: {', '.join(served_names) or 'none'})",
-                )
+            report(
+                item,
+                ident,
+                f"{ident}: CRD {crd_name} does not serve version {version} "
+                f"(served: {', '.join(served_names) or 'none'})",
             )
             continue
         if schema is None:
@@ -190,24 +177,14 @@ def crd_problems(items: list[Item], crds: list[dict[str, Any]]) -> list[Problem]
         try:
             errors = _sorted_errors(validator.iter_errors(obj))
         except re.error as exc:  # a Go (RE2) pattern Python's re cannot compile
-            problems.append(
-                Problem(
-                    "crd",
-                    item.source,
-                    ident,
-                    f"{ident} could not be validated: CRD {crd_name} {version} has a pattern Python cannot "
-                    f"evaluate ({exc})",
-                )
+            report(
+                item,
+                ident,
+                f"{ident} could not be validated: CRD {crd_name} {version} has a pattern Python cannot "
+                f"evaluate ({exc})",
             )
             continue
         for error in errors:
             for text in _describe(error):
-                problems.append(
-                    Problem(
-                        "crd",
-                        item.source,
-                        ident,
-                        f"{ident} {text} (CRD {crd_name} {version})",
-                    )
-                )
+                report(item, ident, f"{ident} {text} (CRD {crd_name} {version})")
     return problems

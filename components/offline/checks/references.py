@@ -527,62 +527,29 @@ class _Checker:
                     env = _as_dict(env)
                     value_from = _as_dict(env.get("valueFrom"))
                     env_where = f"{where} env {env.get('name', '?')}"
-                    ref = _as_dict(value_from.get("secretKeyRef"))
-                    if ref and ref.get("optional") is not True:
-                        self._secret(item, ident, ns, ref.get("name"), env_where, ref.get("key"))
-                    ref = _as_dict(value_from.get("configMapKeyRef"))
-                    if ref and ref.get("optional") is not True:
-                        self._config_map(item, ident, ns, ref.get("name"), env_where, ref.get("key"))
+                    for ref_key, check in (("secretKeyRef", self._secret), ("configMapKeyRef", self._config_map)):
+                        ref = _as_dict(value_from.get(ref_key))
+                        if ref and ref.get("optional") is not True:
+                            check(item, ident, ns, ref.get("name"), env_where, ref.get("key"))
                 self._file_commands(item, ident, container, spec, where)
                 for env_from in _as_list(container.get("envFrom")):
-                    env_from = _as_dict(env_from)
-                    ref = _as_dict(env_from.get("secretRef"))
-                    if ref and ref.get("optional") is not True:
-                        self._secret(item, ident, ns, ref.get("name"), f"{where} envFrom", None)
-                    ref = _as_dict(env_from.get("configMapRef"))
-                    if ref and ref.get("optional") is not True:
-                        self._config_map(item, ident, ns, ref.get("name"), f"{where} envFrom", None)
+                    for ref_key, check in (("secretRef", self._secret), ("configMapRef", self._config_map)):
+                        ref = _as_dict(_as_dict(env_from).get(ref_key))
+                        if ref and ref.get("optional") is not True:
+                            check(item, ident, ns, ref.get("name"), f"{where} envFrom", None)
         for volume in _as_list(spec.get("volumes")):
             volume = _as_dict(volume)
             where = f"volume '{volume.get('name', '?')}'"
-            secret = _as_dict(volume.get("secret"))
-            if secret and secret.get("optional") is not True:
-                self._secret_or_cm_volume(item, ident, ns, "secret", secret.get("secretName"), secret, where)
-            config_map = _as_dict(volume.get("configMap"))
-            if config_map and config_map.get("optional") is not True:
-                self._secret_or_cm_volume(
-                    item,
-                    ident,
-                    ns,
-                    "configmap",
-                    config_map.get("name"),
-                    config_map,
-                    where,
-                )
-            for source in _as_list(_as_dict(volume.get("projected")).get("sources")):
-                source = _as_dict(source)
-                secret = _as_dict(source.get("secret"))
-                if secret and secret.get("optional") is not True:
-                    self._secret_or_cm_volume(
-                        item,
-                        ident,
-                        ns,
-                        "secret",
-                        secret.get("name"),
-                        secret,
-                        f"{where} projected source",
-                    )
-                config_map = _as_dict(source.get("configMap"))
-                if config_map and config_map.get("optional") is not True:
-                    self._secret_or_cm_volume(
-                        item,
-                        ident,
-                        ns,
-                        "configmap",
-                        config_map.get("name"),
-                        config_map,
-                        f"{where} projected source",
-                    )
+            # The volume's own secret/configMap, then those of its projected sources.
+            sources = [(volume, where, "secretName")] + [
+                (_as_dict(source), f"{where} projected source", "name")
+                for source in _as_list(_as_dict(volume.get("projected")).get("sources"))
+            ]
+            for source, at, secret_name in sources:
+                for kind, ref_key, name_key in (("secret", "secret", secret_name), ("configmap", "configMap", "name")):
+                    ref = _as_dict(source.get(ref_key))
+                    if ref and ref.get("optional") is not True:
+                        self._secret_or_cm_volume(item, ident, ns, kind, ref.get(name_key), ref, at)
             claim = _as_dict(volume.get("persistentVolumeClaim"))
             if claim:
                 self._claim(item, ident, ns, claim.get("claimName"), where, template)
