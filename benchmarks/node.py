@@ -307,7 +307,7 @@ def to_local_executor(folder: Path, port: int) -> float:
     found, _ = local.find_tools(lambda line: None)
     cfg, _ = local.node_config(local.read_stack("dev"), folder / "cluster" / "kubeconfig", local.charts_folder())
     cfg["airflow-k8s:airflow"]["executor"] = "LocalExecutor"
-    local.deploy(folder, "dev", cfg, found)
+    local.deploy(folder, "dev", cfg, found, local.node_kube(folder))
     wait_answering(AirflowApi(f"http://127.0.0.1:{port}"), 600)
     return time.monotonic() - started
 
