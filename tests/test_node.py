@@ -580,5 +580,10 @@ class TestNodeParts:
         with pytest.raises(StepError, match=r"no part named upgrad; there are: failures, keys, none"):
             parts.selected(self.PARTS, "upgrad")
 
+    def test_a_part_on_trial_runs_only_when_named(self) -> None:
+        trial = (parts.Part("git", lambda run: None),)
+        assert [p.name for p in parts.selected(self.PARTS, "", trial)] == ["keys", "failures"]
+        assert [p.name for p in parts.selected(self.PARTS, "git,keys", trial)] == ["keys", "git"]
+
     def test_each_parts_stack_change_is_applied(self) -> None:
         assert parts.stack_for(self.PARTS, {"a": 1}) == {"a": 1, "keys": True}
