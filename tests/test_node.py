@@ -17,7 +17,7 @@ import yaml
 
 from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates, spawn, stop_all
 from e2e.harness import StepError
-from e2e.node import cleanup, config, host, local, parts
+from e2e.node import cleanup, config, host, local, part_failures, parts
 from e2e.node.airflow_api import log_text
 from e2e.node.airflow_steps import (
     NOT_RUN,
@@ -589,6 +589,21 @@ class TestTheKubeletStopped:
     def test_stopping_a_kubelet_that_does_not_run_is_an_error(self, tmp_path: Path) -> None:
         with pytest.raises(NodeError, match="no kubelet of this node runs"):
             host.Node(tmp_path, {}).stop_kubelet()
+
+
+class TestTheFailuresPart:
+    def test_its_stack_lowers_the_heartbeat_timeout_and_keeps_the_other_extra_values(self) -> None:
+        cfg = {"airflow-k8s:airflow": {"namespace": "airflow", "extraValues": {"config": {"core": {"x": 1}}}}}
+        out = part_failures.with_heartbeat_timeout(cfg)
+        assert out["airflow-k8s:airflow"]["extraValues"]["config"] == {
+            "core": {"x": 1},
+            "scheduler": {"task_instance_heartbeat_timeout": part_failures.HEARTBEAT_TIMEOUT},
+        }
+        assert out["airflow-k8s:airflow"]["namespace"] == "airflow"
+        assert "scheduler" not in cfg["airflow-k8s:airflow"]["extraValues"]["config"]  # a copy out
+
+    def test_it_is_the_first_part_of_the_scenario(self) -> None:
+        assert PARTS[0].name == "failures"
 
 
 class TestNodeParts:
