@@ -287,7 +287,7 @@ def memory_limit(r: NodeRun) -> None:
         raise StepError(f"{OOM_DAG}.{OOM_TASK}: expected failed after {OOM_TRIES} tries (retries=1), got {task}")
     # The executor deletes a pod that exits 0 (Airflow's supervisor survives when the kernel kills
     # only the task's process); a pod the kernel killed whole stays, OOMKilled with exit code 137.
-    ends = {str(p["metadata"]["annotations"].get("try_number")): terminated(p) for p in oom_pods(r, run_id)}
+    ends = {str((p["metadata"].get("annotations") or {}).get("try_number")): terminated(p) for p in oom_pods(r, run_id)}
     missing = []
     for tries in range(1, OOM_TRIES + 1):
         text = r.api.task_log(OOM_DAG, run_id, OOM_TASK, tries)
