@@ -593,7 +593,9 @@ class TestTheKubeletStopped:
 
 class TestTheFailuresPart:
     def test_its_stack_lowers_the_heartbeat_timeout_and_keeps_the_other_extra_values(self) -> None:
-        cfg = {"airflow-k8s:airflow": {"namespace": "airflow", "extraValues": {"config": {"core": {"x": 1}}}}}
+        cfg: dict[str, Any] = {
+            "airflow-k8s:airflow": {"namespace": "airflow", "extraValues": {"config": {"core": {"x": 1}}}}
+        }
         out = part_failures.with_heartbeat_timeout(cfg)
         assert out["airflow-k8s:airflow"]["extraValues"]["config"] == {
             "core": {"x": 1},
