@@ -608,6 +608,69 @@ class TestTheFailuresPart:
         assert PARTS[0].name == "failures"
 
 
+class FakeOomApi:
+    """Airflow's REST API after example_memory_limit's run: failed after two tries, with these logs."""
+
+    def __init__(self, logs: dict[int, str]) -> None:
+        self.logs = logs
+
+    def unpause(self, dag_id: str) -> None:
+        pass
+
+    def trigger(self, dag_id: str) -> str:
+        return "manual__1"
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return "failed"
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return [{"task_id": "outgrow", "state": "failed", "try_number": 2}]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        return self.logs[try_number]
+
+
+def oom_run(logs: dict[int, str], pods: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+    from types import SimpleNamespace
+
+    lines: list[str] = []
+    kube = SimpleNamespace(list=lambda api_version, kind, namespace: pods)
+    run = SimpleNamespace(api=FakeOomApi(logs), kube=kube, namespace="airflow", echo=lines.append, d=None)
+    return run, lines
+
+
+def oom_pod(tries: int, reason: str, exit_code: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"outgrow-{tries}",
+            "labels": {"dag_id": "example_memory_limit", "task_id": "outgrow"},
+            "annotations": {"run_id": "manual__1", "try_number": str(tries)},
+        },
+        "status": {
+            "containerStatuses": [{"name": "base", "state": {"terminated": {"reason": reason, "exitCode": exit_code}}}]
+        },
+    }
+
+
+class TestTheOutOfMemoryStep:
+    SAID = "Process terminated by signal. Likely out of memory error (OOM). For more information, see ..."
+
+    def test_each_try_whose_log_says_out_of_memory_passes(self) -> None:
+        run, lines = oom_run({1: self.SAID, 2: self.SAID}, [])
+        part_failures.memory_limit(run)
+        assert lines[-1] == "each try's task log (REST API) says: Likely out of memory error (OOM)"
+
+    def test_a_try_whose_log_does_not_say_why_fails_the_step(self) -> None:
+        run, _ = oom_run({1: "allocating 32 MiB at a time", 2: self.SAID}, [])
+        with pytest.raises(StepError, match=r"no out-of-memory reason in the task log of try 1 "):
+            part_failures.memory_limit(run)
+
+    def test_a_pod_killed_whole_is_a_finding_not_a_failure(self) -> None:
+        run, lines = oom_run({1: "allocating", 2: self.SAID}, [oom_pod(1, "OOMKilled", 137)])
+        part_failures.memory_limit(run)
+        assert "FINDING: try 1's pod was OOMKilled (exit code 137), and its task log does not say so" in lines
+
+
 class TestNodeParts:
     """The node scenario's parts: chosen by AIRFLOW_K8S_NODE_PARTS, applied in their order."""
 
