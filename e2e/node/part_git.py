@@ -213,7 +213,8 @@ def git_stack(cfg: dict[str, Any], server: GitServer) -> dict[str, Any]:
 
 def switch_stack(r: NodeRun, server: GitServer) -> None:
     """hostPath -> gitBundle the documented way: the token as a secret, the claim dropped on
-    purpose (identityChange), `pulumi up`, then identityChange removed."""
+    purpose (identityChange, the claim unprotected in the state), `pulumi up`, then identityChange
+    removed. The claim and its folder stay in the cluster."""
     d = r.d
     airflow = d.airflow
     accepted = f"{airflow.get('namespace', 'airflow')}/{airflow.get('releaseName', 'airflow')}"
@@ -223,6 +224,12 @@ def switch_stack(r: NodeRun, server: GitServer) -> None:
     d.pulumi.run("config", "set", "--secret", "gitToken", server.token)
     # Keep the encrypted token in the config every later `write` puts back.
     d.config = yaml.safe_load((d.project / f"Pulumi.{d.stack}.yaml").read_text())["config"]
+    # The claim is protected: Pulumi forgets it (the cluster keeps it) only once unprotected.
+    claim = f"PersistentVolumeClaim::{airflow.get('releaseName', 'airflow')}-dags-claim"
+    urns = [str(res["urn"]) for res in d.export()["deployment"]["resources"] if str(res["urn"]).endswith(claim)]
+    if not urns:
+        raise StepError(f"no {claim} in the stack's state")
+    d.pulumi.run("state", "unprotect", "--yes", urns[0])
     d.up()
     d.config.pop(f"airflow-k8s:{ACCEPT_KEY}")
     d.write()
