@@ -37,7 +37,7 @@ from ..fidelity import predicted_objects
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import cleanup, config, host, images, part_failures, predicted, screenshots
+from . import cleanup, config, host, images, part_failures, part_git, predicted, screenshots
 from .airflow_steps import (
     STABLE_SECONDS,
     airflow_api,
@@ -126,7 +126,10 @@ def default_gateway() -> str:
 
 
 # The parts after the first run, in the order they run (e2e.node.parts).
-PARTS: tuple[Part, ...] = (part_failures.PART,)
+PARTS: tuple[Part, ...] = (
+    part_failures.PART,
+    part_git.PART,
+)
 
 
 def scenario_node(h: Harness) -> None:
