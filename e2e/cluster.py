@@ -41,6 +41,7 @@ __all__ = [
     "first_exited",
     "make_certificates",
     "spawn",
+    "stop_all",
     "tail",
 ]
 NODE_COUNT = 2

@@ -45,7 +45,8 @@ class TestTheProjectsOwnDags:
         assert findings == []
         assert code == 0
         assert summary.startswith("dags-check OK: 0 error(s), 0 warning(s), 0 note(s)")
-        assert "5 DAG(s) loaded" in summary
+        declared = {m for p in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
+        assert f"{len(declared)} DAG(s) loaded" in summary  # every DAG the folder declares
 
 
 # (file, line, level, step, text in the finding): every breaking pattern of the tutorials.

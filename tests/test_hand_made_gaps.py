@@ -41,6 +41,8 @@ HTTPS_BUNDLE: dict[str, Any] = {
     "mode": "gitBundle",
     "gitBundle": {"repo": "https://github.com/example/dags.git", "subdir": "dags"},
 }
+# A certificate's shape (the parser checks PEM framing, git reads the contents).
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUXh0Ai9rWq3YyQ2Ck7Z\n-----END CERTIFICATE-----\n"
 SSH_BUNDLE: dict[str, Any] = {
     "mode": "gitBundle",
     "gitBundle": {"repo": "git@github.com:example/dags.git", "knownHosts": KNOWN_HOSTS, "trackingRef": "v1.2.0"},
@@ -227,6 +229,34 @@ class TestGitBundle:
         ]
         assert "git-known-hosts" in paths and "connections.json" in paths
 
+    def test_a_private_cas_certificate_is_a_file_git_is_pointed_at_in_every_airflow_pod_and_task_pod(self):
+        dags = {**HTTPS_BUNDLE, "gitBundle": {**HTTPS_BUNDLE["gitBundle"], "caCertificate": CA_PEM}}
+        run = run_stack({"dags": dags}, cluster=LAPTOP, secrets={"gitToken": "t"})
+        data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
+        assert data["git-ca.crt"] == CA_PEM.strip() + "\n"
+        objects = render_release(release(run))
+        processor = next(
+            o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("processor")
+        )
+        pod = processor["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        paths = [
+            i["path"] for s in volumes["airflow-k8s-secrets"]["projected"]["sources"] for i in s["secret"]["items"]
+        ]
+        assert "git-ca.crt" in paths
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["GIT_SSL_CAINFO"] == "/opt/airflow/secrets/git-ca.crt"
+        template = next(
+            o for o in objects if o["kind"] == "ConfigMap" and "pod_template_file.yaml" in o.get("data", {})
+        )
+        assert "GIT_SSL_CAINFO" in template["data"]["pod_template_file.yaml"]  # task pods fetch the bundle too
+
+    def test_without_a_ca_git_keeps_the_systems_certificate_authorities(self):
+        run = run_stack({"dags": HTTPS_BUNDLE}, cluster=LAPTOP, secrets={"gitToken": "t"})
+        assert "GIT_SSL_CAINFO" not in json.dumps(values(run))
+        data = unwrap(secrets_by_name(run)["airflow-pulumi-environment"].inputs)["stringData"]
+        assert "git-ca.crt" not in data
+
     @pytest.mark.parametrize(
         ("dags", "secrets"),
         [(HTTPS_BUNDLE, {"gitToken": "t"}), (SSH_BUNDLE, {"gitSshKey": SSH_KEY})],
@@ -264,6 +294,16 @@ class TestGitBundle:
                 ["airflow.dags.gitBundle.refreshInterval"],
             ),
             ({"dags": {**HTTPS_BUNDLE, "gitSync": {"repo": "https://h/x.git"}}}, {}, ["airflow.dags.gitSync"]),
+            (
+                {"dags": {**SSH_BUNDLE, "gitBundle": {**SSH_BUNDLE["gitBundle"], "caCertificate": CA_PEM}}},
+                {"gitSshKey": SSH_KEY},
+                ["airflow.dags.gitBundle.caCertificate", "only used with an https:// repository", "knownHosts"],
+            ),
+            (
+                {"dags": {**HTTPS_BUNDLE, "gitBundle": {**HTTPS_BUNDLE["gitBundle"], "caCertificate": "ca.crt"}}},
+                {},
+                ["airflow.dags.gitBundle.caCertificate", "'ca.crt ...'", "expected one or more PEM certificates"],
+            ),
         ],
     )
     def test_bad_bundles_are_refused_naming_the_key(self, airflow, secrets, fragments):
@@ -272,6 +312,7 @@ class TestGitBundle:
             parse_stack(raw, set(secrets))
         for fragment in fragments:
             assert fragment in str(info.value)
+        assert SSH_KEY.splitlines()[1] not in str(info.value)  # a pasted key is never echoed
 
     def test_a_declared_connection_with_the_bundles_id_is_refused(self):
         raw = {
@@ -300,6 +341,8 @@ def test_every_new_key_is_documented_in_the_readme():
             "auth": "ssh",
         },
     }
+    https = {"mode": "gitBundle", "gitBundle": {**HTTPS_BUNDLE["gitBundle"], "caCertificate": CA_PEM}}
+    parse_stack({"airflow": json.dumps({"dags": https}), "cluster": json.dumps(LAPTOP)}, set())
     parse_stack(
         {"airflow": json.dumps({"dags": bundle}), "cluster": json.dumps(LAPTOP), "gitSshKey": SSH_KEY}, {"gitSshKey"}
     )

@@ -185,6 +185,8 @@ class TestTheLastDeploymentIsRemembered:
         before = identity(logsMode="dynamic", retainedClaims=["airflow/airflow-logs"])
         err = refused(config(), before)
         assert err.key == "logs.mode" and "already exists" in str(err)
+        # The claims are protected: without unprotecting them, `up` fails with "cannot be deleted" (node part git)
+        assert "pulumi state unprotect" in str(err)
         run_stack(
             {"dags": GIT},
             cluster=CLUSTER,

@@ -19,10 +19,18 @@ from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
 from e2e.harness import StepError
 from e2e.node import cleanup, config, local, parts
 from e2e.node.airflow_api import log_text
-from e2e.node.airflow_steps import NOT_RUN, OUTCOMES, expected_run_state, failed_job_pods, not_ready, restart_counts
+from e2e.node.airflow_steps import (
+    NOT_RUN,
+    OUTCOMES,
+    PART_DAGS,
+    expected_run_state,
+    failed_job_pods,
+    not_ready,
+    restart_counts,
+)
 from e2e.node.cleanup import Proc
 from e2e.node.host import NodeError, _hex_address, images_in, node_not_ready, pod_not_ready
-from e2e.node.scenario import dag_images
+from e2e.node.scenario import PARTS, dag_images
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
 from tests.helpers import ROOT
@@ -401,8 +409,12 @@ class TestScenarioChecks:
 
     def test_every_dag_in_the_dag_folder_is_run_or_said_why_not(self):
         declared = {m for p in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
-        assert set(OUTCOMES) | set(NOT_RUN) == declared
+        assert set(OUTCOMES) | set(PART_DAGS) | set(NOT_RUN) == declared
         assert not set(OUTCOMES) & set(NOT_RUN)
+        assert not set(PART_DAGS) & (set(OUTCOMES) | set(NOT_RUN))
+
+    def test_a_dag_run_by_a_part_names_a_part_of_the_scenario(self):
+        assert set(PART_DAGS.values()) <= {p.name for p in PARTS}
 
     def test_a_run_succeeds_only_when_every_task_is_designed_to(self):
         assert expected_run_state(OUTCOMES["example_etl"]) == "success"

@@ -31,9 +31,14 @@ OUR_DAGS = {
     "example_pod_pass_fail": {"run_this_first", "passing_task", "failing_task"},
     "example_task_image": {"hello"},
     "example_one_task": {"hello"},
+    "example_memory_limit": {"outgrow"},
 }
 # Tasks that are not KubernetesPodOperators: they run in the executor's own pod or process.
-NOT_POD_TASKS = {("example_pod_pass_fail", "run_this_first"), ("example_one_task", "hello")}
+NOT_POD_TASKS = {
+    ("example_pod_pass_fail", "run_this_first"),
+    ("example_one_task", "hello"),
+    ("example_memory_limit", "outgrow"),
+}
 # Owned by the Spark example (SparkOperator): loaded and checked here when present.
 SPARK_DAG_FILE = DAGS / "spark_pi.py"
 SPARK_FILES = {SPARK_DAG_FILE, DAGS / "spark" / "spark-pi.yaml"}
@@ -147,7 +152,13 @@ class TestTheDagFolder:
     def test_the_shared_conventions_module_is_not_parsed_as_a_dag_file(self, dagbag):
         parsed = {Path(stat.file).name for stat in dagbag.dagbag_stats}
         assert "k8s_conventions.py" not in parsed
-        assert {"example_etl.py", "example_pod_pass_fail.py", "example_task_image.py", "example_one_task.py"} <= parsed
+        assert {
+            "example_etl.py",
+            "example_pod_pass_fail.py",
+            "example_task_image.py",
+            "example_one_task.py",
+            "example_memory_limit.py",
+        } <= parsed
 
     def test_every_dag_is_started_by_hand_and_tagged_as_an_example(self, dagbag):
         for dag_id in OUR_DAGS:
@@ -241,6 +252,19 @@ class TestTheOneTaskExample:
         _, task = the_task(dagbag, "example_one_task", "hello")
         assert task.python_callable() == "hello"
         assert capsys.readouterr().out == "hello from example_one_task\n"
+
+
+class TestTheMemoryLimitExample:
+    def test_its_task_runs_in_the_executors_pod_with_a_memory_limit_of_its_own(self, dagbag):
+        _, task = the_task(dagbag, "example_memory_limit", "outgrow")
+        assert not isinstance(task, KubernetesPodOperator)
+        (container,) = task.executor_config["pod_override"].spec.containers
+        assert container.name == "base"  # the container of Airflow's pod template
+        assert container.resources.limits == {"memory": "512Mi"}
+
+    def test_it_retries_once_after_five_seconds(self, dagbag):
+        _, task = the_task(dagbag, "example_memory_limit", "outgrow")
+        assert (task.retries, task.retry_delay) == (1, timedelta(seconds=5))
 
 
 def all_pod_tasks() -> list[tuple[str, str]]:

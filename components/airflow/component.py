@@ -22,7 +22,7 @@ from ..logs.component import LogStorage
 from ..logs.config import LogsConfig, parse_logs
 from . import maintenance
 from .config.airflow import AirflowConfig, DatabaseUrl, StackSecrets, parse_airflow, parse_database_url
-from .config.dag_bundles import KNOWN_HOSTS_FILE, bundle_connection, known_hosts_file
+from .config.dag_bundles import CA_FILE, KNOWN_HOSTS_FILE, bundle_connection, ca_file, known_hosts_file
 from .config.maintenance import MaintenanceConfig
 from .values.chart import (
     SecretNames,
@@ -452,6 +452,7 @@ class AirflowRelease(pulumi.ComponentResource):
                 CONNECTIONS_FILE: _resolved(conns).apply(connections_file),
                 VARIABLES_FILE: _resolved(variables).apply(variables_file),
                 **({KNOWN_HOSTS_FILE: hosts} if (hosts := known_hosts_file(cfg.dags.git_bundle)) else {}),
+                **({CA_FILE: ca} if (ca := ca_file(cfg.dags.git_bundle)) else {}),
             },
         )
         return names.environment

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from ..cluster import ControlPlane, Process, first_exited, spawn
+from ..cluster import ControlPlane, Process, first_exited, spawn, stop_all
 from ..kube import ApiError, Kube, wait_for
 from . import cleanup, config
 from .oci import archive_tags, normalise
@@ -370,6 +370,28 @@ class Node:
         lay = self.layout
         args = config.kubelet_args(lay, lay.root / "kubelet.yaml", lay.root / "kubelet.kubeconfig")
         self._spawn("kubelet", [str(self.binaries["kubelet"]), *args])
+
+    def stop_kubelet(self) -> None:
+        """Stop the kubelet (SIGTERM to its process group, as the node's stop does); the pods'
+        containers go on under containerd. `restart_kubelet` starts it again the same way."""
+        kubelets = [p for p in self.processes if p.name == "kubelet"]
+        if not kubelets:
+            raise NodeError("no kubelet of this node runs")
+        stop_all(kubelets)
+        self.processes[:] = [p for p in self.processes if p not in kubelets]
+
+    def restart_kubelet(self, timeout: float = 180) -> None:
+        """The kubelet started as `start` starts it, and the node Ready as it reports again."""
+        assert self.kube is not None
+        kube, since = self.kube, datetime.now(UTC)
+        self.start_kubelet()
+
+        def ready() -> str | None:
+            self._alive()
+            node = kube.read("v1", "Node", self.layout.node_name)
+            return "not registered" if node is None else node_not_ready(node, since)
+
+        wait_for(f"node {self.layout.node_name} Ready again", ready, timeout=timeout, interval=1)
 
     def start_kube_proxy(self) -> None:
         self._spawn(

@@ -538,10 +538,44 @@ def _git_bundle(node: Node, secrets: StackSecrets, major: int) -> GitBundle:
             pattern=re.compile(r"^[A-Za-z0-9_]{1,250}$"),
             describe="expected letters, digits and underscores (an id that also works as AIRFLOW_CONN_<ID>).",
         ),
+        ca_certificate=_ca_certificate(sub, repo),
     )
     names.sub_path(sub.key("subdir"), bundle.subdir, inside="the repository")
     sub.finish()
     return bundle
+
+
+_PEM_CERTIFICATE = re.compile(r"^\s*(-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----\s*)+$")
+
+
+def _first_line(text: str) -> str:
+    """What an error shows of a PEM value: its first line (a header, never key material)."""
+    lines = text.strip().splitlines()
+    return (lines[0][:64] + " ...") if lines else ""
+
+
+def _ca_certificate(sub: Node, repo: str) -> str | None:
+    """`caCertificate`: the PEM of the CA a private HTTPS git server's certificate chains to."""
+    ca: str | None = sub.string("caCertificate", None)
+    if ca is None:
+        return None
+    if not repo.startswith("https://"):
+        raise ConfigError(
+            sub.key("caCertificate"),
+            _first_line(ca),
+            f"a CA certificate is only used with an https:// repository; {repo!r} is reached over SSH "
+            "(its server is checked against knownHosts).",
+            f"remove {sub.key('caCertificate')}.",
+        )
+    if not matches(_PEM_CERTIFICATE, ca):
+        raise ConfigError(
+            sub.key("caCertificate"),
+            _first_line(ca),
+            "expected one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----); "
+            "never a private key.",
+            "openssl x509 -in ca.crt -outform PEM, and put its text here.",
+        )
+    return ca
 
 
 def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Dags:

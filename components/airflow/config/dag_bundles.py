@@ -14,6 +14,10 @@ type `git` in `connections.json`, which every Airflow container and task pod rea
 LocalFilesystemBackend; the known hosts lines are a file beside it. Nothing is an
 environment variable and nothing is in the Helm values.
 
+A server whose HTTPS certificate a private CA signed (an in-house GitLab, Gitea) is trusted
+through `caCertificate`: the PEM is a file beside the connection, and `GIT_SSL_CAINFO` points
+git at it in every Airflow container and task pod (git then trusts that CA, not the system's).
+
 The Airflow image needs the git provider (`apache-airflow-providers-git`) and the `git`
 binary: the DAG processor and every task pod fetch with them (README, "git-sync or a git
 DAG bundle").
@@ -29,6 +33,8 @@ from .secret_paths import SECRETS_DIR
 
 GIT_BUNDLE_CLASS = "airflow.providers.git.bundles.git.GitDagBundle"
 KNOWN_HOSTS_FILE = "git-known-hosts"
+CA_FILE = "git-ca.crt"
+CA_ENV = "GIT_SSL_CAINFO"
 DEFAULT_CONNECTION_ID = "dags_git"
 DEFAULT_BUNDLE_NAME = "dags"
 
@@ -46,6 +52,7 @@ class GitBundle:
     username: str = "git"
     known_hosts: str | None = None
     connection_id: str = DEFAULT_CONNECTION_ID
+    ca_certificate: str | None = None  # PEM: the CA an HTTPS server's certificate chains to
 
 
 def bundle_values(bundle: GitBundle) -> dict[str, Any]:
@@ -84,3 +91,17 @@ def known_hosts_file(bundle: GitBundle | None) -> str | None:
     if bundle is None or bundle.auth != "ssh" or not bundle.known_hosts:
         return None
     return bundle.known_hosts.rstrip("\n") + "\n"
+
+
+def ca_file(bundle: GitBundle | None) -> str | None:
+    """The CA certificate git trusts for an HTTPS repository, delivered as a file."""
+    if bundle is None or not bundle.ca_certificate:
+        return None
+    return bundle.ca_certificate.strip() + "\n"
+
+
+def bundle_env(bundle: GitBundle | None) -> list[dict[str, str]]:
+    """The environment every Airflow container and task pod gets for the bundle: git's CA file."""
+    if ca_file(bundle) is None:
+        return []
+    return [{"name": CA_ENV, "value": f"{SECRETS_DIR}/{CA_FILE}"}]

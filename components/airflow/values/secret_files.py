@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...core.reader import ConfigError
+from ..config.dag_bundles import bundle_env
 from ..config.secret_names import SecretNames
 from ..config.secret_paths import (  # re-exported: the values and their file names, one import
     ADMIN_PASSWORD_FILE as ADMIN_PASSWORD_FILE,
@@ -118,13 +119,15 @@ def secrets_volume(
     cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
 ) -> dict[str, Any]:
     """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
-    from ..config.dag_bundles import KNOWN_HOSTS_FILE, known_hosts_file
+    from ..config.dag_bundles import CA_FILE, KNOWN_HOSTS_FILE, ca_file, known_hosts_file
 
     extra: list[dict[str, Any]] = []
     if connections_secret:
         files: tuple[str, ...] = (CONNECTIONS_FILE, VARIABLES_FILE)
         if known_hosts_file(cfg.dags.git_bundle) is not None:
             files = (*files, KNOWN_HOSTS_FILE)  # the git bundle's host keys, beside its connection
+        if ca_file(cfg.dags.git_bundle) is not None:
+            files = (*files, CA_FILE)  # the CA of the git bundle's HTTPS server (GIT_SSL_CAINFO)
         items = [{"key": f, "path": f} for f in files]
         extra.append({"secret": {"name": connections_secret, "items": items}})
     if admin_secret:
@@ -243,7 +246,7 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
     common = _common_files(cfg)
     values: dict[str, Any] = {
         "enableBuiltInSecretEnvVars": dict.fromkeys(REPLACED_BUILT_IN_ENV, False),
-        "env": [f.cmd_env() for f in common],
+        "env": [f.cmd_env() for f in common] + bundle_env(cfg.dags.git_bundle),
     }
     if connections_secret:
         values["config"] = secrets_backend_config()
