@@ -267,6 +267,20 @@ def read_links() -> list[dict[str, object]]:
     return links
 
 
+def remove_firewall(prefixes: tuple[str, ...] = CHAIN_PREFIXES) -> list[str]:
+    """The chains of `prefixes` and the rules that jump to them, in iptables and ip6tables;
+    problems back."""
+    problems = []
+    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+        if shutil.which(save_cmd) is None:
+            continue
+        for plan in firewall_plan(_run([save_cmd]).stdout, prefixes):
+            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
+            if proc.returncode != 0:
+                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
+    return problems
+
+
 def read_ipsets() -> list[str]:
     if shutil.which("ipset") is None:
         return []
@@ -414,13 +428,7 @@ def sweep(
 
     if kube_proxy is not None and kube_proxy.is_file():
         _run([str(kube_proxy), "--cleanup"])  # its own chains in every mode it knows; the rest below
-    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
-        if shutil.which(save_cmd) is None:
-            continue
-        for plan in firewall_plan(_run([save_cmd]).stdout):
-            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
-            if proc.returncode != 0:
-                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
+    problems += remove_firewall()
     problems += destroy_ipsets()  # kube-router's, once no rule uses them
 
     for cgroup in cgroup_dirs(read_cgroups()):

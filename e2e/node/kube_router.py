@@ -111,16 +111,7 @@ def stop(node: Node, process: Process, echo: Callable[[str], None]) -> list[str]
 
 
 def remove_rules() -> list[str]:
-    problems = []
-    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
-        if shutil.which(save_cmd) is None:
-            continue
-        for plan in cleanup.firewall_plan(_run([save_cmd]).stdout, cleanup.KUBE_ROUTER_CHAINS):
-            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
-            if proc.returncode != 0:
-                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
-    problems += cleanup.destroy_ipsets()
-    return problems
+    return cleanup.remove_firewall(cleanup.KUBE_ROUTER_CHAINS) + cleanup.destroy_ipsets()
 
 
 def leftovers() -> list[str]:
