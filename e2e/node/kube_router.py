@@ -29,7 +29,7 @@ from .host import Node
 
 MODULE = "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
 VERSION = "v2.1.0"
-HEALTH_PORT = 20244  # kube-router's default; given explicitly so that a clash is named
+DEFAULT_CHAIN = "KUBE-NWPLCY-DEFAULT"  # beside one KUBE-NWPLCY-<hash> chain per policy
 
 
 def binary(echo: Callable[[str], None], cache: Path | None = None) -> Path:
@@ -59,7 +59,7 @@ def start(node: Node, program: Path) -> Process:
         "--run-router=false",
         "--run-service-proxy=false",
         f"--hostname-override={lay.node_name}",
-        f"--health-port={HEALTH_PORT}",
+        "--health-port=0",  # no health server: no port to clash with
         "--v=1",
     ]
     process = spawn(lay.logs, "kube-router", args, cwd=ROOT)
@@ -75,7 +75,7 @@ def wait_synced(process: Process, policies: int, timeout: float = 90) -> float:
         if process.popen.poll() is not None:
             raise StepError(f"kube-router exited ({process.popen.returncode}); its log: {process.log}")
         save = _run(["iptables-save", "-t", "filter"]).stdout
-        chains = sum(1 for line in save.splitlines() if line.startswith(":KUBE-NWPLCY-"))
+        chains = sum(1 for line in save.splitlines() if line.startswith(":KUBE-NWPLCY-") and DEFAULT_CHAIN not in line)
         return None if chains >= policies else f"{chains} of {policies} policy chains"
 
     wait_for("kube-router's policy chains", synced, timeout=timeout, interval=0.5)
@@ -85,7 +85,7 @@ def wait_synced(process: Process, policies: int, timeout: float = 90) -> float:
 def pod_filtered(pod_ip: str) -> bool:
     """kube-router has put the pod (by its address) behind its firewall chain."""
     save = _run(["iptables-save", "-t", "filter"]).stdout
-    return any(pod_ip in line and "KUBE-POD-FW-" in line for line in save.splitlines())
+    return any(f" {pod_ip}/32 " in line and "-j KUBE-POD-FW-" in line for line in save.splitlines())
 
 
 def stop(node: Node, process: Process, echo: Callable[[str], None]) -> list[str]:
