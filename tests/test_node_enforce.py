@@ -5,6 +5,7 @@ the one the docs show, and the task pods' database credentials are told apart by
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from components.platform.config import parse_stack
 from e2e.harness import ROOT
 from e2e.node import cleanup, part_enforce
-from e2e.node.parts import Part
+from e2e.node.parts import Part, set_secrets
 from tests.test_node import FOLDER
 from tests.test_node_checks import CLEAN
 
@@ -144,3 +145,48 @@ class TestDatabaseCredentials:
 
     def test_a_pod_without_them_has_none(self):
         assert part_enforce.database_credentials(self._pod([{"name": "A", "value": "1"}], []), self.SECRETS) == ([], [])
+
+
+class FakePulumi:
+    """`pulumi config set --secret KEY -- VALUE` as the CLI does it: the key encrypted in the stack file."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, *args: str) -> None:
+        self.calls.append(args)
+        assert "set-after-stack-init" not in self.file.read_text()  # the stand-in never meets pulumi
+        doc = yaml.safe_load(self.file.read_text())
+        doc["config"][f"airflow-k8s:{args[3]}"] = {"secure": "v1:ciphertext"}
+        self.file.write_text(yaml.safe_dump(doc))
+
+
+class FakeDeployment:
+    def __init__(self, project: Path, config: dict[str, Any]) -> None:
+        self.project, self.stack, self.config = project, "dev", config
+        self.pulumi = FakePulumi(project / "Pulumi.dev.yaml")
+
+    def write(self) -> None:
+        (self.project / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": self.config}))
+
+
+class TestSecretKeysOfParts:
+    def test_a_parts_secret_is_set_encrypted_its_stand_in_never_reaches_pulumi_and_later_writes_keep_it(
+        self, tmp_path: Path
+    ):
+        config = part_enforce.stack({"airflow-k8s:airflow": {}})
+        d = FakeDeployment(tmp_path, config)
+        d.write()
+        assert set_secrets([part_enforce.PART], d) == ["teamSecrets"]  # type: ignore[arg-type]
+        ((*command, value),) = d.pulumi.calls
+        assert command == ["config", "set", "--secret", "teamSecrets", "--"]
+        assert json.loads(value) == part_enforce.stack_secrets()["teamSecrets"]
+        assert d.config["airflow-k8s:teamSecrets"] == {"secure": "v1:ciphertext"}
+        d.write()
+        assert "v1:ciphertext" in (tmp_path / "Pulumi.dev.yaml").read_text()
+
+    def test_parts_without_secrets_set_nothing(self, tmp_path: Path):
+        d = FakeDeployment(tmp_path, {})
+        assert set_secrets([Part("x", lambda r: None)], d) == []  # type: ignore[arg-type]
+        assert d.pulumi.calls == []

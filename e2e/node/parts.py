@@ -58,7 +58,9 @@ class Part:
     images: references it needs beyond the stack's and the example DAGs' (e.g. an upgrade's image).
     stack: changes it makes to the node's stack config before the first `up` (a copy in, a copy out).
     secrets: secret stack keys it sets (`pulumi config set --secret`, key without the project ->
-      value; an object goes as JSON) after the stack is made, before the first `up`.
+      value; an object goes as JSON) after the stack is made, before the first `up`. Its `stack`
+      change may hold `{"secure": ...}` for them meanwhile: the offline preview that finds the
+      images puts a placeholder in its place.
     """
 
     name: str
@@ -98,15 +100,18 @@ def set_secrets(parts: Sequence[Part], d: Deployment) -> list[str]:
     """Each part's secret keys, set encrypted in the node's stack before the first `up`; the
     encrypted entries are kept in the deployment's config, so that a later rewrite of the stack
     file keeps them. The keys set, back."""
-    keys = []
-    for part in parts:
-        for key, value in (part.secrets() if part.secrets is not None else {}).items():
-            text = value if isinstance(value, str) else json.dumps(value)
-            d.pulumi.run("config", "set", "--secret", key, "--", text)
-            keys.append(key)
-    if keys:
-        written = yaml.safe_load((d.project / f"Pulumi.{d.stack}.yaml").read_text()) or {}
-        for key in keys:
-            full = key if ":" in key else f"airflow-k8s:{key}"
-            d.config[full] = written["config"][full]
+    wanted = {k: v for part in parts for k, v in (part.secrets() if part.secrets is not None else {}).items()}
+    keys = list(wanted)
+    if not keys:
+        return keys
+    for key in keys:  # a part's stack change may hold a stand-in (for the images' offline preview)
+        d.config.pop(key if ":" in key else f"airflow-k8s:{key}", None)
+    d.write()
+    for key, value in wanted.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        d.pulumi.run("config", "set", "--secret", key, "--", text)
+    written = yaml.safe_load((d.project / f"Pulumi.{d.stack}.yaml").read_text()) or {}
+    for key in keys:
+        full = key if ":" in key else f"airflow-k8s:{key}"
+        d.config[full] = written["config"][full]
     return keys
