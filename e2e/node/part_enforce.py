@@ -98,18 +98,29 @@ def run(r: NodeRun) -> None:
         started = time.monotonic()
         program = kube_router.binary(lambda line: r.echo(f"    {line}"))
         r.echo(f"    {program} ({time.monotonic() - started:.1f}s)")
+    checks = (
+        ("the team's namespace, account, quota, Pod Security level and Secret exist", team_objects),
+        ("reachability: every edge as the preview's model says (allowed connects, denied dropped)", reachability),
+        (
+            "Pod Security: the team's level admitted, a pod without security contexts refused as documented",
+            pod_security,
+        ),
+        ("RBAC: each ServiceAccount the stack made is refused what it must not do", rbac),
+        (
+            f"team pods: {TEAM_DAG}'s pods in {TEAM_NAMESPACE}, another namespace refused; no database credentials",
+            team_pods,
+        ),
+    )
+    failed: list[str] = []
     with firewall(r, program):
-        with steps.step(f"[node:{NAME}] the team's namespace, account, quota, Pod Security level and Secret exist"):
-            team_objects(r)
-        with steps.step(f"[node:{NAME}] reachability: every edge as the preview's model says (allowed connects)"):
-            reachability(r)
-        with steps.step(f"[node:{NAME}] Pod Security: the team's level admitted, a root pod refused as documented"):
-            pod_security(r)
-        with steps.step(f"[node:{NAME}] RBAC: each ServiceAccount the stack made is refused what it must not do"):
-            rbac(r)
-        title = f"team pods: {TEAM_DAG}'s pods in {TEAM_NAMESPACE}; another namespace refused; no database credentials"
-        with steps.step(f"[node:{NAME}] {title}"):
-            team_pods(r)
+        for title, check in checks:  # each is recorded on its own; the part fails if any did
+            try:
+                with steps.step(f"[node:{NAME}] {title}"):
+                    check(r)
+            except Exception as exc:
+                failed.append(f"{title}: {exc}")
+    if failed:
+        raise StepError(f"{len(failed)} of the part's checks failed:\n  " + "\n  ".join(failed))
 
 
 @contextmanager
