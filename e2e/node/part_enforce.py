@@ -283,7 +283,9 @@ def reachability(r: NodeRun) -> None:
     # Sources: each Airflow component, a task pod, a team pod; each a probe with their labels.
     components = serving_pods(kube, ns)
     template = task_template(kube, ns)
-    task_labels = {**(template.get("metadata", {}).get("labels") or {}), "kubernetes_executor": "True"}
+    # The template's labels (the executor adds kubernetes_executor and the run's own, which no policy
+    # selects on; a pod with kubernetes_executor=True would be the scheduler's to adopt).
+    task_labels = dict(template.get("metadata", {}).get("labels") or {})
     team_labels = {
         "app.kubernetes.io/part-of": "airflow",
         "app.kubernetes.io/component": "task",
