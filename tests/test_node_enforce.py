@@ -14,7 +14,7 @@ import yaml
 
 from components.platform.config import parse_stack
 from e2e.harness import ROOT
-from e2e.node import cleanup, part_enforce
+from e2e.node import cleanup, part_enforce, reach_matrix
 from e2e.node.parts import Part, set_secrets
 from tests.test_node import FOLDER
 from tests.test_node_checks import CLEAN
@@ -83,18 +83,18 @@ class TestProbePods:
     OWNER = {"metadata": {"name": "enforce-probes", "uid": "u-1"}}
 
     def test_a_probe_has_the_labels_and_account_of_what_it_stands_for(self):
-        pod = part_enforce.probe_pod("p", "airflow", {"component": "scheduler"}, "airflow-scheduler", self.OWNER)
+        pod = reach_matrix.probe_pod("p", "airflow", {"component": "scheduler"}, "airflow-scheduler", self.OWNER)
         assert pod["metadata"]["labels"]["component"] == "scheduler"
         assert pod["spec"]["serviceAccountName"] == "airflow-scheduler"
 
     def test_a_probe_is_owned_so_no_controller_adopts_it_and_never_ready_so_no_service_sends_it_traffic(self):
-        pod = part_enforce.probe_pod("p", "airflow", {}, None, self.OWNER)
+        pod = reach_matrix.probe_pod("p", "airflow", {}, None, self.OWNER)
         (owner,) = pod["metadata"]["ownerReferences"]
         assert owner["controller"] is True and owner["kind"] == "ConfigMap"
         assert pod["spec"]["containers"][0]["readinessProbe"]["exec"]["command"] == ["false"]
 
     def test_a_probe_is_admitted_at_restricted(self):
-        pod = part_enforce.probe_pod("p", "t", {}, None, self.OWNER)
+        pod = reach_matrix.probe_pod("p", "t", {}, None, self.OWNER)
         container = pod["spec"]["containers"][0]
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -102,7 +102,7 @@ class TestProbePods:
 
     def test_controller_labels_are_not_copied(self):
         pod = {"metadata": {"labels": {"component": "scheduler", "pod-template-hash": "abc"}}}
-        assert part_enforce._source_labels(pod) == {"component": "scheduler"}
+        assert reach_matrix._source_labels(pod) == {"component": "scheduler"}
 
 
 class TestThePromisedRefusal:
