@@ -21,6 +21,7 @@ the node (e2e.node.kube_router, started for this part and stopped at its end):
 from __future__ import annotations
 
 import copy
+import json
 import re
 import secrets
 import ssl
@@ -164,6 +165,14 @@ def documented_refusal(doc: Path = ROOT / "docs" / "dags.md") -> str:
     return _words(match.group(1).split("is forbidden: ", 1)[1])
 
 
+def api_message(exc: ApiError) -> str:
+    """The API server's `message` (its Status object), else the whole body."""
+    try:
+        return str(json.loads(exc.body).get("message", exc.body))
+    except ValueError:
+        return exc.body
+
+
 def _words(text: str) -> str:
     return " ".join(text.split())
 
@@ -182,7 +191,7 @@ def pod_security(r: NodeRun) -> None:
         kube.create(bare, dry_run=True)
         raise StepError(f"a pod without security contexts was admitted into {TEAM_NAMESPACE}")
     except ApiError as exc:
-        said = _words(str(exc))
+        said = _words(api_message(exc))
         promised = documented_refusal()
         if promised not in said:
             raise StepError(
