@@ -190,3 +190,13 @@ class TestSecretKeysOfParts:
         d = FakeDeployment(tmp_path, {})
         assert set_secrets([Part("x", lambda r: None)], d) == []  # type: ignore[arg-type]
         assert d.pulumi.calls == []
+
+
+class TestTaskLogs:
+    def test_every_field_of_a_log_entry_is_read_an_exceptions_detail_included(self):
+        answer = {
+            "content": [
+                {"event": "Task failed with exception", "error_detail": [{"exc_value": 'pods is forbidden: User "x"'}]}
+            ]
+        }
+        assert part_enforce._strings(answer) == ["Task failed with exception", 'pods is forbidden: User "x"']

@@ -26,6 +26,7 @@ import re
 import secrets
 import ssl
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -370,6 +371,24 @@ def _team_run(r: NodeRun, namespace: str, seen: dict[str, dict[str, Any]]) -> tu
     return run_id, {t["task_id"]: t for t in tasks}
 
 
+def full_log(api: AirflowApi, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+    """A task's log with every field of each entry (an exception's detail is in fields of its own)."""
+    run = urllib.parse.quote(run_id, safe="")
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+    answer = api.request("GET", path)
+    return "\n".join(_strings(answer))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.splitlines()
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)] if value is not None else []
+
+
 def team_pods(r: NodeRun) -> None:
     api = r.api
     seen: dict[str, dict[str, Any]] = {}
@@ -390,7 +409,7 @@ def team_pods(r: NodeRun) -> None:
         passing = tasks["passing_task"]
         if passing["state"] != "failed":
             raise StepError(f"passing_task into {other}: {passing['state']}, expected failed (refused)")
-        log = api.task_log(TEAM_DAG, run_id, "passing_task", int(passing.get("try_number") or 1))
+        log = full_log(api, TEAM_DAG, run_id, "passing_task", int(passing.get("try_number") or 1))
         refusal = next((line for line in log.splitlines() if 'cannot create resource "pods"' in line), None)
         if refusal is None or "forbidden" not in log.lower():
             raise StepError(

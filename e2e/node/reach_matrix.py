@@ -269,6 +269,9 @@ def _measure(
     for source in probes:
         cells = []
         for i, (dest, _, port) in enumerate(targets):
+            if dest == source:  # a pod's connection to its own address never leaves it: no policy applies
+                cells.append(" .")
+                continue
             why = network.explain(_src_peer(sources, source), peers[dest], port)
             connected = measured[source].get(i)
             if connected is None:
@@ -288,7 +291,7 @@ def _measure(
                 cells.append("L!")
         rows.append((source, cells))
     width = max(len(s) for s in probes)
-    r.echo("    ok: allowed and connected; --: denied and dropped; X!/L!: the model and the node disagree")
+    r.echo("    ok: allowed and connected; --: denied and dropped; X!/L!: the model and the node disagree; .: itself")
     for j, column in enumerate(columns):
         r.echo(f"    {'':{width}}  {'   ' * j}{column}")
     for source, cells in rows:
