@@ -31,6 +31,10 @@ from . import config
 # Chains made by the node's programs: kube-proxy and the kubelet (KUBE-*), the CNI portmap and
 # bridge plugins (CNI-*), and the node's egress rules (AIRFLOW-K8S-*).
 CHAIN_PREFIXES = ("KUBE-", "CNI-", "AIRFLOW-K8S-")
+# kube-router's firewall (the `enforce` part, e2e.node.kube_router): its chains, removed without
+# kube-proxy's, and its ipsets (kube-proxy in iptables mode makes none).
+KUBE_ROUTER_CHAINS = ("KUBE-ROUTER-", "KUBE-NWPLCY-", "KUBE-POD-FW-")
+IPSET_PREFIXES = ("KUBE-", "kube-router-", "inet6:KUBE-", "inet6:kube-router-")
 TABLES = ("filter", "nat", "mangle", "raw")
 NETNS_DIR = Path("/var/run/netns")
 CNI_RESULTS = Path("/var/lib/cni/results")
@@ -121,9 +125,9 @@ class TablePlan:
         return "\n".join(lines) + "\n"
 
 
-def firewall_plan(save: str) -> list[TablePlan]:
-    """From `iptables-save` output: per table, the node's chains (CHAIN_PREFIXES) and every rule
-    outside them that jumps to one or carries the node's comment."""
+def firewall_plan(save: str, prefixes: tuple[str, ...] = CHAIN_PREFIXES) -> list[TablePlan]:
+    """From `iptables-save` output: per table, the node's chains (those of `prefixes`) and every
+    rule outside them that jumps to one or carries the node's comment."""
     plans: list[TablePlan] = []
     current: TablePlan | None = None
     rules: list[str] = []
@@ -133,7 +137,7 @@ def firewall_plan(save: str) -> list[TablePlan]:
             current, rules = TablePlan(line[1:]), []
         elif line.startswith(":") and current is not None:
             chain = line[1:].split(" ", 1)[0]
-            if chain.startswith(CHAIN_PREFIXES):
+            if chain.startswith(prefixes):
                 current.chains.append(chain)
         elif line.startswith("-A ") and current is not None:
             rules.append(line)
@@ -143,13 +147,18 @@ def firewall_plan(save: str) -> list[TablePlan]:
                 if chain in current.chains:
                     continue  # goes with its chain
                 target = re.search(r"\s-[jg]\s+(\S+)", rule)
-                ours = target is not None and target.group(1).startswith(CHAIN_PREFIXES)
+                ours = target is not None and target.group(1).startswith(prefixes)
                 if ours or f'--comment "{config.RULE_COMMENT}"' in rule or f"--comment {config.RULE_COMMENT}" in rule:
                     current.delete_rules.append("-D " + rule[3:])
             if current.chains or current.delete_rules:
                 plans.append(current)
             current = None
     return plans
+
+
+def node_ipsets(names: Iterable[str]) -> list[str]:
+    """The ipsets kube-router's firewall made (`ipset list -n`), in the order they can go."""
+    return sorted(n for n in names if n.startswith(IPSET_PREFIXES))
 
 
 def cgroup_dirs(hierarchies: dict[str, list[str]]) -> list[str]:
@@ -258,6 +267,38 @@ def read_links() -> list[dict[str, object]]:
     return links
 
 
+def remove_firewall(prefixes: tuple[str, ...] = CHAIN_PREFIXES) -> list[str]:
+    """The chains of `prefixes` and the rules that jump to them, in iptables and ip6tables;
+    problems back."""
+    problems = []
+    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
+        if shutil.which(save_cmd) is None:
+            continue
+        for plan in firewall_plan(_run([save_cmd]).stdout, prefixes):
+            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
+            if proc.returncode != 0:
+                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
+    return problems
+
+
+def read_ipsets() -> list[str]:
+    if shutil.which("ipset") is None:
+        return []
+    return _run(["ipset", "list", "-n"]).stdout.split()
+
+
+def destroy_ipsets() -> list[str]:
+    """Destroy kube-router's ipsets (after the rules that use them are gone); problems back."""
+    errors: dict[str, str] = {}
+    for _ in range(3):  # a set a list:set names goes once that list has
+        left = node_ipsets(read_ipsets())
+        if not left:
+            return []
+        for name in left:
+            errors[name] = _run(["ipset", "destroy", name]).stderr.strip()
+    return [f"ipset destroy {name}: {errors.get(name, '')}" for name in node_ipsets(read_ipsets())]
+
+
 def read_cgroups(root: str = config.CGROUP_ROOT) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     if not CGROUP_MOUNT.is_dir():
@@ -303,6 +344,7 @@ class MachineView:
     cgroups: dict[str, list[str]]
     cni_results: list[str]
     record: bool  # the record of a running node is there
+    ipsets: list[str] = field(default_factory=list)  # `ipset list -n`
 
 
 def read_machine(record: Path) -> MachineView:
@@ -320,6 +362,7 @@ def read_machine(record: Path) -> MachineView:
         read_cgroups(),
         existing_cni_results(),
         record.exists(),
+        read_ipsets(),
     )
 
 
@@ -336,6 +379,7 @@ def leftovers(view: MachineView, folder: Path, spare: Iterable[int] = ()) -> lis
         for plan in firewall_plan(save):
             found += [f"{tool} {plan.table} chain {chain}" for chain in plan.chains]
             found += [f"{tool} {plan.table} rule {rule[3:]}" for rule in plan.delete_rules]
+    found += [f"ipset {name}" for name in node_ipsets(view.ipsets)]
     found += [f"cgroup {d}" for d in cgroup_dirs(view.cgroups)]
     found += [f"CNI result {n}" for n in view.cni_results if n.startswith(config.CNI_NETWORK + "-")]
     if view.record:
@@ -384,13 +428,8 @@ def sweep(
 
     if kube_proxy is not None and kube_proxy.is_file():
         _run([str(kube_proxy), "--cleanup"])  # its own chains in every mode it knows; the rest below
-    for save_cmd, restore_cmd in (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore")):
-        if shutil.which(save_cmd) is None:
-            continue
-        for plan in firewall_plan(_run([save_cmd]).stdout):
-            proc = _run([restore_cmd, "--noflush"], input=plan.restore_script())
-            if proc.returncode != 0:
-                problems.append(f"{restore_cmd} ({plan.table}): {proc.stderr.strip()}")
+    problems += remove_firewall()
+    problems += destroy_ipsets()  # kube-router's, once no rule uses them
 
     for cgroup in cgroup_dirs(read_cgroups()):
         try:

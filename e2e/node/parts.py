@@ -12,11 +12,14 @@ not yet shown green on a real node) runs only when named, so CI runs just the pr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..harness import StepError
 from ..kube import Kube
@@ -55,12 +58,17 @@ class Part:
     run: its steps (`run.h.steps.step(...)`), on the node and stack the first run left.
     images: references it needs beyond the stack's and the example DAGs' (e.g. an upgrade's image).
     stack: changes it makes to the node's stack config before the first `up` (a copy in, a copy out).
+    secrets: secret stack keys it sets (`pulumi config set --secret`, key without the project ->
+      value; an object goes as JSON) after the stack is made, before the first `up`. Its `stack`
+      change may hold `{"secure": ...}` for them meanwhile: the offline preview that finds the
+      images puts a placeholder in its place.
     """
 
     name: str
     run: Callable[[NodeRun], None]
     images: tuple[str, ...] = ()
     stack: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    secrets: Callable[[], dict[str, Any]] | None = None
 
 
 def selected(parts: Sequence[Part], env: str | None = None, trial: Sequence[Part] = ()) -> list[Part]:
@@ -88,3 +96,24 @@ def stack_for(parts: Sequence[Part], cfg: dict[str, Any]) -> dict[str, Any]:
         if part.stack is not None:
             cfg = part.stack(cfg)
     return cfg
+
+
+def set_secrets(parts: Sequence[Part], d: Deployment) -> list[str]:
+    """Each part's secret keys, set encrypted in the node's stack before the first `up`; the
+    encrypted entries are kept in the deployment's config, so that a later rewrite of the stack
+    file keeps them. The keys set, back."""
+    wanted = {k: v for part in parts for k, v in (part.secrets() if part.secrets is not None else {}).items()}
+    keys = list(wanted)
+    if not keys:
+        return keys
+    for key in keys:  # a part's stack change may hold a stand-in (for the images' offline preview)
+        d.config.pop(key if ":" in key else f"airflow-k8s:{key}", None)
+    d.write()
+    for key, value in wanted.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        d.pulumi.run("config", "set", "--secret", key, "--", text)
+    written = yaml.safe_load((d.project / f"Pulumi.{d.stack}.yaml").read_text()) or {}
+    for key in keys:
+        full = key if ":" in key else f"airflow-k8s:{key}"
+        d.config[full] = written["config"][full]
+    return keys

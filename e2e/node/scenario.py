@@ -37,7 +37,7 @@ from ..fidelity import predicted_objects
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import cleanup, config, host, images, part_failures, part_git, predicted, screenshots
+from . import cleanup, config, host, images, part_enforce, part_failures, part_git, predicted, screenshots
 from .airflow_steps import (
     STABLE_SECONDS,
     airflow_api,
@@ -49,7 +49,7 @@ from .airflow_steps import (
     wait_ready,
 )
 from .host import Node
-from .parts import NodeRun, Part, selected, stack_for
+from .parts import NodeRun, Part, selected, set_secrets, stack_for
 
 NAME = "node"
 # Dev without `spark` and `monitoring`: the Spark operator's and kube-prometheus-stack's images
@@ -132,6 +132,7 @@ PARTS: tuple[Part, ...] = ()
 TRIAL_PARTS: tuple[Part, ...] = (
     part_failures.PART,
     part_git.PART,
+    part_enforce.PART,
 )
 
 
@@ -184,6 +185,7 @@ def scenario_node(h: Harness) -> None:
         with steps.step(f"[{NAME}] copy the project; stack init", setup=True):
             d = deploy_project(h, NAME, plane, kube, config_)
             d.pulumi.stall_seconds = config.UP_STALL_SECONDS
+            set_secrets(parts, d)
         with steps.step(f"[{NAME}] pulumi up of dev (monitoring and Spark off)", setup=True):
             d.up()
         with steps.step(f"[{NAME}] every pod Ready by its own probes"):
