@@ -45,7 +45,7 @@ class TestTheProjectsOwnDags:
         assert findings == []
         assert code == 0
         assert summary.startswith("dags-check OK: 0 error(s), 0 warning(s), 0 note(s)")
-        assert "5 DAG(s) loaded" in summary
+        assert "6 DAG(s) loaded" in summary
 
 
 # (file, line, level, step, text in the finding): every breaking pattern of the tutorials.

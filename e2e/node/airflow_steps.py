@@ -30,7 +30,10 @@ OUTCOMES = {
     "example_task_image": {"hello": "success"},
     "example_pod_pass_fail": {"run_this_first": "success", "passing_task": "success", "failing_task": "failed"},
 }
-NOT_RUN = {"spark_pi": "the Spark operator is left out of the stack (its images are not built yet)"}
+NOT_RUN = {
+    "spark_pi": "the Spark operator is left out of the stack (its images are not built yet)",
+    "example_keys": "it reads the Variable and the Connection the `keys` part stores (e2e/node/part_keys.py)",
+}
 STABLE_SECONDS = 60
 READY_TIMEOUT = 600
 RUN_TIMEOUT = 600
