@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from components.core.cluster_target import SECRET_MUTABLE_KEY
 from components.core.merge import deep_merge
 
 from . import checks, stuck
@@ -210,7 +211,9 @@ def stall_watch(kube: Kube) -> Callable[[], str | None]:
 def dev_config(harness: Harness, keys: tuple[str, ...] = ("airflow", "logs", "cluster")) -> dict[str, Any]:
     """Pulumi.dev.yaml's `keys`, with every chart from the local repository."""
     dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    config: dict[str, Any] = {k: json.loads(json.dumps(v)) for k, v in dev.items() if k.split(":", 1)[1] in keys}
+    # With the provider setting a Fernet rotation needs (the cluster: the harness points it at its own).
+    chosen = [k for k in dev if k.split(":", 1)[1] in keys or k == SECRET_MUTABLE_KEY]
+    config: dict[str, Any] = {k: json.loads(json.dumps(dev[k])) for k in chosen}
     return local_charts(harness, config)
 
 
