@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from components.core.cluster_target import SECRET_MUTABLE_KEY
 from components.core.merge import deep_merge
 
 from . import checks, stuck
@@ -210,7 +211,9 @@ def stall_watch(kube: Kube) -> Callable[[], str | None]:
 def dev_config(harness: Harness, keys: tuple[str, ...] = ("airflow", "logs", "cluster")) -> dict[str, Any]:
     """Pulumi.dev.yaml's `keys`, with every chart from the local repository."""
     dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    config: dict[str, Any] = {k: json.loads(json.dumps(v)) for k, v in dev.items() if k.split(":", 1)[1] in keys}
+    # With the provider setting a Fernet rotation needs (the cluster: the harness points it at its own).
+    chosen = [k for k in dev if k.split(":", 1)[1] in keys or k == SECRET_MUTABLE_KEY]
+    config: dict[str, Any] = {k: json.loads(json.dumps(dev[k])) for k in chosen}
     return local_charts(harness, config)
 
 
@@ -387,11 +390,16 @@ def _protected_urn(line: str) -> str | None:
     return line.split("urn:pulumi:", 1)[1].split('"', 1)[0].rsplit("::", 1)[-1]
 
 
-def destroy_and_verify(d: Deployment, namespaces: list[str] | None = None) -> None:
+def destroy_and_verify(d: Deployment, namespaces: list[str] | None = None, exclude_protected: bool = False) -> None:
+    """`destroy` (plain, then `--exclude-protected`; or `exclude_protected`: only that, as the docs
+    say), then what the state retains is there and the rest is gone."""
     state = checks.state_resources(d.pulumi.json("stack", "export"))
     retained = {i for r in state if (r.get("retainOnDelete") or r.get("protect")) and (i := checks.kube_identity(r))}
     deleted = {i for r in state if not (r.get("retainOnDelete") or r.get("protect")) and (i := checks.kube_identity(r))}
-    destroy(d)
+    if exclude_protected:
+        d.echo(d.pulumi.summary(d.pulumi.run("destroy", "--yes", "--skip-preview", "--exclude-protected")))
+    else:
+        destroy(d)
     for ns in namespaces or [d.namespace]:
         verify_retention(d.kube, {i for i in retained if i[2] in (ns, "")}, deleted, ns, d.steps)
 
@@ -459,30 +467,51 @@ def scenario_comeback(h: Harness) -> None:
     with d.step("pulumi up"):
         d.up()
         check_cluster(d.kube, d.namespace)
-    state = checks.state_resources(d.pulumi.json("stack", "export"))
-    kept = {f"{i[2]}/{i[3]}" for r in state if r.get("protect") and (i := checks.kube_identity(r)) and i[1] == "Secret"}
-    before = {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in kept}
-    fernet = fernet_secret(d)
+    before = kept_secrets(d)
     with d.step("pulumi destroy: retained Namespace, Secrets and volumes stay"):
         destroy_and_verify(d)
     with d.step("pulumi up again on the same cluster: retained objects taken over, no 'already exists'"):
-        proc = d.pulumi.run("up", "--yes", "--skip-preview", check=False)
-        d.echo(d.pulumi.summary(proc))
-        if proc.returncode != 0:
-            hint = " ('already exists')" if "already exists" in proc.stdout + proc.stderr else ""
-            raise StepError(f"`pulumi up` after destroy exited {proc.returncode}{hint}", d.pulumi.last_log)
+        up_after_destroy(d, before, check=False)
         check_cluster(d.kube, d.namespace)
     with d.step("the Fernet key Secret holds the same key; no retained Secret changed"):
-        after = {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in kept}
-        if fernet_secret(d) != fernet:
-            raise StepError(f"the Fernet key Secret {d.namespace}/{fernet[0]} holds another key after destroy + up")
-        changed = [c for c in checks.changed_secrets(before, after)]
-        if changed:
-            raise StepError("Secrets changed across destroy + up:\n" + "\n".join(changed))
-        d.echo(f"Fernet key Secret {fernet[0]}: same data; kept Secrets compared: {sorted(before)}")
+        same_secrets(d, before)
     fidelity_step(d, "after destroy and up again")
     with d.step("pulumi up again: no changes"):
         d.up_no_changes()
+
+
+def kept_secrets(d: Deployment) -> dict[str, str]:
+    """`namespace/name` -> fingerprint of each Secret the stack protects (kept by a destroy)."""
+    state = checks.state_resources(d.pulumi.json("stack", "export"))
+    kept = {f"{i[2]}/{i[3]}" for r in state if r.get("protect") and (i := checks.kube_identity(r)) and i[1] == "Secret"}
+    fernet = fernet_secret(d)
+    if f"{d.namespace}/{fernet[0]}" not in kept:
+        raise StepError(f"the Fernet key Secret {d.namespace}/{fernet[0]} is not protected")
+    return {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in kept}
+
+
+def up_after_destroy(d: Deployment, before: dict[str, str], check: bool = True) -> None:
+    """`pulumi up` after a destroy: it takes over the kept objects (no 'already exists'); with
+    `check`, the kept Secrets (the Fernet key's among them) are as they were (`same_secrets`)."""
+    proc = d.pulumi.run("up", "--yes", "--skip-preview", check=False)
+    d.echo(d.pulumi.summary(proc))
+    if proc.returncode != 0:
+        hint = " ('already exists')" if "already exists" in proc.stdout + proc.stderr else ""
+        raise StepError(f"`pulumi up` after destroy exited {proc.returncode}{hint}", d.pulumi.last_log)
+    if check:
+        same_secrets(d, before)
+
+
+def same_secrets(d: Deployment, before: dict[str, str]) -> None:
+    """The kept Secrets (`kept_secrets` before the destroy) hold the same data, the Fernet key's too."""
+    after = {k: v for k, v in checks.secret_fingerprints_in(d.kube, [d.namespace]).items() if k in before}
+    fernet = fernet_secret(d)
+    if before.get(f"{d.namespace}/{fernet[0]}") != fernet[1]:
+        raise StepError(f"the Fernet key Secret {d.namespace}/{fernet[0]} holds another key after destroy + up")
+    changed = checks.changed_secrets(before, after)
+    if changed:
+        raise StepError("Secrets changed across destroy + up:\n" + "\n".join(changed))
+    d.echo(f"Fernet key Secret {fernet[0]}: same data; kept Secrets compared: {sorted(before)}")
 
 
 def fernet_secret(d: Deployment) -> tuple[str, str]:

@@ -28,7 +28,8 @@ def run_stack(
 ) -> ProgramRun:
     """Run the real `__main__.py` (or tests/programs/<program>.py) with this config."""
     # The cluster a stack deploys to (a production stack must name it: components/core/cluster_target.py).
-    config: dict[str, str] = {"kubernetes:context": "test-cluster"}
+    # As the stack files: the provider may rewrite a Secret in place (a Fernet rotation needs it).
+    config: dict[str, str] = {"kubernetes:context": "test-cluster", "kubernetes:enableSecretMutable": "true"}
     if airflow is not None:
         config[f"{PROJECT}:airflow"] = json.dumps(airflow)
     if cluster is not None:

@@ -448,8 +448,9 @@ class TestScenarioHelpers:
         install = config["airflow-k8s:monitoring"]["install"]
         assert install["extraValues"]["prometheusOperator"]["admissionWebhooks"] == {"enabled": False}
         assert install["chart"]["version"] == "88.5.3"
-        parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items()})
+        parsed = parse_stack({k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("airflow-k8s:")})
         assert parsed.spark.enabled and parsed.monitoring.install is not None
+        assert config["kubernetes:enableSecretMutable"] is True  # as in Pulumi.dev.yaml: a rotation needs it
 
     def test_a_protected_resource_is_read_from_the_destroy_error(self):
         from e2e import scenarios

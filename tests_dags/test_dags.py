@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -32,12 +33,14 @@ OUR_DAGS = {
     "example_task_image": {"hello"},
     "example_one_task": {"hello"},
     "example_memory_limit": {"outgrow"},
+    "example_keys": {"read"},
 }
 # Tasks that are not KubernetesPodOperators: they run in the executor's own pod or process.
 NOT_POD_TASKS = {
     ("example_pod_pass_fail", "run_this_first"),
     ("example_one_task", "hello"),
     ("example_memory_limit", "outgrow"),
+    ("example_keys", "read"),
 }
 # Owned by the Spark example (SparkOperator): loaded and checked here when present.
 SPARK_DAG_FILE = DAGS / "spark_pi.py"
@@ -265,6 +268,28 @@ class TestTheMemoryLimitExample:
     def test_it_retries_once_after_five_seconds(self, dagbag):
         _, task = the_task(dagbag, "example_memory_limit", "outgrow")
         assert (task.retries, task.retry_delay) == (1, timedelta(seconds=5))
+
+
+class TestTheKeysExample:
+    def test_it_is_one_python_task_that_runs_in_the_executors_own_pod(self, dagbag):
+        dag, task = the_task(dagbag, "example_keys", "read")
+        assert dag.task_ids == ["read"]
+        assert type(task).__name__ == "_PythonDecoratedOperator"
+
+    def test_it_prints_the_variable_and_the_connection_but_only_a_digest_of_the_password(
+        self, dagbag, capsys, monkeypatch
+    ):
+        from airflow.sdk import Connection, Variable
+
+        _, task = the_task(dagbag, "example_keys", "read")
+        stored = Connection(conn_id="example_keys_db", conn_type="postgres", host="db", login="etl", password="pw")
+        monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key: {"example_keys_greeting": "hi"}[key]))
+        monkeypatch.setattr(Connection, "get", classmethod(lambda cls, conn_id: {"example_keys_db": stored}[conn_id]))
+        digest = hashlib.sha256(b"pw").hexdigest()[:12]
+        conn = f"connection example_keys_db: host=db login=etl password-sha256={digest}"
+        line = f"variable example_keys_greeting=hi; {conn}"
+        assert task.python_callable() == line
+        assert capsys.readouterr().out == line + "\n"
 
 
 def all_pod_tasks() -> list[tuple[str, str]]:

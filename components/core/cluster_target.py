@@ -37,3 +37,25 @@ def require_target(production: bool, kubernetes_config: Mapping[str, str | None]
         "Kubernetes provider would deploy to whatever the current kubectl context is.",
         "pulumi config set kubernetes:context <your production context>",
     )
+
+
+SECRET_MUTABLE_KEY = "kubernetes:enableSecretMutable"
+SECRET_MUTABLE_ENV = "PULUMI_K8S_ENABLE_SECRET_MUTABLE"
+
+
+def require_mutable_secrets(why: str | None, setting: object, env: Mapping[str, str]) -> None:
+    """`why`: the change that rewrites a protected Secret's data (a Fernet rotation), or None.
+
+    pulumi-kubernetes replaces a Secret whose data changes unless its provider may change Secrets
+    in place (`enableSecretMutable`, or the environment variable), and a protected Secret cannot be
+    replaced: `pulumi up` would stop at it, halfway. Refused before anything is declared."""
+    if why is None or str(setting).lower() == "true" or env.get(SECRET_MUTABLE_ENV, "").lower() == "true":
+        return
+    raise ConfigError(
+        SECRET_MUTABLE_KEY,
+        _MISSING if setting is None else setting,
+        f"{why} rewrites the Fernet key Secret in place, and the Kubernetes provider replaces a Secret "
+        "whose data changes unless it may change Secrets (a protected Secret cannot be replaced: "
+        "`pulumi up` would fail at it).",
+        f"pulumi config set {SECRET_MUTABLE_KEY} true   (a program's own Provider: enable_secret_mutable=True)",
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -18,7 +19,13 @@ from ..airflow.config.fernet import parse_previous_keys
 from ..airflow.config.maintenance import parse_maintenance, resolve_backup_bucket
 from ..airflow.config.task_images import parse_task_images, platform_variables as task_image_owners
 from ..airflow.values.secret_files import check_one_secrets_backend
-from ..core.cluster_target import API_VERSION, KUBERNETES_VERSIONS, require_target
+from ..core.cluster_target import (
+    API_VERSION,
+    KUBERNETES_VERSIONS,
+    SECRET_MUTABLE_KEY,
+    require_mutable_secrets,
+    require_target,
+)
 from ..core.ids import check_no_clash
 from ..core.names import is_label_value, is_qualified_name
 from ..core.reader import (
@@ -295,7 +302,18 @@ def check_config(config: Mapping[str, Any], secret_full: Iterable[str], project:
     cfg = parse_stack(values, secrets)
     target = {name: config.get(f"kubernetes:{name}") for name in ("context", "kubeconfig")}
     require_target(cfg.cluster.production, target)
+    require_mutable_secrets(fernet_rewrite(cfg), config.get(SECRET_MUTABLE_KEY), os.environ)
     return cfg
+
+
+def fernet_rewrite(cfg: StackConfig) -> str | None:
+    """The Fernet setting that makes the key Secret's data differ from a first deployment's."""
+    fernet = cfg.airflow.fernet
+    if fernet.generation > 1:
+        return f"airflow.fernetKey.generation {fernet.generation}"
+    if fernet.imported:
+        return "previousFernetKeys"
+    return None
 
 
 def load() -> StackConfig:

@@ -30,7 +30,10 @@ OUTCOMES = {
     "example_task_image": {"hello": "success"},
     "example_pod_pass_fail": {"run_this_first": "success", "passing_task": "success", "failing_task": "failed"},
 }
-NOT_RUN = {"spark_pi": "the Spark operator is left out of the stack (its images are not built yet)"}
+NOT_RUN = {
+    "spark_pi": "the Spark operator is left out of the stack (its images are not built yet)",
+    "example_keys": "it reads the Variable and the Connection the `keys` part stores (e2e/node/part_keys.py)",
+}
 # Example DAGs a part of the scenario runs itself (e2e.node.parts), not the first run: the part's name.
 PART_DAGS = {"example_memory_limit": "failures"}
 STABLE_SECONDS = 60

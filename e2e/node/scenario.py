@@ -37,7 +37,20 @@ from ..fidelity import predicted_objects
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project, dev_config
-from . import cleanup, config, host, images, part_enforce, part_failures, part_git, predicted, screenshots
+from . import (
+    cleanup,
+    config,
+    host,
+    images,
+    part_comeback,
+    part_enforce,
+    part_failures,
+    part_git,
+    part_keys,
+    part_upgrade,
+    predicted,
+    screenshots,
+)
 from .airflow_steps import (
     STABLE_SECONDS,
     airflow_api,
@@ -126,7 +139,11 @@ def default_gateway() -> str:
 
 
 # The parts after the first run, in the order they run (e2e.node.parts).
-PARTS: tuple[Part, ...] = ()
+PARTS: tuple[Part, ...] = (
+    part_keys.PART,
+    part_upgrade.PART,
+    part_comeback.PART,  # last: it destroys the stack and brings it back
+)
 # Parts built and tested offline that have not yet passed on a real node: run only when named
 # (AIRFLOW_K8S_NODE_PARTS), not in CI; docs/e2e.md says what each still has to show.
 TRIAL_PARTS: tuple[Part, ...] = (
