@@ -187,6 +187,7 @@ class TestTheLastDeploymentIsRemembered:
         assert err.key == "logs.mode" and "already exists" in str(err)
         # The claims are protected: without unprotecting them, `up` fails with "cannot be deleted" (node part git)
         assert "pulumi state unprotect" in str(err)
+        assert "PersistentVolume(Claim)?::" in str(err)  # the volume is protected too (node part git)
         run_stack(
             {"dags": GIT},
             cluster=CLUSTER,

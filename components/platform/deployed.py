@@ -127,9 +127,10 @@ def check_change(previous: Mapping[str, Any] | None, stack: StackConfig, accepte
             "'already exists'. Nothing has been changed.",
             "keep the setting that declares them. To drop them for good: copy what you need, delete them "
             f"(kubectl delete pvc -n <namespace> <name>), confirm with `pulumi config set {ACCEPT_KEY} {current}`, "
-            "unprotect each in Pulumi's state (they are protected, so `up` cannot forget them otherwise: "
-            "`pulumi state unprotect '<urn>'`; `pulumi stack --show-urns | grep PersistentVolumeClaim` lists the "
-            f"URNs), pulumi up, then pulumi config rm {ACCEPT_KEY}.",
+            "unprotect each claim and the PersistentVolume a hostPath or claim source declared beside it in "
+            "Pulumi's state (they are protected, so `up` cannot forget them otherwise: `pulumi state unprotect "
+            "'<urn>'`; `pulumi stack --show-urns | grep -E 'PersistentVolume(Claim)?::'` lists the URNs), "
+            f"pulumi up, then pulumi config rm {ACCEPT_KEY}.",
         )
     old_gen = previous.get("fernetGeneration")
     if isinstance(old_gen, float) and old_gen.is_integer():

@@ -224,12 +224,15 @@ def switch_stack(r: NodeRun, server: GitServer) -> None:
     d.pulumi.run("config", "set", "--secret", "gitToken", server.token)
     # Keep the encrypted token in the config every later `write` puts back.
     d.config = yaml.safe_load((d.project / f"Pulumi.{d.stack}.yaml").read_text())["config"]
-    # The claim is protected: Pulumi forgets it (the cluster keeps it) only once unprotected.
-    claim = f"PersistentVolumeClaim::{airflow.get('releaseName', 'airflow')}-dags-claim"
-    urns = [str(res["urn"]) for res in d.export()["deployment"]["resources"] if str(res["urn"]).endswith(claim)]
-    if not urns:
-        raise StepError(f"no {claim} in the stack's state")
-    d.pulumi.run("state", "unprotect", "--yes", urns[0])
+    # The claim and its volume are protected: Pulumi forgets them (the cluster keeps them) only once
+    # unprotected (the second run found the volume: `airflow-dags-volume ... cannot be deleted`).
+    release = airflow.get("releaseName", "airflow")
+    resources = d.export()["deployment"]["resources"]
+    for wanted in (f"PersistentVolumeClaim::{release}-dags-claim", f"PersistentVolume::{release}-dags-volume"):
+        urns = [str(res["urn"]) for res in resources if str(res["urn"]).endswith(wanted)]
+        if not urns:
+            raise StepError(f"no {wanted} in the stack's state")
+        d.pulumi.run("state", "unprotect", "--yes", urns[0])
     d.up()
     d.config.pop(f"airflow-k8s:{ACCEPT_KEY}")
     d.write()
