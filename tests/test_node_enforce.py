@@ -69,14 +69,12 @@ class TestThePartsStack:
         )
         assert team.secrets == (part_enforce.TEAM_SECRET,)
 
-    def test_the_part_is_third_after_failures_and_git_when_they_are_there(self):
-        from e2e.node.scenario import PARTS
+    def test_the_part_is_known_to_the_scenario_once_on_trial_until_it_passes_on_the_node(self):
+        from e2e.node.scenario import PARTS, TRIAL_PARTS
 
-        names = [p.name for p in PARTS]
-        assert "enforce" in names
-        before = [n for n in ("failures", "git") if n in names]
-        assert names.index("enforce") == len(before)
-        assert all(isinstance(p, Part) for p in PARTS)
+        assert [p.name for p in TRIAL_PARTS].count("enforce") == 1
+        assert "enforce" not in [p.name for p in PARTS]
+        assert all(isinstance(p, Part) for p in (*PARTS, *TRIAL_PARTS))
 
 
 class TestProbePods:
