@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
-from e2e.harness import StepError
-from e2e.node import cleanup, config, local, parts
+from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.airflow_steps import (
     NOT_RUN,
@@ -569,33 +568,3 @@ class TestReadyAfterARestart:
         assert pod_not_ready(pod, SINCE) == "coredns: container coredns not started by this kubelet yet"
         pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] = "2026-01-01T12:00:03Z"
         assert pod_not_ready(pod, SINCE) is None
-
-
-class TestNodeParts:
-    """The node scenario's parts: chosen by AIRFLOW_K8S_NODE_PARTS, applied in their order."""
-
-    PARTS = (
-        parts.Part("keys", lambda run: None, stack=lambda cfg: {**cfg, "keys": True}),
-        parts.Part("failures", lambda run: None, images=("busybox:1.37.0",)),
-    )
-
-    def test_every_part_runs_when_none_is_named(self) -> None:
-        assert [p.name for p in parts.selected(self.PARTS, "")] == ["keys", "failures"]
-
-    def test_named_parts_run_in_the_scenarios_order(self) -> None:
-        assert [p.name for p in parts.selected(self.PARTS, "failures, keys")] == ["keys", "failures"]
-
-    def test_none_runs_no_part(self) -> None:
-        assert parts.selected(self.PARTS, "none") == []
-
-    def test_an_unknown_part_is_refused_naming_those_there_are(self) -> None:
-        with pytest.raises(StepError, match=r"no part named upgrad; there are: failures, keys, none"):
-            parts.selected(self.PARTS, "upgrad")
-
-    def test_a_part_on_trial_runs_only_when_named(self) -> None:
-        trial = (parts.Part("git", lambda run: None),)
-        assert [p.name for p in parts.selected(self.PARTS, "", trial)] == ["keys", "failures"]
-        assert [p.name for p in parts.selected(self.PARTS, "git,keys", trial)] == ["keys", "git"]
-
-    def test_each_parts_stack_change_is_applied(self) -> None:
-        assert parts.stack_for(self.PARTS, {"a": 1}) == {"a": 1, "keys": True}
