@@ -198,3 +198,18 @@ class TestTaskLogs:
             ]
         }
         assert part_enforce._strings(answer) == ["Task failed with exception", 'pods is forbidden: User "x"']
+
+
+class TestTheRefusalInATaskLog:
+    """Found on the node: the operator lists the namespace's pods before it creates one, so the
+    refusal in the task log may name `list`, not `create`."""
+
+    def test_a_refused_list_or_create_of_pods_is_recognised(self):
+        import re
+
+        from e2e.node.part_enforce import REFUSED_PODS
+
+        sa = 'User "system:serviceaccount:airflow:airflow-worker"'
+        assert re.search(REFUSED_PODS, f'{sa} cannot list resource "pods" in API group "" in the namespace "default"')
+        assert re.search(REFUSED_PODS, f'{sa} cannot create resource "pods" in API group ""')
+        assert not re.search(REFUSED_PODS, f'{sa} cannot list resource "secrets"')

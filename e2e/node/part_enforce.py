@@ -389,6 +389,10 @@ def _strings(value: Any) -> list[str]:
     return [str(value)] if value is not None else []
 
 
+# What the API server says when a task account may not use the pods of a namespace.
+REFUSED_PODS = r'cannot (create|list|get|watch|delete) resource "pods"'
+
+
 def team_pods(r: NodeRun) -> None:
     api = r.api
     seen: dict[str, dict[str, Any]] = {}
@@ -410,7 +414,8 @@ def team_pods(r: NodeRun) -> None:
         if passing["state"] != "failed":
             raise StepError(f"passing_task into {other}: {passing['state']}, expected failed (refused)")
         log = full_log(api, TEAM_DAG, run_id, "passing_task", int(passing.get("try_number") or 1))
-        refusal = next((line for line in log.splitlines() if 'cannot create resource "pods"' in line), None)
+        # The operator lists the namespace's pods first (find_pod), so the first refusal may be a list.
+        refusal = next((line for line in log.splitlines() if re.search(REFUSED_PODS, line)), None)
         if refusal is None or "forbidden" not in log.lower():
             raise StepError(
                 f"passing_task into {other} failed, but its log does not say it was refused:\n{log[-1500:]}"
