@@ -321,3 +321,12 @@ class TestVersions:
         minor, note = emulated(target)
         assert minor == used
         assert bool(note) is noted
+
+
+class TestStopping:
+    def test_a_stopped_server_leaves_no_store_behind_in_its_checkouts_folder(self):
+        local_server(ROOT, VERSION)
+        folder = local_folder(VERSION).folder
+        assert (folder / "etcd").is_dir()
+        stop_local(VERSION)
+        assert not (folder / "etcd").exists()

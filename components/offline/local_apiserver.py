@@ -248,7 +248,10 @@ def serve(folder: Path, version: str, apiserver: Path, etcd_binary: Path) -> int
         return 0
     finally:
         local.state.unlink(missing_ok=True)
-        stop_all(processes, grace=3)  # nothing to keep: the next start begins with an empty store
+        stop_all(processes, grace=3)
+        # Nothing to keep: the next start begins with an empty store, and a checkout's folder
+        # (one per checkout) holds no store once its server stopped.
+        shutil.rmtree(folder / "etcd", ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
