@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from components.platform.config import parse_stack
-from e2e.node import part_git
+from e2e.node import host, part_git
 from e2e.node.git_server import authorized, split_cgi
 
 needs_tools = pytest.mark.skipif(not (shutil.which("git") and shutil.which("openssl")), reason="needs git and openssl")
@@ -68,7 +68,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     subprocess.run(["git", *ident, "commit", "-q", "-m", "dag"], cwd=work, check=True)
     subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
     (tmp_path / "token").write_text("t0k\n")
-    port = part_git.free_port_on("127.0.0.1")
+    port = host.free_port("127.0.0.1")
     args = [sys.executable, "-m", "e2e.node.git_server", f"--listen=127.0.0.1:{port}", f"--root={root}",
             f"--cert={cert}", f"--key={key}", f"--token-file={tmp_path / 'token'}", f"--folder={tmp_path}"]  # fmt: skip
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

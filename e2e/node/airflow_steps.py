@@ -20,7 +20,7 @@ from ..kube import Kube, wait_for
 from ..scenarios import Deployment
 from . import host
 from .airflow_api import AirflowApi, AirflowApiError
-from .host import Node, pod_report
+from .host import Node, is_ready, pod_report
 
 # Every example DAG the dev stack runs, and how each task of a run ends (example_pod_pass_fail's
 # failing_task fails by design); spark_pi needs the Spark operator, left out of this stack.
@@ -56,8 +56,7 @@ def not_ready(pods: list[dict[str, Any]]) -> list[str]:
         owners = [o.get("kind") for o in (pod.get("metadata") or {}).get("ownerReferences") or []]
         if "Job" in owners:
             continue
-        conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
-        if conds.get("Ready") != "True":
+        if not is_ready(pod):
             out.append(f"{pod['metadata']['name']} ({phase})")
     return out
 

@@ -582,12 +582,17 @@ def node_not_ready(node: dict[str, Any], since: datetime) -> str | None:
     return None
 
 
+def is_ready(pod: dict[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+    return conds.get("Ready") == "True"
+
+
 def pod_not_ready(pod: dict[str, Any], since: datetime) -> str | None:
     """Why the pod is not Ready with every container started after `since` (None when it is)."""
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
-    conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    if conds.get("Ready") != "True":
+    if not is_ready(pod):
         return f"{name} {status.get('phase')}"
     for cs in status.get("containerStatuses") or []:
         started = _time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
@@ -596,9 +601,10 @@ def pod_not_ready(pod: dict[str, Any], since: datetime) -> str | None:
     return None
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at `address` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         port: int = s.getsockname()[1]
         return port
 

@@ -22,6 +22,7 @@ from ..harness import StepError
 from ..kube import wait_for
 from .airflow_api import AirflowApiError
 from .airflow_steps import show_logs, wait_answering, wait_ready
+from .host import is_ready
 from .parts import NodeRun, Part
 
 NAME = "failures"
@@ -79,11 +80,6 @@ def pods(r: NodeRun, match: dict[str, str]) -> list[dict[str, Any]]:
     return found
 
 
-def ready(pod: dict[str, Any]) -> bool:
-    conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
-    return conds.get("Ready") == "True"
-
-
 def replaced(r: NodeRun, match: dict[str, str], old: set[str], what: str) -> str:
     """Wait for a Ready pod of `match` that is none of `old` (uids); its name."""
     name = ""
@@ -94,7 +90,7 @@ def replaced(r: NodeRun, match: dict[str, str], old: set[str], what: str) -> str
         if not new:
             return f"no new {what} pod yet"
         name = new[0]["metadata"]["name"]
-        return None if ready(new[0]) else f"{name} not Ready"
+        return None if is_ready(new[0]) else f"{name} not Ready"
 
     wait_for(f"a new {what} pod Ready", back, timeout=BACK_TIMEOUT, interval=1)
     return name

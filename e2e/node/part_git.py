@@ -39,7 +39,7 @@ from components.platform.deployed import ACCEPT_KEY
 
 from ..harness import ROOT, StepError
 from ..kube import wait_for
-from . import config
+from . import config, host
 from .airflow_steps import OUTCOMES, restart_counts, wait_ready
 from .parts import NodeRun, Part
 
@@ -133,13 +133,6 @@ def certificate(folder: Path, address: str) -> tuple[Path, Path, str]:
     return folder / "server.crt", folder / "server.key", (folder / "ca.crt").read_text()
 
 
-def free_port_on(address: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_server(r: NodeRun) -> GitServer:
     """The repository (the checkout's dags/ and the probe DAG) and the server on the node's address."""
     base = r.folder / "git"
@@ -155,7 +148,7 @@ def start_server(r: NodeRun) -> GitServer:
     token = secrets.token_urlsafe(24)
     (base / "token").write_text(token + "\n")
     cert, key, ca_pem = certificate(base / "tls", config.NODE_ADDRESS)
-    port = free_port_on(config.NODE_ADDRESS)
+    port = host.free_port(config.NODE_ADDRESS)
     url = f"https://{config.NODE_ADDRESS}:{port}/dags.git"
     server = GitServer(work, url, token, ca_pem)
     for option in _git_identity()[1::2]:
@@ -309,11 +302,7 @@ def run(r: NodeRun) -> None:
             raise StepError(f"the import error of {BROKEN_FILE} does not name the SyntaxError: {trace[:400]}")
         pods = watched_pods(r)
         after = restart_counts(pods)
-        not_ready = [
-            p["metadata"]["name"]
-            for p in pods
-            if {c["type"]: c["status"] for c in (p.get("status") or {}).get("conditions") or []}.get("Ready") != "True"
-        ]
+        not_ready = [p["metadata"]["name"] for p in pods if not host.is_ready(p)]
         if after != before or not_ready or len(pods) < len(WATCHED):
             raise StepError(f"restarts before {before}, after {after}; not Ready: {not_ready or 'none'}")
         r.echo(f"    {', '.join(sorted(after))}: Ready, no restart")
