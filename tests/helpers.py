@@ -118,11 +118,13 @@ def secret_file_sources(pod_spec: dict[str, Any], container: dict[str, Any]) -> 
 
 
 def file_commands(container: dict[str, Any]) -> dict[str, str]:
-    """`AIRFLOW__X_CMD=cat <file>` entries of a container: option -> file."""
+    """`AIRFLOW__X_CMD=cat <file>` entries of a container that Airflow runs: option -> file (a command
+    whose option is also set plainly never runs: Airflow reads the plain variable first)."""
+    plain = {e["name"] for e in container.get("env", []) if not e["name"].endswith("_CMD")}
     return {
         e["name"].removesuffix("_CMD"): e["value"].removeprefix("cat ")
         for e in container.get("env", [])
-        if e["name"].endswith("_CMD")
+        if e["name"].endswith("_CMD") and e["name"].removesuffix("_CMD") not in plain
     }
 
 

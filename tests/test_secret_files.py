@@ -20,6 +20,7 @@ from components.airflow.config.airflow import parse_airflow
 from components.airflow.values.chart import chart_values
 from components.airflow.values.secret_files import (
     SECRETS_DIR,
+    TASK_POD_DATABASE,
     connections_file,
     secret_files,
     secrets_backend_config,
@@ -158,6 +159,68 @@ class TestEveryExecutor:
         assert "readOnlyRootFilesystem" not in values_["dags"]["gitSync"]["securityContexts"]["container"]
         # What only ever writes to its volumes stays read-only.
         assert values_["statsd"]["securityContexts"]["container"]["readOnlyRootFilesystem"] is True
+
+
+def _pod_template(run: Any) -> dict[str, Any]:
+    [spec] = [spec for name, spec in pod_specs(render_release(release(run))) if name == "pod-template"]
+    return spec
+
+
+class TestTaskPodsAndTheMetadataDatabase:
+    """Airflow 3's tasks talk to the execution API: the KubernetesExecutor's pods get no way into the
+    metadata database (no file of its Secrets, no command reading one), only a credential-less stand-in
+    that keeps Airflow from falling back to SQLite when it is imported."""
+
+    @pytest.mark.parametrize("executor", ["KubernetesExecutor", "CeleryExecutor,KubernetesExecutor"])
+    def test_airflow_3_task_pods_mount_no_metadata_secret_and_read_a_stand_in(self, executor):
+        run = run_stack(
+            {"executor": executor, "dags": GIT, "database": {"mode": "external"}}, secrets={"databaseUrl": DB_URL}
+        )
+        spec = _pod_template(run)
+        sources = [s for v in spec["volumes"] for s in (v.get("projected") or {}).get("sources", [])]
+        secrets_ = {s["secret"]["name"] for s in sources if "secret" in s}
+        assert secrets_, "the pod template mounts no projected Secret at all"
+        assert not [n for n in secrets_ if "metadata" in n], secrets_
+        [base] = [c for c in spec["containers"] if c["name"] == "base"]
+        env = {e["name"]: e.get("value") for e in base["env"]}
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == TASK_POD_DATABASE["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+asyncpg://")
+        assert "@" not in "".join(TASK_POD_DATABASE.values())  # no user, no password
+        assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in file_commands(base)  # shadowed: never run
+        assert "AIRFLOW__CORE__FERNET_KEY" in file_commands(base)  # the other files stay
+
+    def test_the_scheduler_and_the_workers_still_read_the_database_from_their_files(self):
+        run = run_stack({"executor": "CeleryExecutor,KubernetesExecutor", "dags": GIT})
+        for name, spec in pod_specs(render_release(release(run))):
+            if name.endswith(("-scheduler", "-worker")):
+                [main] = [c for c in spec["containers"] if c["name"] in ("scheduler", "worker")]
+                assert file_commands(main)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/sql-alchemy-conn")
+
+    def test_airflow_2_task_pods_keep_the_connection_they_run_tasks_with(self):
+        spec = _pod_template(run_stack({"version": "2.11.0", "executor": "KubernetesExecutor", "dags": GIT}))
+        [base] = [c for c in spec["containers"] if c["name"] == "base"]
+        assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in {e["name"] for e in base["env"]}
+        assert file_commands(base)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("/sql-alchemy-conn")
+
+    def test_of_literal_database_urls_only_the_credential_less_stand_in_passes(self):
+        from components.airflow.values.invariants import rendered_problems
+
+        stand_in = TASK_POD_DATABASE["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        pod: dict[str, Any] = {
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "env": [{"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "value": "postgresql://u:pw@db/x"}],
+                    }
+                ]
+            },
+        }
+        assert any("to a literal value" in m for _, _, m in rendered_problems([("s", pod)]))
+        pod["spec"]["containers"][0]["env"][0]["value"] = stand_in
+        assert not any("to a literal value" in m for _, _, m in rendered_problems([("s", pod)]))
 
 
 def test_a_pinned_digest_names_the_airflow_image_in_every_pod_and_job():

@@ -303,8 +303,15 @@ def extra_env_text(path: Path, value: Any) -> list[dict[str, Any]] | None:
     return None
 
 
-def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozenset[str] = frozenset()) -> None:
-    """No credential at any path: secret-shaped keys, env entries, `extraEnv` text, URLs, keys."""
+def secrets_in(
+    values: Mapping[str, Any],
+    origins: Origins,
+    *,
+    owned_env: frozenset[str] = frozenset(),
+    stand_ins: Mapping[str, str] | None = None,
+) -> None:
+    """No credential at any path: secret-shaped keys, env entries, `extraEnv` text, URLs, keys.
+    `stand_ins`: env entries (name -> value) that are known to hold no credential."""
     for path, value in walk(values):
         key = str(path[-1]) if path and isinstance(path[-1], str) else ""
         if isinstance(value, str) and value.strip():
@@ -372,6 +379,8 @@ def secrets_in(values: Mapping[str, Any], origins: Origins, *, owned_env: frozen
                         "outside the chart and reference it by name.",
                     )
         for entry_path, entry in env_entries(path, value):
+            if stand_ins and stand_ins.get(str(entry.get("name"))) == entry.get("value"):
+                continue
             _env_entry(entry_path, entry, origins, owned_env)
         parsed = extra_env_text(path, value)
         for i, entry in enumerate(parsed or []):

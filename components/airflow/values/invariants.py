@@ -336,7 +336,7 @@ def check_airflow_values(
 ) -> None:
     """Every guarantee on the final values of an Airflow Release. `ours` are the same values without
     what users added (extraValues); `sources` are what they added, to name their keys."""
-    from .secret_files import FILE_ONLY_ENV
+    from .secret_files import FILE_ONLY_ENV, TASK_POD_DATABASE
 
     origins = Origins(values, sources, _airflow_typed_key)
     owned_env = frozenset(FILE_ONLY_ENV) | {f"{n}_CMD" for n in FILE_ONLY_ENV}
@@ -368,7 +368,7 @@ def check_airflow_values(
         if in_ingress and (path[-1] == "host" or (path[-1] == "name" and "hosts" in path)):
             host_valid(origins.key(path), value)
     _env_overrides(values, ours, origins, owned_env)
-    secrets_in(values, origins, owned_env=frozenset())
+    secrets_in(values, origins, owned_env=frozenset(), stand_ins=TASK_POD_DATABASE)
     containers_safe(values, origins)
     images_valid(values, origins, airflow_major=airflow_major)
     resources_valid(values, origins)
@@ -493,7 +493,7 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
     set to anything but the file AirflowRelease mounts, and containers running Airflow without what
     it reads and writes (airflow_runtime.py)."""
     from .airflow_runtime import runtime_problems
-    from .secret_files import FILE_ONLY_ENV, SECRETS_DIR
+    from .secret_files import FILE_ONLY_ENV, SECRETS_DIR, TASK_POD_DATABASE
 
     owned = set(FILE_ONLY_ENV)
     out: list[tuple[str, str, str]] = []
@@ -531,7 +531,7 @@ def rendered_problems(objects: list[tuple[str, Mapping[str, Any]]]) -> list[tupl
                 env_name = entry.get("name") if isinstance(entry, Mapping) else None
                 if not isinstance(env_name, str):
                     continue
-                if env_name in owned and "value" in entry:
+                if env_name in owned and "value" in entry and TASK_POD_DATABASE.get(env_name) != entry["value"]:
                     out.append((source, ident, f"container {cname!r} sets {env_name} to a literal value"))
                 if env_name.removesuffix("_CMD") in owned and env_name.endswith("_CMD"):
                     value = str(entry.get("value", ""))

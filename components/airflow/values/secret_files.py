@@ -115,24 +115,67 @@ def projected_secrets(files: list[SecretFile], extra_sources: list[dict[str, Any
     return {"name": SECRETS_VOLUME, "projected": {"defaultMode": 0o440, "sources": sources + (extra_sources or [])}}
 
 
+def _connection_sources(cfg: AirflowConfig, connections_secret: str | None) -> list[dict[str, Any]]:
+    """The projected source of connections.json/variables.json (and the git bundle's files), if any."""
+    from ..config.dag_bundles import CA_FILE, KNOWN_HOSTS_FILE, ca_file, known_hosts_file
+
+    if not connections_secret:
+        return []
+    files: tuple[str, ...] = (CONNECTIONS_FILE, VARIABLES_FILE)
+    if known_hosts_file(cfg.dags.git_bundle) is not None:
+        files = (*files, KNOWN_HOSTS_FILE)  # the git bundle's host keys, beside its connection
+    if ca_file(cfg.dags.git_bundle) is not None:
+        files = (*files, CA_FILE)  # the CA of the git bundle's HTTPS server (GIT_SSL_CAINFO)
+    return [{"secret": {"name": connections_secret, "items": [{"key": f, "path": f} for f in files]}}]
+
+
 def secrets_volume(
     cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
 ) -> dict[str, Any]:
     """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
-    from ..config.dag_bundles import CA_FILE, KNOWN_HOSTS_FILE, ca_file, known_hosts_file
-
-    extra: list[dict[str, Any]] = []
-    if connections_secret:
-        files: tuple[str, ...] = (CONNECTIONS_FILE, VARIABLES_FILE)
-        if known_hosts_file(cfg.dags.git_bundle) is not None:
-            files = (*files, KNOWN_HOSTS_FILE)  # the git bundle's host keys, beside its connection
-        if ca_file(cfg.dags.git_bundle) is not None:
-            files = (*files, CA_FILE)  # the CA of the git bundle's HTTPS server (GIT_SSL_CAINFO)
-        items = [{"key": f, "path": f} for f in files]
-        extra.append({"secret": {"name": connections_secret, "items": items}})
+    extra = _connection_sources(cfg, connections_secret)
     if admin_secret:
         extra.append({"secret": {"name": admin_secret, "items": [{"key": "password", "path": ADMIN_PASSWORD_FILE}]}})
     return projected_secrets(secret_files(cfg, component), extra)
+
+
+# What the KubernetesExecutor's task pods get instead of the metadata connection on Airflow 3, whose
+# tasks talk to the execution API (the api-server), never to the database. Airflow still reads the
+# option when it is imported, and with none it falls back to SQLite, which it refuses beside the
+# KubernetesExecutor; so the pod template names a database that cannot exist (`.invalid`, RFC 2606)
+# and carries no credentials. A plain variable wins over the `_CMD` one everyone else reads.
+TASK_POD_DATABASE = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://no-database-in-task-pods.invalid/none",
+    ASYNC_CONN_ENV: "postgresql+asyncpg://no-database-in-task-pods.invalid/none",
+}
+
+
+def task_pod_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: Mapping[str, Any]) -> dict[str, Any]:
+    """`workers.kubernetes` volumes, mounts and env (the KubernetesExecutor's pod template): the workers'
+    secret files but, on Airflow 3, none of the metadata database's; then the typed `taskPods` ones."""
+    files = secret_files(cfg, "workers")
+    env: list[dict[str, Any]] = []
+    if cfg.major >= 3:
+        files = [f for f in files if f.option not in TASK_POD_DATABASE]
+        env = [{"name": name, "value": value} for name, value in TASK_POD_DATABASE.items()]
+    extra = _connection_sources(cfg, connections_secret)
+    volumes = [projected_secrets(files, extra), tmp_volume()]
+    if cfg.dags.git_sync is not None:
+        volumes.append(tmp_volume(GIT_SYNC_TMP_VOLUME))  # the git-sync init container's home
+    out: dict[str, Any] = {
+        "extraVolumes": volumes + list(task_pods.get("extraVolumes", [])),
+        "extraVolumeMounts": _secret_mounts() + list(task_pods.get("extraVolumeMounts", [])),
+    }
+    if env or task_pods.get("env"):
+        out["env"] = env + list(task_pods.get("env", []))
+    return out
+
+
+def _secret_mounts() -> list[dict[str, Any]]:
+    return [
+        {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
 
 
 def tmp_volume(name: str = TMP_VOLUME) -> dict[str, Any]:
@@ -254,21 +297,14 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
     for component in AIRFLOW_COMPONENTS:
         admin = names.admin if component == "createUserJob" and cfg.admin.enabled else None
         volumes = [secrets_volume(cfg, component, connections_secret, admin), tmp_volume()]
-        mounts = [
-            {"name": SECRETS_VOLUME, "mountPath": SECRETS_DIR, "readOnly": True},
-            {"name": TMP_VOLUME, "mountPath": "/tmp"},
-        ]
+        mounts = _secret_mounts()
         if git_sync:
             volumes.append(tmp_volume(GIT_SYNC_TMP_VOLUME))
         values[component] = {"extraVolumes": volumes, "extraVolumeMounts": mounts}
         extra_env = [f.cmd_env() for f in secret_files(cfg, component) if f not in common]
         if extra_env:
             values[component]["env"] = extra_env
-    kubernetes = {
-        "extraVolumes": values["workers"]["extraVolumes"] + list(task_pods.get("extraVolumes", [])),
-        "extraVolumeMounts": values["workers"]["extraVolumeMounts"] + list(task_pods.get("extraVolumeMounts", [])),
-    }
-    values["workers"]["kubernetes"] = kubernetes
+    values["workers"]["kubernetes"] = task_pod_values(cfg, connections_secret, task_pods)
     if git_sync:
         values["dags"] = {"gitSync": {"extraVolumeMounts": [{"name": GIT_SYNC_TMP_VOLUME, "mountPath": "/tmp"}]}}
     if cfg.database.pgbouncer.enabled:

@@ -583,11 +583,14 @@ class _Checker:
     def _file_commands(
         self, item: Item, ident: str, container: Mapping[str, Any], spec: Mapping[str, Any], where: str
     ) -> None:
-        """Airflow's `<OPTION>_CMD=cat <file>`: the file must come from a volume the container mounts."""
+        """Airflow's `<OPTION>_CMD=cat <file>`: the file must come from a volume the container mounts
+        (unless `<OPTION>` itself is set: Airflow reads it first and never runs the command)."""
+        env = [_as_dict(e) for e in _as_list(container.get("env"))]
+        plain = {str(e.get("name", "")) for e in env if "value" in e or "valueFrom" in e}
         commands = [
-            (_as_dict(e).get("name"), str(_as_dict(e).get("value") or ""))
-            for e in _as_list(container.get("env"))
-            if str(_as_dict(e).get("name", "")).endswith("_CMD")
+            (e.get("name"), str(e.get("value") or ""))
+            for e in env
+            if str(e.get("name", "")).endswith("_CMD") and str(e.get("name")).removesuffix("_CMD") not in plain
         ]
         if not commands:
             return
