@@ -19,9 +19,11 @@ from e2e.cluster import KUBERNETES_SERVICE_IP, SERVICE_CIDR, make_certificates
 from e2e.node import cleanup, config, local
 from e2e.node.airflow_api import log_text
 from e2e.node.airflow_steps import (
+    NODE_DAGS,
     NOT_RUN,
     OUTCOMES,
     PART_DAGS,
+    dag_folder,
     expected_run_state,
     failed_job_pods,
     not_ready,
@@ -29,7 +31,7 @@ from e2e.node.airflow_steps import (
 )
 from e2e.node.cleanup import Proc
 from e2e.node.host import NodeError, _hex_address, images_in, node_not_ready, pod_not_ready
-from e2e.node.scenario import PARTS, dag_images
+from e2e.node.scenario import PARTS, TRIAL_PARTS, dag_images
 from e2e.volumes import HostFolders, Provisioner, to_reclaim, volume_for
 from tests.fake_kube import FakeKube
 from tests.helpers import ROOT
@@ -407,13 +409,20 @@ class TestScenarioChecks:
         assert failed_job_pods(pods) == ["create-user-1"]
 
     def test_every_dag_in_the_dag_folder_is_run_or_said_why_not(self):
-        declared = {m for p in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
+        folders = (ROOT / "dags", NODE_DAGS)  # what the scenario mounts (dag_folder)
+        declared = {m for f in folders for p in f.glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
         assert set(OUTCOMES) | set(PART_DAGS) | set(NOT_RUN) == declared
         assert not set(OUTCOMES) & set(NOT_RUN)
         assert not set(PART_DAGS) & (set(OUTCOMES) | set(NOT_RUN))
 
     def test_a_dag_run_by_a_part_names_a_part_of_the_scenario(self):
-        assert set(PART_DAGS.values()) <= {p.name for p in PARTS}
+        assert set(PART_DAGS.values()) <= {p.name for p in (*PARTS, *TRIAL_PARTS)}
+
+    def test_the_mounted_dag_folder_holds_dags_and_the_parts_own_dags(self, tmp_path):
+        folder = dag_folder(tmp_path / "dags")
+        names = {p.name for p in folder.glob("*.py")}
+        assert {"k8s_conventions.py", "example_etl.py", "example_team_pod.py"} <= names
+        assert not list(folder.rglob("__pycache__"))
 
     def test_a_run_succeeds_only_when_every_task_is_designed_to(self):
         assert expected_run_state(OUTCOMES["example_etl"]) == "success"

@@ -131,15 +131,18 @@ class TestDatabaseCredentials:
         assert exposed == ["base: env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "base: env X"]
         assert files == []
 
-    def test_a_connection_file_and_its_command_are_told_apart(self):
+    def test_a_projected_metadata_secret_is_a_file_and_the_command_reading_it_carries_nothing(self):
         env = [{"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", "value": "cat /s/sql-alchemy-conn"}]
         volume = {"name": "s", "projected": {"sources": [{"secret": {"name": "airflow-pulumi-metadata"}}]}}
         exposed, files = part_enforce.database_credentials(self._pod(env, [volume]), self.SECRETS)
         assert exposed == []
-        assert files == [
-            "base: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD=cat /s/sql-alchemy-conn",
-            "volume s: Secret airflow-pulumi-metadata",
-        ]
+        assert files == ["volume s: Secret airflow-pulumi-metadata"]
+
+    def test_the_task_pods_stand_in_without_credentials_carries_none(self):
+        from components.airflow.values.secret_files import TASK_POD_DATABASE
+
+        env = [{"name": k, "value": v} for k, v in TASK_POD_DATABASE.items()]
+        assert part_enforce.database_credentials(self._pod(env, []), self.SECRETS) == ([], [])
 
     def test_a_pod_without_them_has_none(self):
         assert part_enforce.database_credentials(self._pod([{"name": "A", "value": "1"}], []), self.SECRETS) == ([], [])
@@ -213,3 +216,40 @@ class TestTheRefusalInATaskLog:
         assert re.search(REFUSED_PODS, f'{sa} cannot list resource "pods" in API group "" in the namespace "default"')
         assert re.search(REFUSED_PODS, f'{sa} cannot create resource "pods" in API group ""')
         assert not re.search(REFUSED_PODS, f'{sa} cannot list resource "secrets"')
+
+    def test_the_refusal_is_recognised_inside_the_kubernetes_clients_exception_text(self):
+        """The task log holds the client's ApiException text, which shows the response body as a bytes
+        literal: the quotes arrive escaped."""
+        import re
+
+        from e2e.node.part_enforce import REFUSED_PODS
+
+        message = (
+            'pods is forbidden: User \\"system:serviceaccount:airflow:airflow-worker\\" cannot list resource '
+            '\\"pods\\" in API group \\"\\" in the namespace \\"default\\"'
+        )
+        body = ('{"kind":"Status","status":"Failure","message":"' + message + '","code":403}').encode()
+        # kubernetes.client.exceptions.ApiException.__str__: the body (bytes) formatted with "{0}"
+        text = f"(403)\nReason: Forbidden\nHTTP response headers: {{}}\nHTTP response body: {body!r}\n"
+        assert '\\\\"pods\\\\"' in text  # the escaping the first regex missed
+        assert re.search(REFUSED_PODS, text)
+        assert not re.search(REFUSED_PODS, text.replace("pods", "secrets"))
+
+
+class TestTheTeamSecretRead:
+    def test_the_part_expects_exactly_what_the_team_dag_prints_of_the_token(self, capsys, monkeypatch):
+        import ast
+
+        from e2e.node.airflow_steps import NODE_DAGS
+
+        source = (NODE_DAGS / "example_team_pod.py").read_text()
+        [read] = [
+            node.value
+            for node in ast.parse(source).body
+            if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["READ"]
+        ]
+        monkeypatch.setenv("TEAM_TOKEN", "s3cret-value")
+        exec(ast.literal_eval(read), {})  # the pod's `python -c`
+        printed = capsys.readouterr().out.strip()
+        assert printed == part_enforce.secret_digest("s3cret-value")
+        assert "s3cret-value" not in printed

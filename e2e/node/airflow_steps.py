@@ -7,6 +7,7 @@ is not Ready with its events and its containers' last log lines (`evidence`)."""
 from __future__ import annotations
 
 import base64
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 
 from components.airflow.config.secret_names import SecretNames
 
-from ..harness import StepError
+from ..harness import ROOT, StepError
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment
 from . import host
@@ -35,7 +36,20 @@ NOT_RUN = {
     "example_keys": "it reads the Variable and the Connection the `keys` part stores (e2e/node/part_keys.py)",
 }
 # Example DAGs a part of the scenario runs itself (e2e.node.parts), not the first run: the part's name.
-PART_DAGS = {"example_memory_limit": "failures"}
+PART_DAGS = {"example_memory_limit": "failures", "example_team_pod": "enforce"}
+
+# DAGs only the node scenario's parts run (they need what a part adds to the stack, a team).
+NODE_DAGS = ROOT / "e2e" / "node" / "dags"
+
+
+def dag_folder(target: Path) -> Path:
+    """This checkout's dags/ and the parts' own DAGs (NODE_DAGS), copied into `target`."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source in (ROOT / "dags", NODE_DAGS):
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=ignore)
+    return target
+
+
 STABLE_SECONDS = 60
 READY_TIMEOUT = 600
 RUN_TIMEOUT = 600

@@ -21,6 +21,7 @@ the node (e2e.node.kube_router, started for this part and stopped at its end):
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import secrets
@@ -36,7 +37,6 @@ from ..harness import ROOT, StepError
 from ..kube import ApiError, Kube, wait_for
 from . import kube_router, reach_matrix
 from .airflow_api import AirflowApi, AirflowApiError
-from .airflow_steps import show_logs
 from .parts import NodeRun, Part
 from .reach_matrix import PROBE_IMAGE, PROBE_LABEL
 
@@ -44,7 +44,7 @@ NAME = "enforce"
 TEAM = "analytics"
 TEAM_NAMESPACE = f"{TEAM}-tasks"
 TEAM_SECRET = "warehouse"
-TEAM_DAG = "example_pod_pass_fail"  # its pods go where Variable k8s_task_namespace says
+TEAM_DAG = "example_team_pod"  # e2e/node/dags/: a pod in the team namespace, reading its Secret
 ROOT_IMAGE = "python:3.13.7-slim-bookworm"  # runs as root (USER unset)
 _SECRET_VALUE = secrets.token_urlsafe(24)  # the team Secret's value, this run's
 
@@ -88,7 +88,7 @@ def run(r: NodeRun) -> None:
         ),
         ("RBAC: each ServiceAccount the stack made is refused what it must not do", rbac),
         (
-            f"team pods: {TEAM_DAG}'s pods in {TEAM_NAMESPACE}, another namespace refused; no database credentials",
+            f"team pods: {TEAM_DAG} reads its Secret in {TEAM_NAMESPACE}, elsewhere refused; no database credentials",
             team_pods,
         ),
     )
@@ -316,18 +316,18 @@ DB_MARKERS = ("SQL_ALCHEMY_CONN", "AIRFLOW_CONN_AIRFLOW_DB")
 
 def database_credentials(pod: dict[str, Any], metadata_secrets: set[str]) -> tuple[list[str], list[str]]:
     """What of the metadata database's credentials a pod carries: (in its spec or environment: an
-    env value or Secret reference naming the connection, envFrom a metadata Secret; as a file: a
-    volume that projects a metadata Secret, and the `_CMD` variable that reads it)."""
+    env value with a user or password in it, a Secret reference to a metadata Secret, envFrom one;
+    as a file: a volume that projects a metadata Secret). A `_CMD` variable reads a file and holds
+    none itself; a connection without credentials (the task pods' stand-in) carries none."""
     exposed, files = [], []
     spec = pod.get("spec") or {}
     for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         for env in container.get("env") or []:
             name = str(env.get("name", ""))
             ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
-            if ref in metadata_secrets or (any(m in name for m in DB_MARKERS) and not name.endswith("_CMD")):
+            named = any(m in name for m in DB_MARKERS) and not name.endswith("_CMD")
+            if ref in metadata_secrets or (named and ("valueFrom" in env or _has_credentials(env.get("value")))):
                 exposed.append(f"{container['name']}: env {name}")
-            elif any(m in name for m in DB_MARKERS):
-                files.append(f"{container['name']}: {name}={env.get('value')}")
         for source in container.get("envFrom") or []:
             if (source.get("secretRef") or {}).get("name") in metadata_secrets:
                 exposed.append(f"{container['name']}: envFrom {source['secretRef']['name']}")
@@ -338,8 +338,17 @@ def database_credentials(pod: dict[str, Any], metadata_secrets: set[str]) -> tup
     return exposed, files
 
 
-TEAM_DAG_TASKS = {"run_this_first": "success", "passing_task": "success", "failing_task": "failed"}
-NAMESPACE_VARIABLE = "k8s_task_namespace"  # dags/k8s_conventions.py: where its pods go
+def _has_credentials(url: Any) -> bool:
+    """A connection URL with a user or password in it (anything unparsable counts as one)."""
+    try:
+        parts = urllib.parse.urlsplit(str(url or ""))
+        return bool(parts.username or parts.password)
+    except ValueError:
+        return True
+
+
+TEAM_TASK = "read_team_secret"
+NAMESPACE_VARIABLE = "k8s_team_namespace"  # e2e/node/dags/example_team_pod.py: where its pod goes
 
 
 def set_variable(api: AirflowApi, key: str, value: str | None) -> None:
@@ -354,21 +363,24 @@ def set_variable(api: AirflowApi, key: str, value: str | None) -> None:
 
 
 def _team_run(r: NodeRun, namespace: str, seen: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """example_pod_pass_fail with its pods sent to `namespace`; (run id, task instance by id)."""
+    """example_team_pod with its pod sent to `namespace`: (run id, its one task instance); every pod
+    of the DAG seen while it ran is kept in `seen` (the executor's and the operator's)."""
     api, kube = r.api, r.kube
     set_variable(api, NAMESPACE_VARIABLE, namespace)
 
     def watch() -> None:
         for ns in {r.namespace, namespace}:
             for pod in kube.list("v1", "Pod", ns):
-                if (pod["metadata"].get("labels") or {}).get("dag_id") == TEAM_DAG:
-                    seen.setdefault(pod["metadata"]["name"], pod)
+                labels = pod["metadata"].get("labels") or {}
+                if labels.get("dag_id") == TEAM_DAG:
+                    seen[pod["metadata"]["name"]] = pod  # the newest view: its status too
 
+    api.unpause(TEAM_DAG)
     run_id = api.trigger(TEAM_DAG)
     state = api.wait_run(TEAM_DAG, run_id, 300, on_poll=watch)
-    tasks = api.task_instances(TEAM_DAG, run_id)
-    r.echo(f"    {TEAM_DAG} into {namespace}: run {state}: " + ", ".join(f"{t['task_id']}={t['state']}" for t in tasks))
-    return run_id, {t["task_id"]: t for t in tasks}
+    [task] = [t for t in api.task_instances(TEAM_DAG, run_id) if t["task_id"] == TEAM_TASK]
+    r.echo(f"    {TEAM_DAG} into {namespace}: run {state}, {TEAM_TASK} {task['state']}")
+    return run_id, task
 
 
 def full_log(api: AirflowApi, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
@@ -389,41 +401,59 @@ def _strings(value: Any) -> list[str]:
     return [str(value)] if value is not None else []
 
 
-# What the API server says when a task account may not use the pods of a namespace.
-REFUSED_PODS = r'cannot (create|list|get|watch|delete) resource "pods"'
+# What the API server says when a task account may not use the pods of a namespace. In the task log
+# it is inside the Kubernetes client's exception text, which shows the response body as a Python
+# bytes literal: the quotes around "pods" arrive escaped (`\\"pods\\"`).
+REFUSED_PODS = r'cannot (create|list|get|watch|delete) resource \\*"pods\\*"'
+
+
+def secret_digest(value: str) -> str:
+    """What example_team_pod prints of the token it read: its length and a SHA-256 prefix."""
+    data = value.encode()
+    return f"team secret warehouse/token: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}"
 
 
 def team_pods(r: NodeRun) -> None:
     api = r.api
     seen: dict[str, dict[str, Any]] = {}
     try:
-        run_id, tasks = _team_run(r, TEAM_NAMESPACE, seen)
-        states = {k: t["state"] for k, t in tasks.items()}
-        if states != TEAM_DAG_TASKS:
-            show_logs(r.d, api, TEAM_DAG, run_id, list(tasks.values()))
-            raise StepError(f"{TEAM_DAG} in {TEAM_NAMESPACE}: tasks {states}, expected {TEAM_DAG_TASKS}")
+        run_id, task = _team_run(r, TEAM_NAMESPACE, seen)
+        log = full_log(api, TEAM_DAG, run_id, TEAM_TASK, int(task.get("try_number") or 1))
+        if task["state"] != "success":
+            raise StepError(f"{TEAM_DAG} in {TEAM_NAMESPACE}: {TEAM_TASK} {task['state']}:\n{log[-2000:]}")
         team = [p for p in seen.values() if p["metadata"]["namespace"] == TEAM_NAMESPACE]
         if not team:
             raise StepError(f"no pod of {TEAM_DAG} was seen in {TEAM_NAMESPACE}")
+        for pod in team:
+            account = pod["spec"].get("serviceAccountName")
+            if account != f"{TEAM}-tasks":
+                raise StepError(f"{pod['metadata']['name']} ran as {account!r}, not the team's {TEAM}-tasks")
+        expected = secret_digest(_SECRET_VALUE)
+        if expected not in log:
+            raise StepError(f"the task log does not show the team Secret read ({expected!r}):\n{log[-1500:]}")
         names = ", ".join(sorted(p["metadata"]["name"] for p in team))
-        r.echo(f"    pods in {TEAM_NAMESPACE} (restricted, the team's quota and limits): {names}")
+        r.echo(f"    in {TEAM_NAMESPACE} as {TEAM}-tasks (restricted, the team's quota and limits): {names}")
+        r.echo(f"    the task log: {expected}")
 
         other = "default"  # a namespace the team does not own: Airflow's task accounts have no Role there
-        run_id, tasks = _team_run(r, other, seen)
-        passing = tasks["passing_task"]
-        if passing["state"] != "failed":
-            raise StepError(f"passing_task into {other}: {passing['state']}, expected failed (refused)")
-        log = full_log(api, TEAM_DAG, run_id, "passing_task", int(passing.get("try_number") or 1))
+        run_id, task = _team_run(r, other, seen)
+        if task["state"] != "failed":
+            raise StepError(f"{TEAM_TASK} into {other}: {task['state']}, expected failed (refused)")
+        log = full_log(api, TEAM_DAG, run_id, TEAM_TASK, int(task.get("try_number") or 1))
         # The operator lists the namespace's pods first (find_pod), so the first refusal may be a list.
         refusal = next((line for line in log.splitlines() if re.search(REFUSED_PODS, line)), None)
         if refusal is None or "forbidden" not in log.lower():
-            raise StepError(
-                f"passing_task into {other} failed, but its log does not say it was refused:\n{log[-1500:]}"
-            )
-        r.echo(f"    into {other}: refused; the task log: ...{refusal.strip()[-200:]}")
+            raise StepError(f"{TEAM_TASK} into {other} failed, but its log does not say it was refused:\n{log[-1500:]}")
+        found = re.search(REFUSED_PODS + r"[^\n]{0,80}", refusal)
+        r.echo(f"    into {other}: refused; the task log: ...{found.group(0) if found else refusal[-200:]}")
     finally:
         set_variable(api, NAMESPACE_VARIABLE, None)
+    no_database_in_task_pods(r, seen)
 
+
+def no_database_in_task_pods(r: NodeRun, seen: dict[str, dict[str, Any]]) -> None:
+    """The pods of example_team_pod's runs (the executor's and the operator's) carry none of the
+    metadata database's credentials: not in their environment, and on Airflow 3 not as a file."""
     release = str(r.config["airflow-k8s:airflow"].get("releaseName", "airflow"))
     metadata_secrets = {
         s["metadata"]["name"]
@@ -437,13 +467,13 @@ def team_pods(r: NodeRun) -> None:
     exposed = []
     for pod in sorted(seen.values(), key=lambda p: p["metadata"]["name"]):
         in_env, as_files = database_credentials(pod, metadata_secrets)
-        exposed += [f"{pod['metadata']['name']}: {e}" for e in in_env]
+        exposed += [f"{pod['metadata']['name']}: {e}" for e in in_env + as_files]
         where = "; ".join(as_files) or "none"
         r.echo(f"    {pod['metadata']['name']}: in env: {', '.join(in_env) or 'none'}; as files: {where}")
-    # docs/guarantees.md: executor pods still get the connection as a file (the pod template runs
-    # Airflow, components/airflow/values/airflow_runtime.py); never as an env value or reference.
+    # docs/guarantees.md, "Task pods and the metadata database": on Airflow 3 the executor's pods
+    # get a stand-in without credentials (components/airflow/values/secret_files.py).
     if exposed:
-        raise StepError("task pods carry the metadata database's credentials in env:\n  " + "\n  ".join(exposed))
+        raise StepError("task pods carry the metadata database's credentials:\n  " + "\n  ".join(exposed))
 
 
 PART = Part(NAME, run, images=(PROBE_IMAGE, ROOT_IMAGE), stack=stack, secrets=stack_secrets)

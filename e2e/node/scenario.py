@@ -54,6 +54,7 @@ from . import (
 from .airflow_steps import (
     STABLE_SECONDS,
     airflow_api,
+    dag_folder,
     evidence,
     logs_folder,
     read_logs,
@@ -76,12 +77,12 @@ PULL_FAILS_WITHIN = 20.0  # seconds from the pod's creation to the kubelet's "co
 
 def node_stack_config(harness: Harness, folder: Path) -> dict[str, Any]:
     """Pulumi.dev.yaml's airflow, logs, cluster and maintenance keys, charts from the local
-    repository, the DAGs from this checkout's dags/ (a link in the node's folder: the stack refuses
-    a hostPath below /root or /home, where a checkout may be) and the logs in the node's folder."""
+    repository, the DAGs (dag_folder, a copy in the node's folder: the stack refuses a hostPath
+    below /root or /home, where a checkout may be) and the logs in the node's folder."""
     cfg = dev_config(harness, KEYS)
     dags = folder / "dags"
     if not dags.exists():
-        dags.symlink_to(ROOT / "dags", target_is_directory=True)
+        dag_folder(dags)
     cfg["airflow-k8s:airflow"]["dags"]["hostPath"]["path"] = str(dags)
     cfg["airflow-k8s:logs"]["hostPath"]["path"] = str(logs_folder(folder))
     return cfg
