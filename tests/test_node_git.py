@@ -139,3 +139,14 @@ class TestTheAirflowImage:
 
         assert "git" in builders.AIRFLOW_DEBIAN  # the binary GitPython runs
         assert "git" in builders.AIRFLOW_EXTRAS.split(",")  # apache-airflow-providers-git (GitPython with it)
+
+
+class TestTheBrokenDag:
+    """Found on the node: the first broken DAG (`this is not python`) parses as a comparison and fails
+    with a NameError, so the check for a SyntaxError in the import error could never pass."""
+
+    def test_the_broken_dag_pushed_is_a_syntax_error(self):
+        from e2e.node.part_git import BROKEN_DAG
+
+        with pytest.raises(SyntaxError):
+            compile(BROKEN_DAG, "git_bundle_broken.py", "exec")

@@ -37,10 +37,10 @@ import yaml
 
 from components.platform.deployed import ACCEPT_KEY
 
-from ..harness import ROOT, StepError
+from ..harness import StepError
 from ..kube import wait_for
 from . import config, host
-from .airflow_steps import OUTCOMES, restart_counts, wait_ready
+from .airflow_steps import OUTCOMES, dag_folder, restart_counts, wait_ready
 from .parts import NodeRun, Part
 
 NAME = "git"
@@ -69,7 +69,7 @@ def probe_dag(description: str) -> str:
     )
 
 
-BROKEN_DAG = "from airflow.sdk import dag\n\nthis is not python\n"
+BROKEN_DAG = "from airflow.sdk import dag\n\n\ndef broken(:\n    pass\n"  # a SyntaxError, not a NameError
 
 
 @dataclass
@@ -143,7 +143,7 @@ def start_server(r: NodeRun) -> GitServer:
     bare = root / "dags.git"
     subprocess.run(["git", *_git_identity(), "init", "--quiet", "--bare", str(bare)], check=True)
     subprocess.run(["git", *_git_identity(), "clone", "--quiet", str(bare), str(work)], check=True, capture_output=True)
-    shutil.copytree(ROOT / "dags", work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dag_folder(work)
     (work / PROBE_FILE).write_text(probe_dag("version 1"))
     token = secrets.token_urlsafe(24)
     (base / "token").write_text(token + "\n")
