@@ -61,13 +61,16 @@ class TestThePartsStack:
         values = {k.split(":", 1)[1]: v for k, v in config.items()}
         values.update(part_enforce.stack_secrets())
         stack = parse_stack(values, frozenset(part_enforce.stack_secrets()))
-        (team,) = stack.teams
+        team, other = stack.teams
         assert (team.namespace, team.service_account, team.pod_security) == (
             part_enforce.TEAM_NAMESPACE,
             f"{part_enforce.TEAM}-tasks",
             "restricted",
         )
         assert team.secrets == (part_enforce.TEAM_SECRET,)
+        # The second team, whose namespace the task is refused in: the first team's account is not there.
+        assert other.namespace == part_enforce.OTHER_NAMESPACE and other.secrets == ()
+        assert f"{other.namespace}/{team.service_account}" in part_enforce.REFUSED_ACCOUNT
 
     def test_the_part_is_known_to_the_scenario_once_on_trial_until_it_passes_on_the_node(self):
         from e2e.node.scenario import PARTS, TRIAL_PARTS

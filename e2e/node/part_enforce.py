@@ -43,6 +43,8 @@ from .reach_matrix import PROBE_IMAGE, PROBE_LABEL
 NAME = "enforce"
 TEAM = "analytics"
 TEAM_NAMESPACE = f"{TEAM}-tasks"
+OTHER_TEAM = "marketing"  # a second team: its namespace is not analytics'
+OTHER_NAMESPACE = f"{OTHER_TEAM}-tasks"
 TEAM_SECRET = "warehouse"
 TEAM_DAG = "example_team_pod"  # e2e/node/dags/: a pod in the team namespace, reading its Secret
 ROOT_IMAGE = "python:3.13.7-slim-bookworm"  # runs as root (USER unset)
@@ -50,7 +52,7 @@ _SECRET_VALUE = secrets.token_urlsafe(24)  # the team Secret's value, this run's
 
 
 def stack(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A team with quota, Pod Security `restricted` and a Secret; the NetworkPolicies on."""
+    """Two teams with quotas and Pod Security `restricted`, the first with a Secret; the NetworkPolicies on."""
     cfg = copy.deepcopy(cfg)
     airflow = cfg["airflow-k8s:airflow"]
     airflow["networkPolicies"] = {**airflow.get("networkPolicies", {}), "enabled": True}
@@ -61,7 +63,12 @@ def stack(cfg: dict[str, Any]) -> dict[str, Any]:
             "quota": {"cpu": "2", "memory": "2Gi", "limitsCpu": "4", "limitsMemory": "4Gi", "pods": 10},
             "podSecurity": {"level": "restricted"},
             "secrets": [TEAM_SECRET],
-        }
+        },
+        {
+            "name": OTHER_TEAM,
+            "namespace": OTHER_NAMESPACE,
+            "quota": {"cpu": "1", "memory": "1Gi", "limitsCpu": "2", "limitsMemory": "2Gi", "pods": 5},
+        },
     ]
     # Set encrypted once the stack exists (stack_secrets); until then the offline preview that
     # finds the images puts a placeholder of its shape here.
@@ -405,6 +412,8 @@ def _strings(value: Any) -> list[str]:
 # it is inside the Kubernetes client's exception text, which shows the response body as a Python
 # bytes literal: the quotes around "pods" arrive escaped (`\\"pods\\"`).
 REFUSED_PODS = r'cannot (create|list|get|watch|delete) resource \\*"pods\\*"'
+# What the ServiceAccount admission says when a pod names an account its namespace does not have.
+REFUSED_ACCOUNT = rf"error looking up service account {OTHER_TEAM}-tasks/{TEAM}-tasks"
 
 
 def secret_digest(value: str) -> str:
@@ -435,20 +444,27 @@ def team_pods(r: NodeRun) -> None:
         r.echo(f"    in {TEAM_NAMESPACE} as {TEAM}-tasks (restricted, the team's quota and limits): {names}")
         r.echo(f"    the task log: {expected}")
 
-        other = "default"  # a namespace the team does not own: Airflow's task accounts have no Role there
-        run_id, task = _team_run(r, other, seen)
-        if task["state"] != "failed":
-            raise StepError(f"{TEAM_TASK} into {other}: {task['state']}, expected failed (refused)")
-        log = full_log(api, TEAM_DAG, run_id, TEAM_TASK, int(task.get("try_number") or 1))
-        # The operator lists the namespace's pods first (find_pod), so the first refusal may be a list.
-        refusal = next((line for line in log.splitlines() if re.search(REFUSED_PODS, line)), None)
-        if refusal is None or "forbidden" not in log.lower():
-            raise StepError(f"{TEAM_TASK} into {other} failed, but its log does not say it was refused:\n{log[-1500:]}")
-        found = re.search(REFUSED_PODS + r"[^\n]{0,80}", refusal)
-        r.echo(f"    into {other}: refused; the task log: ...{found.group(0) if found else refusal[-200:]}")
+        # A namespace no Role grants Airflow's task accounts: RBAC refuses them the namespace's pods.
+        _refused(r, "default", REFUSED_PODS, seen)
+        # Another team's namespace: Airflow may launch pods there, but not as this team's account,
+        # which exists only in its own namespace (nor with its Secret).
+        _refused(r, OTHER_NAMESPACE, REFUSED_ACCOUNT, seen)
     finally:
         set_variable(api, NAMESPACE_VARIABLE, None)
     no_database_in_task_pods(r, seen)
+
+
+def _refused(r: NodeRun, namespace: str, reason: str, seen: dict[str, dict[str, Any]]) -> None:
+    """example_team_pod sent to `namespace` fails, and its task log says why (`reason`, a regex)."""
+    run_id, task = _team_run(r, namespace, seen)
+    if task["state"] != "failed":
+        raise StepError(f"{TEAM_TASK} into {namespace}: {task['state']}, expected failed (refused)")
+    log = full_log(r.api, TEAM_DAG, run_id, TEAM_TASK, int(task.get("try_number") or 1))
+    line = next((line for line in log.splitlines() if re.search(reason, line)), None)
+    if line is None or "forbidden" not in log.lower():
+        raise StepError(f"{TEAM_TASK} into {namespace} failed, but its log does not say why:\n{log[-1500:]}")
+    found = re.search(reason + r"[^\n]{0,60}", line)
+    r.echo(f"    into {namespace}: refused; the task log: ...{found.group(0) if found else line[-200:]}")
 
 
 def no_database_in_task_pods(r: NodeRun, seen: dict[str, dict[str, Any]]) -> None:

@@ -6,8 +6,8 @@ this file to the DAG folder it mounts.
 
 The task prints what it read without showing it: the token's length and the first 16 hex digits of
 its SHA-256, which the part compares with the value it set. The Variable `k8s_team_namespace` sends
-the pod elsewhere (the part sends it to a namespace the team does not own, and the task log must say
-why it was refused).
+the pod elsewhere: the part sends it to a namespace no Role grants and to another team's, and the
+task log must say why each was refused.
 """
 
 from __future__ import annotations
