@@ -38,6 +38,11 @@ PROVISIONED_BY = "airflow-k8s-e2e/volume-stand-in"
 LABEL = "airflow-k8s-e2e"
 PROVISION_AFTER_SECONDS = 3.0
 POLL_SECONDS = 1.0
+# A pod the scheduler found unschedulable while its claim was still unbound, then did not try again
+# once the claim bound (seen on the node with kube-scheduler 1.34: the StatefulSet's PostgreSQL pod
+# waited out the 5-minute flush of unschedulable pods). After this long it is deleted, so that its
+# controller makes it anew and the scheduler takes it at once.
+RETRY_UNSCHEDULED_AFTER_SECONDS = 15.0
 DEFAULT_SIZE = "1Gi"
 
 
@@ -185,6 +190,36 @@ def to_reclaim(volumes: list[dict[str, Any]], host: HostFolders) -> list[dict[st
     ]
 
 
+def stuck_on_bound_claims(pods: list[dict[str, Any]], claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pods a controller owns that the scheduler left unschedulable for a claim, though every claim
+    they use is bound now."""
+    bound = {
+        (c["metadata"].get("namespace"), c["metadata"]["name"])
+        for c in claims
+        if (c.get("status") or {}).get("phase") == "Bound"
+    }
+    out = []
+    for pod in pods:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        if spec.get("nodeName") or meta.get("deletionTimestamp"):
+            continue
+        if not any(ref.get("controller") for ref in meta.get("ownerReferences") or []):
+            continue
+        scheduled: dict[str, Any] = next(
+            (c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"), {}
+        )
+        if scheduled.get("reason") != "Unschedulable" or "PersistentVolumeClaim" not in str(scheduled.get("message")):
+            continue
+        used = [
+            (meta.get("namespace"), v["persistentVolumeClaim"]["claimName"])
+            for v in spec.get("volumes") or []
+            if v.get("persistentVolumeClaim")
+        ]
+        if used and all(claim in bound for claim in used):
+            out.append(pod)
+    return out
+
+
 class Provisioner:
     """Polls the claims of the whole cluster in a thread; see the module docstring."""
 
@@ -209,6 +244,7 @@ class Provisioner:
         self.provisioned: list[str] = []  # "namespace/claim -> volume"
         self.last_error: str | None = None
         self._first_seen: dict[str, float] = {}
+        self._stuck_since: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -253,8 +289,31 @@ class Provisioner:
                 line = f"{volume['metadata']['name']} released, reclaim policy Delete: volume and folder removed"
                 self._note(line)
                 made.append(line)
+        made += self._retry_unscheduled(now)
         self.provisioned += made
         return made
+
+    def _retry_unscheduled(self, now: float) -> list[str]:
+        """Delete the pods stuck_on_bound_claims for RETRY_UNSCHEDULED_AFTER_SECONDS (their controller
+        makes them again, and a new pod is scheduled at once)."""
+        stuck = {
+            str(p["metadata"]["uid"]): p
+            for p in stuck_on_bound_claims(self.kube.list("v1", "Pod"), self.kube.list("v1", "PersistentVolumeClaim"))
+        }
+        self._stuck_since = {uid: self._stuck_since.get(uid, now) for uid in stuck}
+        done = []
+        for uid, pod in stuck.items():
+            if now - self._stuck_since[uid] < RETRY_UNSCHEDULED_AFTER_SECONDS:
+                continue
+            meta = pod["metadata"]
+            self.kube.delete("v1", "Pod", meta["name"], meta["namespace"])
+            line = (
+                f"{meta['namespace']}/{meta['name']}: unschedulable for a claim that is bound now; deleted, made anew"
+            )
+            self._note(line)
+            done.append(line)
+            del self._stuck_since[uid]
+        return done
 
     def _loop(self) -> None:
         while not self._stop.is_set():

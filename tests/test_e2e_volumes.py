@@ -228,6 +228,64 @@ def _create(kube: Kube, *objs: dict[str, Any]) -> None:
 
 
 @pytest.mark.skipif(os.environ.get("AIRFLOW_K8S_SKIP_CLUSTER_TESTS") == "1", reason="AIRFLOW_K8S_SKIP_CLUSTER_TESTS=1")
+def pending_pod(name: str = "db-0", claim_name: str = "data", *, owned: bool = True, **status: Any) -> dict[str, Any]:
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. not found",
+        **status,
+    }
+    owners = [{"kind": "StatefulSet", "name": "db", "controller": True}] if owned else []
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "airflow", "uid": f"uid-{name}", "ownerReferences": owners},
+        "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}]},
+        "status": {"phase": "Pending", "conditions": [condition]},
+    }
+
+
+def bound(c: dict[str, Any]) -> dict[str, Any]:
+    c["status"] = {"phase": "Bound"}
+    return c
+
+
+class TestAPodTheSchedulerForgot:
+    """Found on the node: the scheduler tried PostgreSQL's pod before its claim was bound and did not
+    try again when it was, so `pulumi up` waited five minutes for the flush of unschedulable pods."""
+
+    def test_a_controllers_pod_unschedulable_for_claims_that_are_all_bound_now_is_stuck(self):
+        from e2e.volumes import stuck_on_bound_claims
+
+        claims = [bound(claim("data"))]
+        assert [p["metadata"]["name"] for p in stuck_on_bound_claims([pending_pod()], claims)] == ["db-0"]
+
+    def test_it_is_not_stuck_while_a_claim_is_unbound_or_without_a_controller_or_once_on_a_node(self):
+        from e2e.volumes import stuck_on_bound_claims
+
+        assert stuck_on_bound_claims([pending_pod()], [claim("data")]) == []
+        assert stuck_on_bound_claims([pending_pod(owned=False)], [bound(claim("data"))]) == []
+        on_node = pending_pod()
+        on_node["spec"]["nodeName"] = "node"
+        assert stuck_on_bound_claims([on_node], [bound(claim("data"))]) == []
+        other = pending_pod(message="0/1 nodes are available: 1 Insufficient cpu.")
+        assert stuck_on_bound_claims([other], [bound(claim("data"))]) == []
+
+    def test_the_provisioner_deletes_it_after_a_while_so_that_its_controller_makes_it_anew(self, tmp_path):
+        from e2e.volumes import RETRY_UNSCHEDULED_AFTER_SECONDS
+
+        now = [0.0]
+        kube = FakeKube([bound(claim("data")), pending_pod()])
+        prov = Provisioner(kube, tmp_path / "v", tmp_path / "log", delay=3, clock=lambda: now[0])
+        assert prov.sync_once() == []
+        now[0] = RETRY_UNSCHEDULED_AFTER_SECONDS - 0.1
+        assert prov.sync_once() == []
+        now[0] = RETRY_UNSCHEDULED_AFTER_SECONDS
+        assert prov.sync_once() == ["airflow/db-0: unschedulable for a claim that is bound now; deleted, made anew"]
+        assert not [o for o in kube.objects if o["kind"] == "Pod"]
+
+
 class TestAgainstTheRealControlPlane:
     def test_nodes_are_named_after_what_the_stack_pins_besides_the_default_ones(self, plane):
         kube = plane.kube
