@@ -168,6 +168,16 @@ class TestTheRule:
         (problem,) = runtime_problems("Job", SPEC, container(**change))
         assert fragment in problem and "'c'" in problem
 
+    def test_the_task_pods_stand_in_database_needs_the_entrypoint_not_to_wait_for_it(self):
+        """Found on the node: every task pod waited a minute for the stand-in, then failed."""
+        from components.airflow.values.secret_files import NO_DATABASE_WAIT, TASK_POD_DATABASE
+
+        stand_in = [{"name": k, "value": v} for k, v in TASK_POD_DATABASE.items()]
+        (problem,) = runtime_problems("Job", SPEC, container(env=container()["env"] + stand_in))
+        assert "CONNECTION_CHECK_MAX_COUNT=0" in problem
+        wait = {"name": NO_DATABASE_WAIT[0], "value": NO_DATABASE_WAIT[1]}
+        assert runtime_problems("Job", SPEC, container(env=[*container()["env"], *stand_in, wait])) == []
+
     def test_a_read_only_tmp_is_no_tmp(self):
         ro = container(
             volumeMounts=[container()["volumeMounts"][0], {"name": "tmp", "mountPath": "/tmp", "readOnly": True}]

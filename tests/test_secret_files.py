@@ -188,6 +188,7 @@ class TestTaskPodsAndTheMetadataDatabase:
         assert "@" not in "".join(TASK_POD_DATABASE.values())  # no user, no password
         assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in file_commands(base)  # shadowed: never run
         assert "AIRFLOW__CORE__FERNET_KEY" in file_commands(base)  # the other files stay
+        assert env["CONNECTION_CHECK_MAX_COUNT"] == "0"  # the entrypoint does not wait for the stand-in
 
     def test_the_scheduler_and_the_workers_still_read_the_database_from_their_files(self):
         run = run_stack({"executor": "CeleryExecutor,KubernetesExecutor", "dags": GIT})

@@ -12,7 +12,10 @@ CronJobs):
 - the metadata connection is set (`AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`, its `_CMD` or `_SECRET`),
   and on Airflow 3 (read from the image tag) the async engine's own URL too (the one Airflow
   would derive keeps `sslmode`, which asyncpg refuses);
-- with a read-only root, `/tmp` is a writable mount.
+- with a read-only root, `/tmp` is a writable mount;
+- with the task pods' stand-in database (secret_files.TASK_POD_DATABASE), the image's entrypoint
+  does not wait for it (`CONNECTION_CHECK_MAX_COUNT=0`: found on the node, where every task pod
+  waited a minute for a database that never answers, then failed).
 
 A container runs Airflow when its command line calls the `airflow` CLI, or when it is the
 KubernetesExecutor's pod template container (`base`), whose command the executor supplies. The
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config.secret_paths import AIRFLOW_HOME, ASYNC_CONN_ENV
+from .secret_files import NO_DATABASE_WAIT, TASK_POD_DATABASE
 
 SYNC_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 POD_TEMPLATE_CONTAINER = "base"
@@ -88,6 +92,12 @@ def runtime_problems(kind: str, spec: Mapping[str, Any], container: Mapping[str,
         out.append(
             f"container {name!r} runs Airflow 3 without its async database URL ({ASYNC_CONN_ENV}_CMD): the one "
             "Airflow derives keeps `sslmode`, which asyncpg refuses"
+        )
+    stand_in = values.get(SYNC_CONN_ENV) == TASK_POD_DATABASE[SYNC_CONN_ENV]
+    if stand_in and values.get(NO_DATABASE_WAIT[0]) != NO_DATABASE_WAIT[1]:
+        out.append(
+            f"container {name!r} has the task pods' stand-in database but not CONNECTION_CHECK_MAX_COUNT=0: the "
+            "image's entrypoint waits for that database, which never answers, and then fails"
         )
     read_only = (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is True
     if read_only and "/tmp" not in _writable_mounts(spec, container):
