@@ -72,11 +72,12 @@ class TestThePartsStack:
         assert other.namespace == part_enforce.OTHER_NAMESPACE and other.secrets == ()
         assert f"{other.namespace}/{team.service_account}" in part_enforce.REFUSED_ACCOUNT
 
-    def test_the_part_is_known_to_the_scenario_once_on_trial_until_it_passes_on_the_node(self):
+    def test_the_part_runs_in_ci_before_the_comeback_and_the_git_switch(self):
         from e2e.node.scenario import PARTS, TRIAL_PARTS
 
-        assert [p.name for p in TRIAL_PARTS].count("enforce") == 1
-        assert "enforce" not in [p.name for p in PARTS]
+        names = [p.name for p in PARTS]
+        assert names.count("enforce") == 1 and "enforce" not in [p.name for p in TRIAL_PARTS]
+        assert names.index("enforce") < names.index("comeback") < names.index("git") == len(names) - 1
         assert all(isinstance(p, Part) for p in (*PARTS, *TRIAL_PARTS))
 
 
