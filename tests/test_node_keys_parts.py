@@ -47,9 +47,12 @@ class TestWhichKeyMadeAToken:
 
 
 class TestThePartsOnTheNode:
-    def test_keys_upgrade_and_comeback_run_last_and_comeback_at_the_very_end(self):
+    def test_keys_then_upgrade_then_comeback_and_after_it_only_the_git_switch(self):
+        """upgrade reads what keys stored, comeback checks both kept; git, which leaves the stack on
+        a bundle whose server stops with the node, is the only part after the comeback."""
         names = [p.name for p in PARTS]
-        assert names[-3:] == ["keys", "upgrade", "comeback"]
+        assert names.index("keys") < names.index("upgrade") < names.index("comeback")
+        assert names[names.index("comeback") + 1 :] == ["git"]
 
     def test_the_upgrade_starts_from_3_2_0_and_changes_nothing_else(self):
         cfg = {"airflow-k8s:airflow": {"namespace": "airflow"}, "airflow-k8s:logs": {"mode": "hostPath"}}
