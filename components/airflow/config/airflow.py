@@ -1034,6 +1034,7 @@ OWNED_VALUES = (
     "redis.passwordSecretName",
     "pgbouncer.configSecretName",
     "pgbouncer.metricsExporterSidecar.statsSecretName",
+    "flower.secretName",
     "postgresql.auth",
     "createUserJob.defaultUser",
     "enableBuiltInSecretEnvVars",

@@ -302,6 +302,10 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
     }
     del v["workers"]["podDisruptionBudget"]
     v["flower"] = {"enabled": cfg.flower.enabled and cfg.uses_celery}
+    if v["flower"]["enabled"]:
+        # Flower behind basic auth (the Secret AirflowRelease generates: FLOWER_USER and a random
+        # password); the chart alone would serve it to anyone who reaches its Service or Ingress.
+        v["flower"]["secretName"] = names.flower
     if cfg.flower.enabled and cfg.flower.resources.as_values():
         v["flower"]["resources"] = cfg.flower.resources.as_values()
 
@@ -586,6 +590,8 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# The user name of Flower's basic auth (the password is generated; SecretNames.flower).
+FLOWER_USER = "flower"
 # Images whose root filesystem can be read-only (they write only to mounted volumes).
 READ_ONLY_ROOT = {"readOnlyRootFilesystem": True}
 # The official Redis image runs under any uid that owns its data volume (fsGroup); a high
