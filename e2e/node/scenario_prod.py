@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import re
 import time
 import urllib.error
@@ -33,7 +32,6 @@ import yaml
 from components.airflow.config.secret_names import SecretNames
 from components.airflow.config.secret_paths import METADATA_ASYNC_KEY
 
-from .. import tools
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project
@@ -43,7 +41,7 @@ from .external_db import ExternalPostgres, prepared_statement_errors, tls_connec
 from .image_check import POSTGRES_REF
 from .parts import Part, set_secrets
 from .recipes import PGBOUNCER_EXPORTER_STANDIN
-from .scenario import build_images, machine_clean, node_stack_config, with_kube_minor
+from .scenario import build_images, machine_clean, node_here, node_stack_config, with_kube_minor
 
 NAME = "node-prod"
 RUN_DAG = "example_one_task"
@@ -241,22 +239,10 @@ def celery_run(d: Deployment, api: Any, namespace: str) -> tuple[str, list[dict[
 def scenario_node_prod(h: Harness) -> None:
     steps = h.steps
     folder = h.work / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    binaries = dict(h.found)
-    for name in tools.NODE_TOOLS:
-        if name not in binaries:
-            resolved = tools.resolve(name, tools.default_cache())
-            if resolved.path is not None:
-                binaries[name] = resolved.path
-    node = host.Node(folder, binaries, purpose="e2e", echo=steps.echo)
-    problems = node.preflight()
-    if problems:
-        why = "; ".join(problems)
-        if os.environ.get("AIRFLOW_K8S_E2E") == "required":
-            with steps.step(f"[{NAME}] a real node can run here", setup=True):
-                raise StepError(f"a real node cannot run here: {why}")
-        steps.skipped(f"[{NAME}] a prod-shaped stack on a real node", f"a real node cannot run here: {why}")
+    here = node_here(h, NAME, "a prod-shaped stack on a real node")
+    if here is None:
         return
+    node, binaries = here
     db = ExternalPostgres(folder / "external-postgresql", Path(), config.NODE_ADDRESS, host.free_port())
     stack = prod_stack(node_stack_config(h, folder))
     secret = Part("external-database", lambda _run: None, secrets=lambda: {"databaseUrl": db.url("require")})
