@@ -301,11 +301,11 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
         "celery": {"replicas": cfg.workers.replicas, "podDisruptionBudget": workers["podDisruptionBudget"]},
     }
     del v["workers"]["podDisruptionBudget"]
+    # Flower behind basic auth: `[celery] flower_basic_auth` read from the Secret AirflowRelease
+    # generates (secret_files.py), not the chart's `flower.secretName`, whose probes pass the
+    # literal `$AIRFLOW__CELERY__FLOWER_BASIC_AUTH` to curl (an exec probe runs no shell): curl asks
+    # for a password, every probe fails and Flower is restarted for ever (found on the real node).
     v["flower"] = {"enabled": cfg.flower.enabled and cfg.uses_celery}
-    if v["flower"]["enabled"]:
-        # Flower behind basic auth (the Secret AirflowRelease generates: FLOWER_USER and a random
-        # password); the chart alone would serve it to anyone who reaches its Service or Ingress.
-        v["flower"]["secretName"] = names.flower
     if cfg.flower.enabled and cfg.flower.resources.as_values():
         v["flower"]["resources"] = cfg.flower.resources.as_values()
 
@@ -590,6 +590,11 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# The PgBouncer exporter's probes are `pgbouncer_exporter health` run by exec in a container limited
+# to 100m CPU: the exec alone (runc in that cgroup) took 5.4 s on the real node while a prod-shaped
+# stack started (load 16 on two cores), so the chart's 1 s timeout failed them, took every PgBouncer
+# out of its Service and the api-servers crashed on "connection refused".
+EXPORTER_PROBES = {probe: {"timeoutSeconds": 10} for probe in ("livenessProbe", "readinessProbe")}
 # The user name of Flower's basic auth (the password is generated; SecretNames.flower).
 FLOWER_USER = "flower"
 # Images whose root filesystem can be read-only (they write only to mounted volumes).
@@ -687,6 +692,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
             "metricsExporterSidecar": {
                 "resources": dict(SIDECAR_RESOURCES["exporter"]),
                 "securityContexts": {"container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
+                **EXPORTER_PROBES,
             },
         },
     }
