@@ -622,7 +622,9 @@ SIDECAR_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 # answers, so a healthy start is not slower, and once started the liveness probes (unchanged)
 # restart a hung process as quickly as before.
 STARTUP_PROBE = {"periodSeconds": 10, "failureThreshold": 30}
-STARTUP_PROBED = ("scheduler", "apiServer", "webserver")
+# Flower too: on the real node (node-prod) it imports Airflow and Celery as slowly and its
+# one-minute startup probe restarted it twice before it answered.
+STARTUP_PROBED = ("scheduler", "apiServer", "webserver", "flower")
 
 
 def startup_values() -> dict[str, Any]:
