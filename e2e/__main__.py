@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from . import runlock, tools
-from .run import ALL, PULUMI_SCENARIOS, Options, run
+from .run import ALL, PULUMI_SCENARIOS, TRIAL_SCENARIOS, Options, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=(ALL, "auto", "manifests", *PULUMI_SCENARIOS),
+        choices=(ALL, "auto", "manifests", *PULUMI_SCENARIOS, *TRIAL_SCENARIOS),
         help="a scenario to run (repeatable; default: all). manifests: the offline-rendered objects applied "
-        "with server-side apply, no Pulumi engine; auto: pulumi when its binaries can be had, else manifests",
+        "with server-side apply, no Pulumi engine; auto: pulumi when its binaries can be had, else manifests; "
+        f"on trial, run only when named: {', '.join(TRIAL_SCENARIOS)}",
     )
     parser.add_argument(
         "--stack",

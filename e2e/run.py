@@ -256,6 +256,8 @@ PULUMI_SCENARIOS = (
     "examples",
     "node",
 )
+# Scenarios on trial: run only when named (`--scenario node-prod`), never by `all` (CI).
+TRIAL_SCENARIOS = ("node-prod",)
 
 
 def repository_stacks() -> list[str]:
@@ -334,9 +336,11 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
 
         from .house import HOUSE_SCENARIOS
         from .node.scenario import NODE_SCENARIOS
+        from .node.scenario_prod import PROD_SCENARIOS
         from .scenarios import SCENARIOS, Harness, scenario_stack
 
-        every = {**SCENARIOS, **HOUSE_SCENARIOS, **NODE_SCENARIOS}
+        # node-prod (on trial) runs only when named: it is not in PULUMI_SCENARIOS.
+        every = {**SCENARIOS, **HOUSE_SCENARIOS, **NODE_SCENARIOS, **PROD_SCENARIOS}
 
         harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes, screenshots=opts.screenshots)
         jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(every[n], harness)) for n in scenarios]

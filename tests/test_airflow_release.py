@@ -199,11 +199,12 @@ class TestSecrets:
                 "pgbouncer-stats",
                 "ssh-secret",
                 "postgresql",
+                "flower",
             )
         }
         names = SecretNames("airflow")
         ours = {getattr(names, p) for p in dir(SecretNames) if isinstance(getattr(SecretNames, p), property)}
-        assert len(ours) == 15
+        assert len(ours) == 16
         assert not ours & chart_defaults
 
     def test_the_admin_password_is_generated_secret_and_never_admin(self):

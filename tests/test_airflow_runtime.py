@@ -144,6 +144,19 @@ class TestStartingUnderLoad:
         assert liveness == {"scheduler": (60, 5), "api-server": (10, 5)}
 
 
+class TestFlowerStartingUnderLoad:
+    """Found on the real node (node-prod): Flower imports Airflow and Celery too, and the chart's
+    one-minute startup probe restarted it twice before it answered."""
+
+    def test_flower_may_take_five_minutes_to_start(self, previews):
+        budgets = {
+            ident: c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+            for _, ident, _, c in airflow_containers(previews["prod"].objects)
+            if c["name"] == "flower"
+        }
+        assert budgets == {"Deployment/airflow-flower": 300}
+
+
 class TestTheRule:
     def test_a_complete_container_passes(self):
         assert runtime_problems("Job", SPEC, container()) == []

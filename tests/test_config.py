@@ -290,7 +290,19 @@ BAD_AIRFLOW: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
         "db-url-bad-sslmode",
         airflow(database={"mode": "external"}),
         {"databaseUrl": "postgresql://u:p@h/db?sslmode=always"},
-        ["sslmode", "verify-full"],
+        ["sslmode", "allowed sslmode: disable, allow, prefer, require"],
+    ),
+    (
+        "db-url-verify-full-without-a-ca",
+        airflow(database={"mode": "external"}),
+        {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=verify-full"},
+        ["databaseUrl", "sslmode=verify-full", "failed to load CA", "use sslmode=require"],
+    ),
+    (
+        "db-url-verify-ca-without-a-ca",
+        airflow(database={"mode": "external"}),
+        {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=verify-ca"},
+        ["databaseUrl", "sslmode=verify-ca", "use sslmode=require"],
     ),
     (
         "db-storage-on-external",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from components.platform.config import parse_stack
-from e2e.node import host, part_git
+from e2e.node import host, part_git, tls
 from e2e.node.git_server import authorized, split_cgi
 
 needs_tools = pytest.mark.skipif(not (shutil.which("git") and shutil.which("openssl")), reason="needs git and openssl")
@@ -56,7 +56,7 @@ class TestTheCgiAnswer:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The server on 127.0.0.1 serving a repository with one file; (url, the CA file)."""
-    cert, key, _ = part_git.certificate(tmp_path / "tls", "127.0.0.1")
+    cert, key, _ = tls.certificate(tmp_path / "tls", "127.0.0.1")
     root = tmp_path / "repos"
     root.mkdir()
     bare, work = root / "dags.git", tmp_path / "work"
@@ -114,7 +114,7 @@ class TestTheServer:
 @needs_tools
 class TestTheStack:
     def test_the_stack_the_part_switches_to_is_accepted_by_the_components(self, tmp_path):
-        _, _, ca = part_git.certificate(tmp_path, "10.89.0.1")
+        _, _, ca = tls.certificate(tmp_path, "10.89.0.1")
         server = part_git.GitServer(tmp_path, "https://10.89.0.1:4443/dags.git", "t0k", ca)
         cfg: dict[str, Any] = {
             "airflow-k8s:airflow": {

@@ -25,6 +25,7 @@ from .config.airflow import AirflowConfig, DatabaseUrl, StackSecrets, parse_airf
 from .config.dag_bundles import CA_FILE, KNOWN_HOSTS_FILE, bundle_connection, ca_file, known_hosts_file
 from .config.maintenance import MaintenanceConfig
 from .values.chart import (
+    FLOWER_USER,
     SecretNames,
     airflow_environment,
     broker_url,
@@ -291,6 +292,7 @@ class AirflowRelease(pulumi.ComponentResource):
         ui_secret = random.RandomPassword(f"{name}-ui-secret-key", length=64, special=False, opts=child)
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
         redis_pw = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
+        flower_pw = random.RandomPassword(f"{name}-flower-password", length=32, special=False, opts=child)
         # The admin password too: the database keeps the user it was created with.
         admin_pw = random.RandomPassword(f"{name}-admin-password", length=24, special=False, min_numeric=2, opts=key)
 
@@ -321,6 +323,18 @@ class AirflowRelease(pulumi.ComponentResource):
                 "broker-url-secret",
                 names.broker_url,
                 {"connection": redis_pw.result.apply(lambda p: broker_url(cfg, p))},
+            )
+        if cfg.flower.enabled and cfg.uses_celery:
+            # Without credentials the chart runs Flower open to anyone who reaches it (its Service,
+            # its Ingress): it shows every task's arguments and can revoke tasks and stop workers.
+            secrets.add(
+                "flower-secret",
+                names.flower,
+                {
+                    "username": FLOWER_USER,
+                    "password": flower_pw.result,
+                    "basicAuth": flower_pw.result.apply(lambda p: f"{FLOWER_USER}:{p}"),
+                },
             )
         if cfg.admin.enabled:
             secrets.add("admin-secret", names.admin, {"username": cfg.admin.username, "password": admin_pw.result})

@@ -426,6 +426,12 @@ def pgbouncer(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
     return ImageConfig(user="65534", env={"PATH": PATH}, cmd=("pgbouncer", "/etc/pgbouncer/pgbouncer.ini"))
 
 
+def pgbouncer_exporter_standin(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
+    root = _busybox_tree(ctx, debian.NEWER)
+    _install(ctx.file("images/pgbouncer-exporter/pgbouncer_exporter"), root / "bin/pgbouncer_exporter")
+    return ImageConfig(user="65534", env={"PATH": PATH}, entrypoint=("/bin/pgbouncer_exporter",))
+
+
 def python(ctx: Context, params: Mapping[str, str]) -> ImageConfig:
     ctx.debian_base(("python3",))
     with ctx.step("python links, bytecode"):

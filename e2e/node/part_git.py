@@ -42,6 +42,7 @@ from ..kube import wait_for
 from . import config, host
 from .airflow_steps import OUTCOMES, dag_folder, restart_counts, wait_ready
 from .parts import NodeRun, Part
+from .tls import certificate
 
 NAME = "git"
 BUNDLE = "dags"
@@ -110,27 +111,6 @@ def _git_identity() -> list[str]:
         "-c",
         "init.defaultBranch=main",
     ]
-
-
-def certificate(folder: Path, address: str) -> tuple[Path, Path, str]:
-    """A CA of the server's own and its serving certificate for `address` (the node's address)."""
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def openssl(*args: str) -> None:
-        done = subprocess.run(["openssl", *args], cwd=folder, capture_output=True, text=True, check=False)
-        if done.returncode:
-            raise StepError(f"openssl {args[0]}: {done.stderr.strip()}")
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=airflow-k8s-e2e-git-ca")  # fmt: skip
-    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=airflow-k8s-e2e-git")  # fmt: skip
-    (folder / "server.ext").write_text(
-        f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-    )
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "server.crt", "-days", "2", "-extfile", "server.ext")  # fmt: skip
-    return folder / "server.crt", folder / "server.key", (folder / "ca.crt").read_text()
 
 
 def start_server(r: NodeRun) -> GitServer:

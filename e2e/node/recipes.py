@@ -77,6 +77,8 @@ class Recipe:
 
 
 R = Recipe
+# The stand-in for the PgBouncer exporter sidecar the real image of which cannot be built here.
+PGBOUNCER_EXPORTER_STANDIN = "docker.io/library/airflow-k8s-pgbouncer-exporter-standin:0.18.0"
 RECIPES: tuple[Recipe, ...] = (
     R(
         "pause",
@@ -175,6 +177,17 @@ RECIPES: tuple[Recipe, ...] = (
         "",
         unavailable="its source, the Go module github.com/jbub/pgbouncer_exporter, is not served by the "
         "Go module proxy these machines reach",
+    ),
+    R(
+        "pgbouncer-exporter-standin",
+        PGBOUNCER_EXPORTER_STANDIN.rpartition(":")[0],
+        r"(?P<version>\d+\.\d+\.\d+)",
+        "NOT pgbouncer_exporter: a stand-in (images/pgbouncer-exporter/pgbouncer_exporter on busybox, user "
+        "nobody) that answers the chart's probes (`pgbouncer_exporter health`: PgBouncer's port accepts) and "
+        "serves no metrics; the node-prod scenario points the chart's images.pgbouncerExporter at it",
+        builders.pgbouncer_exporter_standin,
+        debian=("busybox-static",),
+        files=("images/pgbouncer-exporter/pgbouncer_exporter",),
     ),
     R(
         "git-sync",

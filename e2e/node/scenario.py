@@ -153,28 +153,39 @@ PARTS: tuple[Part, ...] = (
 TRIAL_PARTS: tuple[Part, ...] = ()
 
 
+def node_here(h: Harness, name: str, what: str) -> tuple[Node, dict[str, Path]] | None:
+    """The node of scenario `name` (its folder `h.work / name`) and the binaries it runs; None
+    when a real node cannot run here: `what` is then reported skipped, or failed with
+    AIRFLOW_K8S_E2E=required."""
+    folder = h.work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    binaries = dict(h.found)
+    for tool in tools.NODE_TOOLS:
+        if tool not in binaries:
+            resolved = tools.resolve(tool, tools.default_cache())
+            if resolved.path is not None:
+                binaries[tool] = resolved.path
+    node = Node(folder, binaries, purpose="e2e", echo=h.steps.echo)
+    problems = node.preflight()
+    if not problems:
+        return node, binaries
+    why = "; ".join(problems)
+    if os.environ.get("AIRFLOW_K8S_E2E") == "required":
+        with h.steps.step(f"[{name}] a real node can run here", setup=True):
+            raise StepError(f"a real node cannot run here: {why}")
+    h.steps.skipped(f"[{name}] {what}", f"a real node cannot run here: {why}")
+    return None
+
+
 def scenario_node(h: Harness) -> None:
     steps = h.steps
     folder = h.work / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    required = os.environ.get("AIRFLOW_K8S_E2E") == "required"
-    binaries = dict(h.found)
-    for name in tools.NODE_TOOLS:
-        if name not in binaries:
-            resolved = tools.resolve(name, tools.default_cache())
-            if resolved.path is not None:
-                binaries[name] = resolved.path
+    here = node_here(h, NAME, "the dev stack on a real node")
+    if here is None:
+        return
+    node, binaries = here
     parts = selected(PARTS, trial=TRIAL_PARTS)
     config_ = stack_for(parts, node_stack_config(h, folder))
-    node = Node(folder, binaries, purpose="e2e", echo=steps.echo)
-    problems = node.preflight()
-    if problems:
-        why = "; ".join(problems)
-        if required:
-            with steps.step(f"[{NAME}] a real node can run here", setup=True):
-                raise StepError(f"a real node cannot run here: {why}")
-        steps.skipped(f"[{NAME}] the dev stack on a real node", f"a real node cannot run here: {why}")
-        return
 
     with steps.step(f"[{NAME}] the machine holds nothing of a node (whatever ran before left it clean)"):
         machine_clean(folder, "before the node starts")

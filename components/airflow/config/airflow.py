@@ -959,6 +959,11 @@ def asyncpg_url(user: str, password: str, hostport: str, database: str, sslmode:
     return f"postgresql+asyncpg://{q(user, safe='')}:{q(password, safe='')}@{hostport}/{database}?ssl={sslmode}"
 
 
+SSLMODES = ("disable", "allow", "prefer", "require")
+# libpq's modes that verify the server's certificate: they need its CA, which nothing here takes yet.
+UNVERIFIABLE_SSLMODES = ("verify-ca", "verify-full")
+
+
 def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
     """Split and check an external database URL. The message never shows the password."""
     try:
@@ -999,9 +1004,18 @@ def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
         )
     query = urllib.parse.parse_qs(url.query)
     sslmode = query.get("sslmode", ["prefer"])[0]
-    modes = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-    if sslmode not in modes:
-        raise ConfigError(key, f"[secret with sslmode={sslmode!r}]", f"allowed sslmode: {', '.join(modes)}.")
+    if sslmode in UNVERIFIABLE_SSLMODES:
+        raise ConfigError(
+            key,
+            f"[secret with sslmode={sslmode!r}]",
+            f"sslmode={sslmode} checks the server's certificate against a CA certificate that this stack cannot "
+            "give to PgBouncer, Airflow or the backup Job yet: PgBouncer then fails every server connection "
+            "(`TLS connect error: failed to load CA`) and libpq looks for "
+            "~/.postgresql/root.crt, which no pod has.",
+            "use sslmode=require (TLS, the certificate not checked).",
+        )
+    if sslmode not in SSLMODES:
+        raise ConfigError(key, f"[secret with sslmode={sslmode!r}]", f"allowed sslmode: {', '.join(SSLMODES)}.")
     return DatabaseUrl(
         user=urllib.parse.unquote(url.username or ""),
         password=urllib.parse.unquote(url.password or ""),
@@ -1034,6 +1048,7 @@ OWNED_VALUES = (
     "redis.passwordSecretName",
     "pgbouncer.configSecretName",
     "pgbouncer.metricsExporterSidecar.statsSecretName",
+    "flower.secretName",
     "postgresql.auth",
     "createUserJob.defaultUser",
     "enableBuiltInSecretEnvVars",

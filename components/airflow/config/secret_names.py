@@ -65,6 +65,11 @@ class SecretNames:
         return self._n("pgbouncer-stats")
 
     @property
+    def flower(self) -> str:
+        """Flower's basic-auth credentials (`basicAuth`: `user:password`), the chart's `flower.secretName`."""
+        return self._n("flower")
+
+    @property
     def admin(self) -> str:
         return self._n("admin")
 

@@ -301,6 +301,10 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
         "celery": {"replicas": cfg.workers.replicas, "podDisruptionBudget": workers["podDisruptionBudget"]},
     }
     del v["workers"]["podDisruptionBudget"]
+    # Flower behind basic auth: `[celery] flower_basic_auth` read from the Secret AirflowRelease
+    # generates (secret_files.py), not the chart's `flower.secretName`, whose probes pass the
+    # literal `$AIRFLOW__CELERY__FLOWER_BASIC_AUTH` to curl (an exec probe runs no shell): curl asks
+    # for a password, every probe fails and Flower is restarted for ever (found on the real node).
     v["flower"] = {"enabled": cfg.flower.enabled and cfg.uses_celery}
     if cfg.flower.enabled and cfg.flower.resources.as_values():
         v["flower"]["resources"] = cfg.flower.resources.as_values()
@@ -586,6 +590,13 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# The PgBouncer exporter's probes are `pgbouncer_exporter health` run by exec in a container limited
+# to 100m CPU: the exec alone (runc in that cgroup) took 5.4 s on the real node while a prod-shaped
+# stack started (load 16 on two cores), so the chart's 1 s timeout failed them, took every PgBouncer
+# out of its Service and the api-servers crashed on "connection refused".
+EXPORTER_PROBES = {probe: {"timeoutSeconds": 10} for probe in ("livenessProbe", "readinessProbe")}
+# The user name of Flower's basic auth (the password is generated; SecretNames.flower).
+FLOWER_USER = "flower"
 # Images whose root filesystem can be read-only (they write only to mounted volumes).
 READ_ONLY_ROOT = {"readOnlyRootFilesystem": True}
 # The official Redis image runs under any uid that owns its data volume (fsGroup); a high
@@ -611,7 +622,9 @@ SIDECAR_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
 # answers, so a healthy start is not slower, and once started the liveness probes (unchanged)
 # restart a hung process as quickly as before.
 STARTUP_PROBE = {"periodSeconds": 10, "failureThreshold": 30}
-STARTUP_PROBED = ("scheduler", "apiServer", "webserver")
+# Flower too: on the real node (node-prod) it imports Airflow and Celery as slowly and its
+# one-minute startup probe restarted it twice before it answered.
+STARTUP_PROBED = ("scheduler", "apiServer", "webserver", "flower")
 
 
 def startup_values() -> dict[str, Any]:
@@ -681,6 +694,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
             "metricsExporterSidecar": {
                 "resources": dict(SIDECAR_RESOURCES["exporter"]),
                 "securityContexts": {"container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
+                **EXPORTER_PROBES,
             },
         },
     }

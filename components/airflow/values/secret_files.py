@@ -100,6 +100,10 @@ def secret_files(cfg: AirflowConfig, component: str) -> list[SecretFile]:
         )
     if cfg.uses_celery:
         files.append(SecretFile("AIRFLOW__CELERY__BROKER_URL", names.broker_url, "connection", "celery-broker-url"))
+        if component == "flower" and cfg.flower.enabled:
+            files.append(
+                SecretFile("AIRFLOW__CELERY__FLOWER_BASIC_AUTH", names.flower, "basicAuth", "flower-basic-auth")
+            )
     return files
 
 
