@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -170,7 +171,10 @@ def main(argv: list[str]) -> int:
     )
     # The dag-processor puts the bundle root on sys.path, so DAG files import their helpers.
     sys.path.insert(0, str(folder))
-    output.write_text(json.dumps(load(folder), indent=1, sort_keys=True, default=str))
+    try:
+        output.write_text(json.dumps(load(folder), indent=1, sort_keys=True, default=str))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # Airflow's home for this check only: nothing is kept
     return 0
 
 

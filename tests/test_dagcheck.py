@@ -48,6 +48,13 @@ class TestTheProjectsOwnDags:
         declared = {m for p in (ROOT / "dags").glob("*.py") for m in re.findall(r'dag_id="([^"]+)"', p.read_text())}
         assert f"{len(declared)} DAG(s) loaded" in summary  # every DAG the folder declares
 
+    def test_the_check_leaves_no_airflow_home_behind(self, capsys, monkeypatch, tmp_path):
+        """Each run made an AIRFLOW_HOME under the temporary folder and left it there."""
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        code, _, _ = run(capsys, str(ROOT / "dags"), "--stack", "dev")
+        assert code == 0
+        assert not list(tmp_path.glob("dags-check-home-*"))
+
 
 # (file, line, level, step, text in the finding): every breaking pattern of the tutorials.
 EXPECTED = [
