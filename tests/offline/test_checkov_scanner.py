@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -102,7 +103,8 @@ class TestTheScannerThatStays:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         _python()
-        monkeypatch.setenv("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="ak"))  # short: a socket's path
+        runtime = tempfile.mkdtemp(prefix="ak")  # short: a socket's path
+        monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
         monkeypatch.setenv(policy.SERVER_ENV, "on")
         monkeypatch.setenv(policy.IDLE_ENV, "60")
         files = _objects(tmp_path / "objects")
@@ -128,6 +130,7 @@ class TestTheScannerThatStays:
         finally:
             if started:
                 os.kill(started, signal.SIGTERM)
+            shutil.rmtree(runtime, ignore_errors=True)  # the socket's folder: nothing left in /tmp
 
     def test_with_the_scanner_off_nothing_stays(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _python()
