@@ -188,8 +188,8 @@ class TestTheRule:
         stand_in = [{"name": k, "value": v} for k, v in TASK_POD_DATABASE.items()]
         (problem,) = runtime_problems("Job", SPEC, container(env=container()["env"] + stand_in))
         assert "CONNECTION_CHECK_MAX_COUNT=0" in problem
-        wait = {"name": NO_DATABASE_WAIT[0], "value": NO_DATABASE_WAIT[1]}
-        assert runtime_problems("Job", SPEC, container(env=[*container()["env"], *stand_in, wait])) == []
+        wait = [{"name": k, "value": v} for k, v in NO_DATABASE_WAIT.items()]
+        assert runtime_problems("Job", SPEC, container(env=[*container()["env"], *stand_in, *wait])) == []
 
     def test_a_read_only_tmp_is_no_tmp(self):
         ro = container(

@@ -94,7 +94,7 @@ def runtime_problems(kind: str, spec: Mapping[str, Any], container: Mapping[str,
             "Airflow derives keeps `sslmode`, which asyncpg refuses"
         )
     stand_in = values.get(SYNC_CONN_ENV) == TASK_POD_DATABASE[SYNC_CONN_ENV]
-    if stand_in and values.get(NO_DATABASE_WAIT[0]) != NO_DATABASE_WAIT[1]:
+    if stand_in and any(values.get(n) != v for n, v in NO_DATABASE_WAIT.items()):
         out.append(
             f"container {name!r} has the task pods' stand-in database but not CONNECTION_CHECK_MAX_COUNT=0: the "
             "image's entrypoint waits for that database, which never answers, and then fails"

@@ -153,7 +153,7 @@ TASK_POD_DATABASE = {
     ASYNC_CONN_ENV: "postgresql+asyncpg://no-database-in-task-pods.invalid/none",
 }
 
-NO_DATABASE_WAIT = ("CONNECTION_CHECK_MAX_COUNT", "0")
+NO_DATABASE_WAIT = {"CONNECTION_CHECK_MAX_COUNT": "0"}
 
 
 def task_pod_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,10 +163,10 @@ def task_pod_values(cfg: AirflowConfig, connections_secret: str | None, task_pod
     env: list[dict[str, Any]] = []
     if cfg.major >= 3:
         files = [f for f in files if f.option not in TASK_POD_DATABASE]
-        env = [{"name": name, "value": value} for name, value in TASK_POD_DATABASE.items()]
         # The image's entrypoint (the official one, and the node's) waits for the metadata database
-        # before any command unless told not to: it would wait for the stand-in, then fail the task.
-        env.append({"name": NO_DATABASE_WAIT[0], "value": NO_DATABASE_WAIT[1]})
+        # before any command unless told not to (NO_DATABASE_WAIT): it would wait for the stand-in,
+        # then fail the task.
+        env = [{"name": n, "value": v} for n, v in {**TASK_POD_DATABASE, **NO_DATABASE_WAIT}.items()]
     extra = _connection_sources(cfg, connections_secret)
     volumes = [projected_secrets(files, extra), tmp_volume()]
     if cfg.dags.git_sync is not None:
