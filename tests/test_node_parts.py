@@ -30,6 +30,15 @@ class TestNodeParts:
         with pytest.raises(StepError, match=r"no part named upgrad; there are: failures, keys, none"):
             parts.selected(self.PARTS, "upgrad")
 
+    def test_the_prod_scenarios_parts_are_chosen_by_their_own_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(parts.SELECT_ENV, "keys")
+        monkeypatch.setenv(parts.PROD_SELECT_ENV, "failures")
+        chosen = parts.selected(self.PARTS, variable=parts.PROD_SELECT_ENV)
+        assert [p.name for p in chosen] == ["failures"]
+        monkeypatch.setenv(parts.PROD_SELECT_ENV, "drain")
+        with pytest.raises(StepError, match=r"^AIRFLOW_K8S_PROD_PARTS: no part named drain"):
+            parts.selected(self.PARTS, variable=parts.PROD_SELECT_ENV)
+
     def test_a_part_on_trial_runs_only_when_named(self) -> None:
         trial = (parts.Part("git", lambda run: None),)
         assert [p.name for p in parts.selected(self.PARTS, "", trial)] == ["keys", "failures"]

@@ -28,6 +28,8 @@ from .airflow_api import AirflowApi
 from .host import Node
 
 SELECT_ENV = "AIRFLOW_K8S_NODE_PARTS"
+# The node-prod scenario's parts (e2e.node.scenario_prod), chosen the same way by their own variable.
+PROD_SELECT_ENV = "AIRFLOW_K8S_PROD_PARTS"
 
 
 @dataclass
@@ -71,11 +73,14 @@ class Part:
     secrets: Callable[[], dict[str, Any]] | None = None
 
 
-def selected(parts: Sequence[Part], env: str | None = None, trial: Sequence[Part] = ()) -> list[Part]:
-    """The parts to run: all of `parts`, or those AIRFLOW_K8S_NODE_PARTS names (`none`: none), in
-    the scenario's order. A part in `trial` (built, not yet shown green on a real node: docs/e2e.md
-    says which) runs only when named. An unknown name is refused, naming the ones there are."""
-    raw = os.environ.get(SELECT_ENV) if env is None else env
+def selected(
+    parts: Sequence[Part], env: str | None = None, trial: Sequence[Part] = (), variable: str = SELECT_ENV
+) -> list[Part]:
+    """The parts to run: all of `parts`, or those `variable` (AIRFLOW_K8S_NODE_PARTS by default)
+    names (`none`: none), in the scenario's order. A part in `trial` (built, not yet shown green on
+    a real node: docs/e2e.md says which) runs only when named. An unknown name is refused, naming
+    the ones there are."""
+    raw = os.environ.get(variable) if env is None else env
     if raw is None or not raw.strip():
         return list(parts)
     names = [n.strip() for n in raw.split(",") if n.strip()]
@@ -86,7 +91,7 @@ def selected(parts: Sequence[Part], env: str | None = None, trial: Sequence[Part
     unknown = [n for n in names if n not in known]
     if unknown:
         there = ", ".join(sorted(known))
-        raise StepError(f"{SELECT_ENV}: no part named {', '.join(unknown)}; there are: {there}, none")
+        raise StepError(f"{variable}: no part named {', '.join(unknown)}; there are: {there}, none")
     return [p for p in every if p.name in names]
 
 

@@ -14,6 +14,9 @@ and e2e.node.airflow_steps) with another first `up`:
 - the Postgres drivers the image really uses (a pod of the Airflow image with the stack's own
   connection Secrets), each running transactions through PgBouncer's transaction pooling, and no
   prepared-statement error in the database's log, the schedulers' or the api-servers'.
+
+Then its parts (`PROD_PARTS`, e2e.node.parts), on the same node and stack, chosen by
+AIRFLOW_K8S_PROD_PARTS as the node scenario's are by AIRFLOW_K8S_NODE_PARTS.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from . import config, host
 from .airflow_steps import airflow_api, evidence, read_logs, stays_ready, wait_ready
 from .external_db import ExternalPostgres, prepared_statement_errors, tls_connections
 from .image_check import POSTGRES_REF
-from .parts import Part, set_secrets
+from .parts import PROD_SELECT_ENV, NodeRun, Part, selected, set_secrets, stack_for
 from .recipes import PGBOUNCER_EXPORTER_STANDIN
 from .scenario import build_images, machine_clean, node_here, node_stack_config, with_kube_minor
 
@@ -52,6 +55,10 @@ FLOWER_PORT = 5555
 REPLICAS = {"scheduler": 2, "apiServer": 2, "triggerer": 1, "dagProcessor": 1, "workers": 1}
 # What Pulumi.prod.yaml's Airflow keys keep on the node: its shape, not its sizes or its cloud.
 PROD_KEYS = ("executor", "database", "flower", "redis")
+# The parts after the first run (e2e.node.parts), in the order they run, chosen by
+# AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
+PROD_PARTS: tuple[Part, ...] = ()
+PROD_TRIAL_PARTS: tuple[Part, ...] = ()
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
@@ -243,8 +250,9 @@ def scenario_node_prod(h: Harness) -> None:
     if here is None:
         return
     node, binaries = here
+    parts = selected(PROD_PARTS, trial=PROD_TRIAL_PARTS, variable=PROD_SELECT_ENV)
     db = ExternalPostgres(folder / "external-postgresql", Path(), config.NODE_ADDRESS, host.free_port())
-    stack = prod_stack(node_stack_config(h, folder))
+    stack = stack_for(parts, prod_stack(node_stack_config(h, folder)))
     secret = Part("external-database", lambda _run: None, secrets=lambda: {"databaseUrl": db.url("require")})
 
     with steps.step(f"[{NAME}] the machine holds nothing of a node (whatever ran before left it clean)"):
@@ -252,7 +260,8 @@ def scenario_node_prod(h: Harness) -> None:
     with steps.step(f"[{NAME}] images: the prod-shaped stack's, the external PostgreSQL's", setup=True):
         project = copy_project(folder / "images-project")
         write_stack_config(project, with_kube_minor(stack))
-        archives = build_images(project, STACK, h.charts_dir, steps.echo, [POSTGRES_REF])
+        extra = [POSTGRES_REF, *(ref for part in parts for ref in part.images)]
+        archives = build_images(project, STACK, h.charts_dir, steps.echo, extra)
         db.archive = archives[POSTGRES_REF]
     title = "node up: address, control plane on it, containerd (images imported), kubelet, kube-proxy, CoreDNS"
     with steps.step(f"[{NAME}] {title}", setup=True):
@@ -278,7 +287,7 @@ def scenario_node_prod(h: Harness) -> None:
             with steps.step(f"[{NAME}] copy the project; stack init; databaseUrl set as a secret", setup=True):
                 d = deploy_project(h, NAME, plane, kube, stack)
                 d.pulumi.stall_seconds = config.UP_STALL_SECONDS
-                set_secrets([secret], d)
+                set_secrets([secret, *parts], d)
             with steps.step(f"[{NAME}] pulumi up of the prod-shaped stack (Celery, PgBouncer, external database)"):
                 started = time.monotonic()
                 d.up()
@@ -302,6 +311,10 @@ def scenario_node_prod(h: Harness) -> None:
                     drivers(d, namespace, db)
             except StepError as exc:
                 failed.append(f"drivers: {exc}")
+            run = NodeRun(h, node, plane, kube, d, api, namespace, folder, stack, {RUN_DAG: (run_id, tasks)})
+            for part in parts:
+                steps.echo(f"--- [{NAME}:{part.name}]")
+                part.run(run)
     finally:
         db.stop()
 
