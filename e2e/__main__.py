@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         choices=(ALL, "auto", "manifests", *PULUMI_SCENARIOS, *TRIAL_SCENARIOS),
         help="a scenario to run (repeatable; default: all). manifests: the offline-rendered objects applied "
-        "with server-side apply, no Pulumi engine; auto: pulumi when its binaries can be had, else manifests; "
-        f"on trial, run only when named: {', '.join(TRIAL_SCENARIOS)}",
+        "with server-side apply, no Pulumi engine; auto: pulumi when its binaries can be had, else manifests"
+        + (f"; on trial, run only when named: {', '.join(TRIAL_SCENARIOS)}" if TRIAL_SCENARIOS else ""),
     )
     parser.add_argument(
         "--stack",

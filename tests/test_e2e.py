@@ -471,6 +471,7 @@ class TestScenarioHelpers:
             "moved",
             "examples",
             "node",
+            "node-prod",
         }
         assert run.repository_stacks() == ["dev", "prod"]
 

@@ -1,4 +1,4 @@
-"""The `node-prod` scenario (on trial: run only when named, docs/e2e.md), offline: the stack it
+"""The `node-prod` scenario (in every full run, after `node`: docs/e2e.md), offline: the stack it
 deploys is prod's shape on the node and one the components accept, every image its pods name can
 be built here, its PostgreSQL outside the cluster speaks TLS only, and its checks read the logs
 the way they are written."""
@@ -78,10 +78,11 @@ class TestTheStack:
         )
 
 
-class TestOnTrial:
-    def test_node_prod_is_run_only_when_named(self):
-        assert "node-prod" in run.TRIAL_SCENARIOS
-        assert "node-prod" not in run.PULUMI_SCENARIOS  # what `all` (CI) runs
+class TestInEveryFullRun:
+    def test_node_prod_runs_in_all_after_the_node_scenario(self):
+        assert "node-prod" not in run.TRIAL_SCENARIOS
+        order = list(run.PULUMI_SCENARIOS)  # what `all` (CI) runs, in order
+        assert order.index("node-prod") == order.index("node") + 1
         assert set(scenario_prod.PROD_SCENARIOS) == {"node-prod"}
 
 
