@@ -482,9 +482,7 @@ class AirflowRelease(pulumi.ComponentResource):
     ) -> pulumi.Output[dict[str, Any]]:
         """The chart values: ours, the logs', then the caller's extra values on top."""
         base = chart_values(
-            cfg,
-            dags_claim=f"{cfg.release_name}-dags" if dags_claim else None,
-            connections_secret=connections_secret,
+            cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None, connections_secret=connections_secret
         )
         extra = dict(args.get("extra_values") or {})
         # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
@@ -626,9 +624,7 @@ class AirflowRelease(pulumi.ComponentResource):
             )
         # Secrets given as Outputs count as present; their contents are checked when known.
         secrets = StackSecrets(
-            git_token=args.get("git_token"),
-            git_ssh_key=args.get("git_ssh_key"),
-            database_url=args.get("database_url"),
+            git_token=args.get("git_token"), git_ssh_key=args.get("git_ssh_key"), database_url=args.get("database_url")
         )
         return parse_airflow(settings, secrets)
 

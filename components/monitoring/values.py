@@ -685,12 +685,7 @@ def dashboard(target: Target) -> dict[str, Any]:
     )
     lay.series(
         "Slowest tasks (p99)",
-        [
-            (
-                f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))",
-                "{{dag_id}}.{{task_id}}",
-            )
-        ],
+        [(f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))", "{{dag_id}}.{{task_id}}")],
         unit="s",
     )
     lay.series(
@@ -856,10 +851,6 @@ def rules_config_map(target: Target, cfg: MonitoringConfig) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": rules_name(target),
-            "namespace": target.namespace,
-            "labels": _own_labels(target),
-        },
+        "metadata": {"name": rules_name(target), "namespace": target.namespace, "labels": _own_labels(target)},
         "data": {"airflow-alerts.yaml": rules_file(target, cfg)},
     }

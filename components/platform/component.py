@@ -258,9 +258,7 @@ class AirflowPlatform(pulumi.ComponentResource):
 
         # Declared in every mode (with `off`, only Grafana's key material): see components/monitoring/component.py.
         self.monitoring = Monitoring(
-            self._child_name(name, "monitoring"),
-            {"settings": cfg.monitoring, "airflow": airflow},
-            opts=self._child(),
+            self._child_name(name, "monitoring"), {"settings": cfg.monitoring, "airflow": airflow}, opts=self._child()
         )
 
         # Team task namespaces for KubernetesPodOperator: isolated, with their own Secrets.

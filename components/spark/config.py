@@ -148,8 +148,7 @@ def _job_namespaces(node: Node, operator_namespace: str, airflow_namespace: str 
 def _operator_pods(node: Node, name: str) -> OperatorPods:
     sub = node.mapping(name)
     pods = OperatorPods(
-        replicas=sub.integer("replicas", 1, low=1, high=10),
-        resources=parse_resources(sub, "resources"),
+        replicas=sub.integer("replicas", 1, low=1, high=10), resources=parse_resources(sub, "resources")
     )
     sub.finish()
     return pods
