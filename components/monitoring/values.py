@@ -540,10 +540,10 @@ class _Layout:
         self.row_height = max(self.row_height, height)
 
     def series(
-        self, title: str, queries: list[tuple[str, str]], unit: str = "short", desc: str = "", width: int = 8
+        self, title: str, *queries: tuple[str, str], unit: str = "short", desc: str = "", width: int = 8
     ) -> None:
-        """A time series panel, 8 high."""
-        self.add(_timeseries(title, queries, unit, desc), width, 8)
+        """A time series panel (a query and its legend each), 8 high."""
+        self.add(_timeseries(title, list(queries), unit, desc), width, 8)
 
     def stat(self, title: str, expr: str, **options: Any) -> None:
         """A stat panel, 6 wide and 4 high."""
@@ -613,175 +613,145 @@ def dashboard(target: Target) -> dict[str, Any]:
     lay.stat("Running DAG runs", f"max(airflow_scheduler_dagruns_running{s()})")
     lay.series(
         "Heartbeats / min",
-        [
-            (f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60", "scheduler"),
-            (f"sum(rate(airflow_dag_processor_heartbeat{s()}[{rate}])) * 60", "dag processor"),
-            (f"sum(rate(airflow_triggerer_heartbeat{s()}[{rate}])) * 60", "triggerer"),
-        ],
+        (f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60", "scheduler"),
+        (f"sum(rate(airflow_dag_processor_heartbeat{s()}[{rate}])) * 60", "dag processor"),
+        (f"sum(rate(airflow_triggerer_heartbeat{s()}[{rate}])) * 60", "triggerer"),
     )
     lay.series(
         "Scheduler loop duration",
-        [
-            (
-                f"sum(rate(airflow_scheduler_scheduler_loop_duration_sum{s()}[{rate}])) / "
-                f"sum(rate(airflow_scheduler_scheduler_loop_duration_count{s()}[{rate}]))",
-                "mean",
-            ),
-            (f"max(airflow_scheduler_scheduler_loop_duration{s(P99)})", "p99"),
-            (
-                f"sum(rate(airflow_scheduler_critical_section_duration_sum{s()}[{rate}])) / "
-                f"sum(rate(airflow_scheduler_critical_section_duration_count{s()}[{rate}]))",
-                "critical section (mean)",
-            ),
-        ],
+        (
+            f"sum(rate(airflow_scheduler_scheduler_loop_duration_sum{s()}[{rate}])) / "
+            f"sum(rate(airflow_scheduler_scheduler_loop_duration_count{s()}[{rate}]))",
+            "mean",
+        ),
+        (f"max(airflow_scheduler_scheduler_loop_duration{s(P99)})", "p99"),
+        (
+            f"sum(rate(airflow_scheduler_critical_section_duration_sum{s()}[{rate}])) / "
+            f"sum(rate(airflow_scheduler_critical_section_duration_count{s()}[{rate}]))",
+            "critical section (mean)",
+        ),
         unit="s",
     )
     lay.series(
         "DAG parsing",
-        [
-            (f"max(airflow_dag_processing_total_parse_time{s()})", "total parse time"),
-            (
-                f"topk(5, max by (dag_file) (airflow_dag_processing_last_run_seconds_ago{s(HAS_DAG_FILE)}))",
-                "{{dag_file}} last parsed ago",
-            ),
-        ],
+        (f"max(airflow_dag_processing_total_parse_time{s()})", "total parse time"),
+        (
+            f"topk(5, max by (dag_file) (airflow_dag_processing_last_run_seconds_ago{s(HAS_DAG_FILE)}))",
+            "{{dag_file}} last parsed ago",
+        ),
         unit="s",
     )
 
     lay.row("DAG runs and task outcomes")
     lay.series(
         "Task instances finished / min",
-        [
-            (f"sum(rate(airflow_ti_successes{s()}[{rate}])) * 60", "success"),
-            (f"sum(rate(airflow_ti_failures{s()}[{rate}])) * 60", "failed"),
-        ],
+        (f"sum(rate(airflow_ti_successes{s()}[{rate}])) * 60", "success"),
+        (f"sum(rate(airflow_ti_failures{s()}[{rate}])) * 60", "failed"),
     )
     lay.series(
         "DAG runs finished / hour",
-        [
-            (f"sum by (dag_id) (increase(airflow_dagrun_duration_count{s(dag)}[1h]))", "{{dag_id}} success"),
-            (f"sum by (dag_id) (increase(airflow_dagrun_failed_count{s(dag)}[1h]))", "{{dag_id}} failed"),
-        ],
+        (f"sum by (dag_id) (increase(airflow_dagrun_duration_count{s(dag)}[1h]))", "{{dag_id}} success"),
+        (f"sum by (dag_id) (increase(airflow_dagrun_failed_count{s(dag)}[1h]))", "{{dag_id}} failed"),
     )
     lay.series(
         "Zombie tasks killed and operator failures",
-        [
-            (
-                f"sum(increase({target.metric('airflow_task_instances_without_heartbeats_killed')}{s()}[{rate}]))",
-                "task instances without heartbeat killed",
-            ),
-            (f"sum by (operator) (increase(airflow_operator_failures{s()}[{rate}]))", "{{operator}} failures"),
-        ],
+        (
+            f"sum(increase({target.metric('airflow_task_instances_without_heartbeats_killed')}{s()}[{rate}]))",
+            "task instances without heartbeat killed",
+        ),
+        (f"sum by (operator) (increase(airflow_operator_failures{s()}[{rate}]))", "{{operator}} failures"),
     )
 
     lay.row("Durations")
     lay.series(
         "DAG run duration (successful runs)",
-        [
-            (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P50)})", "{{dag_id}} p50"),
-            (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P99)})", "{{dag_id}} p99"),
-        ],
+        (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P50)})", "{{dag_id}} p50"),
+        (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P99)})", "{{dag_id}} p99"),
         unit="s",
     )
     lay.series(
         "Slowest tasks (p99)",
-        [(f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))", "{{dag_id}}.{{task_id}}")],
+        (f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))", "{{dag_id}}.{{task_id}}"),
         unit="s",
     )
     lay.series(
         "Scheduling delay",
-        [
-            (f"max by (dag_id) (airflow_dagrun_schedule_delay{s(dag, P50)})", "{{dag_id}} start delay"),
-            (f"max(airflow_task_queued_duration{s(P99)})", "time in queue p99 (all tasks)"),
-        ],
+        (f"max by (dag_id) (airflow_dagrun_schedule_delay{s(dag, P50)})", "{{dag_id}} start delay"),
+        (f"max(airflow_task_queued_duration{s(P99)})", "time in queue p99 (all tasks)"),
         unit="s",
     )
 
     lay.row("Queues and pools")
     lay.series(
         "Task instances by state",
-        [
-            (f"sum(airflow_ti_scheduled{s(HAS_DAG)})", "scheduled"),
-            (f"sum(airflow_ti_queued{s(HAS_DAG)})", "queued"),
-            (f"sum(airflow_ti_running{s(HAS_DAG)})", "running"),
-            (f"sum(airflow_ti_deferred{s(HAS_DAG)})", "deferred"),
-        ],
+        (f"sum(airflow_ti_scheduled{s(HAS_DAG)})", "scheduled"),
+        (f"sum(airflow_ti_queued{s(HAS_DAG)})", "queued"),
+        (f"sum(airflow_ti_running{s(HAS_DAG)})", "running"),
+        (f"sum(airflow_ti_deferred{s(HAS_DAG)})", "deferred"),
     )
     lay.series(
         "Pool slots",
-        [
-            (f"max by (pool) (airflow_pool_open_slots{s(HAS_POOL)})", "{{pool}} open"),
-            (f"max by (pool) (airflow_pool_starving_tasks{s(HAS_POOL)})", "{{pool}} starving"),
-        ],
+        (f"max by (pool) (airflow_pool_open_slots{s(HAS_POOL)})", "{{pool}} open"),
+        (f"max by (pool) (airflow_pool_starving_tasks{s(HAS_POOL)})", "{{pool}} starving"),
         desc="Per pool: the chart's StatsD mapping labels open slots and starving tasks by pool. Running and "
         "queued slots per pool reach Prometheus only as one metric name per pool, so they are not shown.",
     )
     lay.series(
         "Scheduler: executable and starving tasks",
-        [
-            (f"max(airflow_scheduler_tasks_executable{s()})", "executable"),
-            (f"max(airflow_scheduler_tasks_starving{s()})", "starving (no pool slot)"),
-        ],
+        (f"max(airflow_scheduler_tasks_executable{s()})", "executable"),
+        (f"max(airflow_scheduler_tasks_starving{s()})", "starving (no pool slot)"),
     )
 
     lay.row("Executor slots")
     lay.series(
         "Executor slots",
-        [
-            (f"max by (executor) (airflow_executor_open_slots{s()})", "open {{executor}}"),
-            (f"max by (executor) (airflow_executor_queued_tasks{s()})", "queued {{executor}}"),
-            (f"max by (executor) (airflow_executor_running_tasks{s()})", "running {{executor}}"),
-        ],
+        (f"max by (executor) (airflow_executor_open_slots{s()})", "open {{executor}}"),
+        (f"max by (executor) (airflow_executor_queued_tasks{s()})", "queued {{executor}}"),
+        (f"max by (executor) (airflow_executor_running_tasks{s()})", "running {{executor}}"),
         width=24,
     )
 
     lay.row("Resource use (all pods of the namespace)")
     lay.series(
         "CPU by pod",
-        [(f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods}}}[{rate}]))", "{{pod}}")],
+        (f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods}}}[{rate}]))", "{{pod}}"),
         unit="cores",
     )
     lay.series(
         "Memory (working set) by pod",
-        [(f"sum by (pod) (container_memory_working_set_bytes{{{pods}}})", "{{pod}}")],
+        (f"sum by (pod) (container_memory_working_set_bytes{{{pods}}})", "{{pod}}"),
         unit="bytes",
     )
     lay.series(
         "Memory use / limit",
-        [
-            (
-                f"sum by (pod) (container_memory_working_set_bytes{{{pods}}}) / "
-                f'sum by (pod) (kube_pod_container_resource_limits{{namespace="{ns}", resource="memory"}})',
-                "{{pod}}",
-            )
-        ],
+        (
+            f"sum by (pod) (container_memory_working_set_bytes{{{pods}}}) / "
+            f'sum by (pod) (kube_pod_container_resource_limits{{namespace="{ns}", resource="memory"}})',
+            "{{pod}}",
+        ),
         unit="percentunit",
     )
     lay.series(
         "CPU throttling",
-        [
-            (
-                f"sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{{pods}}}[{rate}])) / "
-                f"sum by (pod) (increase(container_cpu_cfs_periods_total{{{pods}}}[{rate}]))",
-                "{{pod}}",
-            )
-        ],
+        (
+            f"sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{{pods}}}[{rate}])) / "
+            f"sum by (pod) (increase(container_cpu_cfs_periods_total{{{pods}}}[{rate}]))",
+            "{{pod}}",
+        ),
         unit="percentunit",
         desc="Share of CPU periods in which the container hit its CPU limit.",
     )
     lay.series(
         "Pods by phase",
-        [(f'sum by (phase) (kube_pod_status_phase{{namespace="{ns}"}})', "{{phase}}")],
+        (f'sum by (phase) (kube_pod_status_phase{{namespace="{ns}"}})', "{{phase}}"),
         desc="Pending task pods mean the cluster cannot place them (resources, quotas, node selectors).",
     )
     lay.series(
         "Containers waiting (CrashLoopBackOff, ImagePullBackOff, ...)",
-        [
-            (
-                f'sum by (pod, reason) (kube_pod_container_status_waiting_reason{{namespace="{ns}"}})',
-                "{{pod}} {{reason}}",
-            )
-        ],
+        (
+            f'sum by (pod, reason) (kube_pod_container_status_waiting_reason{{namespace="{ns}"}})',
+            "{{pod}} {{reason}}",
+        ),
     )
 
     return {
