@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.charts import ChartSource, parse_chart_source
+from ..core.names import SYSTEM_NAMESPACES
 from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label
 from ..core.resources import Resources, parse_resources
 
@@ -27,7 +28,6 @@ DEFAULT_EXECUTOR_SERVICE_ACCOUNT = "spark-executor"
 
 # Namespaces Kubernetes itself owns, or that everything shares: Spark drivers may create
 # pods in a job namespace, so a pod there could run as any ServiceAccount of it.
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 # The release name prefixes every object of the chart; the longest is `<release>-spark-operator-webhook-svc`,
 # a Service name (a DNS label of at most 63 characters).
