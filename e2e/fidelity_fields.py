@@ -194,8 +194,7 @@ def _container(container: dict[str, Any], host_network: bool = False) -> dict[st
         "readinessProbe": _probe(container.get("readinessProbe")),
         "startupProbe": _probe(container.get("startupProbe")),
         "ports": sorted(
-            (_port(p, host_network) for p in container.get("ports") or []),
-            key=lambda p: json.dumps(p, sort_keys=True),
+            (_port(p, host_network) for p in container.get("ports") or []), key=lambda p: json.dumps(p, sort_keys=True)
         ),
         "lifecycle": {k: _handler(v) for k, v in (container.get("lifecycle") or {}).items()},
         "workingDir": container.get("workingDir") or "",
@@ -328,9 +327,7 @@ def workload_differences(predicted: dict[str, Any], live: dict[str, Any], scaled
                 if field in ("env", "mounts"):
                     common = ca[field].keys() & cb[field].keys()
                     out += _differences(
-                        f"{label} {name} {field}",
-                        {k: ca[field][k] for k in common},
-                        {k: cb[field][k] for k in common},
+                        f"{label} {name} {field}", {k: ca[field][k] for k in common}, {k: cb[field][k] for k in common}
                     )
                 elif ca[field] != cb[field]:
                     out.append(f"{label} {name} {field}: {_text(ca[field])} predicted, {_text(cb[field])} live")

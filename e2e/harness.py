@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from components.core.names import SYSTEM_NAMESPACES
+
 from . import checks, process, tools
 from .kube import Kube, wait_for
 
@@ -33,7 +35,6 @@ PROJECT_DIRS = ("components",)
 WAIT_SECONDS = 300
 PULUMI_TIMEOUT = 900  # no single pulumi command of a scenario may take longer
 STALL_SECONDS = 120  # the same objects pending this long during `up`: stuck, stopped, named
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class StepError(RuntimeError):

@@ -17,6 +17,7 @@ from ..core.arguments import as_arguments
 from ..core.chart_release import helm_release, own_namespace
 from ..core.ids import check_no_clash
 from ..core.merge import deep_merge
+from ..core.outputs import register_annotated_outputs
 from ..core.reader import ConfigError, bounded, type_name
 from ..logs.component import LogStorage
 from ..logs.config import LogsConfig, parse_logs
@@ -482,9 +483,7 @@ class AirflowRelease(pulumi.ComponentResource):
     ) -> pulumi.Output[dict[str, Any]]:
         """The chart values: ours, the logs', then the caller's extra values on top."""
         base = chart_values(
-            cfg,
-            dags_claim=f"{cfg.release_name}-dags" if dags_claim else None,
-            connections_secret=connections_secret,
+            cfg, dags_claim=f"{cfg.release_name}-dags" if dags_claim else None, connections_secret=connections_secret
         )
         extra = dict(args.get("extra_values") or {})
         # A changed Secret restarts the pods that read it (their resourceVersion as pod annotations).
@@ -554,18 +553,7 @@ class AirflowRelease(pulumi.ComponentResource):
         self.ui_service_port = pulumi.Output.from_input(ui_port)
         self.admin_username = pulumi.Output.from_input(cfg.admin.username)
         self.admin_password = pulumi.Output.secret(admin_pw.result)
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "release_name": self.release_name,
-                "service_accounts": self.service_accounts,
-                "task_service_accounts": self.task_service_accounts,
-                "ui_service_name": self.ui_service_name,
-                "ui_service_port": self.ui_service_port,
-                "admin_username": self.admin_username,
-                "admin_password": self.admin_password,
-            }
-        )
+        register_annotated_outputs(self)
 
     @staticmethod
     def checked_args(args: AirflowReleaseArgs) -> tuple[AirflowConfig, LogsConfig | None, dict[str, Any]]:
@@ -626,9 +614,7 @@ class AirflowRelease(pulumi.ComponentResource):
             )
         # Secrets given as Outputs count as present; their contents are checked when known.
         secrets = StackSecrets(
-            git_token=args.get("git_token"),
-            git_ssh_key=args.get("git_ssh_key"),
-            database_url=args.get("database_url"),
+            git_token=args.get("git_token"), git_ssh_key=args.get("git_ssh_key"), database_url=args.get("database_url")
         )
         return parse_airflow(settings, secrets)
 

@@ -68,10 +68,7 @@ _WEBHOOKS = (
         "a Microsoft Teams webhook URL",
         re.compile(r"(?i)https?://[a-z0-9.-]*\.?(?:webhook\.office\.com/webhookb2|outlook\.office\.com/webhook)/\S+"),
     ),
-    (
-        "a Discord webhook URL",
-        re.compile(r"(?i)https?://(?:canary\.|ptb\.)?discord(?:app)?\.com/api/webhooks/\d+/\S+"),
-    ),
+    ("a Discord webhook URL", re.compile(r"(?i)https?://(?:canary\.|ptb\.)?discord(?:app)?\.com/api/webhooks/\d+/\S+")),
 )
 _KUBECONFIG_TEXT = re.compile(r"(?m)^\s*\"?kind\"?\s*:\s*\"?Config\b")
 _KUBECONFIG_USER_KEYS = ("token", "client-key-data", "client-key", "password", "auth-provider", "exec")

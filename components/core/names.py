@@ -15,6 +15,8 @@ from typing import Any
 from .reader import ConfigError, ConfigTypeError, matches
 
 DNS1123_LABEL_MAX = 63
+# The namespaces Kubernetes makes itself; the kube-* prefix is the system's too.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DNS1123_SUBDOMAIN_MAX = 253
 QUALIFIED_NAME_MAX = 63
 LABEL_VALUE_MAX = 63

@@ -9,6 +9,7 @@ import pulumi
 
 from ..airflow.config.airflow import AirflowConfig, parse_airflow
 from ..core.chart_release import helm_release, own_namespace
+from ..core.outputs import register_annotated_outputs
 from ..core.reader import ConfigError
 from .config import KedaConfig, KedaInstall, parse_keda
 from .values import chart_values
@@ -73,9 +74,7 @@ class KedaOperator(pulumi.ComponentResource):
         self.namespace = namespace
         self.release_name = self.release.name.apply(lambda n: n or install.release_name)
         self.webhooks = pulumi.Output.from_input(install.webhooks)
-        self.register_outputs(
-            {"namespace": self.namespace, "release_name": self.release_name, "webhooks": self.webhooks}
-        )
+        register_annotated_outputs(self)
 
     @staticmethod
     def _settings(args: KedaOperatorArgs) -> KedaInstall:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..airflow.config.airflow import AirflowConfig
 from ..core.charts import ChartSource, parse_chart_source
+from ..core.names import SYSTEM_NAMESPACES
 from ..core.reader import ConfigError, Node, dns_label
 from ..core.resources import Resources, parse_resources
 
@@ -28,8 +29,6 @@ DEFAULT_NAMESPACE = "keda"
 DEFAULT_RELEASE_NAME = "keda"
 # The chart names its pods by fixed names (keda-operator, ...); the release name only labels them.
 MAX_RELEASE_NAME = 40
-
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(frozen=True)

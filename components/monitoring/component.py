@@ -13,6 +13,7 @@ from ..airflow.component import AirflowRelease
 from ..airflow.config.airflow import AirflowConfig, parse_airflow
 from ..core.chart_release import helm_release, own_namespace
 from ..core.invariants import check_other_release
+from ..core.outputs import register_annotated_outputs
 from .config import MonitoringConfig, check_with_airflow, parse_monitoring
 from .values import (
     GRAFANA_ADMIN_PASSWORD_KEY,
@@ -216,17 +217,7 @@ class Monitoring(pulumi.ComponentResource):
         self.grafana_admin_password = (
             admin_password if admin_password is not None else pulumi.Output.from_input(cast(str | None, None))
         )
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "grafana_service": self.grafana_service,
-                "prometheus_service": self.prometheus_service,
-                "alertmanager_service": self.alertmanager_service,
-                "dashboard_name": self.dashboard_name,
-                "grafana_admin_user": self.grafana_admin_user,
-                "grafana_admin_password": self.grafana_admin_password,
-            }
-        )
+        register_annotated_outputs(self)
 
     @staticmethod
     def _custom(name: str, kind: str, manifest: pulumi.Output[dict[str, Any]], opts: pulumi.ResourceOptions) -> None:

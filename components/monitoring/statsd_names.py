@@ -29,9 +29,7 @@ MARKER = "zzvariable"
 
 # Names Airflow 2.x emits where the 3.x catalogue has another name (Airflow 3 renamed
 # "zombie" tasks to "task instances without heartbeats").
-AIRFLOW2_NAMES: dict[str, str] = {
-    "airflow_task_instances_without_heartbeats_killed": "airflow_zombies_killed",
-}
+AIRFLOW2_NAMES: dict[str, str] = {"airflow_task_instances_without_heartbeats_killed": "airflow_zombies_killed"}
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _VARIABLE = re.compile(r"\{[^}]*\}")

@@ -539,6 +539,16 @@ class _Layout:
         self.x += width
         self.row_height = max(self.row_height, height)
 
+    def series(
+        self, title: str, *queries: tuple[str, str], unit: str = "short", desc: str = "", width: int = 8
+    ) -> None:
+        """A time series panel (a query and its legend each), 8 high."""
+        self.add(_timeseries(title, list(queries), unit, desc), width, 8)
+
+    def stat(self, title: str, expr: str, **options: Any) -> None:
+        """A stat panel, 6 wide and 4 high."""
+        self.add(_stat(title, expr, **options), 6, 4)
+
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -590,278 +600,158 @@ def dashboard(target: Target) -> dict[str, Any]:
     lay = _Layout()
 
     lay.row("Scheduler health")
-    lay.add(
-        _stat(
-            "Scheduler heartbeats / min",
-            f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60",
-            thresholds=[(None, "red"), (1, "green")],
-            desc="All schedulers together; 0 means no scheduler is alive.",
-        ),
-        6,
-        4,
+    lay.stat(
+        "Scheduler heartbeats / min",
+        f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60",
+        thresholds=[(None, "red"), (1, "green")],
+        desc="All schedulers together; 0 means no scheduler is alive.",
     )
-    lay.add(
-        _stat(
-            "DAG import errors",
-            f"max(airflow_dag_processing_import_errors{s()})",
-            thresholds=[(None, "green"), (1, "red")],
-        ),
-        6,
-        4,
+    lay.stat(
+        "DAG import errors", f"max(airflow_dag_processing_import_errors{s()})", thresholds=[(None, "green"), (1, "red")]
     )
-    lay.add(_stat("DAGs loaded", f"max(airflow_dagbag_size{s()})"), 6, 4)
-    lay.add(_stat("Running DAG runs", f"max(airflow_scheduler_dagruns_running{s()})"), 6, 4)
-    lay.add(
-        _timeseries(
-            "Heartbeats / min",
-            [
-                (f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60", "scheduler"),
-                (f"sum(rate(airflow_dag_processor_heartbeat{s()}[{rate}])) * 60", "dag processor"),
-                (f"sum(rate(airflow_triggerer_heartbeat{s()}[{rate}])) * 60", "triggerer"),
-            ],
-        ),
-        8,
-        8,
+    lay.stat("DAGs loaded", f"max(airflow_dagbag_size{s()})")
+    lay.stat("Running DAG runs", f"max(airflow_scheduler_dagruns_running{s()})")
+    lay.series(
+        "Heartbeats / min",
+        (f"sum(rate(airflow_scheduler_heartbeat{s()}[{rate}])) * 60", "scheduler"),
+        (f"sum(rate(airflow_dag_processor_heartbeat{s()}[{rate}])) * 60", "dag processor"),
+        (f"sum(rate(airflow_triggerer_heartbeat{s()}[{rate}])) * 60", "triggerer"),
     )
-    lay.add(
-        _timeseries(
-            "Scheduler loop duration",
-            [
-                (
-                    f"sum(rate(airflow_scheduler_scheduler_loop_duration_sum{s()}[{rate}])) / "
-                    f"sum(rate(airflow_scheduler_scheduler_loop_duration_count{s()}[{rate}]))",
-                    "mean",
-                ),
-                (f"max(airflow_scheduler_scheduler_loop_duration{s(P99)})", "p99"),
-                (
-                    f"sum(rate(airflow_scheduler_critical_section_duration_sum{s()}[{rate}])) / "
-                    f"sum(rate(airflow_scheduler_critical_section_duration_count{s()}[{rate}]))",
-                    "critical section (mean)",
-                ),
-            ],
-            unit="s",
+    lay.series(
+        "Scheduler loop duration",
+        (
+            f"sum(rate(airflow_scheduler_scheduler_loop_duration_sum{s()}[{rate}])) / "
+            f"sum(rate(airflow_scheduler_scheduler_loop_duration_count{s()}[{rate}]))",
+            "mean",
         ),
-        8,
-        8,
+        (f"max(airflow_scheduler_scheduler_loop_duration{s(P99)})", "p99"),
+        (
+            f"sum(rate(airflow_scheduler_critical_section_duration_sum{s()}[{rate}])) / "
+            f"sum(rate(airflow_scheduler_critical_section_duration_count{s()}[{rate}]))",
+            "critical section (mean)",
+        ),
+        unit="s",
     )
-    lay.add(
-        _timeseries(
-            "DAG parsing",
-            [
-                (f"max(airflow_dag_processing_total_parse_time{s()})", "total parse time"),
-                (
-                    f"topk(5, max by (dag_file) (airflow_dag_processing_last_run_seconds_ago{s(HAS_DAG_FILE)}))",
-                    "{{dag_file}} last parsed ago",
-                ),
-            ],
-            unit="s",
+    lay.series(
+        "DAG parsing",
+        (f"max(airflow_dag_processing_total_parse_time{s()})", "total parse time"),
+        (
+            f"topk(5, max by (dag_file) (airflow_dag_processing_last_run_seconds_ago{s(HAS_DAG_FILE)}))",
+            "{{dag_file}} last parsed ago",
         ),
-        8,
-        8,
+        unit="s",
     )
 
     lay.row("DAG runs and task outcomes")
-    lay.add(
-        _timeseries(
-            "Task instances finished / min",
-            [
-                (f"sum(rate(airflow_ti_successes{s()}[{rate}])) * 60", "success"),
-                (f"sum(rate(airflow_ti_failures{s()}[{rate}])) * 60", "failed"),
-            ],
-        ),
-        8,
-        8,
+    lay.series(
+        "Task instances finished / min",
+        (f"sum(rate(airflow_ti_successes{s()}[{rate}])) * 60", "success"),
+        (f"sum(rate(airflow_ti_failures{s()}[{rate}])) * 60", "failed"),
     )
-    lay.add(
-        _timeseries(
-            "DAG runs finished / hour",
-            [
-                (f"sum by (dag_id) (increase(airflow_dagrun_duration_count{s(dag)}[1h]))", "{{dag_id}} success"),
-                (f"sum by (dag_id) (increase(airflow_dagrun_failed_count{s(dag)}[1h]))", "{{dag_id}} failed"),
-            ],
-        ),
-        8,
-        8,
+    lay.series(
+        "DAG runs finished / hour",
+        (f"sum by (dag_id) (increase(airflow_dagrun_duration_count{s(dag)}[1h]))", "{{dag_id}} success"),
+        (f"sum by (dag_id) (increase(airflow_dagrun_failed_count{s(dag)}[1h]))", "{{dag_id}} failed"),
     )
-    lay.add(
-        _timeseries(
-            "Zombie tasks killed and operator failures",
-            [
-                (
-                    f"sum(increase({target.metric('airflow_task_instances_without_heartbeats_killed')}{s()}[{rate}]))",
-                    "task instances without heartbeat killed",
-                ),
-                (f"sum by (operator) (increase(airflow_operator_failures{s()}[{rate}]))", "{{operator}} failures"),
-            ],
+    lay.series(
+        "Zombie tasks killed and operator failures",
+        (
+            f"sum(increase({target.metric('airflow_task_instances_without_heartbeats_killed')}{s()}[{rate}]))",
+            "task instances without heartbeat killed",
         ),
-        8,
-        8,
+        (f"sum by (operator) (increase(airflow_operator_failures{s()}[{rate}]))", "{{operator}} failures"),
     )
 
     lay.row("Durations")
-    lay.add(
-        _timeseries(
-            "DAG run duration (successful runs)",
-            [
-                (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P50)})", "{{dag_id}} p50"),
-                (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P99)})", "{{dag_id}} p99"),
-            ],
-            unit="s",
-        ),
-        8,
-        8,
+    lay.series(
+        "DAG run duration (successful runs)",
+        (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P50)})", "{{dag_id}} p50"),
+        (f"max by (dag_id) (airflow_dagrun_duration{s(dag, P99)})", "{{dag_id}} p99"),
+        unit="s",
     )
-    lay.add(
-        _timeseries(
-            "Slowest tasks (p99)",
-            [
-                (
-                    f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))",
-                    "{{dag_id}}.{{task_id}}",
-                )
-            ],
-            unit="s",
-        ),
-        8,
-        8,
+    lay.series(
+        "Slowest tasks (p99)",
+        (f"topk(10, max by (dag_id, task_id) (airflow_task_duration{s(dag, P99)}))", "{{dag_id}}.{{task_id}}"),
+        unit="s",
     )
-    lay.add(
-        _timeseries(
-            "Scheduling delay",
-            [
-                (f"max by (dag_id) (airflow_dagrun_schedule_delay{s(dag, P50)})", "{{dag_id}} start delay"),
-                (f"max(airflow_task_queued_duration{s(P99)})", "time in queue p99 (all tasks)"),
-            ],
-            unit="s",
-        ),
-        8,
-        8,
+    lay.series(
+        "Scheduling delay",
+        (f"max by (dag_id) (airflow_dagrun_schedule_delay{s(dag, P50)})", "{{dag_id}} start delay"),
+        (f"max(airflow_task_queued_duration{s(P99)})", "time in queue p99 (all tasks)"),
+        unit="s",
     )
 
     lay.row("Queues and pools")
-    lay.add(
-        _timeseries(
-            "Task instances by state",
-            [
-                (f"sum(airflow_ti_scheduled{s(HAS_DAG)})", "scheduled"),
-                (f"sum(airflow_ti_queued{s(HAS_DAG)})", "queued"),
-                (f"sum(airflow_ti_running{s(HAS_DAG)})", "running"),
-                (f"sum(airflow_ti_deferred{s(HAS_DAG)})", "deferred"),
-            ],
-        ),
-        8,
-        8,
+    lay.series(
+        "Task instances by state",
+        (f"sum(airflow_ti_scheduled{s(HAS_DAG)})", "scheduled"),
+        (f"sum(airflow_ti_queued{s(HAS_DAG)})", "queued"),
+        (f"sum(airflow_ti_running{s(HAS_DAG)})", "running"),
+        (f"sum(airflow_ti_deferred{s(HAS_DAG)})", "deferred"),
     )
-    lay.add(
-        _timeseries(
-            "Pool slots",
-            [
-                (f"max by (pool) (airflow_pool_open_slots{s(HAS_POOL)})", "{{pool}} open"),
-                (f"max by (pool) (airflow_pool_starving_tasks{s(HAS_POOL)})", "{{pool}} starving"),
-            ],
-            desc="Per pool: the chart's StatsD mapping labels open slots and starving tasks by pool. Running and "
-            "queued slots per pool reach Prometheus only as one metric name per pool, so they are not shown.",
-        ),
-        8,
-        8,
+    lay.series(
+        "Pool slots",
+        (f"max by (pool) (airflow_pool_open_slots{s(HAS_POOL)})", "{{pool}} open"),
+        (f"max by (pool) (airflow_pool_starving_tasks{s(HAS_POOL)})", "{{pool}} starving"),
+        desc="Per pool: the chart's StatsD mapping labels open slots and starving tasks by pool. Running and "
+        "queued slots per pool reach Prometheus only as one metric name per pool, so they are not shown.",
     )
-    lay.add(
-        _timeseries(
-            "Scheduler: executable and starving tasks",
-            [
-                (f"max(airflow_scheduler_tasks_executable{s()})", "executable"),
-                (f"max(airflow_scheduler_tasks_starving{s()})", "starving (no pool slot)"),
-            ],
-        ),
-        8,
-        8,
+    lay.series(
+        "Scheduler: executable and starving tasks",
+        (f"max(airflow_scheduler_tasks_executable{s()})", "executable"),
+        (f"max(airflow_scheduler_tasks_starving{s()})", "starving (no pool slot)"),
     )
 
     lay.row("Executor slots")
-    lay.add(
-        _timeseries(
-            "Executor slots",
-            [
-                (f"max by (executor) (airflow_executor_open_slots{s()})", "open {{executor}}"),
-                (f"max by (executor) (airflow_executor_queued_tasks{s()})", "queued {{executor}}"),
-                (f"max by (executor) (airflow_executor_running_tasks{s()})", "running {{executor}}"),
-            ],
-        ),
-        24,
-        8,
+    lay.series(
+        "Executor slots",
+        (f"max by (executor) (airflow_executor_open_slots{s()})", "open {{executor}}"),
+        (f"max by (executor) (airflow_executor_queued_tasks{s()})", "queued {{executor}}"),
+        (f"max by (executor) (airflow_executor_running_tasks{s()})", "running {{executor}}"),
+        width=24,
     )
 
     lay.row("Resource use (all pods of the namespace)")
-    lay.add(
-        _timeseries(
-            "CPU by pod",
-            [(f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods}}}[{rate}]))", "{{pod}}")],
-            unit="cores",
-        ),
-        8,
-        8,
+    lay.series(
+        "CPU by pod",
+        (f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{pods}}}[{rate}]))", "{{pod}}"),
+        unit="cores",
     )
-    lay.add(
-        _timeseries(
-            "Memory (working set) by pod",
-            [(f"sum by (pod) (container_memory_working_set_bytes{{{pods}}})", "{{pod}}")],
-            unit="bytes",
-        ),
-        8,
-        8,
+    lay.series(
+        "Memory (working set) by pod",
+        (f"sum by (pod) (container_memory_working_set_bytes{{{pods}}})", "{{pod}}"),
+        unit="bytes",
     )
-    lay.add(
-        _timeseries(
-            "Memory use / limit",
-            [
-                (
-                    f"sum by (pod) (container_memory_working_set_bytes{{{pods}}}) / "
-                    f'sum by (pod) (kube_pod_container_resource_limits{{namespace="{ns}", resource="memory"}})',
-                    "{{pod}}",
-                )
-            ],
-            unit="percentunit",
+    lay.series(
+        "Memory use / limit",
+        (
+            f"sum by (pod) (container_memory_working_set_bytes{{{pods}}}) / "
+            f'sum by (pod) (kube_pod_container_resource_limits{{namespace="{ns}", resource="memory"}})',
+            "{{pod}}",
         ),
-        8,
-        8,
+        unit="percentunit",
     )
-    lay.add(
-        _timeseries(
-            "CPU throttling",
-            [
-                (
-                    f"sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{{pods}}}[{rate}])) / "
-                    f"sum by (pod) (increase(container_cpu_cfs_periods_total{{{pods}}}[{rate}]))",
-                    "{{pod}}",
-                )
-            ],
-            unit="percentunit",
-            desc="Share of CPU periods in which the container hit its CPU limit.",
+    lay.series(
+        "CPU throttling",
+        (
+            f"sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{{pods}}}[{rate}])) / "
+            f"sum by (pod) (increase(container_cpu_cfs_periods_total{{{pods}}}[{rate}]))",
+            "{{pod}}",
         ),
-        8,
-        8,
+        unit="percentunit",
+        desc="Share of CPU periods in which the container hit its CPU limit.",
     )
-    lay.add(
-        _timeseries(
-            "Pods by phase",
-            [(f'sum by (phase) (kube_pod_status_phase{{namespace="{ns}"}})', "{{phase}}")],
-            desc="Pending task pods mean the cluster cannot place them (resources, quotas, node selectors).",
-        ),
-        8,
-        8,
+    lay.series(
+        "Pods by phase",
+        (f'sum by (phase) (kube_pod_status_phase{{namespace="{ns}"}})', "{{phase}}"),
+        desc="Pending task pods mean the cluster cannot place them (resources, quotas, node selectors).",
     )
-    lay.add(
-        _timeseries(
-            "Containers waiting (CrashLoopBackOff, ImagePullBackOff, ...)",
-            [
-                (
-                    f'sum by (pod, reason) (kube_pod_container_status_waiting_reason{{namespace="{ns}"}})',
-                    "{{pod}} {{reason}}",
-                )
-            ],
+    lay.series(
+        "Containers waiting (CrashLoopBackOff, ImagePullBackOff, ...)",
+        (
+            f'sum by (pod, reason) (kube_pod_container_status_waiting_reason{{namespace="{ns}"}})',
+            "{{pod}} {{reason}}",
         ),
-        8,
-        8,
     )
 
     return {
@@ -931,10 +821,6 @@ def rules_config_map(target: Target, cfg: MonitoringConfig) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": rules_name(target),
-            "namespace": target.namespace,
-            "labels": _own_labels(target),
-        },
+        "metadata": {"name": rules_name(target), "namespace": target.namespace, "labels": _own_labels(target)},
         "data": {"airflow-alerts.yaml": rules_file(target, cfg)},
     }

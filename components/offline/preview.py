@@ -464,38 +464,6 @@ def preview(
     # again, about a tenth of a warm preview) and runs as usual after.
     collecting = gc.isenabled()
     gc.disable()
-    try:
-        return _timed_preview(
-            root,
-            stack,
-            out,
-            kube_version,
-            run_checkov,
-            echo,
-            program_run,
-            releases_exist,
-            api_versions,
-            baseline_state,
-            dry_run or Target.default(),
-        )
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _timed_preview(
-    root: Path,
-    stack: str,
-    out: Path,
-    kube_version: str | None,
-    run_checkov: bool,
-    echo: Callable[[str], None] | None,
-    program_run: ProgramRun | None,
-    releases_exist: bool | None,
-    api_versions: set[str] | None,
-    baseline_state: Path | None,
-    dry_run: Target,
-) -> PreviewResult:
     progress = Progress(echo)
     options = json.dumps([program_run is not None, kube_version, sorted(api_versions or ()), releases_exist])
     started: list[policy.Scanner] = []
@@ -510,11 +478,11 @@ def _timed_preview(
             )
         return started[0] if started else None
 
-    # checkov's start overlaps the program's run, unless a chart may have to be fetched: a preview
-    # that cannot have its charts stops before anything slow starts.
-    if at_hand(root):
-        start_scanner()
     try:
+        # checkov's start overlaps the program's run, unless a chart may have to be fetched: a preview
+        # that cannot have its charts stops before anything slow starts.
+        if at_hand(root):
+            start_scanner()
         return _preview(
             root,
             stack,
@@ -527,7 +495,7 @@ def _timed_preview(
             releases_exist,
             api_versions,
             baseline_state,
-            dry_run,
+            dry_run or Target.default(),
             judges,
         )
     finally:
@@ -535,6 +503,8 @@ def _timed_preview(
             scanner.close()
         for judge in judges:
             airflow_checks.cancel(judge)
+        if collecting:
+            gc.enable()
 
 
 def _preview(

@@ -190,11 +190,7 @@ def split_manifests(output: str) -> list[tuple[str, str]]:
 
 
 def render_chart(
-    path: Path,
-    values: dict[str, Any],
-    name: str,
-    namespace: str,
-    capabilities: Capabilities | None = None,
+    path: Path, values: dict[str, Any], name: str, namespace: str, capabilities: Capabilities | None = None
 ) -> ChartRender:
     """`helm template` with Helm v3.20 (the provider's Helm) and the target cluster's capabilities.
 

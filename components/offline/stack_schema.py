@@ -324,7 +324,7 @@ def build(shapes: Shapes, root: Path = ROOT) -> dict[str, Any]:
                     "anyOf": [{"enum": names}, {"pattern": f"^(?!{re.escape(PROJECT)}:)[^:]+:."}],
                     "description": f"A key of this project (`{PROJECT}:<key>`), or of another namespace.",
                 },
-            },
+            }
         },
         "definitions": definitions,
     }

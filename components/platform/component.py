@@ -19,6 +19,7 @@ from ..airflow.config.task_images import task_image_variables
 from ..airflow.values.chart import airflow_api_port
 from ..core.arguments import as_arguments
 from ..core.merge import deep_merge
+from ..core.outputs import register_annotated_outputs
 from ..core.reader import ConfigError
 from ..keda.component import KedaOperator
 from ..keda.values import airflow_values as keda_airflow_values
@@ -258,9 +259,7 @@ class AirflowPlatform(pulumi.ComponentResource):
 
         # Declared in every mode (with `off`, only Grafana's key material): see components/monitoring/component.py.
         self.monitoring = Monitoring(
-            self._child_name(name, "monitoring"),
-            {"settings": cfg.monitoring, "airflow": airflow},
-            opts=self._child(),
+            self._child_name(name, "monitoring"), {"settings": cfg.monitoring, "airflow": airflow}, opts=self._child()
         )
 
         # Team task namespaces for KubernetesPodOperator: isolated, with their own Secrets.
@@ -306,15 +305,4 @@ class AirflowPlatform(pulumi.ComponentResource):
         self.task_service_accounts = airflow.task_service_accounts
         self.team_namespaces = pulumi.Output.all(*[t.namespace for t in self.teams.values()]).apply(list)
         deployed.record(name, cfg)
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "release_name": self.release_name,
-                "ui_service_name": self.ui_service_name,
-                "ui_service_port": self.ui_service_port,
-                "admin_username": self.admin_username,
-                "admin_password": self.admin_password,
-                "task_service_accounts": self.task_service_accounts,
-                "team_namespaces": self.team_namespaces,
-            }
-        )
+        register_annotated_outputs(self)

@@ -100,11 +100,7 @@ def parse_cluster(raw: Any) -> ClusterConfig:
         namespaces=tuple(node.string_list("namespaces", [], item=dns_label)),
         pods=tuple(node.string_list("pods", [], item=_pod_labels)),
         secrets=tuple(node.string_list("secrets", [], item=_claim_ref)),
-        kubernetes_version=node.string(
-            "kubernetesVersion",
-            "1.31",
-            choices=KUBERNETES_VERSIONS,
-        ),
+        kubernetes_version=node.string("kubernetesVersion", "1.31", choices=KUBERNETES_VERSIONS),
         environment=node.string("environment", "production", choices=("laptop", "production")),
         api_versions=tuple(node.string_list("apiVersions", [], item=_api_version)),
     )
@@ -171,9 +167,7 @@ def read_stack(values: Mapping[str, Any], secret_keys: set[str] | frozenset[str]
     # (URLs with credentials last, after the keys that say where theirs belong).
     check_plain_credentials(values, secret_keys, urls=False, either=EITHER_KEYS)
     secrets = StackSecrets(
-        git_token=values.get("gitToken"),
-        git_ssh_key=values.get("gitSshKey"),
-        database_url=values.get("databaseUrl"),
+        git_token=values.get("gitToken"), git_ssh_key=values.get("gitSshKey"), database_url=values.get("databaseUrl")
     )
     cluster = parse_cluster(_decode("cluster", values.get("cluster", {})))
     airflow = parse_airflow(_decode("airflow", values.get("airflow", {})), secrets)

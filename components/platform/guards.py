@@ -21,14 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..airflow.values import invariants
-from ..airflow.values.guards import (
-    SYSTEM_NAMESPACES,
-    SYSTEM_PREFIXES,
-    check_airflow_config,
-    size_valid,
-)
+from ..airflow.values.guards import SYSTEM_PREFIXES, check_airflow_config, size_valid
 from ..core import invariants as chart_invariants
 from ..core.credentials import credential_in
+from ..core.names import SYSTEM_NAMESPACES
 from ..core.reader import ConfigError, json_value
 from ..core.resources import amount_valid
 from ..teams.config import check_limit_range

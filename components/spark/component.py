@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from ..core.chart_release import helm_release, own_namespace
 from ..core.invariants import check_other_release
+from ..core.outputs import register_annotated_outputs
 from ..core.rbac import bound_role
 from ..core.reader import ConfigError
 from .config import SparkConfig, parse_spark
@@ -133,16 +134,7 @@ class SparkOperator(pulumi.ComponentResource):
         self.driver_service_account = pulumi.Output.from_input(cfg.service_accounts.driver)
         self.executor_service_account = pulumi.Output.from_input(cfg.service_accounts.executor)
         self.submitters = bound.apply(lambda items: [f"{s['namespace']}/{s['name']}" for s in items])
-        self.register_outputs(
-            {
-                "namespace": self.namespace,
-                "release_name": self.release_name,
-                "job_namespaces": self.job_namespaces,
-                "driver_service_account": self.driver_service_account,
-                "executor_service_account": self.executor_service_account,
-                "submitters": self.submitters,
-            }
-        )
+        register_annotated_outputs(self)
 
     def _spark_accounts(
         self,

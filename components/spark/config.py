@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.charts import ChartSource, parse_chart_source
+from ..core.names import SYSTEM_NAMESPACES
 from ..core.reader import ConfigError, ConfigTypeError, Node, dns_label
 from ..core.resources import Resources, parse_resources
 
@@ -27,7 +28,6 @@ DEFAULT_EXECUTOR_SERVICE_ACCOUNT = "spark-executor"
 
 # Namespaces Kubernetes itself owns, or that everything shares: Spark drivers may create
 # pods in a job namespace, so a pod there could run as any ServiceAccount of it.
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 # The release name prefixes every object of the chart; the longest is `<release>-spark-operator-webhook-svc`,
 # a Service name (a DNS label of at most 63 characters).
@@ -148,8 +148,7 @@ def _job_namespaces(node: Node, operator_namespace: str, airflow_namespace: str 
 def _operator_pods(node: Node, name: str) -> OperatorPods:
     sub = node.mapping(name)
     pods = OperatorPods(
-        replicas=sub.integer("replicas", 1, low=1, high=10),
-        resources=parse_resources(sub, "resources"),
+        replicas=sub.integer("replicas", 1, low=1, high=10), resources=parse_resources(sub, "resources")
     )
     sub.finish()
     return pods

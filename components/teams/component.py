@@ -8,6 +8,7 @@ from typing import Any, NotRequired, TypedDict, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ..core.outputs import register_annotated_outputs
 from ..core.rbac import bound_role
 from .config import Team, launcher_rules, namespace_annotations, namespace_labels, network_policies
 
@@ -107,4 +108,4 @@ class TaskNamespace(pulumi.ComponentResource):
 
         self.namespace = namespace
         self.service_account = sa.metadata.name
-        self.register_outputs({"namespace": self.namespace, "service_account": self.service_account})
+        register_annotated_outputs(self)

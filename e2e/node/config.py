@@ -308,12 +308,7 @@ def kube_proxy_config(layout: Layout, kubeconfig: Path, *, healthz_port: int, me
         "clusterCIDR": POD_CIDR,
         "nodePortAddresses": [f"{NODE_ADDRESS}/32"],
         "iptables": {"masqueradeAll": True, "localhostNodePorts": False, "syncPeriod": "10s", "minSyncPeriod": "1s"},
-        "conntrack": {
-            "maxPerCore": 0,
-            "min": 0,
-            "tcpEstablishedTimeout": "0s",
-            "tcpCloseWaitTimeout": "0s",
-        },
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         "oomScoreAdj": 0,
     }
 
@@ -497,10 +492,7 @@ def storage_class(reclaim_policy: str = "Delete") -> dict[str, Any]:
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
-        "metadata": {
-            "name": STORAGE_CLASS,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-        },
+        "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
         "provisioner": PROVISIONER,
         "reclaimPolicy": reclaim_policy,
         "volumeBindingMode": "Immediate",

@@ -100,12 +100,7 @@ def run_logged(cmd: Sequence[str], log: Path, env: Mapping[str, str] | None = No
 
 
 def in_root(
-    root: Path,
-    script: str,
-    log: Path,
-    *,
-    binds: Sequence[tuple[Path, str]] = (),
-    env: Mapping[str, str] | None = None,
+    root: Path, script: str, log: Path, *, binds: Sequence[tuple[Path, str]] = (), env: Mapping[str, str] | None = None
 ) -> None:
     """Run the shell `script` as root inside `root` (chroot, own mount and PID namespace).
     `binds`: host folders mounted at paths inside the tree for the command's time."""

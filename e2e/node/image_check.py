@@ -432,10 +432,7 @@ def _run_check(
         "airflow db check-migrations (the init containers)",
         ["airflow", "db", "check-migrations", "--migration-wait-timeout=60"],
     )
-    once(
-        "airflow users create (the create-user Job)",
-        ["bash", "-c", CREATE_USER, "--", *ADMIN],
-    )
+    once("airflow users create (the create-user Job)", ["bash", "-c", CREATE_USER, "--", *ADMIN])
     with _step("airflow api-server answers /api/v2/monitor/health", echo, timings):
         api = procs.start("api-server", airflow_container(["bash", "-c", "exec airflow api-server"]))
         wait_for("api-server health", lambda: bool(health(api_port)), 240, lambda: api.poll() is None)

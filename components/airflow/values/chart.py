@@ -56,11 +56,7 @@ SERVICE_ACCOUNT_KEYS: dict[str, str] = {
 def service_account_names(cfg: AirflowConfig) -> dict[str, str]:
     """The ServiceAccounts the chart creates for this config, by component."""
     r = cfg.release_name
-    names = {
-        "scheduler": f"{r}-scheduler",
-        "triggerer": f"{r}-triggerer",
-        "dagProcessor": f"{r}-dag-processor",
-    }
+    names = {"scheduler": f"{r}-scheduler", "triggerer": f"{r}-triggerer", "dagProcessor": f"{r}-dag-processor"}
     names[cfg.ui_component] = f"{r}-{SERVICE_ACCOUNT_KEYS[cfg.ui_component]}"
     if not cfg.triggerer.enabled:
         del names["triggerer"]
@@ -657,10 +653,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
             **groomer,
             # The scheduler launches task pods: it gets an explicitly mounted, projected token
             # instead of the automatic one.
-            "serviceAccount": {
-                "automountServiceAccountToken": False,
-                "serviceAccountTokenVolume": {"enabled": True},
-            },
+            "serviceAccount": {"automountServiceAccountToken": False, "serviceAccountTokenVolume": {"enabled": True}},
         },
         "triggerer": dict(groomer),
         "dagProcessor": {**groomer, "serviceAccount": {"automountServiceAccountToken": False}},
@@ -674,10 +667,7 @@ def security_values(cfg: AirflowConfig) -> dict[str, Any]:
         "statsd": {
             "resources": cfg.statsd.resources.as_values() or dict(SIDECAR_RESOURCES["statsd"]),
             "serviceAccount": {"automountServiceAccountToken": False},
-            "securityContexts": {
-                "pod": _pod(65534, 65534),
-                "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT},
-            },
+            "securityContexts": {"pod": _pod(65534, 65534), "container": {**CONTAINER_SECURITY, **READ_ONLY_ROOT}},
         },
         "redis": {
             "uid": REDIS_UID,

@@ -13,14 +13,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ...core import invariants as chart_invariants
+from ...core.names import SYSTEM_NAMESPACES
 from ...core.reader import ConfigError, quantity
 from . import invariants
 
 if TYPE_CHECKING:
     from ..config.airflow import AirflowConfig
 
-# The cluster's own namespaces: nothing of this stack goes there.
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "default")
+# The cluster's own namespaces (core.names.SYSTEM_NAMESPACES and these prefixes): nothing of this stack goes there.
 SYSTEM_PREFIXES = ("kube-", "openshift-")
 MIN_STORAGE = Decimal(2**20)
 # Where the chart mounts the DAGs (dags.mountPath, default `<airflowHome>/dags`) and airflow.cfg.
@@ -130,7 +130,7 @@ def check_airflow_config(cfg: AirflowConfig, *, key: str = "airflow", previous_k
         )
     net = cfg.network_policies
     for i, ns in enumerate(net.ui_namespaces + net.metrics_namespaces):
-        if ns in SYSTEM_NAMESPACES[:3]:
+        if ns in SYSTEM_NAMESPACES and ns != "default":
             which = "uiNamespaces" if i < len(net.ui_namespaces) else "metricsNamespaces"
             index = i if i < len(net.ui_namespaces) else i - len(net.ui_namespaces)
             raise ConfigError(

@@ -49,6 +49,7 @@ from ...core.invariants import (
 )
 from ...core.reader import ConfigError
 from ...core.workloads import pod_spec_of
+from ..config.secret_paths import FILE_ONLY_ENV
 
 
 def _airflow_typed_key(path: Path) -> str:
@@ -73,19 +74,8 @@ def _airflow_typed_key(path: Path) -> str:
     return f"airflow.{text} (a chart value AirflowRelease renders)"
 
 
-_OWNED_ENV_PREFIXES = (
-    "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
-    "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__WEBSERVER__SECRET_KEY",
-    "AIRFLOW__CELERY__RESULT_BACKEND",
-    "AIRFLOW__CELERY__BROKER_URL",
-    "AIRFLOW_CONN_AIRFLOW_DB",
-    "AIRFLOW__SECRETS__BACKEND",
-)
+# Every variable AirflowRelease hands Airflow as a file, Airflow 2's name of the database URL, and the secrets backend.
+_OWNED_ENV_PREFIXES = (*FILE_ONLY_ENV, "AIRFLOW__CORE__SQL_ALCHEMY_CONN", "AIRFLOW__SECRETS__BACKEND")
 
 
 def owned_env_name(name: str) -> bool:

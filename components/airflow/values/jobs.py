@@ -113,13 +113,7 @@ def cli_job(
         "restartPolicy": "OnFailure",
         "automountServiceAccountToken": False,
         "securityContext": dict(POD_SECURITY),
-        "initContainers": [
-            {
-                **container,
-                "name": "wait-for-airflow-migrations",
-                "args": list(WAIT_FOR_MIGRATIONS_ARGS),
-            }
-        ]
+        "initContainers": [{**container, "name": "wait-for-airflow-migrations", "args": list(WAIT_FOR_MIGRATIONS_ARGS)}]
         if wait_for_schema
         else [],
         "containers": [
@@ -130,12 +124,7 @@ def cli_job(
                 "volumeMounts": file_mounts + (mounts or []),
             }
         ],
-        "volumes": [
-            config_volume,
-            projected_secrets(files),
-            tmp_volume(),
-            *(volumes or []),
-        ],
+        "volumes": [config_volume, projected_secrets(files), tmp_volume(), *(volumes or [])],
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account

@@ -99,10 +99,7 @@ def pg_service_file(target: DatabaseUrl, service: str = PG_SERVICE) -> str:
 
 
 def backup_claim(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": maint.backup.size}},
-    }
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": maint.backup.size}}}
     if maint.backup.storage_class:
         spec["storageClassName"] = maint.backup.storage_class
     return {
@@ -250,11 +247,7 @@ def cleanup_pods_cronjob(cfg: AirflowConfig) -> dict[str, Any]:
     """
     name = cleanup_pods_name(cfg.release_name)
     job = cli_job(
-        cfg,
-        name,
-        "cleanup-pods",
-        f"airflow kubernetes cleanup-pods --namespace={cfg.namespace}",
-        service_account=name,
+        cfg, name, "cleanup-pods", f"airflow kubernetes cleanup-pods --namespace={cfg.namespace}", service_account=name
     )
     job["spec"]["backoffLimit"] = 1
     job["spec"]["template"]["spec"]["restartPolicy"] = "Never"

@@ -21,11 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..config.spread import (
-    WHEN_UNSATISFIABLE as WHEN_UNSATISFIABLE,
-    Spread as Spread,
-    parse_spread as parse_spread,
-)
+from ..config.spread import WHEN_UNSATISFIABLE as WHEN_UNSATISFIABLE, Spread as Spread, parse_spread as parse_spread
 
 if TYPE_CHECKING:
     from ..config.airflow import AirflowConfig

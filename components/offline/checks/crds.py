@@ -112,11 +112,7 @@ def _crd_version_schema(crd: Mapping[str, Any], version: str) -> tuple[bool, dic
                 schema = _as_dict(_as_dict(spec.get("validation")).get("openAPIV3Schema")) or None
             return bool(entry.get("served", True)), schema, served_names
     if version in served_names:
-        return (
-            True,
-            _as_dict(_as_dict(spec.get("validation")).get("openAPIV3Schema")) or None,
-            served_names,
-        )
+        return (True, _as_dict(_as_dict(spec.get("validation")).get("openAPIV3Schema")) or None, served_names)
     return False, None, served_names
 
 

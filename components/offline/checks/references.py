@@ -164,9 +164,7 @@ def _container_ports(spec: Mapping[str, Any]) -> tuple[dict[str, set[int]], set[
     return names, numbers
 
 
-def _pod_template(
-    obj: Mapping[str, Any],
-) -> tuple[dict[str, str], dict[str, Any]] | None:
+def _pod_template(obj: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]] | None:
     template = pod_template_of(obj)
     if template is None:
         return None
@@ -198,16 +196,7 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
         ns, _, text = entry.partition("/")
         labels = dict(pair.split("=", 1) for pair in text.split(",") if "=" in pair)
         index.templates.append(
-            _PodTemplate(
-                f"pre-existing pod {entry}",
-                None,
-                ns,
-                labels,
-                None,
-                {},
-                set(),
-                frozenset(),
-            )
+            _PodTemplate(f"pre-existing pod {entry}", None, ns, labels, None, {}, set(), frozenset())
         )
     # The API server's own Service exists in every cluster.
     index.services.append(
@@ -279,11 +268,7 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
                             {},
                             [
                                 {"name": n, "port": p}
-                                for n, p in (
-                                    ("https-metrics", 10250),
-                                    ("http-metrics", 10255),
-                                    ("cadvisor", 4194),
-                                )
+                                for n, p in (("https-metrics", 10250), ("http-metrics", 10255), ("cadvisor", 4194))
                             ],
                         )
                     )
@@ -306,18 +291,7 @@ def _build_index(items: Sequence[Item], facts: ClusterFacts, scopes: Mapping[tup
                 ]
                 own_claims = frozenset(claim_names)
                 index.claim_templates.setdefault(ns, []).extend((name, claim) for claim in claim_names)
-            index.templates.append(
-                _PodTemplate(
-                    _ident(obj, True),
-                    item,
-                    ns,
-                    labels,
-                    spec,
-                    names,
-                    numbers,
-                    own_claims,
-                )
-            )
+            index.templates.append(_PodTemplate(_ident(obj, True), item, ns, labels, spec, names, numbers, own_claims))
         operator = _OPERATOR_PODS.get((group, kind))
         if operator is not None:
             selector_labels, ports = operator
@@ -408,12 +382,7 @@ class _Checker:
             ident = _ident(obj, namespaced)
             ns = _namespace(obj)
             if namespaced is True and ns is None:
-                self.add(
-                    "namespace",
-                    item,
-                    ident,
-                    f"{ident} is namespaced but has no metadata.namespace",
-                )
+                self.add("namespace", item, ident, f"{ident} is namespaced but has no metadata.namespace")
             elif namespaced is not False and ns is not None and ns not in self.index.namespaces:
                 self.add(
                     "namespace",
@@ -423,22 +392,12 @@ class _Checker:
                     "nor listed as pre-existing in the cluster facts",
                 )
             group, kind = _gk(obj)
-            key = (
-                group,
-                kind,
-                (ns or "") if namespaced is not False else "",
-                _name(obj),
-            )
+            key = (group, kind, (ns or "") if namespaced is not False else "", _name(obj))
             first = seen.get(key)
             if first is None:
                 seen[key] = item
             else:
-                self.add(
-                    "duplicate",
-                    item,
-                    ident,
-                    f"{ident} is declared twice: by {first.source} and by {item.source}",
-                )
+                self.add("duplicate", item, ident, f"{ident} is declared twice: by {first.source} and by {item.source}")
 
     # ----- pod templates
 
@@ -447,31 +406,11 @@ class _Checker:
         generated = self.index.generated_secrets.get((ns, name)) if isinstance(name, str) else None
         if generated is not None and generated[0] == item.source and (ns, name) not in table:
             table = ChainMap({(ns, name): generated[1]}, self.index.secrets)
-        self._lookup(
-            "secret-ref",
-            "Secret",
-            table,
-            item,
-            ident,
-            ns,
-            name,
-            where,
-            key,
-            in_facts=True,
-        )
+        self._lookup("secret-ref", "Secret", table, item, ident, ns, name, where, key, in_facts=True)
 
     def _config_map(self, item: Item, ident: str, ns: str, name: Any, where: str, key: Any | None) -> None:
         self._lookup(
-            "configmap-ref",
-            "ConfigMap",
-            self.index.config_maps,
-            item,
-            ident,
-            ns,
-            name,
-            where,
-            key,
-            in_facts=False,
+            "configmap-ref", "ConfigMap", self.index.config_maps, item, ident, ns, name, where, key, in_facts=False
         )
 
     def _lookup(
@@ -494,10 +433,7 @@ class _Checker:
         if (ns, name) not in table:
             elsewhere = "in the stack or in the cluster facts" if in_facts else "in the stack"
             self.add(
-                rule,
-                item,
-                ident,
-                f"{ident} {where} references {kind} {ns}/{name}, which is not declared {elsewhere}",
+                rule, item, ident, f"{ident} {where} references {kind} {ns}/{name}, which is not declared {elsewhere}"
             )
             return
         keys = table[(ns, name)]
@@ -555,21 +491,9 @@ class _Checker:
                 self._claim(item, ident, ns, claim.get("claimName"), where, template)
             ephemeral = _as_dict(_as_dict(_as_dict(volume.get("ephemeral")).get("volumeClaimTemplate")).get("spec"))
             if ephemeral:
-                self._storage_class(
-                    item,
-                    ident,
-                    ephemeral.get("storageClassName"),
-                    f"{ident} {where} ephemeral claim",
-                )
+                self._storage_class(item, ident, ephemeral.get("storageClassName"), f"{ident} {where} ephemeral claim")
         for pull_secret in _as_list(spec.get("imagePullSecrets")):
-            self._secret(
-                item,
-                ident,
-                ns,
-                _as_dict(pull_secret).get("name"),
-                "imagePullSecrets",
-                None,
-            )
+            self._secret(item, ident, ns, _as_dict(pull_secret).get("name"), "imagePullSecrets", None)
         account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         if account != "default" and (ns, account) not in self.index.service_accounts:
             self.add(
@@ -609,14 +533,7 @@ class _Checker:
                 )
 
     def _secret_or_cm_volume(
-        self,
-        item: Item,
-        ident: str,
-        ns: str,
-        which: str,
-        name: Any,
-        source: Mapping[str, Any],
-        where: str,
+        self, item: Item, ident: str, ns: str, which: str, name: Any, source: Mapping[str, Any], where: str
     ) -> None:
         check = self._secret if which == "secret" else self._config_map
         before = len(self.problems)
@@ -628,22 +545,9 @@ class _Checker:
             if key is not None:
                 check(item, ident, ns, name, f"{where} item", key)
 
-    def _claim(
-        self,
-        item: Item,
-        ident: str,
-        ns: str,
-        claim: Any,
-        where: str,
-        template: _PodTemplate,
-    ) -> None:
+    def _claim(self, item: Item, ident: str, ns: str, claim: Any, where: str, template: _PodTemplate) -> None:
         if not isinstance(claim, str) or not claim:
-            self.add(
-                "pvc-ref",
-                item,
-                ident,
-                f"{ident} {where} references a PersistentVolumeClaim without a name",
-            )
+            self.add("pvc-ref", item, ident, f"{ident} {where} references a PersistentVolumeClaim without a name")
             return
         if (ns, claim) in self.index.pvcs or claim in template.own_claims:
             return
@@ -832,10 +736,7 @@ class _Checker:
                     )
             else:
                 self.add(
-                    "rbac-roleref",
-                    item,
-                    ident,
-                    f"{ident} roleRef has kind {ref_kind!r}; expected Role or ClusterRole",
+                    "rbac-roleref", item, ident, f"{ident} roleRef has kind {ref_kind!r}; expected Role or ClusterRole"
                 )
 
     # ----- Services

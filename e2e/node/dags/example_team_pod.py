@@ -44,7 +44,6 @@ with DAG(
         secrets=[Secret("env", "TEAM_TOKEN", "warehouse", "token")],
         retries=0,  # a refusal shows at once
         **pod_defaults(
-            namespace=variable("k8s_team_namespace", TEAM_NAMESPACE),
-            service_account_name=TEAM_SERVICE_ACCOUNT,
+            namespace=variable("k8s_team_namespace", TEAM_NAMESPACE), service_account_name=TEAM_SERVICE_ACCOUNT
         ),
     )
