@@ -59,7 +59,7 @@ _LOGS_CONNECTIONS = {
 
 def stand_ins(config: dict[str, Any], project: str = "airflow-k8s") -> dict[str, str]:
     """{full key: stand-in value} for every `secure:` key of a stack file's `config:` block."""
-    from components.offline.program import placeholder_for
+    from components.offline.program import placeholder_for, placeholder_sslmode
 
     plain = {
         key.split(":", 1)[1]: value
@@ -71,7 +71,9 @@ def stand_ins(config: dict[str, Any], project: str = "airflow-k8s") -> dict[str,
         if not (isinstance(value, dict) and "secure" in value):
             continue
         short = key.split(":", 1)[1] if key.startswith(f"{project}:") else key
-        if short in STAND_INS:
+        if short == "databaseUrl":
+            out[key] = STAND_INS[short].replace("sslmode=require", f"sslmode={placeholder_sslmode(plain)}")
+        elif short in STAND_INS:
             out[key] = STAND_INS[short]
         elif short == "logsConnection":
             remote = (plain.get("logs") or {}).get("remote") or {}

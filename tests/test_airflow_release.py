@@ -197,6 +197,7 @@ class TestSecrets:
                 "result-backend",
                 "pgbouncer-config",
                 "pgbouncer-stats",
+                "pgbouncer-certificates",
                 "ssh-secret",
                 "postgresql",
                 "flower",
@@ -204,7 +205,7 @@ class TestSecrets:
         }
         names = SecretNames("airflow")
         ours = {getattr(names, p) for p in dir(SecretNames) if isinstance(getattr(SecretNames, p), property)}
-        assert len(ours) == 16
+        assert len(ours) == 17
         assert not ours & chart_defaults
 
     def test_the_admin_password_is_generated_secret_and_never_admin(self):

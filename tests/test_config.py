@@ -15,6 +15,8 @@ from components.core.reader import quantity_value
 from components.platform.config import parse_stack
 from tests.helpers import DB_URL, KNOWN_HOSTS, ROOT, SSH_KEY, run_stack
 
+TEST_CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUXh0Ai9rWq3YyQ2Ck7Z\n-----END CERTIFICATE-----\n"
+
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
 
 
@@ -296,13 +298,37 @@ BAD_AIRFLOW: list[tuple[str, dict[str, Any], dict[str, str], list[str]]] = [
         "db-url-verify-full-without-a-ca",
         airflow(database={"mode": "external"}),
         {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=verify-full"},
-        ["databaseUrl", "sslmode=verify-full", "failed to load CA", "use sslmode=require"],
+        [
+            "databaseUrl",
+            "sslmode=verify-full",
+            "failed to load CA",
+            "set airflow.database.caCertificate",
+            "sslmode=require",
+        ],
     ),
     (
         "db-url-verify-ca-without-a-ca",
         airflow(database={"mode": "external"}),
         {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=verify-ca"},
-        ["databaseUrl", "sslmode=verify-ca", "use sslmode=require"],
+        ["databaseUrl", "sslmode=verify-ca", "set airflow.database.caCertificate", "sslmode=require"],
+    ),
+    (
+        "db-ca-with-an-sslmode-that-does-not-verify",
+        airflow(database={"mode": "external", "caCertificate": TEST_CA}),
+        {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=require"},
+        ["airflow.database.caCertificate", "sslmode=require", "would not check", "sslmode=verify-full"],
+    ),
+    (
+        "db-ca-on-the-bundled-database",
+        airflow(database={"caCertificate": TEST_CA}),
+        {},
+        ["airflow.database.caCertificate", "-----BEGIN CERTIFICATE-----", "bundled Postgres", "'external'"],
+    ),
+    (
+        "db-ca-not-a-certificate",
+        airflow(database={"mode": "external", "caCertificate": "rds-ca-2019-root.pem"}),
+        {"databaseUrl": "postgresql://u:s3cr3t@h/db?sslmode=verify-full"},
+        ["airflow.database.caCertificate", "'rds-ca-2019-root.pem", "PEM certificates", "put its text here"],
     ),
     (
         "db-storage-on-external",

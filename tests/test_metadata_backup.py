@@ -59,11 +59,12 @@ def as_postgres(cmd: list[str]) -> list[str]:
 
 
 class Server:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, options: str = "") -> None:
         self.bin = pg_bin()
         self.root = root
         self.data = root / "data"
         self.port = free_port()
+        self.options = options  # more server settings (`-c name=value ...`)
         self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ['PATH']}"}
 
     def start(self) -> None:
@@ -100,7 +101,7 @@ class Server:
                     "-l",
                     str(self.root / "server.log"),
                     "-o",
-                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 {self.options}".rstrip(),
                     "-w",
                     "start",
                 ]

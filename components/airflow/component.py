@@ -52,6 +52,7 @@ from .values.jobs import import_pools_job, migrate_job, pools_configmap, rotate_
 from .values.rollout import AIRFLOW_SECRETS, PGBOUNCER_SECRETS, revision_values
 from .values.secret_files import (
     CONNECTIONS_FILE,
+    DATABASE_CA_KEY,
     METADATA_ASYNC_KEY,
     VARIABLES_FILE,
     check_one_secrets_backend,
@@ -359,7 +360,10 @@ class AirflowRelease(pulumi.ComponentResource):
             target = pg_pw.result.apply(lambda p: database_target(cfg, None, p))
         else:
             url = args.get("database_url")
-            target = pulumi.Output.secret(url).apply(lambda u: database_target(cfg, parse_database_url(u or ""), ""))
+            has_ca = cfg.database.ca_certificate is not None
+            target = pulumi.Output.secret(url).apply(
+                lambda u: database_target(cfg, parse_database_url(u or "", has_ca=has_ca), "")
+            )
         secrets.add(
             "metadata-secret",
             names.metadata,
@@ -374,6 +378,8 @@ class AirflowRelease(pulumi.ComponentResource):
             {METADATA_ASYNC_KEY: target.apply(lambda t: metadata_async_connection(cfg, t))},
             retain=True,
         )
+        if cfg.database.ca_certificate is not None:  # not a secret, but mounted beside the secrets
+            secrets.add("database-ca-secret", names.database_ca, {DATABASE_CA_KEY: cfg.database.ca_certificate})
         if cfg.database.pgbouncer.enabled:
             secrets.add(
                 "pgbouncer-config-secret",

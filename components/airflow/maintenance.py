@@ -19,6 +19,7 @@ from .values.maintenance import (
     PG_SERVICE_FILE,
     backup_claim,
     backup_cronjob,
+    backup_rootcert,
     backup_secret_name,
     backup_service_account,
     cleans_finished_pods,
@@ -52,7 +53,8 @@ def declare(
     """Children of `owner`: `<name>-backup-secret`, `<name>-backup-claim` (retained and protected),
     `<name>-metadata-backup`, `<name>-db-clean` and `<name>-cleanup-pods` (CronJobs, after `release`)."""
     if maint.backup.enabled:
-        service_file: pulumi.Input[str] = target.apply(pg_service_file)
+        rootcert = backup_rootcert(cfg)
+        service_file: pulumi.Input[str] = target.apply(lambda t: pg_service_file(t, rootcert=rootcert))
         secret = k8s.core.v1.Secret(
             f"{name}-backup-secret",
             metadata={

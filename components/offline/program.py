@@ -279,6 +279,15 @@ def _reject_nested_secure(key: str, value: Any, path: str = "") -> None:
             _reject_nested_secure(key, v, f"{path}[{i}]")
 
 
+def placeholder_sslmode(raw_config: Mapping[str, Any] | None) -> str:
+    """The sslmode a stand-in databaseUrl needs: verify-full beside `airflow.database.caCertificate`
+    (which only a verifying mode may have), else require."""
+    airflow = (raw_config or {}).get("airflow")
+    database = airflow.get("database") if isinstance(airflow, Mapping) else None
+    has_ca = isinstance(database, Mapping) and database.get("caCertificate") is not None
+    return "verify-full" if has_ca else "require"
+
+
 def placeholder_for(key: str, raw_config: Mapping[str, Any] | None = None) -> str:
     """A value of the right shape for a secret key, plainly marked as a placeholder.
 
@@ -286,7 +295,8 @@ def placeholder_for(key: str, raw_config: Mapping[str, Any] | None = None) -> st
     known), `teamSecrets` one key per Secret each team declares in `teams` (`raw_config`:
     the stack file's config, for the teams). `previousFernetKeys` gets a well-formed key."""
     if key == "databaseUrl":
-        return f"postgresql://airflow:{SECRET_PLACEHOLDER_PREFIX}@db.placeholder.invalid:5432/airflow?sslmode=require"
+        sslmode = placeholder_sslmode(raw_config)
+        return f"postgresql://airflow:{SECRET_PLACEHOLDER_PREFIX}@db.placeholder.invalid:5432/airflow?sslmode={sslmode}"
     if key == "gitSshKey":
         return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET_PLACEHOLDER_PREFIX}\n-----END OPENSSH PRIVATE KEY-----\n"
     if key in ("connections", "variables"):

@@ -125,7 +125,7 @@ def database_not_our_own_service(p: Platform) -> None:
     url = p.stack.secrets.database_url
     if not isinstance(url, str) or p.airflow.database.mode != "external":
         return
-    host = parse_database_url(url).host
+    host = parse_database_url(url, has_ca=p.airflow.database.ca_certificate is not None).host
     own = p.own_service(host)
     if own is None:
         return

@@ -8,7 +8,8 @@ and e2e.node.airflow_steps) with another first `up`:
   (e2e.node.external_db): the managed database;
 - the stack: Pulumi.prod.yaml's Airflow shape (CeleryExecutor, Redis with its password, PgBouncer
   with prod's pools, Flower, two schedulers, two api-servers) sized for the node's two cores,
-  `databaseUrl` (a secret) pointing at that server with `sslmode=require`;
+  `databaseUrl` (a secret) pointing at that server with `sslmode=verify-full`, and its CA in
+  `airflow.database.caCertificate` (PgBouncer, the backup Job and the drivers check the server);
 - every pod Ready, a DAG run on a Celery worker, its task log through the REST API (and on the
   logs volume); Flower refuses a request without its credentials and answers one with them;
 - the Postgres drivers the image really uses (a pod of the Airflow image with the stack's own
@@ -55,6 +56,8 @@ FLOWER_PORT = 5555
 REPLICAS = {"scheduler": 2, "apiServer": 2, "triggerer": 1, "dagProcessor": 1, "workers": 1}
 # What Pulumi.prod.yaml's Airflow keys keep on the node: its shape, not its sizes or its cloud.
 PROD_KEYS = ("executor", "database", "flower", "redis")
+# The strictest libpq mode: TLS, the server's certificate from the CA given, for the address dialled.
+SSLMODE = "verify-full"
 # The parts after the first run (e2e.node.parts), in the order they run, chosen by
 # AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
 PROD_PARTS: tuple[Part, ...] = ()
@@ -253,7 +256,7 @@ def scenario_node_prod(h: Harness) -> None:
     parts = selected(PROD_PARTS, trial=PROD_TRIAL_PARTS, variable=PROD_SELECT_ENV)
     db = ExternalPostgres(folder / "external-postgresql", Path(), config.NODE_ADDRESS, host.free_port())
     stack = stack_for(parts, prod_stack(node_stack_config(h, folder)))
-    secret = Part("external-database", lambda _run: None, secrets=lambda: {"databaseUrl": db.url("require")})
+    secret = Part("external-database", lambda _run: None, secrets=lambda: {"databaseUrl": db.url(SSLMODE)})
 
     with steps.step(f"[{NAME}] the machine holds nothing of a node (whatever ran before left it clean)"):
         machine_clean(folder, "before the node starts")
@@ -285,6 +288,8 @@ def scenario_node_prod(h: Harness) -> None:
                 raise StepError("the database took a connection without TLS")
         with evidence(kube, steps.echo, ("default", "kube-system", namespace)):
             with steps.step(f"[{NAME}] copy the project; stack init; databaseUrl set as a secret", setup=True):
+                # The server's CA, made when it started: what `sslmode=verify-full` checks it against.
+                stack["airflow-k8s:airflow"]["database"]["caCertificate"] = db.ca_pem
                 d = deploy_project(h, NAME, plane, kube, stack)
                 d.pulumi.stall_seconds = config.UP_STALL_SECONDS
                 set_secrets([secret, *parts], d)

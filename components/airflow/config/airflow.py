@@ -165,6 +165,8 @@ class Database:
     storage_size: str = "8Gi"
     storage_class: str | None = None
     pgbouncer: PgBouncer = field(default_factory=PgBouncer)
+    # PEM: the CA the external server's certificate chains to (sslmode=verify-ca / verify-full)
+    ca_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -567,15 +569,20 @@ def _ca_certificate(sub: Node, repo: str) -> str | None:
             "(its server is checked against knownHosts).",
             f"remove {sub.key('caCertificate')}.",
         )
-    if not matches(_PEM_CERTIFICATE, ca):
+    return pem_certificates(sub.key("caCertificate"), ca)
+
+
+def pem_certificates(key: str, value: str) -> str:
+    """A CA given as PEM text (the git bundle's, the external database's): certificates, never a key."""
+    if not matches(_PEM_CERTIFICATE, value):
         raise ConfigError(
-            sub.key("caCertificate"),
-            _first_line(ca),
+            key,
+            _first_line(value),
             "expected one or more PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----); "
             "never a private key.",
             "openssl x509 -in ca.crt -outform PEM, and put its text here.",
         )
-    return ca
+    return value
 
 
 def _dags(node: Node, secrets: StackSecrets, image: Image, major: int = 3) -> Dags:
@@ -643,6 +650,16 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
             "'databaseUrl' is set, but the bundled Postgres would be used and the URL ignored.",
             f"set {sub.key('mode')} to 'external', or remove databaseUrl.",
         )
+    ca = sub.string("caCertificate", None)
+    if ca is not None:
+        if mode != "external":
+            raise ConfigError(
+                sub.key("caCertificate"),
+                _first_line(ca),
+                "a CA certificate checks an external database's server; the bundled Postgres is reached without TLS.",
+                f"remove {sub.key('caCertificate')}, or set {sub.key('mode')} to 'external'.",
+            )
+        pem_certificates(sub.key("caCertificate"), ca)
     storage_size = sub.quantity("storageSize", "8Gi", what="a storage size")
     storage_class = sub.string("storageClass", None)
     if storage_class is not None:
@@ -666,7 +683,9 @@ def _database(node: Node, secrets: StackSecrets) -> Database:
     )
     pgb_node.finish()
     sub.finish()
-    return Database(mode=mode, storage_size=storage_size, storage_class=storage_class, pgbouncer=pgbouncer)
+    return Database(
+        mode=mode, storage_size=storage_size, storage_class=storage_class, pgbouncer=pgbouncer, ca_certificate=ca
+    )
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -959,13 +978,15 @@ def asyncpg_url(user: str, password: str, hostport: str, database: str, sslmode:
     return f"postgresql+asyncpg://{q(user, safe='')}:{q(password, safe='')}@{hostport}/{database}?ssl={sslmode}"
 
 
-SSLMODES = ("disable", "allow", "prefer", "require")
-# libpq's modes that verify the server's certificate: they need its CA, which nothing here takes yet.
-UNVERIFIABLE_SSLMODES = ("verify-ca", "verify-full")
+# libpq's modes that verify the server's certificate, against `airflow.database.caCertificate`.
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+SSLMODES = ("disable", "allow", "prefer", "require", *VERIFYING_SSLMODES)
+CA_KEY = "airflow.database.caCertificate"
 
 
-def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
-    """Split and check an external database URL. The message never shows the password."""
+def parse_database_url(value: str, key: str = "databaseUrl", *, has_ca: bool = False) -> DatabaseUrl:
+    """Split and check an external database URL. The message never shows the password. `has_ca`:
+    `airflow.database.caCertificate` is set (the sslmodes that verify need it, and it needs them)."""
     try:
         url = urllib.parse.urlsplit(value)
         port = url.port or 5432
@@ -1004,18 +1025,26 @@ def parse_database_url(value: str, key: str = "databaseUrl") -> DatabaseUrl:
         )
     query = urllib.parse.parse_qs(url.query)
     sslmode = query.get("sslmode", ["prefer"])[0]
-    if sslmode in UNVERIFIABLE_SSLMODES:
+    if sslmode not in SSLMODES:
+        raise ConfigError(key, f"[secret with sslmode={sslmode!r}]", f"allowed sslmode: {', '.join(SSLMODES)}.")
+    if sslmode in VERIFYING_SSLMODES and not has_ca:
         raise ConfigError(
             key,
             f"[secret with sslmode={sslmode!r}]",
-            f"sslmode={sslmode} checks the server's certificate against a CA certificate that this stack cannot "
-            "give to PgBouncer, Airflow or the backup Job yet: PgBouncer then fails every server connection "
-            "(`TLS connect error: failed to load CA`) and libpq looks for "
-            "~/.postgresql/root.crt, which no pod has.",
-            "use sslmode=require (TLS, the certificate not checked).",
+            f"sslmode={sslmode} checks the server's certificate against the CA it chains to, and none is given: "
+            "PgBouncer would fail every server connection (`TLS connect error: failed to load CA`) and libpq "
+            "would look for ~/.postgresql/root.crt, which no pod has.",
+            f"set {CA_KEY} to the PEM of the server's CA (your cloud's RDS / Cloud SQL / Azure bundle), or use "
+            "sslmode=require (TLS, the certificate not checked).",
         )
-    if sslmode not in SSLMODES:
-        raise ConfigError(key, f"[secret with sslmode={sslmode!r}]", f"allowed sslmode: {', '.join(SSLMODES)}.")
+    if has_ca and sslmode not in VERIFYING_SSLMODES:
+        raise ConfigError(
+            CA_KEY,
+            "[a CA certificate]",
+            f"a CA certificate is used only with sslmode=verify-ca or verify-full; databaseUrl has sslmode={sslmode}, "
+            "which would not check the server against it.",
+            f"put sslmode=verify-full in databaseUrl, or remove {CA_KEY}.",
+        )
     return DatabaseUrl(
         user=urllib.parse.unquote(url.username or ""),
         password=urllib.parse.unquote(url.password or ""),
@@ -1199,7 +1228,7 @@ def parse_airflow(raw: Any, secrets: StackSecrets | None = None, *, key: str = "
     node.finish()
 
     if isinstance(secrets.database_url, str):
-        parse_database_url(secrets.database_url)
+        parse_database_url(secrets.database_url, has_ca=database.ca_certificate is not None)
     if isinstance(secrets.git_ssh_key, str) and "PRIVATE KEY" not in secrets.git_ssh_key:
         raise ConfigError(
             "gitSshKey", "[secret]", "expected a PEM/OpenSSH private key (-----BEGIN ... PRIVATE KEY-----)."

@@ -70,6 +70,11 @@ class SecretNames:
         return self._n("flower")
 
     @property
+    def database_ca(self) -> str:
+        """The external database's CA certificate (`airflow.database.caCertificate`, key `ca.crt`)."""
+        return self._n("database-ca")
+
+    @property
     def admin(self) -> str:
         return self._n("admin")
 

@@ -20,6 +20,12 @@ CONNECTIONS_FILE = "connections.json"
 VARIABLES_FILE = "variables.json"
 LOCAL_FILESYSTEM_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
 ADMIN_PASSWORD_FILE = "admin-password"
+# The external database's CA (`airflow.database.caCertificate`): the key of its Secret, the file
+# beside the other secrets where Airflow connects to the database itself, and libpq's (and
+# asyncpg's) variable naming it.
+DATABASE_CA_KEY = "ca.crt"
+DATABASE_CA_FILE = "database-ca.crt"
+DATABASE_CA_ENV = "PGSSLROOTCERT"
 
 # The chart's built-in secret variables AirflowRelease replaces with files. The Elasticsearch
 # and OpenSearch hosts stay (they come from the chart's own Secret when those log backends are used).

@@ -24,11 +24,13 @@ from .fernet import fernet_values
 from .secret_files import (
     ADMIN_PASSWORD_FILE,
     ENV_PATHS,
+    PGBOUNCER_CA_PATH,
     SECRETS_DIR,
     SECRETS_VOLUME,
     TMP_VOLUME,
     WAIT_FOR_MIGRATIONS_ARGS,
     config_mount,
+    database_ca_env,
     file_values,
     secret_files,
 )
@@ -181,7 +183,7 @@ def create_user_init_containers(cfg: AirflowConfig) -> list[dict[str, Any]]:
             "image": cfg.image.reference,
             "imagePullPolicy": cfg.image.pull_policy,
             "args": list(WAIT_FOR_MIGRATIONS_ARGS),
-            "env": [f.cmd_env() for f in secret_files(cfg, "createUserJob")],
+            "env": [f.cmd_env() for f in secret_files(cfg, "createUserJob")] + database_ca_env(cfg),
             "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
             "resources": {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()},
             "volumeMounts": [
@@ -514,6 +516,7 @@ def pgbouncer_ini(cfg: AirflowConfig, target: DatabaseUrl) -> str:
         "\n"
         f"server_tls_sslmode = {server_tls}\n"
         "server_tls_ciphers = normal\n"
+        + (f"server_tls_ca_file = {PGBOUNCER_CA_PATH}\n" if cfg.database.ca_certificate is not None else "")
     )
 
 

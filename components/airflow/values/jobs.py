@@ -28,6 +28,8 @@ from .secret_files import (
     WAIT_FOR_MIGRATIONS_ARGS,
     SecretFile,
     config_mount,
+    database_ca_env,
+    database_ca_sources,
     projected_secrets,
     secret_files,
     tmp_volume,
@@ -103,7 +105,7 @@ def cli_job(
     container: dict[str, Any] = {
         "image": image,
         "imagePullPolicy": cfg.image.pull_policy,
-        "env": [f.cmd_env() for f in files],
+        "env": [f.cmd_env() for f in files] + database_ca_env(cfg),
         "securityContext": {**CONTAINER_SECURITY, **(READ_ONLY_ROOT if cfg.read_only_root else {})},
         "resources": {k: dict(v) for k, v in JOB_RESOURCES.items()},
         "volumeMounts": file_mounts,
@@ -124,7 +126,7 @@ def cli_job(
                 "volumeMounts": file_mounts + (mounts or []),
             }
         ],
-        "volumes": [config_volume, projected_secrets(files), tmp_volume(), *(volumes or [])],
+        "volumes": [config_volume, projected_secrets(files, database_ca_sources(cfg)), tmp_volume(), *(volumes or [])],
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account

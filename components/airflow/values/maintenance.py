@@ -20,7 +20,14 @@ from ..config.airflow import AirflowConfig, DatabaseUrl
 from ..config.maintenance import MaintenanceConfig
 from .chart import AIRFLOW_UID, CONTAINER_SECURITY, POD_SECURITY, READ_ONLY_ROOT, SecretNames
 from .jobs import _labels, cli_job
-from .secret_files import CONNECTIONS_FILE, LOCAL_FILESYSTEM_BACKEND, TMP_VOLUME, tmp_volume
+from .secret_files import (
+    CONNECTIONS_FILE,
+    DATABASE_CA_FILE,
+    DATABASE_CA_KEY,
+    LOCAL_FILESYSTEM_BACKEND,
+    TMP_VOLUME,
+    tmp_volume,
+)
 
 BACKUP_DIR = "/backups"
 BACKUP_SECRETS_DIR = "/opt/airflow/backup-secrets"
@@ -82,8 +89,9 @@ def backup_claim_name(release: str) -> str:
     return f"{release}-metadata-backups"
 
 
-def pg_service_file(target: DatabaseUrl, service: str = PG_SERVICE) -> str:
-    """A libpq service file naming the database itself, password included (a secret)."""
+def pg_service_file(target: DatabaseUrl, service: str = PG_SERVICE, rootcert: str | None = None) -> str:
+    """A libpq service file naming the database itself, password included (a secret); `rootcert`:
+    the file of the CA its certificate is checked against (sslmode=verify-ca / verify-full)."""
     for part, value in (("user", target.user), ("password", target.password), ("database", target.database)):
         if "\n" in value:
             raise ValueError(f"the database {part} contains a line break, which a libpq service file cannot hold")
@@ -94,8 +102,13 @@ def pg_service_file(target: DatabaseUrl, service: str = PG_SERVICE) -> str:
         f"dbname={target.database}\n"
         f"user={target.user}\n"
         f"password={target.password}\n"
-        f"sslmode={target.sslmode}\n"
+        f"sslmode={target.sslmode}\n" + (f"sslrootcert={rootcert}\n" if rootcert else "")
     )
+
+
+def backup_rootcert(cfg: AirflowConfig) -> str | None:
+    """Where the backup pod finds the external database's CA, if one is set."""
+    return f"{BACKUP_SECRETS_DIR}/{DATABASE_CA_FILE}" if cfg.database.ca_certificate is not None else None
 
 
 def backup_claim(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, Any]:
@@ -149,6 +162,9 @@ def backup_cronjob(cfg: AirflowConfig, maint: MaintenanceConfig) -> dict[str, An
     secret_items = [
         {"secret": {"name": backup_secret_name(r), "items": [{"key": PG_SERVICE_FILE, "path": PG_SERVICE_FILE}]}}
     ]
+    if cfg.database.ca_certificate is not None:  # the service file's sslrootcert (backup_rootcert)
+        items = [{"key": DATABASE_CA_KEY, "path": DATABASE_CA_FILE}]
+        secret_items.append({"secret": {"name": SecretNames(r).database_ca, "items": items}})
     backups: dict[str, Any] = {"name": "backups", "persistentVolumeClaim": {"claimName": backup_claim_name(r)}}
     if b.target == "bucket":
         backups = {"name": "backups", "emptyDir": {"sizeLimit": b.size}}

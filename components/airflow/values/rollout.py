@@ -53,8 +53,8 @@ def revision_annotations(revisions: dict[str, str | None]) -> dict[str, str]:
 
 
 # Secrets whose change must restart pods: AirflowRelease role -> which pods read it.
-AIRFLOW_SECRETS = ("fernet-key", "metadata", "broker-url", "environment")
-PGBOUNCER_SECRETS = ("pgbouncer-config",)
+AIRFLOW_SECRETS = ("fernet-key", "metadata", "broker-url", "environment", "database-ca")
+PGBOUNCER_SECRETS = ("pgbouncer-config", "database-ca")
 
 
 def revision_values(cfg: AirflowConfig, revisions: dict[str, str | None]) -> dict[str, Any]:

@@ -38,6 +38,9 @@ from ..config.secret_paths import (  # re-exported: the values and their file na
     ASYNC_CONN_ENV as ASYNC_CONN_ENV,
     CONFIG_VOLUME as CONFIG_VOLUME,
     CONNECTIONS_FILE as CONNECTIONS_FILE,
+    DATABASE_CA_ENV as DATABASE_CA_ENV,
+    DATABASE_CA_FILE as DATABASE_CA_FILE,
+    DATABASE_CA_KEY as DATABASE_CA_KEY,
     ENV_PATHS as ENV_PATHS,
     FILE_ONLY_ENV as FILE_ONLY_ENV,
     GIT_SYNC_TMP_VOLUME as GIT_SYNC_TMP_VOLUME,
@@ -133,11 +136,34 @@ def _connection_sources(cfg: AirflowConfig, connections_secret: str | None) -> l
     return [{"secret": {"name": connections_secret, "items": [{"key": f, "path": f} for f in files]}}]
 
 
+def database_ca_direct(cfg: AirflowConfig) -> bool:
+    """Airflow's own containers reach the external database themselves (no PgBouncer between) and
+    check its certificate against `airflow.database.caCertificate`. With PgBouncer, only PgBouncer
+    (and the backup Job) reaches the server, and only they get the CA."""
+    return cfg.database.ca_certificate is not None and not cfg.database.pgbouncer.enabled
+
+
+def database_ca_sources(cfg: AirflowConfig) -> list[dict[str, Any]]:
+    """The CA as the file DATABASE_CA_FILE of the secrets volume, where Airflow connects itself."""
+    if not database_ca_direct(cfg):
+        return []
+    items = [{"key": DATABASE_CA_KEY, "path": DATABASE_CA_FILE}]
+    return [{"secret": {"name": SecretNames(cfg.release_name).database_ca, "items": items}}]
+
+
+def database_ca_env(cfg: AirflowConfig) -> list[dict[str, str]]:
+    """PGSSLROOTCERT, which libpq (psycopg2) and asyncpg both read for sslmode=verify-ca/verify-full."""
+    if not database_ca_direct(cfg):
+        return []
+    return [{"name": DATABASE_CA_ENV, "value": f"{SECRETS_DIR}/{DATABASE_CA_FILE}"}]
+
+
 def secrets_volume(
     cfg: AirflowConfig, component: str, connections_secret: str | None, admin_secret: str | None = None
 ) -> dict[str, Any]:
-    """The projected volume of one component: its SecretFiles, connections/variables, admin password."""
-    extra = _connection_sources(cfg, connections_secret)
+    """The projected volume of one component: its SecretFiles, connections/variables, admin password,
+    the database's CA."""
+    extra = _connection_sources(cfg, connections_secret) + database_ca_sources(cfg)
     if admin_secret:
         extra.append({"secret": {"name": admin_secret, "items": [{"key": "password", "path": ADMIN_PASSWORD_FILE}]}})
     return projected_secrets(secret_files(cfg, component), extra)
@@ -155,6 +181,10 @@ TASK_POD_DATABASE = {
 
 NO_DATABASE_WAIT = {"CONNECTION_CHECK_MAX_COUNT": "0"}
 
+# Where PgBouncer reads the external database's CA (`server_tls_ca_file`).
+PGBOUNCER_CA_VOLUME = "airflow-k8s-database-ca"
+PGBOUNCER_CA_PATH = f"/etc/pgbouncer/{DATABASE_CA_FILE}"
+
 
 def task_pod_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: Mapping[str, Any]) -> dict[str, Any]:
     """`workers.kubernetes` volumes, mounts and env (the KubernetesExecutor's pod template): the workers'
@@ -167,7 +197,7 @@ def task_pod_values(cfg: AirflowConfig, connections_secret: str | None, task_pod
         # before any command unless told not to (NO_DATABASE_WAIT): it would wait for the stand-in,
         # then fail the task.
         env = [{"name": n, "value": v} for n, v in {**TASK_POD_DATABASE, **NO_DATABASE_WAIT}.items()]
-    extra = _connection_sources(cfg, connections_secret)
+    extra = _connection_sources(cfg, connections_secret) + database_ca_sources(cfg)
     volumes = [projected_secrets(files, extra), tmp_volume()]
     if cfg.dags.git_sync is not None:
         volumes.append(tmp_volume(GIT_SYNC_TMP_VOLUME))  # the git-sync init container's home
@@ -298,7 +328,7 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
     common = _common_files(cfg)
     values: dict[str, Any] = {
         "enableBuiltInSecretEnvVars": dict.fromkeys(REPLACED_BUILT_IN_ENV, False),
-        "env": [f.cmd_env() for f in common] + bundle_env(cfg.dags.git_bundle),
+        "env": [f.cmd_env() for f in common] + bundle_env(cfg.dags.git_bundle) + database_ca_env(cfg),
     }
     if connections_secret:
         values["config"] = secrets_backend_config()
@@ -321,6 +351,18 @@ def file_values(cfg: AirflowConfig, connections_secret: str | None, task_pods: M
             "extraVolumes": [tmp_volume(PGBOUNCER_TMP_VOLUME)],
             "extraVolumeMounts": [{"name": PGBOUNCER_TMP_VOLUME, "mountPath": "/tmp"}],
         }
+        if cfg.database.ca_certificate is not None:  # server_tls_ca_file (pgbouncer_ini)
+            values["pgbouncer"]["extraVolumes"].append(
+                {"name": PGBOUNCER_CA_VOLUME, "secret": {"secretName": SecretNames(cfg.release_name).database_ca}}
+            )
+            values["pgbouncer"]["extraVolumeMounts"].append(
+                {
+                    "name": PGBOUNCER_CA_VOLUME,
+                    "mountPath": PGBOUNCER_CA_PATH,
+                    "subPath": DATABASE_CA_KEY,
+                    "readOnly": True,
+                }
+            )
     if cfg.major < 3:
         # gunicorn writes its pid file to $AIRFLOW_HOME unless told otherwise.
         values["webserver"]["args"] = ["bash", "-c", "exec airflow webserver --pid /tmp/airflow-webserver.pid"]
