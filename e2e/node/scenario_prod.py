@@ -38,7 +38,7 @@ from components.airflow.config.secret_paths import METADATA_ASYNC_KEY
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project
-from . import config, host
+from . import config, host, prod_drain, prod_pgbouncer, prod_redis, prod_rollout, prod_scheduler
 from .airflow_steps import airflow_api, evidence, read_logs, stays_ready, wait_ready
 from .external_db import ExternalPostgres, prepared_statement_errors, tls_connections
 from .image_check import POSTGRES_REF
@@ -58,7 +58,13 @@ PROD_KEYS = ("executor", "database", "flower", "redis")
 # The parts after the first run (e2e.node.parts), in the order they run, chosen by
 # AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
 PROD_PARTS: tuple[Part, ...] = ()
-PROD_TRIAL_PARTS: tuple[Part, ...] = ()
+PROD_TRIAL_PARTS: tuple[Part, ...] = (
+    prod_scheduler.PART,
+    prod_redis.PART,
+    prod_pgbouncer.PART,
+    prod_drain.PART,
+    prod_rollout.PART,
+)
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
