@@ -111,7 +111,7 @@ class TestRedis:
             [
                 "[2026-12-07 15:00:00] Task nap received",
                 "consumer: Connection to broker lost. Trying to re-establish the connection...",
-                "consumer: Cannot connect to redis://:**@airflow-redis:6379/0: Error 111 connecting. Connection refused.",
+                "consumer: Cannot connect to redis://:**@airflow-redis:6379/0: Error 111. Connection refused.",
                 "Connected to redis://:**@airflow-redis:6379/0",
             ]
         )
