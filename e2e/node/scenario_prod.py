@@ -62,8 +62,8 @@ PROD_TRIAL_PARTS: tuple[Part, ...] = (
     prod_scheduler.PART,
     prod_redis.PART,
     prod_pgbouncer.PART,
-    prod_drain.PART,
     prod_rollout.PART,
+    prod_drain.PART,
 )
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
