@@ -137,7 +137,9 @@ def wait_task_state(r: NodeRun, dag_id: str, run_id: str, task_id: str, state: s
     return found
 
 
-def wait_run_end(r: NodeRun, dag_id: str, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def wait_run_end(
+    r: NodeRun, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run once it has ended (success or failed) and its task instances; a run that is not
     a success fails the step, with each task's state and try."""
     run: dict[str, Any] = {}
@@ -150,7 +152,7 @@ def wait_run_end(r: NodeRun, dag_id: str, run_id: str) -> tuple[dict[str, Any], 
             return str(exc)
         return None if run.get("state") in ("success", "failed") else f"run {run.get('state')}"
 
-    wait_for(f"run {run_id} of {dag_id}", ended, timeout=RUN_TIMEOUT, interval=1)
+    wait_for(f"run {run_id} of {dag_id}", ended, timeout=timeout, interval=1)
     tasks = r.api.task_instances(dag_id, run_id)
     shown = ", ".join(f"{t['task_id']}={t['state']} (try {t.get('try_number')}, {t.get('hostname')})" for t in tasks)
     r.echo(f"    {dag_id}: run {run.get('state')}: {shown}")
