@@ -238,3 +238,35 @@ class TestTheRule:
         problems = rendered_problems([("airflow-db-clean", obj)])
         assert [(p[0], p[1]) for p in problems] == [("airflow-db-clean", "CronJob/db-clean")] * 2
         assert "airflow.cfg" in problems[0][2] and "/tmp" in problems[1][2]
+
+
+class TestTheUiLeavesItsServiceBeforeItStops:
+    """An image rollout must not fail a request to the api-server's Service (node-prod's `rollout`
+    part counts them). A deleted pod gets SIGTERM at the moment it is taken out of the Service's
+    endpoints; kube-proxy applies that later, and a server that stops listening at once refuses
+    what is sent meanwhile. The preStop hook holds SIGTERM back, within the grace period."""
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_the_api_server_waits_before_it_stops(self, previews, stack):
+        hooks = {
+            ident: (c.get("lifecycle") or {}).get("preStop")
+            for _, ident, _, c in airflow_containers(previews[stack].objects)
+            if c["name"] == "api-server"
+        }
+        assert hooks == {"Deployment/airflow-api-server": {"exec": {"command": ["sleep", "10"]}}}
+
+    @pytest.mark.parametrize("stack", STACKS)
+    def test_the_wait_ends_well_within_its_grace_period(self, previews, stack):
+        for _, ident, spec, c in airflow_containers(previews[stack].objects):
+            if c["name"] == "api-server":
+                waited = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
+                assert 5 <= waited <= spec.get("terminationGracePeriodSeconds", 30) - 15, ident
+
+    def test_airflow_2s_webserver_waits_too(self):
+        from components.airflow.config.airflow import parse_airflow
+        from components.airflow.values.chart import chart_values
+
+        cfg = parse_airflow({"version": "2.11.0", "dags": {"mode": "hostPath", "hostPath": {"path": "/data/dags"}}})
+        values = chart_values(cfg)
+        assert values["webserver"]["containerLifecycleHooks"]["preStop"] == {"exec": {"command": ["sleep", "10"]}}
+        assert "containerLifecycleHooks" not in values["apiServer"]

@@ -34,6 +34,7 @@ OUTCOMES = {
 NOT_RUN = {
     "spark_pi": "the Spark operator is left out of the stack (its images are not built yet)",
     "example_keys": "it reads the Variable and the Connection the `keys` part stores (e2e/node/part_keys.py)",
+    "example_sleep": "node-prod's failure parts run it on a Celery worker (e2e/node/prod_scheduler.py, prod_redis.py)",
 }
 # Example DAGs a part of the scenario runs itself (e2e.node.parts), not the first run: the part's name.
 PART_DAGS = {"example_memory_limit": "failures", "example_team_pod": "enforce"}

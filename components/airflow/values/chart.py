@@ -407,6 +407,7 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
     v = deep_merge(v, file_values(cfg, connections_secret, task_pods))
     v = deep_merge(v, security_values(cfg))
     v = deep_merge(v, startup_values())
+    v = deep_merge(v, shutdown_values(cfg))
     v = deep_merge(v, ingress_values(cfg))
     v = deep_merge(v, network_values(cfg))
     v = deep_merge(deep_merge(v, spread_values(cfg)), fernet_values(cfg))
@@ -628,6 +629,20 @@ STARTUP_PROBED = ("scheduler", "apiServer", "webserver", "flower")
 
 def startup_values() -> dict[str, Any]:
     return {component: {"startupProbe": dict(STARTUP_PROBE)} for component in STARTUP_PROBED}
+
+
+# The UI server leaves its Service before it stops. Deleting a pod (a rollout, a drain) sends its
+# containers SIGTERM and takes it out of the Service's endpoints at the same moment, and kube-proxy
+# on every node drops it from its rules a little later: a server that stops listening at once
+# refuses the requests sent meanwhile (the chart sets no preStop hook). node-prod's `rollout` part
+# counts the failed requests to the api-server's Service during an image rollout (docs/e2e.md).
+# The preStop hook holds SIGTERM back this long, within the pod's 30 s grace period.
+UI_DRAIN_SECONDS = 10
+
+
+def shutdown_values(cfg: AirflowConfig) -> dict[str, Any]:
+    hook = {"preStop": {"exec": {"command": ["sleep", str(UI_DRAIN_SECONDS)]}}}
+    return {cfg.ui_component: {"containerLifecycleHooks": hook}}
 
 
 def _pod(uid: int, gid: int) -> dict[str, Any]:
