@@ -32,6 +32,7 @@ from .tls import certificate
 
 UID = 1001  # the image's user
 USER = "airflow"
+ADMIN = "postgres"  # the server's superuser (a managed database's admin login): makes databases
 DATABASE = "airflow"
 VOLUME = "/bitnami/postgresql"  # the image's volume; its run.sh includes conf/conf.d/override.conf from it
 TLS_INSIDE = f"{VOLUME}/conf/conf.d"
@@ -55,10 +56,10 @@ def override_conf(address: str) -> str:
 PG_HBA = "local all all trust\nhostnossl all all 0.0.0.0/0 reject\nhostssl all all 0.0.0.0/0 scram-sha-256\n"
 
 
-def database_url(address: str, port: int, password: str, sslmode: str = "require") -> str:
+def database_url(address: str, port: int, password: str, sslmode: str = "require", database: str = DATABASE) -> str:
     """The `databaseUrl` a user sets: the Airflow user, its database, TLS required."""
     quoted = urllib.parse.quote(password, safe="")
-    return f"postgresql://{USER}:{quoted}@{address}:{port}/{DATABASE}?sslmode={sslmode}"
+    return f"postgresql://{USER}:{quoted}@{address}:{port}/{database}?sslmode={sslmode}"
 
 
 # What a client's error looks like in the server's log when transaction pooling lost a prepared
@@ -84,6 +85,7 @@ class ExternalPostgres:
     address: str
     port: int
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     image: Image | None = None
     proc: subprocess.Popen[bytes] | None = None
     ca_pem: str = ""
@@ -96,8 +98,8 @@ class ExternalPostgres:
     def volume(self) -> Path:
         return self.folder / "volume"
 
-    def url(self, sslmode: str = "require") -> str:
-        return database_url(self.address, self.port, self.password, sslmode)
+    def url(self, sslmode: str = "require", database: str = DATABASE) -> str:
+        return database_url(self.address, self.port, self.password, sslmode, database)
 
     def container(self, command: list[str] | None = None, extra_env: dict[str, str] | None = None) -> Container:
         if self.image is None:
@@ -109,7 +111,7 @@ class ExternalPostgres:
             "POSTGRESQL_USERNAME": USER,
             "POSTGRESQL_PASSWORD": self.password,
             "POSTGRESQL_DATABASE": DATABASE,
-            "POSTGRESQL_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+            "POSTGRESQL_POSTGRES_PASSWORD": self.admin_password,
             "POSTGRESQL_SHARED_PRELOAD_LIBRARIES": "",
             **(extra_env or {}),
         }
@@ -152,13 +154,17 @@ class ExternalPostgres:
             time.sleep(1)
         raise StepError(f"PostgreSQL did not take a TLS login within {START_TIMEOUT:.0f}s: {why}\n{self.tail()}")
 
-    def psql(self, sql: str, sslmode: str) -> subprocess.CompletedProcess[str]:
-        """`psql` of the image as the Airflow user, over TCP to the node's address, with `sslmode`
-        (verify-full: trusting only the server's CA)."""
+    def psql(
+        self, sql: str, sslmode: str, database: str = DATABASE, admin: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`psql` of the image as the Airflow user (or, `admin`, the server's superuser), over TCP
+        to the node's address, with `sslmode` (verify-full: trusting only the server's CA)."""
         ca = f"{VOLUME}/ca.crt"
-        dsn = f"host={self.address} port={self.port} user={USER} dbname={DATABASE} sslmode={sslmode} sslrootcert={ca}"
+        user = ADMIN if admin else USER
+        dsn = f"host={self.address} port={self.port} user={user} dbname={database} sslmode={sslmode} sslrootcert={ca}"
         command = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql]
-        probe = self.container(command, {"PGPASSWORD": self.password, "HOME": VOLUME})
+        password = self.admin_password if admin else self.password
+        probe = self.container(command, {"PGPASSWORD": password, "HOME": VOLUME})
         return subprocess.run(probe.argv(), capture_output=True, text=True, timeout=60, check=False)
 
     def tail(self, lines: int = 30) -> str:

@@ -38,7 +38,7 @@ from components.airflow.config.secret_paths import METADATA_ASYNC_KEY
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project
-from . import config, host
+from . import config, host, prod_backup
 from .airflow_steps import airflow_api, evidence, read_logs, stays_ready, wait_ready
 from .external_db import ExternalPostgres, prepared_statement_errors, tls_connections
 from .image_check import POSTGRES_REF
@@ -58,7 +58,7 @@ PROD_KEYS = ("executor", "database", "flower", "redis")
 # The parts after the first run (e2e.node.parts), in the order they run, chosen by
 # AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
 PROD_PARTS: tuple[Part, ...] = ()
-PROD_TRIAL_PARTS: tuple[Part, ...] = ()
+PROD_TRIAL_PARTS: tuple[Part, ...] = (prod_backup.PART,)
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
@@ -311,7 +311,7 @@ def scenario_node_prod(h: Harness) -> None:
                     drivers(d, namespace, db)
             except StepError as exc:
                 failed.append(f"drivers: {exc}")
-            run = NodeRun(h, node, plane, kube, d, api, namespace, folder, stack, {RUN_DAG: (run_id, tasks)})
+            run = NodeRun(h, node, plane, kube, d, api, namespace, folder, stack, {RUN_DAG: (run_id, tasks)}, db)
             for part in parts:
                 steps.echo(f"--- [{NAME}:{part.name}]")
                 part.run(run)
