@@ -32,7 +32,8 @@ from .tls import certificate
 
 UID = 1001  # the image's user
 USER = "airflow"
-ADMIN = "postgres"  # the server's superuser (a managed database's admin login): makes databases
+ADMIN = "postgres"  # the server's superuser, on its socket (a managed database's admin): makes databases
+SOCKET_DIR = "/opt/bitnami/postgresql/tmp"  # the image's unix_socket_directories (pg_hba: local trust)
 DATABASE = "airflow"
 VOLUME = "/bitnami/postgresql"  # the image's volume; its run.sh includes conf/conf.d/override.conf from it
 TLS_INSIDE = f"{VOLUME}/conf/conf.d"
@@ -85,7 +86,6 @@ class ExternalPostgres:
     address: str
     port: int
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     image: Image | None = None
     proc: subprocess.Popen[bytes] | None = None
     ca_pem: str = ""
@@ -111,7 +111,7 @@ class ExternalPostgres:
             "POSTGRESQL_USERNAME": USER,
             "POSTGRESQL_PASSWORD": self.password,
             "POSTGRESQL_DATABASE": DATABASE,
-            "POSTGRESQL_POSTGRES_PASSWORD": self.admin_password,
+            "POSTGRESQL_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
             "POSTGRESQL_SHARED_PRELOAD_LIBRARIES": "",
             **(extra_env or {}),
         }
@@ -157,14 +157,15 @@ class ExternalPostgres:
     def psql(
         self, sql: str, sslmode: str, database: str = DATABASE, admin: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """`psql` of the image as the Airflow user (or, `admin`, the server's superuser), over TCP
-        to the node's address, with `sslmode` (verify-full: trusting only the server's CA)."""
+        """`psql` of the image as the Airflow user, over TCP to the node's address, with `sslmode`
+        (verify-full: trusting only the server's CA); or, `admin`, as the server's superuser on
+        its own socket (the server's machine: `sslmode` does not apply)."""
         ca = f"{VOLUME}/ca.crt"
-        user = ADMIN if admin else USER
-        dsn = f"host={self.address} port={self.port} user={user} dbname={database} sslmode={sslmode} sslrootcert={ca}"
+        dsn = f"host={self.address} port={self.port} user={USER} dbname={database} sslmode={sslmode} sslrootcert={ca}"
+        if admin:
+            dsn = f"host={SOCKET_DIR} port={self.port} user={ADMIN} dbname={database}"
         command = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql]
-        password = self.admin_password if admin else self.password
-        probe = self.container(command, {"PGPASSWORD": password, "HOME": VOLUME})
+        probe = self.container(command, {"PGPASSWORD": self.password, "HOME": VOLUME})
         return subprocess.run(probe.argv(), capture_output=True, text=True, timeout=60, check=False)
 
     def tail(self, lines: int = 30) -> str:

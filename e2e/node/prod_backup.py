@@ -51,7 +51,8 @@ AGE_DAYS = 100  # the old run's age: beyond prod's retentionDays (90)
 MARKER = "e2e_after_backup"  # a Variable set after the dump: the restored database must not have it
 JOB_TIMEOUT = 300
 TABLES = ("dag_run", "task_instance", "task_instance_history", "log", "job", "xcom", "variable", "connection")
-DUMP_LINE = re.compile(r"wrote (/backups/airflow-metadata-\d{8}T\d{6}Z\.dump) \((\d+) bytes\); (\d+) dumps kept")
+# The backup script's last line (components/airflow/values/maintenance.py, BACKUP_SCRIPT).
+DUMP_LINE = re.compile(r"wrote (\S*/airflow-metadata-\d{8}T\d{6}Z\.dump) \((\d+) bytes\); (\d+) dumps kept")
 CHECKING = re.compile(r"^Checking table (\S+)$")
 FOUND = re.compile(r"^Found (\d+) rows meeting deletion criteria\.$")
 
