@@ -51,6 +51,9 @@ AGE_DAYS = 100  # the old run's age: beyond prod's retentionDays (90)
 MARKER = "e2e_after_backup"  # a Variable set after the dump: the restored database must not have it
 JOB_TIMEOUT = 300
 TABLES = ("dag_run", "task_instance", "task_instance_history", "log", "job", "xcom", "variable", "connection")
+# Written by what runs meanwhile (every CLI command adds a `log` row, `airflow db clean` too; jobs
+# start): the dry run's "nothing deleted" is judged on the others.
+LIVE = ("log", "job")
 # The backup script's last line (components/airflow/values/maintenance.py, BACKUP_SCRIPT).
 DUMP_LINE = re.compile(r"wrote (\S*/airflow-metadata-\d{8}T\d{6}Z\.dump) \((\d+) bytes\); (\d+) dumps kept")
 CHECKING = re.compile(r"^Checking table (\S+)$")
@@ -307,10 +310,12 @@ def run_backup(run: NodeRun) -> None:
         found = {t: n for t, n in clean_found(log).items() if n}
         run.echo(f"    the Job took {took:.1f}s; it would delete: {found or 'nothing'}")
         run.echo(f"    rows: {shown_counts(before, after)}")
-        if before != after:
-            raise StepError(f"the dry run changed row counts: {before} -> {after}")
+        changed = [t for t in TABLES if t not in LIVE and before[t] != after[t]]
+        if changed:
+            raise StepError(f"the dry run changed row counts of {changed}: {before} -> {after}")
         if not found.get("dag_run"):
             raise StepError(f"the dry run found no dag_run row older than the retention: {clean_found(log)}")
+        run.echo(f"    REST API: the old run {old_run} still {run.api.run_state(first_dag, old_run)}")
 
     with h.steps.step(f"{step} restore (docs/database.md): writers stopped, an empty database, pg_restore"):
         started = time.monotonic()
