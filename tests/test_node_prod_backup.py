@@ -23,7 +23,7 @@ from e2e.node import config, external_db, host, images, prod_backup, scenario_pr
 from e2e.node.image_check import POSTGRES_REF
 from e2e.node.parts import PROD_SELECT_ENV, selected
 from tests.helpers import ROOT
-from tests.test_node_prod import node_config, parsed
+from tests.test_node_prod import node_config, parsed, prod_node_preview  # noqa: F401 (its fixture)
 
 
 def stack() -> dict[str, Any]:
@@ -110,6 +110,35 @@ class TestJobsFromTheCronJobs:
         shown = json.dumps(prod_backup.restore_command("/backups/airflow-metadata-<time>.dump"))
         assert shown in doc
         assert "create job --from=cronjob/airflow-metadata-backup airflow-restore --dry-run=client -o json" in doc
+
+
+class TestStoppingTheWriters:
+    def test_docs_step_1_stops_what_the_part_stops(self):
+        doc = (ROOT / "docs" / "database.md").read_text()
+        assert f"scale deploy,sts -l '{prod_backup.SELECTOR}' --replicas=0" in doc
+
+    def test_the_selector_reads_as_kubectl_reads_it(self):
+        assert prod_backup.selected_by({"tier": "airflow", "component": "scheduler"})
+        assert not prod_backup.selected_by({"tier": "airflow", "component": "redis"})
+        assert not prod_backup.selected_by({"component": "scheduler"})
+
+    def test_every_workload_step_1_stops_names_its_replicas_so_pulumi_up_puts_it_back(
+        self,
+        prod_node_preview: Any,  # noqa: F811
+    ):
+        # Helm's three-way merge restores a scaled-down workload only when its manifest names
+        # `replicas`; the chart's Redis StatefulSet does not (the node run found it left at 0).
+        workloads = [
+            o
+            for o in prod_node_preview.objects
+            if o["kind"] in ("Deployment", "StatefulSet")
+            and (o["metadata"].get("labels") or {}).get("tier") == "airflow"
+        ]
+        stopped = [o for o in workloads if prod_backup.selected_by(o["metadata"]["labels"])]
+        assert len(stopped) >= 8
+        assert [o["metadata"]["name"] for o in stopped if "replicas" not in o["spec"]] == []
+        redis = [o for o in workloads if o["metadata"]["labels"].get("component") == "redis"]
+        assert redis and "replicas" not in redis[0]["spec"]
 
 
 class TestWhatItReads:

@@ -215,18 +215,33 @@ def keys_seen(run: NodeRun) -> tuple[set[str], set[str]]:
     return {v["key"] for v in variables}, {c["connection_id"] for c in connections}
 
 
+# docs/database.md step 1's selector: what writes the metadata database. Not Redis (it holds no
+# metadata, and the chart's Redis StatefulSet names no replicas: Helm's upgrade never puts it
+# back; found on the node, where `pulumi up` left it at 0).
+SELECTOR = "tier=airflow,component!=redis"
+
+
+def selected_by(labels: dict[str, str], selector: str = SELECTOR) -> bool:
+    """A label selector of `key=value` and `key!=value` terms, as kubectl reads one."""
+    for term in selector.split(","):
+        key, _, value = term.partition("!=") if "!=" in term else term.partition("=")
+        if ("!=" in term) == (labels.get(key) == value):
+            return False
+    return True
+
+
 def writers(run: NodeRun) -> dict[tuple[str, str], int]:
-    """(kind, name) -> replicas of every Deployment and StatefulSet labelled tier=airflow."""
+    """(kind, name) -> replicas of every Deployment and StatefulSet SELECTOR picks."""
     found = {}
     for kind in ("Deployment", "StatefulSet"):
         for obj in run.kube.list("apps/v1", kind, run.namespace):
-            if (obj["metadata"].get("labels") or {}).get("tier") == "airflow":
+            if selected_by(obj["metadata"].get("labels") or {}):
                 found[(kind, obj["metadata"]["name"])] = int(obj["spec"].get("replicas") or 0)
     return found
 
 
 def scale_to_zero(run: NodeRun) -> dict[tuple[str, str], int]:
-    """docs/database.md step 1: `kubectl -n <ns> scale deploy,sts -l tier=airflow --replicas=0`,
+    """docs/database.md step 1: `kubectl -n <ns> scale deploy,sts -l '<SELECTOR>' --replicas=0`,
     through the scale subresource; back when no pod of them runs."""
     before = writers(run)
     scale(run, dict.fromkeys(before, 0))
@@ -396,9 +411,9 @@ def run_backup(run: NodeRun) -> None:
         if after["dag_run"] != before["dag_run"] - found.get("dag_run", 0) or not found.get("dag_run"):
             raise StepError(f"dag_run rows {before['dag_run']} -> {after['dag_run']}, found {found.get('dag_run')}")
         run.echo(f"    REST API: the old run {old_run} 404; the first run {first_run} {first_state}")
-    run.echo(f"    part {NAME}: {time.monotonic() - started_part:.1f}s")
-    if failed:
-        raise StepError("; ".join(failed))
+        run.echo(f"    part {NAME}: {time.monotonic() - started_part:.1f}s")
+        if failed:
+            raise StepError("; ".join(failed))
 
 
 PART = Part(NAME, run_backup, stack=backup_stack)
