@@ -52,13 +52,12 @@ class TestTheStack:
         assert "airflow-k8s:maintenance" not in cfg
 
 
-class TestOnTrial:
-    def test_it_runs_only_when_named(self):
-        assert prod_backup.PART in scenario_prod.PROD_TRIAL_PARTS
-        assert prod_backup.PART not in scenario_prod.PROD_PARTS
+class TestInNodeProd:
+    def test_it_runs_with_node_prod_and_alone_when_named(self):
+        assert prod_backup.PART in scenario_prod.PROD_PARTS  # green on the node
         parts = scenario_prod.PROD_PARTS
         trial = scenario_prod.PROD_TRIAL_PARTS
-        assert prod_backup.PART not in selected(parts, "", trial, PROD_SELECT_ENV)
+        assert prod_backup.PART in selected(parts, "", trial, PROD_SELECT_ENV)
         assert selected(parts, "backup", trial, PROD_SELECT_ENV) == [prod_backup.PART]
 
 

@@ -57,8 +57,8 @@ REPLICAS = {"scheduler": 2, "apiServer": 2, "triggerer": 1, "dagProcessor": 1, "
 PROD_KEYS = ("executor", "database", "flower", "redis")
 # The parts after the first run (e2e.node.parts), in the order they run, chosen by
 # AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
-PROD_PARTS: tuple[Part, ...] = ()
-PROD_TRIAL_PARTS: tuple[Part, ...] = (prod_backup.PART,)
+PROD_PARTS: tuple[Part, ...] = (prod_backup.PART,)
+PROD_TRIAL_PARTS: tuple[Part, ...] = ()
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
 
