@@ -32,10 +32,15 @@ from .tls import certificate
 
 UID = 1001  # the image's user
 USER = "airflow"
+ADMIN = "postgres"  # the server's superuser, on its socket (a managed database's admin): makes databases
+SOCKET_DIR = "/opt/bitnami/postgresql/tmp"  # the image's unix_socket_directories (pg_hba: local trust)
 DATABASE = "airflow"
 VOLUME = "/bitnami/postgresql"  # the image's volume; its run.sh includes conf/conf.d/override.conf from it
 TLS_INSIDE = f"{VOLUME}/conf/conf.d"
 START_TIMEOUT = 120.0
+# node-prod's `databaseUrl` mode, the strictest libpq has: TLS, the server's certificate from the
+# CA given (`airflow.database.caCertificate`), for the address dialled.
+SSLMODE = "verify-full"
 
 
 def override_conf(address: str) -> str:
@@ -55,10 +60,10 @@ def override_conf(address: str) -> str:
 PG_HBA = "local all all trust\nhostnossl all all 0.0.0.0/0 reject\nhostssl all all 0.0.0.0/0 scram-sha-256\n"
 
 
-def database_url(address: str, port: int, password: str, sslmode: str = "require") -> str:
+def database_url(address: str, port: int, password: str, sslmode: str = "require", database: str = DATABASE) -> str:
     """The `databaseUrl` a user sets: the Airflow user, its database, TLS required."""
     quoted = urllib.parse.quote(password, safe="")
-    return f"postgresql://{USER}:{quoted}@{address}:{port}/{DATABASE}?sslmode={sslmode}"
+    return f"postgresql://{USER}:{quoted}@{address}:{port}/{database}?sslmode={sslmode}"
 
 
 # What a client's error looks like in the server's log when transaction pooling lost a prepared
@@ -96,8 +101,8 @@ class ExternalPostgres:
     def volume(self) -> Path:
         return self.folder / "volume"
 
-    def url(self, sslmode: str = "require") -> str:
-        return database_url(self.address, self.port, self.password, sslmode)
+    def url(self, sslmode: str = "require", database: str = DATABASE) -> str:
+        return database_url(self.address, self.port, self.password, sslmode, database)
 
     def container(self, command: list[str] | None = None, extra_env: dict[str, str] | None = None) -> Container:
         if self.image is None:
@@ -152,11 +157,16 @@ class ExternalPostgres:
             time.sleep(1)
         raise StepError(f"PostgreSQL did not take a TLS login within {START_TIMEOUT:.0f}s: {why}\n{self.tail()}")
 
-    def psql(self, sql: str, sslmode: str) -> subprocess.CompletedProcess[str]:
+    def psql(
+        self, sql: str, sslmode: str, database: str = DATABASE, admin: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """`psql` of the image as the Airflow user, over TCP to the node's address, with `sslmode`
-        (verify-full: trusting only the server's CA)."""
+        (verify-full: trusting only the server's CA); or, `admin`, as the server's superuser on
+        its own socket (the server's machine: `sslmode` does not apply)."""
         ca = f"{VOLUME}/ca.crt"
-        dsn = f"host={self.address} port={self.port} user={USER} dbname={DATABASE} sslmode={sslmode} sslrootcert={ca}"
+        dsn = f"host={self.address} port={self.port} user={USER} dbname={database} sslmode={sslmode} sslrootcert={ca}"
+        if admin:
+            dsn = f"host={SOCKET_DIR} port={self.port} user={ADMIN} dbname={database}"
         command = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql]
         probe = self.container(command, {"PGPASSWORD": self.password, "HOME": VOLUME})
         return subprocess.run(probe.argv(), capture_output=True, text=True, timeout=60, check=False)

@@ -47,6 +47,7 @@ class NodeRun:
     config: dict[str, Any]  # the stack config deployed by the first `up`
     # The first run's runs: dag_id -> (run_id, task instances)
     runs: dict[str, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    database: Any = None  # node-prod: its external database (external_db.ExternalPostgres)
 
     def echo(self, line: str) -> None:
         self.h.steps.echo(line)

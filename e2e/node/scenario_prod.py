@@ -39,9 +39,9 @@ from components.airflow.config.secret_paths import METADATA_ASYNC_KEY
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project
-from . import config, host, prod_drain, prod_pgbouncer, prod_redis, prod_rollout, prod_scheduler
+from . import config, host, prod_backup, prod_drain, prod_pgbouncer, prod_redis, prod_rollout, prod_scheduler
 from .airflow_steps import airflow_api, evidence, read_logs, stays_ready, wait_ready
-from .external_db import ExternalPostgres, prepared_statement_errors, tls_connections
+from .external_db import SSLMODE, ExternalPostgres, prepared_statement_errors, tls_connections
 from .image_check import POSTGRES_REF
 from .parts import PROD_SELECT_ENV, NodeRun, Part, selected, set_secrets, stack_for
 from .recipes import PGBOUNCER_EXPORTER_STANDIN
@@ -56,11 +56,12 @@ FLOWER_PORT = 5555
 REPLICAS = {"scheduler": 2, "apiServer": 2, "triggerer": 1, "dagProcessor": 1, "workers": 1}
 # What Pulumi.prod.yaml's Airflow keys keep on the node: its shape, not its sizes or its cloud.
 PROD_KEYS = ("executor", "database", "flower", "redis")
-# The strictest libpq mode: TLS, the server's certificate from the CA given, for the address dialled.
-SSLMODE = "verify-full"
 # The parts after the first run (e2e.node.parts), in the order they run, chosen by
 # AIRFLOW_K8S_PROD_PARTS; those on trial run only when named.
-PROD_PARTS: tuple[Part, ...] = (prod_scheduler.PART,)
+PROD_PARTS: tuple[Part, ...] = (
+    prod_scheduler.PART,
+    prod_backup.PART,  # last: it leaves the stack on the restored database
+)
 PROD_TRIAL_PARTS: tuple[Part, ...] = (
     prod_redis.PART,
     prod_pgbouncer.PART,
@@ -321,7 +322,7 @@ def scenario_node_prod(h: Harness) -> None:
                     drivers(d, namespace, db)
             except StepError as exc:
                 failed.append(f"drivers: {exc}")
-            run = NodeRun(h, node, plane, kube, d, api, namespace, folder, stack, {RUN_DAG: (run_id, tasks)})
+            run = NodeRun(h, node, plane, kube, d, api, namespace, folder, stack, {RUN_DAG: (run_id, tasks)}, db)
             for part in parts:
                 steps.echo(f"--- [{NAME}:{part.name}]")
                 try:
