@@ -195,3 +195,12 @@ def wait_healthy(r: NodeRun, timeout: float = 180) -> float:
 
     wait_for("every component healthy (/api/v2/monitor/health)", ok, timeout=timeout, interval=1)
     return time.monotonic() - started
+
+
+def new_run_seconds(r: NodeRun, dag_id: str) -> float:
+    """`dag_id` unpaused and triggered once more; the seconds from its trigger to its end (as
+    wait_run_end judges it)."""
+    triggered = time.monotonic()
+    r.api.unpause(dag_id)
+    wait_run_end(r, dag_id, r.api.trigger(dag_id))
+    return time.monotonic() - triggered

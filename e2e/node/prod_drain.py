@@ -21,7 +21,7 @@ from ..harness import ROOT, StepError
 from ..kube import ApiError
 from .airflow_steps import wait_ready
 from .parts import NodeRun, Part
-from .prod_common import serving, title, wait_healthy, wait_run_end
+from .prod_common import new_run_seconds, serving, title, wait_healthy
 
 NAME = "drain"
 # Chart values keys whose PodDisruptionBudget prod sets (Pulumi.prod.yaml) beside PgBouncer's.
@@ -118,11 +118,7 @@ def run(r: NodeRun) -> None:
         wait_ready(r.d, r.namespace)
         took = wait_healthy(r)
         r.echo(f"    every pod Ready, every component healthy {time.monotonic() - back:.1f}s after the last eviction")
-        triggered = time.monotonic()
-        r.api.unpause(RUN_DAG)
-        run_id = r.api.trigger(RUN_DAG)
-        wait_run_end(r, RUN_DAG, run_id)
-        ran = time.monotonic() - triggered
+        ran = new_run_seconds(r, RUN_DAG)
         r.echo(f"    healthy in {took:.1f}s; a new run of {RUN_DAG}: success {ran:.1f}s after its trigger")
         r.echo(f"    part {NAME}: {time.monotonic() - started:.1f}s")
 
