@@ -270,6 +270,7 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
     work = Path(tempfile.mkdtemp(prefix="airflow-k8s-e2e-"))
     planes: list[ControlPlane] = []
     repo: ChartRepository | None = None
+    early: list[Callable[[], list[str]]] = []  # stops what scenarios started in the background
     code = 0
     missing_pulumi: list[str] = []
     started = time.monotonic()
@@ -336,13 +337,14 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
             return code
 
         from .house import HOUSE_SCENARIOS
-        from .node.scenario import NODE_SCENARIOS
+        from .node.scenario import NODE_SCENARIOS, start_early
         from .node.scenario_prod import PROD_SCENARIOS
         from .scenarios import SCENARIOS, Harness, scenario_stack
 
         every = {**SCENARIOS, **HOUSE_SCENARIOS, **NODE_SCENARIOS, **PROD_SCENARIOS}
 
         harness = Harness(steps, found, work, stages, chart_of, opts.charts, planes, screenshots=opts.screenshots)
+        early += [start_early(harness) for n in scenarios if n in NODE_SCENARIOS]
         jobs: list[tuple[str, Callable[[], None]]] = [(n, functools.partial(every[n], harness)) for n in scenarios]
         jobs += [(f"stack-{s}", functools.partial(scenario_stack, harness, s)) for s in stacks]
         for name, job in jobs:
@@ -375,6 +377,9 @@ def run(opts: Options, echo: Callable[[str], None] = print) -> int:
         with steps.step("stop every process and remove temporary files", setup=True):
             if repo is not None:
                 repo.stop()
+            for stop in early:
+                for problem in stop():
+                    echo(f"    {problem}")
             for plane in planes:
                 for problem in plane.stop():
                     echo(f"    {problem}")

@@ -42,6 +42,7 @@ from . import (
     config,
     host,
     images,
+    kube_router,
     part_comeback,
     part_enforce,
     part_failures,
@@ -175,6 +176,19 @@ def node_here(h: Harness, name: str, what: str) -> tuple[Node, dict[str, Path]] 
             raise StepError(f"a real node cannot run here: {why}")
     h.steps.skipped(f"[{name}] {what}", f"a real node cannot run here: {why}")
     return None
+
+
+def start_early(h: Harness) -> Callable[[], list[str]]:
+    """Called when the run begins, before its first scenario: when the `enforce` part will run,
+    kube-router's build (cold: about 3 minutes of both cores) starts in the background at the
+    lowest CPU priority, so the scenarios before this one overlap it. Returns what stops it."""
+    try:
+        parts = selected(PARTS, trial=TRIAL_PARTS)
+    except StepError:
+        parts = []  # the scenario itself names the bad selection
+    if part_enforce.PART in parts:
+        kube_router.build_early(h.work / "kube-router-build")
+    return kube_router.stop_early
 
 
 def scenario_node(h: Harness) -> None:
