@@ -95,6 +95,10 @@ class Deployment:
     pulumi: Pulumi
     config: dict[str, Any]
     stack: str = STACK
+    # The secret keys set with `pulumi config set --secret` (key without the project -> value): the
+    # fidelity check gives them to the offline preview (AIRFLOW_K8S_SECRET_<KEY>), which predicts
+    # what derives from them (the migration Job's name follows an external database's host and name).
+    secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def steps(self) -> Steps:
@@ -241,11 +245,30 @@ def local_charts(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
 # --- checks shared by scenarios ---------------------------------------------------------------
 
 
+@contextmanager
+def secrets_in_environment(secrets: dict[str, str]) -> Iterator[None]:
+    """`AIRFLOW_K8S_SECRET_<KEY>` for each secret key while the block runs, as before afterwards."""
+    from components.offline.program import secret_env_name
+
+    names = {secret_env_name(key): value for key, value in secrets.items()}
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def fidelity(d: Deployment) -> None:
     """What the offline preview predicts for this stack against what the API server holds."""
     from . import fidelity as measure
 
-    predicted = measure.predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
+    with secrets_in_environment(d.secrets):
+        predicted = measure.predicted_objects(d.project, d.stack, charts=d.harness.charts_dir)
     finished = finished_and_deleted(d.kube, predicted)
     for job in finished:
         d.echo(f"Job {job}: ran to completion and was deleted by its ttlSecondsAfterFinished (Event Completed)")
@@ -720,6 +743,7 @@ def scenario_stack(h: Harness, stack: str) -> None:
     ):
         for key, value in sorted(stackinfo.stand_ins(raw).items()):
             d.pulumi.run("config", "set", "--secret", key, "--", value)
+            d.secrets[key.split(":", 1)[-1]] = value
         d.echo(f"secrets: {sorted(secure) or 'none'}; pinned nodes: {nodes or 'none'}")
     with d.step("pulumi preview", setup=True):
         d.echo(d.pulumi.summary(d.pulumi.run("preview")))

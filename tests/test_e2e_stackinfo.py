@@ -128,3 +128,24 @@ class TestStandIns:
             values = stand_ins(raw)
             config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items() if k not in values}
             check_config({**config, **values}, set(values))
+
+
+class TestTheFidelityChecksSecrets:
+    """The fidelity check hands the offline preview the stand-ins `pulumi up` got, so what derives
+    from a secret (the migration Job's name follows an external database's host and name) is
+    predicted as it is made, not from the preview's own placeholder."""
+
+    def test_the_preview_reads_the_stand_ins_while_the_check_runs_and_not_after(self, monkeypatch):
+        from components.offline.program import load_stack_config
+        from e2e.scenarios import secrets_in_environment
+        from e2e.stackinfo import stand_ins
+
+        monkeypatch.delenv("AIRFLOW_K8S_SECRET_DATABASEURL", raising=False)
+        raw = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+        given = {key.split(":", 1)[1]: value for key, value in stand_ins(raw).items()}
+        with secrets_in_environment(given):
+            _, config, _, origin = load_stack_config(ROOT, "prod")
+        assert config["airflow-k8s:databaseUrl"] == given["databaseUrl"]
+        assert origin["airflow-k8s:databaseUrl"] == "environment (AIRFLOW_K8S_SECRET_DATABASEURL)"
+        _, config, _, origin = load_stack_config(ROOT, "prod")
+        assert origin["airflow-k8s:databaseUrl"] == "placeholder"

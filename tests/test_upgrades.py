@@ -12,7 +12,7 @@ from components import ConfigError
 from components.airflow.config.airflow import parse_airflow
 from components.airflow.config.upgrades import AIRFLOW_SUPPORT
 from components.airflow.values.jobs import migrate_job
-from components.offline.program import unwrap
+from components.offline.program import is_secret, unwrap
 from tests.helpers import ROOT, of_type, release, render_release, run_stack
 
 GIT = {"mode": "gitSync", "gitSync": {"repo": "https://github.com/example/dags.git"}}
@@ -92,6 +92,40 @@ class TestMigrationJob:
         assert migrate_job(cfg) == migrate_job(parse_airflow({"dags": GIT}))
         more = parse_airflow({"dags": GIT, "scheduler": {"replicas": 3}})
         assert migrate_job(more)["metadata"]["name"] == migrate_job(cfg)["metadata"]["name"]
+
+
+EXTERNAL = {"executor": "CeleryExecutor", "dags": GIT, "database": {"mode": "external"}}
+URL = "postgresql://airflow:{password}@{host}:5432/{database}?sslmode=require"
+
+
+def external_migration(password: str = "pw-one", host: str = "db.internal", database: str = "airflow") -> Any:
+    run = run_stack(EXTERNAL, secrets={"databaseUrl": URL.format(password=password, host=host, database=database)})
+    (job,) = [r for r in of_type(run, "batch/v1:Job") if r.name == "airflow-migrate"]
+    return job.inputs["metadata"]
+
+
+class TestMigrationOfAnotherDatabase:
+    """The database URL reaches the pods through a Secret, not the Job's template: a restore into a
+    new database (docs/database.md) or a move to another server ran no `airflow db migrate`, so a
+    dump of an older Airflow was never brought up to the release's schema (the node's backup part)."""
+
+    def test_another_database_on_the_same_server_is_a_new_migration_job(self):
+        assert external_migration()["name"] != external_migration(database="airflow_restored")["name"]
+
+    def test_another_server_is_a_new_migration_job(self):
+        assert external_migration()["name"] != external_migration(host="db2.internal")["name"]
+
+    def test_a_new_password_for_the_same_database_migrates_nothing_again(self):
+        assert external_migration()["name"] == external_migration(password="pw-two")["name"]
+
+    def test_the_jobs_name_is_no_secret_and_carries_no_credential(self):
+        metadata = external_migration(password="pw-one")
+        assert not is_secret(metadata["name"])
+        assert metadata["name"].startswith("airflow-migrate-") and "pw-one" not in metadata["name"]
+
+    def test_the_bundled_databases_job_keeps_the_name_its_template_gives(self):
+        (job,) = migration_jobs(run_stack({"dags": GIT}))
+        assert job["metadata"]["name"] == migrate_job(parse_airflow({"dags": GIT}))["metadata"]["name"]
 
 
 class TestRunbook:

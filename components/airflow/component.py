@@ -234,7 +234,7 @@ class AirflowRelease(pulumi.ComponentResource):
         connections_secret = self._environment(cfg, environment, secrets)
         values = self._values(cfg, args, dags_claim, connections_secret, log_values, secrets)
         self._log_serving_policy(name, cfg, namespace)
-        self._migration(name, cfg, namespace, secrets)
+        self._migration(name, cfg, namespace, secrets, target)
         self.release = helm_release(
             cfg.chart,
             f"{name}-release",
@@ -519,14 +519,26 @@ class AirflowRelease(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _migration(self, name: str, cfg: AirflowConfig, namespace: pulumi.Output[str], secrets: _Secrets) -> None:
+    def _migration(
+        self,
+        name: str,
+        cfg: AirflowConfig,
+        namespace: pulumi.Output[str],
+        secrets: _Secrets,
+        target: pulumi.Output[DatabaseUrl],
+    ) -> None:
         """The schema migration: our own Job (values/jobs.migrate_job), beside the Release, not after
         it: the chart's pods wait for the schema, and Helm waits for the pods. Its pod starts once the
-        Release's airflow.cfg ConfigMap (and, bundled, the database) is there."""
+        Release's airflow.cfg ConfigMap (and, bundled, the database) is there. An external database's
+        host, port and name are part of its name (a new database is a new Job); they are no secret,
+        so the name is not one."""
         migration = migrate_job(cfg)
+        job_name: pulumi.Input[str] = migration["metadata"]["name"]
+        if cfg.database.mode == "external":
+            job_name = pulumi.Output.unsecret(target.apply(lambda t: migrate_job(cfg, t.where())["metadata"]["name"]))
         k8s.batch.v1.Job(
             f"{name}-migrate",
-            metadata={**migration["metadata"], "namespace": namespace},
+            metadata={**migration["metadata"], "name": job_name, "namespace": namespace},
             spec=migration["spec"],
             opts=pulumi.ResourceOptions(
                 parent=self,

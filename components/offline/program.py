@@ -250,7 +250,7 @@ def load_stack_config(
     for full, value in raw.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             short = full.split(":", 1)[1]
-            env_name = "AIRFLOW_K8S_SECRET_" + "".join(c if c.isalnum() else "_" for c in short).upper()
+            env_name = secret_env_name(short)
             if env.get(env_name):
                 config[full] = env[env_name]
                 origin[full] = f"environment ({env_name})"
@@ -277,6 +277,11 @@ def _reject_nested_secure(key: str, value: Any, path: str = "") -> None:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _reject_nested_secure(key, v, f"{path}[{i}]")
+
+
+def secret_env_name(key: str) -> str:
+    """The environment variable the preview takes a secret key's value from (`AIRFLOW_K8S_SECRET_<KEY>`)."""
+    return "AIRFLOW_K8S_SECRET_" + "".join(c if c.isalnum() else "_" for c in key).upper()
 
 
 def placeholder_sslmode(raw_config: Mapping[str, Any] | None) -> str:

@@ -364,8 +364,7 @@ def run_backup(run: NodeRun) -> None:
             run.echo(f"    FINDING: after `pulumi up` the writers are {back}; scaled back by hand")
             scale(run, stopped)
         wait_ready(d, ns)
-        now = set(part_upgrade.migration_jobs(run))
-        run.echo(f"    migration Jobs made by this up: {sorted(now - migrations) or 'none'}")
+        part_upgrade.new_migration(run, migrations)  # `airflow db migrate` on the restored database
         on_restored = psql_ok(
             db, f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{RESTORED}' AND pid <> pg_backend_pid()"
         )

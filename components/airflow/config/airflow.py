@@ -952,6 +952,10 @@ class DatabaseUrl:
     database: str
     sslmode: str
 
+    def where(self) -> str:
+        """Which database this is (`host:port/database`), without user, password or sslmode."""
+        return f"{self.host}:{self.port}/{self.database}"
+
     def sqlalchemy(self) -> str:
         return pg_url(self.user, self.password, f"{self.host}:{self.port}", self.database, self.sslmode)
 

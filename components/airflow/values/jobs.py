@@ -140,8 +140,8 @@ def cli_job(
     }
 
 
-def migrate_job(cfg: AirflowConfig) -> dict[str, Any]:
-    """`airflow db migrate`, as `<release>-migrate-<hash of its pod template>`.
+def migrate_job(cfg: AirflowConfig, database: str = "") -> dict[str, Any]:
+    """`airflow db migrate`, as `<release>-migrate-<hash of its pod template and its database>`.
 
     Jobs are immutable (apache/airflow#27561) and the chart names its migration Job the same on
     every upgrade, so it had to be deleted as soon as it finished (a failed migration vanished with
@@ -149,12 +149,17 @@ def migrate_job(cfg: AirflowConfig) -> dict[str, Any]:
     new image (or any other change to the template) is a new Job, which Pulumi creates before it
     deletes the old one: a second upgrade right after the first never meets an immutable Job.
     `pulumi up` waits for it and fails if it fails; in the cluster only the pods that need the
-    schema wait for it (their wait-for-airflow-migrations), so it runs beside the Release."""
+    schema wait for it (their wait-for-airflow-migrations), so it runs beside the Release.
+
+    `database` (an external database's `DatabaseUrl.where()`: host, port and name, no credential)
+    is hashed too: the URL reaches the pod through a Secret, not its template, and a database moved
+    or restored from a dump (docs/database.md) needs its own `airflow db migrate`, which is a no-op
+    on a schema already current."""
     job = cli_job(cfg, "", "run-airflow-migrations", "airflow db migrate", wait_for_schema=False)
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["resources"] = {k: dict(v) for k, v in SIDECAR_RESOURCES["job"].items()}
-    template = json.dumps(job["spec"]["template"], sort_keys=True).encode()
-    job["metadata"]["name"] = f"{cfg.release_name}-migrate-{hashlib.sha256(template).hexdigest()[:10]}"
+    hashed = json.dumps(job["spec"]["template"], sort_keys=True) + (f"\n{database}" if database else "")
+    job["metadata"]["name"] = f"{cfg.release_name}-migrate-{hashlib.sha256(hashed.encode()).hexdigest()[:10]}"
     return job
 
 
