@@ -18,6 +18,8 @@ usage: ./run.sh JOB [options]    (each job sets up what it needs on first use)
   bench                       benchmarks of the preview (prints numbers)
   bench-e2e [--whole]         end-to-end timings with the real Pulumi engine (minutes)
   bench-node [--cold]         the real node's numbers: up, images, memory, DAG runs, the floor (root)
+  bench-node-prod [--runs N]  the prod shape's numbers on the real node: Celery runs, from zero
+                              workers, an image rollout's failed requests (root, ~15 min)
   e2e [options]               end to end against a local API server (./run.sh e2e --help)
   up [STACK]                  Airflow on a real node on this machine (root; dev by default)
   down [--purge]              remove it (volumes kept unless --purge)
@@ -217,6 +219,11 @@ case "$job" in
     setup
     ensure_node_packages
     exec .venv/bin/python benchmarks/node.py "$@"
+    ;;
+  bench-node-prod)
+    setup
+    ensure_node_packages
+    exec .venv/bin/python benchmarks/node_prod.py "$@"
     ;;
   e2e)
     setup

@@ -39,7 +39,17 @@ from components.airflow.config.secret_paths import METADATA_ASYNC_KEY
 from ..harness import ROOT, STACK, StepError, copy_project, write_stack_config
 from ..kube import Kube, wait_for
 from ..scenarios import Deployment, Harness, deploy_project
-from . import config, host, prod_backup, prod_drain, prod_pgbouncer, prod_redis, prod_rollout, prod_scheduler
+from . import (
+    config,
+    host,
+    prod_backup,
+    prod_drain,
+    prod_pgbouncer,
+    prod_redis,
+    prod_rollout,
+    prod_scheduler,
+    prod_timings,
+)
 from .airflow_steps import airflow_api, evidence, read_logs, stays_ready, wait_ready
 from .external_db import SSLMODE, ExternalPostgres, prepared_statement_errors, tls_connections
 from .image_check import POSTGRES_REF
@@ -67,6 +77,7 @@ PROD_TRIAL_PARTS: tuple[Part, ...] = (
     prod_pgbouncer.PART,
     prod_rollout.PART,
     prod_drain.PART,
+    prod_timings.PART,  # the benchmark's (./run.sh bench-node-prod)
 )
 PREPARED_IN_LOGS = re.compile(r"prepared statement|InvalidSQLStatementName|DuplicatePreparedStatement", re.I)
 
