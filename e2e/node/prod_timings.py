@@ -2,8 +2,8 @@
 how long a run takes on the prod shape, from its trigger.
 
 - On the Celery worker that is up: `example_one_task` triggered RUNS times, one after another.
-- From zero workers: the worker StatefulSet scaled to 0 (its pod gone), a run triggered and the
-  StatefulSet scaled back to 1 at once, which is what KEDA does once it sees the queued task
+- From zero workers: the workers' Deployment (or StatefulSet) scaled to 0 (their pods gone), a
+  run triggered and the workers scaled back to 1 at once, which is what KEDA does once it sees the queued task
   (less its polling interval, `keda.pollingInterval`); timed to the new worker's Ready and to
   the run's success. The replicas are put back as they were.
 
@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 
+from ..harness import StepError
 from ..kube import wait_for
 from . import part_keys
 from .host import is_ready
@@ -46,11 +47,21 @@ def warm(r: NodeRun) -> None:
         r.echo(f"    {timing_line('warm-worker', seconds)}")
 
 
+def workers(r: NodeRun) -> tuple[tuple[str, str], int]:
+    """The Celery workers' (kind, name) and replicas: a Deployment, or a StatefulSet when the chart
+    gives them a persistent volume (`workers.persistence`)."""
+    name = f"{part_keys.release(r)}-worker"
+    for kind in ("Deployment", "StatefulSet"):
+        found = r.kube.read("apps/v1", kind, name, r.namespace)
+        if found is not None:
+            return (kind, name), int(found["spec"].get("replicas") or 1)
+    raise StepError(f"no Deployment or StatefulSet {name} in {r.namespace}")
+
+
 def cold(r: NodeRun) -> None:
     text = f"{DAG} from zero workers, scaled to 1 at the trigger as KEDA would: to the worker Ready, to success"
     with r.h.steps.step(title(NAME, text)):
-        worker = ("StatefulSet", f"{part_keys.release(r)}-worker")
-        before = int((r.kube.read("apps/v1", *worker, r.namespace) or {}).get("spec", {}).get("replicas") or 1)
+        worker, before = workers(r)
         scale(r, {worker: 0})
         wait_for("no worker pod", lambda: f"{len(pods(r, WORKER))} left" if pods(r, WORKER) else None, timeout=180)
         try:
