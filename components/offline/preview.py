@@ -152,6 +152,9 @@ def _sorted_keys(value: Any) -> Any:
     return value
 
 
+_HEAD_KEYS = ("apiVersion", "kind", "metadata")  # a manifest's first keys, in this order
+
+
 def manifest_of(res: Registered, *, reveal: bool = False) -> dict[str, Any] | None:
     """The Kubernetes object a Pulumi resource declares (None for other resources); secret
     values masked unless `reveal` (the end-to-end run applies the real ones)."""
@@ -161,14 +164,7 @@ def manifest_of(res: Registered, *, reveal: bool = False) -> dict[str, Any] | No
     obj = _sorted_keys(_drop_nulls(unwrap(res.inputs) if reveal else redact(res.inputs)))
     obj["apiVersion"], obj["kind"] = av
     set_namespace(obj, "default")  # the provider's default namespace, as pulumi-kubernetes does
-    return dict(
-        sorted(
-            obj.items(),
-            key=lambda kv: (
-                ("apiVersion", "kind", "metadata").index(kv[0]) if kv[0] in ("apiVersion", "kind", "metadata") else 3
-            ),
-        )
-    )
+    return dict(sorted(obj.items(), key=lambda kv: _HEAD_KEYS.index(kv[0]) if kv[0] in _HEAD_KEYS else 3))
 
 
 class Progress:
@@ -242,12 +238,9 @@ def render_release(
     source.detail["isUpgrade"] = caps.is_upgrade
     try:
         rendered = render_chart(archive, inputs.get("values") or {}, name, namespace, caps)
-    except UnknownValuesError as exc:
-        return source, [Problem("values-schema", res.name, f"Release/{name}", str(exc))], []
-    except HelmValuesError as exc:
-        return source, [Problem("values-schema", res.name, f"Release/{name}", str(exc))], []
-    except HelmRenderError as exc:
-        return source, [Problem("render", res.name, f"Release/{name}", str(exc))], []
+    except (UnknownValuesError, HelmValuesError, HelmRenderError) as exc:
+        rule = "render" if isinstance(exc, HelmRenderError) else "values-schema"
+        return source, [Problem(rule, res.name, f"Release/{name}", str(exc))], []
     source.objects = [r.obj for r in rendered.objects]
     source.detail["templates"] = sorted({r.template for r in rendered.objects})
     source.detail["hooks"] = sum(
@@ -640,26 +633,20 @@ def _preview(
         scan_thread.start()
 
     version = capabilities.kube_version
-    problems.extend(
-        progress.step(
-            "schema",
-            f"validating {len(items)} objects against Kubernetes {version} (strict)",
-            lambda: checks.schema_problems(items, version),
-        )
-    )
     crd_list = crds_for(
         root, items, crds + [o for o in (i.obj for i in items) if o.get("kind") == "CustomResourceDefinition"]
     )
-    problems.extend(
-        progress.step(
-            "crd", "validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list)
-        )
-    )
-    problems.extend(
-        progress.step(
-            "references", "checking references across objects", lambda: checks.reference_problems(items, facts_of(run))
-        )
-    )
+    steps: list[tuple[str, str, Callable[[], list[Problem]]]] = [
+        (
+            "schema",
+            f"validating {len(items)} objects against Kubernetes {version} (strict)",
+            lambda: checks.schema_problems(items, version),
+        ),
+        ("crd", "validating custom resources against their CRDs", lambda: checks.crd_problems(items, crd_list)),
+        ("references", "checking references across objects", lambda: checks.reference_problems(items, facts_of(run))),
+    ]
+    for key, message, check in steps:
+        problems.extend(progress.step(key, message, check))
     problems.extend(
         Problem("guarantee", source, ident, message)
         for source, ident, message in progress.step(

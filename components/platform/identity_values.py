@@ -28,16 +28,15 @@ def _at(values: dict[str, Any], path: str) -> dict[str, Any]:
 
 def airflow_components(airflow: AirflowConfig) -> list[str]:
     """The identity components this Airflow release runs."""
-    out = ["scheduler", "apiServer" if airflow.major >= 3 else "webserver"]
-    if airflow.triggerer.enabled:
-        out.append("triggerer")
-    if airflow.dag_processor.enabled:
-        out.append("dagProcessor")
-    if airflow.uses_celery:
-        out.append("workers")
-    if airflow.uses_kubernetes:
-        out.append("taskPods")
-    return out
+    runs = {
+        "scheduler": True,
+        airflow.ui_component: True,
+        "triggerer": airflow.triggerer.enabled,
+        "dagProcessor": airflow.dag_processor.enabled,
+        "workers": airflow.uses_celery,
+        "taskPods": airflow.uses_kubernetes,
+    }
+    return [component for component, on in runs.items() if on]
 
 
 def airflow_values(identity: IdentityConfig, airflow: AirflowConfig) -> dict[str, Any]:

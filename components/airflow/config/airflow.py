@@ -241,27 +241,21 @@ class TaskPods:
 
     def as_values(self) -> dict[str, Any]:
         """`workers.kubernetes.*` chart values (only what is set)."""
-        out: dict[str, Any] = {}
-        if self.resources.as_values():
-            out["resources"] = self.resources.as_values()
-        if self.node_selector:
-            out["nodeSelector"] = dict(self.node_selector)
-        if self.tolerations:
-            out["tolerations"] = [dict(t) for t in self.tolerations]
-        if self.env:
-            out["env"] = [{"name": k, "value": v} for k, v in self.env.items()]
-        if self.extra_volumes:
-            out["extraVolumes"] = [dict(v) for v in self.extra_volumes]
-        if self.extra_volume_mounts:
-            out["extraVolumeMounts"] = [dict(m) for m in self.extra_volume_mounts]
         pod = {
             k: v
             for k, v in (("runAsUser", self.run_as_user), ("runAsGroup", self.run_as_group), ("fsGroup", self.fs_group))
             if v is not None
         }
-        if pod:
-            out["securityContexts"] = {"pod": pod}
-        return out
+        out: dict[str, Any] = {
+            "resources": self.resources.as_values(),
+            "nodeSelector": dict(self.node_selector),
+            "tolerations": [dict(t) for t in self.tolerations],
+            "env": [{"name": k, "value": v} for k, v in self.env.items()],
+            "extraVolumes": [dict(v) for v in self.extra_volumes],
+            "extraVolumeMounts": [dict(m) for m in self.extra_volume_mounts],
+            "securityContexts": {"pod": pod} if pod else {},
+        }
+        return {k: v for k, v in out.items() if v}
 
 
 @dataclass(frozen=True)

@@ -57,42 +57,28 @@ SERVICE_ACCOUNT_KEYS: dict[str, str] = {
 
 def service_account_names(cfg: AirflowConfig) -> dict[str, str]:
     """The ServiceAccounts the chart creates for this config, by component."""
-    r = cfg.release_name
-    names = {"scheduler": f"{r}-scheduler", "triggerer": f"{r}-triggerer", "dagProcessor": f"{r}-dag-processor"}
-    names[cfg.ui_component] = f"{r}-{SERVICE_ACCOUNT_KEYS[cfg.ui_component]}"
-    if not cfg.triggerer.enabled:
-        del names["triggerer"]
-    if not cfg.dag_processor.enabled:
-        del names["dagProcessor"]
-    if cfg.uses_celery or cfg.uses_kubernetes:
+    runs = {
+        "scheduler": True,
+        "triggerer": cfg.triggerer.enabled,
+        "dagProcessor": cfg.dag_processor.enabled,
+        cfg.ui_component: True,
         # The chart creates the worker ServiceAccount for every pod-launching executor.
-        names["workers"] = f"{r}-worker"
-    if cfg.uses_celery:
-        names["redis"] = f"{r}-redis"
-        if cfg.flower.enabled:
-            names["flower"] = f"{r}-flower"
-    if cfg.uses_kubernetes:
-        names["workers.kubernetes"] = f"{r}-worker-kubernetes"
-    if cfg.statsd.enabled:
-        names["statsd"] = f"{r}-statsd"
-    if cfg.database.pgbouncer.enabled:
-        names["pgbouncer"] = f"{r}-pgbouncer"
-    if cfg.admin.enabled:
-        names["createUserJob"] = f"{r}-create-user-job"
-    return names
+        "workers": cfg.uses_celery or cfg.uses_kubernetes,
+        "redis": cfg.uses_celery,
+        "flower": cfg.uses_celery and cfg.flower.enabled,
+        "workers.kubernetes": cfg.uses_kubernetes,
+        "statsd": cfg.statsd.enabled,
+        "pgbouncer": cfg.database.pgbouncer.enabled,
+        "createUserJob": cfg.admin.enabled,
+    }
+    return {key: f"{cfg.release_name}-{SERVICE_ACCOUNT_KEYS[key]}" for key, on in runs.items() if on}
 
 
 def task_service_accounts(cfg: AirflowConfig) -> list[str]:
     """ServiceAccounts whose pods run Airflow tasks under the chosen executor(s)."""
     names = service_account_names(cfg)
-    out: list[str] = []
-    if cfg.uses_local:
-        out.append(names["scheduler"])
-    if cfg.uses_celery:
-        out.append(names["workers"])
-    if cfg.uses_kubernetes:
-        out.append(names["workers.kubernetes"])
-    return out
+    used = {"scheduler": cfg.uses_local, "workers": cfg.uses_celery, "workers.kubernetes": cfg.uses_kubernetes}
+    return [names[key] for key, on in used.items() if on]
 
 
 def task_pod_launcher_binding(cfg: AirflowConfig) -> dict[str, Any] | None:

@@ -55,17 +55,15 @@ def constraint(spread: Spread, release: str, component_label: str) -> dict[str, 
 
 def spread_components(cfg: AirflowConfig) -> dict[str, str]:
     """The chart paths (and pod `component` labels) of the components this config runs."""
-    out = {"scheduler": COMPONENT_LABELS["scheduler"], "dagProcessor": COMPONENT_LABELS["dagProcessor"]}
-    out[cfg.ui_component] = COMPONENT_LABELS[cfg.ui_component]
-    if cfg.triggerer.enabled:
-        out["triggerer"] = COMPONENT_LABELS["triggerer"]
-    if cfg.uses_celery:
-        out["workers.celery"] = COMPONENT_LABELS["workers.celery"]
-    if cfg.database.pgbouncer.enabled:
-        out["pgbouncer"] = COMPONENT_LABELS["pgbouncer"]
-    if not cfg.dag_processor.enabled:
-        del out["dagProcessor"]
-    return out
+    runs = {
+        "scheduler": True,
+        "dagProcessor": cfg.dag_processor.enabled,
+        cfg.ui_component: True,
+        "triggerer": cfg.triggerer.enabled,
+        "workers.celery": cfg.uses_celery,
+        "pgbouncer": cfg.database.pgbouncer.enabled,
+    }
+    return {path: COMPONENT_LABELS[path] for path, on in runs.items() if on}
 
 
 def spread_values(cfg: AirflowConfig) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import ChainMap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,6 +372,10 @@ class _Checker:
     def add(self, rule: str, item: Item, ident: str, message: str) -> None:
         self.problems.append(Problem(rule, item.source, ident, message))
 
+    def about(self, item: Item, ident: str) -> Callable[[str, str], None]:
+        """`add` for the problems of one object: `add(rule, message)`."""
+        return lambda rule, message: self.add(rule, item, ident, message)
+
     # ----- namespaces and duplicates
 
     def check_namespaces_and_duplicates(self) -> None:
@@ -380,14 +384,13 @@ class _Checker:
             obj = item.obj
             namespaced = _namespaced(obj, self.scopes)
             ident = _ident(obj, namespaced)
+            add = self.about(item, ident)
             ns = _namespace(obj)
             if namespaced is True and ns is None:
-                self.add("namespace", item, ident, f"{ident} is namespaced but has no metadata.namespace")
+                add("namespace", f"{ident} is namespaced but has no metadata.namespace")
             elif namespaced is not False and ns is not None and ns not in self.index.namespaces:
-                self.add(
+                add(
                     "namespace",
-                    item,
-                    ident,
                     f"{ident} is in namespace '{ns}', which is neither declared in the stack (kind Namespace) "
                     "nor listed as pre-existing in the cluster facts",
                 )
@@ -397,7 +400,7 @@ class _Checker:
             if first is None:
                 seen[key] = item
             else:
-                self.add("duplicate", item, ident, f"{ident} is declared twice: by {first.source} and by {item.source}")
+                add("duplicate", f"{ident} is declared twice: by {first.source} and by {item.source}")
 
     # ----- pod templates
 
@@ -427,21 +430,18 @@ class _Checker:
         *,
         in_facts: bool,
     ) -> None:
+        add = self.about(item, ident)
         if not isinstance(name, str) or not name:
-            self.add(rule, item, ident, f"{ident} {where} references a {kind} without a name")
+            add(rule, f"{ident} {where} references a {kind} without a name")
             return
         if (ns, name) not in table:
             elsewhere = "in the stack or in the cluster facts" if in_facts else "in the stack"
-            self.add(
-                rule, item, ident, f"{ident} {where} references {kind} {ns}/{name}, which is not declared {elsewhere}"
-            )
+            add(rule, f"{ident} {where} references {kind} {ns}/{name}, which is not declared {elsewhere}")
             return
         keys = table[(ns, name)]
         if key is not None and keys is not None and str(key) not in keys:
-            self.add(
+            add(
                 rule,
-                item,
-                ident,
                 f"{ident} {where} references key '{key}' that {kind} {ns}/{name} does not have "
                 f"(it has: {_has_keys(keys)})",
             )
@@ -454,6 +454,7 @@ class _Checker:
     def _check_pod_spec(self, item: Item, template: _PodTemplate) -> None:
         spec = template.spec or {}
         ident = template.owner
+        add = self.about(item, ident)
         ns = template.namespace
         for list_key, label in _CONTAINER_LISTS:
             for container in _as_list(spec.get(list_key)):
@@ -496,10 +497,8 @@ class _Checker:
             self._secret(item, ident, ns, _as_dict(pull_secret).get("name"), "imagePullSecrets", None)
         account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
         if account != "default" and (ns, account) not in self.index.service_accounts:
-            self.add(
+            add(
                 "service-account",
-                item,
-                ident,
                 f"{ident} serviceAccountName references ServiceAccount {ns}/{account}, "
                 "which is not declared in the stack or in the cluster facts",
             )
@@ -509,6 +508,7 @@ class _Checker:
     ) -> None:
         """Airflow's `<OPTION>_CMD=cat <file>`: the file must come from a volume the container mounts
         (unless `<OPTION>` itself is set: Airflow reads it first and never runs the command)."""
+        add = self.about(item, ident)
         env = [_as_dict(e) for e in _as_list(container.get("env"))]
         plain = {str(e.get("name", "")) for e in env if "value" in e or "valueFrom" in e}
         commands = [
@@ -525,10 +525,8 @@ class _Checker:
                 continue
             path = parts[1]
             if not any(path == f or (f.endswith("/") and path.startswith(f)) for f in files):
-                self.add(
+                add(
                     "file-command",
-                    item,
-                    ident,
                     f"{ident} {where} env {name} reads {path}, which no volume mount of the container provides",
                 )
 
@@ -546,18 +544,17 @@ class _Checker:
                 check(item, ident, ns, name, f"{where} item", key)
 
     def _claim(self, item: Item, ident: str, ns: str, claim: Any, where: str, template: _PodTemplate) -> None:
+        add = self.about(item, ident)
         if not isinstance(claim, str) or not claim:
-            self.add("pvc-ref", item, ident, f"{ident} {where} references a PersistentVolumeClaim without a name")
+            add("pvc-ref", f"{ident} {where} references a PersistentVolumeClaim without a name")
             return
         if (ns, claim) in self.index.pvcs or claim in template.own_claims:
             return
         for sts, claim_template in self.index.claim_templates.get(ns, []):
             if re.fullmatch(rf"{re.escape(claim_template)}-{re.escape(sts)}-\d+", claim):
                 return
-        self.add(
+        add(
             "pvc-ref",
-            item,
-            ident,
             f"{ident} {where} references PersistentVolumeClaim {ns}/{claim}, which is not declared in the stack "
             "(nor produced by a StatefulSet volumeClaimTemplate, nor listed in cluster.persistentVolumeClaims)",
         )
@@ -565,14 +562,13 @@ class _Checker:
     # ----- storage
 
     def _storage_class(self, item: Item, ident: str, storage_class: Any, where: str) -> None:
+        add = self.about(item, ident)
         if not isinstance(storage_class, str) or not storage_class:
             return
         if storage_class not in self.index.storage_classes:
             known = ", ".join(sorted(self.index.storage_classes)) or "none"
-            self.add(
+            add(
                 "storage-class",
-                item,
-                ident,
                 f"{where} uses storageClassName '{storage_class}', which is not a StorageClass declared in the stack "
                 f"or in the cluster facts (known: {known})",
             )
@@ -586,15 +582,14 @@ class _Checker:
             obj = item.obj
             gk = _gk(obj)
             ident = _ident(obj, _namespaced(obj, self.scopes))
+            add = self.about(item, ident)
             spec = _as_dict(obj.get("spec"))
             if gk == ("", "PersistentVolumeClaim"):
                 self._storage_class(item, ident, spec.get("storageClassName"), ident)
                 volume = spec.get("volumeName")
                 if isinstance(volume, str) and volume and volume not in self.index.pvs:
-                    self.add(
+                    add(
                         "pvc-ref",
-                        item,
-                        ident,
                         f"{ident} volumeName references PersistentVolume {volume}, which is not declared in the stack",
                     )
                 elif isinstance(volume, str) and volume:
@@ -615,6 +610,8 @@ class _Checker:
         """A claim bound by name to a volume must fit it, or it stays Pending forever."""
         from ...core.reader import quantity_value
 
+        add = self.about(item, ident)
+
         pv = next(
             (i.obj for i in self.items if _gk(i.obj) == ("", "PersistentVolume") and _name(i.obj) == volume), None
         )
@@ -623,18 +620,14 @@ class _Checker:
         pv_spec = _as_dict(pv.get("spec"))
         pv_class, claim_class = pv_spec.get("storageClassName") or "", claim.get("storageClassName") or ""
         if pv_class != claim_class:
-            self.add(
+            add(
                 "pv-binding",
-                item,
-                ident,
                 f"{ident} has storageClassName '{claim_class}' but its PersistentVolume {volume} has '{pv_class}'",
             )
         missing = [m for m in _as_list(claim.get("accessModes")) if m not in _as_list(pv_spec.get("accessModes"))]
         if missing:
-            self.add(
+            add(
                 "pv-binding",
-                item,
-                ident,
                 f"{ident} asks for access modes {', '.join(map(str, missing))} that PersistentVolume {volume} "
                 f"does not offer (it has: {', '.join(map(str, _as_list(pv_spec.get('accessModes'))))})",
             )
@@ -647,20 +640,13 @@ class _Checker:
         except ValueError:
             too_small = False
         if too_small:
-            self.add(
-                "pv-binding",
-                item,
-                ident,
-                f"{ident} requests {wanted} but PersistentVolume {volume} has a capacity of {offered}",
-            )
+            add("pv-binding", f"{ident} requests {wanted} but PersistentVolume {volume} has a capacity of {offered}")
         claim_ref = _as_dict(pv_spec.get("claimRef"))
         if claim_ref and (
             claim_ref.get("name") != _name(item.obj) or claim_ref.get("namespace") != _namespace(item.obj)
         ):
-            self.add(
+            add(
                 "pv-binding",
-                item,
-                ident,
                 f"{ident} names PersistentVolume {volume}, which is reserved for claim "
                 f"{claim_ref.get('namespace')}/{claim_ref.get('name')}",
             )
@@ -675,6 +661,7 @@ class _Checker:
             gk = _gk(obj)
             cluster = gk[1] == "ClusterRoleBinding"
             ident = _ident(obj, not cluster)
+            add = self.about(item, ident)
             binding_ns = None if cluster else _namespace(obj)
             for subject in _as_list(obj.get("subjects")):
                 subject = _as_dict(subject)
@@ -683,10 +670,8 @@ class _Checker:
                 name = subject.get("name")
                 ns = subject.get("namespace") or binding_ns
                 if not ns:
-                    self.add(
+                    add(
                         "rbac-subject",
-                        item,
-                        ident,
                         f"{ident} subject ServiceAccount '{name}' has no namespace (required in a ClusterRoleBinding)",
                     )
                     continue
@@ -696,10 +681,8 @@ class _Checker:
                     or (ns, name) in _BUILTIN_SERVICE_ACCOUNTS
                 )
                 if not exists:
-                    self.add(
+                    add(
                         "rbac-subject",
-                        item,
-                        ident,
                         f"{ident} subject references ServiceAccount {ns}/{name}, "
                         "which is not declared in the stack or in the cluster facts",
                     )
@@ -707,37 +690,29 @@ class _Checker:
             ref_kind, ref_name = role_ref.get("kind"), role_ref.get("name")
             if ref_kind == "Role":
                 if cluster:
-                    self.add(
+                    add(
                         "rbac-roleref",
-                        item,
-                        ident,
                         f"{ident} roleRef references Role {ref_name}, "
                         "but a ClusterRoleBinding can only reference a ClusterRole",
                     )
                 elif (binding_ns or "", ref_name) not in self.index.roles and (
                     (binding_ns or "", ref_name) not in _BUILTIN_ROLES
                 ):
-                    self.add(
+                    add(
                         "rbac-roleref",
-                        item,
-                        ident,
                         f"{ident} roleRef references Role {binding_ns}/{ref_name}, which is not declared in the stack",
                     )
             elif ref_kind == "ClusterRole":
                 name = str(ref_name)
                 builtin = name in _BUILTIN_CLUSTER_ROLES or name.startswith("system:")
                 if not builtin and name not in self.index.cluster_roles:
-                    self.add(
+                    add(
                         "rbac-roleref",
-                        item,
-                        ident,
                         f"{ident} roleRef references ClusterRole {name}, which is not declared in the stack, "
                         "in the cluster facts, or a Kubernetes built-in",
                     )
             else:
-                self.add(
-                    "rbac-roleref", item, ident, f"{ident} roleRef has kind {ref_kind!r}; expected Role or ClusterRole"
-                )
+                add("rbac-roleref", f"{ident} roleRef has kind {ref_kind!r}; expected Role or ClusterRole")
 
     # ----- Services
 
@@ -756,13 +731,12 @@ class _Checker:
             if service is None or not service.selector:
                 continue
             ident = service.ident
+            add = self.about(item, ident)
             selected = self._selected(service)
             if not selected:
                 count = sum(1 for t in self.index.templates if t.namespace == service.namespace)
-                self.add(
+                add(
                     "service-selector",
-                    item,
-                    ident,
                     f"{ident} selector {{{_fmt_labels(service.selector)}}} matches no pod template in namespace "
                     f"{service.namespace} ({count} pod templates there, none carries all these labels)",
                 )
@@ -774,10 +748,8 @@ class _Checker:
                 if any(target in t.port_names for t in selected):
                     continue
                 have = "; ".join(f"{t.owner} names: {', '.join(sorted(t.port_names)) or 'none'}" for t in selected)
-                self.add(
+                add(
                     "service-selector",
-                    item,
-                    ident,
                     f"{ident} port '{port.get('name', port.get('port'))}' targetPort '{target}' is not a named "
                     f"containerPort of any selected pod template ({have})",
                 )
@@ -792,15 +764,14 @@ class _Checker:
         for item in self._of_kind(("networking.k8s.io", "Ingress")):
             obj = item.obj
             ident = _ident(obj, True)
+            add = self.about(item, ident)
             ns = _namespace(obj) or ""
             spec = _as_dict(obj.get("spec"))
             wanted = spec.get("ingressClassName")
             if isinstance(wanted, str) and wanted not in classes:
                 known = ", ".join(sorted(classes)) or "none"
-                self.add(
+                add(
                     "ingress",
-                    item,
-                    ident,
                     f"{ident} uses ingressClassName '{wanted}', which is not an IngressClass declared in the stack "
                     f"or in cluster.ingressClasses (known: {known})",
                 )
@@ -809,10 +780,8 @@ class _Checker:
             for tls in _as_list(spec.get("tls")):
                 secret = _as_dict(tls).get("secretName")
                 if isinstance(secret, str) and secret and (ns, secret) not in self.index.secrets and not issued:
-                    self.add(
+                    add(
                         "ingress",
-                        item,
-                        ident,
                         f"{ident} uses TLS Secret {ns}/{secret}, which is not declared in the stack or in "
                         "cluster.secrets (and no cert-manager issuer annotation would create it)",
                     )
@@ -826,12 +795,7 @@ class _Checker:
                     continue
                 target = services.get((ns, str(svc.get("name"))))
                 if target is None:
-                    self.add(
-                        "ingress",
-                        item,
-                        ident,
-                        f"{ident} routes to Service {ns}/{svc.get('name')}, which does not exist",
-                    )
+                    add("ingress", f"{ident} routes to Service {ns}/{svc.get('name')}, which does not exist")
                     continue
                 port = _as_dict(svc.get("port"))
                 ports = _as_list(_as_dict(target.get("spec")).get("ports"))
@@ -840,10 +804,8 @@ class _Checker:
                 if ("name" in port and port["name"] not in names) or (
                     "number" in port and port["number"] not in numbers
                 ):
-                    self.add(
+                    add(
                         "ingress",
-                        item,
-                        ident,
                         f"{ident} routes to port {port.get('name', port.get('number'))} of Service "
                         f"{ns}/{svc.get('name')}, which has no such port",
                     )
@@ -852,6 +814,7 @@ class _Checker:
         for item in self._of_kind(("monitoring.coreos.com", "ServiceMonitor")):
             obj = item.obj
             ident = _ident(obj, True)
+            add = self.about(item, ident)
             spec = _as_dict(obj.get("spec"))
             own_ns = _namespace(obj) or ""
             ns_selector = _as_dict(spec.get("namespaceSelector"))
@@ -869,12 +832,7 @@ class _Checker:
                 if (namespaces is None or s.namespace in namespaces) and _selector_matches(selector, s.labels)
             ]
             if not matched:
-                self.add(
-                    "servicemonitor",
-                    item,
-                    ident,
-                    f"{ident} selector {{{_fmt_selector(selector)}}} matches no Service in {scope}",
-                )
+                add("servicemonitor", f"{ident} selector {{{_fmt_selector(selector)}}} matches no Service in {scope}")
                 continue
             for number, endpoint in enumerate(_as_list(spec.get("endpoints"))):
                 endpoint = _as_dict(endpoint)
@@ -885,18 +843,14 @@ class _Checker:
                     and not any(any(p.get("name") == port for p in s.ports) for s in matched)
                 ):
                     have = "; ".join(f"{s.ident} has: {_port_names(s)}" for s in matched)
-                    self.add(
+                    add(
                         "servicemonitor",
-                        item,
-                        ident,
                         f"{ident} endpoint {number} port '{port}' is not a named port of any selected Service ({have})",
                     )
                 target = endpoint.get("targetPort")
                 if target is not None and not self._target_port_exists(matched, target):
-                    self.add(
+                    add(
                         "servicemonitor",
-                        item,
-                        ident,
                         f"{ident} endpoint {number} targetPort {target!r} matches no targetPort of the selected "
                         "Services nor a containerPort of their pods",
                     )
