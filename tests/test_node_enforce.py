@@ -13,13 +13,9 @@ import pytest
 import yaml
 
 from components.platform.config import parse_stack
-from e2e.cluster import Process, spawn
 from e2e.harness import ROOT
-from e2e.node import cleanup, kube_router, part_enforce, reach_matrix
-from e2e.node.builders import Context
+from e2e.node import cleanup, part_enforce, reach_matrix
 from e2e.node.parts import Part, set_secrets
-from e2e.node.scenario import start_early
-from e2e.scenarios import Harness
 from tests.test_node import FOLDER
 from tests.test_node_checks import CLEAN
 
@@ -55,70 +51,6 @@ class TestKubeRoutersLeftovers:
 
     def test_a_machine_without_ipsets_is_clean(self):
         assert cleanup.leftovers(CLEAN, FOLDER) == []
-
-
-class TestKubeRoutersEarlyBuild:
-    """The run starts kube-router's build in the background when the enforce part will run, and the
-    part waits for it rather than building a second time."""
-
-    @pytest.fixture(autouse=True)
-    def no_early_build_left(self):
-        yield
-        kube_router.stop_early()
-
-    def harness(self, tmp_path: Path) -> Harness:
-        return Harness(steps=None, found={}, work=tmp_path, stages=[], charts=dict, charts_dir=tmp_path)  # type: ignore[arg-type]
-
-    def test_the_build_starts_early_when_the_enforce_part_is_selected(self, tmp_path, monkeypatch):
-        monkeypatch.setattr(kube_router, "spawn", lambda logs, name, args, cwd: spawn(logs, name, ["true"]))
-        monkeypatch.setenv("AIRFLOW_K8S_NODE_PARTS", "keys,enforce")
-        stop = start_early(self.harness(tmp_path))
-        assert kube_router._early is not None
-        assert stop() == [] and kube_router._early is None
-
-    def test_no_build_starts_when_the_enforce_part_is_not_selected(self, tmp_path, monkeypatch):
-        monkeypatch.setenv("AIRFLOW_K8S_NODE_PARTS", "keys")
-        start_early(self.harness(tmp_path))
-        assert kube_router._early is None
-
-    def test_the_early_build_runs_at_the_lowest_cpu_priority_in_a_process_of_its_own(self, tmp_path, monkeypatch):
-        seen: list[list[str]] = []
-
-        def recorded(logs: Path, name: str, args: list[str], cwd: Path) -> Process:
-            seen.append(args)
-            return spawn(logs, name, ["true"])
-
-        monkeypatch.setattr(kube_router, "spawn", recorded)
-        kube_router.build_early(tmp_path)
-        assert seen[0][:3] == ["nice", "-n", "19"] and seen[0][-2:] == ["-m", "e2e.node.kube_router"]
-
-    def test_the_part_waits_for_the_early_build_and_does_not_build_again(self, tmp_path: Path, monkeypatch):
-        built: list[str] = []
-
-        def cached(self: Context, module: str) -> Path:
-            built.append(module)
-            return tmp_path / "kube-router"
-
-        monkeypatch.setattr(Context, "go_binary", cached)
-        kube_router._early = spawn(tmp_path, "early", ["sh", "-c", "sleep 0.3"])
-        lines: list[str] = []
-        kube_router.binary(lines.append, cache=tmp_path)
-        assert kube_router._early is None
-        assert lines[0].startswith("built in the background while the run went on (waited ")
-        assert len(built) == 1  # the cached binary's lookup, which finds what the early build made
-
-    def test_a_failed_early_build_is_said_and_the_part_builds_itself(self, tmp_path, monkeypatch):
-        monkeypatch.setattr(Context, "go_binary", lambda self, module: tmp_path / "kube-router")
-        kube_router._early = spawn(tmp_path, "early", ["sh", "-c", "exit 3"])
-        lines: list[str] = []
-        kube_router.binary(lines.append, cache=tmp_path)
-        assert lines[0].startswith("the build in the background exited 3 (log: ") and lines[0].endswith("building here")
-
-    def test_the_runs_end_stops_an_early_build_that_still_runs(self, tmp_path):
-        kube_router._early = spawn(tmp_path, "early", ["sleep", "60"])
-        popen = kube_router._early.popen
-        assert kube_router.stop_early() == []
-        assert popen.poll() is not None and kube_router._early is None
 
 
 class TestThePartsStack:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..cluster import Process, spawn, stop_all
+from ..cluster import Process, spawn
 from ..harness import ROOT, StepError
 from ..kube import wait_for
 from . import cleanup, images
@@ -33,50 +32,9 @@ VERSION = "v2.1.0"
 DEFAULT_CHAIN = "KUBE-NWPLCY-DEFAULT"  # beside one KUBE-NWPLCY-<hash> chain per policy
 
 
-EARLY_WAIT_SECONDS = 1800.0  # for the early build, once the part needs its binary
-_early: Process | None = None
-
-
-def build_early(logs: Path) -> Process:
-    """Start this module's build (`binary()`, in a process of its own at the lowest CPU priority)
-    now, so that what runs before the `enforce` part overlaps its cold minutes; `binary()` then
-    waits for it instead of building. When the binary is cached it ends at once. The run stops it
-    at its end (`stop_early()`), so an interrupted run leaves no build behind."""
-    global _early
-    if _early is None:
-        _early = spawn(logs, "kube-router-build", ["nice", "-n", "19", sys.executable, "-m", __name__], cwd=ROOT)
-    return _early
-
-
-def stop_early() -> list[str]:
-    """Stop the early build if it still runs; the problems met."""
-    global _early
-    process, _early = _early, None
-    return stop_all([process]) if process is not None else []
-
-
-def _wait_early(echo: Callable[[str], None]) -> None:
-    if _early is None:
-        return
-    started = time.monotonic()
-    try:
-        code = _early.popen.wait(timeout=EARLY_WAIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        code = None
-    waited = time.monotonic() - started
-    log = _early.log
-    stop_early()
-    if code == 0:
-        echo(f"built in the background while the run went on (waited {waited:.1f}s for it; log: {log})")
-    else:
-        why = "ran out of time" if code is None else f"exited {code}"
-        echo(f"the build in the background {why} (log: {log}); building here")
-
-
 def binary(echo: Callable[[str], None], cache: Path | None = None) -> Path:
     """kube-router, from the cache or built with `go install` from the Go module proxy (cold: about
-    3 minutes on 2 cores); after `build_early()`, once that build has ended."""
-    _wait_early(echo)
+    3 minutes on 2 cores)."""
     cache = cache or images.default_cache()
     work = cache / "work" / "kube-router"
     work.mkdir(parents=True, exist_ok=True)
@@ -172,5 +130,5 @@ def _run(cmd: list[str], *, input: str | None = None) -> subprocess.CompletedPro
     return subprocess.run(cmd, capture_output=True, text=True, input=input, check=False)
 
 
-if __name__ == "__main__":  # build_early()'s process
+if __name__ == "__main__":  # the build e2e.node.early starts
     print(binary(print))

@@ -35,7 +35,7 @@ from typing import Any
 
 from ..harness import ROOT, StepError
 from ..kube import ApiError, Kube, wait_for
-from . import kube_router, reach_matrix
+from . import early, kube_router, reach_matrix
 from .airflow_api import AirflowApi, AirflowApiError
 from .parts import NodeRun, Part
 from .reach_matrix import PROBE_IMAGE, PROBE_LABEL
@@ -84,6 +84,7 @@ def run(r: NodeRun) -> None:
     steps = r.h.steps
     with steps.step(f"[node:{NAME}] kube-router {kube_router.VERSION}: built or from the cache", setup=True):
         started = time.monotonic()
+        early.wait("kube-router", lambda line: r.echo(f"    {line}"))
         program = kube_router.binary(lambda line: r.echo(f"    {line}"))
         r.echo(f"    {program} ({time.monotonic() - started:.1f}s)")
     checks = (

@@ -26,6 +26,7 @@ import ast
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from ..scenarios import Deployment, Harness, deploy_project, dev_config
 from . import (
     cleanup,
     config,
+    early,
     host,
     images,
     kube_router,
@@ -179,16 +181,21 @@ def node_here(h: Harness, name: str, what: str) -> tuple[Node, dict[str, Path]] 
 
 
 def start_early(h: Harness) -> Callable[[], list[str]]:
-    """Called when the run begins, before its first scenario: when the `enforce` part will run,
-    kube-router's build (cold: about 3 minutes of both cores) starts in the background at the
-    lowest CPU priority, so the scenarios before this one overlap it. Returns what stops it."""
+    """Called when the run begins, before its first scenario: this scenario's images and, when
+    the `enforce` part will run, kube-router start building in the background (e2e.node.early),
+    so that the scenarios before this one overlap their cold minutes. Returns what stops them."""
     try:
         parts = selected(PARTS, trial=TRIAL_PARTS)
-    except StepError:
-        parts = []  # the scenario itself names the bad selection
-    if part_enforce.PART in parts:
-        kube_router.build_early(h.work / "kube-router-build")
-    return kube_router.stop_early
+        folder = h.work / "node-early"
+        project = copy_project(folder / "images-project")
+        write_stack_config(project, with_kube_minor(stack_for(parts, node_stack_config(h, folder))))
+        extra = [ref for part in parts for ref in part.images]
+        early.start("images", folder, __name__, [str(project), str(h.charts_dir), *extra])
+        if part_enforce.PART in parts:
+            early.start("kube-router", folder, kube_router.__name__)
+    except (StepError, OSError) as exc:  # the scenario's own steps name it, or build themselves
+        h.steps.echo(f"    the node's builds did not start early: {exc}")
+    return early.stop
 
 
 def scenario_node(h: Harness) -> None:
@@ -208,6 +215,7 @@ def scenario_node(h: Harness) -> None:
         f"[{NAME}] images: every image the stack, the example DAGs and the parts name, built or from the cache",
         setup=True,
     ):
+        early.wait("images", steps.echo)
         project = copy_project(folder / "images-project")
         write_stack_config(project, with_kube_minor(config_))
         extra = [ref for part in parts for ref in part.images]
@@ -400,3 +408,7 @@ def preview_against_pods(d: Deployment) -> None:
 
 
 NODE_SCENARIOS = {NAME: scenario_node}
+
+
+if __name__ == "__main__":  # the build e2e.node.early starts: python -m e2e.node.scenario PROJECT CHARTS [REF ...]
+    build_images(Path(sys.argv[1]), STACK, Path(sys.argv[2]), print, sys.argv[3:])
