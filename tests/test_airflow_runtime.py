@@ -9,6 +9,7 @@ object; the offline preview reports what breaks it (rule `guarantee`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,3 +271,77 @@ class TestTheUiLeavesItsServiceBeforeItStops:
         values = chart_values(cfg)
         assert values["webserver"]["containerLifecycleHooks"]["preStop"] == {"exec": {"command": ["sleep", "10"]}}
         assert "containerLifecycleHooks" not in values["apiServer"]
+
+
+class TestAStalledCeleryWorkerIsRestartedWithinMinutes:
+    """Found on the real node (node-prod's `redis-restart`): after Redis restarted, the Celery worker
+    logged "Connected to redis://..." but took no task and answered no ping (kombu 5.6's Redis
+    transport, celery/kombu#2492 and #2630). The task Airflow sent waited in Redis until the chart's
+    liveness probe (`celery inspect ping` importing Airflow, 5 x 60 s) restarted the worker after
+    4 min 50 s. The component's probe pings the worker without importing Airflow, so it can run
+    often enough to restart such a worker in about a minute and a quarter."""
+
+    @staticmethod
+    def worker(previews: dict[str, PreviewResult]) -> dict[str, Any]:
+        (c,) = [c for _, _, _, c in airflow_containers(previews["prod"].objects) if c["name"] == "worker"]
+        return c
+
+    def test_a_worker_that_answers_no_ping_is_restarted_within_90_seconds(self, previews):
+        probe = self.worker(previews)["livenessProbe"]
+        assert probe["periodSeconds"] * probe["failureThreshold"] + probe["timeoutSeconds"] <= 90
+
+    def test_a_starting_worker_has_as_long_as_three_minutes_before_its_first_probe(self, previews):
+        probe = self.worker(previews)["livenessProbe"]
+        assert probe["initialDelaySeconds"] >= 180
+
+    def test_the_probe_pings_this_worker_with_the_broker_url_it_reads_and_imports_no_airflow(self, previews):
+        c = self.worker(previews)
+        command = c["livenessProbe"]["exec"]["command"]
+        assert command[:2] == ["python", "-c"]
+        assert "airflow" not in command[2] and "/entrypoint" not in command
+        broker_cmd = {e["name"]: e.get("value") for e in c["env"]}["AIRFLOW__CELERY__BROKER_URL_CMD"]
+        assert broker_cmd == f"cat {command[3]}"
+
+    @pytest.mark.parametrize(("replies", "code"), [([{"celery@worker-0": {"ok": "pong"}}], 0), ([], 1)])
+    def test_the_probe_passes_only_when_this_worker_answers(self, previews, tmp_path, replies, code):
+        import socket
+        import subprocess
+        import sys
+
+        command = self.worker(previews)["livenessProbe"]["exec"]["command"]
+        fake = tmp_path / "celery"
+        fake.mkdir()
+        (fake / "__init__.py").write_text(
+            "import json, sys\n"
+            "class Celery:\n"
+            "    def __init__(self, broker):\n"
+            "        self.broker = broker\n"
+            "        self.control = self\n"
+            "    def ping(self, destination, timeout):\n"
+            "        print(json.dumps([self.broker, destination, timeout]))\n"
+            f"        return {replies!r}\n"
+        )
+        url = tmp_path / "celery-broker-url"
+        url.write_text("redis://:secret@airflow-redis:6379/0\n")
+        done = subprocess.run(
+            [sys.executable, "-c", command[2], str(url)],
+            env={"PYTHONPATH": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == code, done.stderr
+        broker, destination, timeout = json.loads(done.stdout)
+        assert broker == "redis://:secret@airflow-redis:6379/0"
+        assert destination == [f"celery@{socket.gethostname()}"]
+        assert timeout < self.worker(previews)["livenessProbe"]["timeoutSeconds"]
+
+    def test_airflow_2s_celery_workers_get_it_and_no_celery_no_probe(self):
+        from components.airflow.config.airflow import parse_airflow
+        from components.airflow.values.chart import WORKER_LIVENESS, chart_values
+
+        dags = {"mode": "hostPath", "hostPath": {"path": "/data/dags"}}
+        two = chart_values(parse_airflow({"version": "2.11.0", "executor": "CeleryKubernetesExecutor", "dags": dags}))
+        assert {k: two["workers"]["livenessProbe"][k] for k in WORKER_LIVENESS} == WORKER_LIVENESS
+        k8s = chart_values(parse_airflow({"executor": "KubernetesExecutor", "dags": dags}))
+        assert "livenessProbe" not in k8s["workers"]

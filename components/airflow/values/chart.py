@@ -394,6 +394,7 @@ def build_values(cfg: AirflowConfig, dags_claim: str | None, connections_secret:
     v = deep_merge(v, security_values(cfg))
     v = deep_merge(v, startup_values())
     v = deep_merge(v, shutdown_values(cfg))
+    v = deep_merge(v, worker_probe_values(cfg))
     v = deep_merge(v, ingress_values(cfg))
     v = deep_merge(v, network_values(cfg))
     v = deep_merge(deep_merge(v, spread_values(cfg)), fernet_values(cfg))
@@ -615,6 +616,37 @@ STARTUP_PROBED = ("scheduler", "apiServer", "webserver", "flower")
 
 def startup_values() -> dict[str, Any]:
     return {component: {"startupProbe": dict(STARTUP_PROBE)} for component in STARTUP_PROBED}
+
+
+# The Celery worker's liveness probe: `celery inspect ping` to this worker's node name, as the
+# chart's probe does, but from a bare Celery app that reads the broker URL from its file instead of
+# Airflow's (the chart's command imports Airflow: seconds of CPU each time, so it ran once a minute
+# and restarted a worker after five failures, about five minutes). After Redis restarts, kombu 5.6's
+# Redis transport can leave a worker connected ("Connected to redis://...") whose event loop
+# polls neither the task queue nor its control queue: the task Airflow sends next waits in Redis
+# and no ping is answered, until the container restarts (kombu's `_on_disconnect` drops the
+# poller's tick callback: celery/kombu#2492, #2630, released in kombu 5.7.0, which Celery 5.6 and
+# the Celery provider are not yet proven on). This probe costs about 0.4 s of CPU, so it runs every
+# 20 s and restarts such a worker within about 75 s (3 x 20 s + the 15 s timeout); the worker's
+# first 180 s are its start (Airflow's import under load). The alarm ends the probe if the broker
+# hangs; a refused broker fails it at once.
+WORKER_PING = (
+    "import signal, socket, sys\n"
+    "signal.alarm(10)\n"
+    "from celery import Celery\n"
+    "url = open(sys.argv[1]).read().strip()\n"
+    "ping = Celery(broker=url).control.ping(destination=['celery@' + socket.gethostname()], timeout=5)\n"
+    "sys.exit(0 if ping else 1)\n"
+)
+WORKER_LIVENESS = {"initialDelaySeconds": 180, "periodSeconds": 20, "failureThreshold": 3, "timeoutSeconds": 15}
+
+
+def worker_probe_values(cfg: AirflowConfig) -> dict[str, Any]:
+    if not cfg.uses_celery:
+        return {}
+    broker = next(f for f in secret_files(cfg, "workers") if f.option == "AIRFLOW__CELERY__BROKER_URL")
+    probe = {"enabled": True, **WORKER_LIVENESS, "command": ["python", "-c", WORKER_PING, broker.path]}
+    return {"workers": {"livenessProbe": probe}}
 
 
 # The UI server leaves its Service before it stops. Deleting a pod (a rollout, a drain) sends its
