@@ -61,6 +61,10 @@ class TestRestarts:
             "n/triggerer new",
         ]
 
+    def test_the_containers_whose_previous_log_is_read_are_those_that_restarted(self):
+        changes = ["airflow-scheduler-x/scheduler restarted (0 -> 1)", "w/worker replaced (a new pod)", "t/t gone"]
+        assert prod_common.restarted_containers(changes) == [("airflow-scheduler-x", "scheduler")]
+
     def test_nothing_changed_is_no_change(self):
         counts = {"s/scheduler": ("u1", 2)}
         assert prod_common.restarted(counts, dict(counts)) == []

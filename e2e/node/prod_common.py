@@ -84,6 +84,30 @@ def restarted(before: dict[str, tuple[str, int]], after: dict[str, tuple[str, in
     return changes
 
 
+def restarted_containers(changes: list[str]) -> list[tuple[str, str]]:
+    """(pod, container) of each `restarted` entry that `restarted()` gave (not those replaced or gone)."""
+    found = []
+    for change in changes:
+        key, _, what = change.partition(" ")
+        if what.startswith("restarted") and "/" in key:
+            pod, _, container = key.partition("/")
+            found.append((pod, container))
+    return found
+
+
+def previous_logs(r: NodeRun, changes: list[str], lines: int = 25) -> None:
+    """The last `lines` of each restarted container's previous run (why it exited), printed."""
+    for pod, container in restarted_containers(changes):
+        path = f"/api/v1/namespaces/{r.namespace}/pods/{pod}/log?container={container}&previous=true&tailLines={lines}"
+        try:
+            text = str(r.kube.request("GET", path) or "")
+        except Exception as exc:  # the pod may be gone meanwhile
+            text = f"(not readable: {exc})"
+        r.echo(f"    {pod}/{container}, its previous run's last lines:")
+        for line in text.splitlines()[-lines:]:
+            r.echo(f"    | {line[:300]}")
+
+
 def seconds_after(start: datetime | None, moment: datetime | None) -> str:
     if start is None or moment is None:
         return "?"

@@ -15,7 +15,7 @@ from ..kube import wait_for
 from .host import is_ready
 from .part_failures import delete_pods, pods
 from .parts import NodeRun, Part
-from .prod_common import airflow_restarts, new_run_seconds, restarted, title, wait_healthy
+from .prod_common import airflow_restarts, new_run_seconds, previous_logs, restarted, title, wait_healthy
 
 NAME = "pgbouncer-restart"
 RUN_DAG = "example_one_task"
@@ -47,6 +47,7 @@ def run(r: NodeRun) -> None:
         changes = restarted(before, airflow_restarts(r))
         r.echo(f"    Airflow's containers: {len(before)}, restarted or replaced: {', '.join(changes) or 'none'}")
         if changes:
+            previous_logs(r, changes)
             raise StepError(f"Airflow restarted when PgBouncer did: {', '.join(changes)}")
         r.echo(f"    part {NAME}: {time.monotonic() - started:.1f}s")
 
