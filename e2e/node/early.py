@@ -4,7 +4,7 @@ will run, kube-router (about 3.5). Each runs in a process of its own at the lowe
 a low IO priority, filling the same caches the scenario's steps read; the step that needs one
 waits for it first (`wait`), then finds its work cached. The run's end stops whatever still runs
 (`stop`), so an interrupted run leaves no build behind. What each runs is a module's command
-line (`python -m e2e.node.scenario images ...`, `python -m e2e.node.kube_router`): this module
+line (`python -m e2e.node.scenario PROJECT CHARTS ...`, `python -m e2e.node.kube_router`): this module
 imports neither.
 """
 
