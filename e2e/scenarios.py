@@ -332,16 +332,23 @@ def guarded_change(d: Deployment, what: str, change: Callable[[], None], expect:
         raise StepError(f"{what} changed Secrets:\n" + "\n".join(changed))
 
 
+def airflow_images(spec: dict[str, Any]) -> list[str]:
+    """The images of a pod spec's containers that run Airflow: `apache/airflow`, but not the
+    chart's PgBouncer and its exporter, which that repository carries under `airflow-*` tags."""
+    refs = [str(c.get("image", "")) for c in spec.get("containers") or []]
+    return [r for r in refs if r.startswith("apache/airflow:") and not r.split(":", 1)[1].startswith("airflow-")]
+
+
 def wait_images(d: Deployment, image: str) -> None:
-    """Every Deployment and StatefulSet of the Airflow chart runs `image` and is Available."""
+    """Every Deployment and StatefulSet of the Airflow chart that runs Airflow runs `image`, and is
+    Available."""
 
     def rolled() -> str | None:
         stale = []
         for w in checks.live_workloads(d.kube, d.namespace):
             if w["kind"] not in ("Deployment", "StatefulSet") or "postgresql" in w["metadata"]["name"]:
                 continue
-            spec = checks.pod_spec_of(w) or {}
-            main = [c["image"] for c in spec.get("containers") or [] if c.get("image", "").startswith("apache/airflow")]
+            main = airflow_images(checks.pod_spec_of(w) or {})
             if main and image not in main:
                 stale.append(f"{w['kind']}/{w['metadata']['name']} runs {main}")
         return "; ".join(stale) or None

@@ -15,6 +15,7 @@ import pytest
 from e2e.harness import StepError
 from e2e.node import prod_common, prod_drain, prod_redis, prod_rollout, prod_scheduler, scenario_prod
 from e2e.node.airflow_steps import NODE_DAGS, NOT_RUN
+from e2e.scenarios import airflow_images
 from tests.test_node_prod import node_config, parsed
 
 
@@ -203,6 +204,25 @@ class TestRollout:
         poller.stop()
         total, failed, _ = prod_rollout.summary(poller.samples)
         assert 0 < failed < total
+
+
+class TestWhatRunsAirflow:
+    """The rollout waits for every workload that runs Airflow to run the new tag. The chart's
+    PgBouncer comes from the same repository under its own tag: counted, it never rolled, and the
+    part timed out after 300 s on the node."""
+
+    def test_the_charts_pgbouncer_and_its_exporter_are_not_airflow(self):
+        pgbouncer = {
+            "containers": [
+                {"image": "apache/airflow:airflow-pgbouncer-2026.04.17-1.23.1"},
+                {"image": "apache/airflow:airflow-pgbouncer-exporter-2026.04.17-0.19.0"},
+            ]
+        }
+        assert airflow_images(pgbouncer) == []
+
+    def test_airflows_own_containers_are_and_their_sidecars_are_not(self):
+        scheduler = {"containers": [{"image": "apache/airflow:3.2.0-rollout"}, {"image": "busybox:1.37"}]}
+        assert airflow_images(scheduler) == ["apache/airflow:3.2.0-rollout"]
 
 
 class TestTheParts:

@@ -125,13 +125,13 @@ def run(r: NodeRun) -> None:
                 f"    every Airflow workload on {new}, every pod Ready: {time.monotonic() - up:.1f}s after the up began"
             )
             time.sleep(AFTER_SECONDS)  # the last old pods' endpoints leaving: polled a little longer
-        finally:
+        finally:  # the requests' count is printed even when the rollout itself did not finish
             poller.stop()
-        total, failed, line = summary(poller.samples)
+            total, failed, line = summary(poller.samples)
+            r.echo(f"    {HEALTH} during the rollout: {line}")
+            for t, why in [s for s in poller.samples if s[1] is not None][:10]:
+                r.echo(f"    | {t:6.1f}s {why}")
         r.echo(f"    api-servers before: {', '.join(before)}; after: {', '.join(api_servers(r))}")
-        r.echo(f"    {HEALTH} during the rollout: {line}")
-        for t, why in [s for s in poller.samples if s[1] is not None][:10]:
-            r.echo(f"    | {t:6.1f}s {why}")
         took = wait_healthy(r)
         r.echo(f"    every component healthy ({took:.1f}s more); part {NAME}: {time.monotonic() - started:.1f}s")
         if failed:
