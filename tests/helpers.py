@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,12 @@ def docs_text() -> str:
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     texts = [(ROOT / "README.md").read_text()] + [(ROOT / "docs" / page).read_text() for page in pages(nav)]
     return "\n".join(texts)
+
+
+def load_benchmark(name: str) -> Any:
+    """benchmarks/<name>.py as a module (benchmarks/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

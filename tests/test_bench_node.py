@@ -3,24 +3,13 @@ the task pods and the kubelet, and how it prints ratios. Nothing here is timed."
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import load_benchmark
 
-
-def _load_benchmark() -> object:
-    """benchmarks/ is a folder of scripts, not a package: the script as a module."""
-    spec = importlib.util.spec_from_file_location("bench_node", ROOT / "benchmarks" / "node.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench: Any = _load_benchmark()
+bench: Any = load_benchmark("node")
 
 UP_OUTPUT = """\
     left out: spark, monitoring (their images are not built yet)

@@ -3,24 +3,13 @@ scenario's output as the parts print them, and the part is on trial (never in CI
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from e2e.node.prod_timings import PART, timing_line
 from e2e.node.scenario_prod import PROD_PARTS, PROD_TRIAL_PARTS
-from tests.helpers import ROOT
+from tests.helpers import load_benchmark
 
-
-def _load_benchmark() -> Any:
-    """benchmarks/ is a folder of scripts, not a package: the script as a module."""
-    spec = importlib.util.spec_from_file_location("bench_node_prod", ROOT / "benchmarks" / "node_prod.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench: Any = _load_benchmark()
+bench: Any = load_benchmark("node_prod")
 PARTS, numbers = bench.PARTS, bench.numbers
 
 OUTPUT = """\
